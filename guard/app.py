@@ -1,0 +1,202 @@
+"""Wiring: one process = store + writer + SMTP listeners + delivery worker + web."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import aiosmtpd
+import aiosmtplib
+import uvicorn
+
+from guard import metrics
+from guard.config import ConfigError, Settings, parse_hostport, parse_upstream_url
+from guard.devsink import CaptureHandler, capture_protocol_factory
+from guard.pipeline import Decider, Pipeline, queue_everything
+from guard.relay.client import Upstream
+from guard.relay.worker import DeliveryWorker, instance_id
+from guard.smtp.server import GuardHandler, GuardSMTP, ListenerConfig, ListenerKind
+from guard.smtp.users import UserDirectory
+from guard.store import db, migrate
+from guard.store import queue as q
+from guard.store.writer import BatchWriter
+from guard.web.app import HealthCheck, create_app
+
+log = logging.getLogger("guard")
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".")[:3] if x.isdigit())
+
+
+def assert_library_versions() -> None:
+    """Refuse to run on versions with known SMTP smuggling / injection bugs."""
+    if _version(aiosmtpd.__version__) < (1, 4, 6):
+        raise ConfigError(f"aiosmtpd {aiosmtpd.__version__} < 1.4.6 (CVE-2024-27305/34083)")
+    if _version(aiosmtplib.__version__) < (5, 1, 3):
+        raise ConfigError(f"aiosmtplib {aiosmtplib.__version__} < 5.1.3 (command injection)")
+
+
+def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.tls.cert_file:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = (ssl.TLSVersion.TLSv1_3 if settings.tls.min_version == "TLSv1.3"
+                           else ssl.TLSVersion.TLSv1_2)
+    ctx.load_cert_chain(settings.tls.cert_file, settings.tls.key_file or None)
+    return ctx
+
+
+class _QuietUvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # we handle signals ourselves
+        yield
+
+
+class GuardApp:
+    def __init__(self, settings: Settings, *, dev_sink_listen: str = "",
+                 decide: Decider | None = None) -> None:
+        self.settings = settings
+        self.dev_sink_listen = dev_sink_listen
+        self.decide = decide or queue_everything
+        self.engine = db.create_engine(settings.database.url)
+        self.writer = BatchWriter(self.engine, settings.database.batch_max)
+        self.outbox: CaptureHandler | None = CaptureHandler() if dev_sink_listen else None
+        self.servers: list[asyncio.base_events.Server] = []
+        self.bound: dict[str, tuple[str, int]] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._web: _QuietUvicorn | None = None
+        self.worker: DeliveryWorker | None = None
+        self.pipeline: Pipeline | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        s = self.settings
+        assert_library_versions()
+        if s.database.auto_upgrade:
+            await migrate.upgrade(self.engine)
+        current, head = await migrate.current_revision(self.engine)
+        if current != head:
+            raise ConfigError(f"database schema at {current}, need {head}: run `guard db upgrade`")
+        await db.check_durability(self.engine)
+        self.writer.start()
+
+        upstream = Upstream(s.upstream, s.smtp.hostname)
+        self.worker = DeliveryWorker(self.engine, self.writer, upstream, s.delivery,
+                                     s.smtp.hostname, owner=s.instance_id or instance_id())
+        self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide)
+        pipeline, worker = self.pipeline, self.worker
+
+        async def accept(msg: Any) -> str:
+            reply = await pipeline.accept(msg)
+            if reply.startswith("250"):
+                worker.wake()
+            return reply
+
+        handler = GuardHandler(accept, s.smtp.max_recipients)
+        tls = server_tls_context(s)
+        users = UserDirectory(s.smtp.users_file)
+        listeners: list[tuple[ListenerKind, str]] = [(s.smtp.mode, s.smtp.listen)]
+        if s.smtp.smtps_listen:
+            listeners.append(("smtps", s.smtp.smtps_listen))
+        if s.smtp.trusted_listen:
+            listeners.append(("trusted", s.smtp.trusted_listen))
+        networks = tuple(ipaddress.ip_network(n, strict=False) for n in s.smtp.trusted_networks)
+
+        if self.outbox is not None:
+            host, port = parse_hostport(self.dev_sink_listen)
+            srv = await asyncio.get_running_loop().create_server(
+                capture_protocol_factory(self.outbox, "dev-upstream.localdomain"), host, port)
+            self.servers.append(srv)
+            self.bound["dev_sink"] = srv.sockets[0].getsockname()[:2]
+
+        loop = asyncio.get_running_loop()
+        for kind, listen in listeners:
+            if kind in ("submission", "smtps") and tls is None:
+                raise ConfigError(f"the {kind} listener needs tls.cert_file and tls.key_file "
+                                  "(GUARD_TLS_CERT / GUARD_TLS_KEY): AUTH is never offered "
+                                  "without TLS")
+            cfg = ListenerConfig(
+                kind=kind, hostname=s.smtp.hostname, max_message_size=s.smtp.max_message_size,
+                max_recipients=s.smtp.max_recipients, max_connections=s.smtp.max_connections,
+                timeout=s.smtp.timeout, auth_failures=s.smtp.auth_failures_per_connection,
+                max_hops=s.smtp.max_hops, trusted_networks=networks)
+            host, port = parse_hostport(listen)
+
+            def factory(cfg: ListenerConfig = cfg) -> GuardSMTP:
+                return GuardSMTP(handler, cfg, users if cfg.kind != "trusted" else None, tls)
+
+            srv = await loop.create_server(factory, host, port,
+                                           ssl=tls if kind == "smtps" else None,
+                                           reuse_port=True, backlog=1024)
+            self.servers.append(srv)
+            self.bound[kind] = srv.sockets[0].getsockname()[:2]
+            log.info("SMTP %s listener on %s:%d", kind, *self.bound[kind])
+
+        self.worker.start()
+        _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
+        health = HealthCheck(self.engine, (up_host, up_port))
+        web = create_app(health, self.refresh_queue_metrics, self.outbox)
+        whost, wport = parse_hostport(s.web.listen)
+        self._web = _QuietUvicorn(uvicorn.Config(web, host=whost, port=wport, log_level="warning",
+                                                 lifespan="off", access_log=False))
+        self._tasks.append(asyncio.create_task(self._web.serve(), name="guard-web"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="guard-housekeeping"))
+        for _ in range(100):  # wait until the web socket is bound
+            if self._web.started:
+                break
+            await asyncio.sleep(0.02)
+        if self._web.servers:
+            self.bound["web"] = self._web.servers[0].sockets[0].getsockname()[:2]
+        log.info("guard %s started: upstream %s, database %s", self.worker.owner,
+                 upstream.describe(), self.engine.url.render_as_string(hide_password=True))
+
+    async def refresh_queue_metrics(self) -> None:
+        async with self.engine.connect() as conn:
+            counts = await q.count_by_state(conn)
+        for state in ("queued", "deferred", "held", "delivered", "bounced", "rejected",
+                      "cancelled", "expired"):
+            metrics.QUEUE_DEPTH.labels(state).set(counts.get(state, 0))
+
+    async def _housekeeping(self) -> None:
+        retention = self.settings.delivery.retention_days * 86400
+        while True:
+            try:
+                await self.refresh_queue_metrics()
+                await self.writer.submit(lambda conn, now: q.purge_contents(conn, now, retention))
+            except Exception:
+                log.exception("housekeeping failed")
+            await asyncio.sleep(60)
+
+    async def stop(self) -> None:
+        for srv in self.servers:
+            srv.close()
+        if self._web is not None:
+            self._web.should_exit = True
+        if self.worker is not None:
+            await self.worker.stop()
+        for t in self._tasks:
+            if t.get_name() != "guard-web":
+                t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(t, 5)
+        await self.writer.close()
+        await self.engine.dispose()
+        self._stopped.set()
+
+    async def run_until_signal(self) -> None:
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+        await self.stop()

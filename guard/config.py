@@ -1,0 +1,233 @@
+"""Settings: one TOML file, every key overridable by a GUARD_* environment variable.
+
+The documented defaults live here and in docs/configuration.md; `guard config show`
+prints the effective values (secrets masked).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ConfigError(Exception):
+    pass
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SmtpSettings(_Section):
+    # The main listener. "submission": STARTTLS before AUTH, AUTH before MAIL (port 587).
+    # "trusted": no AUTH, only from trusted_networks (behind the office MTA).
+    listen: str = "127.0.0.1:2525"
+    mode: Literal["submission", "trusted"] = "submission"
+    # Optional extra listeners ("" = off): implicit TLS with AUTH (465), and a trusted one.
+    smtps_listen: str = ""
+    trusted_listen: str = ""
+    trusted_networks: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    hostname: str = "guard.localdomain"
+    max_message_size: int = 25 * 1024 * 1024
+    max_recipients: int = 1000
+    max_connections: int = 1000
+    timeout: float = 300.0
+    auth_failures_per_connection: int = 3
+    # Bare CR or LF in DATA is how SMTP smuggling starts; refuse it (Sendmail, chasquid).
+    bare_newline: Literal["reject"] = "reject"
+    max_hops: int = 50
+    users_file: str = "users.yaml"
+
+    @field_validator("trusted_networks")
+    @classmethod
+    def _check_networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            ipaddress.ip_network(net, strict=False)
+        return v
+
+
+class TlsSettings(_Section):
+    cert_file: str = ""
+    key_file: str = ""
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+
+
+class UpstreamSettings(_Section):
+    # smtp://host:port (plain; only for a loopback or explicitly trusted upstream),
+    # smtp+starttls://host:587 (STARTTLS required, certificates checked), smtps://host:465.
+    url: str = "smtp+starttls://127.0.0.1:587"
+    username: str = ""
+    password: str = ""
+    ca_file: str = ""  # extra CA bundle for a private upstream
+    connect_timeout: float = 30.0
+    command_timeout: float = 60.0
+    # RFC 5321 4.5.3.2.6: wait 10 minutes for the reply to the final dot.
+    data_timeout: float = 600.0
+    local_hostname: str = ""  # EHLO name; defaults to smtp.hostname
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        parse_upstream_url(v)
+        return v
+
+
+class DeliverySettings(_Section):
+    concurrency: int = 20
+    batch: int = 100
+    poll_interval: float = 1.0
+    lease_seconds: float = 900.0  # longer than the final-dot timeout
+    # Postfix defaults: minimal_backoff_time 300s, maximal_backoff_time 4000s,
+    # maximal_queue_lifetime 5d.
+    min_backoff: float = 300.0
+    max_backoff: float = 4000.0
+    max_lifetime: float = 5 * 86400.0
+    # Turn would-be bounces into deferrals (Postfix soft_bounce) while testing a setup.
+    soft_bounce: bool = False
+    # message bytes of finished mail are kept this long (for `guard policy replay`)
+    retention_days: float = 7.0
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///guard.db"
+    auto_upgrade: bool = True
+    batch_max: int = 64  # most operations committed together by the writer
+
+
+class WebSettings(_Section):
+    listen: str = "127.0.0.1:8025"
+    base_url: str = ""  # how people reach the pages; defaults to http://<listen>
+
+
+class PolicySettings(_Section):
+    path: str = ""  # file or folder; "" = the shipped example policy
+    reload_interval: float = 2.0
+
+
+class LogSettings(_Section):
+    level: str = "INFO"
+    format: Literal["json", "text"] = "text"
+
+
+class Settings(_Section):
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    # Secret for HMACs (list digests, link tokens). "" = generated once into secret_file.
+    secret: str = ""
+    secret_file: str = "guard.secret"
+    instance_id: str = ""  # defaults to hostname:pid
+
+
+# Environment names that containers and test scripts rely on (issue #2), plus one per
+# commonly changed key. Anything else: GUARD_<SECTION>__<KEY>, e.g. GUARD_DELIVERY__MIN_BACKOFF.
+ENV_NAMES: dict[str, tuple[str, str]] = {
+    "GUARD_SMTP_LISTEN": ("smtp", "listen"),
+    "GUARD_SMTP_MODE": ("smtp", "mode"),
+    "GUARD_SMTPS_LISTEN": ("smtp", "smtps_listen"),
+    "GUARD_TRUSTED_LISTEN": ("smtp", "trusted_listen"),
+    "GUARD_TRUSTED_NETWORKS": ("smtp", "trusted_networks"),
+    "GUARD_HOSTNAME": ("smtp", "hostname"),
+    "GUARD_USERS_FILE": ("smtp", "users_file"),
+    "GUARD_TLS_CERT": ("tls", "cert_file"),
+    "GUARD_TLS_KEY": ("tls", "key_file"),
+    "GUARD_UPSTREAM": ("upstream", "url"),
+    "GUARD_UPSTREAM_USERNAME": ("upstream", "username"),
+    "GUARD_UPSTREAM_PASSWORD": ("upstream", "password"),
+    "GUARD_UPSTREAM_CA_FILE": ("upstream", "ca_file"),
+    "GUARD_DATABASE_URL": ("database", "url"),
+    "GUARD_POLICY": ("policy", "path"),
+    "GUARD_WEB_LISTEN": ("web", "listen"),
+    "GUARD_BASE_URL": ("web", "base_url"),
+    "GUARD_LOG_LEVEL": ("log", "level"),
+    "GUARD_LOG_FORMAT": ("log", "format"),
+    "GUARD_SECRET": ("", "secret"),
+    "GUARD_SECRET_FILE": ("", "secret_file"),
+    "GUARD_INSTANCE_ID": ("", "instance_id"),
+}
+_LIST_KEYS = {("smtp", "trusted_networks")}
+
+
+def _set(data: dict[str, Any], section: str, key: str, value: Any) -> None:
+    target = data.setdefault(section, {}) if section else data
+    target[key] = value
+
+
+def load_settings(path: str | os.PathLike[str] | None = None,
+                  env: dict[str, str] | None = None) -> Settings:
+    """Read the config file (if any), then apply GUARD_* environment overrides."""
+    env = dict(os.environ if env is None else env)
+    data: dict[str, Any] = {}
+    path = path or env.get("GUARD_CONFIG") or None
+    if path:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise ConfigError(f"{p}: config file not found") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: {e}") from e
+    for name, value in env.items():
+        if not name.startswith("GUARD_") or name == "GUARD_CONFIG":
+            continue
+        if name in ENV_NAMES:
+            section, key = ENV_NAMES[name]
+        elif "__" in name:
+            section, _, key = name[len("GUARD_"):].lower().partition("__")
+        else:
+            continue
+        parsed: Any = value
+        if (section, key) in _LIST_KEYS:
+            parsed = [v.strip() for v in value.split(",") if v.strip()]
+        _set(data, section, key, parsed)
+    try:
+        return Settings.model_validate(data)
+    except Exception as e:  # pydantic.ValidationError: say which key is wrong
+        raise ConfigError(f"invalid configuration: {e}") from e
+
+
+def parse_hostport(value: str, default_port: int = 0) -> tuple[str, int]:
+    """'127.0.0.1:2525' / '[::1]:25' / ':587' → (host, port)."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = value.rpartition(":")
+        if not _:
+            host, port = value, ""
+    try:
+        return host or "0.0.0.0", int(port) if port else default_port
+    except ValueError as e:
+        raise ConfigError(f"bad host:port {value!r}") from e
+
+
+UpstreamSecurity = Literal["plain", "starttls", "tls"]
+
+
+def parse_upstream_url(url: str) -> tuple[UpstreamSecurity, str, int, str, str]:
+    """→ (security, host, port, username, password). Unknown schemes are refused."""
+    parts = urlsplit(url)
+    schemes: dict[str, tuple[UpstreamSecurity, int]] = {
+        "smtp": ("plain", 25),
+        "smtp+starttls": ("starttls", 587),
+        "smtps": ("tls", 465),
+    }
+    if parts.scheme not in schemes:
+        raise ValueError(
+            f"upstream {url!r}: scheme must be smtp://, smtp+starttls:// or smtps://")
+    security, default_port = schemes[parts.scheme]
+    if not parts.hostname:
+        raise ValueError(f"upstream {url!r}: no host")
+    return (security, parts.hostname, parts.port or default_port,
+            unquote(parts.username or ""), unquote(parts.password or ""))

@@ -1,0 +1,1 @@
+"""Risk detectors. Pure functions over a parsed message and a context snapshot."""

@@ -1,0 +1,46 @@
+"""The snapshot of outside knowledge that detectors read.
+
+The pipeline builds it (from the policy files and the store) before inspection, so the
+detectors themselves stay pure and `guard policy test` / `replay` give exact answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Customer:
+    """A known customer organisation: the names it goes by and its mail domains."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KeywordRule:
+    """A named regular expression applied to some fields of the message."""
+
+    name: str
+    pattern: str
+    # any of "subject", "body", "filename", "attachment"
+    fields: tuple[str, ...] = ("subject", "body", "filename")
+
+
+@dataclass(frozen=True)
+class InspectContext:
+    sender: str = ""  # authenticated identity (or MAIL FROM on a trusted listener)
+    internal_domains: frozenset[str] = frozenset()  # registrable domains of the company
+    # registrable domains already delivered to (for the scope the policy chose:
+    # org-wide, or this sender's), learned from delivered mail and seeded by import
+    known_domains: frozenset[str] = frozenset()
+    # full addresses already delivered to; look-alike checks compare against these
+    known_addresses: frozenset[str] = frozenset()
+    partner_domains: frozenset[str] = frozenset()
+    # suppression list name -> set of HMAC-SHA256 digests of normalised addresses
+    suppression: Mapping[str, frozenset[bytes]] = field(default_factory=dict)
+    suppression_key: bytes = b""
+    customers: tuple[Customer, ...] = ()
+    keywords: tuple[KeywordRule, ...] = ()

@@ -1,0 +1,226 @@
+"""Recipient detectors: new domains, look-alikes, suppression lists, exposure in To/Cc.
+
+Decisions are made on the SMTP envelope (who really receives the mail); the To/Cc
+headers only matter for what recipients can see of each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from guard.inspect.context import InspectContext
+from guard.inspect.domains import (
+    canonical_address,
+    domain_of,
+    domain_to_unicode,
+    in_domain_set,
+    is_internal,
+    normalized_domains,
+    registrable_domain,
+)
+from guard.inspect.finding import Finding
+from guard.inspect.lookalike import build_index
+from guard.lists import canonical_digest
+
+__all__ = [
+    "EnvelopeView",
+    "HeaderView",
+    "detect_external_orgs",
+    "detect_lookalike",
+    "detect_new_domain",
+    "detect_suppressed",
+    "detect_visible_external",
+    "mask_address",
+]
+
+# How many masked addresses a visible_external finding shows as a sample.
+_SAMPLE = 5
+
+
+class EnvelopeView(Protocol):
+    """The part of guard.message.MessageView these detectors read."""
+
+    @property
+    def rcpt_tos(self) -> Sequence[str]: ...
+
+
+class HeaderView(Protocol):
+    @property
+    def to_addrs(self) -> Sequence[str]: ...
+
+    @property
+    def cc_addrs(self) -> Sequence[str]: ...
+
+
+def _distinct(addresses: Sequence[str]) -> list[tuple[str, str]]:
+    """(as given, canonical) for each distinct address, in first-seen order."""
+    seen: set[str] = set()
+    out: list[tuple[str, str]] = []
+    for a in addresses:
+        c = canonical_address(a)
+        if c and c not in seen:
+            seen.add(c)
+            out.append((a, c))
+    return out
+
+
+def _external(view: EnvelopeView, ctx: InspectContext) -> list[tuple[str, str]]:
+    return [(a, c) for a, c in _distinct(view.rcpt_tos) if not is_internal(c, ctx)]
+
+
+def _shown(domain: str) -> str:
+    """A domain for people: "例え.jp (xn--r8jz45g.jp)" for IDN, otherwise as is."""
+    u = domain_to_unicode(domain)
+    return u if u == domain else f"{u} ({domain})"
+
+
+def mask_address(address: str) -> str:
+    """"tanaka@abc.co.jp" -> "ta***@abc.co.jp": enough to recognise, not to harvest."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address[:2] + "***"
+    return f"{local[:2]}***@{domain}"
+
+
+def detect_new_domain(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
+    """One finding per external organisation never mailed before (not a partner either)."""
+    known = normalized_domains(ctx.known_domains)
+    by_org: dict[str, list[str]] = {}
+    for given, addr in _external(view, ctx):
+        domain = domain_of(addr)
+        org = registrable_domain(domain)
+        if not org or org in known or in_domain_set(domain, ctx.partner_domains):
+            continue
+        by_org.setdefault(org, []).append(given)
+    findings = []
+    for org, rcpts in by_org.items():
+        evidence: dict[str, object] = {"domains": [org]}
+        if domain_to_unicode(org) != org:
+            evidence["domains_unicode"] = [domain_to_unicode(org)]
+        findings.append(Finding(
+            "new_domain",
+            score=1.0,
+            where="rcpt",
+            evidence=evidence,
+            recipients=tuple(rcpts),
+            reason_ja=f"初めての送信先ドメイン {_shown(org)}",
+            reason_en=f"first message to {_shown(org)}",
+        ))
+    return findings
+
+
+_KIND_JA = {
+    "skeleton": "紛らわしい文字",
+    "mixed_script": "文字種の混在",
+    "tld_variant": "末尾のドメインだけが違う",
+}
+_KIND_EN = {
+    "skeleton": "look-alike characters",
+    "mixed_script": "mixed alphabets",
+    "tld_variant": "only the ending differs",
+}
+
+
+def detect_lookalike(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
+    """Recipients that resemble, but are not, an address or organisation we know.
+
+    Internal recipients are skipped (mail to a colleague does not leave the company),
+    and so is any address already delivered to.
+    """
+    index = build_index(ctx.known_addresses, ctx.known_domains, ctx.partner_domains,
+                        ctx.internal_domains)
+    findings = []
+    for given, addr in _external(view, ctx):
+        m = index.match(addr)
+        if m is None:
+            continue
+        if m.kind == "edit_distance":
+            how_ja, how_en = f"{m.distance}文字違い", f"{m.distance} character(s) different"
+        else:
+            how_ja, how_en = _KIND_JA[m.kind], _KIND_EN[m.kind]
+        findings.append(Finding(
+            "lookalike",
+            score=m.score,
+            where="rcpt",
+            # the A-label form of the recipient shows a homograph for what it is
+            evidence={"address": addr, "resembles": m.resembles, "kind": m.kind,
+                      "distance": m.distance},
+            recipients=(given,),
+            reason_ja=f"送信先 {addr} は既知の {m.resembles} に似ています（{how_ja}）。"
+                      f"{m.resembles} の間違いではありませんか",
+            reason_en=f"{addr} looks like {m.resembles} ({how_en}): "
+                      f"did you mean {m.resembles}?",
+        ))
+    return findings
+
+
+def detect_suppressed(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
+    """Envelope recipients on a suppression list (opt-out, withdrawn members, …).
+
+    Lists hold keyed digests, not addresses; the recipient is normalised exactly as
+    lists.parse_address_csv normalises imported rows, so the digests meet.
+    """
+    if not ctx.suppression:
+        return []
+    findings = []
+    for given, addr in _distinct(view.rcpt_tos):
+        digest = canonical_digest(ctx.suppression_key, addr)
+        for name in sorted(ctx.suppression):
+            if digest in ctx.suppression[name]:
+                findings.append(Finding(
+                    "suppressed",
+                    score=1.0,
+                    where="rcpt",
+                    evidence={"list": name},
+                    recipients=(given,),
+                    reason_ja=f"送信停止リスト「{name}」に載っている宛先です: {given}",
+                    reason_en=f"{given} is on the suppression list '{name}'",
+                ))
+    return findings
+
+
+def detect_visible_external(view: HeaderView, ctx: InspectContext) -> list[Finding]:
+    """Distinct external addresses that every recipient can see in To/Cc (n ≥ 2).
+
+    The count is reported as is; the policy decides from which count to hold or to
+    move them to Bcc. The sample is masked: evidence is stored and shown on pages.
+    """
+    visible = [(a, c) for a, c in _distinct([*view.to_addrs, *view.cc_addrs])
+               if "@" in c and not is_internal(c, ctx)]
+    n = len(visible)
+    if n < 2:
+        return []
+    orgs = {registrable_domain(domain_of(c)) for _, c in visible}
+    return [Finding(
+        "visible_external",
+        score=1.0,
+        count=n,
+        where="header:to",
+        evidence={"addresses_sample": [mask_address(c) for _, c in visible[:_SAMPLE]],
+                  "domains": len(orgs)},
+        reason_ja=f"To/Cc に社外のアドレスが {n} 件見えています（{len(orgs)} 組織）",
+        reason_en=f"{n} external addresses from {len(orgs)} organisation(s) are visible in To/Cc",
+    )]
+
+
+def detect_external_orgs(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
+    """Several external organisations in one message (n ≥ 2 distinct registrable domains)."""
+    by_org: dict[str, list[str]] = {}
+    for given, addr in _external(view, ctx):
+        by_org.setdefault(registrable_domain(domain_of(addr)), []).append(given)
+    by_org.pop("", None)
+    n = len(by_org)
+    if n < 2:
+        return []
+    shown = [_shown(o) for o in sorted(by_org)]
+    return [Finding(
+        "external_orgs",
+        score=1.0,
+        count=n,
+        where="rcpt",
+        evidence={"domains": sorted(by_org)},
+        recipients=tuple(r for rcpts in by_org.values() for r in rcpts),
+        reason_ja=f"社外の {n} 組織に同時に送ろうとしています: {', '.join(shown[:5])}",
+        reason_en=f"one message to {n} external organisations: {', '.join(shown[:5])}",
+    )]

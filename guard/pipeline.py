@@ -1,0 +1,124 @@
+"""What happens to a received message before the 250: decide, then commit.
+
+    ReceivedMessage ─▶ decide (inspection + policy) ─▶ reject (5xx, audited)
+                                                    └▶ commit (queued | held) ─▶ 250
+
+The 250 is sent only after the commit returned (RFC 5321 6.1, Postfix's queue
+discipline). Inspection and policy plug in through `Decider`; until a policy is
+configured everything is queued as is.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from typing import Any
+
+from guard import metrics
+from guard.ids import new_queue_id
+from guard.logs import queue_id_var
+from guard.smtp.server import ReceivedMessage
+from guard.store import queue as q
+from guard.store.writer import BatchWriter
+
+log = logging.getLogger("guard.pipeline")
+
+
+@dataclass
+class Decision:
+    action: str = "queue"  # queue | hold | reject
+    reply: str = ""  # for reject: the full SMTP reply
+    verdict: dict[str, Any] = field(default_factory=dict)  # stored: action + reasons
+    hold_seconds: float | None = None
+    data: bytes | None = None  # rewritten bytes (e.g. To/Cc moved to Bcc), else None
+
+
+Decider = Callable[[ReceivedMessage, str], Awaitable[Decision]]
+
+
+async def queue_everything(msg: ReceivedMessage, queue_id: str) -> Decision:
+    return Decision(verdict={"action": "pass", "reasons": []})
+
+
+@dataclass
+class HeaderSummary:
+    subject: str = ""
+    header_from: str = ""
+    message_id: str = ""
+
+
+def summarize_headers(data: bytes) -> HeaderSummary:
+    """Subject, From and Message-ID for the queue listing; never raises."""
+    end = data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[:end + 2]
+    try:
+        h = BytesHeaderParser(policy=default_policy).parsebytes(head)
+        return HeaderSummary(str(h.get("subject", "") or "")[:500],
+                             str(h.get("from", "") or "")[:500],
+                             str(h.get("message-id", "") or "")[:500])
+    except Exception:
+        return HeaderSummary()
+
+
+def trace_header(msg: ReceivedMessage, queue_id: str, hostname: str) -> bytes:
+    """Our Received: line (RFC 5321 4.4). Every part is validated ASCII without CR/LF."""
+    proto = "ESMTP" if msg.listener == "trusted" else "ESMTPSA"
+    if msg.listener == "trusted" and msg.tls:
+        proto = "ESMTPS"
+    helo = msg.helo if msg.helo.isascii() and msg.helo.isprintable() else "unknown"
+    ip = msg.client_ip if all(c in "0123456789abcdefABCDEF.:" for c in msg.client_ip) else ""
+    line = (f"Received: from {helo} ([{ip}])\r\n\tby {hostname} (guard) with {proto}"
+            f" id {queue_id};\r\n\t{email.utils.formatdate(time.time())}\r\n")
+    return line.encode("ascii", "replace")
+
+
+class Pipeline:
+    def __init__(self, writer: BatchWriter, hostname: str, decide: Decider = queue_everything
+                 ) -> None:
+        self.writer = writer
+        self.hostname = hostname
+        self.decide = decide
+
+    async def accept(self, msg: ReceivedMessage) -> str:
+        queue_id = new_queue_id()
+        token = queue_id_var.set(queue_id)
+        started = time.perf_counter()
+        try:
+            decision = await self.decide(msg, queue_id)
+            summary = summarize_headers(msg.data)
+            data = decision.data if decision.data is not None else msg.data
+            state = {"queue": "queued", "hold": "held", "reject": "rejected"}[decision.action]
+            actor = f"smtp:{msg.sender}"
+            record = q.NewMessage(
+                id=queue_id, state=state, mail_from=msg.mail_from, sender=msg.sender,
+                rcpt_tos=msg.rcpt_tos, data=data, trace_header=trace_header(
+                    msg, queue_id, self.hostname),
+                client_ip=msg.client_ip, helo=msg.helo, listener=msg.listener,
+                subject=summary.subject, header_from=summary.header_from,
+                message_id_header=summary.message_id, verdict=decision.verdict,
+                hold_seconds=decision.hold_seconds, actor=actor,
+                audit_detail={"size": len(msg.data), "rcpts": len(msg.rcpt_tos),
+                              "client_ip": msg.client_ip,
+                              "action": decision.verdict.get("action", "pass")})
+
+            async def commit(conn: Any, now: float) -> str:
+                return await q.insert_message(conn, now, record)
+
+            await self.writer.submit(commit)
+            metrics.ACCEPT_LATENCY.observe(time.perf_counter() - started)
+            if decision.action == "reject":
+                metrics.MESSAGES_REJECTED.labels("policy").inc()
+                log.info("rejected from=<%s> rcpts=%d by policy", msg.mail_from,
+                         len(msg.rcpt_tos))
+                return decision.reply or "550 5.7.1 Message refused by policy"
+            metrics.MESSAGES_ACCEPTED.labels(state).inc()
+            log.info("%s from=<%s> sender=%s rcpts=%d size=%d", state, msg.mail_from,
+                     msg.sender, len(msg.rcpt_tos), len(data))
+            return f"250 2.0.0 Ok: {state} as {queue_id}"
+        finally:
+            queue_id_var.reset(token)

@@ -1,0 +1,145 @@
+"""Talking to the upstream server with aiosmtplib: one attempt, results per recipient.
+
+Security (reliability 1.5): STARTTLS is required with certificate checks unless the
+admin explicitly configured smtp:// (plain) or smtps:// (implicit TLS); never the
+opportunistic default. Client MAIL parameters are never forwarded: we derive BODY and
+SIZE ourselves. The final-dot timeout is RFC 5321's 10 minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+
+import aiosmtplib
+
+from guard.config import UpstreamSettings, parse_upstream_url
+
+log = logging.getLogger("guard.relay")
+
+
+@dataclass
+class Outcome:
+    code: int
+    reply: str
+    outcome: str  # delivered | deferred | failed
+
+
+class UpstreamUnavailable(Exception):
+    """Could not get a usable session (connect, TLS, EHLO or AUTH failed)."""
+
+    def __init__(self, reason: str, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+def _classify(code: int) -> str:
+    if 200 <= code < 300:
+        return "delivered"
+    if 500 <= code < 600:
+        return "failed"
+    return "deferred"
+
+
+class Upstream:
+    def __init__(self, settings: UpstreamSettings, local_hostname: str) -> None:
+        self.settings = settings
+        self.security, self.host, self.port, user, password = parse_upstream_url(settings.url)
+        self.username = settings.username or user
+        self.password = settings.password or password
+        self.local_hostname = settings.local_hostname or local_hostname
+        self._tls: ssl.SSLContext | None = None
+        if self.security != "plain":
+            ctx = ssl.create_default_context(cafile=settings.ca_file or None)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._tls = ctx
+
+    def describe(self) -> str:
+        return f"{self.security}://{self.host}:{self.port}"
+
+    async def connect(self) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host, port=self.port, local_hostname=self.local_hostname,
+            use_tls=self.security == "tls", start_tls=self.security == "starttls",
+            validate_certs=True, tls_context=self._tls,
+            timeout=self.settings.command_timeout)
+        try:
+            await smtp.connect(timeout=self.settings.connect_timeout)
+            if self.username:
+                await smtp.login(self.username, self.password)
+        except aiosmtplib.SMTPAuthenticationError as e:
+            smtp.close()
+            raise UpstreamUnavailable(f"upstream AUTH failed: {e.code} {e.message}") from e
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as e:
+            smtp.close()
+            raise UpstreamUnavailable(f"{self.describe()}: {e}") from e
+        return smtp
+
+    async def send(self, smtp: aiosmtplib.SMTP, mail_from: str, rcpts: list[str],
+                   data: bytes) -> list[Outcome]:
+        """One transaction. Raises UpstreamUnavailable only before anything was accepted
+        (so the caller may retry on a fresh connection); returns an Outcome per rcpt."""
+        options: list[str] = []
+        eight_bit = not data.isascii()
+        if eight_bit:
+            if not smtp.supports_extension("8bitmime"):
+                return [Outcome(554, "5.6.3 upstream does not accept 8-bit mail (no 8BITMIME)",
+                                "failed")] * len(rcpts)
+            options.append("BODY=8BITMIME")
+        if smtp.supports_extension("size"):
+            options.append(f"SIZE={len(data)}")
+        try:
+            await smtp.mail(mail_from, options=options)
+        except aiosmtplib.SMTPSenderRefused as e:
+            await _rset(smtp)
+            return [Outcome(e.code, e.message, _classify(e.code))] * len(rcpts)
+        except aiosmtplib.SMTPResponseException as e:
+            await _rset(smtp)
+            return [Outcome(e.code, e.message, _classify(e.code))] * len(rcpts)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError) as e:
+            raise UpstreamUnavailable(f"disconnected before MAIL: {e}") from e
+        except ValueError as e:  # CR/LF/NUL/<> in an address (aiosmtplib ≥ 5.1.1)
+            return [Outcome(553, f"5.1.7 unusable sender address: {e}", "failed")] * len(rcpts)
+        results: list[Outcome | None] = []
+        for rcpt in rcpts:
+            try:
+                resp = await smtp.rcpt(rcpt)
+                results.append(Outcome(resp.code, resp.message, _classify(resp.code)))
+            except aiosmtplib.SMTPRecipientRefused as e:
+                results.append(Outcome(e.code, e.message, _classify(e.code)))
+            except aiosmtplib.SMTPResponseException as e:
+                results.append(Outcome(e.code, e.message, _classify(e.code)))
+            except ValueError as e:
+                results.append(Outcome(553, f"5.1.3 unusable recipient address: {e}", "failed"))
+            except (aiosmtplib.SMTPException, OSError) as e:
+                return [Outcome(421, f"4.4.2 connection lost during RCPT: {e}", "deferred")
+                        ] * len(rcpts)
+        accepted = [i for i, r in enumerate(results) if r and r.outcome == "delivered"]
+        if not accepted:
+            await _rset(smtp)
+            return [r for r in results if r is not None]
+        try:
+            resp = await smtp.data(data, timeout=self.settings.data_timeout)
+            final = Outcome(resp.code, resp.message, _classify(resp.code))
+        except aiosmtplib.SMTPDataError as e:
+            final = Outcome(e.code, e.message, _classify(e.code))
+        except aiosmtplib.SMTPResponseException as e:
+            final = Outcome(e.code, e.message, _classify(e.code))
+        except (aiosmtplib.SMTPException, OSError) as e:
+            # No reply to the final dot: the upstream may or may not have taken it.
+            log.warning("no reply after DATA (%s); will retry: the message may be delivered "
+                        "more than once", e)
+            final = Outcome(451, f"4.4.2 no reply after end of data: {e}", "deferred")
+        out: list[Outcome] = []
+        for i, r in enumerate(results):
+            assert r is not None
+            out.append(final if i in accepted else r)
+        return out
+
+
+async def _rset(smtp: aiosmtplib.SMTP) -> None:
+    try:
+        await smtp.rset()
+    except (aiosmtplib.SMTPException, OSError):
+        smtp.close()

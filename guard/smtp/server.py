@@ -1,0 +1,397 @@
+"""The SMTP listener: aiosmtpd with our limits, a block-based DATA reader and AUTH off-loop.
+
+smtp/ knows nothing of policy or storage: it hands a complete, validated message to the
+pipeline (`accept`) and answers with what the pipeline decided. Any error there is a
+451 4.3.0, never a 500 and never a 250 without a commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import logging
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from guard import metrics
+from guard.smtp.users import User, UserDirectory
+
+log = logging.getLogger("guard.smtp")
+
+ListenerKind = Literal["submission", "smtps", "trusted"]
+
+# RFC 5321 4.1.1.1 / 2.3.5: an EHLO argument is a domain or an address literal; we accept
+# any printable ASCII without spaces (clients send odd names), never control characters,
+# which would end up inside our Received: header (header injection, reliability F60).
+_EHLO_OK = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+@dataclass
+class ReceivedMessage:
+    """A complete message as the SMTP layer hands it to the pipeline."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes  # exactly as received, dot-unstuffed
+    client_ip: str
+    helo: str
+    listener: ListenerKind
+    tls: bool
+    user: User | None  # authenticated user; None on a trusted listener
+    mail_options: list[str]
+
+    @property
+    def sender(self) -> str:
+        """Who is responsible: the authenticated user, or the MTA's MAIL FROM."""
+        return self.user.name if self.user else self.mail_from
+
+
+Acceptor = Callable[[ReceivedMessage], Awaitable[str]]
+
+
+@dataclass
+class ListenerConfig:
+    kind: ListenerKind
+    hostname: str
+    max_message_size: int
+    max_recipients: int
+    max_connections: int
+    timeout: float
+    auth_failures: int
+    max_hops: int
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    data_total_timeout: float = 1800.0
+
+
+class _DataTooMuch(Exception):
+    pass
+
+
+class GuardSMTP(SMTP):
+    """aiosmtpd's SMTP with the guard's limits. One instance per connection."""
+
+    def __init__(self, handler: GuardHandler, cfg: ListenerConfig, users: UserDirectory | None,
+                 tls_context: ssl.SSLContext | None) -> None:
+        self.cfg = cfg
+        self._users = users
+        self._auth_pending: LoginPassword | None = None
+        self._counter = handler.connections
+        kind = cfg.kind
+        super().__init__(
+            handler,
+            data_size_limit=cfg.max_message_size,
+            enable_SMTPUTF8=False,
+            decode_data=False,
+            hostname=cfg.hostname,  # never getfqdn() per connection
+            ident="guard ESMTP",
+            tls_context=tls_context if kind == "submission" else None,
+            require_starttls=kind == "submission",
+            timeout=cfg.timeout,
+            auth_required=kind in ("submission", "smtps"),
+            # On the implicit-TLS listener every connection is TLS (the socket is wrapped),
+            # so aiosmtpd's STARTTLS-only check would refuse AUTH (aiosmtpd #274/#281).
+            auth_require_tls=kind != "smtps",
+            auth_exclude_mechanism=["LOGIN"] if kind == "trusted" else None,
+            authenticator=self._authenticate_placeholder if kind != "trusted" else None,
+            command_call_limit={"AUTH": cfg.auth_failures, "*": 1_000_000},
+        )
+        # aiosmtpd keeps this dict on the class and grows the MAIL limit on every EHLO
+        # (reliability G67); ours is per connection and fixed.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        self.local_part_limit = 64
+        if kind == "trusted":
+            self._auth_methods = {}
+
+    # --- connection admission ---------------------------------------------------
+    async def _handle_client(self) -> None:
+        peer = self.session.peer if self.session else None
+        ip = peer[0] if isinstance(peer, tuple) else ""
+        refusal = self._admission(ip)
+        if refusal:
+            metrics.SMTP_REFUSED.labels(refusal[0]).inc()
+            await self.push(refusal[1])
+            if self.transport is not None:
+                self.transport.close()
+            return
+        metrics.SMTP_SESSIONS.labels(self.cfg.kind).inc()
+        self._counter[self.cfg.kind] += 1
+        try:
+            await super()._handle_client()
+        finally:
+            self._counter[self.cfg.kind] -= 1
+
+    def _admission(self, ip: str) -> tuple[str, str] | None:
+        if self.cfg.kind == "trusted":
+            try:
+                addr = ipaddress.ip_address(ip.split("%")[0])
+            except ValueError:
+                return ("untrusted_network", "554 5.7.1 Access denied")
+            if hasattr(addr, "ipv4_mapped") and addr.ipv4_mapped:  # ::ffff:10.0.0.1
+                addr = addr.ipv4_mapped
+            if not any(addr in net for net in self.cfg.trusted_networks):
+                log.warning("refused connection from %s: not in trusted networks", ip)
+                return ("untrusted_network", "554 5.7.1 Access denied")
+        if self._counter[self.cfg.kind] >= self.cfg.max_connections:
+            return ("too_many_connections", "421 4.7.0 Too many connections, try again later")
+        return None
+
+    # --- EHLO/HELO --------------------------------------------------------------
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if hostname and not _EHLO_OK.fullmatch(hostname):
+            metrics.SMTP_REFUSED.labels("bad_helo").inc()
+            await self.push("501 5.5.4 Invalid EHLO hostname")
+            return
+        await super().smtp_EHLO(hostname)
+        self.command_size_limits["MAIL"] = SMTP.command_size_limit + 26
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        if hostname and not _EHLO_OK.fullmatch(hostname):
+            metrics.SMTP_REFUSED.labels("bad_helo").inc()
+            await self.push("501 5.5.4 Invalid HELO hostname")
+            return
+        await super().smtp_HELO(hostname)
+
+    # --- AUTH: aiosmtpd calls the authenticator synchronously; scrypt must not run on
+    # the event loop, so the placeholder records the credentials and we verify them in
+    # a thread before answering.
+    def _authenticate_placeholder(self, server: Any, session: Session, envelope: Envelope,
+                                  mechanism: str, auth_data: Any) -> AuthResult:
+        self._auth_pending = auth_data if isinstance(auth_data, LoginPassword) else None
+        return AuthResult(success=False, handled=False)
+
+    async def _verify_pending(self, result: Any) -> Any:
+        creds, self._auth_pending = self._auth_pending, None
+        if creds is None or self._users is None:
+            return result
+        user = await asyncio.to_thread(self._users.authenticate, creds.login, creds.password)
+        if user is None:
+            metrics.AUTH_FAILURES.inc()
+            log.info("AUTH failed from %s", self.session.peer[0] if self.session else "?")
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=user)
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._verify_pending(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._verify_pending(await super().auth_LOGIN(_, args))
+
+    # --- DATA, read in blocks -------------------------------------------------------
+    async def smtp_DATA(self, arg: str) -> None:
+        """Block-based DATA reader (aiosmtpd reads line by line in Python: ~20 MB/s).
+
+        Same semantics as aiosmtpd ≥ 1.4.5: only <CRLF>.<CRLF> ends the data; dot
+        unstuffing per RFC 5321 4.5.2; line and size limits answered after the final dot.
+        Stricter: bare CR or LF and NUL are refused (SMTP smuggling, reliability C35-38).
+        """
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            data = await self._read_data()
+        except _DataTooMuch:
+            metrics.MESSAGES_REJECTED.labels("too_big").inc()
+            await self.push("552 5.3.4 Message size exceeds fixed limit")
+            self._set_post_data_state()
+            return
+        if data is None:  # connection closed mid-DATA
+            return
+        problem = self._data_problem(data)
+        if problem:
+            metrics.MESSAGES_REJECTED.labels(problem[0]).inc()
+            await self.push(problem[1])
+            self._set_post_data_state()
+            return
+        metrics.MESSAGES_RECEIVED.inc()
+        self.envelope.content = data
+        self.envelope.original_content = data
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status if isinstance(status, str) else "451 4.3.0 Error: no handler")
+
+    async def _read_data(self) -> bytes | None:
+        limit = self.data_size_limit or 0
+        # a virtual CRLF in front: the end marker is then always b"\r\n.\r\n", even for
+        # an empty message (".\r\n" right after the 354)
+        buf = bytearray(b"\r\n")
+        scanned = 0
+        discarding = False
+        tail = b""
+        started = time.monotonic()
+        reader = self._reader
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return None
+            self._reset_timeout()
+            if time.monotonic() - started > self.cfg.data_total_timeout:
+                if self.transport is not None:
+                    self.transport.close()
+                return None
+            if discarding:
+                window = tail + chunk
+                end = window.find(b"\r\n.\r\n")
+                if end >= 0:
+                    _unread(reader, window[end + 5:])
+                    raise _DataTooMuch
+                tail = window[-4:]
+                continue
+            buf += chunk
+            end = buf.find(b"\r\n.\r\n", max(scanned - 4, 0))
+            if end >= 0:
+                _unread(reader, bytes(buf[end + 5:]))
+                del buf[end + 2:]
+                break
+            scanned = len(buf)
+            if limit and len(buf) - 2 > limit + 3:
+                discarding = True
+                tail = bytes(buf[-4:])
+                buf = bytearray()
+        if limit and len(buf) - 2 > limit:
+            raise _DataTooMuch
+        # RFC 5321 4.5.2: delete the first character of every line that starts with a dot
+        return bytes(buf).replace(b"\r\n.", b"\r\n")[2:]
+
+    def _data_problem(self, data: bytes) -> tuple[str, str] | None:
+        crlf = data.count(b"\r\n")
+        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+            return ("bare_newline",
+                    "550 5.6.11 Bare CR or LF is not allowed in DATA (RFC 5321 2.3.8)")
+        if b"\x00" in data:
+            return ("nul", "550 5.6.0 NUL characters are not allowed in the message")
+        # every line ≤ 1000 octets incl. CRLF, +1 for a transparency dot (as aiosmtpd)
+        if _too_long_line(data, self.line_length_limit):
+            return ("line_too_long", "500 5.5.2 Line too long (see RFC5321 4.5.3.1.6)")
+        if _hops(data) >= self.cfg.max_hops:
+            return ("too_many_hops", "554 5.4.6 Too many hops (mail loop?)")
+        return None
+
+
+_LONG_LINE_CACHE: dict[int, re.Pattern[bytes]] = {}
+
+
+def _too_long_line(data: bytes, limit: int) -> bool:
+    pat = _LONG_LINE_CACHE.get(limit)
+    if pat is None:
+        # a line of N octets incl. CRLF has N-1 octets before its LF (bare LF is refused)
+        pat = _LONG_LINE_CACHE[limit] = re.compile(rb"[^\n]{%d}" % (limit - 1))
+    return pat.search(data) is not None
+
+
+def _hops(data: bytes) -> int:
+    end = data.find(b"\r\n\r\n")
+    head = (b"\r\n" + (data if end < 0 else data[:end])).lower()
+    return head.count(b"\r\nreceived:")
+
+
+def _unread(reader: asyncio.StreamReader, extra: bytes) -> None:
+    """Put back bytes read past the end of DATA (a pipelining client's next command)."""
+    if extra:
+        buf = getattr(reader, "_buffer", None)
+        if isinstance(buf, bytearray):
+            buf[0:0] = extra
+
+
+class GuardHandler:
+    """aiosmtpd handler hooks (exact names: a misspelt handle_DATA means 250-and-drop)."""
+
+    def __init__(self, acceptor: Acceptor, max_recipients: int) -> None:
+        self.accept = acceptor
+        self.max_recipients = max_recipients
+        self.connections: collections.Counter[str] = collections.Counter()
+
+    async def handle_MAIL(self, server: GuardSMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        user = session.auth_data if isinstance(session.auth_data, User) else None
+        if server.cfg.kind != "trusted":
+            if user is None:  # auth_required already answers 530; belt and braces
+                return "530 5.7.0 Authentication required"
+            if not address or not user.may_send_as(address):
+                metrics.SMTP_REFUSED.labels("sender_mismatch").inc()
+                log.warning("user %s may not send as <%s>", user.name, address)
+                return f"553 5.7.1 <{address}>: Sender address not owned by user {user.name}"
+        # Only what we understand and re-create ourselves; nothing is forwarded verbatim.
+        allowed = {"BODY=7BIT", "BODY=8BITMIME"}
+        for opt in mail_options:
+            if opt.upper() not in allowed and not opt.upper().startswith("SIZE="):
+                return "555 5.5.4 MAIL FROM parameters not recognized or not implemented"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server: GuardSMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if rcpt_options:
+            return "555 5.5.4 RCPT TO parameters not recognized or not implemented"
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        problem = recipient_problem(address)
+        if problem:
+            metrics.SMTP_REFUSED.labels("bad_recipient").inc()
+            return problem
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: GuardSMTP, session: Session, envelope: Envelope) -> str:
+        peer = session.peer
+        msg = ReceivedMessage(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            data=envelope.original_content or b"",
+            client_ip=peer[0] if isinstance(peer, tuple) else "",
+            helo=session.host_name or "",
+            listener=server.cfg.kind,
+            tls=session.ssl is not None,
+            user=session.auth_data if isinstance(session.auth_data, User) else None,
+            mail_options=list(envelope.mail_options),
+        )
+        try:
+            return await self.accept(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("accepting a message failed")
+            metrics.MESSAGES_REJECTED.labels("internal_error").inc()
+            return "451 4.3.0 Error: queue temporarily unavailable, try again later"
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default is "500 Error: ..." – a permanent failure for a transient
+        # problem. Never 5xx for our own errors.
+        log.error("SMTP session error: %r", error)
+        return "451 4.3.0 Error: internal error, try again later"
+
+
+def recipient_problem(address: str) -> str | None:
+    """Refuse routing tricks that could turn us into a relay for other hosts.
+
+    Source routes, %-hacks, bang paths, quoted local parts holding an '@', and IP
+    literals are refused; everything else is passed through exactly as given.
+    """
+    if not address or address.count("@") != 1:
+        return f"553 5.1.3 <{address}>: Recipient address rejected: need user@domain"
+    local, _, domain = address.rpartition("@")
+    if address.startswith("@") or "%" in local or "!" in local or '"' in local:
+        return f"553 5.7.1 <{address}>: Recipient address rejected: routing not allowed"
+    if not domain or domain.startswith("[") or ".." in domain or domain.startswith("."):
+        return f"553 5.1.2 <{address}>: Recipient address rejected: bad domain"
+    if len(domain) > 255 or len(address) > 256:
+        return f"553 5.1.3 <{address}>: Recipient address rejected: too long"
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in address):
+        return f"553 5.1.3 <{address}>: Recipient address rejected: bad characters"
+    return None

@@ -1,0 +1,279 @@
+"""Queue operations. The only module that writes message rows.
+
+Every state change goes through `transition()`: a compare-and-set on the state (and on
+the lease, where one is held) plus exactly one audit row, in the caller's transaction.
+Operations take (conn, now) so the BatchWriter can run many in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from guard.store.schema import ACTIVE_STATES, audit, contents, messages, recipients
+
+
+@dataclass
+class NewMessage:
+    id: str
+    state: str  # "queued" or "held" (or "rejected": envelope + verdict only)
+    mail_from: str
+    sender: str
+    rcpt_tos: Sequence[str]
+    data: bytes
+    trace_header: bytes = b""
+    client_ip: str = ""
+    helo: str = ""
+    listener: str = ""
+    subject: str = ""
+    header_from: str = ""
+    message_id_header: str = ""
+    verdict: dict[str, Any] = field(default_factory=dict)
+    hold_seconds: float | None = None
+    actor: str = ""
+    audit_detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+async def add_audit(conn: AsyncConnection, now: float, message_id: str, actor: str,
+                    action: str, from_state: str = "", to_state: str = "",
+                    detail: dict[str, Any] | None = None) -> None:
+    await conn.execute(insert(audit).values(
+        message_id=message_id, at=now, actor=actor, action=action, from_state=from_state,
+        to_state=to_state, detail=_json(detail or {})))
+
+
+async def insert_message(conn: AsyncConnection, now: float, m: NewMessage) -> str:
+    """Store a received message: row, recipients, bytes and the audit row, together."""
+    hold_until = now + m.hold_seconds if m.hold_seconds is not None else None
+    await conn.execute(insert(messages).values(
+        id=m.id, state=m.state, mail_from=m.mail_from, sender=m.sender, client_ip=m.client_ip,
+        helo=m.helo, listener=m.listener, size=len(m.data), subject=m.subject,
+        header_from=m.header_from, message_id_header=m.message_id_header,
+        verdict=_json(m.verdict), received_at=now, queued_at=now, next_attempt_at=now,
+        attempts=0, hold_until=hold_until, updated_at=now))
+    rstate = "failed" if m.state == "rejected" else "pending"
+    await conn.execute(insert(recipients), [
+        {"message_id": m.id, "idx": i, "address": a, "state": rstate, "updated_at": now}
+        for i, a in enumerate(m.rcpt_tos)])
+    if m.state != "rejected":
+        await conn.execute(insert(contents).values(
+            message_id=m.id, trace_header=m.trace_header, data=m.data))
+    action = {"queued": "accepted", "held": "held", "rejected": "rejected"}.get(m.state, m.state)
+    await add_audit(conn, now, m.id, m.actor, action, "", m.state, m.audit_detail)
+    return m.id
+
+
+async def transition(conn: AsyncConnection, now: float, message_id: str, *,
+                     from_states: Iterable[str], to_state: str, actor: str, action: str,
+                     detail: dict[str, Any] | None = None, lease_owner: str | None = None,
+                     values: dict[str, Any] | None = None) -> bool:
+    """Compare-and-set the state (and the lease if given); one audit row. False = lost race."""
+    from_states = tuple(from_states)
+    cond = [messages.c.id == message_id, messages.c.state.in_(from_states)]
+    if lease_owner is not None:
+        cond.append(messages.c.lease_owner == lease_owner)
+    row = (await conn.execute(
+        select(messages.c.state).where(*cond))).first()
+    if row is None:
+        return False
+    vals = {"state": to_state, "updated_at": now, **(values or {})}
+    res = await conn.execute(update(messages).where(*cond).values(**vals))
+    if res.rowcount != 1:
+        return False
+    await add_audit(conn, now, message_id, actor, action, row.state, to_state, detail)
+    return True
+
+
+@dataclass
+class Claimed:
+    id: str
+    mail_from: str
+    attempts: int
+    queued_at: float
+    received_at: float
+
+
+async def claim_due(conn: AsyncConnection, now: float, owner: str, lease_seconds: float,
+                    limit: int) -> list[Claimed]:
+    """Lease up to `limit` messages that are due (or whose lease expired after a crash).
+
+    A lease is not a state change (no audit row); it only says who may write the result.
+    On PostgreSQL the candidate rows are locked with SKIP LOCKED so instances never
+    claim the same message; SQLite has a single writer, so the same query is safe there.
+    """
+    due = and_(messages.c.state.in_(ACTIVE_STATES), messages.c.next_attempt_at <= now,
+               or_(messages.c.lease_until.is_(None), messages.c.lease_until < now))
+    q = (select(messages.c.id).where(due).order_by(messages.c.next_attempt_at).limit(limit))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    ids = [r.id for r in await conn.execute(q)]
+    if not ids:
+        return []
+    await conn.execute(update(messages).where(messages.c.id.in_(ids), due).values(
+        lease_owner=owner, lease_until=now + lease_seconds))
+    rows = await conn.execute(select(
+        messages.c.id, messages.c.mail_from, messages.c.attempts, messages.c.queued_at,
+        messages.c.received_at).where(messages.c.id.in_(ids), messages.c.lease_owner == owner))
+    return [Claimed(r.id, r.mail_from, r.attempts, r.queued_at, r.received_at) for r in rows]
+
+
+async def release_lease(conn: AsyncConnection, now: float, message_id: str, owner: str) -> None:
+    """Give a message back without an attempt (shutdown before it was tried)."""
+    await conn.execute(update(messages).where(
+        messages.c.id == message_id, messages.c.lease_owner == owner).values(
+        lease_owner=None, lease_until=None))
+
+
+@dataclass
+class Envelope:
+    id: str
+    mail_from: str
+    sender: str
+    state: str
+    trace_header: bytes
+    data: bytes
+    rcpts: list[tuple[int, str]]  # (idx, address) still pending
+
+
+async def load_for_delivery(conn: AsyncConnection, message_id: str) -> Envelope | None:
+    row = (await conn.execute(
+        select(messages.c.id, messages.c.mail_from, messages.c.sender, messages.c.state,
+               contents.c.trace_header, contents.c.data)
+        .join(contents, contents.c.message_id == messages.c.id)
+        .where(messages.c.id == message_id))).first()
+    if row is None:
+        return None
+    rcpts = [(r.idx, r.address) for r in await conn.execute(
+        select(recipients.c.idx, recipients.c.address).where(
+            recipients.c.message_id == message_id, recipients.c.state == "pending")
+        .order_by(recipients.c.idx))]
+    return Envelope(row.id, row.mail_from, row.sender, row.state, row.trace_header,
+                    row.data, rcpts)
+
+
+@dataclass
+class RecipientResult:
+    idx: int
+    address: str
+    code: int
+    reply: str
+    outcome: str  # "delivered" | "failed" | "deferred"
+
+
+async def record_attempt(conn: AsyncConnection, now: float, message_id: str, owner: str,
+                         results: Sequence[RecipientResult], *, next_attempt_at: float,
+                         give_up: bool, actor: str, detail: dict[str, Any],
+                         bounce: NewMessage | None = None) -> str | None:
+    """Write one delivery attempt: recipient states, the message state, the audit row and
+    (if any recipient failed for good) the DSN to the sender, in one transaction.
+
+    Returns the new message state, or None if our lease was lost (another instance
+    took the message over after our lease ran out; its attempt wins, at-least-once).
+    """
+    if not await _holds_lease(conn, message_id, owner):
+        return None
+    for r in results:
+        outcome = r.outcome
+        if outcome == "deferred" and give_up:
+            outcome = "failed"
+        await conn.execute(update(recipients).where(
+            recipients.c.message_id == message_id, recipients.c.idx == r.idx).values(
+            state="pending" if outcome == "deferred" else outcome, last_code=r.code,
+            last_reply=r.reply[:1000], updated_at=now))
+    counts = dict((s, n) for s, n in (await conn.execute(
+        select(recipients.c.state, func.count()).where(recipients.c.message_id == message_id)
+        .group_by(recipients.c.state))).all())
+    if counts.get("pending"):
+        to_state, action = "deferred", "deferred"
+    elif counts.get("delivered"):
+        to_state = "delivered"
+        action = "delivered" if not counts.get("failed") else "delivered_partially"
+    else:
+        to_state, action = "bounced", "bounced"
+    await transition(
+        conn, now, message_id, from_states=ACTIVE_STATES, to_state=to_state, actor=actor,
+        action=action, detail=detail, lease_owner=owner,
+        values={"attempts": messages.c.attempts + 1, "next_attempt_at": next_attempt_at,
+                "lease_owner": None, "lease_until": None})
+    if bounce is not None:
+        await insert_message(conn, now, bounce)
+    return to_state
+
+
+async def _holds_lease(conn: AsyncConnection, message_id: str, owner: str) -> bool:
+    """Check (and on PostgreSQL lock) the row so nobody takes the lease until we commit."""
+    q = select(messages.c.id).where(
+        messages.c.id == message_id, messages.c.lease_owner == owner,
+        messages.c.state.in_(ACTIVE_STATES))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    return (await conn.execute(q)).first() is not None
+
+
+async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(
+        select(messages.c.state, func.count()).group_by(messages.c.state))
+    return {r[0]: r[1] for r in rows}
+
+
+async def list_messages(conn: AsyncConnection, state: str | None = None,
+                        limit: int = 100) -> list[dict[str, Any]]:
+    q = select(messages).order_by(messages.c.received_at.desc()).limit(limit)
+    if state:
+        if state == "delivering":
+            q = q.where(messages.c.state.in_(ACTIVE_STATES), messages.c.lease_owner.is_not(None))
+        else:
+            q = q.where(messages.c.state == state)
+    out = []
+    for r in await conn.execute(q):
+        d = dict(r._mapping)
+        d["verdict"] = json.loads(d["verdict"] or "{}")
+        out.append(d)
+    if out:
+        ids = [d["id"] for d in out]
+        rc: dict[str, list[str]] = {}
+        for r in await conn.execute(select(recipients.c.message_id, recipients.c.address)
+                                    .where(recipients.c.message_id.in_(ids))
+                                    .order_by(recipients.c.idx)):
+            rc.setdefault(r.message_id, []).append(r.address)
+        for d in out:
+            d["recipients"] = rc.get(d["id"], [])
+    return out
+
+
+async def show_message(conn: AsyncConnection, message_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+    if row is None:
+        return None
+    d = dict(row._mapping)
+    d["verdict"] = json.loads(d["verdict"] or "{}")
+    d["recipients"] = [dict(r._mapping) for r in await conn.execute(
+        select(recipients).where(recipients.c.message_id == message_id)
+        .order_by(recipients.c.idx))]
+    d["audit"] = [
+        {**dict(r._mapping), "detail": json.loads(r.detail or "{}")}
+        for r in await conn.execute(
+            select(audit).where(audit.c.message_id == message_id).order_by(audit.c.id))]
+    return d
+
+
+async def count_messages(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(messages))).scalar_one())
+
+
+async def purge_contents(conn: AsyncConnection, now: float, older_than: float) -> int:
+    """Drop the bytes of finished messages after the retention time (rows and audit stay)."""
+    done = select(messages.c.id).where(
+        messages.c.state.in_(("delivered", "bounced", "cancelled", "expired")),
+        messages.c.updated_at < now - older_than)
+    res = await conn.execute(delete(contents).where(contents.c.message_id.in_(done)))
+    return res.rowcount or 0

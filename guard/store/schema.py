@@ -1,0 +1,90 @@
+"""Tables. Times are seconds since the epoch from the DATABASE clock (never a host clock),
+so several instances with skewed clocks agree on delays, leases and expiry."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# Message states (docs/architecture.md):
+#   queued → delivered | deferred → … → bounced ; held → released(queued) | cancelled | expired
+#   rejected rows keep only the envelope and the verdict (no content).
+# "delivering" is not stored as a state: it is an active lease on a queued/deferred row.
+STATES = ("queued", "deferred", "delivered", "bounced", "held", "cancelled", "expired",
+          "rejected", "corrupt")
+ACTIVE_STATES = ("queued", "deferred")
+
+messages = Table(
+    "messages", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("mail_from", Text, nullable=False),  # "" for bounces (null reverse-path)
+    Column("sender", Text, nullable=False),  # authenticated user, or MAIL FROM when trusted
+    Column("client_ip", String(64), nullable=False, default=""),
+    Column("helo", Text, nullable=False, default=""),
+    Column("listener", String(16), nullable=False, default=""),
+    Column("size", Integer, nullable=False),
+    Column("subject", Text, nullable=False, default=""),
+    Column("header_from", Text, nullable=False, default=""),
+    Column("message_id_header", Text, nullable=False, default=""),
+    Column("verdict", Text, nullable=False, default="{}"),  # JSON: action + reasons
+    Column("received_at", Float, nullable=False),
+    # start of the delivery lifetime; reset when a held message is released
+    Column("queued_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_owner", String(128)),
+    Column("lease_until", Float),
+    Column("hold_until", Float),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_messages_due", "state", "next_attempt_at"),
+    Index("ix_messages_received", "received_at"),
+)
+
+recipients = Table(
+    "recipients", metadata,
+    Column("message_id", String(32), ForeignKey("messages.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("address", Text, nullable=False),
+    # pending | delivered | failed | dropped
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("last_code", Integer),
+    Column("last_reply", Text, nullable=False, default=""),
+    Column("updated_at", Float, nullable=False),
+)
+
+# The bytes exactly as received (trace header kept apart, prepended when relaying).
+contents = Table(
+    "contents", metadata,
+    Column("message_id", String(32), ForeignKey("messages.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("trace_header", LargeBinary, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("actor", Text, nullable=False),  # "smtp:alice@…", "relay:host:pid", "web:…", "cli:…"
+    Column("action", String(32), nullable=False),
+    Column("from_state", String(16), nullable=False, default=""),
+    Column("to_state", String(16), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default="{}"),  # JSON
+    Index("ix_audit_message", "message_id"),
+    Index("ix_audit_at", "at"),
+)

@@ -1,0 +1,123 @@
+"""One writer task per process: write operations are committed together (group commit).
+
+SMTP sessions, the delivery worker, the web and the timers submit operations; the writer
+runs as many as are waiting in ONE transaction, so a slow fsync or a PostgreSQL round
+trip costs once per batch instead of once per message, and never blocks the event loop.
+Each operation stays atomic: if a batch fails, its operations are retried one by one, so
+a bad operation fails alone and the others still commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from guard import metrics
+from guard.store.db import db_now
+
+log = logging.getLogger("guard.store")
+
+T = TypeVar("T")
+Operation = Callable[[AsyncConnection, float], Awaitable[T]]
+
+
+class WriterClosed(Exception):
+    pass
+
+
+class BatchWriter:
+    def __init__(self, engine: AsyncEngine, batch_max: int = 64) -> None:
+        self.engine = engine
+        self.batch_max = batch_max
+        self._queue: asyncio.Queue[tuple[Operation[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="guard-db-writer")
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task:
+            await self._queue.put((_STOP, asyncio.get_running_loop().create_future()))
+            await self._task
+
+    async def submit(self, op: Operation[T]) -> T:
+        """Run op(conn, db_now) in a write transaction; returns once it is committed."""
+        if self._closed:
+            raise WriterClosed("the database writer is stopped")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.batch_max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            stop = any(op is _STOP for op, _ in batch)
+            batch = [(op, fut) for op, fut in batch if op is not _STOP]
+            if batch:
+                await self._commit(batch)
+            if stop:
+                return
+
+    async def _commit(self, batch: list[tuple[Operation[Any], asyncio.Future[Any]]]) -> None:
+        started = time.perf_counter()
+        try:
+            results = await self._transaction([op for op, _ in batch])
+        except Exception:
+            metrics.DB_ERRORS.inc()
+            if len(batch) == 1:
+                op, fut = batch[0]
+                try:
+                    results = await self._transaction([op])
+                except Exception as e:
+                    log.exception("write failed")
+                    _settle(fut, exc=e)
+                    return
+            else:
+                log.warning("batch of %d failed; retrying one by one", len(batch))
+                for op, fut in batch:
+                    try:
+                        (res,) = await self._transaction([op])
+                    except Exception as e:
+                        log.exception("write failed")
+                        _settle(fut, exc=e)
+                    else:
+                        _settle(fut, result=res)
+                return
+        metrics.DB_BATCH_SIZE.observe(len(batch))
+        log.debug("committed %d ops in %.1f ms", len(batch), (time.perf_counter() - started) * 1e3)
+        for (_, fut), res in zip(batch, results, strict=True):
+            _settle(fut, result=res)
+
+    async def _transaction(self, ops: list[Operation[Any]]) -> list[Any]:
+        async with self.engine.connect() as conn:
+            await conn.execution_options(guard_write=True)
+            async with conn.begin():
+                now = await db_now(conn)
+                return [await op(conn, now) for op in ops]
+
+
+async def _stop_op(conn: AsyncConnection, now: float) -> None:  # pragma: no cover - marker
+    return None
+
+
+_STOP: Operation[None] = _stop_op
+
+
+def _settle(fut: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
+    # The submitter may have gone away (client disconnected): the operation still
+    # committed, which is allowed (RFC 1047 duplicate), but nobody awaits the result.
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
