@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import re2
 
 
 def _norm(word: str) -> str:
@@ -29,41 +32,17 @@ def _glued(text: str, index: int) -> bool:
 
 @dataclass(frozen=True)
 class WordList:
-    """One category of context words, searched in an already lower-cased window."""
+    """One category of context words (NFKC, lower case)."""
 
     name: str
     words: tuple[str, ...]
-    # ASCII words that need the "not glued to letters" check; derived in __post_init__.
-    _ascii: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        normalised = tuple(dict.fromkeys(_norm(w) for w in self.words))
-        object.__setattr__(self, "words", normalised)
-        object.__setattr__(
-            self, "_ascii", frozenset(w for w in normalised if w.isascii() and w[0].isalpha())
-        )
+        object.__setattr__(self, "words", tuple(dict.fromkeys(_norm(w) for w in self.words)))
 
-    def find(self, window: str) -> list[str]:
-        """The words of this list that occur in `window` (lower-cased by the caller)."""
-        seen: list[str] = []
-        for word in self.words:
-            i = window.find(word)
-            if i < 0:
-                continue
-            if word in self._ascii:
-                # Look for one occurrence that is a whole word; a trailing "s" is allowed
-                # so "phones" and "cards" count.
-                while i >= 0:
-                    end = i + len(word)
-                    if end < len(window) and window[end] == "s":
-                        end += 1
-                    if not _glued(window, i - 1) and not _glued(window, end):
-                        break
-                    i = window.find(word, i + 1)
-                if i < 0:
-                    continue
-            seen.append(word)
-        return seen
+    def pick(self, found: dict[str, int]) -> dict[str, int]:
+        """The words of this list among `found` (word -> distance, from ContextMatcher)."""
+        return {w: d for w, d in found.items() if w in self.words}
 
 
 MY_NUMBER = WordList(
@@ -119,6 +98,7 @@ PHONE = WordList(
     "phone",
     (
         "電話", "電話番号", "tel", "携帯", "連絡先", "fax", "ファックス", "ファクス", "直通",
+        "フリーダイヤル", "フリーコール", "ナビダイヤル",
         "phone", "mobile", "cell", "telephone", "contact",
     ),
 )
@@ -153,6 +133,72 @@ QUOTED_HEADER_PREFIXES: tuple[str, ...] = tuple(
         "差出人:", "送信者:", "宛先:", "送信日時:", "件名:", "返信先:",
     )
 )
+
+
+
+
+def _alternation(words: Iterable[str]) -> str:
+    # Longest first: at one position "マイナンバーカード" beats "マイナンバー".
+    return "|".join(re2.escape(w) for w in sorted(set(words), key=len, reverse=True))
+
+
+def word_pattern(words: Iterable[str]) -> str:
+    """RE2 alternation: Japanese words anywhere, ASCII words from an ASCII word start.
+
+    RE2 has no lookbehind/lookahead; `\\b` covers the start ("hotel" does not yield
+    "tel") and the caller checks the end (ContextMatcher allows digits and a plural
+    "s" after a word, so "TEL03-1234-5678" and "cards" count).
+    """
+    words = list(words)
+    ja = [w for w in words if not w.isascii()]
+    en = [w for w in words if w.isascii()]
+    parts = []
+    if ja:
+        parts.append(_alternation(ja))
+    if en:
+        parts.append(f"(?i:\\b(?:{_alternation(en)}))")
+    return "|".join(parts)
+
+
+class ContextMatcher:
+    """Finds the words of several WordLists around a match in one RE2 pass.
+
+    One search over the window, instead of one substring search per word per list:
+    the window is ~80 characters and there are ~150 words, so this is what makes
+    context cheap enough to check for every candidate.
+    """
+
+    def __init__(self, lists: Iterable[WordList]) -> None:
+        words = {w for lst in lists for w in lst.words}
+        self._pattern = re2.compile(word_pattern(words))
+        self._ascii = frozenset(w for w in words if w.isascii())
+
+    def find(self, text: str, start: int, end: int, ws: int, we: int) -> dict[str, int]:
+        """Words in text[ws:start] and text[end:we], with their distance to the match.
+
+        Searched case-insensitively; `text` is NFKC-normalised. The distance lets the
+        scorer prefer the nearest label when both a positive and a negative word are
+        in the window.
+        """
+        found: dict[str, int] = {}
+        window = text[ws:we]
+        rel_start, rel_end = start - ws, end - ws
+        for m in self._pattern.finditer(window):
+            s, e = m.span()
+            word = window[s:e].lower()
+            if word in self._ascii:
+                after = e + 1 if window[e : e + 1] in ("s", "S") else e
+                if _glued(window, after):
+                    continue
+            if e <= rel_start:
+                distance = rel_start - e
+            elif s >= rel_end:
+                distance = s - rel_end
+            else:
+                continue  # inside the match itself
+            if distance < found.get(word, distance + 1):
+                found[word] = distance
+        return found
 
 
 # ---------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def canonical_address(address: str) -> str:
 
 def domain_of(address: str) -> str:
     """The normalised domain of an address ("" when there is no "@")."""
-    local, at, domain = canonical_address(address).rpartition("@")
+    _, at, domain = canonical_address(address).rpartition("@")
     return domain if at else ""
 
 

@@ -184,7 +184,7 @@ def _allowed_edits(label_len: int) -> int:
 
 
 def _label(org: str) -> tuple[str, str]:
-    """(label, suffix) of a registrable domain in U-labels: "example.co.jp" -> ("example", "co.jp")."""
+    """(label, suffix) of a registrable domain in U-labels: ("example", "co.jp")."""
     org_u = domain_to_unicode(org)
     suffix = domain_to_unicode(public_suffix(org))
     if suffix and org_u.endswith("." + suffix):
@@ -197,12 +197,8 @@ def _readable(address: str) -> str:
     return f"{local}@{domain_to_unicode(domain)}"
 
 
-def _near(query: str, by_len: dict[int, list[str]], max_edits: int) -> list[tuple[str, int]]:
-    """Strings within max_edits of the query, from a length index (a length differing by
-    more than max_edits cannot be that close, so only those buckets are scored)."""
-    choices: list[str] = []
-    for n in range(len(query) - max_edits, len(query) + max_edits + 1):
-        choices.extend(by_len.get(n, ()))
+def _near(query: str, choices: list[str], max_edits: int) -> list[tuple[str, int]]:
+    """Choices within max_edits of the query (rapidfuzz's C++ scorer with a cut-off)."""
     if not choices:
         return []
     hits = process.extract(query, choices, scorer=OSA.distance, score_cutoff=max_edits,
@@ -210,12 +206,21 @@ def _near(query: str, by_len: dict[int, list[str]], max_edits: int) -> list[tupl
     return [(choice, int(dist)) for choice, dist, _ in hits]
 
 
+def _by_length(by_len: dict[int, list[str]], query: str, max_edits: int) -> list[str]:
+    # strings whose length differs by more than max_edits cannot be that close
+    out: list[str] = []
+    for n in range(len(query) - max_edits, len(query) + max_edits + 1):
+        out.extend(by_len.get(n, ()))
+    return out
+
+
 class LookalikeIndex:
     """Known addresses and organisations, indexed for fast near-miss queries.
 
     Built once per set of context data (see build_index) and queried per recipient:
-    skeleton lookups are dict hits, edit distances only run against strings of about
-    the same length, through rapidfuzz's C++ scorer with a cut-off.
+    skeleton lookups are dict hits; edit distances run through rapidfuzz's C++ scorer
+    with a cut-off, against organisations of about the same length, or against the
+    addresses sharing the query's mailbox name or organisation.
     """
 
     def __init__(self, addresses: Iterable[str], orgs: Iterable[str]) -> None:
@@ -223,15 +228,17 @@ class LookalikeIndex:
         self.orgs: frozenset[str] = frozenset(orgs) | {
             registrable_domain(a.rpartition("@")[2]) for a in self.addresses
         }
-        # readable form (U-labels) -> canonical address
-        self._addr_readable: dict[str, str] = {}
         self._addr_by_skel: dict[str, list[str]] = defaultdict(list)
-        self._addr_by_len: dict[int, list[str]] = defaultdict(list)
+        # A near miss that matters keeps one half of the address: the same mailbox name
+        # at a close organisation, or a close mailbox name at the same organisation.
+        # So the fuzzy search runs on these small groups, never on all addresses.
+        self._by_local: dict[str, list[str]] = defaultdict(list)  # local -> addresses
+        self._by_org: dict[str, dict[str, str]] = defaultdict(dict)  # org -> local -> addr
         for a in self.addresses:
-            r = _readable(a)
-            self._addr_readable[r] = a
-            self._addr_by_skel[skeleton(r)].append(a)
-            self._addr_by_len[len(r)].append(r)
+            local, _, domain = a.rpartition("@")
+            self._addr_by_skel[skeleton(_readable(a))].append(a)
+            self._by_local[local].append(a)
+            self._by_org[registrable_domain(domain)].setdefault(local, a)
         self._org_by_skel: dict[str, list[str]] = defaultdict(list)
         self._org_by_label_skel: dict[str, list[str]] = defaultdict(list)
         self._org_by_len: dict[int, list[str]] = defaultdict(list)
@@ -275,28 +282,34 @@ class LookalikeIndex:
             k_readable = _readable(known)
             out.append(LookalikeMatch("skeleton", k_readable, OSA.distance(readable, k_readable),
                                       0.9 if k_org != org else 0.6))
-        for k_readable, dist in _near(readable, self._addr_by_len, 2):
-            known = self._addr_readable[k_readable]
+        domain_u = domain_to_unicode(addr.rpartition("@")[2])
+        org_u = domain_to_unicode(org)
+        for known in self._by_local.get(local, ()):
             if known == addr:
                 continue
-            k_local, _, k_domain = known.rpartition("@")
-            k_org = registrable_domain(k_domain)
-            if k_local == local and k_org != org:
+            k_domain_u = domain_to_unicode(known.rpartition("@")[2])
+            k_org = registrable_domain(known.rpartition("@")[2])
+            if k_org != org:
                 # Same name in front of a close domain: the mission's tanaka@abc/abd case.
                 # The name is extra evidence, so one edit is enough even for short labels.
                 labels = min(len(_label(org)[0]), len(_label(k_org)[0]))
-                org_dist = OSA.distance(domain_to_unicode(org), domain_to_unicode(k_org))
-                if org_dist <= max(1, _allowed_edits(labels)):
-                    out.append(LookalikeMatch("edit_distance", k_readable, dist, 0.9))
-            elif k_org == org and k_local != local:
-                # Another mailbox at the same organisation, one typo away: often a
-                # colleague with a similar name, so only a low score.
-                if OSA.distance(local, k_local) <= (2 if min(len(local), len(k_local)) >= 10
-                                                   else 1):
-                    out.append(LookalikeMatch("edit_distance", k_readable, dist, 0.4))
-            elif k_local == local:
-                # same organisation, same mailbox name, a mistyped sub-domain
-                out.append(LookalikeMatch("edit_distance", k_readable, dist, 0.5))
+                limit = max(1, _allowed_edits(labels))
+                if OSA.distance(org_u, domain_to_unicode(k_org), score_cutoff=limit) <= limit:
+                    out.append(LookalikeMatch("edit_distance", _readable(known),
+                                              OSA.distance(domain_u, k_domain_u), 0.9))
+            elif OSA.distance(domain_u, k_domain_u, score_cutoff=2) <= 1:
+                # same organisation and mailbox name, a mistyped sub-domain
+                out.append(LookalikeMatch("edit_distance", _readable(known),
+                                          OSA.distance(domain_u, k_domain_u), 0.5))
+        colleagues = self._by_org.get(org)
+        if colleagues:
+            for k_local, dist in _near(local, list(colleagues), 2):
+                if k_local == local or dist > (2 if min(len(local), len(k_local)) >= 10 else 1):
+                    continue
+                # Another mailbox at the same organisation, a typo away: often a colleague
+                # with a similar name, so only a low score.
+                out.append(LookalikeMatch("edit_distance", _readable(colleagues[k_local]),
+                                          dist, 0.4))
         return out
 
     def _org_matches(self, local: str, org: str) -> list[LookalikeMatch]:
@@ -317,7 +330,7 @@ class LookalikeIndex:
             else:
                 # a confusable label under another suffix: still deceptive, less certain
                 out.append(LookalikeMatch("skeleton", resembles, dist, 0.7))
-        for k_u, dist in _near(org_u, self._org_by_len, 2):
+        for k_u, dist in _near(org_u, _by_length(self._org_by_len, org_u, 2), 2):
             known = self._org_readable[k_u]
             if known == org:
                 continue

@@ -175,8 +175,7 @@ def _symbol(value: str) -> str:
     text = value.strip()
     if not _SYMBOL.match(text):
         raise ValueError(
-            "expected a finding symbol like pii.my_number or a family like pii; "
-            f"got {value!r}"
+            f"expected a finding symbol like pii.my_number or a family like pii; got {value!r}"
         )
     return text
 
@@ -455,7 +454,9 @@ def _unknown_group(doc: PolicyDoc, name: str) -> str:
 def _group_issues(doc: PolicyDoc) -> Iterator[Issue]:
     for name, group in doc.groups.items():
         loc: Loc = ("groups", name)
-        if group.approvals_required > len(group.approvers):
+        # a group without approvers is fine (it scopes rules); one that approves needs enough
+        explicit = "approvals_required" in group.model_fields_set
+        if (group.approvers or explicit) and group.approvals_required > len(group.approvers):
             yield Issue(
                 (*loc, "approvals_required"),
                 f"expected at least {group.approvals_required} approvers for "

@@ -66,6 +66,8 @@ class Upstream:
             timeout=self.settings.command_timeout)
         try:
             await smtp.connect(timeout=self.settings.connect_timeout)
+            if not smtp.esmtp_extensions:
+                await smtp.ehlo()  # so 8BITMIME and SIZE support are known before MAIL
             if self.username:
                 await smtp.login(self.username, self.password)
         except aiosmtplib.SMTPAuthenticationError as e:

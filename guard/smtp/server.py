@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from guard import metrics
 from guard.smtp.users import User, UserDirectory
@@ -31,6 +31,17 @@ ListenerKind = Literal["submission", "smtps", "trusted"]
 # any printable ASCII without spaces (clients send odd names), never control characters,
 # which would end up inside our Received: header (header injection, reliability F60).
 _EHLO_OK = re.compile(r"[\x21-\x7e]{1,255}")
+
+# RFC 5321 4.1.2 Path, read strictly: "<" dot-atom "@" domain ">" or the null path "<>".
+# aiosmtpd parses paths with the RFC 5322 header parser, which silently drops source
+# routes ("<@a:u@b>" -> "u@b"), comments, whitespace and even a CR inside the brackets
+# ("<x@example.net\r>" -> "x@example.net") and dequotes local parts: the address we would
+# act on is then not the one the client sent (reliability E56, F62). No quoting, no
+# comments, no whitespace or control characters; parameters follow after one space.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_MAILBOX = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:[A-Za-z0-9.-]+|\[[\x21-\x5a\x5e-\x7e]+\])"
+_PATH = re.compile(rf"<(?:{_MAILBOX})?>|{_MAILBOX}")
+_PARAMS_OK = re.compile(r"(?: [\x20-\x7e]*)?")
 
 
 @dataclass
@@ -142,7 +153,24 @@ class GuardSMTP(SMTP):
             return ("too_many_connections", "421 4.7.0 Too many connections, try again later")
         return None
 
+    # --- addresses ----------------------------------------------------------------
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """Strict replacement for aiosmtpd's parser (see _PATH). None, None → 553."""
+        if not arg:
+            return "", ""
+        m = _PATH.match(arg)
+        if m is None or not _PARAMS_OK.fullmatch(arg, m.end()):
+            return None, None
+        path = m.group()
+        address = path[1:-1] if path.startswith("<") and path != "<>" else path
+        local, _, domain = address.rpartition("@")
+        if len(local) > self.local_part_limit or len(domain) > 255:
+            return None, None
+        return address, arg[m.end():]
+
     # --- EHLO/HELO --------------------------------------------------------------
+    # (the @syntax decorators keep HELP listing the commands we override)
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         if hostname and not _EHLO_OK.fullmatch(hostname):
             metrics.SMTP_REFUSED.labels("bad_helo").inc()
@@ -151,12 +179,24 @@ class GuardSMTP(SMTP):
         await super().smtp_EHLO(hostname)
         self.command_size_limits["MAIL"] = SMTP.command_size_limit + 26
 
+    @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
         if hostname and not _EHLO_OK.fullmatch(hostname):
             metrics.SMTP_REFUSED.labels("bad_helo").inc()
             await self.push("501 5.5.4 Invalid HELO hostname")
             return
         await super().smtp_HELO(hostname)
+
+    # --- STARTTLS ---------------------------------------------------------------
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # aiosmtpd answers a second STARTTLS inside TLS with "220 Ready" and starts TLS
+        # in TLS, which kills the session (RFC 3207 4: not allowed once TLS is active).
+        # Answer as Postfix does; the implicit-TLS listener is "already active" too.
+        if self._tls_protocol is not None or self.cfg.kind == "smtps":
+            await self.push("554 5.5.1 Error: TLS already active")
+            return
+        await super().smtp_STARTTLS(arg)
 
     # --- AUTH: aiosmtpd calls the authenticator synchronously; scrypt must not run on
     # the event loop, so the placeholder records the credentials and we verify them in
@@ -184,6 +224,7 @@ class GuardSMTP(SMTP):
         return await self._verify_pending(await super().auth_LOGIN(_, args))
 
     # --- DATA, read in blocks -------------------------------------------------------
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         """Block-based DATA reader (aiosmtpd reads line by line in Python: ~20 MB/s).
 
@@ -319,6 +360,8 @@ class GuardHandler:
     async def handle_MAIL(self, server: GuardSMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
         user = session.auth_data if isinstance(session.auth_data, User) else None
+        if address == "<>":  # aiosmtpd hands the null reverse-path over as "<>"
+            address = ""
         if server.cfg.kind != "trusted":
             if user is None:  # auth_required already answers 530; belt and braces
                 return "530 5.7.0 Authentication required"
@@ -331,7 +374,8 @@ class GuardHandler:
         for opt in mail_options:
             if opt.upper() not in allowed and not opt.upper().startswith("SIZE="):
                 return "555 5.5.4 MAIL FROM parameters not recognized or not implemented"
-        envelope.mail_from = address
+        # aiosmtpd needs a non-empty mail_from to allow RCPT; "<>" becomes "" in DATA
+        envelope.mail_from = address or "<>"
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
@@ -351,7 +395,7 @@ class GuardHandler:
     async def handle_DATA(self, server: GuardSMTP, session: Session, envelope: Envelope) -> str:
         peer = session.peer
         msg = ReceivedMessage(
-            mail_from=envelope.mail_from or "",
+            mail_from="" if envelope.mail_from in (None, "<>") else envelope.mail_from,
             rcpt_tos=list(envelope.rcpt_tos),
             data=envelope.original_content or b"",
             client_ip=peer[0] if isinstance(peer, tuple) else "",

@@ -1,0 +1,719 @@
+"""Attachment text extraction, one format at a time (docs: pii-and-extraction.md §2, §6).
+
+`extract()` is pure and synchronous and never raises: anything it cannot read becomes a
+problem entry so the policy can hold the message (fail closed). It is meant to run in a
+worker process (guard.inspect.isolate): C extensions (pdfium, calamine) cannot be
+interrupted from Python, so wall-clock and memory limits are enforced around it.
+
+Format is decided by magic bytes first, then by extension / content type, because the
+declared type is sender-controlled and often wrong ("application/octet-stream").
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import itertools
+import posixpath
+import re
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from typing import IO
+
+from guard.inspect.textdecode import decode_auto, decode_declared
+from guard.message import (
+    Attachment,
+    MessageView,
+    ParseLimits,
+    Problem,
+    Table,
+    TextChunk,
+    html_to_text,
+    parse_into,
+    parse_message,
+)
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """Defaults from pii-and-extraction.md §6."""
+
+    max_depth: int = 5  # archive / embedded-object / attached-message nesting
+    max_files_per_archive: int = 1000
+    max_member_bytes: int = 100 * MiB  # decompressed, per archive member
+    max_total_bytes: int = 256 * MiB  # decompressed, per message
+    max_ratio: float = 100.0  # compression ratio of an archive member ...
+    ratio_after_bytes: int = 1 * MiB  # ... checked once this much has been produced
+    max_xml_part_bytes: int = 200 * MiB  # one OOXML/ODF XML part, uncompressed
+    max_cells: int = 1_000_000  # per workbook / CSV
+    max_sheets: int = 100
+    max_pdf_pages: int = 1000
+    max_pdf_chars: int = 10_000_000
+    min_pdf_chars_per_page: int = 20  # below: image-only (scanned) PDF
+    max_text_chars: int = 20_000_000  # per attachment
+    max_total_text_chars: int = 50_000_000  # per message
+    detect_sample_bytes: int = 256 * 1024
+    parse_limits: ParseLimits = field(default_factory=ParseLimits)  # message and .eml
+
+
+@dataclass
+class Extracted:
+    texts: list[TextChunk] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    inner_names: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Budget:
+    """What is left of the per-message allowances; shared by all attachments of one
+    message (and passed between worker jobs, so it must stay a plain picklable value)."""
+
+    bytes_left: int
+    chars_left: int
+
+    @classmethod
+    def for_message(cls, limits: ExtractLimits) -> Budget:
+        return cls(bytes_left=limits.max_total_bytes, chars_left=limits.max_total_text_chars)
+
+
+class _LimitHit(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+# --- format detection --------------------------------------------------------------
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00",
+                b"MM\x00*", b"BM")
+_OTHER_ARCHIVES = {
+    b"7z\xbc\xaf\x27\x1c": "7z archive",
+    b"Rar!\x1a\x07": "RAR archive",
+    b"\x1f\x8b": "gzip data",
+    b"BZh": "bzip2 data",
+    b"\xfd7zXZ\x00": "xz data",
+    b"MSCF": "CAB archive",
+}
+_EML_HEAD_RE = re.compile(
+    rb"\A(?:(?:received|return-path|from|date|message-id|mime-version|subject|to|cc|"
+    rb"delivered-to|dkim-signature|reply-to|x-[a-z0-9-]+)[ \t]*:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*"
+    rb"\r?\n){2}", re.I)
+_TEXT_EXTS = {".txt", ".text", ".log", ".md", ".json", ".xml", ".ini", ".cfg", ".conf",
+              ".yaml", ".yml", ".sql", ".vcf", ".ics", ".rtf"}
+_CONTROL_RE = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+
+
+def _ext(name: str) -> str:
+    return posixpath.splitext(name.lower())[1]
+
+
+def _looks_text(sample: bytes) -> bool:
+    if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    if b"\x00" in sample:
+        return False
+    return len(_CONTROL_RE.findall(sample)) <= len(sample) // 100
+
+
+def detect_kind(att: Attachment) -> str:
+    """One of: zip, pdf, ole, eml, csv, tsv, html, text, image, other-archive, binary."""
+    data = att.data
+    head = data[:16]
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
+        return "zip"
+    if b"%PDF-" in data[:1024]:
+        return "pdf"
+    if head.startswith(_OLE_MAGIC):
+        return "ole"
+    for magic in _OTHER_ARCHIVES:
+        if head.startswith(magic):
+            return "other-archive"
+    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "image"
+    ext = _ext(att.filename)
+    ctype = att.content_type.lower()
+    if ext == ".eml" or ctype == "message/rfc822" or _EML_HEAD_RE.match(data[:8192]):
+        return "eml"
+    if ext == ".csv" or ctype in ("text/csv", "application/csv"):
+        return "csv"
+    if ext == ".tsv" or ctype == "text/tab-separated-values":
+        return "tsv"
+    if ext in (".html", ".htm") or ctype == "text/html":
+        return "html"
+    if ext in _TEXT_EXTS or ctype.startswith("text/") or _looks_text(data[:8192]):
+        return "text"
+    if ctype.startswith(("image/", "audio/", "video/")):
+        return "image"
+    return "binary"
+
+
+# --- the extractor -------------------------------------------------------------------
+
+class _Extractor:
+    def __init__(self, limits: ExtractLimits, budget: Budget) -> None:
+        self.limits = limits
+        self.budget = budget
+        self.out = Extracted()
+        self.chars = 0  # this attachment's text so far
+        self.cells = 0
+
+    # -- outputs --
+
+    def problem(self, code: str, where: str, detail: str) -> None:
+        self.out.problems.append((code, where, detail[:300]))
+
+    def text(self, where: str, text: str) -> None:
+        cap = min(self.limits.max_text_chars - self.chars, self.budget.chars_left)
+        if len(text) > cap:
+            self.problem("too_large", where, f"text truncated at {max(cap, 0)} characters")
+            text = text[: max(cap, 0)]
+        if text:
+            self.chars += len(text)
+            self.budget.chars_left -= len(text)
+            self.out.texts.append(TextChunk(where, text))
+
+    def table(self, where: str, rows: list[list[str]]) -> None:
+        if rows:
+            self.out.tables.append(Table(where, rows))
+
+    # -- dispatch --
+
+    def run(self, att: Attachment, depth: int) -> None:
+        where = att.where
+        if depth > self.limits.max_depth:
+            self.problem("too_deep", where, f"nesting depth > {self.limits.max_depth}")
+            return
+        try:
+            kind = detect_kind(att)
+            if kind == "zip":
+                self._zip_container(att, depth)
+            elif kind == "pdf":
+                self._pdf(att)
+            elif kind == "ole":
+                self._ole(att)
+            elif kind == "eml":
+                self._eml(att, depth)
+            elif kind in ("csv", "tsv"):
+                self._csv(att, kind)
+            elif kind == "html":
+                self.text(where, html_to_text(self._decode(att)))
+            elif kind == "text":
+                self.text(where, self._decode(att))
+            elif kind == "other-archive":
+                self.problem("unknown_binary", where, _OTHER_ARCHIVES[
+                    next(m for m in _OTHER_ARCHIVES if att.data.startswith(m))] +
+                    " not inspectable")
+            elif kind == "binary":
+                self.problem("unknown_binary", where,
+                             f"{att.content_type or 'unknown type'}, {len(att.data)} bytes")
+            # images: no text layer and OCR is out of scope; not flagged (logos, photos)
+        except _LimitHit as e:
+            self.problem(e.code, where, e.detail)
+        except RecursionError:
+            self.problem("too_deep", where, "recursion limit")
+        except MemoryError:
+            self.problem("too_large", where, "memory limit reached")
+        except Exception as e:  # extraction must never raise; unreadable means hold
+            self.problem("parse_error", where, f"{type(e).__name__}: {e}")
+
+    def _decode(self, att: Attachment) -> str:
+        cap = self.limits.max_text_chars
+        if att.charset:
+            return decode_declared(att.data, att.charset)[:cap]
+        return decode_auto(att.data, max_chars=cap,
+                           sample_bytes=self.limits.detect_sample_bytes)
+
+    # -- zip: archives and OOXML/ODF containers --
+
+    def _open_zip(self, att: Attachment) -> zipfile.ZipFile:
+        zf = zipfile.ZipFile(io.BytesIO(att.data))
+        _check_zip_layout(zf, att.data)
+        return zf
+
+    def _zip_container(self, att: Attachment, depth: int) -> None:
+        try:
+            zf = self._open_zip(att)
+        except zipfile.BadZipFile as e:
+            self.problem("parse_error", att.where, f"bad zip: {e}")
+            return
+        with zf:
+            names = set(zf.namelist())
+            if "word/document.xml" in names:
+                self._ooxml_text(zf, att, depth, _docx_parts(names))
+            elif "ppt/presentation.xml" in names:
+                self._ooxml_text(zf, att, depth, _pptx_parts(names))
+            elif "xl/workbook.xml" in names or "xl/workbook.bin" in names:
+                self._workbook(zf, att, depth)
+            elif "mimetype" in names and "content.xml" in names:
+                mimetype = self._member_bytes(zf, zf.getinfo("mimetype"), att.where,
+                                              ratio=False, cap=256)
+                if b"spreadsheet" in mimetype:
+                    self._workbook(zf, att, depth)
+                else:
+                    self._ooxml_text(zf, att, depth, ["content.xml"])
+            else:
+                self._archive(zf, att, depth)
+
+    def _member_stream(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str,
+                       ratio: bool, cap: int | None = None) -> IO[bytes]:
+        limit = self.limits.max_member_bytes if cap is None else cap
+        return _BoundedReader(zf.open(info), info, where, self, limit, ratio)
+
+    def _member_bytes(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str,
+                      ratio: bool = True, cap: int | None = None) -> bytes:
+        with self._member_stream(zf, info, where, ratio, cap) as f:
+            return f.read()
+
+    def _archive(self, zf: zipfile.ZipFile, att: Attachment, depth: int) -> None:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        if len(infos) > self.limits.max_files_per_archive:
+            self.problem("too_many_parts", att.where,
+                         f"{len(infos)} files > {self.limits.max_files_per_archive}")
+            infos = infos[: self.limits.max_files_per_archive]
+        encrypted = 0
+        members: list[tuple[zipfile.ZipInfo, str]] = []
+        for info in infos:
+            name = _member_name(info)
+            member_where = f"{att.where}/{name}"
+            self.out.inner_names.append((member_where, name))
+            if info.flag_bits & 0x1 or info.compress_type == 99:  # ZipCrypto / WinZip AES
+                encrypted += 1
+            else:
+                members.append((info, name))
+        if encrypted:
+            self.problem("encrypted", att.where, f"{encrypted} encrypted member(s)")
+        for info, name in members:
+            member_where = f"{att.where}/{name}"
+            if depth + 1 > self.limits.max_depth:
+                self.problem("too_deep", member_where,
+                             f"nesting depth > {self.limits.max_depth}")
+                continue
+            try:
+                data = self._member_bytes(zf, info, member_where)
+            except _LimitHit as e:
+                self.problem(e.code, member_where, e.detail)
+                if e.code == "bomb":
+                    return  # the rest of a bomb archive is not worth reading
+                continue
+            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError,
+                    EOFError, ValueError) as e:
+                self.problem("parse_error", member_where, f"{type(e).__name__}: {e}")
+                continue
+            self.run(Attachment(filename=posixpath.basename(name), content_type="",
+                                data=data, where=member_where), depth + 1)
+
+    def _ooxml_text(self, zf: zipfile.ZipFile, att: Attachment, depth: int,
+                    parts: list[str]) -> None:
+        chunks: list[str] = []
+        for name in parts:
+            info = zf.getinfo(name)
+            with self._member_stream(zf, info, att.where, ratio=False,
+                                     cap=self.limits.max_xml_part_bytes) as f:
+                chunks.append(_xml_text(f))
+        self.text(att.where, "".join(chunks))
+        self._embeddings(zf, att, depth)
+
+    def _embeddings(self, zf: zipfile.ZipFile, att: Attachment, depth: int) -> None:
+        """Embedded objects (an xlsx inside a docx...) are extracted like attachments."""
+        for info in zf.infolist():
+            if info.is_dir() or "/embeddings/" not in f"/{info.filename}":
+                continue
+            member_where = f"{att.where}/{info.filename}"
+            self.out.inner_names.append((member_where, info.filename))
+            if depth + 1 > self.limits.max_depth:
+                self.problem("too_deep", member_where, "embedded object too deep")
+                continue
+            data = self._member_bytes(zf, info, member_where)
+            self.run(Attachment(filename=posixpath.basename(info.filename), content_type="",
+                                data=data, where=member_where), depth + 1)
+
+    # -- spreadsheets --
+
+    def _workbook(self, zf: zipfile.ZipFile, att: Attachment, depth: int) -> None:
+        # calamine reads the zip itself, so first make sure the XML parts really inflate
+        # within limits (declared sizes can lie); this costs one extra inflate pass.
+        for info in zf.infolist():
+            if info.filename.endswith((".xml", ".bin")) and not info.is_dir():
+                with self._member_stream(zf, info, att.where, ratio=False,
+                                         cap=self.limits.max_xml_part_bytes) as f:
+                    while f.read(1 * MiB):
+                        pass
+        self._calamine(att)
+        self._embeddings(zf, att, depth)
+
+    def _calamine(self, att: Attachment) -> None:
+        import python_calamine
+
+        try:
+            wb = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(att.data))
+        except python_calamine.PasswordError:
+            self.problem("encrypted", att.where, "password-protected workbook")
+            return
+        names = list(wb.sheet_names)
+        if len(names) > self.limits.max_sheets:
+            self.problem("too_large", att.where,
+                         f"{len(names)} sheets; first {self.limits.max_sheets} read")
+            names = names[: self.limits.max_sheets]
+        texts: list[str] = []
+        for name in names:
+            rows: list[list[str]] = []
+            try:
+                sheet = wb.get_sheet_by_name(name)
+            except python_calamine.CalamineError as e:
+                self.problem("parse_error", f"{att.where}", f"sheet {name!r}: {e}")
+                continue
+            truncated = False
+            for row in sheet.iter_rows():
+                cells = _trim_row([_cell_str(v) for v in row])
+                if not cells:
+                    continue
+                self.cells += len(cells)
+                if self.cells > self.limits.max_cells:
+                    truncated = True
+                    break
+                rows.append(cells)
+            self.table(att.where, rows)
+            texts.append("\n".join("\t".join(r) for r in rows))
+            if truncated:
+                self.problem("too_large", att.where,
+                             f"cell limit {self.limits.max_cells} reached in sheet {name!r}")
+                break
+        self.text(att.where, "\n\n".join(t for t in texts if t))
+
+    def _csv(self, att: Attachment, kind: str) -> None:
+        text = self._decode(att)
+        self.text(att.where, text)
+        first = text[:4096].split("\n", 1)[0]
+        delimiter = "\t" if kind == "tsv" or first.count("\t") > first.count(",") else ","
+        rows: list[list[str]] = []
+        try:
+            for row in csv.reader(io.StringIO(text), delimiter=delimiter):
+                cells = _trim_row([c.strip() for c in row])
+                if not cells:
+                    continue
+                self.cells += len(cells)
+                if self.cells > self.limits.max_cells:
+                    self.problem("too_large", att.where,
+                                 f"cell limit {self.limits.max_cells} reached")
+                    break
+                rows.append(cells)
+        except csv.Error as e:
+            self.problem("parse_error", att.where, f"csv: {e}")
+        self.table(att.where, rows)
+
+    # -- PDF --
+
+    def _pdf(self, att: Attachment) -> None:
+        import pypdfium2 as pdfium
+
+        try:
+            doc = pdfium.PdfDocument(att.data)
+        except pdfium.PdfiumError as e:
+            if "password" in str(e).lower():
+                self.problem("encrypted", att.where, "password-protected PDF")
+                return
+            self._pdf_pypdf(att, f"pdfium: {e}")
+            return
+        try:
+            n = len(doc)
+            pages = min(n, self.limits.max_pdf_pages)
+            if n > pages:
+                self.problem("too_large", att.where, f"{n} pages; first {pages} read")
+            out: list[str] = []
+            total = 0
+            for i in range(pages):
+                page = doc[i]
+                try:
+                    textpage = page.get_textpage()
+                    try:
+                        t = textpage.get_text_bounded()
+                    finally:
+                        textpage.close()
+                finally:
+                    page.close()
+                out.append(t)
+                total += len(t)
+                if total > self.limits.max_pdf_chars:
+                    self.problem("too_large", att.where,
+                                 f"PDF text limit {self.limits.max_pdf_chars} reached")
+                    break
+        finally:
+            doc.close()
+        self._pdf_result(att, out, pages)
+
+    def _pdf_pypdf(self, att: Attachment, why: str) -> None:
+        import pypdf
+
+        try:
+            reader = pypdf.PdfReader(io.BytesIO(att.data))
+            if reader.is_encrypted and not reader.decrypt(""):
+                self.problem("encrypted", att.where, "password-protected PDF")
+                return
+            n = len(reader.pages)
+            pages = min(n, self.limits.max_pdf_pages)
+            out = [reader.pages[i].extract_text() or "" for i in range(pages)]
+        except Exception as e:
+            self.problem("parse_error", att.where, f"{why}; pypdf: {type(e).__name__}: {e}")
+            return
+        self._pdf_result(att, out, pages)
+
+    def _pdf_result(self, att: Attachment, out: list[str], pages: int) -> None:
+        text = "\n".join(out).replace("\r\n", "\n")
+        if pages and len(text.strip()) < self.limits.min_pdf_chars_per_page * pages:
+            self.problem("no_text", att.where, "no text layer (scanned or image-only PDF)")
+        self.text(att.where, text)
+
+    # -- OLE: legacy Office and encrypted OOXML --
+
+    def _ole(self, att: Attachment) -> None:
+        import olefile
+
+        ole = olefile.OleFileIO(io.BytesIO(att.data))
+        try:
+            streams = {"/".join(s) for s in ole.listdir(streams=True, storages=False)}
+        finally:
+            ole.close()
+        if "EncryptionInfo" in streams or "EncryptedPackage" in streams:
+            self.problem("encrypted", att.where, "password-protected Office document")
+        elif "Workbook" in streams or "Book" in streams:
+            self._calamine(att)
+        elif "WordDocument" in streams:
+            self.problem("unknown_binary", att.where, "legacy Word .doc not inspected")
+        elif "PowerPoint Document" in streams:
+            self.problem("unknown_binary", att.where, "legacy PowerPoint .ppt not inspected")
+        elif any(s.startswith("__substg1.0_") for s in streams):
+            self.problem("unknown_binary", att.where, "Outlook .msg not inspected")
+        else:
+            self.problem("unknown_binary", att.where, "OLE compound file")
+
+    # -- attached messages --
+
+    def _eml(self, att: Attachment, depth: int) -> None:
+        view = MessageView(mail_from="", rcpt_tos=[])
+        parse_into(att.data, view, self.limits.parse_limits, prefix=att.where)
+        for chunk in view.texts:
+            self.text(chunk.where, chunk.text)
+        self.out.problems.extend(view.problems)
+        for inner in view.attachments:
+            self.out.inner_names.append((inner.where, inner.filename))
+            self.run(inner, depth + 1)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+class _BoundedReader(io.RawIOBase):
+    """A zip member stream that stops at byte limits and, for archive members, at a
+    compression ratio — enforced on bytes actually produced, since declared sizes lie."""
+
+    def __init__(self, raw: IO[bytes], info: zipfile.ZipInfo, where: str,
+                 ex: _Extractor, limit: int, ratio: bool) -> None:
+        super().__init__()
+        self._raw = raw
+        self._where = where
+        self._ex = ex
+        self._limit = limit
+        self._ratio = ratio
+        self._compressed = max(info.compress_size, 1)
+        self.produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        chunk = self._raw.read(min(len(b), 1 * MiB))
+        n = len(chunk)
+        self.produced += n
+        lim = self._ex.limits
+        if self.produced > self._limit:
+            raise _LimitHit("bomb", f"member inflates past {self._limit} bytes")
+        self._ex.budget.bytes_left -= n
+        if self._ex.budget.bytes_left < 0:
+            raise _LimitHit("bomb", f"message inflates past {lim.max_total_bytes} bytes")
+        if (self._ratio and self.produced > lim.ratio_after_bytes
+                and self.produced / self._compressed > lim.max_ratio):
+            raise _LimitHit("bomb", f"compression ratio > {lim.max_ratio:g}:1")
+        b[:n] = chunk
+        return n
+
+    def readall(self) -> bytes:
+        parts = []
+        while chunk := self.read(1 * MiB):
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+def _check_zip_layout(zf: zipfile.ZipFile, data: bytes) -> None:
+    """Reject overlapping entries (the "quoted overlap" non-recursive bomb; CPython's own
+    check, gh-109858, is missing from 3.11.7)."""
+    spans: list[tuple[int, int, str]] = []
+    for info in zf.infolist():
+        off = info.header_offset
+        header = data[off : off + 30]
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise _LimitHit("parse_error", f"bad local header for {info.filename!r}")
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        end = off + 30 + name_len + extra_len + info.compress_size
+        if end > len(data):
+            raise _LimitHit("parse_error", f"truncated member {info.filename!r}")
+        spans.append((off, end, info.filename))
+    spans.sort()
+    for (_, end, name), (next_off, _, _) in itertools.pairwise(spans):
+        if end > next_off:
+            raise _LimitHit("bomb", f"overlapping zip entries at {name!r}")
+
+
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """Member names without the UTF-8 flag (bit 11) are CP932 when Windows made the zip
+    ("Send to → Compressed folder"); zipfile decoded them as cp437, so undo that."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    raw = info.orig_filename.encode("cp437", errors="replace")
+    if raw.isascii():
+        return info.filename
+    for codec in ("utf-8", "cp932"):  # macOS Archive Utility writes UTF-8 without the flag
+        try:
+            return raw.decode(codec).replace("\x00", "")
+        except UnicodeDecodeError:
+            continue
+    return info.filename
+
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+_ODF_TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
+_TEXT_TAGS = {_W + "t", _A + "t", _W + "delText"}
+_PARA_TAGS = {_W + "p", _A + "p", _ODF_TEXT + "p", _ODF_TEXT + "h"}
+
+
+def _xml_text(stream: IO[bytes]) -> str:
+    """Text of one OOXML/ODF part: w:t / a:t runs, tabs and breaks as whitespace, a
+    newline per paragraph, table rows as tab-separated lines (so header rows such as
+    "氏名\t電話" stay recognisable). defusedxml with forbid_dtd: parts never carry a
+    DOCTYPE, and refusing one stops entity-expansion bombs."""
+    from defusedxml.ElementTree import iterparse
+
+    out: list[str] = []
+    in_cell = 0
+    for event, elem in iterparse(stream, events=("start", "end"), forbid_dtd=True):
+        tag = elem.tag
+        if event == "start":
+            if tag == _W + "tc":
+                in_cell += 1
+            continue
+        if tag in _TEXT_TAGS:
+            out.append(elem.text or "")
+        elif tag == _W + "tab":
+            out.append("\t")
+        elif tag in (_W + "br", _W + "cr"):
+            out.append("\n")
+        elif tag == _W + "tc":
+            in_cell -= 1
+            if out and out[-1] == " ":
+                out.pop()
+            out.append("\t")
+        elif tag == _W + "tr":
+            if out and out[-1] == "\t":
+                out.pop()
+            out.append("\n")
+            elem.clear()
+        elif tag in _PARA_TAGS:
+            if tag.startswith(_ODF_TEXT):
+                out.append("".join(elem.itertext()))
+            out.append(" " if in_cell else "\n")
+            elem.clear()  # keep memory flat on big documents
+    return "".join(out)
+
+
+def _num_key(name: str) -> tuple[str, int, str]:
+    m = re.search(r"(\d+)\.xml$", name)
+    return (name[: m.start()] if m else name, int(m.group(1)) if m else 0, name)
+
+
+def _docx_parts(names: set[str]) -> list[str]:
+    extra = sorted(n for n in names if re.fullmatch(
+        r"word/(header\d*|footer\d*|footnotes|endnotes|comments)\.xml", n))
+    return ["word/document.xml", *extra]
+
+
+def _pptx_parts(names: set[str]) -> list[str]:
+    slides = sorted((n for n in names if re.fullmatch(r"ppt/slides/slide\d+\.xml", n)),
+                    key=_num_key)
+    notes = sorted((n for n in names if re.fullmatch(r"ppt/notesSlides/notesSlide\d+\.xml", n)),
+                   key=_num_key)
+    comments = sorted(n for n in names if re.fullmatch(r"ppt/comments/[^/]+\.xml", n))
+    return [*slides, *notes, *comments]
+
+
+def _cell_str(v: object) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, float):
+        # phone and account numbers typed into Excel come back as floats
+        if v.is_integer() and abs(v) < 1e16:
+            return str(int(v))
+        return repr(v)
+    if isinstance(v, dt.datetime | dt.date | dt.time):
+        return v.isoformat()
+    return str(v).strip()
+
+
+def _trim_row(cells: list[str]) -> list[str]:
+    while cells and not cells[-1]:
+        cells.pop()
+    return cells
+
+
+# --- public API ------------------------------------------------------------------------
+
+def extract(
+    attachment: Attachment,
+    limits: ExtractLimits = ExtractLimits(),
+    *,
+    budget: Budget | None = None,
+    depth: int = 0,
+) -> Extracted:
+    """Texts, tables, problems and inner file names of one attachment. Never raises."""
+    ex = _Extractor(limits, budget if budget is not None else Budget.for_message(limits))
+    try:
+        ex.run(attachment, depth)
+    except Exception as e:  # belt and braces: run() records its own failures
+        ex.problem("parse_error", attachment.where, f"{type(e).__name__}: {e}")
+    return ex.out
+
+
+def merge_extracted(view: MessageView, extracted: Extracted) -> None:
+    view.texts.extend(extracted.texts)
+    view.tables.extend(extracted.tables)
+    view.problems.extend(extracted.problems)
+    view.inner_names.extend(extracted.inner_names)
+
+
+def extract_message(
+    raw: bytes,
+    mail_from: str,
+    rcpt_tos: list[str],
+    limits: ExtractLimits = ExtractLimits(),
+) -> MessageView:
+    """Parse and extract everything in this process (tests, CLI tools). The relay uses
+    guard.inspect.isolate.ExtractionPool, which does the same work in a worker.
+    `limits.parse_limits` applies to the message itself and to attached messages."""
+    view = parse_message(raw, mail_from, rcpt_tos, limits.parse_limits)
+    budget = Budget.for_message(limits)
+    for att in view.attachments:
+        merge_extracted(view, extract(att, limits, budget=budget))
+    return view

@@ -1,0 +1,414 @@
+"""Personal-data detectors: findings for My Number, cards, phones, addresses, people lists.
+
+Public API:
+
+    scan_texts(chunks, limits)  -> list[Finding]   # chunks: .where, .text
+    scan_tables(tables, limits) -> list[Finding]   # tables: .where, .rows
+    scan(texts, tables, limits) -> list[Finding]   # both, counted together per `where`
+
+One Finding per symbol per `where`. `count` is the number of DISTINCT values (the same
+card quoted five times in a reply chain is one card), `score` the best value's score,
+and `evidence` holds masked samples, the kinds seen (card brands, phone types...), and
+the context words that raised or lowered scores. Full values never leave this module.
+
+Symbols and what their scores mean (design §1.4; a value "qualifies" at min_score 0.5,
+the design's hold levels are ≥ 0.85 for My Number and ≥ 0.9 for cards):
+
+  pii.my_number         12 digits with a valid check digit: 0.35 alone (dropped),
+                        0.9 next to マイナンバー/個人番号/my number. A wrong check digit
+                        next to such a word: 0.5. A list of ≥ 3 numbers that ALL pass
+                        the check (1 in 1000 by chance): 0.6.
+  pii.corporate_number  法人番号: public data, published by the NTA. 0.6 at most (with
+                        context or a T prefix); it exists to label these numbers so they
+                        are not counted as anything else. Never a reason to hold alone.
+  pii.card              Luhn + IIN/length table: 0.5 alone, 0.95 with card words,
+                        -0.3 next to 注文/請求/invoice/order... (so a Luhn-valid order
+                        number never reaches hold level).
+  pii.phone             phonenumbers-valid Japanese (or +CC) numbers; mobile 0.6,
+                        fixed/050 0.4, toll-free/0570 0.3; +0.1 when written with
+                        separators, +0.2 with 電話/TEL/携帯...
+  pii.postal_code       123-4567 (hyphen needed) or 〒1234567: 0.6 with 〒/郵便番号 or
+                        an address right after it, else dropped.
+  pii.address           prefecture + city/ward/town + block number: 0.75, +0.1 with a
+                        postal code before it, +0.1 next to 住所. Without a prefecture,
+                        only right after 住所/所在地/address (0.6).
+  pii.birth_date        a real date (Western or 明治..令和, incl. 元年 and S58.1.2) next
+                        to 生年月日/誕生日/DOB: 0.8; year or year-month only: 0.5.
+  pii.email             distinct addresses, 0.3 each (the count is the signal), minus
+                        those on quoted-reply header lines (From:, 差出人: ...).
+  pii.people_list       a table whose header has ≥ 2 personal-data column classes (one
+                        of them name or e-mail) with values that fit, and ≥ min rows;
+                        count = data rows. 0.75, +0.1 for ≥ 3 classes, +0.1 for ID,
+                        date-of-birth or sensitive (病歴, 性別...) columns.
+  pii.records           lines/rows holding ≥ 2 different kinds of personal data (name,
+                        phone, e-mail, address, birth date, My Number, card); count =
+                        distinct records.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+from guard.inspect.finding import Finding
+from guard.inspect.pii_scan import (
+    ADDRESS,
+    BIRTH_DATE,
+    CARD,
+    CORPORATE,
+    EMAIL,
+    MY_NUMBER,
+    NAME,
+    PHONE,
+    POSTAL,
+    RECORD_KINDS,
+    Hit,
+    ScanSettings,
+    line_groups,
+    normalize,
+    scan_normalized,
+    value_key,
+)
+from guard.inspect.pii_tables import PeopleList, table_text
+
+__all__ = [
+    "PiiLimits",
+    "TableLike",
+    "TextLike",
+    "scan",
+    "scan_tables",
+    "scan_texts",
+    "value_key",
+]
+
+
+class TextLike(Protocol):
+    @property
+    def where(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+class TableLike(Protocol):
+    @property
+    def where(self) -> str: ...
+
+    @property
+    def rows(self) -> Sequence[Sequence[Any]]: ...
+
+
+@dataclass(frozen=True)
+class PiiLimits:
+    """Thresholds and safety limits for the detectors (all per-tenant settable)."""
+
+    # A value counts when its score reaches this (design: "qualifies at ≥ 0.5").
+    min_score: float = 0.5
+    # Values at or above this are counted in evidence["strong"] (the design's hold
+    # levels: My Number ≥ 0.85, card ≥ 0.9).
+    strong_score: float = 0.85
+    # Context window in characters; Japanese has no spaces, so windows, not tokens.
+    context_before: int = 50
+    context_after: int = 30
+    # Characters scanned per text chunk (design §6: 20 M per attachment). The rest is
+    # not scanned and the findings say evidence["truncated"] = True.
+    max_chars: int = 20_000_000
+    # Cells read per table (design §6: 1,000,000 per workbook).
+    max_table_cells: int = 1_000_000
+    # Header row searched for in the first rows; people list needs this many data rows.
+    header_rows: int = 10
+    people_list_min_rows: int = 3
+    # Column validation: sampled values per column, share that must fit the class.
+    column_sample: int = 500
+    column_valid_ratio: float = 0.6
+    # Two values more than this many characters apart on one line are not one record.
+    record_gap: int = 200
+    # My Number lists: this many distinct 12-digit numbers, ALL with a valid check
+    # digit, qualify without context words (random chance 0.1 ** 3).
+    my_number_list_min: int = 3
+    my_number_list_score: float = 0.6
+    # Masked samples kept in evidence per finding.
+    max_samples: int = 5
+    # Values never reported: the sender organisation's own phone numbers, address,
+    # corporate number (keys from value_key()).
+    ignore_values: frozenset[str] = frozenset()
+    # "Today" for the age 0..120 check on birth dates (None: the real today).
+    today: date | None = None
+
+    def settings(self) -> ScanSettings:
+        return ScanSettings(
+            min_score=self.min_score,
+            context_before=self.context_before,
+            context_after=self.context_after,
+            ignore_values=self.ignore_values,
+            today=self.today,
+            my_number_list_min=self.my_number_list_min,
+            my_number_list_score=self.my_number_list_score,
+        )
+
+
+_SYMBOL_ORDER = (
+    MY_NUMBER, CARD, CORPORATE, PHONE, EMAIL, ADDRESS, POSTAL, BIRTH_DATE,
+    "people_list", "records",
+)
+
+# (Japanese, English singular, English plural) per kind; "{n}" is the count.
+_REASONS: dict[str, tuple[str, str, str]] = {
+    MY_NUMBER: (
+        "マイナンバー（個人番号）{n}件",
+        "1 My Number (individual number) value",
+        "{n} My Number (individual number) values",
+    ),
+    CORPORATE: ("法人番号{n}件", "1 corporate number", "{n} corporate numbers"),
+    CARD: ("クレジットカード番号{n}件", "1 credit card number", "{n} credit card numbers"),
+    PHONE: ("電話番号{n}件", "1 phone number", "{n} phone numbers"),
+    POSTAL: ("郵便番号{n}件", "1 postal code", "{n} postal codes"),
+    ADDRESS: ("住所{n}件", "1 postal address", "{n} postal addresses"),
+    BIRTH_DATE: ("生年月日{n}件", "1 date of birth", "{n} dates of birth"),
+    EMAIL: ("メールアドレス{n}件", "1 email address", "{n} email addresses"),
+    "records": (
+        "個人データのまとまり{n}件（同じ行に2種類以上）",
+        "1 personal-data record (2+ kinds on one line)",
+        "{n} personal-data records (2+ kinds on one line)",
+    ),
+}
+
+_CLASS_JA = {
+    "name": "氏名", "email": "メール", "phone": "電話", "address": "住所",
+    "birth_date": "生年月日", "id": "番号", "sensitive": "要配慮",
+}
+_CLASS_EN = {
+    "name": "name", "email": "email", "phone": "phone", "address": "address",
+    "birth_date": "birth date", "id": "ID number", "sensitive": "sensitive",
+}
+
+
+@dataclass
+class _Value:
+    score: float
+    sample: str
+    first_seen: int
+
+
+@dataclass
+class _KindAcc:
+    values: dict[str, _Value] = field(default_factory=dict)
+    details: Counter[str] = field(default_factory=Counter)
+    context: set[str] = field(default_factory=set)
+    negative: set[str] = field(default_factory=set)
+
+    def add(self, hit: Hit) -> None:
+        old = self.values.get(hit.key)
+        if old is None:
+            self.values[hit.key] = _Value(hit.score, hit.sample, len(self.values))
+        elif hit.score > old.score:
+            old.score = hit.score
+        if hit.detail:
+            self.details[hit.detail] += 1
+        self.context.update(hit.context)
+        self.negative.update(hit.negative)
+
+
+@dataclass
+class _WhereAcc:
+    kinds: dict[str, _KindAcc] = field(default_factory=dict)
+    # record key (the set of values on the line) -> kinds on it
+    records: dict[frozenset[tuple[str, str]], tuple[str, ...]] = field(default_factory=dict)
+    people: list[PeopleList] = field(default_factory=list)
+    truncated: bool = False
+
+
+class _Accumulator:
+    """Collects hits per `where` across chunks and tables, then makes the findings."""
+
+    def __init__(self, limits: PiiLimits) -> None:
+        self.limits = limits
+        self.settings = limits.settings()
+        self.by_where: dict[str, _WhereAcc] = {}
+
+    def _where(self, where: str) -> _WhereAcc:
+        acc = self.by_where.get(where)
+        if acc is None:
+            acc = self.by_where[where] = _WhereAcc()
+        return acc
+
+    def add_text(self, where: str, text: str) -> None:
+        acc = self._where(where)
+        if len(text) > self.limits.max_chars:
+            text = text[: self.limits.max_chars]
+            acc.truncated = True
+        text = normalize(text)
+        hits = scan_normalized(text, self.settings)
+        self._add_hits(acc, hits)
+        self._add_records(acc, hits, line_groups(text, hits, self.limits.record_gap))
+
+    def add_table(self, where: str, rows: Sequence[Sequence[Any]]) -> None:
+        acc = self._where(where)
+        lim = self.limits
+        table = table_text(
+            rows,
+            header_rows=lim.header_rows,
+            min_rows=lim.people_list_min_rows,
+            column_sample=lim.column_sample,
+            column_ratio=lim.column_valid_ratio,
+            max_cells=lim.max_table_cells,
+        )
+        acc.truncated |= table.truncated
+        if table.people is not None:
+            acc.people.append(table.people)
+        # Cells were normalised one by one; the joined text is scanned as is, so line
+        # numbers stay row numbers.
+        hits = scan_normalized(table.text, self.settings)
+        self._add_hits(acc, hits)
+        rows_of_hits = _line_numbers(table.text, hits)
+        names = [Hit(NAME, key, 1.0, -1, "") for _, key in table.names]
+        self._add_records(
+            acc, hits + names, rows_of_hits + [row for row, _ in table.names]
+        )
+
+    def _add_hits(self, acc: _WhereAcc, hits: list[Hit]) -> None:
+        for hit in hits:
+            kind = acc.kinds.get(hit.kind)
+            if kind is None:
+                kind = acc.kinds[hit.kind] = _KindAcc()
+            kind.add(hit)
+
+    def _add_records(self, acc: _WhereAcc, hits: list[Hit], groups: list[int]) -> None:
+        by_group: dict[int, list[Hit]] = {}
+        for hit, group in zip(hits, groups, strict=True):
+            if hit.kind in RECORD_KINDS:
+                by_group.setdefault(group, []).append(hit)
+        for members in by_group.values():
+            kinds = tuple(sorted({h.kind for h in members}))
+            if len(kinds) >= 2:
+                acc.records[frozenset((h.kind, h.key) for h in members)] = kinds
+
+    def findings(self) -> list[Finding]:
+        out: list[Finding] = []
+        for where, acc in self.by_where.items():
+            for kind in _SYMBOL_ORDER:
+                finding = None
+                if kind == "people_list":
+                    finding = self._people_finding(where, acc)
+                elif kind == "records":
+                    finding = self._records_finding(where, acc)
+                elif kind in acc.kinds:
+                    finding = self._kind_finding(where, kind, acc.kinds[kind])
+                if finding is not None:
+                    if acc.truncated:
+                        finding.evidence["truncated"] = True
+                    out.append(finding)
+        return out
+
+    def _kind_finding(self, where: str, kind: str, acc: _KindAcc) -> Finding | None:
+        lim = self.limits
+        values = acc.values
+        if kind != EMAIL:
+            values = {k: v for k, v in values.items() if v.score >= lim.min_score}
+        if not values:
+            return None
+        ordered = sorted(values.values(), key=lambda v: v.first_seen)
+        evidence: dict[str, Any] = {
+            # Distinct masks: twelve "u***@example.com" say less than one.
+            "samples": list(dict.fromkeys(v.sample for v in ordered))[: lim.max_samples],
+            "strong": sum(v.score >= lim.strong_score for v in ordered),
+        }
+        if acc.details:
+            evidence["kinds"] = sorted(acc.details)
+        if acc.context:
+            evidence["context"] = sorted(acc.context)
+        if acc.negative:
+            evidence["negative_context"] = sorted(acc.negative)
+        ja, en = _reason(kind, len(values))
+        return Finding(
+            symbol=f"pii.{kind}",
+            score=max(v.score for v in ordered),
+            count=len(values),
+            where=where,
+            evidence=evidence,
+            reason_ja=ja,
+            reason_en=en,
+        )
+
+    def _records_finding(self, where: str, acc: _WhereAcc) -> Finding | None:
+        if not acc.records:
+            return None
+        combos = Counter("+".join(kinds) for kinds in acc.records.values())
+        widest = max(len(kinds) for kinds in acc.records.values())
+        ja, en = _reason("records", len(acc.records))
+        return Finding(
+            symbol="pii.records",
+            # Two kinds on a line is a record; each further kind makes it more clearly
+            # a person's entry rather than a signature.
+            score=round(min(0.6 + 0.1 * (widest - 2), 0.9), 3),
+            count=len(acc.records),
+            where=where,
+            evidence={"kinds": dict(combos.most_common())},
+            reason_ja=ja,
+            reason_en=en,
+        )
+
+    def _people_finding(self, where: str, acc: _WhereAcc) -> Finding | None:
+        if not acc.people:
+            return None
+        rows = sum(p.rows for p in acc.people)
+        columns = list(dict.fromkeys(h for p in acc.people for h, _ in p.columns))
+        classes = sorted({c for p in acc.people for c in p.classes})
+        ja_cls = "・".join(_CLASS_JA[c] for c in classes)
+        en_cls = ", ".join(_CLASS_EN[c] for c in classes)
+        return Finding(
+            symbol="pii.people_list",
+            score=max(p.score for p in acc.people),
+            count=rows,
+            where=where,
+            evidence={
+                "columns": columns,
+                "classes": classes,
+                "rows": rows,
+                "tables": len(acc.people),
+            },
+            reason_ja=f"個人情報の一覧表（{ja_cls}）{rows}行",
+            reason_en=f"people list ({en_cls}), {rows} row{'s' if rows != 1 else ''}",
+        )
+
+
+def _reason(kind: str, n: int) -> tuple[str, str]:
+    ja, en_one, en_many = _REASONS[kind]
+    return ja.format(n=n), (en_one if n == 1 else en_many).format(n=n)
+
+
+def _line_numbers(text: str, hits: list[Hit]) -> list[int]:
+    """Line index of each hit (hits sorted by position), counting newlines once."""
+    out: list[int] = []
+    line, pos = 0, 0
+    for hit in hits:
+        line += text.count("\n", pos, hit.pos)
+        pos = hit.pos
+        out.append(line)
+    return out
+
+
+def scan(
+    texts: Iterable[TextLike] = (),
+    tables: Iterable[TableLike] = (),
+    limits: PiiLimits | None = None,
+) -> list[Finding]:
+    """Texts and tables together: distinct values are counted once per `where` even when
+    an attachment yields both (a spreadsheet's cells and its text)."""
+    acc = _Accumulator(limits or PiiLimits())
+    for chunk in texts:
+        acc.add_text(chunk.where, chunk.text)
+    for table in tables:
+        acc.add_table(table.where, table.rows)
+    return acc.findings()
+
+
+def scan_texts(chunks: Iterable[TextLike], limits: PiiLimits | None = None) -> list[Finding]:
+    return scan(texts=chunks, limits=limits)
+
+
+def scan_tables(tables: Iterable[TableLike], limits: PiiLimits | None = None) -> list[Finding]:
+    return scan(tables=tables, limits=limits)

@@ -1,0 +1,188 @@
+"""Tables: the people-list signal, and a text form of the rows for the value detectors.
+
+A table whose header row names personal-data columns (氏名, 住所, 電話, メール,
+生年月日...) and that has data rows under it is the strongest bulk signal (design §0,
+§1.4 PII_TABLE): a customer list is recognisable from its header before any value is
+validated, and it stays recognisable when its values defeat the regexes.
+
+The rows are also turned into text, one line per row, each cell as "header: value" and
+cells separated by U+001F. The scanner then sees the header as context right before
+each value (a "マイナンバー" column boosts its numbers like a label in prose would) and
+never lets one cell's header act as context for the next cell.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from guard.inspect.context_words import classify_header
+from guard.inspect.pii_scan import normalize
+
+CELL_SEPARATOR = "\x1f"
+_LINE_BREAKS = re.compile(r"[\r\n\x1f\x0b\x0c\u2028\u2029\x85]+")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,63}$")
+_PHONE_CHARS = re.compile(r"^\+?[\d\s\-‐‑‒–—―−ー.()]{9,20}$")
+_HAS_DIGIT = re.compile(r"\d")
+_HAS_LETTER = re.compile(r"[^\W\d_]")
+
+# Classes that make a table a people list when two of them (one being name or email)
+# survive validation. "id" and "sensitive" raise the score: a list with 病歴 or
+# マイナンバー columns is worse than an address book.
+_ANCHOR_CLASSES = frozenset({"name", "email"})
+_SEVERE_CLASSES = frozenset({"id", "sensitive", "birth_date"})
+
+
+def cell_text(value: object) -> str:
+    """A cell as one normalised line. Excel gives numbers as floats: 9012345678.0."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = value if isinstance(value, str) else str(value)
+    return _LINE_BREAKS.sub(" ", normalize(text)).strip()
+
+
+def _valid_for_class(cls: str, value: str) -> bool:
+    if cls == "email":
+        return _EMAIL.match(value) is not None
+    if cls == "phone":
+        return _PHONE_CHARS.match(value) is not None and sum(c.isdigit() for c in value) >= 9
+    if cls == "birth_date":
+        return _HAS_DIGIT.search(value) is not None
+    if cls == "name":
+        return _HAS_LETTER.search(value) is not None
+    return True  # address, id, sensitive: any non-empty value
+
+
+@dataclass(frozen=True)
+class PeopleList:
+    columns: tuple[tuple[str, str], ...]  # (header text, class), validated columns only
+    rows: int
+    score: float
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(sorted({c for _, c in self.columns}))
+
+
+@dataclass
+class TableText:
+    text: str  # one line per emitted row
+    # (line index, name key) for non-empty cells of name columns: records need "name"
+    # as a kind, and no detector finds names in free text reliably (design §1.4).
+    names: list[tuple[int, str]] = field(default_factory=list)
+    people: PeopleList | None = None
+    truncated: bool = False
+
+
+def _find_header(
+    rows: list[list[str]], search_rows: int
+) -> tuple[int, dict[int, str]]:
+    """(row index, {column: class}) of the best header candidate, or (-1, {})."""
+    best_index, best_classes, best_rank = -1, {}, 0
+    for i, row in enumerate(rows[:search_rows]):
+        classes = {}
+        for j, cell in enumerate(row):
+            cls = classify_header(cell) if cell else None
+            if cls is not None:
+                classes[j] = cls
+        kinds = set(classes.values())
+        rank = len(kinds) + (10 if kinds & _ANCHOR_CLASSES and len(kinds) >= 2 else 0)
+        if rank > best_rank:
+            best_index, best_classes, best_rank = i, classes, rank
+    return best_index, best_classes
+
+
+def _looks_like_header(row: list[str]) -> bool:
+    """For tables without personal-data columns: is row 0 still a header (labels such
+    as 注文番号 / カード番号 that give the values context)?"""
+    cells = [c for c in row if c]
+    return bool(cells) and all(
+        len(c) <= 40 and sum(ch.isdigit() for ch in c) < 3 for c in cells
+    )
+
+
+def _validate_columns(
+    data: list[list[str]], classes: dict[int, str], sample: int, ratio: float
+) -> dict[int, str]:
+    """Keep columns whose non-empty sampled values mostly fit the class (≥ ratio).
+
+    Optional columns (携帯 filled for half the people) are judged on what is there.
+    """
+    kept = {}
+    for col, cls in classes.items():
+        values = [row[col] for row in data[:sample] if col < len(row) and row[col]]
+        if values and sum(_valid_for_class(cls, v) for v in values) >= ratio * len(values):
+            kept[col] = cls
+    return kept
+
+
+def _people_score(classes: set[str]) -> float:
+    # A validated header is already strong; more and worse columns make it stronger.
+    score = 0.75
+    if len(classes) >= 3:
+        score += 0.1
+    if classes & _SEVERE_CLASSES:
+        score += 0.1
+    return round(min(score, 0.95), 3)
+
+
+def table_text(
+    raw_rows: Sequence[Sequence[object]],
+    *,
+    header_rows: int,
+    min_rows: int,
+    column_sample: int,
+    column_ratio: float,
+    max_cells: int,
+) -> TableText:
+    rows: list[list[str]] = []
+    cells = 0
+    truncated = False
+    for raw in raw_rows:
+        if cells + len(raw) > max_cells:
+            truncated = True
+            break
+        cells += len(raw)
+        rows.append([cell_text(v) for v in raw])
+
+    header_index, classes = _find_header(rows, header_rows)
+    if header_index < 0 and rows and _looks_like_header(rows[0]):
+        header_index = 0
+    headers = rows[header_index] if header_index >= 0 else []
+    data = rows[header_index + 1 :]
+
+    people = None
+    kept = _validate_columns(data, classes, column_sample, column_ratio) if classes else {}
+    kinds = set(kept.values())
+    if len(kinds) >= 2 and kinds & _ANCHOR_CLASSES:
+        n_rows = sum(1 for row in data if any(c < len(row) and row[c] for c in kept))
+        if n_rows >= min_rows:
+            people = PeopleList(
+                tuple((headers[c], cls) for c, cls in sorted(kept.items())),
+                n_rows,
+                _people_score(kinds),
+            )
+
+    name_columns = [c for c, cls in classes.items() if cls == "name"]
+    lines: list[str] = []
+    names: list[tuple[int, str]] = []
+    for i, row in enumerate(rows):
+        if i == header_index:
+            lines.append("")  # keep line index == row index
+            continue
+        if i > header_index >= 0:
+            parts = [
+                f"{headers[j]}: {cell}" if j < len(headers) and headers[j] else cell
+                for j, cell in enumerate(row)
+                if cell
+            ]
+            for c in name_columns:
+                if c < len(row) and row[c]:
+                    names.append((i, re.sub(r"\s+", "", row[c])))
+        else:
+            parts = [cell for cell in row if cell]
+        lines.append(CELL_SEPARATOR.join(parts))
+    return TableText("\n".join(lines), names, people, truncated)

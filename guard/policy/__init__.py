@@ -1,0 +1,50 @@
+"""Policy: YAML rules over findings → one explainable verdict.
+
+    policy = load_policy("policies/")             # PolicyError names file:line:col
+    verdict = evaluate(policy, findings, sender=..., rcpt_tos=[...])
+    verdict.action, verdict.reasons, verdict.to_json()
+
+`PolicyWatcher` reloads on change and keeps the last good policy; `default_policy()`
+passes everything (used when no policy is configured).
+"""
+
+from guard.policy.engine import (
+    CompiledRule,
+    Modifiers,
+    Policy,
+    Reason,
+    TagMark,
+    Verdict,
+    compile_policy,
+    default_policy,
+    evaluate,
+)
+from guard.policy.loader import (
+    PolicyError,
+    PolicyIssue,
+    load_customers,
+    load_partners,
+    load_policy,
+)
+from guard.policy.reload import PolicyWatcher
+from guard.policy.schema import Action, PolicyDoc
+
+__all__ = [
+    "Action",
+    "CompiledRule",
+    "Modifiers",
+    "Policy",
+    "PolicyDoc",
+    "PolicyError",
+    "PolicyIssue",
+    "PolicyWatcher",
+    "Reason",
+    "TagMark",
+    "Verdict",
+    "compile_policy",
+    "default_policy",
+    "evaluate",
+    "load_customers",
+    "load_partners",
+    "load_policy",
+]

@@ -1,0 +1,154 @@
+"""Hot reload: poll the policy files, reload on change, keep the last good policy.
+
+Polling mtimes (not inotify) works the same on every platform, inside containers and on
+network file systems, and a policy changes rarely: a stat of a handful of files every
+two seconds costs nothing. An invalid edit never replaces a working policy: the error is
+logged, `on_error` is called (the caller counts it in a metric) and the old policy stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+
+from guard.policy.engine import Policy
+from guard.policy.loader import PolicyError, load_policy
+
+log = logging.getLogger("guard.policy")
+
+OnChange = Callable[[Policy], Awaitable[None] | None]
+OnError = Callable[[Exception], Awaitable[None] | None]
+_Signature = tuple[tuple[str, int, int, int], ...]
+
+
+def _signature(files: Iterable[Path]) -> _Signature:
+    out = []
+    for file in sorted(set(files)):
+        try:
+            st = file.stat()
+            out.append((str(file), st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            out.append((str(file), -1, -1, -1))  # missing now: its return is a change
+    return tuple(out)
+
+
+class PolicyWatcher:
+    """Keeps `current` up to date with the policy files on disk.
+
+    `start()` loads the policy once (raising PolicyError if it is invalid: there is no
+    last good policy to fall back on) and starts polling every `interval` seconds.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        on_change: OnChange | None = None,
+        on_error: OnError | None = None,
+        interval: float = 2.0,
+        *,
+        settle: float = 0.05,
+    ) -> None:
+        self.path = Path(path)
+        self.on_change = on_change
+        self.on_error = on_error
+        self.interval = interval
+        # wait this long after seeing a change, so a file still being written is not
+        # read half-way (which would report a spurious error)
+        self.settle = settle
+        self._current: Policy | None = None
+        self._watched: tuple[Path, ...] = ()
+        self._seen: _Signature = ()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def current(self) -> Policy:
+        if self._current is None:
+            raise RuntimeError("PolicyWatcher.start() has not loaded a policy yet")
+        return self._current
+
+    async def start(self) -> Policy:
+        policy = await asyncio.to_thread(load_policy, self.path)
+        self._accept(policy)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="policy-watcher")
+        return policy
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def __aenter__(self) -> PolicyWatcher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def check(self) -> bool:
+        """Poll once; reload if a watched file changed. True if a new policy was taken.
+
+        Also usable directly, e.g. on SIGHUP or from an admin command.
+        """
+        if _signature(self._watched) == self._seen:
+            return False
+        while True:  # wait until the files stop changing
+            before = _signature(self._watched)
+            await asyncio.sleep(self.settle)
+            if _signature(self._watched) == before:
+                break
+        return await self.reload()
+
+    async def reload(self) -> bool:
+        """Load now, whether or not anything changed. True if a new policy was taken."""
+        try:
+            policy = await asyncio.to_thread(load_policy, self.path)
+        except Exception as exc:  # a bad edit (PolicyError) or anything unexpected
+            files = exc.files if isinstance(exc, PolicyError) else ()
+            # Watch the files of the failed attempt too: creating a missing include
+            # is the fix, and it must trigger the next attempt.
+            self._watched = tuple(dict.fromkeys((*self._watched, *files)))
+            self._seen = _signature(self._watched)
+            log.error("policy reload failed, keeping the last good policy:\n%s", exc)
+            await self._call(self.on_error, exc)
+            return False
+        self._accept(policy)
+        log.info("policy reloaded from %s (%s)", policy.source, policy.digest[:12])
+        await self._call(self.on_change, policy)
+        return True
+
+    def _accept(self, policy: Policy) -> None:
+        self._current = policy
+        self._watched = policy.watched_files or (self.path,)
+        self._seen = _signature(self._watched)
+        for warning in policy.warnings:
+            log.warning("policy: %s", warning)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the watcher must outlive any surprise
+                log.exception("policy watcher: unexpected error")
+
+    @staticmethod
+    async def _call(callback: Callable[..., object] | None, arg: object) -> None:
+        if callback is None:
+            return
+        try:
+            result = callback(arg)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # a failing callback must not stop the watcher
+            log.exception("policy watcher: callback %r failed", callback)

@@ -1,0 +1,756 @@
+#!/usr/bin/env python3
+"""Relay benchmark (issue "Core relay"): one command, one run, three paths, same harness.
+
+    (a) smtp-source → smtp-sink                          the ceiling of this machine
+    (b) smtp-source → bare_relay.py → smtp-sink          the floor: ~50 lines of aiosmtpd +
+                                                         SQLite (WAL, FULL, commit before 250)
+                                                         + pooled aiosmtplib delivery
+    (c) smtp-source → `guard serve` → smtp-sink          the product, started as a user would
+
+For every cell (message size × concurrent sessions) and path it measures:
+  - accept msg/s: messages / time until smtp-source got its last 250;
+  - e2e msg/s:    messages / time until the last message arrived at smtp-sink (drained),
+                  counted from smtp-sink's own running counter (-c), not at the client;
+  - time-to-250:  a sequential raw-socket probe timing end-of-data → final reply, idle
+                  (after the drain) and under load (smtp-source -s N running again);
+  - VmHWM of the relay process (peak RSS) and relay CPU ms per message (/proc/PID/stat).
+
+Everything binds to 127.0.0.1, every child is killed by PID at the end (and gets SIGKILL
+if this driver dies: PR_SET_PDEATHSIG), every wait is bounded. Each cell gets a fresh sink,
+a fresh relay process and a fresh database in a temporary directory on the same disk as
+/tmp (fsync is real there; do not point TMPDIR at a tmpfs).
+
+    .venv/bin/python tests/bench/relay_bench.py --quick            # < 3 minutes
+    .venv/bin/python tests/bench/relay_bench.py                    # full: ≥ 5 s per cell
+    .venv/bin/python tests/bench/relay_bench.py --cells 4096x10 --rounds 3
+    .venv/bin/python tests/bench/relay_bench.py --memory           # 20,000 msgs through c
+    .venv/bin/python tests/bench/relay_bench.py --quick --uvloop --out results.json
+    .venv/bin/python tests/bench/relay_bench.py --cells 4096x10 --variants c --profile prof/
+
+See tests/bench/README.md and docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+BARE = Path(__file__).resolve().parent / "bare_relay.py"
+SMTP_SOURCE = shutil.which("smtp-source", path="/usr/sbin:/usr/bin") or "/usr/sbin/smtp-source"
+SMTP_SINK = shutil.which("smtp-sink", path="/usr/sbin:/usr/bin") or "/usr/sbin/smtp-sink"
+HOST = "127.0.0.1"
+FROM, TO = "sender@example.test", "rcpt@example.test"
+KIB = 1024
+MIB = 1024 * 1024
+
+# messages per (path, size). quick: the issue's 2,000 at 4 KiB / 500 at 100 KiB.
+# full: each cell lasts ≥ 5 s at the rates measured on the 2-core research VM
+# (a ≈ 5-6.7k msg/s at 4 KiB and 1.4k at 100 KiB; relays ≈ 400-700 and 130-300).
+QUICK = {("a", 4096): 2000, ("a", 102400): 500, ("b", 4096): 2000, ("b", 102400): 500,
+         ("c", 4096): 2000, ("c", 102400): 500}
+FULL = {("a", 4096): 40000, ("a", 102400): 10000, ("b", 4096): 4000, ("b", 102400): 1200,
+        ("c", 4096): 5000, ("c", 102400): 2000}
+SIZES = (4096, 102400)
+SESSIONS = (10, 50)
+
+
+# --------------------------------------------------------------------------- processes
+def _die_with_parent() -> None:
+    """Child side of fork: SIGKILL when the driver dies (Linux PR_SET_PDEATHSIG = 1)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
+def spawn(cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, preexec_fn=_die_with_parent, **kw)
+
+
+def stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
+         grace: float = 10.0) -> None:
+    """End one child we started, by its PID: signal, bounded wait, then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until an SMTP greeting comes from port (the process must stay alive)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection((HOST, port), timeout=2) as s:
+                if s.recv(512).startswith(b"220"):
+                    s.sendall(b"QUIT\r\n")
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing answered on {HOST}:{port} within {timeout:.0f}s")
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmHWM / VmRSS in KiB."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmHWM:", "VmRSS:")):
+                k, v = line.split(":", 1)
+                out[k] = int(v.split()[0])
+    return out
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of the process (all threads), seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- sink
+class Sink:
+    """smtp-sink with -c: its running counter ("sess=N quit=N mesg=N\\r") is parsed from
+    stdout by a thread; `wait_for(n)` returns when n messages have arrived."""
+
+    _MESG = re.compile(rb"mesg=(\d+)")
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        cmd = [SMTP_SINK, "-4", "-c", "-h", "sink.local", "-t", "60", "-m", "1000"]
+        if os.geteuid() == 0:
+            cmd += ["-u", "nobody"]  # smtp-sink refuses to run as root without it
+        self.proc = spawn([*cmd, f"{HOST}:{self.port}", "1024"], stdout=subprocess.PIPE,
+                          stderr=open(tmp / "sink.err", "wb"))
+        self.count = 0
+        self._cond = threading.Condition()
+        self._reached: list[tuple[int, float]] = []  # (target, time first seen ≥ target)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        wait_listening(self.port, self.proc, 10)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        tail = b""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            now = time.perf_counter()
+            if not chunk:
+                with self._cond:
+                    self._cond.notify_all()
+                return
+            found = self._MESG.findall(tail + chunk)
+            tail = chunk[-32:]
+            if found:
+                with self._cond:
+                    self.count = max(self.count, int(found[-1]))
+                    self._reached.append((self.count, now))
+                    if len(self._reached) > 4096:
+                        del self._reached[:2048]
+                    self._cond.notify_all()
+
+    def wait_for(self, n: int, timeout: float) -> float | None:
+        """perf_counter() at which the counter first reached n, or None on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.count < n:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    return None
+                self._cond.wait(min(left, 0.5))
+            return next(t for c, t in self._reached if c >= n)
+
+    def close(self) -> None:
+        stop(self.proc)
+
+
+# --------------------------------------------------------------------------- probe
+def make_message(size: int, tag: str) -> bytes:
+    head = (f"From: <{FROM}>\r\nTo: <{TO}>\r\nSubject: probe {tag}\r\n"
+            f"Message-ID: <{tag}@probe.local>\r\n\r\n").encode()
+    line = b"The quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstuv\r\n"
+    body = (line * (size // len(line) + 1))[:size]
+    return head + body[: body.rfind(b"\r\n") + 2]
+
+
+class _Reply(Exception):
+    pass
+
+
+def _reply(f: Any) -> bytes:
+    while True:
+        line = f.readline(2048)
+        if not line:
+            raise _Reply("connection closed")
+        if len(line) < 4 or line[3:4] != b"-":
+            return line
+
+
+def probe_once(port: int, msg: bytes) -> tuple[float, float]:
+    """One SMTP transaction on a fresh connection → (end-of-data→final reply, whole
+    session connect→final reply), seconds. Raises on anything but 2xx/3xx."""
+    t0 = time.perf_counter()
+    with socket.create_connection((HOST, port), timeout=30) as s:
+        f = s.makefile("rb")
+        for cmd, want in ((None, b"220"), (b"EHLO probe.local", b"250"),
+                          (f"MAIL FROM:<{FROM}>".encode(), b"250"),
+                          (f"RCPT TO:<{TO}>".encode(), b"250"), (b"DATA", b"354")):
+            if cmd:
+                s.sendall(cmd + b"\r\n")
+            r = _reply(f)
+            if not r.startswith(want):
+                raise _Reply(r.decode(errors="replace").strip())
+        s.sendall(msg + b".\r\n")
+        t1 = time.perf_counter()
+        r = _reply(f)
+        t2 = time.perf_counter()
+        if not r.startswith(b"250"):
+            raise _Reply(r.decode(errors="replace").strip())
+        with contextlib.suppress(OSError):
+            s.sendall(b"QUIT\r\n")
+    return t2 - t1, t2 - t0
+
+
+@dataclass
+class ProbeResult:
+    eod: list[float] = field(default_factory=list)  # end-of-data → 250, s
+    session: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, Any]:
+        return {"n": len(self.eod), "p50_ms": pct(self.eod, 50), "p99_ms": pct(self.eod, 99),
+                "max_ms": max(self.eod) * 1e3 if self.eod else None,
+                "session_p50_ms": pct(self.session, 50),
+                "session_p99_ms": pct(self.session, 99), "errors": dict(self.errors)}
+
+
+def run_probe(port: int, size: int, n: int, max_seconds: float,
+              stop_evt: threading.Event | None = None) -> ProbeResult:
+    res = ProbeResult()
+    deadline = time.monotonic() + max_seconds
+    msg = make_message(size, "p")
+    for _ in range(n):
+        if time.monotonic() > deadline or (stop_evt is not None and stop_evt.is_set()):
+            break
+        try:
+            eod, sess = probe_once(port, msg)
+            res.eod.append(eod)
+            res.session.append(sess)
+        except (OSError, _Reply) as e:
+            res.errors[str(e)[:80]] += 1
+            time.sleep(0.01)
+    return res
+
+
+def pct(xs: list[float], p: float) -> float | None:
+    """Nearest-rank percentile, in milliseconds."""
+    if not xs:
+        return None
+    s = sorted(xs)
+    k = max(0, min(len(s) - 1, round(p / 100 * len(s) + 0.5) - 1))
+    return s[k] * 1e3
+
+
+# --------------------------------------------------------------------------- load
+def source_cmd(port: int, sessions: int, count: int, size: int, reuse: bool) -> list[str]:
+    cmd = [SMTP_SOURCE, "-4", "-s", str(sessions), "-m", str(count), "-l", str(size),
+           "-f", FROM, "-t", TO, "-M", "source.local"]
+    if reuse:
+        cmd.append("-d")
+    return [*cmd, f"{HOST}:{port}"]
+
+
+def run_source(port: int, sessions: int, count: int, size: int, reuse: bool,
+               timeout: float, tmp: Path) -> tuple[float, int, str]:
+    """smtp-source to completion → (wall seconds, exit code, stderr tail)."""
+    err = tmp / "source.err"
+    t0 = time.perf_counter()
+    p = spawn(source_cmd(port, sessions, count, size, reuse), stdout=subprocess.DEVNULL,
+              stderr=open(err, "wb"))
+    try:
+        rc = p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        stop(p, signal.SIGKILL)
+        rc = -9
+    wall = time.perf_counter() - t0
+    return wall, rc, err.read_text(errors="replace")[-400:]
+
+
+# --------------------------------------------------------------------------- relays
+def guard_cmd() -> list[str]:
+    exe = REPO / ".venv" / "bin" / "guard"
+    if exe.exists():
+        return [str(exe), "serve"]
+    found = shutil.which("guard")
+    return [found, "serve"] if found else [sys.executable, "-m", "guard.cli", "serve"]
+
+
+def has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool
+                ) -> tuple[subprocess.Popen[bytes], int, Path]:
+    port = free_port()
+    log = tmp / f"{variant}.log"
+    if variant == "b":
+        cmd = [sys.executable, str(BARE), "--listen", f"{HOST}:{port}",
+               "--upstream", f"{HOST}:{sink_port}", "--db", str(tmp / "bare.db")]
+        if use_uvloop:
+            cmd.append("--uvloop")
+        env = dict(os.environ)
+    else:
+        cmd = guard_cmd()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+        env.update({
+            "GUARD_SMTP_LISTEN": f"{HOST}:{port}",
+            "GUARD_SMTP_MODE": "trusted",
+            "GUARD_TRUSTED_NETWORKS": "127.0.0.0/8",
+            "GUARD_UPSTREAM": f"smtp://{HOST}:{sink_port}",
+            "GUARD_DATABASE_URL": f"sqlite:///{tmp / 'guard.db'}",
+            "GUARD_WEB_LISTEN": f"{HOST}:{free_port()}",
+            "GUARD_LOG_LEVEL": "WARNING",
+            "GUARD_SECRET_FILE": str(tmp / "guard.secret"),
+            "GUARD_USERS_FILE": str(tmp / "users.yaml"),
+        })
+    proc = spawn(cmd, cwd=tmp, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_listening(port, proc, 60)
+    except Exception as e:
+        stop(proc)
+        raise RuntimeError(f"{variant} did not start: {e}: "
+                           f"{log.read_text(errors='replace')[-800:]}") from e
+    return proc, port, log
+
+
+def log_problems(log: Path) -> int:
+    """Lines at WARNING or above in a relay's log (the guard runs at GUARD_LOG_LEVEL=WARNING)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return 0
+    return sum(1 for ln in text.splitlines()
+               if re.search(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b", ln))
+
+
+# --------------------------------------------------------------------------- one cell
+@dataclass
+class Opts:
+    quick: bool
+    reuse: bool
+    use_uvloop: bool
+    idle_n: int
+    load_n: int
+    load_seconds: float
+    profile: Path | None
+
+
+def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dict[str, Any]:
+    label = {"a": "a direct", "b": "b bare", "c": "c guard"}[variant]
+    r: dict[str, Any] = {"variant": variant, "size": size, "sessions": sessions,
+                         "messages": count, "problems": []}
+    if variant == "b":
+        r["loop"] = "uvloop" if o.use_uvloop else "asyncio"
+    elif variant == "c":
+        r["loop"] = "uvloop" if has_uvloop() else "asyncio"  # guard.cli picks uvloop if present
+    tmp = Path(tempfile.mkdtemp(prefix=f"relay-bench-{variant}-"))
+    sink = relay = spy = None
+    try:
+        sink = Sink(tmp)
+        target_port, pid = sink.port, None
+        if variant != "a":
+            relay, target_port, log = start_relay(variant, tmp, sink.port, o.use_uvloop)
+            pid = relay.pid
+            # warm-up, and proof that the path works end to end before timing anything
+            warm = run_probe(target_port, size, 20, 30)
+            if warm.errors or sink.wait_for(len(warm.eod), 30) is None:
+                raise RuntimeError(f"warm-up failed: {dict(warm.errors)}, sink={sink.count}")
+        base = sink.count
+        if o.profile and pid and variant == "c":
+            o.profile.mkdir(parents=True, exist_ok=True)
+            out = o.profile / f"guard-{size // KIB}k-s{sessions}.txt"
+            spy = spawn([str(REPO / ".venv" / "bin" / "py-spy"), "record", "--format", "raw",
+                         "--rate", "200", "--nonblocking", "--threads", "-p", str(pid),
+                         "-o", str(out)], stdout=subprocess.DEVNULL,
+                        stderr=open(tmp / "py-spy.err", "wb"))
+            time.sleep(1.0)
+            r["profile"] = str(out)
+        cpu0 = proc_cpu(pid) if pid else None
+
+        # 1. throughput: smtp-source alone, then wait until the sink has everything
+        t0 = time.perf_counter()
+        wall, rc, err = run_source(target_port, sessions, count, size, o.reuse,
+                                   timeout=600, tmp=tmp)
+        if rc != 0:
+            r["problems"].append(f"smtp-source exit {rc}: {err.strip()[-200:]}")
+        t_done = sink.wait_for(base + count, timeout=max(120.0, wall * 5))
+        r["accept_s"] = wall
+        r["accept_rate"] = count / wall
+        if t_done is None:
+            r["problems"].append(f"not drained: sink has {sink.count - base} of {count}")
+            r["e2e_rate"] = None
+        else:
+            r["e2e_s"] = t_done - t0
+            r["e2e_rate"] = count / (t_done - t0)
+        if pid:
+            cpu1 = proc_cpu(pid)
+            r["cpu_ms_per_msg"] = (cpu1 - cpu0) / count * 1e3 if cpu0 is not None else None
+            r["mem_after_load"] = proc_status(pid)
+        if spy is not None:
+            stop(spy, signal.SIGINT, grace=30)
+            spy = None
+
+        # 2. time-to-250 idle (after the drain), 3. under load (smtp-source -s N again)
+        r["idle"] = run_probe(target_port, size, o.idle_n, 20).summary()
+        if variant != "a":
+            stop_evt = threading.Event()
+            bg = spawn(source_cmd(target_port, sessions, 10_000_000, size, o.reuse),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(0.5)  # let the sessions ramp up
+                r["loaded"] = run_probe(target_port, size, o.load_n, o.load_seconds,
+                                        stop_evt).summary()
+            finally:
+                stop(bg, signal.SIGKILL)
+            r["mem_end"] = proc_status(pid) if pid else {}
+            if relay is not None and relay.poll() is not None:
+                r["problems"].append(f"relay exited with {relay.returncode}")
+            n = log_problems(log)
+            if n:
+                r["problems"].append(f"{n} warning/error lines in {variant}'s log")
+        hwm = (r.get("mem_after_load") or {}).get("VmHWM")
+        r["vmhwm_mib"] = hwm / KIB if hwm else None
+        print(f"  {label:9} {size // KIB:>4} KiB s={sessions:<3} m={count:<6} "
+              f"accept {r['accept_rate']:7.0f}/s  e2e {fmt(r['e2e_rate'], '7.0f')}/s  "
+              f"t250 idle {fmt(r['idle']['p50_ms'], '.1f')}/{fmt(r['idle']['p99_ms'], '.1f')} ms"
+              + (f"  loaded {fmt(r['loaded']['p50_ms'], '.1f')}/"
+                 f"{fmt(r['loaded']['p99_ms'], '.1f')} ms (n={r['loaded']['n']})"
+                 if "loaded" in r else "")
+              + (f"  HWM {r['vmhwm_mib']:.0f} MiB  cpu {r['cpu_ms_per_msg']:.2f} ms/msg"
+                 if r.get("vmhwm_mib") else "")
+              + (f"  PROBLEMS: {r['problems']}" if r["problems"] else ""), flush=True)
+        return r
+    except Exception as e:  # one broken cell must not lose the others
+        r["problems"].append(f"{type(e).__name__}: {e}")
+        r.setdefault("e2e_rate", None)
+        print(f"  {label} {size // KIB} KiB s={sessions}: FAILED {e}", flush=True)
+        return r
+    finally:
+        stop(spy, signal.SIGINT, grace=30)
+        stop(relay, signal.SIGTERM, grace=15)
+        if sink is not None:
+            sink.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fmt(v: float | None, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
+
+
+# --------------------------------------------------------------------------- memory
+def run_memory(n: int, size: int, sessions: int, o: Opts) -> dict[str, Any]:
+    """n messages through the guard in one smtp-source run; RSS/HWM sampled every second."""
+    tmp = Path(tempfile.mkdtemp(prefix="relay-bench-mem-"))
+    sink = relay = None
+    samples: list[dict[str, Any]] = []
+    try:
+        sink = Sink(tmp)
+        relay, port, log = start_relay("c", tmp, sink.port, o.use_uvloop)
+        warm = run_probe(port, size, 20, 30)
+        if warm.errors or sink.wait_for(len(warm.eod), 30) is None:
+            raise RuntimeError(f"warm-up failed: {dict(warm.errors)}")
+        base = sink.count
+        t0 = time.perf_counter()
+        src = spawn(source_cmd(port, sessions, n, size, o.reuse), stdout=subprocess.DEVNULL,
+                    stderr=open(tmp / "source.err", "wb"))
+        deadline = time.monotonic() + max(600.0, n / 20)
+        drained = None
+        try:
+            while time.monotonic() < deadline:
+                st = proc_status(relay.pid)
+                samples.append({"t": round(time.perf_counter() - t0, 2),
+                                "delivered": sink.count - base,
+                                "rss_mib": st.get("VmRSS", 0) / KIB,
+                                "hwm_mib": st.get("VmHWM", 0) / KIB})
+                if sink.count - base >= n:
+                    drained = time.perf_counter() - t0
+                    break
+                if relay.poll() is not None:
+                    break
+                time.sleep(1.0)
+        finally:
+            stop(src, signal.SIGKILL)
+        st = proc_status(relay.pid)
+        out: dict[str, Any] = {"messages": n, "size": size, "sessions": sessions,
+                               "drained_s": drained, "samples": samples,
+                               "final_rss_mib": st.get("VmRSS", 0) / KIB,
+                               "final_hwm_mib": st.get("VmHWM", 0) / KIB,
+                               "log_problems": log_problems(log)}
+        if drained:
+            out["e2e_rate"] = n / drained
+        # flatness: RSS once 25 % had gone through vs the end; growth per 10k messages
+        after = [s for s in samples if s["delivered"] >= n * 0.25]
+        if len(after) >= 2:
+            first, last = after[0], after[-1]
+            growth = last["rss_mib"] - first["rss_mib"]
+            span = max(last["delivered"] - first["delivered"], 1)
+            out["rss_at_25pct_mib"] = first["rss_mib"]
+            out["rss_growth_mib"] = growth
+            out["rss_growth_mib_per_10k"] = growth / span * 10000
+        return out
+    finally:
+        stop(relay, signal.SIGTERM, grace=15)
+        if sink is not None:
+            sink.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- profile
+def summarize_profile(path: Path, top: int = 25) -> str:
+    """py-spy raw (collapsed) stacks → self and inclusive % per function."""
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    total = 0
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no profile at {path})"
+    for ln in lines:
+        stack, _, n = ln.rpartition(" ")
+        if not n.isdigit():
+            continue
+        k = int(n)
+        frames = stack.split(";")
+        total += k
+        threads[frames[0]] += k
+        names = [re.sub(r" \((.*?)/(site-packages|lib/python3\.\d+|main)/", r" (", f)
+                 for f in frames[1:]]
+        names = [re.sub(r":\d+\)$", ")", f) for f in names]  # per function, not per line
+        if names:
+            own[names[-1]] += k
+        for f in set(names):
+            incl[f] += k
+    if not total:
+        return "(empty profile)"
+    out = [f"{total} samples; by thread: "
+           + ", ".join(f"{t} {c / total:.0%}" for t, c in threads.most_common(5)),
+           "self %   function"]
+    out += [f"{c / total:6.1%}  {f}" for f, c in own.most_common(top)]
+    out += ["incl %   function"]
+    out += [f"{c / total:6.1%}  {f}" for f, c in incl.most_common(top)]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- report
+def median(xs: list[float | None]) -> float | None:
+    v = [x for x in xs if x is not None]
+    return statistics.median(v) if v else None
+
+
+def rng(xs: list[float | None], spec: str = ".0f") -> str:
+    v = [x for x in xs if x is not None]
+    return "" if len(v) < 2 else f" [{min(v):{spec}}–{max(v):{spec}}]"
+
+
+def table(results: list[dict[str, Any]], cells: list[tuple[int, int]], variants: list[str]
+          ) -> str:
+    names = {"a": "a: smtp-source → smtp-sink", "b": "b: bare relay (floor)",
+             "c": "c: guard serve"}
+    rows = ["| size | sessions | path | msgs | accept msg/s | **e2e msg/s** | "
+            "t250 idle p50 / p99 ms | t250 loaded p50 / p99 ms | VmHWM MiB | CPU ms/msg | "
+            "problems |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    ratio_rows = ["| size | sessions | a e2e msg/s | b e2e msg/s | c e2e msg/s | **c/a** | "
+                  "**c/b** | b/a |", "|---|---|---|---|---|---|---|---|"]
+    for size, sess in cells:
+        e2e: dict[str, float | None] = {}
+        for v in variants:
+            rs = [r for r in results if (r["variant"], r["size"], r["sessions"]) == (v, size, sess)]
+            if not rs:
+                continue
+
+            def col(key: str, sub: str | None = None, rs: list[dict[str, Any]] = rs
+                    ) -> list[float | None]:
+                return [(r.get(key) or {}).get(sub) if sub else r.get(key) for r in rs]
+
+            e2e[v] = median(col("e2e_rate"))
+            loop = f" ({rs[0]['loop']})" if rs[0].get("loop") else ""
+            loaded = (f"{fmt(median(col('loaded', 'p50_ms')), '.1f')} / "
+                      f"{fmt(median(col('loaded', 'p99_ms')), '.1f')}" if v != "a" else "–")
+            probs = sum(len(r["problems"]) for r in rs)
+            rows.append(
+                f"| {size // KIB} KiB | {sess} | {names[v]}{loop} | {rs[0]['messages']}"
+                f"{' ×' + str(len(rs)) if len(rs) > 1 else ''} | "
+                f"{fmt(median(col('accept_rate')), '.0f')}{rng(col('accept_rate'))} | "
+                f"**{fmt(e2e[v], '.0f')}**{rng(col('e2e_rate'))} | "
+                f"{fmt(median(col('idle', 'p50_ms')), '.1f')} / "
+                f"{fmt(median(col('idle', 'p99_ms')), '.1f')} | {loaded} | "
+                f"{fmt(median(col('vmhwm_mib')), '.0f')} | "
+                f"{fmt(median(col('cpu_ms_per_msg')), '.2f')} | {probs or ''} |")
+
+        def ratio(x: str, y: str, e2e: dict[str, float | None] = e2e) -> str:
+            a, b = e2e.get(x), e2e.get(y)
+            return f"{a / b:.3f}" if a and b else "–"
+
+        ratio_rows.append(
+            f"| {size // KIB} KiB | {sess} | {fmt(e2e.get('a'), '.0f')} | "
+            f"{fmt(e2e.get('b'), '.0f')} | {fmt(e2e.get('c'), '.0f')} | **{ratio('c', 'a')}** | "
+            f"**{ratio('c', 'b')}** | {ratio('b', 'a')} |")
+    return "\n".join(rows) + "\n\n" + "\n".join(ratio_rows)
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                    if ln.startswith("model name")), "")
+    with contextlib.suppress(OSError):
+        mem = next(int(ln.split()[1]) for ln in open("/proc/meminfo")
+                   if ln.startswith("MemTotal"))
+    versions = {}
+    for mod in ("aiosmtpd", "aiosmtplib", "sqlalchemy", "aiosqlite", "uvloop"):
+        with contextlib.suppress(Exception):
+            versions[mod] = __import__(mod).__version__
+    import sqlite3
+    versions["sqlite"] = sqlite3.sqlite_version
+    return {"cpus": os.cpu_count(), "cpu_model": cpu, "mem_gib": round(mem / MIB, 1),
+            "kernel": platform.release(), "python": platform.python_version(),
+            "loadavg_start": os.getloadavg(), **versions}
+
+
+def parse_cells(spec: str) -> list[tuple[int, int]]:
+    out = []
+    for part in spec.split(","):
+        size, _, sess = part.strip().lower().partition("x")
+        n = int(size.rstrip("k")) * (KIB if size.endswith("k") else 1)
+        out.append((n if n >= KIB else n * KIB, int(sess)))  # "4096x10", "4kx10", "100x50"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="2,000 msgs at 4 KiB / 500 at 100 KiB per cell (< 3 min in all)")
+    p.add_argument("--cells", default="",
+                   help="size×sessions, comma separated (default 4096x10,4096x50,"
+                        "102400x10,102400x50; '4kx10' works too)")
+    p.add_argument("--variants", default="a,b,c", help="subset of a,b,c")
+    p.add_argument("--messages", type=int, default=0, help="override messages per cell")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat each cell, interleaved a b c a b c …; medians are reported")
+    p.add_argument("--uvloop", action="store_true",
+                   help="run (b) under uvloop (the guard uses uvloop whenever it is installed)")
+    p.add_argument("--reuse", action="store_true",
+                   help="smtp-source -d: many messages per connection (default: one each)")
+    p.add_argument("--memory", action="store_true",
+                   help="only the memory run: --memory-messages through (c), RSS every second")
+    p.add_argument("--memory-messages", type=int, default=20000)
+    p.add_argument("--profile", type=Path, default=None,
+                   help="directory: record the guard with py-spy during its throughput phase")
+    p.add_argument("--out", type=Path, default=None, help="write JSON results here")
+    a = p.parse_args(argv)
+
+    for tool in (SMTP_SOURCE, SMTP_SINK):
+        if not os.access(tool, os.X_OK):
+            p.error(f"{tool} not found: apt-get install postfix (the daemon is not needed)")
+    variants = [v for v in a.variants.split(",") if v in ("a", "b", "c")]
+    cells = parse_cells(a.cells) if a.cells else [(s, n) for s in SIZES for n in SESSIONS]
+    o = Opts(quick=a.quick, reuse=a.reuse, use_uvloop=a.uvloop,
+             idle_n=200 if a.quick else 400, load_n=400,
+             load_seconds=6.0 if a.quick else 15.0, profile=a.profile)
+    info = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine(),
+            "mode": "memory" if a.memory else ("quick" if a.quick else "full"),
+            "argv": sys.argv[1:], "reuse_connections": a.reuse}
+    print(f"# relay bench, {info['mode']} mode, {info['date']}, {info['machine']['cpus']} CPUs "
+          f"({info['machine']['cpu_model']}), load {info['machine']['loadavg_start']}",
+          flush=True)
+    started = time.monotonic()
+
+    if a.memory:
+        size, sess = cells[0] if a.cells else (4096, 10)
+        mem = run_memory(a.memory_messages, size, sess, o)
+        info["memory"] = mem
+        marks = [s for i, s in enumerate(mem["samples"])
+                 if i % max(1, len(mem["samples"]) // 12) == 0] + mem["samples"][-1:]
+        print("| t s | delivered | VmRSS MiB | VmHWM MiB |\n|---|---|---|---|")
+        for s in marks:
+            print(f"| {s['t']:.0f} | {s['delivered']} | {s['rss_mib']:.1f} | "
+                  f"{s['hwm_mib']:.1f} |")
+        print(f"\ndrained {mem['messages']} in {fmt(mem.get('drained_s'), '.1f')} s "
+              f"({fmt(mem.get('e2e_rate'), '.0f')} msg/s); RSS at 25 % "
+              f"{fmt(mem.get('rss_at_25pct_mib'), '.1f')} MiB → end "
+              f"{mem['final_rss_mib']:.1f} MiB (growth {fmt(mem.get('rss_growth_mib'), '+.1f')} "
+              f"MiB, {fmt(mem.get('rss_growth_mib_per_10k'), '+.2f')} MiB per 10k msgs); "
+              f"VmHWM {mem['final_hwm_mib']:.1f} MiB; log problems {mem['log_problems']}")
+    else:
+        results = []
+        for size, sess in cells:
+            for _ in range(a.rounds):
+                for v in variants:
+                    count = a.messages or (QUICK if a.quick else FULL)[(v, size)]
+                    results.append(run_cell(v, size, sess, count, o))
+        info["results"] = results
+        md = table(results, cells, variants)
+        info["table_md"] = md
+        print("\n" + md)
+        if a.profile:
+            for r in results:
+                if r.get("profile"):
+                    print(f"\n## profile {r['profile']}\n```\n"
+                          f"{summarize_profile(Path(r['profile']))}\n```")
+    info["elapsed_s"] = round(time.monotonic() - started, 1)
+    print(f"\n(elapsed {info['elapsed_s']} s)")
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(info, indent=1, default=str))
+        print(f"results written to {a.out}")
+    failed = any(r["problems"] for r in info.get("results", []))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""Test files generated in code (no binary fixtures in the repository).
+
+Where a library can write the format (openpyxl, python-docx, pypdf, zipfile) it is used;
+where the test needs bytes a library refuses to write (CP932 zip names without the UTF-8
+flag, the encryption flag bit, overlapping entries, an OLE container with an
+EncryptionInfo stream, ISO-2022-JP with NEC characters) the bytes are built by hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from email.utils import formatdate
+
+# --- ISO-2022-JP with NEC row-13 characters ------------------------------------------
+
+# JIS X 0208 row 13 (NEC special characters) code points, written out by hand so the
+# test does not share the decoder's conversion table: ① = 0x2D21, ㈱ = 0x2D6A, Ⅰ = 0x2D35.
+NEC_MARU1 = b"\x2d\x21"
+NEC_KABU = b"\x2d\x6a"
+NEC_ROMAN1 = b"\x2d\x35"
+
+
+def jis(text: str) -> bytes:
+    """Plain JIS X 0208 text through Python's strict codec (no NEC characters)."""
+    return text.encode("iso2022_jp")
+
+
+def jis_nec(*pairs: bytes) -> bytes:
+    return b"\x1b$B" + b"".join(pairs) + b"\x1b(B"
+
+
+# --- mail ------------------------------------------------------------------------------
+
+def headers(subject: bytes | str = "test", to: str = "bob@example.com",
+            extra: str = "") -> bytes:
+    if isinstance(subject, str):
+        subject = subject.encode()
+    return (
+        b"From: Alice <alice@example.jp>\r\n"
+        + f"To: {to}\r\nDate: {formatdate()}\r\nMessage-ID: <t@example.jp>\r\n".encode()
+        + b"Subject: " + subject + b"\r\nMIME-Version: 1.0\r\n" + extra.encode()
+    )
+
+
+def single_part(body: bytes, content_type: str, cte: str = "8bit",
+                subject: bytes | str = "test") -> bytes:
+    return (headers(subject) + f"Content-Type: {content_type}\r\n"
+            f"Content-Transfer-Encoding: {cte}\r\n\r\n".encode() + body + b"\r\n")
+
+
+@dataclass
+class Part:
+    content_type: str
+    body: bytes
+    cte: str = "base64"
+    disposition: bytes = b""  # raw Content-Disposition value, may hold 8-bit bytes
+
+    def render(self) -> bytes:
+        out = f"Content-Type: {self.content_type}\r\nContent-Transfer-Encoding: {self.cte}\r\n"
+        raw = out.encode()
+        if self.disposition:
+            raw += b"Content-Disposition: " + self.disposition + b"\r\n"
+        raw += b"\r\n"
+        if self.cte == "base64":
+            raw += base64.encodebytes(self.body).replace(b"\n", b"\r\n")
+        else:
+            raw += self.body + b"\r\n"
+        return raw
+
+
+def multipart(parts: list[Part], subject: bytes | str = "test", boundary: str = "==b0==",
+              close: bool = True, to: str = "bob@example.com") -> bytes:
+    out = headers(subject, to=to,
+                  extra=f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n') + b"\r\n"
+    for p in parts:
+        out += f"--{boundary}\r\n".encode() + p.render()
+    if close:
+        out += f"--{boundary}--\r\n".encode()
+    return out
+
+
+def attachment(name: str, data: bytes, content_type: str = "application/octet-stream") -> Part:
+    disp = f'attachment; filename="{name}"'.encode()
+    return Part(content_type, data, "base64", disp)
+
+
+def nested_multipart(depth: int) -> bytes:
+    """multipart/mixed nested `depth` levels deep, each level with its own boundary."""
+    out = headers("deep", extra='Content-Type: multipart/mixed; boundary="b0"\r\n') + b"\r\n"
+    for i in range(1, depth):
+        out += f'--b{i - 1}\r\nContent-Type: multipart/mixed; boundary="b{i}"\r\n\r\n'.encode()
+    out += f"--b{depth - 1}\r\nContent-Type: text/plain\r\n\r\ninnermost\r\n".encode()
+    for i in reversed(range(depth)):
+        out += f"--b{i}--\r\n".encode()
+    return out
+
+
+# --- zip -------------------------------------------------------------------------------
+
+@dataclass
+class RawEntry:
+    name: bytes  # raw name bytes as stored
+    data: bytes  # stored as-is (method 0) unless deflate
+    flags: int = 0  # general purpose bits: 0x1 encrypted, 0x800 UTF-8 names
+    deflate: bool = False
+
+
+def raw_zip(entries: list[RawEntry], overlap_second_with_first: bool = False) -> bytes:
+    """A zip written byte by byte, so tests control flags and names exactly."""
+    out = bytearray()
+    central = bytearray()
+    offsets: list[int] = []
+    for e in entries:
+        payload = zlib.compress(e.data)[2:-4] if e.deflate else e.data
+        method = 8 if e.deflate else 0
+        crc = zlib.crc32(e.data)
+        offsets.append(len(out))
+        local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, e.flags, method, 0, 0x21,
+                            crc, len(payload), len(e.data), len(e.name), 0)
+        out += local + e.name + payload
+    for e, off in zip(entries, offsets, strict=True):
+        payload = zlib.compress(e.data)[2:-4] if e.deflate else e.data
+        method = 8 if e.deflate else 0
+        if overlap_second_with_first and off == offsets[-1] and len(entries) > 1:
+            off = offsets[0]  # both central entries point at the same local data
+        central += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, e.flags,
+                               method, 0, 0x21, zlib.crc32(e.data), len(payload),
+                               len(e.data), len(e.name), 0, 0, 0, 0, 0, off) + e.name
+    cd_offset = len(out)
+    out += central
+    out += struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(entries), len(entries),
+                       len(central), cd_offset, 0)
+    return bytes(out)
+
+
+def std_zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def zero_bomb(total_mb: int = 200) -> bytes:
+    """One member of `total_mb` MB of zeros, written streaming (about 1000:1)."""
+    buf = io.BytesIO()
+    chunk = bytes(1024 * 1024)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf, \
+            zf.open("zeros.csv", "w", force_zip64=True) as f:
+        for _ in range(total_mb):
+            f.write(chunk)
+    return buf.getvalue()
+
+
+# --- office ----------------------------------------------------------------------------
+
+def xlsx(rows: list[list[object]], sheet: str = "名簿") -> bytes:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = sheet
+    for r in rows:
+        ws.append(r)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def big_xlsx(n_rows: int) -> bytes:
+    """A customer list written with openpyxl's write-only mode (fast, inline strings)."""
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("顧客")
+    ws.append(["氏名", "フリガナ", "郵便番号", "住所", "電話", "メール", "生年月日"])
+    for i in range(n_rows):
+        ws.append([f"山田 太郎{i}", "ヤマダ タロウ", f"100-{i % 10000:04d}",
+                   f"東京都千代田区丸の内{i % 9 + 1}-{i % 30 + 1}-{i % 20 + 1}",
+                   f"090-{i % 10000:04d}-{(i * 7) % 10000:04d}", f"user{i}@example.jp",
+                   f"19{50 + i % 50}-0{i % 9 + 1}-1{i % 9}"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def docx(paragraphs: list[str], table: list[list[str]] | None = None,
+         header_text: str = "") -> bytes:
+    from docx import Document
+
+    d = Document()
+    for p in paragraphs:
+        d.add_paragraph(p)
+    if table:
+        t = d.add_table(rows=len(table), cols=len(table[0]))
+        for i, row in enumerate(table):
+            for j, cell in enumerate(row):
+                t.cell(i, j).text = cell
+    if header_text:
+        d.sections[0].header.paragraphs[0].text = header_text
+    buf = io.BytesIO()
+    d.save(buf)
+    return buf.getvalue()
+
+
+def add_zip_member(container: bytes, name: str, data: bytes) -> bytes:
+    buf = io.BytesIO(container)
+    with zipfile.ZipFile(buf, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(name, data)
+    return buf.getvalue()
+
+
+_P = "http://schemas.openxmlformats.org/presentationml/2006/main"
+_A = "http://schemas.openxmlformats.org/drawingml/2006/main"
+
+
+def pptx(slides: list[str], notes: list[str] | None = None) -> bytes:
+    """The parts of a .pptx the extractor reads (python-pptx is not a dependency)."""
+    members: dict[str, bytes] = {
+        "[Content_Types].xml": b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>',
+        "ppt/presentation.xml": f'<p:presentation xmlns:p="{_P}"/>'.encode(),
+    }
+    for i, text in enumerate(slides, 1):
+        members[f"ppt/slides/slide{i}.xml"] = (
+            f'<?xml version="1.0" encoding="UTF-8"?><p:sld xmlns:p="{_P}" xmlns:a="{_A}">'
+            f"<p:cSld><p:spTree><p:sp><p:txBody><a:p><a:r><a:t>{text}</a:t></a:r></a:p>"
+            f"</p:txBody></p:sp></p:spTree></p:cSld></p:sld>").encode()
+    for i, text in enumerate(notes or [], 1):
+        members[f"ppt/notesSlides/notesSlide{i}.xml"] = (
+            f'<p:notes xmlns:p="{_P}" xmlns:a="{_A}"><a:p><a:r><a:t>{text}</a:t></a:r>'
+            f"</a:p></p:notes>").encode()
+    return std_zip(members)
+
+
+# --- PDF -------------------------------------------------------------------------------
+
+def pdf(pages: list[list[str]]) -> bytes:
+    """A small valid PDF with Helvetica text lines, xref offsets computed."""
+    objs: list[bytes] = []
+    n_pages = len(pages)
+    # 1 catalog, 2 pages, 3 font, then per page: page object and content stream
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(n_pages))
+    objs.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+    objs.append(f"<< /Type /Pages /Kids [{kids}] /Count {n_pages} >>".encode())
+    objs.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    for i, lines in enumerate(pages):
+        ops = ["BT", "/F1 12 Tf", "72 720 Td", "14 TL"]
+        for line in lines:
+            esc = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+            ops.append(f"({esc}) Tj T*")
+        ops.append("ET")
+        stream = "\n".join(ops).encode("latin-1")
+        objs.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+                    f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>"
+                    .encode())
+        objs.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for num, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % num + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    for off in offsets:
+        out += b"%010d 00000 n \n" % off
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1,
+                                                                              xref)
+    return bytes(out)
+
+
+def encrypted_pdf(lines: list[str], password: str = "secret") -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for page in PdfReader(io.BytesIO(pdf([lines]))).pages:
+        writer.add_page(page)
+    writer.encrypt(user_password=password, owner_password=password + "-owner",
+                   algorithm="RC4-128")
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()
+
+
+# --- OLE (compound file) ---------------------------------------------------------------
+
+def ole_file(streams: dict[str, bytes]) -> bytes:
+    """A minimal version-3 compound file holding the given streams at the root.
+
+    Every stream is padded to >= 4096 bytes so it lives in regular sectors (no mini
+    stream needed). Enough for olefile to list the streams, which is all the extractor
+    needs to recognise an encrypted OOXML package (EncryptionInfo + EncryptedPackage).
+    """
+    sector = 512
+    free, end, fatsect, nostream = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD, 0xFFFFFFFF
+    names = list(streams)
+    assert len(names) <= 3
+    bodies = [streams[n].ljust(4096, b"\x00") for n in names]
+    bodies = [b.ljust(-(-len(b) // sector) * sector, b"\x00") for b in bodies]
+    fat: list[int] = [fatsect, end]  # sector 0 = FAT, sector 1 = directory
+    starts: list[int] = []
+    for b in bodies:
+        count = len(b) // sector
+        start = len(fat)
+        starts.append(start)
+        fat.extend(start + k + 1 for k in range(count - 1))
+        fat.append(end)
+    assert len(fat) <= sector // 4
+    fat.extend([free] * (sector // 4 - len(fat)))
+
+    def direntry(name: str, kind: int, child: int, right: int, start: int, size: int) -> bytes:
+        encoded = name.encode("utf-16-le") + b"\x00\x00" if name else b""
+        return (encoded.ljust(64, b"\x00") + struct.pack("<HBB", len(encoded), kind, 1)
+                + struct.pack("<III", nostream, right, child) + bytes(16) + bytes(4)
+                + bytes(16) + struct.pack("<IQ", start, size))
+
+    entries = [direntry("Root Entry", 5, 1 if names else nostream, nostream, end, 0)]
+    for i, name in enumerate(names):
+        right = i + 2 if i + 1 < len(names) else nostream  # a right-leaning chain
+        entries.append(direntry(name, 2, nostream, right, starts[i],
+                                max(len(streams[name]), 4096)))
+    while len(entries) < 4:
+        entries.append(bytes(128))
+    header = (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(16)
+              + struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6) + bytes(6)
+              + struct.pack("<IIIIIIIII", 0, 1, 1, 0, 4096, end, 0, end, 0)
+              + struct.pack("<I", 0) + struct.pack("<I", free) * 108)
+    assert len(header) == 512
+    return (header + struct.pack("<%dI" % (sector // 4), *fat) + b"".join(entries)
+            + b"".join(bodies))

@@ -1,0 +1,167 @@
+"""ExtractionPool: work happens in killable worker processes; the caller always gets a view.
+
+Uses the worker test hooks (GUARD_TEST_HOOKS=1, set before the pool is created): an
+attachment of type application/x-guard-test-sleep sleeps, -crash segfaults, -alloc
+allocates past RLIMIT_AS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from guard.inspect.isolate import TEST_ALLOC, TEST_CRASH, TEST_SLEEP, ExtractionPool
+from tests.inspect import fixtures as fx
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def pool(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ExtractionPool]:
+    monkeypatch.setenv("GUARD_TEST_HOOKS", "1")
+    p = ExtractionPool(workers=2, per_attachment_timeout=1.5, per_message_timeout=4.0,
+                       memory_limit_mb=1024)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def customer_mail() -> bytes:
+    return fx.multipart([
+        fx.Part("text/plain; charset=iso-2022-jp",
+                fx.jis("名簿を送ります") + fx.jis_nec(fx.NEC_MARU1), "7bit"),
+        fx.attachment("顧客.xlsx", fx.xlsx([["氏名", "電話"], ["山田", "090-1234-5678"]])),
+    ], subject="=?UTF-8?B?5ZCN57C/?=")
+
+
+async def test_normal_message(pool: ExtractionPool) -> None:
+    view = await pool.inspect_message(customer_mail(), "a@example.jp", ["b@example.com"])
+    assert view.problems == []
+    assert view.subject == "名簿"
+    assert view.rcpt_tos == ["b@example.com"]
+    assert any(t.where == "body" and t.text.strip() == "名簿を送ります①" for t in view.texts)
+    assert view.tables[0].rows == [["氏名", "電話"], ["山田", "090-1234-5678"]]
+    assert all(pid != os.getpid() for pid in pool.pids())  # the work ran elsewhere
+
+
+async def test_hanging_extraction_times_out_and_worker_is_killed(pool: ExtractionPool) -> None:
+    raw = fx.multipart([
+        fx.attachment("first.csv", "氏名,電話\n山田,090-1111-2222\n".encode()),
+        fx.attachment("hang.bin", b"30", TEST_SLEEP),
+        fx.attachment("after.csv", "氏名\n佐藤\n".encode()),
+    ])
+    await pool.inspect_message(customer_mail(), "a@x", ["b@y"])  # start a worker
+    before = set(pool.pids())
+    start = time.monotonic()
+    view = await pool.inspect_message(raw, "a@x", ["b@y"])
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.5 + 1.5  # the attachment deadline, plus kill and respawn
+    assert [p[:2] for p in view.problems] == [("timeout", "attachment:hang.bin")]
+    # the attachments around the hung one were still extracted
+    assert [t.where for t in view.tables] == ["attachment:first.csv", "attachment:after.csv"]
+    killed = before - set(pool.pids())
+    assert killed and not any(_alive(pid) for pid in killed)
+    # the pool recovered
+    again = await pool.inspect_message(customer_mail(), "a@x", ["b@y"])
+    assert again.problems == [] and again.tables
+
+
+async def test_message_deadline_covers_all_attachments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARD_TEST_HOOKS", "1")
+    pool = ExtractionPool(workers=1, per_attachment_timeout=10, per_message_timeout=1.5)
+    try:
+        raw = fx.multipart([fx.attachment(f"s{i}.bin", b"30", TEST_SLEEP) for i in range(3)])
+        start = time.monotonic()
+        view = await pool.inspect_message(raw, "a@x", ["b@y"])
+        assert time.monotonic() - start < 1.5 + 1.5
+        assert [p[:2] for p in view.problems] == [
+            ("timeout", "attachment:s0.bin"), ("timeout", "attachment:s1.bin"),
+            ("timeout", "attachment:s2.bin")]
+    finally:
+        await pool.close()
+
+
+async def test_crashing_worker_is_reported_and_replaced(pool: ExtractionPool) -> None:
+    raw = fx.multipart([fx.attachment("boom.bin", b"", TEST_CRASH)])
+    view = await pool.inspect_message(raw, "a@x", ["b@y"])
+    assert len(view.problems) == 1
+    code, where, detail = view.problems[0]
+    assert (code, where) == ("worker_died", "attachment:boom.bin")
+    assert "SIGSEGV" in detail
+    again = await pool.inspect_message(customer_mail(), "a@x", ["b@y"])
+    assert again.problems == [] and again.tables
+
+
+async def test_memory_limit_applies_in_worker(pool: ExtractionPool) -> None:
+    raw = fx.multipart([fx.attachment("big.bin", b"2048", TEST_ALLOC)])
+    view = await pool.inspect_message(raw, "a@x", ["b@y"])
+    assert [p[:2] for p in view.problems] == [("too_large", "attachment:big.bin")]
+    again = await pool.inspect_message(customer_mail(), "a@x", ["b@y"])
+    assert again.problems == []
+
+
+async def test_hooks_are_inert_without_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GUARD_TEST_HOOKS", raising=False)
+    pool = ExtractionPool(workers=1, per_attachment_timeout=5)
+    try:
+        raw = fx.multipart([fx.attachment("hang.bin", b"30", TEST_SLEEP)])
+        start = time.monotonic()
+        view = await pool.inspect_message(raw, "a@x", ["b@y"])
+        assert time.monotonic() - start < 4
+        assert [p[0] for p in view.problems] == ["unknown_binary"]
+    finally:
+        await pool.close()
+
+
+async def test_event_loop_stays_responsive_during_30mb_inspection(pool: ExtractionPool) -> None:
+    rows = "".join(f"山田{i},090-{i % 10000:04d}-0000,東京都千代田区{i}\n" for i in range(400_000))
+    csv_bytes = rows.encode("cp932")  # ~ 14 MB; base64 in the mail makes it ~ 19 MB
+    raw = fx.multipart([
+        fx.Part("text/plain; charset=utf-8", ("本文 " * 500_000).encode(), "base64"),
+        fx.attachment("list.csv", csv_bytes, "text/csv"),
+    ])
+    assert len(raw) > 30_000_000
+    await pool.inspect_message(customer_mail(), "a@x", ["b@y"])  # workers warm
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    start = time.monotonic()
+    view = await pool.inspect_message(raw, "a@x", ["b@y"])
+    elapsed = time.monotonic() - start
+    stop.set()
+    await task
+    assert view.tables and view.tables[0].rows[0][0] == "山田0"
+    assert elapsed > 0.3 and len(gaps) >= 5  # the ticker ran during the work
+    assert max(gaps) < 0.25, f"event loop stalled for {max(gaps):.3f} s"
+
+
+async def test_close_stops_workers() -> None:
+    pool = ExtractionPool(workers=2)
+    await asyncio.gather(*(pool.inspect_message(customer_mail(), "a@x", ["b@y"])
+                           for _ in range(3)))
+    pids = pool.pids()
+    assert pids
+    await pool.close()
+    assert not any(_alive(pid) for pid in pids)

@@ -1,0 +1,365 @@
+"""parse_message: Japanese charsets, encoded names, malformed MIME, limits, addresses.
+
+reliability.md tests I.82-I.91 and pii-and-extraction.md §3.2 pitfalls 1-5.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import time
+import urllib.parse
+
+import pytest
+
+from guard.message import MessageView, ParseLimits, parse_address_header, parse_message
+from tests.inspect import fixtures as fx
+
+
+def parse(raw: bytes, **kw: object) -> MessageView:
+    return parse_message(raw, "alice@example.jp", ["bob@example.com"], **kw)  # type: ignore[arg-type]
+
+
+def body(view: MessageView) -> str:
+    return "\n".join(t.text for t in view.texts if t.where == "body")
+
+
+# --- Japanese body charsets ------------------------------------------------------------
+
+def test_iso2022jp_body_with_nec_characters() -> None:
+    # ① and ㈱ are JIS row 13 (NEC): strict iso2022_jp in Python rejects them
+    raw_body = (fx.jis("請求書 ") + fx.jis_nec(fx.NEC_MARU1, fx.NEC_KABU, fx.NEC_ROMAN1)
+                + fx.jis(" テスト商事") + b"\r\nline2")
+    with pytest.raises(UnicodeDecodeError):
+        raw_body.decode("iso2022_jp")
+    view = parse(fx.single_part(raw_body, "text/plain; charset=ISO-2022-JP", "7bit"))
+    assert "請求書 ①㈱Ⅰ テスト商事" in body(view)
+    assert "\ufffd" not in body(view)
+    assert view.problems == []
+
+
+def test_iso2022jp_subject_encoded_word_with_nec_character() -> None:
+    word = base64.b64encode(fx.jis("件名") + fx.jis_nec(fx.NEC_MARU1)).decode()
+    view = parse(fx.single_part(b"x", "text/plain", subject=f"=?ISO-2022-JP?B?{word}?="))
+    assert view.subject == "件名①"
+    assert view.texts[0].where == "subject" and view.texts[0].text == "件名①"
+
+
+def test_shift_jis_label_is_read_as_cp932() -> None:
+    text = "～①番 ㈱テスト 髙橋 ＼１００"
+    raw_body = text.encode("cp932")
+    with pytest.raises(UnicodeDecodeError):
+        raw_body.decode("shift_jis")  # Python's strict Shift_JIS lacks these
+    view = parse(fx.single_part(raw_body, "text/plain; charset=Shift_JIS"))
+    assert body(view).strip() == text
+
+
+def test_euc_jp_body() -> None:
+    text = "山田太郎様 東京都千代田区 ご請求の件"
+    view = parse(fx.single_part(text.encode("euc_jp"), "text/plain; charset=EUC-JP"))
+    assert body(view).strip() == text
+
+
+def test_utf8_8bit_body() -> None:
+    text = "こんにちは、佐藤です。電話 090-1234-5678"
+    view = parse(fx.single_part(text.encode(), "text/plain; charset=utf-8", "8bit"))
+    assert body(view).strip() == text
+
+
+def test_utf8_mislabelled_as_iso2022jp() -> None:
+    text = "UTF-8 なのに iso-2022-jp と書かれた本文①"
+    view = parse(fx.single_part(text.encode(), "text/plain; charset=iso-2022-jp", "8bit"))
+    assert body(view).strip() == text
+
+
+@pytest.mark.parametrize("label", ["x-unknown", "bogus-charset", "utf-7"])
+def test_unknown_or_refused_charset_falls_back_to_detection(label: str) -> None:
+    text = "顧客リストを送付します。よろしくお願いします。"
+    view = parse(fx.single_part(text.encode("cp932"), f"text/plain; charset={label}"))
+    assert body(view).strip() == text
+
+
+def test_quoted_printable_utf8_and_html_body() -> None:
+    html = ("<html><head><style>p{color:red}</style><script>var x='秘密';</script></head>"
+            "<body><p>氏名：山田&amp;花子</p><table><tr><td>電話</td><td>03-1234-5678</td>"
+            "</tr></table></body></html>")
+    tokens = [f"={b:02X}" if b > 0x7E or b == 0x3D else chr(b) for b in html.encode()]
+    lines = ["".join(tokens[i:i + 20]) for i in range(0, len(tokens), 20)]  # soft breaks
+    qp_body = "=\r\n".join(lines).encode()
+    view = parse(fx.single_part(qp_body, "text/html; charset=utf-8", "quoted-printable"))
+    text = body(view)
+    assert "氏名：山田&花子" in text
+    assert "03-1234-5678" in text
+    assert "秘密" not in text and "color" not in text
+
+
+# --- subject and filenames -------------------------------------------------------------
+
+def test_rfc2047_subject_utf8_split_across_words() -> None:
+    data = "個人情報のご送付".encode()
+    # split inside a multibyte character, as some encoders do
+    w1 = base64.b64encode(data[:5]).decode()
+    w2 = base64.b64encode(data[5:]).decode()
+    subject = f"Re: =?UTF-8?B?{w1}?=\r\n =?UTF-8?B?{w2}?= =?utf-8?q?_=E2=91=A0?="
+    view = parse(fx.single_part(b"x", "text/plain", subject=subject))
+    assert view.subject == "Re: 個人情報のご送付 ①"
+
+
+def test_raw_8bit_subject_recovered() -> None:
+    view = parse(fx.single_part(b"x", "text/plain", subject="見積書の送付".encode("cp932")))
+    assert view.subject == "見積書の送付"
+
+
+def test_rfc2231_filename_and_continuations() -> None:
+    name = "顧客名簿①.xlsx"
+    enc = urllib.parse.quote(name.encode())
+    half = len(enc) // 2
+    while enc[half - 1] == "%" or enc[half - 2] == "%":
+        half += 1
+    parts = [
+        fx.Part("application/octet-stream", b"a", "base64",
+                f"attachment; filename*=UTF-8''{enc}".encode()),
+        fx.Part("application/octet-stream", b"b", "base64",
+                f"attachment; filename*0*=UTF-8''{enc[:half]}; filename*1*={enc[half:]}"
+                .encode()),
+        # ISO-2022-JP in RFC 2231 with an NEC character
+        fx.Part("application/octet-stream", b"c", "base64",
+                b"attachment; filename*=ISO-2022-JP''"
+                + urllib.parse.quote_from_bytes(fx.jis("社員") + fx.jis_nec(fx.NEC_MARU1))
+                .encode() + b".csv"),
+    ]
+    view = parse(fx.multipart(parts))
+    names = [a.filename for a in view.attachments]
+    assert names == [name, name, "社員①.csv"]
+    assert view.attachments[0].where == f"attachment:{name}"
+    assert [a.data for a in view.attachments] == [b"a", b"b", b"c"]
+
+
+def test_rfc2047_word_inside_quoted_filename() -> None:
+    word = base64.b64encode(fx.jis("見積書") + fx.jis_nec(fx.NEC_KABU)).decode()
+    part = fx.Part("application/pdf", b"%PDF-1.4", "base64",
+                   f'attachment; filename="=?ISO-2022-JP?B?{word}?=.pdf"'.encode())
+    view = parse(fx.multipart([part]))
+    assert view.attachments[0].filename == "見積書㈱.pdf"
+
+
+@pytest.mark.parametrize("codec", ["cp932", "utf-8"])
+def test_raw_8bit_filename_bytes_recovered(codec: str) -> None:
+    name = "見積書①.pdf"
+    part = fx.Part("application/pdf", b"%PDF-1.4", "base64",
+                   b'attachment; filename="' + name.encode(codec) + b'"')
+    view = parse(fx.multipart([part]))
+    assert view.attachments[0].filename == name
+    assert view.attachments[0].where == f"attachment:{name}"
+
+
+def test_name_from_content_type_and_unnamed_part() -> None:
+    parts = [
+        fx.Part('application/octet-stream; name="a.bin"', b"\x00\x01", "base64"),
+        fx.Part("application/octet-stream", b"\x00\x02", "base64"),
+    ]
+    view = parse(fx.multipart(parts))
+    assert [a.where for a in view.attachments] == ["attachment:a.bin", "part:2"]
+    assert view.attachments[1].filename == ""
+
+
+def test_text_attachment_is_not_body() -> None:
+    parts = [fx.Part("text/plain; charset=utf-8", "本文です".encode(), "8bit"),
+             fx.attachment("memo.txt", "添付のメモ".encode(), "text/plain; charset=utf-8")]
+    view = parse(fx.multipart(parts))
+    assert body(view).strip() == "本文です"
+    assert [a.filename for a in view.attachments] == ["memo.txt"]
+    assert view.attachments[0].charset == "utf-8"
+
+
+# --- malformed MIME (I.84, I.91) -------------------------------------------------------
+
+def test_missing_closing_boundary_still_reads_last_part() -> None:
+    parts = [fx.Part("text/plain; charset=utf-8", "最初".encode(), "8bit"),
+             fx.Part("text/plain; charset=utf-8", "最後の部分 090-1111-2222".encode(), "8bit")]
+    view = parse(fx.multipart(parts, close=False))
+    assert "最後の部分 090-1111-2222" in body(view)
+    assert not [p for p in view.problems if p[0] != "parse_error"]
+
+
+def test_bad_base64_is_a_problem_not_a_crash() -> None:
+    raw = fx.multipart([fx.Part("text/plain", b"not!!base64***data=x", "7bit")])
+    raw = raw.replace(b"Content-Transfer-Encoding: 7bit", b"Content-Transfer-Encoding: base64")
+    view = parse(raw)
+    assert any(code == "parse_error" and "Base64" in detail
+               for code, _w, detail in view.problems)
+
+
+@pytest.mark.parametrize("raw", [
+    b"",
+    b"\x00\x01\x02 garbage \xff\xfe",
+    b"Subject: no body",
+    b"Subject: a\rTo: b@example.com\r\rCR only line ends\r",
+    b"Subject: nul\x00 in header\r\nBad header line without colon\r\n\r\nbody\r\n",
+    b"Content-Type: multipart/mixed\r\n\r\nno boundary parameter\r\n",
+    b'Content-Type: multipart/mixed; boundary="' + b"x" * 200 + b'"\r\n\r\n--' + b"x" * 200
+    + b"\r\nContent-Type: text/plain\r\n\r\nlong boundary\r\n",
+    b'Content-Type: multipart/mixed; boundary="ab"\r\nContent-Type: text/plain\r\n\r\n'
+    b"--ab\r\nContent-Type: multipart/mixed; boundary=\"abc\"\r\n\r\n--abc\r\n\r\nx\r\n",
+    b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nab=\r\n",
+    b"Subject: " + b"x" * 5000 + b"\r\n\r\nlong header line\r\n",
+])
+def test_malformed_inputs_never_raise(raw: bytes) -> None:
+    start = time.perf_counter()
+    view = parse(raw)
+    assert isinstance(view, MessageView)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_message_rfc822_containing_itself_50_times() -> None:
+    inner = b"Subject: level0\r\nContent-Type: text/plain\r\n\r\ninnermost text\r\n"
+    for i in range(1, 50):
+        inner = (f"Subject: level{i}\r\nContent-Type: message/rfc822\r\n\r\n".encode() + inner)
+    view = parse(fx.headers("outer") + b"Content-Type: message/rfc822\r\n\r\n" + inner)
+    assert any(p[0] == "too_deep" for p in view.problems)
+    assert view.subject == "outer"
+
+
+# --- limits before the full parse (I.82, I.83, I.85) ----------------------------------
+
+@pytest.mark.parametrize("depth", [21, 101, 300, 1000])
+def test_deep_nesting_is_refused_before_parse(depth: int) -> None:
+    start = time.perf_counter()
+    view = parse(fx.nested_multipart(depth))
+    assert time.perf_counter() - start < 2.0
+    assert [p[0] for p in view.problems] == ["too_deep"]
+    assert view.subject == "deep"  # headers are still read
+    assert not any(t.text == "innermost" for t in view.texts)
+
+
+def test_nesting_within_limit_is_parsed() -> None:
+    view = parse(fx.nested_multipart(20))
+    assert view.problems == []
+    assert body(view).strip() == "innermost"
+
+
+def test_twenty_thousand_parts_are_capped_quickly() -> None:
+    parts = b"".join(b"--p\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(20000))
+    raw = (fx.headers("many", extra='Content-Type: multipart/mixed; boundary="p"\r\n')
+           + b"\r\n" + parts + b"--p--\r\n")
+    start = time.perf_counter()
+    view = parse(raw)
+    assert time.perf_counter() - start < 2.0
+    assert view.problems[0][0] == "too_many_parts"
+    assert view.subject == "many"
+
+
+def test_pathological_mime_headers_are_bounded() -> None:
+    params = "; ".join(f"p{i}=v{i}" for i in range(10000))
+    many_params = fx.headers("p", extra=f"Content-Type: text/plain; {params}\r\n") + b"\r\nx\r\n"
+    comments = (fx.headers("c", extra="Content-Type: text/plain " + "(" * 5000 + ")" * 5000
+                           + "\r\n") + b"\r\nx\r\n")
+    for raw in (many_params, comments):
+        start = time.perf_counter()
+        view = parse(raw)
+        assert time.perf_counter() - start < 1.0
+        assert view.problems and view.problems[0][0] in ("too_large", "parse_error")
+
+
+def test_huge_header_block_and_many_address_headers() -> None:
+    big = b"From: a@example.jp\r\nSubject: big\r\n" + b"X-Pad: " + b"y" * 1_000_000 + b"\r\n\r\nb"
+    view = parse(big)
+    assert ("too_large", "headers") == view.problems[0][:2]
+    assert view.subject == "big"
+
+    many_to = b"".join(b"To: u%d@example.com\r\n" % i for i in range(100_000))
+    start = time.perf_counter()
+    view = parse(b"Subject: many\r\n" + many_to + b"\r\nbody\r\n")
+    assert time.perf_counter() - start < 3.0
+    assert view.problems[0][:2] == ("too_large", "headers")
+    assert len(view.to_addrs) <= ParseLimits().max_addresses_per_header
+    assert "too many addresses in To" in view.header_problems
+
+
+def test_message_size_limit() -> None:
+    raw = fx.single_part(b"a" * 2000, "text/plain")
+    view = parse(raw, limits=ParseLimits(max_message_bytes=1000))
+    assert view.problems[0][0] == "too_large"
+    assert view.texts == [view.texts[0]] and view.texts[0].where == "subject"
+
+
+# --- addresses (CVE-2023-27043) --------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    "alice@example.org)<bob@example.org>",
+    "alice@example.org<bob@example.org>",
+    "a@example.com; b@example.com",
+    '"unterminated <a@example.com>',
+    "<a@example.com",
+    "a@example.com>",
+    "John <a@example.com> trailing",
+    "not-an-address",
+    "a@b@example.com",
+])
+def test_malformed_address_shapes_are_problems_not_guesses(value: str) -> None:
+    addrs, problems = parse_address_header("To", [value], 1000)
+    assert addrs == []
+    assert problems == ["malformed address in To"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ('"Yamada, Taro" <taro@example.jp>, hanako@example.jp',
+     ["taro@example.jp", "hanako@example.jp"]),
+    ("=?UTF-8?B?5bGx55Sw?= <y@example.jp>", ["y@example.jp"]),
+    ("undisclosed-recipients:;", []),
+    ("team: a@example.com, b@example.com;, c@example.com",
+     ["a@example.com", "b@example.com", "c@example.com"]),
+    ("a@example.com (Alice (sales))", ["a@example.com"]),
+    ('"alice@example.org" <bob@example.org>', ["bob@example.org"]),
+])
+def test_wellformed_addresses(value: str, expected: list[str]) -> None:
+    assert parse_address_header("To", [value], 1000) == (expected, [])
+
+
+def test_cve_2023_27043_shape_in_message_headers() -> None:
+    raw = fx.single_part(b"x", "text/plain").replace(
+        b"To: bob@example.com", b"To: alice@example.org)<bob@example.org>\r\n"
+        b"Cc: c@example.com,\r\n d@example.com")
+    view = parse(raw)
+    assert "malformed address in To" in view.header_problems
+    assert view.to_addrs == []
+    assert view.cc_addrs == ["c@example.com", "d@example.com"]
+    assert view.from_addrs == ["alice@example.jp"]
+    assert view.rcpt_tos == ["bob@example.com"]  # the envelope is the truth
+
+
+# --- nested messages, pickling ---------------------------------------------------------
+
+def test_attached_message_is_walked_with_prefixed_where() -> None:
+    inner = fx.multipart([fx.Part("text/plain; charset=utf-8", "転送された本文".encode(), "8bit"),
+                          fx.attachment("名簿.csv", "氏名,電話\n".encode())],
+                         subject="=?UTF-8?B?" + base64.b64encode("内側".encode()).decode() + "?=",
+                         boundary="inner")
+    outer = fx.multipart([
+        fx.Part("text/plain", b"see attached", "7bit"),
+        fx.Part("message/rfc822", inner, "7bit", b'attachment; filename="fwd.eml"'),
+    ])
+    view = parse(outer)
+    wheres = {(t.where, t.text.strip()) for t in view.texts}
+    assert ("attachment:fwd.eml", "内側") in wheres
+    assert ("attachment:fwd.eml", "転送された本文") in wheres
+    assert ("body", "see attached") in wheres
+    assert [a.where for a in view.attachments] == ["attachment:fwd.eml/名簿.csv"]
+
+
+def test_view_is_picklable() -> None:
+    view = parse(fx.multipart([fx.attachment("a.bin", b"\x00" * 10)]))
+    clone = pickle.loads(pickle.dumps(view))
+    assert clone == view
+
+
+def test_rfc2231_iso2022jp_nec_name_in_content_type_does_not_break_the_parse() -> None:
+    # On 3.11 this exact header makes policy.default raise UnicodeDecodeError from
+    # inside BytesParser (found while writing these tests); the mail must still parse.
+    name = urllib.parse.quote_from_bytes(fx.jis("名簿") + fx.jis_nec(fx.NEC_MARU1))
+    part = fx.Part(f"text/csv; name*=ISO-2022-JP''{name}.csv", "氏名,電話\n".encode(), "base64",
+                   f"attachment; filename*=ISO-2022-JP''{name}.csv".encode())
+    view = parse(fx.multipart([fx.Part("text/plain", b"hello", "7bit"), part]))
+    assert view.problems == []
+    assert body(view).strip() == "hello"
+    assert [(a.filename, a.content_type) for a in view.attachments] == [("名簿①.csv", "text/csv")]

@@ -1,0 +1,95 @@
+"""Settings: file + GUARD_* environment, validated; the shipped sample stays true."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from guard.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_hostport,
+    parse_upstream_url,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_environment_overrides_the_file(tmp_path: Path):
+    cfg = tmp_path / "guard.toml"
+    cfg.write_text('[upstream]\nurl = "smtps://mail.example.net:465"\n'
+                   '[delivery]\nmin_backoff = 60.0\n')
+    s = load_settings(cfg, env={
+        "GUARD_UPSTREAM": "smtp://127.0.0.1:2526",
+        "GUARD_TRUSTED_NETWORKS": "10.0.0.0/8, 192.0.2.0/24",
+        "GUARD_DATABASE_URL": "postgresql://guard@db/guard",
+        "GUARD_DELIVERY__MAX_BACKOFF": "1234",
+        "GUARD_SMTP_MODE": "trusted",
+    })
+    assert s.upstream.url == "smtp://127.0.0.1:2526"
+    assert s.smtp.trusted_networks == ["10.0.0.0/8", "192.0.2.0/24"]
+    assert s.database.url == "postgresql://guard@db/guard"
+    assert s.delivery.min_backoff == 60.0 and s.delivery.max_backoff == 1234.0
+    assert s.smtp.mode == "trusted"
+
+
+def test_defaults_match_the_issue():
+    s = load_settings(env={})
+    assert s.database.url == "sqlite:///guard.db"
+    assert (s.delivery.min_backoff, s.delivery.max_backoff) == (300.0, 4000.0)
+    assert s.delivery.max_lifetime == 5 * 86400
+    assert s.upstream.data_timeout == 600.0
+    assert s.upstream.url.startswith("smtp+starttls://")
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"GUARD_SMTP_MODE": "open"}, "mode"),
+    ({"GUARD_UPSTREAM": "http://mail.example.net"}, "scheme"),
+    ({"GUARD_TRUSTED_NETWORKS": "10.0.0.0/33"}, "trusted_networks"),
+    ({"GUARD_DELIVERY__MIN_BACKOFF": "soon"}, "min_backoff"),
+    ({"GUARD_SMTP__NO_SUCH_KEY": "1"}, "no_such_key"),
+])
+def test_bad_settings_are_refused_with_the_key_named(env: dict[str, str], needle: str):
+    with pytest.raises(ConfigError) as e:
+        load_settings(env=env)
+    assert needle in str(e.value)
+
+
+def test_bad_toml_names_the_file(tmp_path: Path):
+    cfg = tmp_path / "guard.toml"
+    cfg.write_text("[smtp\nlisten = 1\n")
+    with pytest.raises(ConfigError) as e:
+        load_settings(cfg, env={})
+    assert str(cfg) in str(e.value)
+
+
+def test_shipped_sample_config_is_valid_and_documents_the_defaults():
+    path = ROOT / "deploy" / "guard.toml"
+    s = load_settings(path, env={})
+    defaults = Settings()
+    doc = tomllib.loads(path.read_text())
+    # every value in the sample equals the default, except the few that a production
+    # deployment must set differently from `guard dev`
+    different = {("smtp", "listen"), ("tls", "cert_file"), ("tls", "key_file")}
+    for section, values in doc.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if (section, key) in different:
+                continue
+            assert getattr(getattr(defaults, section), key) == value, (section, key)
+    assert s.smtp.listen == "0.0.0.0:587"
+
+
+def test_upstream_and_listen_parsing():
+    assert parse_upstream_url("smtp+starttls://u:p%40ss@mx.example.net") == (
+        "starttls", "mx.example.net", 587, "u", "p@ss")
+    assert parse_upstream_url("smtps://mx.example.net")[2] == 465
+    assert parse_upstream_url("smtp://127.0.0.1:2526")[:3] == ("plain", "127.0.0.1", 2526)
+    assert parse_hostport("[::1]:2525") == ("::1", 2525)
+    assert parse_hostport(":587") == ("0.0.0.0", 587)
+    with pytest.raises(ConfigError):
+        parse_hostport("host:port")
