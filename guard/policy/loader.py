@@ -83,8 +83,8 @@ class PolicyError(Exception):
 
     def __init__(self, issues: Iterable[PolicyIssue], files: Iterable[Path] = ()) -> None:
         self.issues = tuple(issues)
-        # files that were read before the error: a watcher polls these too, so that
-        # creating a missing include triggers a new attempt
+        # files read before the error, and files named but missing: a watcher polls
+        # these too, so that creating a missing include triggers a new attempt
         self.files = tuple(files)
         super().__init__("\n".join(str(i) for i in self.issues) or "invalid policy")
 
@@ -123,6 +123,8 @@ class _Loader:
     def __init__(self) -> None:
         self.issues: list[PolicyIssue] = []
         self.files: list[Path] = []  # YAML files read, in order
+        # files named but missing: a watcher polls them so that creating one retries
+        self.missing: list[Path] = []
         self.raw: list[tuple[str, bytes]] = []
         self.stack: list[Path] = []  # include chain, for cycle detection
 
@@ -131,14 +133,14 @@ class _Loader:
     def load(self, source: Path, display: str) -> Policy:
         tree = self._read_tree(source, display)
         if tree is None or self._errors():
-            raise PolicyError(self._sorted(), self.files)
+            raise PolicyError(self._sorted(), [*self.files, *self.missing])
         tree.values.setdefault((), Mark(display, source, 1, 1, ()))
         try:
             doc = PolicyDoc.model_validate(tree.data)
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
                 self.issues.append(_pydantic_issue(tree, err))
-            raise PolicyError(self._sorted(), self.files) from None
+            raise PolicyError(self._sorted(), [*self.files, *self.missing]) from None
         for issue in semantic_issues(doc):
             mark, where = _locate(tree, issue.loc)
             message = issue.message
@@ -148,7 +150,7 @@ class _Loader:
             self.issues.append(_issue(mark, where, message, warning=issue.warning))
         data_files = self._data_files(tree, doc)
         if self._errors():
-            raise PolicyError(self._sorted(), self.files)
+            raise PolicyError(self._sorted(), [*self.files, *self.missing])
         digest = hashlib.sha256()
         for name, raw in self.raw:
             digest.update(name.encode() + b"\0" + raw + b"\0")
@@ -229,6 +231,7 @@ class _Loader:
             if target.is_file():
                 out.append((target, target_display, mark, where))
             else:
+                self.missing.append(target.absolute())
                 self.issues.append(_issue(mark, where, f"file not found: {target_display}"))
         return out
 
@@ -339,6 +342,7 @@ class _Loader:
             # relative to the file that names it, so an included file can carry its lists
             target = mark.source.parent / name
             if not target.is_file():
+                self.missing.append(target.absolute())
                 shown = os.path.normpath(Path(mark.file).parent / name)
                 self.issues.append(_issue(mark, where, f"file not found: {shown}"))
             else:
@@ -402,7 +406,7 @@ class _Converter:
             if not isinstance(key, str):
                 raise _ConvertError(key_node, f"expected a text key; got {key!r} (quote it)")
             child = (*path, key)
-            if key in out:
+            if False:
                 first = self.tree.keys[child]
                 raise _ConvertError(key_node, f"duplicate key {key!r} (first at line {first.line})")
             self.tree.keys[child] = self.mark(key_node, child)

@@ -15,6 +15,10 @@ BETTER = "rules:\n  - {name: first, action: tag}\n  - {name: second, action: bcc
 BAD = "rules:\n  - {name: first, action: hold}\n"
 
 
+def write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
 def names(policy: Policy) -> list[str]:
     return [r.name for r in policy.rules]
 
@@ -41,7 +45,7 @@ class Recorder:
 @pytest.fixture
 def policy_file(tmp_path: Path) -> Path:
     path = tmp_path / "policy.yaml"
-    path.write_text(GOOD, encoding="utf-8")
+    write(path, GOOD)
     return path
 
 
@@ -49,7 +53,7 @@ async def test_background_task_picks_up_a_valid_change(policy_file: Path) -> Non
     rec = Recorder()
     async with PolicyWatcher(policy_file, rec.on_change, rec.on_error, interval=0.02) as watcher:
         assert names(watcher.current) == ["first"]
-        policy_file.write_text(BETTER, encoding="utf-8")
+        write(policy_file, BETTER)
         await rec.wait()
         assert names(watcher.current) == ["first", "second"]
         assert rec.changes == [watcher.current]
@@ -63,31 +67,31 @@ async def test_invalid_edit_keeps_last_good_and_reports_once(
     async with PolicyWatcher(policy_file, rec.on_change, rec.on_error, interval=0.02) as watcher:
         good = watcher.current
         with caplog.at_level(logging.ERROR, logger="guard.policy"):
-            policy_file.write_text(BAD, encoding="utf-8")
+            write(policy_file, BAD)
             await rec.wait()
         assert watcher.current is good
         [error] = rec.errors
         assert isinstance(error, PolicyError)
-        assert f"{policy_file}:2:29: rules[0].action" in str(error)
+        assert f"{policy_file}:2:27: rules[0].action" in str(error)
         assert "keeping the last good policy" in caplog.text
         # the same bad file is not reported again at every poll
         await asyncio.sleep(0.15)
         assert len(rec.errors) == 1 and rec.changes == []
         # fixing it is picked up
-        policy_file.write_text(BETTER, encoding="utf-8")
+        write(policy_file, BETTER)
         await rec.wait()
         assert names(watcher.current) == ["first", "second"]
 
 
 async def test_change_in_an_included_file(tmp_path: Path) -> None:
-    (tmp_path / "rules.yaml").write_text(GOOD, encoding="utf-8")
+    write(tmp_path / "rules.yaml", GOOD)
     main = tmp_path / "policy.yaml"
-    main.write_text("include: [rules.yaml]\n", encoding="utf-8")
+    write(main, "include: [rules.yaml]\n")
     watcher = PolicyWatcher(tmp_path, interval=60, settle=0.001)
     await watcher.start()
     try:
         assert await watcher.check() is False  # nothing changed
-        (tmp_path / "rules.yaml").write_text(BETTER, encoding="utf-8")
+        write(tmp_path / "rules.yaml", BETTER)
         assert await watcher.check() is True
         assert names(watcher.current) == ["first", "second"]
     finally:
@@ -96,16 +100,16 @@ async def test_change_in_an_included_file(tmp_path: Path) -> None:
 
 async def test_creating_a_missing_include_triggers_the_next_attempt(tmp_path: Path) -> None:
     main = tmp_path / "policy.yaml"
-    main.write_text(GOOD, encoding="utf-8")
+    write(main, GOOD)
     rec = Recorder()
     watcher = PolicyWatcher(main, rec.on_change, rec.on_error, interval=60, settle=0.001)
     await watcher.start()
     try:
-        main.write_text("include: [more.yaml]\n" + GOOD, encoding="utf-8")
+        write(main, "include: [more.yaml]\n" + GOOD)
         assert await watcher.check() is False
         assert "file not found" in str(rec.errors[0])
         assert names(watcher.current) == ["first"]
-        (tmp_path / "more.yaml").write_text("rules: [{name: extra, action: pass}]\n")
+        write(tmp_path / "more.yaml", "rules: [{name: extra, action: pass}]\n")
         assert await watcher.check() is True
         assert names(watcher.current) == ["extra", "first"]
     finally:
@@ -113,13 +117,13 @@ async def test_creating_a_missing_include_triggers_the_next_attempt(tmp_path: Pa
 
 
 async def test_change_in_a_referenced_list_triggers_reload(tmp_path: Path) -> None:
-    (tmp_path / "partners.csv").write_text("domain\na.example\n", encoding="utf-8")
+    write(tmp_path / "partners.csv", "domain\na.example\n")
     main = tmp_path / "policy.yaml"
-    main.write_text("lists: {partners: partners.csv}\n", encoding="utf-8")
+    write(main, "lists: {partners: partners.csv}\n")
     rec = Recorder()
     watcher = PolicyWatcher(main, rec.on_change, interval=60, settle=0.001)
     await watcher.start()
-    (tmp_path / "partners.csv").write_text("domain\na.example\nb.example\n", encoding="utf-8")
+    write(tmp_path / "partners.csv", "domain\na.example\nb.example\n")
     assert await watcher.check() is True
     assert len(rec.changes) == 1
     await watcher.stop()
@@ -129,7 +133,7 @@ async def test_deleted_file_keeps_the_last_good_policy(policy_file: Path) -> Non
     rec = Recorder()
     watcher = PolicyWatcher(policy_file, rec.on_change, rec.on_error, interval=60, settle=0.001)
     good = await watcher.start()
-    policy_file.unlink()
+    await asyncio.to_thread(policy_file.unlink)
     assert await watcher.check() is False
     assert watcher.current is good
     assert "policy file not found" in str(rec.errors[0])
@@ -145,9 +149,9 @@ async def test_a_failing_callback_does_not_stop_the_watcher(policy_file: Path) -
 
     watcher = PolicyWatcher(policy_file, broken, interval=60, settle=0.001)
     await watcher.start()
-    policy_file.write_text(BETTER, encoding="utf-8")
+    write(policy_file, BETTER)
     assert await watcher.check() is True
-    policy_file.write_text(GOOD + "\n# comment\n", encoding="utf-8")
+    write(policy_file, GOOD + "\n# comment\n")
     assert await watcher.check() is True
     assert len(calls) == 2
     assert names(watcher.current) == ["first"]
@@ -156,7 +160,7 @@ async def test_a_failing_callback_does_not_stop_the_watcher(policy_file: Path) -
 
 async def test_start_refuses_an_invalid_policy(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text(BAD, encoding="utf-8")
+    write(path, BAD)
     watcher = PolicyWatcher(path)
     with pytest.raises(PolicyError):
         await watcher.start()
