@@ -9,6 +9,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiosmtpd
@@ -17,10 +18,15 @@ import uvicorn
 
 from guard import metrics
 from guard.config import ConfigError, Settings, parse_hostport, parse_upstream_url
+from guard.decide import Inspector, PolicyDecider
 from guard.devsink import CaptureHandler, capture_protocol_factory
-from guard.pipeline import Decider, Pipeline, queue_everything
+from guard.inspect.isolate import ExtractionPool
+from guard.listsync import sync_lists
+from guard.pipeline import Decider, Pipeline
+from guard.policy import Policy, PolicyWatcher, default_policy
 from guard.relay.client import Upstream
 from guard.relay.worker import DeliveryWorker, instance_id
+from guard.secret import load_or_create_secret
 from guard.smtp.server import GuardHandler, GuardSMTP, ListenerConfig, ListenerKind
 from guard.smtp.users import UserDirectory
 from guard.store import db, migrate
@@ -29,6 +35,20 @@ from guard.store.writer import BatchWriter
 from guard.web.app import HealthCheck, create_app
 
 log = logging.getLogger("guard")
+
+
+SHIPPED_POLICY_DIRS = (Path(__file__).resolve().parent.parent / "policies",
+                       Path("/usr/share/guard/policies"))
+
+
+def policy_path(settings: Settings) -> Path | None:
+    """The configured policy, else the shipped example policy (None: pass everything)."""
+    if settings.policy.path:
+        return Path(settings.policy.path)
+    for d in SHIPPED_POLICY_DIRS:
+        if (d / "policy.yaml").exists():
+            return d
+    return None
 
 
 def _version(v: str) -> tuple[int, ...]:
@@ -64,7 +84,10 @@ class GuardApp:
                  decide: Decider | None = None) -> None:
         self.settings = settings
         self.dev_sink_listen = dev_sink_listen
-        self.decide = decide or queue_everything
+        self.decide = decide  # None: inspection and the policy decide
+        self.watcher: PolicyWatcher | None = None
+        self.pool: ExtractionPool | None = None
+        self.secret = b""
         self.engine = db.create_engine(settings.database.url)
         self.writer = BatchWriter(self.engine, settings.database.batch_max)
         self.outbox: CaptureHandler | None = CaptureHandler() if dev_sink_listen else None
@@ -86,10 +109,14 @@ class GuardApp:
             raise ConfigError(f"database schema at {current}, need {head}: run `guard db upgrade`")
         await db.check_durability(self.engine)
         self.writer.start()
+        self.secret = load_or_create_secret(s)
+        if self.decide is None:
+            self.decide = await self._start_inspection()
 
         upstream = Upstream(s.upstream, s.smtp.hostname)
         self.worker = DeliveryWorker(self.engine, self.writer, upstream, s.delivery,
                                      s.smtp.hostname, owner=s.instance_id or instance_id())
+        assert self.decide is not None
         self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide)
         pipeline, worker = self.pipeline, self.worker
 
@@ -157,6 +184,42 @@ class GuardApp:
         log.info("guard %s started: upstream %s, database %s", self.worker.owner,
                  upstream.describe(), self.engine.url.render_as_string(hide_password=True))
 
+    async def _start_inspection(self) -> Decider:
+        s = self.settings
+        path = policy_path(s)
+        actor = f"policy:{s.instance_id or instance_id()}"
+
+        async def changed(policy: Policy) -> None:
+            metrics.POLICY_RELOADS.labels("ok").inc()
+            log.info("policy loaded: %s (%d rules)", policy.source, len(policy.rules))
+            await sync_lists(self.engine, self.writer, self.secret,
+                             dict(policy.suppression_lists), actor)
+
+        def failed(error: Exception) -> None:
+            metrics.POLICY_RELOADS.labels("error").inc()
+            log.error("policy not reloaded, keeping the last good one: %s", error)
+
+        if path is None:
+            log.warning("no policy configured and no shipped policy found: passing everything")
+            policy = default_policy()
+
+            def current() -> Policy:
+                return policy
+        else:
+            self.watcher = PolicyWatcher(path, on_change=changed, on_error=failed,
+                                         interval=s.policy.reload_interval)
+            await changed(await self.watcher.start())
+            watcher = self.watcher
+
+            def current() -> Policy:
+                return watcher.current
+        self.pool = ExtractionPool(
+            workers=s.inspect.workers or None,
+            per_attachment_timeout=s.inspect.per_attachment_timeout,
+            per_message_timeout=s.inspect.per_message_timeout,
+            memory_limit_mb=s.inspect.memory_limit_mb)
+        return PolicyDecider(Inspector(self.engine, self.secret, self.pool), current)
+
     async def refresh_queue_metrics(self) -> None:
         async with self.engine.connect() as conn:
             counts = await q.count_by_state(conn)
@@ -181,6 +244,10 @@ class GuardApp:
             self._web.should_exit = True
         if self.worker is not None:
             await self.worker.stop()
+        if self.watcher is not None:
+            await self.watcher.stop()
+        if self.pool is not None:
+            await self.pool.close()
         for t in self._tasks:
             if t.get_name() != "guard-web":
                 t.cancel()

@@ -110,6 +110,59 @@ class PolicySettings(_Section):
     reload_interval: float = 2.0
 
 
+class ReviewSettings(_Section):
+    """Holds that people resolve: notices, review pages, link tokens (issue 4)."""
+
+    # How people reach the review pages; "" = web.base_url, else http://<web.listen>.
+    base_url: str = ""
+    # Upper bound on a link's life; a link never outlives the hold it belongs to.
+    token_lifetime_hours: float = 72.0
+    # Link tokens are signed with a key derived from the secret and this id. To rotate:
+    # set a new key_id and move the old one to previous_key_ids; remove it after
+    # token_lifetime_hours (links signed with it are refused from then on).
+    key_id: str = "k1"
+    previous_key_ids: list[str] = Field(default_factory=list)
+    # Notice and page language when neither the user nor the policy says: ja | en | both.
+    default_language: Literal["ja", "en", "both"] = "both"
+    timezone: str = "Asia/Tokyo"  # times shown in notices and pages
+    # How often the timers look for due holds (they also wake at the next due time).
+    tick_seconds: float = 15.0
+    # Envelope sender of notices ("" = the null sender <>, so a notice never bounces).
+    notice_from: str = ""
+    # From: header of notices ("" = guard-noreply@<smtp.hostname>).
+    notice_from_header: str = ""
+    # Approvers of last resort: asked when a rule names no approver other than the
+    # sender, and when escalation has no backup approver.
+    admin_addresses: list[str] = Field(default_factory=list)
+    # Escalation to backup approvers when the verdict does not say after how long.
+    default_escalate_after_minutes: float = 60.0
+
+    @field_validator("previous_key_ids", "admin_addresses", mode="before")
+    @classmethod
+    def _split_env_list(cls, v: Any) -> Any:
+        # GUARD_REVIEW__ADMIN_ADDRESSES="a@x,b@x" arrives as one string
+        if isinstance(v, str):
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("key_id", "previous_key_ids")
+    @classmethod
+    def _check_key_ids(cls, v: Any) -> Any:
+        for kid in [v] if isinstance(v, str) else v:
+            if not (1 <= len(kid) <= 16 and all(c.isascii() and (c.isalnum() or c in "_-")
+                                                 for c in kid)):
+                raise ValueError(f"key id {kid!r}: 1-16 characters of A-Z a-z 0-9 _ -")
+        return v
+
+
+class InspectSettings(_Section):
+    # extraction worker processes (parse, attachments, personal data); 0 = one per core
+    workers: int = 0
+    per_attachment_timeout: float = 20.0
+    per_message_timeout: float = 60.0
+    memory_limit_mb: int = 1536
+
+
 class LogSettings(_Section):
     level: str = "INFO"
     format: Literal["json", "text"] = "text"
@@ -123,7 +176,9 @@ class Settings(_Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    inspect: InspectSettings = Field(default_factory=InspectSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     # Secret for HMACs (list digests, link tokens). "" = generated once into secret_file.
     secret: str = ""
     secret_file: str = "guard.secret"

@@ -169,8 +169,7 @@ def _read_rows(data: bytes) -> tuple[list[_Row], list[RowError]]:
         return [], [RowError(0, "", str(e))]
     if "\x00" in text:
         return [], [RowError(0, "", "the file contains NUL bytes: not a text CSV file")]
-    lines = text.splitlines()
-    first = lines[0] if lines else ""
+    first = text.partition("\n")[0].rstrip("\r")
     delimiter = ","
     skip_first = False
     if first.lower().startswith("sep=") and len(first) == 5:

@@ -29,6 +29,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 ROOT = Path(__file__).resolve().parent.parent
+PASS_ALL = ROOT / "tests" / "data" / "pass-all.yaml"
+EXAMPLE_POLICY = ROOT / "policies"
 PG_URL = os.environ.get("GUARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -194,9 +196,9 @@ def reset_postgres(url: str = PG_URL) -> None:
     async def go() -> None:
         engine = db.create_engine(url)
         async with engine.begin() as conn:
-            await conn.execute(text(
-                "DROP TABLE IF EXISTS audit, contents, recipients, messages, domains_seen, "
-                "list_entries, lists, tokens, alembic_version CASCADE"))
+            # the database `test` is the tests' own: start from an empty schema
+            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
         await engine.dispose()
 
     asyncio.run(go())
@@ -320,6 +322,8 @@ def guard_factory(tmp_path: Path, tls: TlsFiles) -> Iterator[Any]:
             "GUARD_DELIVERY__MAX_BACKOFF": "2",
             "GUARD_DELIVERY__POLL_INTERVAL": "0.2",
             "GUARD_LOG_LEVEL": "INFO",
+            "GUARD_POLICY": str(PASS_ALL),
+            "GUARD_INSPECT__WORKERS": "1",
         }
         env.update({k if k.startswith("GUARD_") else f"GUARD_{k.upper()}": v
                     for k, v in overrides.items()})

@@ -8,11 +8,24 @@ commands out of order, and every reply read back verbatim.
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import socket
 import ssl
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from tests.conftest import USER_PASSWORD
+from tests.conftest import (
+    USER_PASSWORD,
+    GuardProcess,
+    Sink,
+    SinkMessage,
+    TlsFiles,
+    free_port,
+    wait_for,
+)
 
 
 @dataclass
@@ -81,6 +94,7 @@ class RawSMTP:
         """True when the server has closed the connection (EOF or reset)."""
         if self._buf:
             return False
+        old = self.sock.gettimeout()
         self.sock.settimeout(timeout)
         try:
             return self.sock.recv(1) == b""
@@ -88,6 +102,27 @@ class RawSMTP:
             return True
         except TimeoutError:
             return False
+        finally:
+            self.sock.settimeout(old)
+
+    def drain(self, timeout: float = 5.0) -> tuple[bytes, bool]:
+        """Everything the server still sends, and whether it then closed the connection."""
+        data, self._buf = self._buf, b""
+        old = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                try:
+                    chunk = self.sock.recv(65536)
+                except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+                    return data, True
+                except TimeoutError:
+                    return data, False
+                if not chunk:
+                    return data, True
+                data += chunk
+        finally:
+            self.sock.settimeout(old)
 
     def close(self) -> None:
         try:
@@ -136,13 +171,83 @@ def b64(s: str | bytes) -> str:
     return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
 
 
-def queue_rows(guard: object) -> list[dict[str, object]]:
+def queue_rows(guard: GuardProcess) -> list[dict[str, object]]:
     """Every message row the guard has stored (`guard queue list --json`)."""
-    import json
-
-    out = guard.cli("queue", "list", "--json")  # type: ignore[attr-defined]
+    out = guard.cli("queue", "list", "--json", "--limit", "100000")
     assert out.returncode == 0, out.stderr
     return list(json.loads(out.stdout))
+
+
+# --- one guard for a whole test module -----------------------------------------------------
+
+
+@dataclass
+class Shared:
+    """A guard and its upstream Sink, shared by the tests of one module.
+
+    Tests stay independent by putting their own `tag` into every recipient address and
+    looking only at messages and queue rows that carry it.
+    """
+
+    guard: GuardProcess
+    sink: Sink
+
+    @property
+    def port(self) -> int:
+        return self.guard.smtp_port
+
+    def mine(self, tag: str) -> list[SinkMessage]:
+        with self.sink.lock:
+            return [m for m in self.sink.messages if any(tag in r for r in m.rcpt_tos)]
+
+    def wait_mine(self, tag: str, n: int, settle: float = 0.3) -> list[SinkMessage]:
+        """Wait for n tagged deliveries, then a moment longer: a smuggled extra message
+        would arrive right behind them."""
+        wait_for(lambda: len(self.mine(tag)) >= n, 15, what=f"{n} messages tagged {tag}")
+        time.sleep(settle)
+        got = self.mine(tag)
+        assert len(got) == n, [(m.mail_from, m.rcpt_tos) for m in got]
+        return got
+
+    def rows(self, tag: str) -> list[dict[str, object]]:
+        return [r for r in queue_rows(self.guard)
+                if any(tag in str(x) for x in r["recipients"])]  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def shared_guard(workdir: Path, tls: TlsFiles, **overrides: str) -> Iterator[Shared]:
+    """Like conftest's guard_factory (same settings), for a module-scoped fixture."""
+    from guard.smtp.users import add_user
+
+    users_file = workdir / "users.yaml"
+    add_user(users_file, "alice", USER_PASSWORD, ["alice@example.co.jp"], "ja")
+    add_user(users_file, "bob", USER_PASSWORD, ["bob@example.co.jp"], "en")
+    sink = Sink().start()
+    env = {
+        "GUARD_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "GUARD_SMTP_MODE": "submission",
+        "GUARD_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+        "GUARD_UPSTREAM": sink.url,
+        "GUARD_DATABASE_URL": f"sqlite:///{workdir / 'guard.db'}",
+        "GUARD_TLS_CERT": str(tls.cert_file),
+        "GUARD_TLS_KEY": str(tls.key_file),
+        "GUARD_USERS_FILE": str(users_file),
+        "GUARD_HOSTNAME": "guard.localhost",
+        "GUARD_SECRET_FILE": str(workdir / "guard.secret"),
+        "GUARD_DELIVERY__MIN_BACKOFF": "1",
+        "GUARD_DELIVERY__MAX_BACKOFF": "2",
+        "GUARD_DELIVERY__POLL_INTERVAL": "0.2",
+        "GUARD_LOG_LEVEL": "INFO",
+    }
+    env.update({k if k.startswith("GUARD_") else f"GUARD_{k.upper()}": v
+                for k, v in overrides.items()})
+    g = GuardProcess(workdir, env)
+    try:
+        g.start()
+        yield Shared(g, sink)
+    finally:
+        g.stop()
+        sink.stop()
 
 
 def send_message(c: RawSMTP, mail_from: str, rcpts: list[str], data: bytes) -> Reply:

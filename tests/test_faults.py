@@ -10,7 +10,7 @@ import pytest
 from guard.app import GuardApp
 from guard.config import load_settings
 from guard.store import db
-from tests.conftest import Sink, free_port, simple_message
+from tests.conftest import PASS_ALL, Sink, free_port, simple_message
 
 
 @pytest.fixture
@@ -19,7 +19,8 @@ async def app(tmp_path, sink: Sink):
         "GUARD_SMTP_LISTEN": f"127.0.0.1:{free_port()}", "GUARD_SMTP_MODE": "trusted",
         "GUARD_TRUSTED_NETWORKS": "127.0.0.0/8", "GUARD_UPSTREAM": sink.url,
         "GUARD_WEB_LISTEN": f"127.0.0.1:{free_port()}",
-        "GUARD_DATABASE_URL": f"sqlite:///{tmp_path / 'guard.db'}"})
+        "GUARD_DATABASE_URL": f"sqlite:///{tmp_path / 'guard.db'}",
+        "GUARD_POLICY": str(PASS_ALL), "GUARD_SECRET_FILE": str(tmp_path / "secret")})
     a = GuardApp(settings)
     await a.start()
     yield a

@@ -30,19 +30,30 @@ def _glued(text: str, index: int) -> bool:
     return 0 <= index < len(text) and text[index].isascii() and text[index].isalpha()
 
 
+def glued_after(text: str, end: int) -> bool:
+    """Whether an ASCII word ending at `end` runs on into more letters ("hotels" is
+    not "tel"; "cards" is "card"; "TEL03" is "TEL")."""
+    if end < len(text) and text[end] in "sS":
+        end += 1
+    return _glued(text, end)
+
+
 @dataclass(frozen=True)
 class WordList:
     """One category of context words (NFKC, lower case)."""
 
     name: str
     words: tuple[str, ...]
+    _set: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "words", tuple(dict.fromkeys(_norm(w) for w in self.words)))
+        words = tuple(dict.fromkeys(_norm(w) for w in self.words))
+        object.__setattr__(self, "words", words)
+        object.__setattr__(self, "_set", frozenset(words))
 
     def pick(self, found: dict[str, int]) -> dict[str, int]:
-        """The words of this list among `found` (word -> distance, from ContextMatcher)."""
-        return {w: d for w, d in found.items() if w in self.words}
+        """The words of this list among `found` (word -> distance to the value)."""
+        return {w: d for w, d in found.items() if w in self._set} if found else {}
 
 
 MY_NUMBER = WordList(
@@ -88,7 +99,7 @@ ID_NEGATIVE = WordList(
         "注文", "発注", "受注", "伝票", "請求", "見積", "納品", "品番", "型番", "追跡",
         "問合せ番号", "問い合わせ番号", "お問合せ番号", "受付番号", "管理番号", "予約番号",
         "会員番号", "ポイントカード", "商品コード", "製造番号", "シリアル", "注文番号",
-        "請求書番号", "伝票番号", "取引番号", "整理番号",
+        "請求書番号", "伝票番号", "取引番号", "整理番号", "部品番号", "製品番号",
         "order", "invoice", "tracking", "serial", "jan", "isbn", "po", "sku", "ref",
         "reference", "slip", "transaction", "receipt", "booking", "reservation", "ticket",
     ),
@@ -105,7 +116,9 @@ PHONE = WordList(
 
 POSTAL = WordList(
     "postal_code",
-    ("〒", "郵便番号", "郵便", "住所", "zip", "postal", "postcode", "post code"),
+    # No 〒 here: the mark counts only right before the code (the scanner checks that),
+    # not as a word in the window, where it is usually the previous address's mark.
+    ("郵便番号", "郵便", "住所", "zip", "postal", "postcode", "post code"),
 )
 
 ADDRESS = WordList(
@@ -146,8 +159,8 @@ def word_pattern(words: Iterable[str]) -> str:
     """RE2 alternation: Japanese words anywhere, ASCII words from an ASCII word start.
 
     RE2 has no lookbehind/lookahead; `\\b` covers the start ("hotel" does not yield
-    "tel") and the caller checks the end (ContextMatcher allows digits and a plural
-    "s" after a word, so "TEL03-1234-5678" and "cards" count).
+    "tel") and the caller checks the end with `glued_after` (digits and a plural "s"
+    may follow a word, so "TEL03-1234-5678" and "cards" count).
     """
     words = list(words)
     ja = [w for w in words if not w.isascii()]
@@ -158,47 +171,6 @@ def word_pattern(words: Iterable[str]) -> str:
     if en:
         parts.append(f"(?i:\\b(?:{_alternation(en)}))")
     return "|".join(parts)
-
-
-class ContextMatcher:
-    """Finds the words of several WordLists around a match in one RE2 pass.
-
-    One search over the window, instead of one substring search per word per list:
-    the window is ~80 characters and there are ~150 words, so this is what makes
-    context cheap enough to check for every candidate.
-    """
-
-    def __init__(self, lists: Iterable[WordList]) -> None:
-        words = {w for lst in lists for w in lst.words}
-        self._pattern = re2.compile(word_pattern(words))
-        self._ascii = frozenset(w for w in words if w.isascii())
-
-    def find(self, text: str, start: int, end: int, ws: int, we: int) -> dict[str, int]:
-        """Words in text[ws:start] and text[end:we], with their distance to the match.
-
-        Searched case-insensitively; `text` is NFKC-normalised. The distance lets the
-        scorer prefer the nearest label when both a positive and a negative word are
-        in the window.
-        """
-        found: dict[str, int] = {}
-        window = text[ws:we]
-        rel_start, rel_end = start - ws, end - ws
-        for m in self._pattern.finditer(window):
-            s, e = m.span()
-            word = window[s:e].lower()
-            if word in self._ascii:
-                after = e + 1 if window[e : e + 1] in ("s", "S") else e
-                if _glued(window, after):
-                    continue
-            if e <= rel_start:
-                distance = rel_start - e
-            elif s >= rel_end:
-                distance = s - rel_end
-            else:
-                continue  # inside the match itself
-            if distance < found.get(word, distance + 1):
-                found[word] = distance
-        return found
 
 
 # ---------------------------------------------------------------------------

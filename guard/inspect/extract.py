@@ -33,6 +33,7 @@ from guard.message import (
     html_to_text,
     parse_into,
     parse_message,
+    split_text,
 )
 
 MiB = 1024 * 1024
@@ -110,6 +111,15 @@ _TEXT_EXTS = {".txt", ".text", ".log", ".md", ".json", ".xml", ".ini", ".cfg", "
 _CONTROL_RE = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
 
 
+# S/MIME and PGP/MIME: an encrypted body is uninspectable; a detached signature holds
+# no user content (flagging it would hold every signed message).
+_ENCRYPTED_TYPES = {"application/pkcs7-mime", "application/x-pkcs7-mime",
+                    "application/pgp-encrypted"}
+_ENCRYPTED_EXTS = {".p7m", ".pgp", ".gpg"}
+_SIGNATURE_TYPES = {"application/pkcs7-signature", "application/x-pkcs7-signature",
+                    "application/pgp-signature"}
+
+
 def _ext(name: str) -> str:
     return posixpath.splitext(name.lower())[1]
 
@@ -123,7 +133,8 @@ def _looks_text(sample: bytes) -> bool:
 
 
 def detect_kind(att: Attachment) -> str:
-    """One of: zip, pdf, ole, eml, csv, tsv, html, text, image, other-archive, binary."""
+    """One of: zip, pdf, ole, encrypted, signature, eml, csv, tsv, html, text, image,
+    other-archive, binary."""
     data = att.data
     head = data[:16]
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
@@ -139,6 +150,11 @@ def detect_kind(att: Attachment) -> str:
         return "image"
     ext = _ext(att.filename)
     ctype = att.content_type.lower()
+    if (ctype in _ENCRYPTED_TYPES or ext in _ENCRYPTED_EXTS
+            or data.lstrip()[:27] == b"-----BEGIN PGP MESSAGE-----"):
+        return "encrypted"
+    if ctype in _SIGNATURE_TYPES or ext in (".p7s", ".sig"):
+        return "signature"
     if ext == ".eml" or ctype == "message/rfc822" or _EML_HEAD_RE.match(data[:8192]):
         return "eml"
     if ext == ".csv" or ctype in ("text/csv", "application/csv"):
@@ -177,7 +193,7 @@ class _Extractor:
         if text:
             self.chars += len(text)
             self.budget.chars_left -= len(text)
-            self.out.texts.append(TextChunk(where, text))
+            self.out.texts.extend(TextChunk(where, t) for t in split_text(text))
 
     def table(self, where: str, rows: list[list[str]]) -> None:
         if rows:
@@ -206,6 +222,8 @@ class _Extractor:
                 self.text(where, html_to_text(self._decode(att)))
             elif kind == "text":
                 self.text(where, self._decode(att))
+            elif kind == "encrypted":
+                self.problem("encrypted", where, "S/MIME or PGP encrypted content")
             elif kind == "other-archive":
                 self.problem("unknown_binary", where, _OTHER_ARCHIVES[
                     next(m for m in _OTHER_ARCHIVES if att.data.startswith(m))] +
@@ -214,6 +232,7 @@ class _Extractor:
                 self.problem("unknown_binary", where,
                              f"{att.content_type or 'unknown type'}, {len(att.data)} bytes")
             # images: no text layer and OCR is out of scope; not flagged (logos, photos)
+            # signatures: no user content
         except _LimitHit as e:
             self.problem(e.code, where, e.detail)
         except RecursionError:
@@ -371,7 +390,8 @@ class _Extractor:
                 continue
             truncated = False
             for row in sheet.iter_rows():
-                cells = _trim_row([_cell_str(v) for v in row])
+                # str cells inline: this loop runs once per cell (a million of them)
+                cells = _trim_row([v.strip() if type(v) is str else _cell_str(v) for v in row])
                 if not cells:
                     continue
                 self.cells += len(cells)

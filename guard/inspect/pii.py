@@ -67,7 +67,9 @@ from guard.inspect.pii_scan import (
     RECORD_KINDS,
     Hit,
     ScanSettings,
+    accept,
     line_groups,
+    mask,
     normalize,
     scan_normalized,
     value_key,
@@ -116,8 +118,11 @@ class PiiLimits:
     # Characters scanned per text chunk (design §6: 20 M per attachment). The rest is
     # not scanned and the findings say evidence["truncated"] = True.
     max_chars: int = 20_000_000
-    # Cells read per table (design §6: 1,000,000 per workbook).
+    # Cells read per table (design §6: 1,000,000 per workbook); the people-list row
+    # count covers all of them. The value detectors (phones, e-mails... in cells) see
+    # the first max_scan_cells, ~2 s of CPU; evidence["truncated"] says when they stopped.
     max_table_cells: int = 1_000_000
+    max_scan_cells: int = 200_000
     # Header row searched for in the first rows; people list needs this many data rows.
     header_rows: int = 10
     people_list_min_rows: int = 3
@@ -189,7 +194,7 @@ _CLASS_EN = {
 @dataclass
 class _Value:
     score: float
-    sample: str
+    raw: str  # Hit.raw of the first occurrence; only masked samples leave the module
     first_seen: int
 
 
@@ -203,7 +208,7 @@ class _KindAcc:
     def add(self, hit: Hit) -> None:
         old = self.values.get(hit.key)
         if old is None:
-            self.values[hit.key] = _Value(hit.score, hit.sample, len(self.values))
+            self.values[hit.key] = _Value(hit.score, hit.raw, len(self.values))
         elif hit.score > old.score:
             old.score = hit.score
         if hit.detail:
@@ -255,6 +260,8 @@ class _Accumulator:
             column_sample=lim.column_sample,
             column_ratio=lim.column_valid_ratio,
             max_cells=lim.max_table_cells,
+            max_scan_cells=lim.max_scan_cells,
+            today=self.settings.today or date.today(),
         )
         acc.truncated |= table.truncated
         if table.people is not None:
@@ -262,8 +269,12 @@ class _Accumulator:
         # Cells were normalised one by one; the joined text is scanned as is, so line
         # numbers stay row numbers.
         hits = scan_normalized(table.text, self.settings)
-        self._add_hits(acc, hits)
         rows_of_hits = _line_numbers(table.text, hits)
+        for row, hit in table.typed:
+            if accept(hit, self.settings):
+                hits.append(hit)
+                rows_of_hits.append(row)
+        self._add_hits(acc, hits)
         names = [Hit(NAME, key, 1.0, -1, "") for _, key in table.names]
         self._add_records(
             acc, hits + names, rows_of_hits + [row for row, _ in table.names]
@@ -312,8 +323,7 @@ class _Accumulator:
             return None
         ordered = sorted(values.values(), key=lambda v: v.first_seen)
         evidence: dict[str, Any] = {
-            # Distinct masks: twelve "u***@example.com" say less than one.
-            "samples": list(dict.fromkeys(v.sample for v in ordered))[: lim.max_samples],
+            "samples": _samples(kind, ordered, lim.max_samples),
             "strong": sum(v.score >= lim.strong_score for v in ordered),
         }
         if acc.details:
@@ -373,6 +383,17 @@ class _Accumulator:
             reason_ja=f"個人情報の一覧表（{ja_cls}）{rows}行",
             reason_en=f"people list ({en_cls}), {rows} row{'s' if rows != 1 else ''}",
         )
+
+
+def _samples(kind: str, values: list[_Value], limit: int) -> list[str]:
+    """Up to `limit` distinct masked samples: twelve "u***@example.com" say less than
+    one. Masking happens here, for the few values shown, not for every hit."""
+    samples: dict[str, None] = {}
+    for v in values:
+        samples[mask(kind, v.raw)] = None
+        if len(samples) >= limit:
+            break
+    return list(samples)
 
 
 def _reason(kind: str, n: int) -> tuple[str, str]:

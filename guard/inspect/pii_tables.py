@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 from guard.inspect.context_words import classify_header
-from guard.inspect.pii_scan import normalize
+from guard.inspect.pii_scan import TYPED_CELL_CLASSES, Hit, normalize, scan_cell
 
 CELL_SEPARATOR = "\x1f"
 _LINE_BREAKS = re.compile(r"[\r\n\x1f\x0b\x0c\u2028\u2029\x85]+")
@@ -69,10 +70,12 @@ class PeopleList:
 
 @dataclass
 class TableText:
-    text: str  # one line per emitted row
-    # (line index, name key) for non-empty cells of name columns: records need "name"
+    text: str  # one line per row, for the text scanner
+    # (row index, name key) for non-empty cells of name columns: records need "name"
     # as a kind, and no detector finds names in free text reliably (design §1.4).
     names: list[tuple[int, str]] = field(default_factory=list)
+    # (row index, hit) for cells read directly as their column's type (scan_cell).
+    typed: list[tuple[int, Hit]] = field(default_factory=list)
     people: PeopleList | None = None
     truncated: bool = False
 
@@ -137,7 +140,15 @@ def table_text(
     column_sample: int,
     column_ratio: float,
     max_cells: int,
+    max_scan_cells: int,
+    today: date,
 ) -> TableText:
+    """Header, people-list verdict and the scanner's view of a table.
+
+    Up to `max_cells` cells are read (the people-list row count covers them all); the
+    value detectors see the rows within the first `max_scan_cells` cells, because they
+    cost ~10 µs per cell and a list that long is already a people list or not.
+    """
     rows: list[list[str]] = []
     cells = 0
     truncated = False
@@ -167,22 +178,36 @@ def table_text(
             )
 
     name_columns = [c for c, cls in classes.items() if cls == "name"]
+    typed_columns = {c: cls for c, cls in classes.items() if cls in TYPED_CELL_CLASSES}
     lines: list[str] = []
     names: list[tuple[int, str]] = []
+    typed: list[tuple[int, Hit]] = []
+    scanned = 0
     for i, row in enumerate(rows):
+        scanned += len(row)
+        if scanned > max_scan_cells:
+            truncated = True
+            break
         if i == header_index:
             lines.append("")  # keep line index == row index
             continue
-        if i > header_index >= 0:
-            parts = [
-                f"{headers[j]}: {cell}" if j < len(headers) and headers[j] else cell
-                for j, cell in enumerate(row)
-                if cell
-            ]
-            for c in name_columns:
-                if c < len(row) and row[c]:
-                    names.append((i, re.sub(r"\s+", "", row[c])))
-        else:
-            parts = [cell for cell in row if cell]
+        if i < header_index or header_index < 0:
+            lines.append(CELL_SEPARATOR.join(cell for cell in row if cell))
+            continue
+        parts = []
+        for j, cell in enumerate(row):
+            if not cell:
+                continue
+            header = headers[j] if j < len(headers) else ""
+            cls = typed_columns.get(j)
+            if cls is not None:
+                hit = scan_cell(cls, cell, header, today)
+                if hit is not None:
+                    typed.append((i, hit))
+                    continue
+            parts.append(f"{header}: {cell}" if header else cell)
+        for c in name_columns:
+            if c < len(row) and row[c]:
+                names.append((i, re.sub(r"\s+", "", row[c])))
         lines.append(CELL_SEPARATOR.join(parts))
-    return TableText("\n".join(lines), names, people, truncated)
+    return TableText("\n".join(lines), names, typed, people, truncated)

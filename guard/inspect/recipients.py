@@ -7,6 +7,7 @@ headers only matter for what recipients can see of each other.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Protocol
 
 from guard.inspect.context import InspectContext
@@ -16,7 +17,6 @@ from guard.inspect.domains import (
     domain_to_unicode,
     in_domain_set,
     is_internal,
-    normalized_domains,
     registrable_domain,
 )
 from guard.inspect.finding import Finding
@@ -83,9 +83,16 @@ def mask_address(address: str) -> str:
     return f"{local[:2]}***@{domain}"
 
 
+@lru_cache(maxsize=8)
+def _orgs(domains: frozenset[str]) -> frozenset[str]:
+    # Registrable domains of a context set, once per set: should a store record
+    # "mail.abc.co.jp", the organisation abc.co.jp still counts as known.
+    return frozenset(registrable_domain(d) for d in domains if d.strip())
+
+
 def detect_new_domain(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
     """One finding per external organisation never mailed before (not a partner either)."""
-    known = normalized_domains(ctx.known_domains)
+    known = _orgs(ctx.known_domains)
     by_org: dict[str, list[str]] = {}
     for given, addr in _external(view, ctx):
         domain = domain_of(addr)
@@ -192,11 +199,12 @@ def detect_visible_external(view: HeaderView, ctx: InspectContext) -> list[Findi
     if n < 2:
         return []
     orgs = {registrable_domain(domain_of(c)) for _, c in visible}
+    in_to = {canonical_address(a) for a in view.to_addrs}
     return [Finding(
         "visible_external",
         score=1.0,
         count=n,
-        where="header:to",
+        where="header:to" if any(c in in_to for _, c in visible) else "header:cc",
         evidence={"addresses_sample": [mask_address(c) for _, c in visible[:_SAMPLE]],
                   "domains": len(orgs)},
         reason_ja=f"To/Cc に社外のアドレスが {n} 件見えています（{len(orgs)} 組織）",

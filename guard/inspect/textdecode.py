@@ -191,7 +191,30 @@ def decode_iso2022jp(data: bytes) -> str:
     try:
         return data.decode("iso2022_jp")
     except UnicodeDecodeError:
-        return _iso2022jp_ms(data)
+        pass
+    # Line by line: most lines decode strictly at C speed and only lines holding NEC
+    # characters take the (Python, per byte) fallback. The shift state is carried into the
+    # next line for senders that do not return to ASCII before each line end.
+    out: list[str] = []
+    carry = b""
+    for line in data.splitlines(keepends=True):
+        chunk = carry + line
+        try:
+            out.append(chunk.decode("iso2022_jp"))
+        except UnicodeDecodeError:
+            out.append(_iso2022jp_ms(chunk))
+        last = line.rfind(b"\x1b")
+        if last >= 0:
+            seq = line[last : last + 4]
+            carry = b"" if seq[:3] in (b"\x1b(B", b"\x1b(J") else _escape_prefix(seq)
+    return "".join(out)
+
+
+def _escape_prefix(seq: bytes) -> bytes:
+    for esc in (b"\x1b$(D", b"\x1b$(Q", b"\x1b$(O", b"\x1b$B", b"\x1b$@", b"\x1b(I"):
+        if seq.startswith(esc):
+            return esc
+    return b""
 
 
 # --- declared charset -------------------------------------------------------------

@@ -424,7 +424,9 @@ def _internal_test(policy: Policy, internal: InternalTest) -> Callable[[str], bo
         return policy.is_internal
     if callable(internal):
         return internal
-    domains = _DomainSet(d.lower() for d in internal)
+    if isinstance(internal, str):  # one domain, not a collection of characters
+        internal = (internal,)
+    domains = _DomainSet(d.strip().lower().lstrip("@").rstrip(".") for d in internal)
     return lambda address: domain_of(address) in domains
 
 

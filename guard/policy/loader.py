@@ -14,9 +14,8 @@ are then mapped back to those positions.
 
 from __future__ import annotations
 
-import csv
+import difflib
 import hashlib
-import io
 import os
 import re
 from collections.abc import Iterable
@@ -29,8 +28,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from guard.inspect.context import Customer
+from guard.lists import RowError, parse_customers_csv, parse_domains_csv
 from guard.policy.engine import Policy, compile_policy
-from guard.policy.schema import Loc, PolicyDoc, normalise_domain, semantic_issues
+from guard.policy.schema import Loc, PolicyDoc, semantic_issues
 
 POLICY_FILE = "policy.yaml"
 # Top-level sections whose lists are concatenated across includes (in include order).
@@ -134,7 +134,8 @@ class _Loader:
         tree = self._read_tree(source, display)
         if tree is None or self._errors():
             raise PolicyError(self._sorted(), [*self.files, *self.missing])
-        tree.values.setdefault((), Mark(display, source, 1, 1, ()))
+        # errors about the document as a whole point at the main file
+        tree.values[()] = Mark(display, source, 1, 1, ())
         try:
             doc = PolicyDoc.model_validate(tree.data)
         except ValidationError as exc:
@@ -151,9 +152,11 @@ class _Loader:
         data_files = self._data_files(tree, doc)
         if self._errors():
             raise PolicyError(self._sorted(), [*self.files, *self.missing])
+        # content only: the same files loaded through another path spelling are the
+        # same policy
         digest = hashlib.sha256()
-        for name, raw in self.raw:
-            digest.update(name.encode() + b"\0" + raw + b"\0")
+        for _, raw in self.raw:
+            digest.update(hashlib.sha256(raw).digest())
         return compile_policy(
             doc,
             source=source,
@@ -406,7 +409,7 @@ class _Converter:
             if not isinstance(key, str):
                 raise _ConvertError(key_node, f"expected a text key; got {key!r} (quote it)")
             child = (*path, key)
-            if False:
+            if key in out:
                 first = self.tree.keys[child]
                 raise _ConvertError(key_node, f"duplicate key {key!r} (first at line {first.line})")
             self.tree.keys[child] = self.mark(key_node, child)
@@ -542,8 +545,6 @@ def _unwrap(annotation: Any) -> Any:
 
 def _unknown_key(loc: Loc) -> str:
     """'unknown key' plus the keys that are allowed there (and a likely spelling)."""
-    import difflib
-
     annotation: Any = PolicyDoc
     for comp in loc[:-1]:
         annotation = _unwrap(annotation)
@@ -571,86 +572,34 @@ def _unknown_key(loc: Loc) -> str:
 # Partner and customer lists (the suppression list importer lives elsewhere)
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    display = os.path.normpath(path)
+def _read_list_file(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
-        issue = PolicyIssue(display, None, None, "", f"cannot read: {exc.strerror}")
-        raise PolicyError([issue]) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Excel on Japanese Windows saves "CSV" as CP932 (Shift_JIS)
-        try:
-            text = raw.decode("cp932")
-        except UnicodeDecodeError:
-            raise PolicyError(
-                [PolicyIssue(display, None, None, "", "expected UTF-8 or Shift_JIS (CP932) text")]
-            ) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip().lower() for h in reader.fieldnames or []]
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise PolicyError(
-            [
-                PolicyIssue(
-                    display,
-                    1,
-                    1,
-                    "",
-                    f"expected a header row with the column(s) {', '.join(missing)}; "
-                    f"got {', '.join(header) or 'nothing'}",
-                )
-            ]
-        )
-    reader.fieldnames = header
-    rows: list[tuple[int, dict[str, str]]] = []
-    for row in reader:
-        values = {k: (v or "").strip() for k, v in row.items() if isinstance(k, str)}
-        if any(values.values()):
-            rows.append((reader.line_num, values))
-    return rows
+        display = os.path.normpath(path)
+        raise PolicyError([PolicyIssue(display, None, None, "", f"cannot read: {exc.strerror}")]
+                          ) from None
 
 
-def _split(cell: str) -> tuple[str, ...]:
-    # several values in one cell are separated by "|" (";" is a column separator in
-    # some locales' CSV)
-    return tuple(v.strip() for v in cell.split("|") if v.strip())
+def _row_issues(path: Path, errors: list[RowError]) -> PolicyError:
+    display = os.path.normpath(path)
+    return PolicyError([PolicyIssue(display, e.line or None, 1 if e.line else None, "",
+                                    e.reason) for e in errors])
 
 
 def load_partners(path: str | os.PathLike[str]) -> frozenset[str]:
-    """partners.csv: columns `domain` (required), `name`, `note`; one domain a row."""
+    """partners.csv: one domain a row (a `domain` column when there is a header)."""
     file = Path(path)
-    issues: list[PolicyIssue] = []
-    domains: set[str] = set()
-    for line, row in _read_csv(file, ("domain",)):
-        for value in _split(row["domain"]):
-            try:
-                domains.add(normalise_domain(value))
-            except ValueError as exc:
-                issues.append(PolicyIssue(os.path.normpath(file), line, 1, "domain", str(exc)))
-    if issues:
-        raise PolicyError(issues)
-    return frozenset(domains)
+    result = parse_domains_csv(_read_list_file(file))
+    if not result.ok:
+        raise _row_issues(file, result.errors)
+    return frozenset(result.domains)
 
 
 def load_customers(path: str | os.PathLike[str]) -> tuple[Customer, ...]:
-    """customers.csv: columns `name` (required), `aliases`, `domains` ("|"-separated)."""
+    """customers.csv: columns `name`, `aliases`, `domains` (see guard.lists)."""
     file = Path(path)
-    issues: list[PolicyIssue] = []
-    customers: list[Customer] = []
-    for line, row in _read_csv(file, ("name",)):
-        if not row["name"]:
-            issues.append(PolicyIssue(os.path.normpath(file), line, 1, "name", "expected a name"))
-            continue
-        domains: list[str] = []
-        for value in _split(row.get("domains", "")):
-            try:
-                domains.append(normalise_domain(value))
-            except ValueError as exc:
-                issues.append(PolicyIssue(os.path.normpath(file), line, 1, "domains", str(exc)))
-        customers.append(Customer(row["name"], _split(row.get("aliases", "")), tuple(domains)))
-    if issues:
-        raise PolicyError(issues)
-    return tuple(customers)
+    result = parse_customers_csv(_read_list_file(file))
+    if not result.ok:
+        raise _row_issues(file, result.errors)
+    return tuple(result.customers)

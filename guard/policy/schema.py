@@ -485,10 +485,10 @@ def _rule_issues(doc: PolicyDoc) -> Iterator[Issue]:
         for param, actions in _PARAM_ACTIONS.items():
             if getattr(rule, param) is not None and rule.action not in actions:
                 allowed = ", ".join(a.value for a in Action if a in actions)
-                yield Issue(
-                    (*loc, param),
-                    f"{param} applies to action {allowed}, not to {rule.action.value}",
-                )
+                message = f"{param} applies to action {allowed}, not to {rule.action.value}"
+                if param == "tag":
+                    message = "tag has no effect on a rejected message (nothing is delivered)"
+                yield Issue((*loc, param), message)
         for k, group in enumerate(rule.scope.groups):
             if group not in doc.groups:
                 yield Issue((*loc, "scope", "groups", k), _unknown_group(doc, group))

@@ -22,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from guard import metrics
 from guard.config import DeliverySettings
 from guard.ids import new_queue_id
+from guard.inspect.domains import canonical_address, domain_of, registrable_domain
 from guard.logs import queue_id_var
 from guard.relay.client import Outcome, Upstream, UpstreamUnavailable
 from guard.relay.dsn import FailedRecipient, build_dsn
+from guard.store import knowledge
 from guard.store import queue as q
 from guard.store.writer import BatchWriter
 
@@ -187,6 +189,10 @@ class DeliveryWorker:
         attempts = c.attempts + 1
         delay = backoff(attempts, self.settings)
         settings = self.settings
+        # history for the new-domain and look-alike detectors: learned on DELIVERY (a held
+        # or bounced message teaches nothing); DSNs and notices (null sender) neither
+        learned = [(canonical_address(r.address), registrable_domain(domain_of(r.address)))
+                   for r in results if r.outcome == "delivered"] if env.mail_from else []
 
         async def op(conn: AsyncConnection, now: float) -> str | None:
             give_up = (not soft) and now - c.queued_at >= settings.max_lifetime
@@ -205,6 +211,8 @@ class DeliveryWorker:
                     actor=f"relay:{self.owner}", audit_detail={"dsn_for": env.id})
             elif failed:
                 log.warning("permanent failure of a bounce (null sender): not bounced")
+            if learned:
+                await knowledge.learn_delivered(conn, now, env.sender, learned)
             return await q.record_attempt(
                 conn, now, env.id, self.owner, results, next_attempt_at=now + delay,
                 give_up=give_up, actor=f"relay:{self.owner}",

@@ -88,3 +88,42 @@ audit = Table(
     Index("ix_audit_message", "message_id"),
     Index("ix_audit_at", "at"),
 )
+
+# --- what the detectors learn and read (issue 3) ---------------------------------------
+
+# Registrable domains delivered to, org-wide (scope "") and per sender (scope = sender),
+# learned when mail is DELIVERED (not when held) and seeded by `guard domains import`.
+known_domains = Table(
+    "known_domains", metadata,
+    Column("domain", String(255), primary_key=True),
+    Column("scope", String(320), primary_key=True),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("source", String(16), nullable=False),  # delivered | import
+)
+
+# Full addresses delivered to: what look-alike recipients are compared against.
+known_addresses = Table(
+    "known_addresses", metadata,
+    Column("address", String(320), primary_key=True),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+# Suppression lists (opt-out, withdrawn members, …): keyed hashes, never addresses.
+lists = Table(
+    "lists", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of the imported file
+    Column("entries", Integer, nullable=False),
+    Column("imported_at", Float, nullable=False),
+)
+
+list_entries = Table(
+    "list_entries", metadata,
+    Column("list_name", String(64), ForeignKey("lists.name", ondelete="CASCADE"),
+           primary_key=True),
+    Column("digest", LargeBinary(32), primary_key=True),
+    Index("ix_list_entries_digest", "digest"),
+)

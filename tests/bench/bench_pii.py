@@ -33,6 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 _t0 = time.process_time()
+import phonenumbers  # noqa: E402  (only to make ground-truth phone numbers valid)
+
 from guard.inspect import pii_scan  # noqa: E402  (import time is part of the report)
 from guard.inspect.checkdigits import (  # noqa: E402
     corporate_check_digit,
@@ -103,13 +105,18 @@ def _corporate(rng: random.Random) -> str:
 
 
 def _phone(rng: random.Random) -> tuple[str, str]:
-    if rng.random() < 0.6:
-        prefix = rng.choice(("090", "080", "070"))
-        a, b = rng.randrange(1000, 10000), rng.randrange(1000, 10000)
-        return f"{prefix}-{a}-{b}", f"{prefix}{a}{b}"
-    area = rng.choice(("03", "06"))
-    a, b = rng.randrange(2000, 10000), rng.randrange(1000, 10000)
-    return f"{area}-{a}-{b}", f"{area}{a}{b}"
+    """A number phonenumbers calls valid (ground truth must be real numbers: 06-2xxx is
+    not an allocated Osaka range, and the detector is right to skip it)."""
+    while True:
+        if rng.random() < 0.6:
+            prefix = rng.choice(("090", "080", "070"))
+        else:
+            prefix = rng.choice(("03", "06"))
+        a = rng.randrange(1000, 10000) if len(prefix) == 3 else rng.randrange(2000, 10000)
+        b = rng.randrange(1000, 10000)
+        key = f"{prefix}{a}{b}"
+        if phonenumbers.is_valid_number(phonenumbers.parse(key, "JP")):
+            return f"{prefix}-{a}-{b}", key
 
 
 _TOWNS = (
@@ -120,6 +127,21 @@ _TOWNS = (
 _ERAS = (("昭和", 1925, 30, 63), ("平成", 1988, 1, 30))
 
 
+_FULL_WIDTH = str.maketrans("0123456789-", "０１２３４５６７８９－")
+
+
+def _variant(rng: random.Random, groups: list[str]) -> str:
+    """The ways people write one number: spaces, hyphens, none, or full-width."""
+    style = rng.randrange(4)
+    if style == 0:
+        return " ".join(groups)
+    if style == 1:
+        return "-".join(groups)
+    if style == 2:
+        return "".join(groups)
+    return "-".join(groups).translate(_FULL_WIDTH)
+
+
 def _item(rng: random.Random, n: int, truth: set[tuple[str, str]]) -> str:
     kind = rng.choice(
         ("my_number", "card", "phone", "phone", "email", "email", "address",
@@ -128,7 +150,8 @@ def _item(rng: random.Random, n: int, truth: set[tuple[str, str]]) -> str:
     if kind == "my_number":
         number = _my_number(rng)
         truth.add(("my_number", number))
-        return f"マイナンバー：{number[:4]} {number[4:8]} {number[8:]}"
+        label = rng.choice(("マイナンバー：", "個人番号 ", "ﾏｲﾅﾝﾊﾞｰ:", "My Number: "))
+        return label + _variant(rng, [number[:4], number[4:8], number[8:]])
     if kind == "card":
         prefix, length = rng.choice((("4", 16), ("5", 16), ("2221", 16), ("35", 16), ("37", 15)))
         if prefix == "5":
@@ -137,11 +160,20 @@ def _item(rng: random.Random, n: int, truth: set[tuple[str, str]]) -> str:
             prefix = str(rng.randrange(3528, 3590))
         number = _luhn_complete(rng, prefix, length)
         truth.add(("card", number))
-        return f"カード番号 {number} 有効期限 {rng.randrange(1, 13):02d}/{rng.randrange(27, 32)}"
+        if length == 15:
+            groups = [number[:4], number[4:10], number[10:]]
+        else:
+            groups = [number[i : i + 4] for i in range(0, 16, 4)]
+        label = rng.choice(("カード番号 ", "クレジットカード：", "Card no. ", "ｶｰﾄﾞ番号 "))
+        expiry = f" 有効期限 {rng.randrange(1, 13):02d}/{rng.randrange(27, 32)}"
+        return label + _variant(rng, groups) + (expiry if rng.random() < 0.5 else "")
     if kind == "phone":
         shown, key = _phone(rng)
         truth.add(("phone", key))
-        return f"{rng.choice(('TEL', '携帯', '電話番号'))}：{shown}"
+        shown = _variant(rng, shown.split("-"))
+        if key.startswith(("090", "080", "070")) and rng.random() < 0.3:
+            return f"{shown} までご連絡ください"  # a mobile number needs no label
+        return f"{rng.choice(('TEL', '携帯', '電話番号', 'Phone'))}：{shown}"
     if kind == "email":
         address = f"user{n}.{rng.randrange(10**6)}@example{rng.randrange(50)}.co.jp"
         truth.add(("email", address))
@@ -157,15 +189,20 @@ def _item(rng: random.Random, n: int, truth: set[tuple[str, str]]) -> str:
         era, base, low, high = rng.choice(_ERAS)
         y, m, d = rng.randrange(low, high + 1), rng.randrange(1, 13), rng.randrange(1, 29)
         truth.add(("birth_date", f"{base + y:04d}-{m:02d}-{d:02d}"))
-        return f"生年月日：{era}{y}年{m}月{d}日"
+        style = rng.randrange(3)
+        if style == 0:
+            return f"生年月日：{era}{y}年{m}月{d}日"
+        if style == 1:
+            return f"誕生日 {'S' if era == '昭和' else 'H'}{y}.{m}.{d}"
+        return f"DOB: {base + y}/{m:02d}/{d:02d}"
     number = _corporate(rng)
     truth.add(("corporate_number", number))
-    return f"法人番号 {number}"
+    return f"{rng.choice(('法人番号 ', '登録番号 T'))}{number}"
 
 
 def _negative(rng: random.Random) -> str:
     """Things that look like personal data and are not (design §1.5 false-positive test)."""
-    kind = rng.randrange(7)
+    kind = rng.randrange(8)
     if kind == 0:
         return f"注文番号 {_luhn_complete(rng, '4', 16)}"
     if kind == 1:
@@ -173,11 +210,14 @@ def _negative(rng: random.Random) -> str:
     if kind == 2:
         return f"JANコード {_digits(rng, 13)}"
     if kind == 3:
-        return f"会議日 {rng.randrange(2020, 2027)}年{rng.randrange(1, 13)}月{rng.randrange(1, 29)}日"
+        y, m, d = rng.randrange(2020, 2027), rng.randrange(1, 13), rng.randrange(1, 29)
+        return f"会議日 {y}年{m}月{d}日"
     if kind == 4:
         return f"部品番号 {rng.randrange(100, 1000)}-{rng.randrange(1000, 10000)}"
     if kind == 5:
         return f"伝票 {_digits(rng, 12)}"
+    if kind == 6:
+        return f"> From: someone{rng.randrange(10**4)}@example.net"  # a quoted reply header
     return f"金額 {rng.randrange(1, 10**7):,}円"
 
 

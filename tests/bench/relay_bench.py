@@ -133,6 +133,12 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def threads(pid: int) -> int | None:
+    with contextlib.suppress(OSError):
+        return len(os.listdir(f"/proc/{pid}/task"))
+    return None
+
+
 def proc_cpu(pid: int) -> float:
     """utime + stime of the process (all threads), seconds."""
     try:
@@ -263,13 +269,12 @@ class ProbeResult:
                 "session_p99_ms": pct(self.session, 99), "errors": dict(self.errors)}
 
 
-def run_probe(port: int, size: int, n: int, max_seconds: float,
-              stop_evt: threading.Event | None = None) -> ProbeResult:
+def run_probe(port: int, size: int, n: int, max_seconds: float) -> ProbeResult:
     res = ProbeResult()
     deadline = time.monotonic() + max_seconds
     msg = make_message(size, "p")
     for _ in range(n):
-        if time.monotonic() > deadline or (stop_evt is not None and stop_evt.is_set()):
+        if time.monotonic() > deadline:
             break
         try:
             eod, sess = probe_once(port, msg)
@@ -332,10 +337,18 @@ def has_uvloop() -> bool:
     return True
 
 
-def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool
-                ) -> tuple[subprocess.Popen[bytes], int, Path]:
+@dataclass
+class Relay:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    web_port: int | None = None  # the guard's /metrics
+
+
+def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool) -> Relay:
     port = free_port()
     log = tmp / f"{variant}.log"
+    web_port = None
     if variant == "b":
         cmd = [sys.executable, str(BARE), "--listen", f"{HOST}:{port}",
                "--upstream", f"{HOST}:{sink_port}", "--db", str(tmp / "bare.db")]
@@ -344,6 +357,7 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool
         env = dict(os.environ)
     else:
         cmd = guard_cmd()
+        web_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
         env.update({
             "GUARD_SMTP_LISTEN": f"{HOST}:{port}",
@@ -351,7 +365,7 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool
             "GUARD_TRUSTED_NETWORKS": "127.0.0.0/8",
             "GUARD_UPSTREAM": f"smtp://{HOST}:{sink_port}",
             "GUARD_DATABASE_URL": f"sqlite:///{tmp / 'guard.db'}",
-            "GUARD_WEB_LISTEN": f"{HOST}:{free_port()}",
+            "GUARD_WEB_LISTEN": f"{HOST}:{web_port}",
             "GUARD_LOG_LEVEL": "WARNING",
             "GUARD_SECRET_FILE": str(tmp / "guard.secret"),
             "GUARD_USERS_FILE": str(tmp / "users.yaml"),
@@ -363,7 +377,51 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool
         stop(proc)
         raise RuntimeError(f"{variant} did not start: {e}: "
                            f"{log.read_text(errors='replace')[-800:]}") from e
-    return proc, port, log
+    return Relay(proc, port, log, web_port)
+
+
+_METRIC = re.compile(
+    r"^(guard_[a-z_]+?)(_bucket|_sum|_count|_total)?(\{[^}]*\})? ([0-9.e+-]+|NaN)$")
+
+
+def guard_metrics(web_port: int) -> dict[str, Any]:
+    """A few of the guard's own numbers from /metrics: commit latency behind the 250 and
+    operations per write transaction (group commit)."""
+    try:
+        with socket.create_connection((HOST, web_port), timeout=10) as s:
+            s.sendall(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+            raw = b""
+            while chunk := s.recv(65536):
+                raw += chunk
+    except OSError as e:
+        return {"error": str(e)}
+    vals: dict[str, float] = {}
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    for ln in raw.decode(errors="replace").splitlines():
+        m = _METRIC.match(ln)
+        if not m:
+            continue
+        name, suffix, labels, v = m.group(1), m.group(2) or "", m.group(3) or "", m.group(4)
+        if suffix == "_bucket":
+            le = re.search(r'le="([^"]+)"', labels)
+            if le:
+                buckets.setdefault(name, []).append((float(le.group(1)), float(v)))
+        else:
+            key = name + suffix + labels
+            vals[key] = vals.get(key, 0.0) + float(v)
+    out: dict[str, Any] = {}
+    for name, label in (("guard_accept_commit_seconds", "accept_commit_ms"),
+                        ("guard_db_batch_operations", "db_batch_ops")):
+        n, total = vals.get(name + "_count", 0.0), vals.get(name + "_sum", 0.0)
+        if not n:
+            continue
+        scale = 1e3 if name.endswith("_seconds") else 1.0
+        out[label] = {"count": n, "mean": total / n * scale}
+        bs = sorted(buckets.get(name, []))
+        for q in (50, 99):  # upper bound of the bucket holding the percentile
+            le = next((b for b, c in bs if c >= n * q / 100), None)
+            out[label][f"p{q}_le"] = le * scale if le not in (None, float("inf")) else None
+    return out
 
 
 def log_problems(log: Path) -> int:
@@ -386,24 +444,27 @@ class Opts:
     load_n: int
     load_seconds: float
     profile: Path | None
+    profile_gil: bool = False
+    loaded_sessions: int = 10  # --quick probes under load only at this concurrency
 
 
 def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dict[str, Any]:
     label = {"a": "a direct", "b": "b bare", "c": "c guard"}[variant]
     r: dict[str, Any] = {"variant": variant, "size": size, "sessions": sessions,
-                         "messages": count, "problems": []}
+                         "messages": count, "problems": [], "loadavg_start": os.getloadavg()}
     if variant == "b":
         r["loop"] = "uvloop" if o.use_uvloop else "asyncio"
     elif variant == "c":
         r["loop"] = "uvloop" if has_uvloop() else "asyncio"  # guard.cli picks uvloop if present
     tmp = Path(tempfile.mkdtemp(prefix=f"relay-bench-{variant}-"))
     sink = relay = spy = None
+    cell_started = time.monotonic()
     try:
         sink = Sink(tmp)
         target_port, pid = sink.port, None
         if variant != "a":
-            relay, target_port, log = start_relay(variant, tmp, sink.port, o.use_uvloop)
-            pid = relay.pid
+            relay = start_relay(variant, tmp, sink.port, o.use_uvloop)
+            target_port, pid = relay.port, relay.proc.pid
             # warm-up, and proof that the path works end to end before timing anything
             warm = run_probe(target_port, size, 20, 30)
             if warm.errors or sink.wait_for(len(warm.eod), 30) is None:
@@ -412,8 +473,9 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
         if o.profile and pid and variant == "c":
             o.profile.mkdir(parents=True, exist_ok=True)
             out = o.profile / f"guard-{size // KIB}k-s{sessions}.txt"
+            gil = ["--gil"] if o.profile_gil else []
             spy = spawn([str(REPO / ".venv" / "bin" / "py-spy"), "record", "--format", "raw",
-                         "--rate", "200", "--nonblocking", "--threads", "-p", str(pid),
+                         "--rate", "200", "--nonblocking", "--threads", *gil, "-p", str(pid),
                          "-o", str(out)], stdout=subprocess.DEVNULL,
                         stderr=open(tmp / "py-spy.err", "wb"))
             time.sleep(1.0)
@@ -439,28 +501,32 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
             cpu1 = proc_cpu(pid)
             r["cpu_ms_per_msg"] = (cpu1 - cpu0) / count * 1e3 if cpu0 is not None else None
             r["mem_after_load"] = proc_status(pid)
+            r["threads_after_load"] = threads(pid)
+        if relay is not None and relay.web_port:
+            r["guard_metrics"] = guard_metrics(relay.web_port)
         if spy is not None:
             stop(spy, signal.SIGINT, grace=30)
             spy = None
 
         # 2. time-to-250 idle (after the drain), 3. under load (smtp-source -s N again)
         r["idle"] = run_probe(target_port, size, o.idle_n, 20).summary()
-        if variant != "a":
-            stop_evt = threading.Event()
+        if variant != "a" and (not o.quick or sessions == o.loaded_sessions):
             bg = spawn(source_cmd(target_port, sessions, 10_000_000, size, o.reuse),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 time.sleep(0.5)  # let the sessions ramp up
-                r["loaded"] = run_probe(target_port, size, o.load_n, o.load_seconds,
-                                        stop_evt).summary()
+                r["loaded"] = run_probe(target_port, size, o.load_n,
+                                        o.load_seconds).summary()
             finally:
                 stop(bg, signal.SIGKILL)
+        if variant != "a":
             r["mem_end"] = proc_status(pid) if pid else {}
-            if relay is not None and relay.poll() is not None:
-                r["problems"].append(f"relay exited with {relay.returncode}")
-            n = log_problems(log)
+            if relay is not None and relay.proc.poll() is not None:
+                r["problems"].append(f"relay exited with {relay.proc.returncode}")
+            n = log_problems(relay.log) if relay is not None else 0
             if n:
                 r["problems"].append(f"{n} warning/error lines in {variant}'s log")
+        r["loadavg_end"] = os.getloadavg()
         hwm = (r.get("mem_after_load") or {}).get("VmHWM")
         r["vmhwm_mib"] = hwm / KIB if hwm else None
         print(f"  {label:9} {size // KIB:>4} KiB s={sessions:<3} m={count:<6} "
@@ -480,10 +546,14 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
         return r
     finally:
         stop(spy, signal.SIGINT, grace=30)
-        stop(relay, signal.SIGTERM, grace=15)
+        if relay is not None:
+            t_stop = time.monotonic()
+            stop(relay.proc, signal.SIGTERM, grace=15)
+            r["stop_s"] = round(time.monotonic() - t_stop, 2)
         if sink is not None:
             sink.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        r["cell_s"] = round(time.monotonic() - cell_started, 1)
 
 
 def fmt(v: float | None, spec: str) -> str:
@@ -498,7 +568,8 @@ def run_memory(n: int, size: int, sessions: int, o: Opts) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     try:
         sink = Sink(tmp)
-        relay, port, log = start_relay("c", tmp, sink.port, o.use_uvloop)
+        relay = start_relay("c", tmp, sink.port, o.use_uvloop)
+        port = relay.port
         warm = run_probe(port, size, 20, 30)
         if warm.errors or sink.wait_for(len(warm.eod), 30) is None:
             raise RuntimeError(f"warm-up failed: {dict(warm.errors)}")
@@ -510,7 +581,7 @@ def run_memory(n: int, size: int, sessions: int, o: Opts) -> dict[str, Any]:
         drained = None
         try:
             while time.monotonic() < deadline:
-                st = proc_status(relay.pid)
+                st = proc_status(relay.proc.pid)
                 samples.append({"t": round(time.perf_counter() - t0, 2),
                                 "delivered": sink.count - base,
                                 "rss_mib": st.get("VmRSS", 0) / KIB,
@@ -518,34 +589,46 @@ def run_memory(n: int, size: int, sessions: int, o: Opts) -> dict[str, Any]:
                 if sink.count - base >= n:
                     drained = time.perf_counter() - t0
                     break
-                if relay.poll() is not None:
+                if relay.proc.poll() is not None:
                     break
+                if len(samples) % 30 == 0:
+                    print(f"  {samples[-1]}", flush=True)
                 time.sleep(1.0)
         finally:
             stop(src, signal.SIGKILL)
-        st = proc_status(relay.pid)
+        st = proc_status(relay.proc.pid)
         out: dict[str, Any] = {"messages": n, "size": size, "sessions": sessions,
                                "drained_s": drained, "samples": samples,
                                "final_rss_mib": st.get("VmRSS", 0) / KIB,
                                "final_hwm_mib": st.get("VmHWM", 0) / KIB,
-                               "log_problems": log_problems(log)}
+                               "log_problems": log_problems(relay.log),
+                               "guard_metrics": guard_metrics(relay.web_port or 0)}
         if drained:
             out["e2e_rate"] = n / drained
-        # flatness: RSS once 25 % had gone through vs the end; growth per 10k messages
-        after = [s for s in samples if s["delivered"] >= n * 0.25]
-        if len(after) >= 2:
-            first, last = after[0], after[-1]
-            growth = last["rss_mib"] - first["rss_mib"]
-            span = max(last["delivered"] - first["delivered"], 1)
-            out["rss_at_25pct_mib"] = first["rss_mib"]
-            out["rss_growth_mib"] = growth
-            out["rss_growth_mib_per_10k"] = growth / span * 10000
+        out.update(flatness(samples, n))
         return out
     finally:
-        stop(relay, signal.SIGTERM, grace=15)
+        if relay is not None:
+            stop(relay.proc, signal.SIGTERM, grace=15)
         if sink is not None:
             sink.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def flatness(samples: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """RSS once 25 % of the messages were through vs the end, and the least-squares slope
+    of RSS over delivered messages from there on (MiB per 10k messages; flat ≈ 0)."""
+    after = [s for s in samples if s["delivered"] >= n * 0.25]
+    if len(after) < 3:
+        return {}
+    xs = [s["delivered"] for s in after]
+    ys = [s["rss_mib"] for s in after]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+    return {"rss_at_25pct_mib": ys[0], "rss_end_mib": ys[-1], "rss_max_mib": max(ys),
+            "hwm_at_25pct_mib": after[0]["hwm_mib"], "hwm_end_mib": after[-1]["hwm_mib"],
+            "rss_slope_mib_per_10k": slope * 10000}
 
 
 # --------------------------------------------------------------------------- profile
@@ -566,7 +649,7 @@ def summarize_profile(path: Path, top: int = 25) -> str:
         k = int(n)
         frames = stack.split(";")
         total += k
-        threads[frames[0]] += k
+        threads[re.sub(r"thread \(\d+\): |-\d+", "", frames[0])] += k
         names = [re.sub(r" \((.*?)/(site-packages|lib/python3\.\d+|main)/", r" (", f)
                  for f in frames[1:]]
         names = [re.sub(r":\d+\)$", ")", f) for f in names]  # per function, not per line
@@ -691,6 +774,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-messages", type=int, default=20000)
     p.add_argument("--profile", type=Path, default=None,
                    help="directory: record the guard with py-spy during its throughput phase")
+    p.add_argument("--profile-gil", action="store_true",
+                   help="with --profile: only samples holding the GIL (py-spy --gil)")
     p.add_argument("--out", type=Path, default=None, help="write JSON results here")
     a = p.parse_args(argv)
 
@@ -700,8 +785,9 @@ def main(argv: list[str] | None = None) -> int:
     variants = [v for v in a.variants.split(",") if v in ("a", "b", "c")]
     cells = parse_cells(a.cells) if a.cells else [(s, n) for s in SIZES for n in SESSIONS]
     o = Opts(quick=a.quick, reuse=a.reuse, use_uvloop=a.uvloop,
-             idle_n=200 if a.quick else 400, load_n=400,
-             load_seconds=6.0 if a.quick else 15.0, profile=a.profile)
+             idle_n=100 if a.quick else 400, load_n=400,
+             load_seconds=5.0 if a.quick else 15.0, profile=a.profile,
+             profile_gil=a.profile_gil, loaded_sessions=min(n for _, n in cells))
     info = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine(),
             "mode": "memory" if a.memory else ("quick" if a.quick else "full"),
             "argv": sys.argv[1:], "reuse_connections": a.reuse}
@@ -721,11 +807,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {s['t']:.0f} | {s['delivered']} | {s['rss_mib']:.1f} | "
                   f"{s['hwm_mib']:.1f} |")
         print(f"\ndrained {mem['messages']} in {fmt(mem.get('drained_s'), '.1f')} s "
-              f"({fmt(mem.get('e2e_rate'), '.0f')} msg/s); RSS at 25 % "
-              f"{fmt(mem.get('rss_at_25pct_mib'), '.1f')} MiB → end "
-              f"{mem['final_rss_mib']:.1f} MiB (growth {fmt(mem.get('rss_growth_mib'), '+.1f')} "
-              f"MiB, {fmt(mem.get('rss_growth_mib_per_10k'), '+.2f')} MiB per 10k msgs); "
-              f"VmHWM {mem['final_hwm_mib']:.1f} MiB; log problems {mem['log_problems']}")
+              f"({fmt(mem.get('e2e_rate'), '.0f')} msg/s). After 25 % of the messages: RSS "
+              f"{fmt(mem.get('rss_at_25pct_mib'), '.1f')} → {fmt(mem.get('rss_end_mib'), '.1f')}"
+              f" MiB (max {fmt(mem.get('rss_max_mib'), '.1f')}), slope "
+              f"{fmt(mem.get('rss_slope_mib_per_10k'), '+.2f')} MiB per 10k msgs; VmHWM "
+              f"{fmt(mem.get('hwm_at_25pct_mib'), '.1f')} → {fmt(mem.get('hwm_end_mib'), '.1f')}"
+              f" MiB; log problems {mem['log_problems']}; guard metrics "
+              f"{mem.get('guard_metrics')}")
     else:
         results = []
         for size, sess in cells:

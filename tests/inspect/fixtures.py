@@ -331,5 +331,40 @@ def ole_file(streams: dict[str, bytes]) -> bytes:
               + struct.pack("<IIIIIIIII", 0, 1, 1, 0, 4096, end, 0, end, 0)
               + struct.pack("<I", 0) + struct.pack("<I", free) * 108)
     assert len(header) == 512
-    return (header + struct.pack("<%dI" % (sector // 4), *fat) + b"".join(entries)
+    return (header + struct.pack(f"<{sector // 4}I", *fat) + b"".join(entries)
             + b"".join(bodies))
+
+
+_ODF_NS = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+           'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+           'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"')
+
+
+def _odf(mimetype: str, body: str) -> bytes:
+    content = (f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {_ODF_NS} '
+               f'office:version="1.2"><office:body>{body}</office:body>'
+               f"</office:document-content>")
+    manifest = ('<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest='
+                '"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"><manifest:file-entry '
+                f'manifest:full-path="/" manifest:media-type="{mimetype}"/></manifest:manifest>')
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("mimetype", mimetype)  # first and stored, as ODF requires
+        zf.writestr("content.xml", content)
+        zf.writestr("META-INF/manifest.xml", manifest)
+    return buf.getvalue()
+
+
+def ods(rows: list[list[str]], sheet: str = "名簿") -> bytes:
+    cells = "".join(
+        "<table:table-row>" + "".join(
+            f'<table:table-cell office:value-type="string"><text:p>{c}</text:p>'
+            "</table:table-cell>" for c in row) + "</table:table-row>" for row in rows)
+    return _odf("application/vnd.oasis.opendocument.spreadsheet",
+                f'<office:spreadsheet><table:table table:name="{sheet}">{cells}'
+                "</table:table></office:spreadsheet>")
+
+
+def odt(paragraphs: list[str]) -> bytes:
+    body = "".join(f"<text:p>{p}</text:p>" for p in paragraphs)
+    return _odf("application/vnd.oasis.opendocument.text", f"<office:text>{body}</office:text>")

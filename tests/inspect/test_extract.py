@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from guard.inspect.extract import ExtractLimits, Extracted, detect_kind, extract, extract_message
+from guard.inspect.extract import Extracted, ExtractLimits, detect_kind, extract, extract_message
 from guard.message import Attachment
 from tests.inspect import fixtures as fx
 
@@ -59,6 +59,15 @@ def test_cell_limit_reports_truncation() -> None:
     ex = extract(att("a.xlsx", data), ExtractLimits(max_cells=10))
     assert "too_large" in codes(ex)
     assert sum(len(r) for r in ex.tables[0].rows) <= 10
+
+
+def test_ods_and_odt() -> None:
+    ex = extract(att("名簿.ods", fx.ods([HEADER, *ROWS])))
+    assert ex.problems == []
+    assert ex.tables[0].rows == [HEADER, *ROWS]
+    ex = extract(att("memo.odt", fx.odt(["社外秘の連絡", "電話 03-1234-5678"])))
+    assert ex.problems == []
+    assert text_of(ex) == "社外秘の連絡\n電話 03-1234-5678\n"
 
 
 def test_docx_paragraphs_table_and_header() -> None:
@@ -280,6 +289,15 @@ def test_unknown_binary_and_images() -> None:
     assert codes(ex) == ["unknown_binary"] and "7z" in ex.problems[0][2]
     ex = extract(att("logo.png", b"\x89PNG\r\n\x1a\n" + os.urandom(100), "image/png"))
     assert ex.problems == [] and ex.texts == []
+
+
+def test_smime_and_pgp() -> None:
+    armored = b"-----BEGIN PGP MESSAGE-----\n\nhQEMA...\n-----END PGP MESSAGE-----\n"
+    assert codes(extract(att("encrypted.asc", armored))) == ["encrypted"]
+    assert codes(extract(att("smime.p7m", os.urandom(300), "application/pkcs7-mime"))) == [
+        "encrypted"]
+    signed = extract(att("smime.p7s", os.urandom(300), "application/pkcs7-signature"))
+    assert signed.problems == [] and signed.texts == []
 
 
 def test_detect_kind_prefers_magic() -> None:

@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from guard.inspect.isolate import TEST_ALLOC, TEST_CRASH, TEST_SLEEP, ExtractionPool
+from guard.inspect.isolate import (
+    TEST_ALLOC,
+    TEST_CRASH,
+    TEST_SLEEP,
+    TEST_SPIN,
+    ExtractionPool,
+)
 from tests.inspect import fixtures as fx
 
 pytestmark = pytest.mark.timeout(60)
@@ -105,6 +111,24 @@ async def test_crashing_worker_is_reported_and_replaced(pool: ExtractionPool) ->
     assert again.problems == [] and again.tables
 
 
+async def test_cpu_limit_stops_a_spinning_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the backstop for a worker the parent cannot kill: RLIMIT_CPU (SIGXCPU needs no GIL)
+    monkeypatch.setenv("GUARD_TEST_HOOKS", "1")
+    pool = ExtractionPool(workers=1, per_attachment_timeout=30, per_message_timeout=30,
+                          cpu_seconds_per_job=1)
+    try:
+        raw = fx.multipart([fx.attachment("spin.bin", b"", TEST_SPIN)])
+        start = time.monotonic()
+        view = await pool.inspect_message(raw, "a@x", ["b@y"])
+        assert time.monotonic() - start < 15  # CPU seconds, slower in wall time under load
+        assert [p[:2] for p in view.problems] == [("worker_died", "attachment:spin.bin")]
+        assert "SIGXCPU" in view.problems[0][2]
+        again = await pool.inspect_message(customer_mail(), "a@x", ["b@y"])
+        assert again.problems == []
+    finally:
+        await pool.close()
+
+
 async def test_memory_limit_applies_in_worker(pool: ExtractionPool) -> None:
     raw = fx.multipart([fx.attachment("big.bin", b"2048", TEST_ALLOC)])
     view = await pool.inspect_message(raw, "a@x", ["b@y"])
@@ -121,17 +145,29 @@ async def test_hooks_are_inert_without_the_env_var(monkeypatch: pytest.MonkeyPat
         start = time.monotonic()
         view = await pool.inspect_message(raw, "a@x", ["b@y"])
         assert time.monotonic() - start < 4
-        assert [p[0] for p in view.problems] == ["unknown_binary"]
+        assert view.problems == []
+        # an ordinary (text-looking) attachment, extracted as such
+        assert [(t.where, t.text) for t in view.texts[1:]] == [("attachment:hang.bin", "30")]
     finally:
         await pool.close()
 
 
-async def test_event_loop_stays_responsive_during_30mb_inspection(pool: ExtractionPool) -> None:
-    rows = "".join(f"山田{i},090-{i % 10000:04d}-0000,東京都千代田区{i}\n" for i in range(400_000))
-    csv_bytes = rows.encode("cp932")  # ~ 14 MB; base64 in the mail makes it ~ 19 MB
+async def test_event_loop_stays_responsive_during_30mb_inspection() -> None:
+    pool = ExtractionPool(workers=1)
+    try:
+        await _responsive(pool)
+    finally:
+        await pool.close()
+
+
+async def _responsive(pool: ExtractionPool) -> None:
+    # a 100k-row table (its transfer and unpacking once froze the loop), a 7 MB text
+    # body and a 10 MB binary: ~ 31 MB of mail after base64
+    rows = "".join(f"山田{i},090-{i % 10000:04d}-0000,東京都千代田区{i}\n" for i in range(100_000))
     raw = fx.multipart([
-        fx.Part("text/plain; charset=utf-8", ("本文 " * 500_000).encode(), "base64"),
-        fx.attachment("list.csv", csv_bytes, "text/csv"),
+        fx.Part("text/plain; charset=utf-8", ("本文 " * 1_000_000).encode(), "base64"),
+        fx.attachment("list.csv", rows.encode("cp932"), "text/csv"),
+        fx.attachment("photo.jpg", b"\xff\xd8\xff" + os.urandom(11_000_000), "image/jpeg"),
     ])
     assert len(raw) > 30_000_000
     await pool.inspect_message(customer_mail(), "a@x", ["b@y"])  # workers warm
@@ -154,6 +190,7 @@ async def test_event_loop_stays_responsive_during_30mb_inspection(pool: Extracti
     await task
     assert view.tables and view.tables[0].rows[0][0] == "山田0"
     assert elapsed > 0.3 and len(gaps) >= 5  # the ticker ran during the work
+    print(f"30 MB inspection {elapsed:.2f} s, max loop gap {max(gaps) * 1000:.0f} ms")
     assert max(gaps) < 0.25, f"event loop stalled for {max(gaps):.3f} s"
 
 
@@ -165,3 +202,37 @@ async def test_close_stops_workers() -> None:
     assert pids
     await pool.close()
     assert not any(_alive(pid) for pid in pids)
+
+
+async def test_pool_result_equals_in_process_result(pool: ExtractionPool) -> None:
+    from guard.inspect.extract import extract_message
+
+    rows = [["氏名", "電話", "備考"]] + [[f"山田{i}", f"090-0000-{i:04d}", "a\tb"]
+                                       for i in range(5000)]
+    csv_text = "\n".join(",".join(r) for r in rows) + "\n"
+    raw = fx.multipart([
+        fx.Part("text/plain; charset=utf-8", ("本文です\n" * 300_000).encode(), "base64"),
+        fx.attachment("big.csv", csv_text.encode("cp932"), "text/csv"),
+        fx.attachment("顧客.xlsx", fx.xlsx([["氏名", "電話"], ["山田", 9012345678]])),
+        fx.attachment("a.zip", fx.raw_zip([fx.RawEntry(b"x.csv", b"1", flags=1)])),
+    ])
+    local = extract_message(raw, "a@x", ["b@y"])
+    remote = await pool.inspect_message(raw, "a@x", ["b@y"])
+    assert len(local.texts) > 3  # the long body was split into chunks
+    assert remote == local
+
+
+async def test_killed_workers_free_their_slot_for_waiting_messages(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # one worker, three messages that each hang it: the 2nd and 3rd must not wait forever
+    # for a worker that was killed
+    monkeypatch.setenv("GUARD_TEST_HOOKS", "1")
+    pool = ExtractionPool(workers=1, per_attachment_timeout=0.5, per_message_timeout=30)
+    try:
+        raw = fx.multipart([fx.attachment("hang.bin", b"30", TEST_SLEEP)])
+        views = await asyncio.wait_for(asyncio.gather(
+            *(pool.inspect_message(raw, "a@x", [f"b{i}@y"]) for i in range(3))), 20)
+        assert [[p[0] for p in v.problems] for v in views] == [["timeout"]] * 3
+        assert [v.rcpt_tos for v in views] == [["b0@y"], ["b1@y"], ["b2@y"]]
+    finally:
+        await pool.close()

@@ -202,6 +202,8 @@ def test_bad_base64_is_a_problem_not_a_crash() -> None:
     b'Content-Type: multipart/mixed; boundary="ab"\r\nContent-Type: text/plain\r\n\r\n'
     b"--ab\r\nContent-Type: multipart/mixed; boundary=\"abc\"\r\n\r\n--abc\r\n\r\nx\r\n",
     b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nab=\r\n",
+    b"Content-Type: text/plain\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n"
+    b"--x\r\n\r\nduplicate content-type\r\n--x--\r\n",
     b"Subject: " + b"x" * 5000 + b"\r\n\r\nlong header line\r\n",
 ])
 def test_malformed_inputs_never_raise(raw: bytes) -> None:
@@ -311,6 +313,7 @@ def test_malformed_address_shapes_are_problems_not_guesses(value: str) -> None:
      ["a@example.com", "b@example.com", "c@example.com"]),
     ("a@example.com (Alice (sales))", ["a@example.com"]),
     ('"alice@example.org" <bob@example.org>', ["bob@example.org"]),
+    ("bob@example.org <bob@example.org>", ["bob@example.org"]),
 ])
 def test_wellformed_addresses(value: str, expected: list[str]) -> None:
     assert parse_address_header("To", [value], 1000) == (expected, [])
@@ -363,3 +366,14 @@ def test_rfc2231_iso2022jp_nec_name_in_content_type_does_not_break_the_parse() -
     assert view.problems == []
     assert body(view).strip() == "hello"
     assert [(a.filename, a.content_type) for a in view.attachments] == [("名簿①.csv", "text/csv")]
+
+
+def test_long_body_comes_as_line_aligned_chunks() -> None:
+    line = "山田太郎,090-1234-5678,東京都千代田区\n"
+    text = line * 120_000  # ~ 3.6 M characters
+    view = parse(fx.multipart([fx.Part("text/plain; charset=utf-8", text.encode(), "base64")]))
+    chunks = [t.text for t in view.texts if t.where == "body"]
+    assert len(chunks) >= 4
+    assert all(len(c) <= 1_000_000 for c in chunks)
+    assert all(c.endswith("\n") for c in chunks[:-1])  # cut at line ends
+    assert "".join(chunks) == text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
@@ -15,6 +16,7 @@ from guard.inspect.context_words import classify_header
 from guard.inspect.finding import Finding
 from guard.inspect.pii import PiiLimits, scan, scan_tables, scan_texts, value_key
 from guard.inspect.pii_dates import era_year_to_gregorian
+from guard.inspect.pii_scan import NFKC_SAFE_RANGES, normalize
 
 LIMITS = PiiLimits(today=date(2026, 11, 1))
 HOLD_MY_NUMBER = 0.85  # design §1.4 decision policy
@@ -191,6 +193,20 @@ def test_nearest_label_wins_when_a_window_holds_both() -> None:
     assert f.count == 1
     assert f.score >= HOLD_CARD
     assert "negative_context" not in f.evidence
+
+
+def test_label_on_the_next_line_belongs_to_the_next_value() -> None:
+    found = texts("法人番号 5835678256246\nJANコード 4901234567894\n携帯 090-1234-5678")
+    assert found["pii.corporate_number"].count == 1
+    assert "negative_context" not in found["pii.corporate_number"].evidence
+
+
+def test_negative_words_count_only_as_the_values_label() -> None:
+    # 見積 (quotation) in the sentence before is prose, not the number's label.
+    text = "見積書を添付いたしますので、ご確認のほどよろしくお願いいたします。\n090 5094 6949 まで"
+    f = texts(text)["pii.phone"]
+    assert "negative_context" not in f.evidence
+    assert "pii.phone" not in texts("見積番号 090 5094 6949")
 
 
 def test_card_failing_luhn_or_glued_to_letters_is_nothing() -> None:
@@ -478,6 +494,29 @@ def test_column_header_is_context_for_its_cells_only() -> None:
     assert found["pii.records"].count == 1  # name + My Number
 
 
+def test_previous_cells_header_is_not_context() -> None:
+    other = my_number_from("12345678901")  # passes the check, but is an employee number
+    rows = [["マイナンバー", "社員番号"], [MY_NUMBER, other]]
+    assert tables(rows)["pii.my_number"].count == 1
+
+
+def test_typed_cells_and_mixed_cells_give_the_same_values() -> None:
+    clean = [["氏名", "電話", "生年月日"], ["山田", "090-1234-5678", "1985/04/12"]]
+    mixed = [["氏名", "電話", "生年月日"], ["山田", "090-1234-5678（携帯）", "1985/04/12 生"]]
+    a, b = tables(clean), tables(mixed)
+    for symbol in ("pii.phone", "pii.birth_date", "pii.records"):
+        assert a[symbol].count == b[symbol].count == 1, symbol
+    assert a["pii.phone"].score == b["pii.phone"].score
+
+
+def test_long_table_counts_all_rows_but_scans_the_first_cells() -> None:
+    limits = PiiLimits(today=date(2026, 11, 1), max_scan_cells=7 * 6)  # header + 5 rows
+    found = tables(people_rows(12), limits=limits)
+    assert found["pii.people_list"].count == 12
+    assert found["pii.phone"].count == 5
+    assert found["pii.phone"].evidence["truncated"] is True
+
+
 def test_excel_float_cells() -> None:
     rows = [["氏名", "電話", "メール"]] + [
         [f"山田{i}", 9012345670.0 + i, f"u{i}@example.com"] for i in range(5)
@@ -593,3 +632,44 @@ def test_one_megabyte_of_mixed_text_finishes() -> None:
     assert found["pii.phone"].count == len(phones)
     assert "pii.card" not in found
     assert elapsed < 5  # sanity only; the benchmark measures speed
+
+
+# ---------------------------------------------------------------------------
+# normalisation
+# ---------------------------------------------------------------------------
+
+
+def test_every_nfkc_safe_character_is_stable_and_non_combining() -> None:
+    # Second halves of canonical two-character decompositions: the characters that
+    # can compose with the character before them.
+    second_halves = set()
+    for code in range(0x110000):
+        parts = unicodedata.decomposition(chr(code)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            second_halves.add(int(parts[1], 16))
+    assert 0x3099 in second_halves  # the kana voiced sound mark (か + ゛ = が)
+    for low, high in NFKC_SAFE_RANGES:
+        for code in range(ord(low), ord(high) + 1):
+            c = chr(code)
+            assert unicodedata.normalize("NFKC", c) == c, hex(code)
+            assert unicodedata.combining(c) == 0, hex(code)
+            assert code not in second_halves, hex(code)
+
+
+def test_partial_normalisation_equals_full_nfkc() -> None:
+    rng = random.Random(11)
+    alphabet = (
+        "abcXYZ019 -\n" "あかさがぱ" "アカガヴー・" "漢字東京都" "、。「」"  # safe
+        "０１９ＡＺａｚ－（）：＠　" "ｱｶﾞﾊﾟｰﾒﾙ" "\u3099\u309a\u0301\u0308"  # changed / combining
+        "①㈱℡ﬁ²" "가각\u1100\u1161\u11a8" "é" "ヿゟ"
+    )
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+        assert normalize(text) == unicodedata.normalize("NFKC", text), repr(text)
+
+
+def test_normalisation_examples() -> None:
+    assert normalize("ﾏｲﾅﾝﾊﾞｰ：０９０－１２３４") == "マイナンバー:090-1234"
+    assert normalize("か\u3099") == "が"
+    assert normalize("℡ 03") == "TEL 03"
+    assert normalize("plain ascii") == "plain ascii"

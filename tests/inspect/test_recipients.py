@@ -59,6 +59,11 @@ def test_new_domain_ignores_known_internal_and_partner() -> None:
     assert detect_new_domain(view, CTX) == []
 
 
+def test_new_domain_known_recorded_as_a_subdomain() -> None:
+    ctx = InspectContext(known_domains=frozenset({"mail.client1.co.jp"}))
+    assert detect_new_domain(View(rcpt_tos=["a@client1.co.jp"]), ctx) == []
+
+
 def test_new_domain_idn_shows_both_forms() -> None:
     found = detect_new_domain(View(rcpt_tos=["info@新しい.jp"]), CTX)
     assert len(found) == 1
@@ -167,9 +172,16 @@ def test_visible_external_counts_distinct_external_header_addresses() -> None:
     assert len(found) == 1
     f = found[0]
     assert (f.symbol, f.count, f.evidence["domains"]) == ("visible_external", 3, 2)
+    assert f.where == "header:to"
     sample = f.evidence["addresses_sample"]
     assert sample == ["a***@client1.co.jp", "b***@client2.co.jp", "c***@mail.client1.co.jp"]
     assert "3" in f.reason_en
+
+
+def test_visible_external_in_cc_only() -> None:
+    view = View(to_addrs=["yamada@ourcorp.co.jp"], cc_addrs=["a@client1.co.jp", "b@client2.com"])
+    found = detect_visible_external(view, CTX)
+    assert [(f.count, f.where) for f in found] == [(2, "header:cc")]
 
 
 def test_visible_external_one_address_is_fine() -> None:

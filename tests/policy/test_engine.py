@@ -231,6 +231,8 @@ def test_internal_can_be_given_as_a_set_or_a_callable() -> None:
     assert run(policy, findings, internal={"customer.example"}).action is Action.PASS
     assert run(policy, findings, internal=lambda a: a == OUTSIDE).action is Action.PASS
     assert run(policy, findings, internal=lambda a: False).action is Action.CONFIRM
+    assert run(policy, findings, internal="customer.example").action is Action.PASS
+    assert run(policy, findings, internal="example.co.jp").action is Action.CONFIRM
 
 
 def test_sender_patterns_are_case_insensitive_globs() -> None:
@@ -514,12 +516,14 @@ def test_twenty_rules_twenty_findings_under_half_a_millisecond() -> None:
     findings = [f(families[i % 10], 0.7, 3, f"attachment:{i}.xlsx") for i in range(20)]
     rcpt = (OUTSIDE, "b@other.example", INSIDE)
     assert len(run(policy, findings, rcpt=rcpt).reasons) > 20
+    # CPU time of this process, best of several batches: other work on a busy CI
+    # machine must not make this fail
     best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
+    for _ in range(7):
+        start = time.process_time()
         for _ in range(200):
             run(policy, findings, rcpt=rcpt)
-        best = min(best, (time.perf_counter() - start) / 200)
+        best = min(best, (time.process_time() - start) / 200)
     assert best < 0.0005, f"{best * 1000:.3f} ms per message"
 
 

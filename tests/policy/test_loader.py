@@ -309,6 +309,17 @@ def test_error_carries_the_files_read_so_far(tmp_path: Path) -> None:
     assert set(info.value.files) == {path.resolve(), (tmp_path / "a.yaml").resolve()}
 
 
+def test_digest_follows_content_not_path_spelling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "policy.yaml", "rules: [{name: r, action: tag}]\n")
+    monkeypatch.chdir(tmp_path)
+    first = load_policy(path).digest
+    assert load_policy("policy.yaml").digest == first
+    write(tmp_path, "policy.yaml", "rules: [{name: r, action: bcc}]\n")
+    assert load_policy(path).digest != first
+
+
 # -- partner and customer lists
 
 
@@ -332,11 +343,14 @@ def test_bad_csv_rows_name_the_line(tmp_path: Path) -> None:
     partners.write_text("domain\nok.example\nnot a domain\n", encoding="utf-8")
     with pytest.raises(PolicyError) as info:
         load_partners(partners)
-    assert str(info.value).startswith(f"{partners}:3:1: domain: expected a domain name")
+    assert str(info.value).startswith(f"{partners}:3:1: ")
+    assert "not a mail domain" in str(info.value)
     customers = tmp_path / "customers.csv"
-    customers.write_text("company\nx\n", encoding="utf-8")
-    with pytest.raises(PolicyError, match="expected a header row with the column"):
+    customers.write_text("name,aliases,domains\nABC商事,ABC,abc.example\nXYZ,,bad domain!\n",
+                         encoding="utf-8")
+    with pytest.raises(PolicyError) as info:
         load_customers(customers)
+    assert str(info.value).startswith(f"{customers}:3:1: ")
 
 
 # -- the shipped example

@@ -243,6 +243,23 @@ def test_parameter_that_does_not_fit_the_action(tmp_path: Path) -> None:
     ]
 
 
+def test_tag_on_a_reject_rule_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "policy.yaml",
+        """
+        rules:
+          - name: r
+            conditions: [pii.my_number]
+            action: reject
+            tag: {subject_prefix: "[x] "}
+        """,
+    )
+    assert errors(path) == [
+        f"{path}:5:10: rules[0].tag: tag has no effect on a rejected message (nothing is delivered)"
+    ]
+
+
 def test_duplicate_rule_names_point_at_both(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -1,0 +1,221 @@
+"""Inspection + policy → the pipeline's Decision.
+
+    message ─▶ content stage (parse, extract, personal data, keywords, customers)
+           ─▶ context (policy lists + what the store knows about these recipients)
+           ─▶ recipient findings (new domain, look-alike, suppressed, To/Cc, orgs)
+           ─▶ evaluate(policy) ─▶ Verdict ─▶ Decision (queue / hold / reject, edits)
+
+The content stage runs in the extraction worker processes, except for small messages
+without attachments, which are cheaper to read here than to ship to a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from guard.inspect.context import Customer, InspectContext
+from guard.inspect.domains import domain_of, registrable_domain
+from guard.inspect.extract import extract_message
+from guard.inspect.finding import Finding
+from guard.inspect.isolate import ExtractionPool
+from guard.inspect.run import content_findings, recipient_findings
+from guard.lists import address_digest
+from guard.message import MessageView, parse_message
+from guard.pipeline import Decision
+from guard.policy import Policy, Verdict, evaluate, load_customers, load_partners
+from guard.policy.schema import Action
+from guard.rewrite import add_headers, move_to_bcc, prefix_subject
+from guard.smtp.server import ReceivedMessage
+from guard.store import knowledge
+
+log = logging.getLogger("guard.inspect")
+
+INLINE_MAX_BYTES = 64 * 1024
+MAX_STORED_FINDINGS = 200
+
+
+@dataclass
+class Inspection:
+    view: MessageView
+    findings: list[Finding]
+    verdict: Verdict
+    context: InspectContext
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _FileCache:
+    """Partners and customers files, re-read when they change."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    def get(self, kind: str, path: Path | None, loader: Callable[[Path], Any]) -> Any:
+        if path is None:
+            return None
+        key = (kind, str(path))
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            return None
+        hit = self._cache.get(key)
+        if hit and hit[0] == mtime:
+            return hit[1]
+        value = loader(path)
+        self._cache[key] = (mtime, value)
+        return value
+
+
+class KnowledgeCache:
+    """All known domains and addresses, for look-alike comparisons. Refreshed every
+    `ttl` seconds; exact "is this domain new" answers always come from the store."""
+
+    def __init__(self, engine: AsyncEngine, ttl: float = 60.0) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._at = -1e9
+        self._value: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> tuple[frozenset[str], frozenset[str]]:
+        if time.monotonic() - self._at < self.ttl:
+            return self._value
+        async with self._lock:
+            if time.monotonic() - self._at >= self.ttl:
+                async with self.engine.connect() as conn:
+                    addrs = await knowledge.all_known_addresses(conn)
+                domains = frozenset(registrable_domain(domain_of(a)) for a in addrs)
+                self._value = (domains, frozenset(addrs))
+                self._at = time.monotonic()
+        return self._value
+
+
+class Inspector:
+    def __init__(self, engine: AsyncEngine | None, secret: bytes,
+                 pool: ExtractionPool | None = None) -> None:
+        self.engine = engine
+        self.secret = secret
+        self.pool = pool
+        self.files = _FileCache()
+        self.known = KnowledgeCache(engine) if engine is not None else None
+
+    def static_context(self, policy: Policy, sender: str) -> InspectContext:
+        partners = self.files.get("partners", policy.partners_file, load_partners)
+        customers: tuple[Customer, ...] = self.files.get(
+            "customers", policy.customers_file, load_customers) or ()
+        return InspectContext(
+            sender=sender, internal_domains=frozenset(policy.internal_domains),
+            partner_domains=frozenset(partners or ()), customers=customers,
+            keywords=tuple(policy.keywords), suppression_key=self.secret)
+
+    async def content(self, data: bytes, mail_from: str, rcpt_tos: list[str],
+                      ctx: InspectContext) -> tuple[MessageView, list[Finding]]:
+        if self.pool is not None and len(data) > INLINE_MAX_BYTES:
+            view = await self.pool.inspect_message(data, mail_from, rcpt_tos)
+        else:
+            view = parse_message(data, mail_from, rcpt_tos)
+            if view.attachments:
+                if self.pool is not None:
+                    view = await self.pool.inspect_message(data, mail_from, rcpt_tos)
+                else:
+                    view = extract_message(data, mail_from, rcpt_tos)
+        return view, content_findings(view, ctx)
+
+    async def full_context(self, policy: Policy, static: InspectContext, scope_key: str,
+                           rcpt_tos: list[str]) -> InspectContext:
+        """Add what the store knows about these recipients (and all known addresses)."""
+        if self.engine is None or self.known is None:
+            return static
+        rcpt_domains = {registrable_domain(domain_of(r)) for r in rcpt_tos}
+        digests = {address_digest(self.secret, r) for r in rcpt_tos}
+        async with self.engine.connect() as conn:
+            org, mine = await knowledge.known_domains_among(conn, rcpt_domains, scope_key)
+            hits = await knowledge.suppressed(conn, digests)
+        all_domains, all_addresses = await self.known.get()
+        exact = mine if policy.new_domain_scope == "sender" else org
+        # exact answers for this message's domains; the cache for look-alike comparisons
+        known_domains = (all_domains - rcpt_domains) | exact
+        return InspectContext(
+            sender=static.sender, internal_domains=static.internal_domains,
+            known_domains=frozenset(known_domains), known_addresses=all_addresses,
+            partner_domains=static.partner_domains,
+            suppression={k: frozenset(v) for k, v in hits.items()},
+            suppression_key=self.secret, customers=static.customers, keywords=static.keywords)
+
+    async def inspect(self, policy: Policy, data: bytes, mail_from: str, rcpt_tos: list[str],
+                      scope_key: str) -> Inspection:
+        t0 = time.perf_counter()
+        static = self.static_context(policy, mail_from)
+        view, findings = await self.content(data, mail_from, rcpt_tos, static)
+        t1 = time.perf_counter()
+        ctx = await self.full_context(policy, static, scope_key, rcpt_tos)
+        findings = findings + recipient_findings(view, ctx)
+        verdict = evaluate(policy, findings, sender=mail_from, rcpt_tos=rcpt_tos)
+        t2 = time.perf_counter()
+        return Inspection(view, findings, verdict, ctx,
+                          {"content": t1 - t0, "context_and_policy": t2 - t1})
+
+
+HELD = {Action.DELAY: "delay", Action.CONFIRM: "confirm", Action.APPROVE: "approve"}
+
+
+def stored_verdict(inspection: Inspection, policy: Policy, mail_from: str,
+                   language: str) -> dict[str, Any]:
+    """What the queue row keeps: the verdict (action + reasons: a stable contract), the
+    findings for `guard queue show`, and what the hold pages need without the policy."""
+    doc = inspection.verdict.to_json()
+    doc["findings"] = [f.to_json() for f in inspection.findings[:MAX_STORED_FINDINGS]]
+    doc["language"] = language or policy.language
+    doc["sender_address"] = mail_from
+    doc["attachments"] = [a.filename or a.where for a in inspection.view.attachments][:50]
+    return doc
+
+
+def apply_modifiers(data: bytes, verdict: Verdict) -> bytes | None:
+    """Header edits the verdict asks for (tag, bcc), or None when there are none."""
+    out = data
+    tag = verdict.modifiers.tag
+    if tag is not None:
+        out = prefix_subject(add_headers(out, dict(tag.headers)), tag.subject_prefix)
+    if verdict.modifiers.bcc:
+        out = move_to_bcc(out)
+    return None if out is data else out
+
+
+class PolicyDecider:
+    """The pipeline's Decider: inspection and the current policy."""
+
+    def __init__(self, inspector: Inspector, policy: Callable[[], Policy]) -> None:
+        self.inspector = inspector
+        self.policy = policy
+
+    async def __call__(self, msg: ReceivedMessage, queue_id: str) -> Decision:
+        policy = self.policy()
+        ins = await self.inspector.inspect(policy, msg.data, msg.mail_from, msg.rcpt_tos,
+                                           msg.sender)
+        v = ins.verdict
+        language = msg.user.language if msg.user else ""
+        doc = stored_verdict(ins, policy, msg.mail_from, language)
+        log.info("verdict %s (%s) in %.1f ms", v.action.value,
+                 ", ".join(sorted({r.symbol for r in v.reasons})) or "no findings",
+                 sum(ins.timings.values()) * 1e3)
+        if v.action == Action.REJECT:
+            return Decision(action="reject", reply=v.smtp_reply(), verdict=doc)
+        edited = apply_modifiers(msg.data, v)
+        if v.action in HELD:
+            minutes = v.delay_minutes if v.action == Action.DELAY else v.expiry_minutes
+            return Decision(action="hold", verdict=doc, data=edited,
+                            hold_seconds=minutes * 60 if minutes else None)
+        return Decision(action="queue", verdict=doc, data=edited)
+
+
+PolicySource = Callable[[], Policy]
+DeciderFactory = Callable[[], Awaitable[PolicyDecider]]

@@ -1,0 +1,75 @@
+"""`guard queue release ID` and `guard queue cancel ID --reason …` (list and show are in
+guard/cli.py). They call the same lifecycle functions as the web pages and the timers,
+as an admin: audited with the OS user, and the sender is told."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from typing import Any
+
+from guard.config import Settings, load_settings
+from guard.hold.lifecycle import Actor, Result
+
+EXIT = {"not_found": 1, "not_held": 3, "forbidden": 3, "used": 3, "already": 3}
+
+
+def add_queue_commands(queue_subparsers: Any) -> None:
+    rel = queue_subparsers.add_parser("release", help="release a held message (admin)")
+    rel.add_argument("id")
+    rel.add_argument("--reason", default="", help="why (kept in the audit trail)")
+    rel.set_defaults(func=cmd_release)
+    can = queue_subparsers.add_parser(
+        "cancel", help="cancel a held message (admin; the sender is told)")
+    can.add_argument("id")
+    can.add_argument("--reason", required=True, help="why (told to the sender, audited)")
+    can.set_defaults(func=cmd_cancel)
+
+
+def _admin() -> Actor:
+    who = os.environ.get("SUDO_USER") or getpass.getuser()
+    return Actor("admin", who, "cli")
+
+
+async def _with_service(settings: Settings, fn: Any) -> Result:
+    from guard.hold.service import HoldService
+    from guard.secret import load_or_create_secret
+    from guard.store import db
+    from guard.store.writer import BatchWriter
+
+    engine = db.create_engine(settings.database.url)
+    writer = BatchWriter(engine)
+    writer.start()
+    try:
+        service = HoldService(engine, writer, settings, load_or_create_secret(settings))
+        return await fn(service)
+    finally:
+        await writer.close()
+        await engine.dispose()
+
+
+def _report(res: Result, message_id: str, done: str) -> int:
+    if res.ok:
+        print(f"{message_id}: {done}")
+        return 0
+    what = {"not_found": "no such message", "not_held": f"not held (state: {res.state})",
+            "forbidden": "not allowed"}.get(res.code, res.code)
+    print(f"{message_id}: {what}", file=sys.stderr)
+    return EXIT.get(res.code, 3)
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    settings = load_settings(getattr(args, "config", None))
+    res = asyncio.run(_with_service(settings, lambda s: s.lifecycle.release(
+        args.id, _admin(), reason=args.reason)))
+    return _report(res, args.id, "released: queued for delivery (the sender is told)")
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    settings = load_settings(getattr(args, "config", None))
+    res = asyncio.run(_with_service(settings, lambda s: s.lifecycle.cancel(
+        args.id, _admin(), reason="admin", note=args.reason)))
+    return _report(res, args.id, "cancelled: not sent (the sender is told)")

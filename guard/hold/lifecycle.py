@@ -1,0 +1,516 @@
+"""The hold lifecycle: one function per change, each one transaction.
+
+    held ──release / confirm / send now / approve (last) / expire(send)──▶ queued
+    held ──cancel / reject / (last recipient dropped)───────────────────▶ cancelled
+    held ──expire(cancel)───────────────────────────────────────────────▶ expired
+    held ──notify / approve (not the last) / escalate / drop-recipient──▶ held
+    queued|deferred (not being delivered) ──hold───────────────────────▶ held
+
+Every function: lock the message row, compare-and-set the state through
+`queue.transition()` (one audit row: who, when, from where, why), consume the link
+token's nonce if one was used, and insert the notices it causes — all in one
+transaction run by the BatchWriter, whose `now` is the database clock. A function
+that loses a race (the state is no longer "held") changes nothing and says so. The
+web pages, the CLI and the timers all call these functions.
+
+Releasing resets `queued_at` and `next_attempt_at` to now: time spent held does not
+count toward the delivery lifetime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from guard.config import Settings
+from guard.hold import metrics
+from guard.hold.bcc import move_to_bcc
+from guard.hold.model import KINDS, Hold, norm_addr, parse_hold
+from guard.notify.notices import Event, NoticeFactory
+from guard.store import holds as H
+from guard.store import queue as q
+from guard.store.writer import BatchWriter
+
+log = logging.getLogger("guard.hold")
+
+OK = frozenset({"released", "cancelled", "expired", "approved", "approval_partial",
+                "rejected", "escalated", "notified", "dropped", "held"})
+CANCEL_REASONS = ("wrong_recipient", "wrong_attachment", "wrong_content", "other")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, in what role, through what, from where."""
+
+    role: str  # sender | approver | admin | timer
+    who: str  # an address, an OS user, an instance id
+    via: str  # web | cli | timer
+    ip: str = ""
+
+    @property
+    def audit_name(self) -> str:
+        return f"{self.via}:{self.role}:{self.who}"[:300]
+
+    def detail(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"by": self.role, "via": self.via}
+        if self.ip:
+            d["ip"] = self.ip
+        return d
+
+
+@dataclass
+class Result:
+    code: str  # one of OK, or not_found | not_held | used | forbidden | already | not_due
+    state: str = ""
+    queued: int = 0  # messages that became deliverable (the release, notices)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.code in OK
+
+
+@dataclass
+class Link:
+    """The link token that authorised a web action: consumed with the action."""
+
+    nonce: str
+    expires_at: float
+
+
+def release_values(now: float) -> dict[str, Any]:
+    return {"queued_at": now, "next_attempt_at": now, "lease_owner": None, "lease_until": None}
+
+
+def first_approvers(hold: Hold, settings: Settings) -> list[str]:
+    """Who is asked first: the rule's approvers, else the admins (never the sender)."""
+    if hold.approvers:
+        return list(hold.approvers)
+    return [a for a in _norm(settings.review.admin_addresses) if not hold.is_sender(a)]
+
+
+def backup_approvers(hold: Hold, settings: Settings) -> list[str]:
+    first = set(first_approvers(hold, settings))
+    pool = list(hold.backup_approvers) or _norm(settings.review.admin_addresses)
+    return [a for a in pool if a not in first and not hold.is_sender(a)]
+
+
+def allowed_approvers(hold: Hold, hold_row: H.HoldRow | None, settings: Settings) -> set[str]:
+    allowed = set(first_approvers(hold, settings))
+    if hold_row is not None and hold_row.escalated_at is not None:
+        allowed |= set(backup_approvers(hold, settings))
+    return {a for a in allowed if not hold.is_sender(a)}
+
+
+def _norm(addrs: Iterable[str]) -> list[str]:
+    return [norm_addr(a) for a in addrs if "@" in a]
+
+
+Op = Callable[[AsyncConnection, float], Awaitable[Result]]
+
+
+class Lifecycle:
+    def __init__(self, writer: BatchWriter, settings: Settings, notices: NoticeFactory,
+                 on_queued: Callable[[], None] | None = None, instance: str = "guard") -> None:
+        self.writer = writer
+        self.settings = settings
+        self.notices = notices
+        self.on_queued = on_queued
+        # the guard itself (first notices, expiry, escalation): audited with its instance
+        self.system = Actor("system", instance, "timer")
+
+    async def _run(self, op: Op) -> Result:
+        res = await self.writer.submit(op)
+        if res.queued and self.on_queued is not None:
+            self.on_queued()  # wake the delivery worker: released mail and notices
+        return res
+
+    # --- helpers inside a transaction -------------------------------------------------
+
+    async def _open(self, conn: AsyncConnection, message_id: str, link: Link | None
+                    ) -> tuple[H.MessageRow, Hold] | Result:
+        msg = await H.lock_message(conn, message_id)
+        if msg is None:
+            return Result("not_found")
+        if link is not None and await H.nonce_used(conn, link.nonce):
+            return Result("used", msg.state)
+        if msg.state != "held":
+            return Result("not_held", msg.state)
+        return msg, parse_hold(msg.verdict, mail_from=msg.mail_from, sender=msg.sender)
+
+    async def _notify(self, conn: AsyncConnection, now: float, msg: H.MessageRow, hold: Hold,
+                      event: Event, to: Iterable[str], link_action: str | None = None) -> int:
+        rcpts = await H.get_recipients(conn, msg.id)
+        n = 0
+        sent: set[str] = set()
+        for addr in to:
+            if not addr or norm_addr(addr) in sent:
+                continue
+            sent.add(norm_addr(addr))
+            notice = self.notices.make(event, msg, rcpts, hold, now, addr,
+                                       link_action=link_action)
+            if notice is None:
+                metrics.NOTICE_FAILURES.inc()
+                continue
+            await q.insert_message(conn, now, notice)
+            metrics.NOTICES.labels(event.kind).inc()
+            n += 1
+        return n
+
+    async def _consume(self, conn: AsyncConnection, now: float, msg_id: str,
+                       link: Link | None) -> None:
+        if link is not None:
+            await H.use_nonce(conn, now, link.nonce, msg_id, link.expires_at)
+
+    def _asked(self, hold: Hold, hold_row: H.HoldRow | None) -> list[str]:
+        """Everyone who was asked to approve (told again when someone acts)."""
+        if hold.kind != "approve":
+            return []
+        return sorted(allowed_approvers(hold, hold_row, self.settings))
+
+    async def _transition(self, conn: AsyncConnection, now: float, msg: H.MessageRow, *,
+                          to_state: str, actor: Actor, action: str,
+                          detail: dict[str, Any], values: dict[str, Any] | None = None
+                          ) -> bool:
+        ok = await q.transition(conn, now, msg.id, from_states=("held",), to_state=to_state,
+                                actor=actor.audit_name, action=action,
+                                detail={**actor.detail(), **detail}, values=values)
+        if ok:
+            metrics.HOLD_TRANSITIONS.labels(action, actor.role).inc()
+            if to_state != "held":
+                kind = msg.verdict.get("action")
+                metrics.DECISION_LATENCY.labels(kind if kind in KINDS else "confirm").observe(
+                    max(now - msg.received_at, 0.0))
+        return ok
+
+    async def _cancel_in(self, conn: AsyncConnection, now: float, msg: H.MessageRow,
+                         hold: Hold, actor: Actor, *, action: str, reason: str, note: str,
+                         extra: dict[str, Any] | None = None) -> Result:
+        """held → cancelled, recorded as a near miss, the people concerned told."""
+        detail = {"reason": reason, "note": note[:1000], "near_miss": True,
+                  "hold_kind": hold.kind,
+                  "symbols": sorted({r.symbol for r in hold.reasons if r.symbol}),
+                  **(extra or {})}
+        if not await self._transition(conn, now, msg, to_state="cancelled", actor=actor,
+                                      action=action, detail=detail):
+            return Result("not_held")
+        metrics.NEAR_MISSES.labels(actor.role, hold.kind).inc()
+        hold_row = await H.get_hold(conn, msg.id)
+        told = [a for a in self._asked(hold, hold_row) if a != norm_addr(actor.who)]
+        if actor.role != "sender":
+            told.insert(0, msg.mail_from)
+        kind = "rejected" if action == "reject" else "cancelled"
+        shown = note or reason
+        n = await self._notify(conn, now, msg, hold, Event(kind, _shown_actor(actor), shown),
+                               told)
+        return Result("rejected" if action == "reject" else "cancelled", "cancelled", n)
+
+    # --- the transitions --------------------------------------------------------------
+
+    async def notify(self, message_id: str) -> Result:
+        """First notices of a new hold (sender; approvers). Idempotent: the holds row is
+        the marker, written in the same transaction as the notices."""
+
+        async def op(conn: AsyncConnection, now: float) -> Result:
+            opened = await self._open(conn, message_id, None)
+            if isinstance(opened, Result):
+                return opened
+            msg, hold = opened
+            if await H.get_hold(conn, message_id) is not None:
+                return Result("already", msg.state)
+            values: dict[str, Any] = {}
+            if msg.hold_until is None:
+                # the pipeline sets hold_until from hold_seconds; a verdict that says
+                # more than the row (delay/expiry minutes) is honoured here
+                minutes = hold.delay_minutes if hold.kind == "delay" else hold.expiry_minutes
+                if minutes is not None:
+                    values["hold_until"] = msg.received_at + minutes * 60
+                    msg.hold_until = values["hold_until"]
+            asked = first_approvers(hold, self.settings) if hold.kind == "approve" else []
+            escalate_at = None
+            if hold.kind == "approve" and backup_approvers(hold, self.settings):
+                minutes = hold.escalate_after_minutes
+                if minutes is None:
+                    minutes = self.settings.review.default_escalate_after_minutes
+                escalate_at = now + minutes * 60
+            await H.create_hold(conn, now, message_id, hold.kind, escalate_at,
+                                hold.approvals_required)
+            if hold.kind == "approve" and not asked:
+                log.error("held for approval but no approver other than the sender: "
+                          "set approvers in the policy or review.admin_addresses")
+            told = [msg.mail_from] if msg.mail_from else []
+            await self._transition(conn, now, msg, to_state="held", actor=self.system,
+                                   action="notified",
+                                   detail={"to": told + asked, "hold_kind": hold.kind},
+                                   values=values)
+            n = await self._notify(conn, now, msg, hold, Event("held", approvers=tuple(asked)),
+                                   told, "review")
+            n += await self._notify(conn, now, msg, hold, Event("approval_request"), asked,
+                                    "approve")
+            return Result("notified", "held", n, {"to": told + asked})
+
+        return await self._run(op)
+
+    async def release(self, message_id: str, actor: Actor, *, link: Link | None = None,
+                      drop: Iterable[str] = (), bcc: bool = False, reason: str = "") -> Result:
+        """held → queued: the sender confirms or sends now (optionally removing recipients
+        and moving To/Cc to Bcc, in the same transaction), or an admin releases."""
+        drop = [norm_addr(a) for a in drop]
+
+        async def op(conn: AsyncConnection, now: float) -> Result:
+            opened = await self._open(conn, message_id, link)
+            if isinstance(opened, Result):
+                return opened
+            msg, hold = opened
+            if actor.role == "sender" and hold.kind == "approve":
+                return Result("forbidden", msg.state)  # nobody approves their own mail
+            dropped = []
+            for r in await H.get_recipients(conn, message_id):
+                if r.state == "pending" and norm_addr(r.address) in drop:
+                    await H.drop_recipient(conn, now, message_id, r.idx)
+                    dropped.append(r.address)
+            if dropped and not [r for r in await H.get_recipients(conn, message_id)
+                                if r.state == "pending"]:
+                res = await self._cancel_in(conn, now, msg, hold, actor, action="cancel",
+                                            reason="all_recipients_removed", note=reason,
+                                            extra={"dropped": dropped})
+                await self._consume(conn, now, message_id, link)
+                return res
+            values = release_values(now)
+            if bcc:
+                data = await H.get_content(conn, message_id)
+                if data is not None:
+                    new = move_to_bcc(data)
+                    await H.replace_content(conn, message_id, new)
+                    values["size"] = len(new)
+            detail = {"hold_kind": hold.kind, "dropped": dropped, "bcc": bcc}
+            if reason:
+                detail["reason"] = reason[:1000]
+            if not await self._transition(conn, now, msg, to_state="queued", actor=actor,
+                                          action="release", detail=detail, values=values):
+                return Result("not_held")
+            await self._consume(conn, now, message_id, link)
+            n = 1
+            if actor.role != "sender":
+                hold_row = await H.get_hold(conn, message_id)
+                n += await self._notify(conn, now, msg, hold,
+                                        Event("released", _shown_actor(actor)),
+                                        [msg.mail_from, *self._asked(hold, hold_row)])
+            return Result("released", "queued", n, {"dropped": dropped, "bcc": bcc})
+
+        return await self._run(op)
+
+    async def cancel(self, message_id: str, actor: Actor, *, reason: str, note: str = "",
+                     link: Link | None = None) -> Result:
+        """held → cancelled by the sender or an admin: a near miss, with who and why."""
+
+        async def op(conn: AsyncConnection, now: float) -> Result:
+            opened = await self._open(conn, message_id, link)
+            if isinstance(opened, Result):
+                return opened
+            msg, hold = opened
+            res = await self._cancel_in(conn, now, msg, hold, actor, action="cancel",
+                                        reason=reason, note=note)
+            if res.ok:
+                await self._consume(conn, now, message_id, link)
+            return res
+
+        return await self._run(op)
+
+    async def approve(self, message_id: str, actor: Actor, *, link: Link | None = None
+                      ) -> Result:
+        """One approval; the last one needed releases the message (held → queued)."""
+        who = norm_addr(actor.who)
+
+        async def op(conn: AsyncConnection, now: float) -> Result:
+            opened = await self._open(conn, message_id, link)
+            if isinstance(opened, Result):
+                return opened
+            msg, hold = opened
+            hold_row = await H.get_hold(conn, message_id)
+            if (hold.kind != "approve" or hold.is_sender(who)
+                    or (actor.role == "approver"
+                        and who not in allowed_approvers(hold, hold_row, self.settings))):
+                return Result("forbidden", msg.state)
+            approvals = await H.get_approvals(conn, message_id)
+            if who in approvals:
+                return Result("already", msg.state)
+            await H.add_approval(conn, now, message_id, who)
+            count = len(approvals) + 1
+            required = hold_row.approvals_required if hold_row else hold.approvals_required
+            final = count >= required
+            detail = {"approver": who, "count": count, "required": required,
+                      "hold_kind": hold.kind}
+            if not await self._transition(
+                    conn, now, msg, to_state="queued" if final else "held", actor=actor,
+                    action="approve", detail=detail,
+                    values=release_values(now) if final else None):
+                return Result("not_held")
+            await self._consume(conn, now, message_id, link)
+            told = [msg.mail_from, *(a for a in self._asked(hold, hold_row) if a != who)]
+            kind = "approved" if final else "approval_partial"
+            n = await self._notify(conn, now, msg, hold,
+                                   Event(kind, _shown_actor(actor), count=count), told)
+            return Result(kind, "queued" if final else "held", n + (1 if final else 0),
+                          {"count": count, "required": required})
+
+        return await self._run(op)
+
+    async def reject(self, message_id: str, actor: Actor, *, reason: str,
+                     link: Link | None = None) -> Result:
+        """An approver says no: held → cancelled (a near miss); sender and others told."""
+        who = norm_addr(actor.who)
+
+        async def op(conn: AsyncConnection, now: float) -> Result:
+            opened = await self._open(conn, message_id, link)
+            if isinstance(opened, Result):
+                return opened
+            msg, hold = opened
+            hold_row = await H.get_hold(conn, message_id)
+            if (hold.kind != "approve" or hold.is_sender(who)
+                    or (actor.role == "approver"
+                        and who not in allowed_approvers(hold, hold_row, self.settings))):
+                return Result("forbidden", msg.state)
+            res = await self._cancel_in(conn, now, msg, hold, actor, action="reject",
+                                        reason="rejected", note=reason,
+                                        extra={"approver": who})
+            if res.ok:
+                await self._consume(conn, now, message_id, link)
+            return res
+
+        return await self._run(op)
+
+    async def expire(self, message_id: str) -> Result:
+        """The hold's time is up (database clock): the rule's default applies — send for
+        delay, cancel with a notice for confirm and approve (never a silent drop)."""
+
+        async def op(conn: AsyncConnection, now: float) -> Result:
+            opened = await self._open(conn, message_id, None)
+            if isinstance(opened, Result):
+                return opened
+            msg, hold = opened
+            if msg.hold_until is None or msg.hold_until > now:
+                return Result("not_due", msg.state)  # someone extended it, or a stale list
+            hold_row = await H.get_hold(conn, message_id)
+            detail = {"on_expiry": hold.on_expiry, "hold_kind": hold.kind,
+                      "hold_until": msg.hold_until}
+            if hold.on_expiry == "send":
+                if not await self._transition(conn, now, msg, to_state="queued", actor=self.system,
+                                              action="expire", detail=detail,
+                                              values=release_values(now)):
+                    return Result("not_held")
+                n = 1
+                if hold.kind != "delay":  # a delay was announced; anything else is news
+                    n += await self._notify(conn, now, msg, hold,
+                                            Event("released", "期限 / expiry"),
+                                            [msg.mail_from, *self._asked(hold, hold_row)])
+                return Result("released", "queued", n)
+            if not await self._transition(conn, now, msg, to_state="expired", actor=self.system,
+                                          action="expire", detail=detail):
+                return Result("not_held")
+            n = await self._notify(conn, now, msg, hold, Event("expired"),
+                                   [msg.mail_from, *self._asked(hold, hold_row)])
+            return Result("expired", "expired", n)
+
+        return await self._run(op)
+
+    async def escalate(self, message_id: str) -> Result:
+        """Nobody acted in time: ask the backup approvers too (once)."""
+
+        async def op(conn: AsyncConnection, now: float) -> Result:
+            opened = await self._open(conn, message_id, None)
+            if isinstance(opened, Result):
+                return opened
+            msg, hold = opened
+            hold_row = await H.get_hold(conn, message_id)
+            if hold_row is None or hold_row.escalated_at is not None:
+                return Result("already", msg.state)
+            if hold_row.escalate_at is None or hold_row.escalate_at > now:
+                return Result("not_due", msg.state)
+            targets = backup_approvers(hold, self.settings)
+            if not await H.mark_escalated(conn, now, message_id):
+                return Result("already", msg.state)
+            await self._transition(conn, now, msg, to_state="held", actor=self.system,
+                                   action="escalate", detail={"to": targets})
+            n = await self._notify(conn, now, msg, hold,
+                                   Event("approval_request", escalated=True), targets, "approve")
+            return Result("escalated", "held", n, {"to": targets})
+
+        return await self._run(op)
+
+    async def drop_recipient(self, message_id: str, address: str, actor: Actor, *,
+                             link: Link | None = None) -> Result:
+        """Remove one recipient of a held message; removing the last one cancels it."""
+        target = norm_addr(address)
+
+        async def op(conn: AsyncConnection, now: float) -> Result:
+            opened = await self._open(conn, message_id, link)
+            if isinstance(opened, Result):
+                return opened
+            msg, hold = opened
+            rcpts = await H.get_recipients(conn, message_id)
+            match = [r for r in rcpts if r.state == "pending" and norm_addr(r.address) == target]
+            if not match:
+                return Result("not_found", msg.state)
+            await H.drop_recipient(conn, now, message_id, match[0].idx)
+            if not [r for r in rcpts if r.state == "pending" and r.idx != match[0].idx]:
+                res = await self._cancel_in(conn, now, msg, hold, actor, action="cancel",
+                                            reason="all_recipients_removed", note="",
+                                            extra={"dropped": [match[0].address]})
+                await self._consume(conn, now, message_id, link)
+                return res
+            await self._transition(conn, now, msg, to_state="held", actor=actor,
+                                   action="drop_recipient",
+                                   detail={"address": match[0].address})
+            await self._consume(conn, now, message_id, link)
+            return Result("dropped", "held", 0, {"address": match[0].address})
+
+        return await self._run(op)
+
+    async def hold(self, message_id: str, actor: Actor, *, reason: str, kind: str = "confirm",
+                   hold_seconds: float | None = None) -> Result:
+        """queued|deferred → held (an admin stops a message that is not being delivered).
+        The first notice follows from notify(), like any other hold."""
+        if kind not in ("delay", "confirm", "approve"):
+            raise ValueError(f"unknown hold kind {kind!r}")
+
+        async def op(conn: AsyncConnection, now: float) -> Result:
+            msg = await H.lock_message(conn, message_id)
+            if msg is None:
+                return Result("not_found")
+            if msg.state not in ("queued", "deferred"):
+                return Result("not_held", msg.state)
+            if msg.lease_until is not None and msg.lease_until >= now:
+                return Result("forbidden", msg.state)  # a delivery attempt is under way
+            verdict = dict(msg.verdict)
+            verdict["action"] = kind
+            verdict["reasons"] = [*(verdict.get("reasons") or []), {
+                "rule": "admin", "symbol": "admin_hold", "where": "", "evidence": {},
+                "recipients": [], "reason_ja": f"管理者が保留しました: {reason}",
+                "reason_en": f"held by an administrator: {reason}"}]
+            values = {"verdict": json.dumps(verdict, ensure_ascii=False),
+                      "hold_until": now + hold_seconds if hold_seconds is not None else None,
+                      "lease_owner": None, "lease_until": None}
+            ok = await q.transition(conn, now, message_id, from_states=("queued", "deferred"),
+                                    to_state="held", actor=actor.audit_name, action="hold",
+                                    detail={**actor.detail(), "reason": reason, "kind": kind},
+                                    values=values)
+            if not ok:
+                return Result("not_held", msg.state)
+            metrics.HOLD_TRANSITIONS.labels("hold", actor.role).inc()
+            return Result("held", "held")
+
+        return await self._run(op)
+
+
+def _shown_actor(actor: Actor) -> str:
+    if actor.role in ("sender", "approver"):
+        return actor.who
+    if actor.role == "admin":
+        return f"管理者 / administrator ({actor.who})"
+    return actor.who

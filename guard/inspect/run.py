@@ -1,0 +1,86 @@
+"""All detectors over one message, in two halves.
+
+`content_findings` reads only the message and the policy's static lists (keywords,
+customers): it is the CPU-heavy half (personal data over every text and table) and runs
+in the extraction worker process. `recipient_findings` needs what the store knows
+(history, suppression lists) and is cheap: it runs in the main process. Both are pure,
+so `guard policy test` and `replay` call exactly the same functions.
+"""
+
+from __future__ import annotations
+
+from guard.inspect.context import InspectContext
+from guard.inspect.customers import detect_customer_mismatch
+from guard.inspect.finding import Finding
+from guard.inspect.keywords import detect_keywords
+from guard.inspect.pii import scan_tables, scan_texts
+from guard.inspect.recipients import (
+    detect_external_orgs,
+    detect_lookalike,
+    detect_new_domain,
+    detect_suppressed,
+    detect_visible_external,
+)
+from guard.message import MessageView
+
+# problem code → (Japanese, English) for people
+_PROBLEM_TEXT: dict[str, tuple[str, str]] = {
+    "encrypted": ("暗号化されていて中身を確認できない添付ファイル",
+                  "an encrypted attachment that could not be inspected"),
+    "too_large": ("大きすぎて確認できない添付ファイル", "an attachment too large to inspect"),
+    "too_deep": ("入れ子が深すぎて確認できない添付ファイル", "attachments nested too deeply"),
+    "too_many_parts": ("パートが多すぎて確認できないメール", "too many MIME parts to inspect"),
+    "bomb": ("展開すると巨大になる圧縮ファイル（zip 爆弾の疑い）",
+             "an archive that expands to an enormous size (zip bomb?)"),
+    "parse_error": ("壊れていて読めない部分", "a part that could not be parsed"),
+    "timeout": ("確認に時間がかかりすぎた添付ファイル",
+                "an attachment that took too long to inspect"),
+    "worker_died": ("確認中に異常終了した添付ファイル", "an attachment that crashed the inspector"),
+    "unknown_binary": ("種類の分からないバイナリファイル", "a binary file of unknown type"),
+    "no_text": ("文字を取り出せない添付ファイル", "an attachment with no readable text"),
+}
+
+
+def problem_findings(view: MessageView) -> list[Finding]:
+    """What could not be inspected, and malformed headers: the policy decides (the safe
+    default holds external mail)."""
+    out: list[Finding] = []
+    for code, where, detail in view.problems:
+        ja, en = _PROBLEM_TEXT.get(code, ("確認できない部分", "a part that could not be inspected"))
+        name = where.split(":", 1)[1] if ":" in where else where
+        out.append(Finding(
+            symbol=f"uninspectable.{code}", score=1.0, where=where,
+            evidence={"detail": detail[:300], "file": name},
+            reason_ja=f"{ja}: {name}" if name else ja,
+            reason_en=f"{en}: {name}" if name else en))
+    for problem in view.header_problems:
+        out.append(Finding(
+            symbol="malformed.header", score=1.0, where="header",
+            evidence={"detail": problem[:300]},
+            reason_ja=f"ヘッダーの形式が不正です（{problem[:120]}）",
+            reason_en=f"malformed header ({problem[:120]})"))
+    return out
+
+
+def content_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
+    return [
+        *scan_texts(view.texts),
+        *scan_tables(view.tables),
+        *problem_findings(view),
+        *detect_keywords(view, ctx),
+        *detect_customer_mismatch(view, ctx),
+    ]
+
+
+def recipient_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
+    return [
+        *detect_new_domain(view, ctx),
+        *detect_lookalike(view, ctx),
+        *detect_suppressed(view, ctx),
+        *detect_visible_external(view, ctx),
+        *detect_external_orgs(view, ctx),
+    ]
+
+
+def inspect_view(view: MessageView, ctx: InspectContext) -> list[Finding]:
+    return content_findings(view, ctx) + recipient_findings(view, ctx)

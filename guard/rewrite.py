@@ -1,0 +1,54 @@
+"""Edits of the stored bytes that a verdict asks for: tag headers, a subject mark, and
+To/Cc → Bcc. Only the header block is touched, field by field; the body and every other
+header keep their exact bytes (the message is never re-generated)."""
+
+from __future__ import annotations
+
+from email.header import Header
+
+from guard.hold.bcc import field_name, move_to_bcc, split_fields
+
+__all__ = ["add_headers", "move_to_bcc", "prefix_subject"]
+
+
+def _split(data: bytes) -> tuple[bytes, bytes]:
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return data, b""
+    return data[:end + 2], data[end + 2:]
+
+
+def _encode(name: str, value: str) -> bytes:
+    """A header line, RFC 2047-encoded when not ASCII; CR/LF can never get through."""
+    clean = " ".join(value.replace("\r", " ").replace("\n", " ").split())
+    if clean.isascii():
+        return f"{name}: {clean}\r\n".encode("ascii")
+    folded = Header(clean, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {folded}\r\n".encode("ascii")
+
+
+def add_headers(data: bytes, headers: dict[str, str]) -> bytes:
+    """Prepend header fields (our X-Guard-* tags) to the message."""
+    if not headers:
+        return data
+    return b"".join(_encode(k, v) for k, v in headers.items()) + data
+
+
+def prefix_subject(data: bytes, prefix: str) -> bytes:
+    """Put a mark in front of the Subject ("[社外] …"); add a Subject if there is none."""
+    if not prefix:
+        return data
+    head, rest = _split(data)
+    fields = split_fields(head)
+    mark = prefix.replace("\r", " ").replace("\n", " ")
+    for i, f in enumerate(fields):
+        if field_name(f) == b"subject":
+            _, _, value = f.partition(b":")
+            if mark.isascii():
+                fields[i] = b"Subject: " + mark.encode("ascii") + b" " + value.lstrip(b" ")
+            else:
+                # an encoded word in front keeps the original value's bytes as they were
+                word = Header(mark + " ", "utf-8").encode()
+                fields[i] = b"Subject: " + word.encode("ascii") + b"\r\n " + value.lstrip(b" ")
+            return b"".join(fields) + rest
+    return _encode("Subject", mark) + data

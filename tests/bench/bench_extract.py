@@ -1,0 +1,261 @@
+"""Scan-throughput micro-benchmark for attachment extraction and MIME parsing.
+
+Not a test. Run:  .venv/bin/python tests/bench/bench_extract.py [--quick]
+
+Generates Japanese customer-list style files in memory (xlsx / docx / pdf / csv, about
+5-10 MB each), times guard.inspect.extract.extract() on each, and prints MB/s of input.
+Then times a ~10 MB xlsx end to end through ExtractionPool (worker process, pipe
+transfer included) and parse_message() on large messages.
+
+The xlsx and docx are written as raw OOXML (shared strings, like Excel writes them)
+because openpyxl / python-docx take minutes to write files this size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import random
+import statistics
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from guard.inspect.extract import extract
+from guard.inspect.isolate import ExtractionPool
+from guard.message import Attachment, parse_message
+
+SEI = ["山田", "佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "中村", "小林", "加藤"]
+MEI = ["太郎", "花子", "一郎", "美咲", "健太", "陽子", "翔", "さくら", "大輔", "由美"]
+PREF = ["東京都千代田区", "大阪府大阪市北区", "愛知県名古屋市中区", "福岡県福岡市博多区"]
+HEADER = ["氏名", "フリガナ", "郵便番号", "住所", "電話", "メール", "生年月日"]
+
+
+def person(rng: random.Random, i: int) -> list[str]:
+    return [
+        f"{rng.choice(SEI)} {rng.choice(MEI)}",
+        "ヤマダ タロウ",
+        f"{rng.randint(100, 999)}-{rng.randint(0, 9999):04d}",
+        f"{rng.choice(PREF)}{rng.randint(1, 9)}-{rng.randint(1, 30)}-{rng.randint(1, 20)}",
+        f"090-{rng.randint(0, 9999):04d}-{rng.randint(0, 9999):04d}",
+        f"user{i}.{rng.randint(0, 99999)}@example.jp",
+        f"19{rng.randint(40, 99)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+    ]
+
+
+def _col(n: int) -> str:
+    s = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+def make_xlsx(n_rows: int, seed: int = 1) -> bytes:
+    rng = random.Random(seed)
+    strings: dict[str, int] = {}
+    rows_xml: list[str] = []
+    for r, row in enumerate([HEADER] + [person(rng, i) for i in range(n_rows)], 1):
+        cells = []
+        for c, value in enumerate(row):
+            idx = strings.setdefault(value, len(strings))
+            cells.append(f'<c r="{_col(c)}{r}" t="s"><v>{idx}</v></c>')
+        rows_xml.append(f'<row r="{r}">{"".join(cells)}</row>')
+    ns = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    sheet = (f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{ns}"><sheetData>'
+             + "".join(rows_xml) + "</sheetData></worksheet>")
+    sst = (f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{ns}" count="{len(strings)}" '
+           f'uniqueCount="{len(strings)}">'
+           + "".join(f"<si><t>{escape(s)}</t></si>" for s in strings) + "</sst>")
+    members = {
+        "[Content_Types].xml": (
+            '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats'
+            '.org/package/2006/content-types"><Default Extension="rels" ContentType='
+            '"application/vnd.openxmlformats-package.relationships+xml"/><Default Extension='
+            '"xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" '
+            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.'
+            'main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application'
+            '/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/><Override '
+            'PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-'
+            'officedocument.spreadsheetml.sharedStrings+xml"/></Types>'),
+        "_rels/.rels": (
+            '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.'
+            'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="'
+            f'{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>'),
+        "xl/workbook.xml": (
+            f'<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="{ns}" xmlns:r="{rel}">'
+            '<sheets><sheet name="顧客" sheetId="1" r:id="rId1"/></sheets></workbook>'),
+        "xl/_rels/workbook.xml.rels": (
+            '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.'
+            'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="'
+            f'{rel}/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="'
+            f'{rel}/sharedStrings" Target="sharedStrings.xml"/></Relationships>'),
+        "xl/worksheets/sheet1.xml": sheet,
+        "xl/sharedStrings.xml": sst,
+    }
+    return _zip(members)
+
+
+def make_docx(n_paragraphs: int, seed: int = 2) -> bytes:
+    rng = random.Random(seed)
+    w = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    paras = []
+    for i in range(n_paragraphs):
+        p = person(rng, i)
+        text = f"{p[0]}様（{p[3]}）の連絡先は {p[4]}、メールは {p[5]} です。生年月日 {p[6]}。"
+        paras.append(f"<w:p><w:r><w:t>{escape(text)}</w:t></w:r></w:p>")
+    doc = (f'<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="{w}"><w:body>'
+           + "".join(paras) + "</w:body></w:document>")
+    return _zip({"[Content_Types].xml": "<Types/>", "word/document.xml": doc})
+
+
+def make_pdf(pages: int, lines_per_page: int = 60, seed: int = 3) -> bytes:
+    # Helvetica has no Japanese glyphs: the PDF carries romanised records
+    rng = random.Random(seed)
+    objs: list[bytes] = [b"", b"", b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    for pg in range(pages):
+        ops = ["BT", "/F1 9 Tf", "36 760 Td", "12 TL"]
+        for i in range(lines_per_page):
+            n = pg * lines_per_page + i
+            ops.append(f"(Customer {n}: Yamada Taro, 090-{rng.randint(0, 9999):04d}-"
+                       f"{rng.randint(0, 9999):04d}, user{n}@example.jp, Tokyo "
+                       f"{rng.randint(1, 9)}-{rng.randint(1, 30)}) Tj T*")
+        ops.append("ET")
+        stream = "\n".join(ops).encode("latin-1")
+        page_num = len(objs) + 1
+        kids.append(f"{page_num} 0 R")
+        objs.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources "
+                    f"<< /Font << /F1 3 0 R >> >> /Contents {page_num + 1} 0 R >>".encode())
+        objs.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    objs[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
+    objs[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {pages} >>".encode()
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for num, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % num + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objs) + 1, xref)
+    return bytes(out)
+
+
+def make_csv(n_rows: int, seed: int = 4) -> bytes:
+    rng = random.Random(seed)
+    lines = [",".join(HEADER)] + [",".join(person(rng, i)) for i in range(n_rows)]
+    return ("\r\n".join(lines) + "\r\n").encode("cp932")
+
+
+def _zip(members: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in members.items():
+            zf.writestr(name, text.encode())
+    return buf.getvalue()
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
+    times = []
+    result: object = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def bench_formats(quick: bool) -> None:
+    scale = 0.25 if quick else 1.0
+    print("Generating files ...", flush=True)
+    files = {
+        "xlsx": ("customers.xlsx", make_xlsx(int(90_000 * scale))),
+        "docx": ("staff.docx", make_docx(int(180_000 * scale))),
+        "pdf": ("list.pdf", make_pdf(int(900 * scale))),
+        "csv": ("customers.csv", make_csv(int(90_000 * scale))),
+    }
+    print(f"{'format':<6} {'input MB':>9} {'seconds':>8} {'MB/s':>7} {'text chars':>11} "
+          f"{'rows':>7}  problems")
+    for kind, (name, data) in files.items():
+        att = Attachment(filename=name, content_type="", data=data, where=f"attachment:{name}")
+        seconds, ex = timed(lambda att=att: extract(att), 1 if kind == "pdf" else 3)
+        chars = sum(len(t.text) for t in ex.texts)  # type: ignore[attr-defined]
+        rows = sum(len(t.rows) for t in ex.tables)  # type: ignore[attr-defined]
+        mb = len(data) / 1e6
+        print(f"{kind:<6} {mb:>9.2f} {seconds:>8.3f} {mb / seconds:>7.2f} {chars:>11,} "
+              f"{rows:>7,}  {ex.problems}")  # type: ignore[attr-defined]
+
+
+async def bench_pool(quick: bool) -> None:
+    data = make_xlsx(int(170_000 * (0.25 if quick else 1.0)), seed=9)  # ~10 MB
+    mb = len(data) / 1e6
+    att = Attachment(filename="big.xlsx", content_type="", data=data,
+                     where="attachment:big.xlsx")
+    seconds, ex = timed(lambda: extract(att), 1)
+    cells = sum(len(r) for t in ex.tables for r in t.rows)  # type: ignore[attr-defined]
+    print(f"\n{mb:.1f} MB xlsx ({cells:,} cells): extract() in-process {seconds:.2f} s")
+    raw = (b"From: a@example.jp\r\nTo: b@example.com\r\nSubject: big\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+           b"Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+           b'\r\nContent-Disposition: attachment; filename="big.xlsx"\r\n'
+           b"Content-Transfer-Encoding: base64\r\n\r\n"
+           + base64.encodebytes(data).replace(b"\n", b"\r\n") + b"--b--\r\n")
+    pool = ExtractionPool(workers=1, niceness=0)  # raw speed, not scheduling policy
+    try:
+        await pool.inspect_message(raw[:2000] + b"\r\n--b--\r\n", "a", ["b"])  # warm up
+        start = time.perf_counter()
+        view = await pool.inspect_message(raw, "a@example.jp", ["b@example.com"])
+        total = time.perf_counter() - start
+    finally:
+        await pool.close()
+    print(f"{mb:.1f} MB xlsx in a {len(raw) / 1e6:.1f} MB message through ExtractionPool "
+          f"(parse + extract + transfer): {total:.2f} s, problems={view.problems}")
+
+
+def bench_mime(quick: bool) -> None:
+    rng = random.Random(5)
+    blob = rng.randbytes(int(20_000_000 * (0.25 if quick else 1.0)))
+    text = ("お世話になっております。添付の件、ご確認ください。\n" * 60_000).encode()
+    raw = (b"From: a@example.jp\r\nTo: b@example.com\r\nSubject: =?UTF-8?B?5ZCN57C/?=\r\n"
+           b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+           b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n"
+           + base64.encodebytes(text).replace(b"\n", b"\r\n")
+           + b"--b\r\nContent-Type: application/octet-stream\r\n"
+           b'Content-Disposition: attachment; filename="blob.bin"\r\n'
+           b"Content-Transfer-Encoding: base64\r\n\r\n"
+           + base64.encodebytes(blob).replace(b"\n", b"\r\n") + b"--b--\r\n")
+    seconds, _view = timed(lambda: parse_message(raw, "a", ["b"]), 3)
+    mb = len(raw) / 1e6
+    print(f"\nMIME parse_message: {mb:.1f} MB message (base64 attachment + "
+          f"{len(text) / 1e6:.1f} MB text body) in {seconds:.2f} s = {mb / seconds:.1f} MB/s")
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nhello %d\r\n" % i
+                     for i in range(450))
+    many = (b"Subject: many\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n" + parts
+            + b"--b--\r\n")
+    seconds, _view = timed(lambda: parse_message(many, "a", ["b"]), 3)
+    print(f"MIME parse_message: 450 small parts in {seconds * 1000:.0f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="quarter-size inputs")
+    args = ap.parse_args()
+    bench_formats(args.quick)
+    asyncio.run(bench_pool(args.quick))
+    bench_mime(args.quick)
+
+
+if __name__ == "__main__":
+    main()
