@@ -211,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("--json", action="store_true")
     qs.set_defaults(func=cmd_queue_show)
 
+    from guard.policy_cli import add_commands
+
+    add_commands(sub)
+
     cp = sub.add_parser("config", help="configuration").add_subparsers(
         dest="config_cmd", required=True)
     cs = cp.add_parser("show", help="print the effective settings (secrets masked)")

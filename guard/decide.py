@@ -27,7 +27,7 @@ from guard.inspect.domains import domain_of, registrable_domain
 from guard.inspect.extract import extract_message
 from guard.inspect.finding import Finding
 from guard.inspect.isolate import ExtractionPool
-from guard.inspect.run import content_findings, recipient_findings
+from guard.inspect.run import content_findings, problem_findings, recipient_findings
 from guard.lists import address_digest
 from guard.message import MessageView, parse_message
 from guard.pipeline import Decision
@@ -118,16 +118,17 @@ class Inspector:
 
     async def content(self, data: bytes, mail_from: str, rcpt_tos: list[str],
                       ctx: InspectContext) -> tuple[MessageView, list[Finding]]:
-        if self.pool is not None and len(data) > INLINE_MAX_BYTES:
-            view = await self.pool.inspect_message(data, mail_from, rcpt_tos)
-        else:
+        """Parse, extract and run the text detectors: in a worker process, except small
+        messages without attachments, which cost less to read here than to ship."""
+        if len(data) <= INLINE_MAX_BYTES or self.pool is None:
             view = parse_message(data, mail_from, rcpt_tos)
-            if view.attachments:
-                if self.pool is not None:
-                    view = await self.pool.inspect_message(data, mail_from, rcpt_tos)
-                else:
-                    view = extract_message(data, mail_from, rcpt_tos)
-        return view, content_findings(view, ctx)
+            if not view.attachments:
+                return view, content_findings(view, ctx)
+            if self.pool is None:
+                view = extract_message(data, mail_from, rcpt_tos)
+                return view, content_findings(view, ctx)
+        view, findings = await self.pool.inspect_and_detect(data, mail_from, rcpt_tos, ctx)
+        return view, findings + problem_findings(view)
 
     async def full_context(self, policy: Policy, static: InspectContext, scope_key: str,
                            rcpt_tos: list[str]) -> InspectContext:

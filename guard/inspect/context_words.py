@@ -1,10 +1,12 @@
 """Context words (JA/EN) for the personal-data detectors, and table-header keywords.
 
 Presidio raises a match's score when a context word precedes it; it finds those words by
-token lemma, which needs a tokenizer Japanese does not have for free. Here context is a
-plain substring search in a character window around the match (design §1.4): Japanese
-words match anywhere, ASCII words must not be glued to other ASCII letters ("tel" must
-not fire inside "hotel", but "TEL03-1234-5678" is fine).
+token lemma, which needs a tokenizer Japanese does not have for free. Here context words
+are found as text (design §1.4: a character window around the match): the scanner
+searches for all of them in the same RE2 pass as the candidates, then looks up the ones
+inside each candidate's window. Japanese words match anywhere; ASCII words must not be
+glued to other ASCII letters ("tel" must not fire inside "hotel", but
+"TEL03-1234-5678" is fine).
 
 All words are stored NFKC-normalised and lower-cased, the same as the windows they are
 searched in. The katakana long-vowel mark ー is kept as is: mapping it to "-" silently
@@ -146,8 +148,6 @@ QUOTED_HEADER_PREFIXES: tuple[str, ...] = tuple(
         "差出人:", "送信者:", "宛先:", "送信日時:", "件名:", "返信先:",
     )
 )
-
-
 
 
 def _alternation(words: Iterable[str]) -> str:

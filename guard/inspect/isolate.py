@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from guard.inspect.context import InspectContext
 from guard.inspect.extract import Budget, Extracted, ExtractLimits, extract, merge_extracted
+from guard.inspect.finding import Finding
+from guard.inspect.run import text_findings
 from guard.message import Attachment, MessageView, Table, TextChunk, parse_message
 
 MiB = 1024 * 1024
@@ -159,6 +162,17 @@ def _limit_cpu_for_next_job(seconds: float) -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
+def _detect(obj: MessageView | Extracted, ctx: InspectContext | None,
+            view: MessageView | None = None) -> tuple[_Packed, list[Finding]]:
+    """Run the text detectors here, in the worker, when a context is given: the texts
+    then stay in this process and only findings (and the non-text parts) go back."""
+    if ctx is None:
+        return _pack(obj), []
+    findings = text_findings(view if view is not None else obj, ctx)  # type: ignore[arg-type]
+    obj.texts, obj.tables = [], []
+    return _pack(obj), findings
+
+
 def _run_test_hook(att: Attachment) -> None:
     if att.content_type == TEST_SLEEP:
         time.sleep(float(att.data or b"3600"))
@@ -203,14 +217,18 @@ def _worker_main(conn: Connection, memory_limit_mb: int, test_hooks: bool,
         _limit_cpu_for_next_job(cpu_seconds_per_job)
         try:
             if job[0] == "parse":
-                _, raw, mail_from, rcpt_tos = job
-                reply: tuple[str, Any] = (
-                    "ok", _pack(parse_message(raw, mail_from, rcpt_tos, limits.parse_limits)))
+                _, raw, mail_from, rcpt_tos, ctx = job
+                view = parse_message(raw, mail_from, rcpt_tos, limits.parse_limits)
+                reply: tuple[str, Any] = ("ok", (*_detect(view, ctx), None))
             elif job[0] == "extract":
-                _, att, budget = job
+                _, att, budget, ctx, rcpt_tos = job
                 if os.environ.get("GUARD_TEST_HOOKS") == "1":
                     _run_test_hook(att)
-                reply = ("ok", (_pack(extract(att, limits, budget=budget)), budget))
+                extracted = extract(att, limits, budget=budget)
+                part = MessageView(mail_from="", rcpt_tos=rcpt_tos, texts=extracted.texts,
+                                   tables=extracted.tables, inner_names=extracted.inner_names)
+                packed, findings = _detect(extracted, ctx, part)
+                reply = ("ok", (packed, findings, budget))
             else:
                 reply = ("error", f"unknown job {job[0]!r}")
         except MemoryError:
@@ -239,11 +257,9 @@ class _Worker:
         """Runs in a thread: blocking pipe I/O (and pickling) stays off the event loop."""
         self.conn.send(job)
         status, payload = self.conn.recv()
-        if status == "ok" and job[0] == "parse":
-            payload = _unpack(payload)
-        elif status == "ok" and job[0] == "extract":
-            packed, budget = payload
-            payload = (_unpack(packed), budget)
+        if status == "ok":  # (packed view or extraction, findings, budget or None)
+            packed, findings, budget = payload
+            payload = (_unpack(packed), findings, budget)
         return status, payload
 
     def kill(self) -> None:
@@ -274,6 +290,14 @@ class _JobFailed(Exception):
         super().__init__(detail)
         self.code = code  # "timeout" | "worker_died" | "too_large" | "parse_error"
         self.detail = detail
+
+
+def _failure(e: Exception) -> tuple[str, str]:
+    """(problem code, detail) for a failed job; anything unexpected counts as the worker
+    having died, so the message is held rather than the caller getting an exception."""
+    if isinstance(e, _JobFailed):
+        return e.code, e.detail
+    return "worker_died", f"{type(e).__name__}: {e}"[:300]
 
 
 def _exit_detail(proc: Any) -> str:
@@ -352,6 +376,7 @@ class ExtractionPool:
             parent_conn.recv()  # ("ready", pid)
         except Exception:
             worker.kill()
+            worker.close_pipe()
             raise
         return worker
 
@@ -369,10 +394,16 @@ class ExtractionPool:
         self._workers.add(worker)
         return worker
 
-    def _give_back(self, worker: _Worker) -> None:
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._threads, fn, *args)
+        except RuntimeError:  # the executor is shut down (close() ran): do it here
+            return fn(*args)
+
+    async def _give_back(self, worker: _Worker) -> None:
         if self._closed or worker.jobs >= self._max_jobs:
-            self._workers.discard(worker)
-            self._threads.submit(worker.stop)
+            await self._retire(worker, kill=False)
         else:
             self._idle.append(worker)
 
@@ -380,8 +411,17 @@ class ExtractionPool:
         """Take a worker out of the pool: kill it (busy, a roundtrip thread may still be
         reading its pipe) or stop it (no thread is using its pipe)."""
         self._workers.discard(worker)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._threads, worker.kill if kill else worker.stop)
+        await self._in_thread(worker.kill if kill else worker.stop)
+
+    async def _discard_busy(self, worker: _Worker, fut: asyncio.Future[Any]) -> None:
+        """Kill a worker in the middle of a job, let the thread blocked on its pipe see
+        EOF, then close the pipe."""
+        await self._retire(worker, kill=True)
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(fut, 5)
+        finally:
+            worker.close_pipe()
 
     async def _call(self, job: tuple[Any, ...], seconds: float) -> Any:
         """Run one job within `seconds`; return its result or raise _JobFailed."""
@@ -403,15 +443,11 @@ class ExtractionPool:
             status, payload = await asyncio.wait_for(asyncio.shield(fut), seconds)
         except TimeoutError:
             # the worker may be stuck inside a C extension: kill it, do not wait for it
-            await self._retire(worker, kill=True)
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(fut, 5)  # the blocked recv ends with EOF
-            worker.close_pipe()
+            await self._discard_busy(worker, fut)
             raise _JobFailed("timeout", f"no result within {seconds:.1f} s") from None
         except asyncio.CancelledError:
             # the result is abandoned; the worker is busy with it, so it goes
-            await asyncio.shield(self._retire(worker, kill=True))
-            worker.close_pipe()
+            await asyncio.shield(self._discard_busy(worker, fut))
             raise
         except (EOFError, OSError) as e:
             await self._retire(worker, kill=True)  # reaps it, so the exit code is known
@@ -419,7 +455,7 @@ class ExtractionPool:
             raise _JobFailed("worker_died", _exit_detail(worker.proc)) from e
         worker.jobs += 1
         if status == "ok":
-            self._give_back(worker)
+            await self._give_back(worker)
             return payload
         # "memory" or "error": the worker survived but may be in a bad state
         await self._retire(worker, kill=False)
@@ -432,23 +468,37 @@ class ExtractionPool:
                               rcpt_tos: list[str]) -> MessageView:
         """Parse the message and extract every attachment in workers. Never raises
         (except CancelledError): failures become problems in the returned view."""
+        view, _ = await self._inspect(raw, mail_from, rcpt_tos, None)
+        return view
+
+    async def inspect_and_detect(self, raw: bytes, mail_from: str, rcpt_tos: list[str],
+                                 ctx: InspectContext) -> tuple[MessageView, list[Finding]]:
+        """Like inspect_message, and the text detectors (personal data, keywords,
+        customer names) run in the workers too: the view comes back without its texts
+        and tables, with the findings. Never raises (except CancelledError)."""
+        return await self._inspect(raw, mail_from, rcpt_tos, ctx)
+
+    async def _inspect(self, raw: bytes, mail_from: str, rcpt_tos: list[str],
+                       ctx: InspectContext | None) -> tuple[MessageView, list[Finding]]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.per_message_timeout
         try:
-            view: MessageView = await self._call(("parse", raw, mail_from, list(rcpt_tos)),
-                                                 deadline - loop.time())
+            view, findings, _ = await self._call(
+                ("parse", raw, mail_from, list(rcpt_tos), ctx), deadline - loop.time())
         except _JobFailed as e:
             return MessageView(mail_from=mail_from, rcpt_tos=list(rcpt_tos),
-                               problems=[(e.code, "message", f"parse: {e.detail}")])
+                               problems=[(e.code, "message", f"parse: {e.detail}")]), []
         budget = Budget.for_message(self._limits)
         for att in view.attachments:
             timeout = min(self.per_attachment_timeout, deadline - loop.time())
             try:
-                extracted, budget = await self._call(("extract", att, budget), timeout)
+                extracted, more, budget = await self._call(
+                    ("extract", att, budget, ctx, list(rcpt_tos)), timeout)
+                findings.extend(more)
             except _JobFailed as e:
                 extracted = Extracted(problems=[(e.code, att.where, e.detail)])
             merge_extracted(view, extracted)
-        return view
+        return view, findings
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (for tests and metrics)."""

@@ -294,8 +294,15 @@ class _Accumulator:
                 by_group.setdefault(group, []).append(hit)
         for members in by_group.values():
             kinds = tuple(sorted({h.kind for h in members}))
-            if len(kinds) >= 2:
-                acc.records[frozenset((h.kind, h.key) for h in members)] = kinds
+            if len(kinds) < 2:
+                continue
+            # Keyed by the detected values, without the name column: the extractor
+            # gives a spreadsheet both as a table and as tab-separated text, and the
+            # text form of a row has no "name" kind; both must be one record.
+            key = frozenset((h.kind, h.key) for h in members if h.kind != NAME)
+            old = acc.records.get(key)
+            if old is None or len(kinds) > len(old):
+                acc.records[key] = kinds
 
     def findings(self) -> list[Finding]:
         out: list[Finding] = []

@@ -745,8 +745,17 @@ def _my_number_list(scan: _Scan) -> None:
         scan.add(hit)
 
 
+# How far back to look for the start of an address's line. Bounded so that a text with
+# many addresses and no line breaks stays linear; a header line listing addresses
+# ("To: a@…, b@…, …") rarely runs longer.
+_HEADER_LINE_MAX = 2000
+
+
 def _is_quoted_header_line(text: str, pos: int) -> bool:
-    line_start = text.rfind("\n", 0, pos) + 1
+    low = max(0, pos - _HEADER_LINE_MAX)
+    line_start = text.rfind("\n", low, pos) + 1
+    if line_start == 0 and low > 0:
+        return False
     head = text[line_start : line_start + 24].lstrip("> \t").lower()
     return head.startswith(cw.QUOTED_HEADER_PREFIXES)
 

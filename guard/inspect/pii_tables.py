@@ -5,10 +5,14 @@ A table whose header row names personal-data columns (氏名, 住所, 電話, �
 §1.4 PII_TABLE): a customer list is recognisable from its header before any value is
 validated, and it stays recognisable when its values defeat the regexes.
 
-The rows are also turned into text, one line per row, each cell as "header: value" and
-cells separated by U+001F. The scanner then sees the header as context right before
-each value (a "マイナンバー" column boosts its numbers like a label in prose would) and
-never lets one cell's header act as context for the next cell.
+The values in the cells are found two ways:
+- a cell of a phone, e-mail or birth-date column that holds exactly one such value is
+  read directly (pii_scan.scan_cell), its header standing in for the label: most
+  cells of a long list are like that, and this is several times cheaper;
+- every other cell goes into a text form of the rows, one line per row, each cell as
+  "header: value", cells separated by U+001F. The text scanner then sees the header as
+  context right before the value (a "マイナンバー" column boosts its numbers like a
+  label in prose would) and never lets one cell's header act as context for the next.
 """
 
 from __future__ import annotations

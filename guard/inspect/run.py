@@ -62,14 +62,19 @@ def problem_findings(view: MessageView) -> list[Finding]:
     return out
 
 
-def content_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
+def text_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
+    """Everything that reads the texts and tables (the extraction worker runs this on
+    each part it reads, so the texts never have to travel back to the main process)."""
     return [
         *scan_texts(view.texts),
         *scan_tables(view.tables),
-        *problem_findings(view),
         *detect_keywords(view, ctx),
         *detect_customer_mismatch(view, ctx),
     ]
+
+
+def content_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
+    return text_findings(view, ctx) + problem_findings(view)
 
 
 def recipient_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:

@@ -277,3 +277,37 @@ async def purge_contents(conn: AsyncConnection, now: float, older_than: float) -
         messages.c.updated_at < now - older_than)
     res = await conn.execute(delete(contents).where(contents.c.message_id.in_(done)))
     return res.rowcount or 0
+
+
+@dataclass
+class StoredMessage:
+    id: str
+    mail_from: str
+    sender: str
+    received_at: float
+    state: str
+    verdict: dict[str, Any]
+    rcpts: list[str]
+    data: bytes
+
+
+async def stored_page(conn: AsyncConnection, since: float, after_id: str = "",
+                      limit: int = 200) -> list[StoredMessage]:
+    """Messages received since `since` whose bytes are still kept, oldest first, one page
+    at a time (keyset pagination on id, which sorts by time)."""
+    rows = (await conn.execute(
+        select(messages.c.id, messages.c.mail_from, messages.c.sender, messages.c.received_at,
+               messages.c.state, messages.c.verdict, contents.c.data)
+        .join(contents, contents.c.message_id == messages.c.id)
+        .where(messages.c.received_at >= since, messages.c.id > after_id)
+        .order_by(messages.c.id).limit(limit))).all()
+    if not rows:
+        return []
+    rc: dict[str, list[str]] = {}
+    for r in await conn.execute(select(recipients.c.message_id, recipients.c.address)
+                                .where(recipients.c.message_id.in_([r.id for r in rows]))
+                                .order_by(recipients.c.idx)):
+        rc.setdefault(r.message_id, []).append(r.address)
+    return [StoredMessage(r.id, r.mail_from, r.sender, r.received_at, r.state,
+                          json.loads(r.verdict or "{}"), rc.get(r.id, []), r.data)
+            for r in rows]

@@ -58,7 +58,12 @@ BARE = Path(__file__).resolve().parent / "bare_relay.py"
 SMTP_SOURCE = shutil.which("smtp-source", path="/usr/sbin:/usr/bin") or "/usr/sbin/smtp-source"
 SMTP_SINK = shutil.which("smtp-sink", path="/usr/sbin:/usr/bin") or "/usr/sbin/smtp-sink"
 HOST = "127.0.0.1"
-FROM, TO = "sender@example.test", "rcpt@example.test"
+# The shipped example policy (policies/policy.yaml) treats example.co.jp as internal:
+# internal mail passes after inspection. External mail to a domain nobody wrote to yet is
+# delayed 5 minutes by its first-time-domain rule, so it would never drain here.
+# (--mail-from / --rcpt-to / --policy change this.) Never use *.test or *.invalid: the
+# guard's address normalisation refuses special-use domains.
+FROM, TO = "sender@example.co.jp", "rcpt@example.co.jp"
 KIB = 1024
 MIB = 1024 * 1024
 
@@ -139,14 +144,44 @@ def threads(pid: int) -> int | None:
     return None
 
 
-def proc_cpu(pid: int) -> float:
-    """utime + stime of the process (all threads), seconds."""
+def _stat(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+            return f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Live child processes, recursively (the guard's forkserver and extraction workers)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _stat(int(d))
+            if st:
+                children.setdefault(int(st[1]), []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def proc_cpu(pid: int, tree: bool = False) -> float:
+    """utime + stime of the process (all threads), plus live descendants if tree; s."""
+    total = 0.0
+    for p in [pid, *(descendants(pid) if tree else [])]:
+        st = _stat(p)
+        if st:
+            total += (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def tree_hwm_kib(pid: int) -> int:
+    """Σ VmHWM over the process and its live descendants: an upper bound of the tree's
+    peak RSS (shared pages are counted in every process)."""
+    return sum(proc_status(p).get("VmHWM", 0) for p in [pid, *descendants(pid)])
 
 
 # --------------------------------------------------------------------------- sink
@@ -345,7 +380,8 @@ class Relay:
     web_port: int | None = None  # the guard's /metrics
 
 
-def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool) -> Relay:
+def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
+                policy: str = "") -> Relay:
     port = free_port()
     log = tmp / f"{variant}.log"
     web_port = None
@@ -370,6 +406,8 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool) -> Re
             "GUARD_SECRET_FILE": str(tmp / "guard.secret"),
             "GUARD_USERS_FILE": str(tmp / "users.yaml"),
         })
+        if policy:
+            env["GUARD_POLICY"] = str(Path(policy).resolve())
     proc = spawn(cmd, cwd=tmp, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:
         wait_listening(port, proc, 60)
@@ -378,6 +416,23 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool) -> Re
         raise RuntimeError(f"{variant} did not start: {e}: "
                            f"{log.read_text(errors='replace')[-800:]}") from e
     return Relay(proc, port, log, web_port)
+
+
+def stop_relay(relay: Relay) -> None:
+    """SIGTERM the relay (the guard shuts down its workers), then end by PID whatever of
+    its process tree is still alive."""
+    tree = descendants(relay.proc.pid)
+    stop(relay.proc, signal.SIGTERM, grace=15)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    for pid in tree:
+        while _stat(pid) is not None and _stat(pid)[0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            if _stat(pid) is not None:
+                os.kill(pid, signal.SIGKILL)
 
 
 _METRIC = re.compile(
@@ -445,6 +500,7 @@ class Opts:
     load_seconds: float
     profile: Path | None
     profile_gil: bool = False
+    policy: str = ""
     loaded_sessions: int = 10  # --quick probes under load only at this concurrency
 
 
@@ -463,7 +519,7 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
         sink = Sink(tmp)
         target_port, pid = sink.port, None
         if variant != "a":
-            relay = start_relay(variant, tmp, sink.port, o.use_uvloop)
+            relay = start_relay(variant, tmp, sink.port, o.use_uvloop, o.policy)
             target_port, pid = relay.port, relay.proc.pid
             # warm-up, and proof that the path works end to end before timing anything
             warm = run_probe(target_port, size, 20, 30)
@@ -480,7 +536,7 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
                         stderr=open(tmp / "py-spy.err", "wb"))
             time.sleep(1.0)
             r["profile"] = str(out)
-        cpu0 = proc_cpu(pid) if pid else None
+        cpu0 = proc_cpu(pid, tree=True) if pid else None
 
         # 1. throughput: smtp-source alone, then wait until the sink has everything
         t0 = time.perf_counter()
@@ -498,9 +554,11 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
             r["e2e_s"] = t_done - t0
             r["e2e_rate"] = count / (t_done - t0)
         if pid:
-            cpu1 = proc_cpu(pid)
+            cpu1 = proc_cpu(pid, tree=True)
             r["cpu_ms_per_msg"] = (cpu1 - cpu0) / count * 1e3 if cpu0 is not None else None
             r["mem_after_load"] = proc_status(pid)
+            r["tree_hwm_mib"] = tree_hwm_kib(pid) / KIB
+            r["processes"] = 1 + len(descendants(pid))
             r["threads_after_load"] = threads(pid)
         if relay is not None and relay.web_port:
             r["guard_metrics"] = guard_metrics(relay.web_port)
@@ -543,13 +601,20 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
         r["problems"].append(f"{type(e).__name__}: {e}")
         r.setdefault("e2e_rate", None)
         print(f"  {label} {size // KIB} KiB s={sessions}: FAILED {e}", flush=True)
+        if relay is not None:
+            with contextlib.suppress(OSError):
+                print("    " + relay.log.read_text(errors="replace")[-1500:].replace(
+                    "\n", "\n    "), flush=True)
         return r
     finally:
         stop(spy, signal.SIGINT, grace=30)
         if relay is not None:
             t_stop = time.monotonic()
-            stop(relay.proc, signal.SIGTERM, grace=15)
+            stop_relay(relay)
             r["stop_s"] = round(time.monotonic() - t_stop, 2)
+            if r["problems"]:
+                with contextlib.suppress(OSError):
+                    r["log_tail"] = relay.log.read_text(errors="replace")[-2000:]
         if sink is not None:
             sink.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -568,7 +633,7 @@ def run_memory(n: int, size: int, sessions: int, o: Opts) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     try:
         sink = Sink(tmp)
-        relay = start_relay("c", tmp, sink.port, o.use_uvloop)
+        relay = start_relay("c", tmp, sink.port, o.use_uvloop, o.policy)
         port = relay.port
         warm = run_probe(port, size, 20, 30)
         if warm.errors or sink.wait_for(len(warm.eod), 30) is None:
@@ -609,7 +674,7 @@ def run_memory(n: int, size: int, sessions: int, o: Opts) -> dict[str, Any]:
         return out
     finally:
         if relay is not None:
-            stop(relay.proc, signal.SIGTERM, grace=15)
+            stop_relay(relay)
         if sink is not None:
             sink.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -711,7 +776,8 @@ def table(results: list[dict[str, Any]], cells: list[tuple[int, int]], variants:
                 f"**{fmt(e2e[v], '.0f')}**{rng(col('e2e_rate'))} | "
                 f"{fmt(median(col('idle', 'p50_ms')), '.1f')} / "
                 f"{fmt(median(col('idle', 'p99_ms')), '.1f')} | {loaded} | "
-                f"{fmt(median(col('vmhwm_mib')), '.0f')} | "
+                f"{fmt(median(col('vmhwm_mib')), '.0f')}"
+                f"{tree_note(col('tree_hwm_mib'), col('vmhwm_mib'))} | "
                 f"{fmt(median(col('cpu_ms_per_msg')), '.2f')} | {probs or ''} |")
 
         def ratio(x: str, y: str, e2e: dict[str, float | None] = e2e) -> str:
@@ -723,6 +789,23 @@ def table(results: list[dict[str, Any]], cells: list[tuple[int, int]], variants:
             f"{fmt(e2e.get('b'), '.0f')} | {fmt(e2e.get('c'), '.0f')} | **{ratio('c', 'a')}** | "
             f"**{ratio('c', 'b')}** | {ratio('b', 'a')} |")
     return "\n".join(rows) + "\n\n" + "\n".join(ratio_rows)
+
+
+def tree_note(tree: list[float | None], main: list[float | None]) -> str:
+    t, m = median(tree), median(main)
+    return f" (Σ tree {t:.0f})" if t and m and t > m + 1 else ""
+
+
+def git_state() -> dict[str, Any]:
+    """Which guard code was measured (read-only git commands)."""
+    def run(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *cmd], capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    return {"head": run("rev-parse", "--short", "HEAD"),
+            "guard_dirty": bool(run("status", "--porcelain", "--", "guard"))}
 
 
 def machine() -> dict[str, Any]:
@@ -754,6 +837,7 @@ def parse_cells(spec: str) -> list[tuple[int, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global FROM, TO
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
@@ -776,8 +860,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="directory: record the guard with py-spy during its throughput phase")
     p.add_argument("--profile-gil", action="store_true",
                    help="with --profile: only samples holding the GIL (py-spy --gil)")
+    p.add_argument("--policy", default="",
+                   help="GUARD_POLICY for (c) (default: unset, so the shipped example policy)")
+    p.add_argument("--mail-from", default=FROM, help=f"envelope sender (default {FROM})")
+    p.add_argument("--rcpt-to", default=TO, help=f"recipient (default {TO})")
     p.add_argument("--out", type=Path, default=None, help="write JSON results here")
     a = p.parse_args(argv)
+    FROM, TO = a.mail_from, a.rcpt_to
 
     for tool in (SMTP_SOURCE, SMTP_SINK):
         if not os.access(tool, os.X_OK):
@@ -787,11 +876,15 @@ def main(argv: list[str] | None = None) -> int:
     o = Opts(quick=a.quick, reuse=a.reuse, use_uvloop=a.uvloop,
              idle_n=100 if a.quick else 400, load_n=400,
              load_seconds=5.0 if a.quick else 15.0, profile=a.profile,
-             profile_gil=a.profile_gil, loaded_sessions=min(n for _, n in cells))
+             profile_gil=a.profile_gil, policy=a.policy, loaded_sessions=min(n for _, n in cells))
     info = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine(),
+            "git": git_state(),
             "mode": "memory" if a.memory else ("quick" if a.quick else "full"),
-            "argv": sys.argv[1:], "reuse_connections": a.reuse}
-    print(f"# relay bench, {info['mode']} mode, {info['date']}, {info['machine']['cpus']} CPUs "
+            "argv": sys.argv[1:], "reuse_connections": a.reuse, "mail_from": FROM,
+            "rcpt_to": TO, "policy": a.policy or "shipped (GUARD_POLICY unset)"}
+    print(f"# relay bench, {info['mode']} mode, {info['date']}, git {info['git']['head']}"
+          f"{' (guard/ modified)' if info['git']['guard_dirty'] else ''}, "
+          f"{info['machine']['cpus']} CPUs "
           f"({info['machine']['cpu_model']}), load {info['machine']['loadavg_start']}",
           flush=True)
     started = time.monotonic()

@@ -18,7 +18,6 @@ from tests.hold.conftest import (
     Harness,
     close_harness,
     make_settings,
-    message_bytes,
     open_harness,
     verdict,
 )

@@ -236,3 +236,21 @@ async def test_killed_workers_free_their_slot_for_waiting_messages(
         assert [v.rcpt_tos for v in views] == [["b0@y"], ["b1@y"], ["b2@y"]]
     finally:
         await pool.close()
+
+
+async def test_close_during_inspection_still_returns_a_view(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARD_TEST_HOOKS", "1")
+    pool = ExtractionPool(workers=1, per_attachment_timeout=30)
+    raw = fx.multipart([fx.attachment("hang.bin", b"30", TEST_SLEEP)])
+    task = asyncio.create_task(pool.inspect_message(raw, "a@x", ["b@y"]))
+    for _ in range(400):  # wait for the worker to start (polling: no hook into the pool)
+        if pool.pids():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # parse done, the hanging extract job is running
+    await pool.close()
+    view = await asyncio.wait_for(task, 10)
+    assert [p[:2] for p in view.problems] == [("worker_died", "attachment:hang.bin")]
+    after = await pool.inspect_message(raw, "a@x", ["b@y"])  # closed: fails closed
+    assert [p[0] for p in after.problems] == ["worker_died"]

@@ -232,6 +232,7 @@ def test_card_failing_luhn_or_glued_to_letters_is_nothing() -> None:
         ("03(1234)5678", "fixed"),
         ("050-1234-5678", "ip"),
         ("フリーダイヤル 0120-123-456", "toll_free"),
+        ("ナビダイヤル 0570-064-555", "navi_dial"),
         ("+81 90-1234-5678", "mobile"),
     ],
 )
@@ -568,6 +569,20 @@ def test_scan_counts_texts_and_tables_together() -> None:
     )
     phones = [f for f in found if f.symbol == "pii.phone"]
     assert len(phones) == 1 and phones[0].count == 2
+
+
+def test_spreadsheet_as_table_and_as_text_counts_once() -> None:
+    # The extractor hands a sheet over both as a Table and as tab-separated text.
+    rows = people_rows(12)
+    text = "\n".join("\t".join(r) for r in rows)
+    found = scan([Chunk("attachment:list.xlsx", text)], [Tab("attachment:list.xlsx", rows)],
+                 LIMITS)
+    by_symbol = {f.symbol: f for f in found}
+    assert len(by_symbol) == len(found)
+    assert by_symbol["pii.phone"].count == 12
+    assert by_symbol["pii.email"].count == 12
+    assert by_symbol["pii.records"].count == 12
+    assert by_symbol["pii.people_list"].count == 12
 
 
 def test_ignore_values_drop_the_senders_own_numbers() -> None:

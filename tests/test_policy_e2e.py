@@ -1,0 +1,191 @@
+"""Inspection and the example policy, end to end over SMTP (issue 3's user stories)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import smtplib
+import time
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+
+import pytest
+
+from guard.store import db
+from guard.store import queue as q
+from tests.conftest import EXAMPLE_POLICY, Sink, TlsFiles, submit, wait_for
+from tests.inspect.fixtures import xlsx
+
+PEOPLE = [["氏名", "フリガナ", "住所", "電話番号", "メールアドレス"]] + [
+    [f"山田 太郎{i}", f"ヤマダ タロウ{i}", f"東京都千代田区丸の内1-{i}-1",
+     f"03-1234-{5600 + i}", f"taro{i}@example.org"] for i in range(12)]
+
+
+def people_mail(to: str, subject: str = "顧客リスト") -> bytes:
+    m = EmailMessage(policy=SMTP_POLICY)
+    m["From"] = "alice@example.co.jp"
+    m["To"] = to
+    m["Subject"] = subject
+    m.set_content("リストを送ります。\n")
+    m.add_attachment(xlsx(PEOPLE), maintype="application",
+                     subtype="vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                     filename="顧客一覧.xlsx")
+    return m.as_bytes()
+
+
+def plain_mail(to: str, body: str, subject: str = "ご連絡") -> bytes:
+    m = EmailMessage(policy=SMTP_POLICY)
+    m["From"] = "alice@example.co.jp"
+    m["To"] = to
+    m["Subject"] = subject
+    m.set_content(body)
+    return m.as_bytes()
+
+
+def _rows(url: str) -> list[dict]:
+    async def go():
+        engine = db.create_engine(url)
+        async with engine.connect() as conn:
+            rows = await q.list_messages(conn)
+        await engine.dispose()
+        return rows
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "policies"
+    shutil.copytree(EXAMPLE_POLICY, d, ignore=shutil.ignore_patterns("samples"))
+    return d
+
+
+@pytest.fixture
+def guarded(guard_factory, sink: Sink, policy_dir: Path, tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'guard.db'}"
+    g = guard_factory(sink.url, url, policy=str(policy_dir), policy__reload_interval="0.3")
+    return g, url
+
+
+def test_customer_list_to_new_outside_domain_is_held_and_internal_passes(
+        guarded, sink: Sink, tls: TlsFiles):
+    g, url = guarded
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["buyer@newclient.example"],
+           people_mail("buyer@newclient.example"))
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["tanaka@example.co.jp"],
+           people_mail("tanaka@example.co.jp", "社内向け"))
+    (internal,) = sink.wait_count(1)
+    assert internal.rcpt_tos == ["tanaka@example.co.jp"]
+    # the internal copy is marked, not held (rule internal-personal-data-mark)
+    assert b"X-Guard-Notice: personal-data" in internal.data
+    rows = wait_for(lambda: [r for r in _rows(url) if r["state"] == "held"], what="held")
+    held = rows[0]
+    assert held["recipients"] == ["buyer@newclient.example"]
+    assert held["verdict"]["action"] == "approve"
+    rules = {r["rule"] for r in held["verdict"]["reasons"]}
+    assert {"personal-data-attachment", "first-time-domain"} <= rules
+    people = [r for r in held["verdict"]["reasons"] if r["symbol"] == "pii.people_list"]
+    assert people[0]["count"] == 12 and people[0]["where"].endswith("顧客一覧.xlsx")
+    assert held["verdict"]["approvers"] == ["security@example.co.jp"]
+    time.sleep(0.5)
+    assert len(sink.messages) == 1  # the held one did not leave
+
+
+def test_withdrawn_member_is_held_for_approval(guarded, sink: Sink, tls: TlsFiles):
+    g, url = guarded
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["ito.hanako@example.com"],
+           plain_mail("ito.hanako@example.com", "キャンペーンのお知らせです。"))
+    rows = wait_for(lambda: [r for r in _rows(url) if r["state"] == "held"], what="held")
+    reasons = rows[0]["verdict"]["reasons"]
+    suppressed = [r for r in reasons if r["symbol"] == "suppressed"]
+    assert suppressed and suppressed[0]["evidence"]["list"] == "withdrawn"
+    assert rows[0]["verdict"]["action"] == "approve"
+    assert sink.messages == []
+
+
+def test_my_number_to_outside_is_refused_at_data_and_audited(guarded, sink: Sink,
+                                                             tls: TlsFiles):
+    g, url = guarded
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        submit(g.smtp_port, tls, "alice@example.co.jp", ["partner@partner-logistics.example"],
+               plain_mail("partner@partner-logistics.example",
+                          "社員のマイナンバー: 1234 5678 9018 です。"))
+    assert e.value.smtp_code == 550
+    assert e.value.smtp_error.startswith(b"5.7.1")
+    (row,) = _rows(url)
+    assert row["state"] == "rejected"
+    assert row["verdict"]["rule"] == "my-number-external"
+    out = g.cli("queue", "show", row["id"])
+    assert "rejected" in out.stdout and "my-number-external" in out.stdout
+
+
+def test_known_partner_domain_passes_after_import(guarded, sink: Sink, tls: TlsFiles,
+                                                  tmp_path: Path):
+    g, url = guarded
+    csv = tmp_path / "known.csv"
+    csv.write_text("domain\nlongtime-client.example\n")
+    r = g.cli("domains", "import", str(csv))
+    assert r.returncode == 0, r.stderr
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["someone@longtime-client.example"],
+           plain_mail("someone@longtime-client.example", "いつもお世話になっております。"))
+    (m,) = sink.wait_count(1)
+    assert m.rcpt_tos == ["someone@longtime-client.example"]
+
+
+def test_bad_policy_edit_keeps_the_last_good_policy(guarded, sink: Sink, tls: TlsFiles,
+                                                    policy_dir: Path):
+    g, url = guarded
+    policy = policy_dir / "policy.yaml"
+    good = policy.read_text()
+    policy.write_text(good.replace("action: reject", "action: hold", 1))  # invalid value
+    wait_for(lambda: 'guard_policy_reloads_total{result="error"} 1.0' in g.http("/metrics")[1],
+             what="reload error counted")
+    assert "policy not reloaded" in g.logs()
+    # the old policy still rejects My Number mail to outside
+    with pytest.raises(smtplib.SMTPDataError):
+        submit(g.smtp_port, tls, "alice@example.co.jp", ["x@partner-logistics.example"],
+               plain_mail("x@partner-logistics.example", "マイナンバー 1234 5678 9018"))
+    # a valid edit is picked up: internal mail is now tagged by a new rule
+    policy.write_text(good.replace("  - name: internal-mail-passes\n",
+                                   "  - name: internal-mail-passes\n    tag:\n"
+                                   "      subject_prefix: \"[社内]\"\n", 1)
+                      .replace("    scope: {direction: internal}\n    action: pass",
+                               "    scope: {direction: internal}\n    action: tag", 1))
+    wait_for(lambda: 'guard_policy_reloads_total{result="ok"} 2.0' in g.http("/metrics")[1],
+             what="reload ok counted")
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["tanaka@example.co.jp"],
+           plain_mail("tanaka@example.co.jp", "社内連絡", subject="会議"))
+    (m,) = sink.wait_count(1)
+    assert b"Subject: [\xe7\xa4\xbe\xe5\x86\x85]" in m.data or b"Subject: =?utf-8?" in m.data
+
+
+def test_cli_policy_check_test_and_lists(guarded, tmp_path: Path, policy_dir: Path):
+    g, url = guarded
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrules:\n  - name: r1\n    action: hold\n")
+    r = g.cli("policy", "check", str(bad))
+    assert r.returncode == 1
+    assert f"{bad}:4:13:" in r.stderr and "hold" in r.stderr
+    assert g.cli("policy", "check", str(policy_dir)).returncode == 0
+
+    eml = tmp_path / "t.eml"
+    eml.write_bytes(plain_mail("ito.hanako@example.com", "こんにちは"))
+    r = g.cli("policy", "test", str(eml), "--json", "--policy", str(policy_dir))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["action"] == "approve"
+    assert any(x["symbol"] == "suppressed" for x in doc["reasons"])
+    assert set(doc) >= {"action", "reasons"}
+
+    lst = tmp_path / "optout.csv"
+    lst.write_text("メールアドレス\nok@example.net\nnot-an-address\nalso@bad@x\n", "cp932")
+    r = g.cli("lists", "import", "newsletter", str(lst))
+    assert r.returncode == 1
+    assert f"{lst}:3:" in r.stderr and f"{lst}:4:" in r.stderr
+    lst.write_text("メールアドレス\nok@example.net\nOK2@Example.NET\n", "cp932")
+    r = g.cli("lists", "import", "newsletter", str(lst))
+    assert r.returncode == 0, r.stderr
+    assert "2 addresses" in r.stdout
+    assert "newsletter" in g.cli("lists", "show").stdout
