@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from guard.inspect.extract import extract_message
 from guard.inspect.finding import Finding
 from guard.inspect.isolate import ExtractionPool
 from guard.inspect.run import content_findings, problem_findings, recipient_findings
-from guard.lists import address_digest
+from guard.lists import address_digest, parse_address_csv
 from guard.message import MessageView, parse_message
 from guard.pipeline import Decision
 from guard.policy import Policy, Verdict, evaluate, load_customers, load_partners
@@ -134,7 +134,7 @@ class Inspector:
                            rcpt_tos: list[str]) -> InspectContext:
         """Add what the store knows about these recipients (and all known addresses)."""
         if self.engine is None or self.known is None:
-            return static
+            return self._context_from_files(policy, static, rcpt_tos)
         rcpt_domains = {registrable_domain(domain_of(r)) for r in rcpt_tos}
         digests = {address_digest(self.secret, r) for r in rcpt_tos}
         async with self.engine.connect() as conn:
@@ -150,6 +150,26 @@ class Inspector:
             partner_domains=static.partner_domains,
             suppression={k: frozenset(v) for k, v in hits.items()},
             suppression_key=self.secret, customers=static.customers, keywords=static.keywords)
+
+    def _context_from_files(self, policy: Policy, static: InspectContext,
+                            rcpt_tos: list[str]) -> InspectContext:
+        """Without a store (`guard policy test` on a fresh machine): suppression lists
+        straight from the policy's CSV files; no delivery history."""
+        digests = {address_digest(self.secret, r) for r in rcpt_tos}
+        suppression: dict[str, frozenset[bytes]] = {}
+        for name, path in policy.suppression_lists.items():
+            entries = self.files.get("list", path, self._read_list) or frozenset()
+            hits = digests & entries
+            if hits:
+                suppression[name] = frozenset(hits)
+        return replace(static, suppression=suppression)
+
+    def _read_list(self, path: Path) -> frozenset[bytes]:
+        parsed = parse_address_csv(path.read_bytes())
+        if not parsed.ok:
+            log.error("list %s has bad rows; ignored: %s", path, parsed.errors[:3])
+            return frozenset()
+        return frozenset(address_digest(self.secret, a) for a in parsed.addresses)
 
     async def inspect(self, policy: Policy, data: bytes, mail_from: str, rcpt_tos: list[str],
                       scope_key: str) -> Inspection:

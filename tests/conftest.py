@@ -237,7 +237,7 @@ class GuardProcess:
     def start(self, wait: bool = True) -> GuardProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
         full_env.update(self.env)
-        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.log = open(self.log_path, "ab")  # closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "guard.cli", "serve"], cwd=self.workdir, env=full_env,
             stdout=self.log, stderr=subprocess.STDOUT)

@@ -17,15 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import (
-    USER_PASSWORD,
-    GuardProcess,
-    Sink,
-    SinkMessage,
-    TlsFiles,
-    free_port,
-    wait_for,
-)
+from tests import conftest
+from tests.conftest import USER_PASSWORD, GuardProcess, Sink, SinkMessage, TlsFiles, wait_for
 
 
 @dataclass
@@ -216,37 +209,17 @@ class Shared:
 
 @contextlib.contextmanager
 def shared_guard(workdir: Path, tls: TlsFiles, **overrides: str) -> Iterator[Shared]:
-    """Like conftest's guard_factory (same settings), for a module-scoped fixture."""
-    from guard.smtp.users import add_user
-
-    users_file = workdir / "users.yaml"
-    add_user(users_file, "alice", USER_PASSWORD, ["alice@example.co.jp"], "ja")
-    add_user(users_file, "bob", USER_PASSWORD, ["bob@example.co.jp"], "en")
+    """conftest's guard_factory, once for a whole module (a module-scoped fixture can't
+    request the function-scoped one). The fixture's own function runs here, so the
+    settings, users and teardown stay exactly those of conftest; only the scope differs."""
+    factory = conftest.guard_factory._get_wrapped_function()  # pytest's FixtureFunctionDefinition
+    gen = factory(workdir, tls)
+    make = next(gen)
     sink = Sink().start()
-    env = {
-        "GUARD_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
-        "GUARD_SMTP_MODE": "submission",
-        "GUARD_WEB_LISTEN": f"127.0.0.1:{free_port()}",
-        "GUARD_UPSTREAM": sink.url,
-        "GUARD_DATABASE_URL": f"sqlite:///{workdir / 'guard.db'}",
-        "GUARD_TLS_CERT": str(tls.cert_file),
-        "GUARD_TLS_KEY": str(tls.key_file),
-        "GUARD_USERS_FILE": str(users_file),
-        "GUARD_HOSTNAME": "guard.localhost",
-        "GUARD_SECRET_FILE": str(workdir / "guard.secret"),
-        "GUARD_DELIVERY__MIN_BACKOFF": "1",
-        "GUARD_DELIVERY__MAX_BACKOFF": "2",
-        "GUARD_DELIVERY__POLL_INTERVAL": "0.2",
-        "GUARD_LOG_LEVEL": "INFO",
-    }
-    env.update({k if k.startswith("GUARD_") else f"GUARD_{k.upper()}": v
-                for k, v in overrides.items()})
-    g = GuardProcess(workdir, env)
     try:
-        g.start()
-        yield Shared(g, sink)
+        yield Shared(make(sink.url, **overrides), sink)
     finally:
-        g.stop()
+        next(gen, None)  # the fixture's teardown: stops the guard
         sink.stop()
 
 

@@ -123,7 +123,7 @@ def test_my_number_to_outside_is_refused_at_data_and_audited(guarded, sink: Sink
 
 def test_known_partner_domain_passes_after_import(guarded, sink: Sink, tls: TlsFiles,
                                                   tmp_path: Path):
-    g, url = guarded
+    g, _ = guarded
     csv = tmp_path / "known.csv"
     csv.write_text("domain\nlongtime-client.example\n")
     r = g.cli("domains", "import", str(csv))
@@ -136,7 +136,7 @@ def test_known_partner_domain_passes_after_import(guarded, sink: Sink, tls: TlsF
 
 def test_bad_policy_edit_keeps_the_last_good_policy(guarded, sink: Sink, tls: TlsFiles,
                                                     policy_dir: Path):
-    g, url = guarded
+    g, _ = guarded
     policy = policy_dir / "policy.yaml"
     good = policy.read_text()
     policy.write_text(good.replace("action: reject", "action: hold", 1))  # invalid value
@@ -162,7 +162,7 @@ def test_bad_policy_edit_keeps_the_last_good_policy(guarded, sink: Sink, tls: Tl
 
 
 def test_cli_policy_check_test_and_lists(guarded, tmp_path: Path, policy_dir: Path):
-    g, url = guarded
+    g, _ = guarded
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nrules:\n  - name: r1\n    action: hold\n")
     r = g.cli("policy", "check", str(bad))

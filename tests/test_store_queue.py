@@ -23,7 +23,8 @@ async def store(db_url: str):
 
 def _msg(i: str) -> q.NewMessage:
     return q.NewMessage(id=i, state="queued", mail_from="a@example.co.jp", sender="alice",
-                        rcpt_tos=["x@example.net", "y@example.net"], data=b"Subject: t\r\n\r\nb\r\n",
+                        rcpt_tos=["x@example.net", "y@example.net"],
+                        data=b"Subject: t\r\n\r\nb\r\n",
                         actor="test")
 
 

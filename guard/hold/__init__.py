@@ -1,0 +1,1 @@
+"""Hold lifecycle: transitions, timers, the service that wires them (issue 4)."""

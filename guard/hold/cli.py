@@ -9,6 +9,7 @@ import asyncio
 import getpass
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from guard.config import Settings, load_settings
@@ -34,9 +35,18 @@ def _admin() -> Actor:
     return Actor("admin", who, "cli")
 
 
-async def _with_service(settings: Settings, fn: Any) -> Result:
-    from guard.hold.service import HoldService
+def _secret(settings: Settings) -> bytes:
     from guard.secret import load_or_create_secret
+
+    # release and cancel send notices without links, so no secret is needed: never
+    # create a stray secret file because the CLI ran in another directory
+    if settings.secret or Path(settings.secret_file).exists():
+        return load_or_create_secret(settings)
+    return os.urandom(32)
+
+
+async def _with_service(settings: Settings, secret: bytes, fn: Any) -> Result:
+    from guard.hold.service import HoldService
     from guard.store import db
     from guard.store.writer import BatchWriter
 
@@ -44,7 +54,7 @@ async def _with_service(settings: Settings, fn: Any) -> Result:
     writer = BatchWriter(engine)
     writer.start()
     try:
-        service = HoldService(engine, writer, settings, load_or_create_secret(settings))
+        service = HoldService(engine, writer, settings, secret)
         return await fn(service)
     finally:
         await writer.close()
@@ -63,13 +73,13 @@ def _report(res: Result, message_id: str, done: str) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "config", None))
-    res = asyncio.run(_with_service(settings, lambda s: s.lifecycle.release(
+    res = asyncio.run(_with_service(settings, _secret(settings), lambda s: s.lifecycle.release(
         args.id, _admin(), reason=args.reason)))
     return _report(res, args.id, "released: queued for delivery (the sender is told)")
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "config", None))
-    res = asyncio.run(_with_service(settings, lambda s: s.lifecycle.cancel(
+    res = asyncio.run(_with_service(settings, _secret(settings), lambda s: s.lifecycle.cancel(
         args.id, _admin(), reason="admin", note=args.reason)))
     return _report(res, args.id, "cancelled: not sent (the sender is told)")

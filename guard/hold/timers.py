@@ -53,7 +53,6 @@ class HoldTimers:
     async def tick(self) -> TickReport:
         report = TickReport()
         async with self.engine.connect() as conn:
-            now = await db_now(conn)
             unnotified = await H.unnotified(conn, self.batch)
         for mid in unnotified:
             if (await self.lifecycle.notify(mid)).ok:

@@ -13,7 +13,7 @@ from guard.inspect.context import InspectContext
 from guard.inspect.customers import detect_customer_mismatch
 from guard.inspect.finding import Finding
 from guard.inspect.keywords import detect_keywords
-from guard.inspect.pii import scan_tables, scan_texts
+from guard.inspect.pii import scan
 from guard.inspect.recipients import (
     detect_external_orgs,
     detect_lookalike,
@@ -66,8 +66,9 @@ def text_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
     """Everything that reads the texts and tables (the extraction worker runs this on
     each part it reads, so the texts never have to travel back to the main process)."""
     return [
-        *scan_texts(view.texts),
-        *scan_tables(view.tables),
+        # one call: a spreadsheet arrives as a Table and as text under the same `where`,
+        # and scan() counts each value once
+        *scan(view.texts, view.tables),
         *detect_keywords(view, ctx),
         *detect_customer_mismatch(view, ctx),
     ]

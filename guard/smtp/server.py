@@ -401,7 +401,8 @@ class GuardHandler:
             client_ip=peer[0] if isinstance(peer, tuple) else "",
             helo=session.host_name or "",
             listener=server.cfg.kind,
-            tls=session.ssl is not None,
+            # aiosmtpd sets session.ssl only after STARTTLS; the smtps socket is TLS throughout
+            tls=session.ssl is not None or server.cfg.kind == "smtps",
             user=session.auth_data if isinstance(session.auth_data, User) else None,
             mail_options=list(envelope.mail_options),
         )

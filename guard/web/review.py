@@ -30,7 +30,7 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from guard.config import Settings
@@ -109,6 +109,11 @@ class ReviewPages:
         self.prefix = base.path.rstrip("/")
         self.secure_cookie = base.scheme == "https"
         self._csrf_key = hmac.new(secret, b"guard review csrf key", hashlib.sha256).digest()
+        try:
+            self._css: bytes | None = (HERE / "static" / "review.css").read_bytes()
+        except OSError:  # pages still work unstyled
+            log.warning("review.css missing from the installation; pages are unstyled")
+            self._css = None
         self.env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                                autoescape=select_autoescape(default=True),
                                trim_blocks=True, lstrip_blocks=True)
@@ -161,9 +166,11 @@ class ReviewPages:
                             state_key=state_key, subject=page.msg.subject if page else "")
 
     async def stylesheet(self, request: Request) -> Response:
-        return FileResponse(HERE / "static" / "review.css", media_type="text/css",
-                            headers={"Cache-Control": "public, max-age=3600",
-                                     "X-Content-Type-Options": "nosniff"})
+        if self._css is None:
+            return Response(status_code=404)
+        return Response(self._css, media_type="text/css",
+                        headers={"Cache-Control": "public, max-age=3600",
+                                 "X-Content-Type-Options": "nosniff"})
 
     async def options(self, request: Request) -> Response:
         metrics.REVIEW_REQUESTS.labels("OPTIONS", "ok").inc()

@@ -4,8 +4,8 @@
   held messages in, move hold times into the past, read states, audit rows and the
   notices that were queued. The lifecycle is driven directly.
 - `guard`: a real GuardApp (trusted SMTP listener, web listener, delivery worker) with
-  the hold service mounted the way docs ask the lead to wire it (routes, timers,
-  first notice after a 250 "held as"), delivering to a `Sink`. A test decider holds
+  the hold service mounted the way the lead is asked to wire it (routes, timers, a
+  wake-up after a 250 "held as"), delivering to a `Sink`. A test decider holds
   every message that carries `X-Test-Hold: <name>` with the verdict registered under
   that name. Tests talk to it with smtplib, http.client and Chromium.
 """
@@ -250,9 +250,6 @@ class Harness:
                                   if r._mapping[key.name] not in notices))
             return tuple(out)
 
-    def token(self, mid: str, action: str, actor: str, expires_in: float = 3600) -> str:
-        return self.service.signer.issue(mid, action, actor, time.time() + expires_in)
-
 
 async def open_harness(settings: Settings) -> Harness:
     engine = db.create_engine(settings.database.url)
@@ -332,7 +329,7 @@ class GuardThread:
         async def accept(msg: Any) -> str:
             reply = await original(msg)
             if " held as " in reply:
-                await hold.notify_held(reply.rsplit(" ", 1)[1])
+                hold.wake()  # the timers send the first notices now
             return reply
 
         app.pipeline.accept = accept

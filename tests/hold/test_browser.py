@@ -85,6 +85,9 @@ def test_sender_confirms_in_japanese_and_approver_approves(guard: GuardThread, b
     alink = notice_link(guard, amid, BOSS, "approval_request")
     phone.goto(alink)
     phone.screenshot(path=str(ARTIFACTS / "approve-ja-phone.png"), full_page=True)
+    laptop.goto(alink + "?lang=both")  # Japanese first, English alongside
+    assert "Approve and send" in laptop.inner_text("#approve")
+    laptop.screenshot(path=str(ARTIFACTS / "approve-both-laptop.png"), full_page=True)
     laptop.goto(alink)
     assert "承認して送信" in laptop.inner_text("#approve")
     laptop.fill("input[name=domain-0]", "example.com")  # wrong: the look-alike's domain
