@@ -20,6 +20,7 @@ from guard import metrics
 from guard.config import ConfigError, Settings, parse_hostport, parse_upstream_url
 from guard.decide import Inspector, PolicyDecider
 from guard.devsink import CaptureHandler, capture_protocol_factory
+from guard.hold.service import HoldService
 from guard.inspect.isolate import ExtractionPool
 from guard.listsync import sync_lists
 from guard.pipeline import Decider, Pipeline
@@ -96,6 +97,7 @@ class GuardApp:
         self._tasks: list[asyncio.Task[Any]] = []
         self._web: _QuietUvicorn | None = None
         self.worker: DeliveryWorker | None = None
+        self.hold: HoldService | None = None
         self.pipeline: Pipeline | None = None
         self._stopped = asyncio.Event()
 
@@ -117,13 +119,17 @@ class GuardApp:
         self.worker = DeliveryWorker(self.engine, self.writer, upstream, s.delivery,
                                      s.smtp.hostname, owner=s.instance_id or instance_id())
         assert self.decide is not None
+        self.hold = HoldService(self.engine, self.writer, s, self.secret,
+                                on_release=self.worker.wake)
         self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide)
-        pipeline, worker = self.pipeline, self.worker
+        pipeline, worker, hold = self.pipeline, self.worker, self.hold
 
         async def accept(msg: Any) -> str:
             reply = await pipeline.accept(msg)
             if reply.startswith("250"):
                 worker.wake()
+                if " held as " in reply:
+                    hold.wake()  # the timers send the first notices now
             return reply
 
         handler = GuardHandler(accept, s.smtp.max_recipients)
@@ -170,11 +176,13 @@ class GuardApp:
         _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
         health = HealthCheck(self.engine, (up_host, up_port))
         web = create_app(health, self.refresh_queue_metrics, self.outbox)
+        web.router.routes[:0] = self.hold.routes()
         whost, wport = parse_hostport(s.web.listen)
         self._web = _QuietUvicorn(uvicorn.Config(web, host=whost, port=wport, log_level="warning",
                                                  lifespan="off", access_log=False))
         self._tasks.append(asyncio.create_task(self._web.serve(), name="guard-web"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="guard-housekeeping"))
+        self._tasks.append(asyncio.create_task(self.hold.run_timers(), name="guard-holds"))
         for _ in range(100):  # wait until the web socket is bound
             if self._web.started:
                 break

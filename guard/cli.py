@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("id")
     qs.add_argument("--json", action="store_true")
     qs.set_defaults(func=cmd_queue_show)
+    from guard.hold.cli import add_queue_commands
+
+    add_queue_commands(qp)
 
     from guard.policy_cli import add_commands
 

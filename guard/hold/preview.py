@@ -13,7 +13,9 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
-from html.parser import HTMLParser
+
+from guard.inspect.textdecode import decode_declared
+from guard.message import html_to_text
 
 MAX_TEXT = 6000
 MAX_PARTS = 500
@@ -39,54 +41,13 @@ class Preview:
     error: str = ""
 
 
-class _TextOfHtml(HTMLParser):
-    _SKIP = frozenset({"script", "style", "head", "title", "template", "noscript"})
-    _BREAK = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "table",
-                        "blockquote"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skip += 1
-        elif tag in self._BREAK:
-            self.out.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP and self._skip:
-            self._skip -= 1
-        elif tag in self._BREAK:
-            self.out.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.out.append(data)
-
-
-def html_to_text(html: str) -> str:
-    p = _TextOfHtml()
-    with contextlib.suppress(Exception):
-        p.feed(html)
-        p.close()
-    lines = [" ".join(line.split()) for line in "".join(p.out).splitlines()]
-    text = "\n".join(lines)
-    while "\n\n\n" in text:
-        text = text.replace("\n\n\n", "\n\n")
-    return text.strip()
-
-
 def _part_text(part: EmailMessage) -> str:
-    try:
-        content = part.get_content()
-        return content if isinstance(content, str) else ""
-    except Exception:
-        payload = part.get_payload(decode=True)
-        if isinstance(payload, bytes):
-            return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    """The same decoding as inspection (Japanese-first: undeclared or mislabelled
+    charsets are detected), so the page shows what the detectors read."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
         return ""
+    return decode_declared(payload, part.get_content_charset())
 
 
 def build_preview(data: bytes, max_text: int = MAX_TEXT) -> Preview:

@@ -54,8 +54,9 @@ def problem_findings(view: MessageView) -> list[Finding]:
             reason_ja=f"{ja}: {name}" if name else ja,
             reason_en=f"{en}: {name}" if name else en))
     for problem in view.header_problems:
+        kind = "address" if "address" in problem else "header"
         out.append(Finding(
-            symbol="malformed.header", score=1.0, where="header",
+            symbol=f"malformed.{kind}", score=1.0, where="header",
             evidence={"detail": problem[:300]},
             reason_ja=f"ヘッダーの形式が不正です（{problem[:120]}）",
             reason_en=f"malformed header ({problem[:120]})"))
