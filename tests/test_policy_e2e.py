@@ -196,3 +196,20 @@ def test_cli_policy_check_test_and_lists(guarded, tmp_path: Path, policy_dir: Pa
     assert r.returncode == 0, r.stderr
     assert "2 addresses" in r.stdout
     assert "newsletter" in g.cli("lists", "show").stdout
+
+
+def test_suppression_list_file_is_reimported_when_it_changes(guarded, sink: Sink,
+                                                             tls: TlsFiles, policy_dir: Path):
+    g, url = guarded
+    lst = policy_dir / "lists" / "opt_out.csv"
+    lst.write_text(lst.read_text() + "late.optout@partner-logistics.example,2026-11-23,new\n")
+    wait_for(lambda: "opt_out.csv: 4 entries" in g.logs(), what="re-import logged")
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["late.optout@partner-logistics.example"],
+           plain_mail("late.optout@partner-logistics.example", "ご案内"))
+    rows = wait_for(lambda: [r for r in _rows(url) if r["state"] == "held"], what="held")
+    assert any(r["symbol"] == "suppressed" and r["evidence"]["list"] == "opt_out"
+               for r in rows[0]["verdict"]["reasons"])
+    # a broken edit leaves the imported entries in place, with the bad line reported
+    lst.write_text(lst.read_text() + "this is not an address\n")
+    wait_for(lambda: "not imported" in g.logs(), what="bad list reported")
+    assert "line 6" in g.logs()

@@ -322,6 +322,14 @@ class Lifecycle:
 
         return await self._run(op)
 
+    def _may_decide(self, hold: Any, hold_row: Any, who: str, actor: Actor) -> bool:
+        """Approve and reject: an approve hold, never the sender, and an approver link
+        only for someone currently asked (backups only after escalation)."""
+        if hold.kind != "approve" or hold.is_sender(who):
+            return False
+        return actor.role != "approver" or who in allowed_approvers(hold, hold_row,
+                                                                    self.settings)
+
     async def approve(self, message_id: str, actor: Actor, *, link: Link | None = None
                       ) -> Result:
         """One approval; the last one needed releases the message (held → queued)."""
@@ -333,9 +341,7 @@ class Lifecycle:
                 return opened
             msg, hold = opened
             hold_row = await H.get_hold(conn, message_id)
-            if (hold.kind != "approve" or hold.is_sender(who)
-                    or (actor.role == "approver"
-                        and who not in allowed_approvers(hold, hold_row, self.settings))):
+            if not self._may_decide(hold, hold_row, who, actor):
                 return Result("forbidden", msg.state)
             approvals = await H.get_approvals(conn, message_id)
             if who in approvals:
@@ -372,9 +378,7 @@ class Lifecycle:
                 return opened
             msg, hold = opened
             hold_row = await H.get_hold(conn, message_id)
-            if (hold.kind != "approve" or hold.is_sender(who)
-                    or (actor.role == "approver"
-                        and who not in allowed_approvers(hold, hold_row, self.settings))):
+            if not self._may_decide(hold, hold_row, who, actor):
                 return Result("forbidden", msg.state)
             res = await self._cancel_in(conn, now, msg, hold, actor, action="reject",
                                         reason="rejected", note=reason,
