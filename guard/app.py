@@ -89,6 +89,7 @@ class GuardApp:
         self.watcher: PolicyWatcher | None = None
         self.pool: ExtractionPool | None = None
         self.secret = b""
+        self.inspector: Inspector | None = None
         self.engine = db.create_engine(settings.database.url)
         self.writer = BatchWriter(self.engine, settings.database.batch_max)
         self.outbox: CaptureHandler | None = CaptureHandler() if dev_sink_listen else None
@@ -118,6 +119,8 @@ class GuardApp:
         upstream = Upstream(s.upstream, s.smtp.hostname)
         self.worker = DeliveryWorker(self.engine, self.writer, upstream, s.delivery,
                                      s.smtp.hostname, owner=s.instance_id or instance_id())
+        if self.inspector is not None and self.inspector.known is not None:
+            self.worker.on_learned = self.inspector.known.learned
         assert self.decide is not None
         self.hold = HoldService(self.engine, self.writer, s, self.secret,
                                 on_release=self.worker.wake)
@@ -196,12 +199,20 @@ class GuardApp:
         s = self.settings
         path = policy_path(s)
         actor = f"policy:{s.instance_id or instance_id()}"
+        self.pool = ExtractionPool(
+            workers=s.inspect.workers or None,
+            per_attachment_timeout=s.inspect.per_attachment_timeout,
+            per_message_timeout=s.inspect.per_message_timeout,
+            memory_limit_mb=s.inspect.memory_limit_mb)
+        self.inspector = inspector = Inspector(self.engine, self.secret, self.pool)
 
         async def changed(policy: Policy) -> None:
             metrics.POLICY_RELOADS.labels("ok").inc()
             log.info("policy loaded: %s (%d rules)", policy.source, len(policy.rules))
-            await sync_lists(self.engine, self.writer, self.secret,
-                             dict(policy.suppression_lists), actor)
+            results = await sync_lists(self.engine, self.writer, self.secret,
+                                       dict(policy.suppression_lists), actor)
+            if any(r.changed for r in results) and inspector.known is not None:
+                inspector.known.invalidate()
 
         def failed(error: Exception) -> None:
             metrics.POLICY_RELOADS.labels("error").inc()
@@ -221,12 +232,7 @@ class GuardApp:
 
             def current() -> Policy:
                 return watcher.current
-        self.pool = ExtractionPool(
-            workers=s.inspect.workers or None,
-            per_attachment_timeout=s.inspect.per_attachment_timeout,
-            per_message_timeout=s.inspect.per_message_timeout,
-            memory_limit_mb=s.inspect.memory_limit_mb)
-        return PolicyDecider(Inspector(self.engine, self.secret, self.pool), current)
+        return PolicyDecider(inspector, current)
 
     async def refresh_queue_metrics(self) -> None:
         async with self.engine.connect() as conn:

@@ -75,27 +75,59 @@ class _FileCache:
 
 
 class KnowledgeCache:
-    """All known domains and addresses, for look-alike comparisons. Refreshed every
-    `ttl` seconds; exact "is this domain new" answers always come from the store."""
+    """What the store knows, in memory: known domains (per scope), known addresses and
+    the suppression digests. Per-message database reads were the largest cost of a
+    small message (tests/bench); this cache is refreshed every `ttl` seconds, updated at
+    once for what this process delivers or imports, so a single instance is exact and
+    several instances lag each other by at most `ttl` (a domain delivered by another
+    instance a moment ago may still count as new: the safe direction)."""
 
-    def __init__(self, engine: AsyncEngine, ttl: float = 60.0) -> None:
+    def __init__(self, engine: AsyncEngine, ttl: float = 30.0) -> None:
         self.engine = engine
         self.ttl = ttl
         self._at = -1e9
-        self._value: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
         self._lock = asyncio.Lock()
+        self.domains: dict[str, set[str]] = {}  # registrable domain → scopes ("" = org)
+        # stable objects between changes: the look-alike index is cached on them
+        self.all_domains: frozenset[str] = frozenset()
+        self.addresses: frozenset[str] = frozenset()
+        self.suppression: dict[bytes, set[str]] = {}  # digest → list names
 
-    async def get(self) -> tuple[frozenset[str], frozenset[str]]:
+    def invalidate(self) -> None:
+        self._at = -1e9
+
+    def learned(self, sender: str, delivered: list[tuple[str, str]]) -> None:
+        new_domain = False
+        for _, domain in delivered:
+            if domain:
+                new_domain |= domain not in self.domains
+                self.domains.setdefault(domain, set()).update((knowledge.ORG, sender))
+        if new_domain:
+            self.all_domains = frozenset(self.domains)
+        new = {a for a, _ in delivered} - self.addresses
+        if new:
+            self.addresses = self.addresses | new
+
+    async def fresh(self) -> KnowledgeCache:
         if time.monotonic() - self._at < self.ttl:
-            return self._value
+            return self
         async with self._lock:
             if time.monotonic() - self._at >= self.ttl:
                 async with self.engine.connect() as conn:
+                    pairs = await knowledge.all_known_domains(conn)
                     addrs = await knowledge.all_known_addresses(conn)
-                domains = frozenset(registrable_domain(domain_of(a)) for a in addrs)
-                self._value = (domains, frozenset(addrs))
+                    entries = await knowledge.all_list_entries(conn)
+                domains: dict[str, set[str]] = {}
+                for domain, scope in pairs:
+                    domains.setdefault(domain, set()).add(scope)
+                suppression: dict[bytes, set[str]] = {}
+                for name, digest in entries:
+                    suppression.setdefault(digest, set()).add(name)
+                self.domains, self.addresses = domains, frozenset(addrs)
+                self.all_domains = frozenset(domains)
+                self.suppression = suppression
                 self._at = time.monotonic()
-        return self._value
+        return self
 
 
 class Inspector:
@@ -135,20 +167,26 @@ class Inspector:
         """Add what the store knows about these recipients (and all known addresses)."""
         if self.engine is None or self.known is None:
             return self._context_from_files(policy, static, rcpt_tos)
-        rcpt_domains = {registrable_domain(domain_of(r)) for r in rcpt_tos}
-        digests = {address_digest(self.secret, r) for r in rcpt_tos}
-        async with self.engine.connect() as conn:
-            org, mine = await knowledge.known_domains_among(conn, rcpt_domains, scope_key)
-            hits = await knowledge.suppressed(conn, digests)
-        all_domains, all_addresses = await self.known.get()
-        exact = mine if policy.new_domain_scope == "sender" else org
-        # exact answers for this message's domains; the cache for look-alike comparisons
-        known_domains = (all_domains - rcpt_domains) | exact
+        known = await self.known.fresh()
+        # every learned or imported domain is known org-wide; per-sender scope takes out
+        # the recipients' domains this sender never wrote to
+        known_domains = known.all_domains
+        if policy.new_domain_scope == "sender":
+            unknown = {d for d in (registrable_domain(domain_of(r)) for r in rcpt_tos)
+                       if scope_key not in known.domains.get(d, ())}
+            if unknown:
+                known_domains = known_domains - unknown
+        suppression: dict[str, set[bytes]] = {}
+        for r in rcpt_tos:
+            digest = address_digest(self.secret, r)
+            for name in known.suppression.get(digest, ()):
+                suppression.setdefault(name, set()).add(digest)
         return InspectContext(
             sender=static.sender, internal_domains=static.internal_domains,
-            known_domains=frozenset(known_domains), known_addresses=all_addresses,
+            known_domains=known_domains, all_known_domains=known.all_domains,
+            known_addresses=known.addresses,
             partner_domains=static.partner_domains,
-            suppression={k: frozenset(v) for k, v in hits.items()},
+            suppression={k: frozenset(v) for k, v in suppression.items()},
             suppression_key=self.secret, customers=static.customers, keywords=static.keywords)
 
     def _context_from_files(self, policy: Policy, static: InspectContext,

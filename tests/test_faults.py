@@ -39,13 +39,16 @@ async def test_store_failure_gives_451_and_recovers(app: GuardApp, sink: Sink, t
     port = app.bound["trusted"][1]
     code, msg = await asyncio.to_thread(_send, port, "before")
     assert code == 250
-    good = app.writer.engine
-    # the database becomes unusable (a path that cannot be opened)
-    app.writer.engine = db.create_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    # fault injection: the writer's database becomes unusable (a path that cannot be
+    # opened); SQLite writes go through the writer's own connection
+    w = app.writer
+    good_engine, good_conn = w._sync_engine, w._sqlite
+    w._sync_engine = db.create_sqlite_writer_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    w._sqlite = None
     code, msg = await asyncio.to_thread(_send, port, "during")
     assert (code, msg[:5]) == (451, b"4.3.0")
-    await app.writer.engine.dispose()
-    app.writer.engine = good
+    w._sync_engine.dispose()
+    w._sync_engine, w._sqlite = good_engine, good_conn
     code, _ = await asyncio.to_thread(_send, port, "after")
     assert code == 250
     await asyncio.to_thread(sink.wait_count, 2)

@@ -36,6 +36,9 @@ class InspectContext:
     # registrable domains already delivered to (for the scope the policy chose:
     # org-wide, or this sender's), learned from delivered mail and seeded by import
     known_domains: frozenset[str] = frozenset()
+    # every domain known to anyone (look-alike comparisons), when known_domains is
+    # narrowed to one sender's history; empty = use known_domains
+    all_known_domains: frozenset[str] = frozenset()
     # full addresses already delivered to; look-alike checks compare against these
     known_addresses: frozenset[str] = frozenset()
     partner_domains: frozenset[str] = frozenset()

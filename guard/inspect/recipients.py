@@ -135,8 +135,8 @@ def detect_lookalike(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
     Internal recipients are skipped (mail to a colleague does not leave the company),
     and so is any address already delivered to.
     """
-    index = build_index(ctx.known_addresses, ctx.known_domains, ctx.partner_domains,
-                        ctx.internal_domains)
+    index = build_index(ctx.known_addresses, ctx.all_known_domains or ctx.known_domains,
+                        ctx.partner_domains, ctx.internal_domains)
     findings = []
     for given, addr in _external(view, ctx):
         m = index.match(addr)

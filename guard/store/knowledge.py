@@ -115,3 +115,14 @@ async def count_known(conn: AsyncConnection) -> dict[str, int]:
                             .where(known_domains.c.scope == ORG))).scalar_one()
     a = (await conn.execute(select(func.count()).select_from(known_addresses))).scalar_one()
     return {"domains": int(d), "addresses": int(a)}
+
+
+async def all_known_domains(conn: AsyncConnection) -> list[tuple[str, str]]:
+    """Every (domain, scope) pair: the in-memory cache of the inspector is built from it."""
+    rows = await conn.execute(select(known_domains.c.domain, known_domains.c.scope))
+    return [(r.domain, r.scope) for r in rows]
+
+
+async def all_list_entries(conn: AsyncConnection) -> list[tuple[str, bytes]]:
+    rows = await conn.execute(select(list_entries.c.list_name, list_entries.c.digest))
+    return [(r.list_name, bytes(r.digest)) for r in rows]

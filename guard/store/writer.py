@@ -13,12 +13,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection, Transaction, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guard import metrics
-from guard.store.db import db_now
+from guard.store.db import SQLITE_NOW, create_sqlite_writer_engine, db_now
 
 log = logging.getLogger("guard.store")
 
@@ -30,10 +32,32 @@ class WriterClosed(Exception):
     pass
 
 
+class _InlineConnection:
+    """The part of AsyncConnection that operations use (`execute`, `dialect`), over a
+    plain SQLite connection: a statement takes microseconds, so it runs inline instead
+    of being handed to aiosqlite's thread (3-4 hand-offs per statement, ~90% of the
+    writer's cost, measured with py-spy in tests/bench)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self._conn.execute(statement, parameters)
+
+
 class BatchWriter:
     def __init__(self, engine: AsyncEngine, batch_max: int = 64) -> None:
         self.engine = engine
         self.batch_max = batch_max
+        # SQLite: one plain connection, BEGIN IMMEDIATE and COMMIT (lock waits, fsync)
+        # in this thread, statements inline. PostgreSQL: the async engine (asyncpg).
+        self._sqlite: Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        if engine.dialect.name == "sqlite":
+            self._sync_engine = create_sqlite_writer_engine(
+                engine.url.render_as_string(hide_password=False))
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="guard-db-writer")
         self._queue: asyncio.Queue[tuple[Operation[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -46,6 +70,15 @@ class BatchWriter:
         if self._task:
             await self._queue.put((_STOP, asyncio.get_running_loop().create_future()))
             await self._task
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._dispose)
+            self._thread.shutdown(wait=False)
+
+    def _dispose(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+        self._sync_engine.dispose()
 
     async def submit(self, op: Operation[T]) -> T:
         """Run op(conn, db_now) in a write transaction; returns once it is committed."""
@@ -98,11 +131,35 @@ class BatchWriter:
             _settle(fut, result=res)
 
     async def _transaction(self, ops: list[Operation[Any]]) -> list[Any]:
+        if self._thread is not None:
+            return await self._sqlite_transaction(ops)
         async with self.engine.connect() as conn:
             await conn.execution_options(guard_write=True)
             async with conn.begin():
                 now = await db_now(conn)
                 return [await op(conn, now) for op in ops]
+
+
+    def _sqlite_begin(self) -> tuple[Transaction, float]:
+        if self._sqlite is None:
+            self._sqlite = self._sync_engine.connect().execution_options(guard_write=True)
+        tx = self._sqlite.begin()  # BEGIN IMMEDIATE: waits here for another process's lock
+        now = float(self._sqlite.execute(text("SELECT " + SQLITE_NOW)).scalar_one())
+        return tx, now
+
+    async def _sqlite_transaction(self, ops: list[Operation[Any]]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        assert self._thread is not None
+        tx, now = await loop.run_in_executor(self._thread, self._sqlite_begin)
+        try:
+            assert self._sqlite is not None
+            conn = _InlineConnection(self._sqlite)
+            results = [await op(conn, now) for op in ops]  # type: ignore[arg-type]
+        except BaseException:
+            await loop.run_in_executor(self._thread, tx.rollback)
+            raise
+        await loop.run_in_executor(self._thread, tx.commit)  # fsync: off the event loop
+        return results
 
 
 async def _stop_op(conn: AsyncConnection, now: float) -> None:  # pragma: no cover - marker

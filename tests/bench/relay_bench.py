@@ -20,7 +20,7 @@ if this driver dies: PR_SET_PDEATHSIG), every wait is bounded. Each cell gets a 
 a fresh relay process and a fresh database in a temporary directory on the same disk as
 /tmp (fsync is real there; do not point TMPDIR at a tmpfs).
 
-    .venv/bin/python tests/bench/relay_bench.py --quick            # < 3 minutes
+    .venv/bin/python tests/bench/relay_bench.py --quick            # 3-4 minutes today
     .venv/bin/python tests/bench/relay_bench.py                    # full: ≥ 5 s per cell
     .venv/bin/python tests/bench/relay_bench.py --cells 4096x10 --rounds 3
     .venv/bin/python tests/bench/relay_bench.py --memory           # 20,000 msgs through c
@@ -238,7 +238,7 @@ class Sink:
                 if left <= 0 or self.proc.poll() is not None:
                     return None
                 self._cond.wait(min(left, 0.5))
-            return next(t for c, t in self._reached if c >= n)
+            return next((t for c, t in self._reached if c >= n), time.perf_counter())
 
     def close(self) -> None:
         stop(self.proc)
@@ -584,6 +584,9 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
             n = log_problems(relay.log) if relay is not None else 0
             if n:
                 r["problems"].append(f"{n} warning/error lines in {variant}'s log")
+        for phase in ("idle", "loaded"):
+            if (r.get(phase) or {}).get("errors"):
+                r["problems"].append(f"{phase} probe errors: {r[phase]['errors']}")
         r["loadavg_end"] = os.getloadavg()
         hwm = (r.get("mem_after_load") or {}).get("VmHWM")
         r["vmhwm_mib"] = hwm / KIB if hwm else None
@@ -841,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="2,000 msgs at 4 KiB / 500 at 100 KiB per cell (< 3 min in all)")
+                   help="2,000 msgs at 4 KiB / 500 at 100 KiB per cell (3-4 min today)")
     p.add_argument("--cells", default="",
                    help="size×sessions, comma separated (default 4096x10,4096x50,"
                         "102400x10,102400x50; '4kx10' works too)")
