@@ -121,6 +121,7 @@ class GuardApp:
                                      s.smtp.hostname, owner=s.instance_id or instance_id())
         if self.inspector is not None and self.inspector.known is not None:
             self.worker.on_learned = self.inspector.known.learned
+            self.worker.only_new = self.inspector.known.unknown
         assert self.decide is not None
         self.hold = HoldService(self.engine, self.writer, s, self.secret,
                                 on_release=self.worker.wake)

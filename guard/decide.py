@@ -23,12 +23,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guard.inspect.context import Customer, InspectContext
-from guard.inspect.domains import domain_of, registrable_domain
+from guard.inspect.domains import canonical_address, domain_of, registrable_domain
 from guard.inspect.extract import extract_message
 from guard.inspect.finding import Finding
 from guard.inspect.isolate import ExtractionPool
 from guard.inspect.run import content_findings, problem_findings, recipient_findings
-from guard.lists import address_digest, parse_address_csv
+from guard.lists import address_digest, canonical_digest, parse_address_csv
 from guard.message import MessageView, parse_message
 from guard.pipeline import Decision
 from guard.policy import Policy, Verdict, evaluate, load_customers, load_partners
@@ -95,6 +95,12 @@ class KnowledgeCache:
 
     def invalidate(self) -> None:
         self._at = -1e9
+
+    def unknown(self, sender: str, delivered: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The pairs the store does not have yet (the rest need no write: last_seen is
+        refreshed only when something new is learned)."""
+        return [(a, d) for a, d in delivered
+                if a not in self.addresses or sender not in self.domains.get(d, ())]
 
     def learned(self, sender: str, delivered: list[tuple[str, str]]) -> None:
         new_domain = False
@@ -178,7 +184,7 @@ class Inspector:
                 known_domains = known_domains - unknown
         suppression: dict[str, set[bytes]] = {}
         for r in rcpt_tos:
-            digest = address_digest(self.secret, r)
+            digest = self._digest(r)
             for name in known.suppression.get(digest, ()):
                 suppression.setdefault(name, set()).add(digest)
         return InspectContext(
@@ -193,7 +199,7 @@ class Inspector:
                             rcpt_tos: list[str]) -> InspectContext:
         """Without a store (`guard policy test` on a fresh machine): suppression lists
         straight from the policy's CSV files; no delivery history."""
-        digests = {address_digest(self.secret, r) for r in rcpt_tos}
+        digests = {self._digest(r) for r in rcpt_tos}
         suppression: dict[str, frozenset[bytes]] = {}
         for name, path in policy.suppression_lists.items():
             entries = self.files.get("list", path, self._read_list) or frozenset()
@@ -201,6 +207,11 @@ class Inspector:
             if hits:
                 suppression[name] = frozenset(hits)
         return replace(static, suppression=suppression)
+
+    def _digest(self, rcpt: str) -> bytes:
+        # never raises: an envelope address email-validator refuses (mail.corp.local,
+        # *.test) must not turn into a 451 that the client retries forever
+        return canonical_digest(self.secret, canonical_address(rcpt))
 
     def _read_list(self, path: Path) -> frozenset[bytes]:
         parsed = parse_address_csv(path.read_bytes())

@@ -213,3 +213,14 @@ def test_suppression_list_file_is_reimported_when_it_changes(guarded, sink: Sink
     lst.write_text(lst.read_text() + "this is not an address\n")
     wait_for(lambda: "not imported" in g.logs(), what="bad list reported")
     assert "line 6" in g.logs()
+
+
+def test_special_use_domains_are_inspected_not_refused_forever(guarded, sink: Sink,
+                                                               tls: TlsFiles):
+    g, url = guarded
+    # email-validator refuses .local; the guard must still decide (never a 451 loop)
+    reply = submit(g.smtp_port, tls, "alice@example.co.jp", ["bob@mail.corp.local"],
+                   plain_mail("bob@mail.corp.local", "社内システム宛て"))
+    assert reply == {}
+    rows = wait_for(lambda: _rows(url), what="stored")
+    assert rows[0]["recipients"] == ["bob@mail.corp.local"]

@@ -43,6 +43,13 @@ async def test_a_lease_is_exclusive_until_it_expires(store):
     res = [q.RecipientResult(0, "x@example.net", 250, "ok", "delivered"),
            q.RecipientResult(1, "y@example.net", 250, "ok", "delivered")]
     # A wakes up: its compare-and-set on the lease fails, nothing of its attempt is written
+    # (both ways of recording: with the envelope it read, and without)
+    env = await writer.submit(lambda c, now: q.load_for_delivery(c, "M1"))
+    assert env.rcpts == [(0, "x@example.net"), (1, "y@example.net")] and env.settled == {}
+    state_a = await writer.submit(lambda c, now: q.record_attempt(
+        c, now, "M1", "A", res, next_attempt_at=now, give_up=False, actor="relay:A", detail={},
+        envelope=env))
+    assert state_a is None
     state_a = await writer.submit(lambda c, now: q.record_attempt(
         c, now, "M1", "A", res, next_attempt_at=now, give_up=False, actor="relay:A", detail={}))
     assert state_a is None

@@ -59,6 +59,9 @@ class DeliveryWorker:
         self._in_flight = 0
         # told what was delivered (the inspector's in-memory history)
         self.on_learned: Callable[[str, list[tuple[str, str]]], None] | None = None
+        # filters out what the history already has (no write needed)
+        self.only_new: Callable[[str, list[tuple[str, str]]], list[tuple[str, str]]] | None = (
+            None)
         # per-destination backoff: after the upstream refused a connection, nobody tries
         # it again before this (monotonic) time (reliability B34)
         self._upstream_down_until = 0.0
@@ -197,6 +200,8 @@ class DeliveryWorker:
         # or bounced message teaches nothing); DSNs and notices (null sender) neither
         learned = [(canonical_address(r.address), registrable_domain(domain_of(r.address)))
                    for r in results if r.outcome == "delivered"] if env.mail_from else []
+        if learned and self.only_new is not None:
+            learned = self.only_new(env.sender, learned)
 
         async def op(conn: AsyncConnection, now: float) -> str | None:
             give_up = (not soft) and now - c.queued_at >= settings.max_lifetime
@@ -223,7 +228,7 @@ class DeliveryWorker:
                 detail={"upstream": self.upstream.describe(), "attempt": attempts,
                         "results": [[r.address, r.code, r.reply[:200]] for r in results],
                         **({"dsn": bounce.id} if bounce else {})},
-                bounce=bounce)
+                bounce=bounce, envelope=env)
 
         state = await self.writer.submit(op)
         if learned and state is not None and self.on_learned is not None:
