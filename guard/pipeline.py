@@ -15,8 +15,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
+from email.policy import compat32
 from typing import Any
 
 from guard import metrics
@@ -57,12 +58,19 @@ def summarize_headers(data: bytes) -> HeaderSummary:
     end = data.find(b"\r\n\r\n")
     head = data if end < 0 else data[:end + 2]
     try:
-        h = BytesHeaderParser(policy=default_policy).parsebytes(head)
-        return HeaderSummary(str(h.get("subject", "") or "")[:500],
-                             str(h.get("from", "") or "")[:500],
-                             str(h.get("message-id", "") or "")[:500])
+        # compat32 builds no header objects (the default policy's cost 5 % of a small
+        # message's CPU); only the subject needs RFC 2047 decoding
+        h = BytesHeaderParser(policy=compat32).parsebytes(head)
+        subject = str(make_header(decode_header(str(h.get("subject", "") or ""))))
+        return HeaderSummary(_one_line(subject), _one_line(str(h.get("from", "") or "")),
+                             _one_line(str(h.get("message-id", "") or "")))
     except Exception:
         return HeaderSummary()
+
+
+def _one_line(value: str) -> str:
+    # shown in listings and copied into notices: never a line break
+    return " ".join(value.split())[:500]
 
 
 def trace_header(msg: ReceivedMessage, queue_id: str, hostname: str) -> bytes:
