@@ -39,6 +39,7 @@ async def test_store_failure_gives_451_and_recovers(app: GuardApp, sink: Sink, t
     port = app.bound["trusted"][1]
     code, msg = await asyncio.to_thread(_send, port, "before")
     assert code == 250
+    await asyncio.to_thread(sink.wait_count, 1)
     # fault injection: the writer's database becomes unusable (a path that cannot be
     # opened); SQLite writes go through the writer's own connection
     w = app.writer

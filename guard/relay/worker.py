@@ -132,11 +132,16 @@ class DeliveryWorker:
                     smtp = await self._deliver(c, smtp)
                     last_used = time.monotonic()
                 except Exception:
-                    log.exception("delivery attempt crashed; the lease will expire and "
-                                  "the message will be retried")
+                    log.exception("delivery attempt crashed; the message will be retried")
                     if smtp is not None:
                         smtp.close()
                     smtp = None
+                    # give the lease back so a transient fault (the database, say) does
+                    # not park the message for lease_seconds; if even that fails, the
+                    # lease runs out and another attempt takes it
+                    with contextlib.suppress(Exception):
+                        await self.writer.submit(
+                            lambda conn, now, c=c: q.release_lease(conn, now, c.id, self.owner))
                 finally:
                     queue_id_var.reset(token)
                     self._in_flight -= 1

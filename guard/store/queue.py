@@ -39,6 +39,28 @@ class NewMessage:
     audit_detail: dict[str, Any] = field(default_factory=dict)
 
 
+# Statements built once: SQLAlchemy memoizes a statement's cache key on the object, so
+# executing a constant with parameters skips the per-call construction and cache-key
+# work that was most of the writer's CPU for small messages (py-spy, tests/bench).
+_INSERT_MESSAGE = insert(messages)
+_INSERT_RECIPIENTS = insert(recipients)
+_INSERT_CONTENT = insert(contents)
+_INSERT_AUDIT = insert(audit)
+_SET_RECIPIENT = (
+    update(recipients)
+    .where(recipients.c.message_id == bindparam("m"), recipients.c.idx == bindparam("i"))
+    .values(state=bindparam("s"), last_code=bindparam("c"), last_reply=bindparam("r"),
+            updated_at=bindparam("t")))
+_LOAD_MESSAGE = (
+    select(messages.c.id, messages.c.mail_from, messages.c.sender, messages.c.state,
+           contents.c.trace_header, contents.c.data)
+    .join(contents, contents.c.message_id == messages.c.id)
+    .where(messages.c.id == bindparam("m")))
+_LOAD_RECIPIENTS = (
+    select(recipients.c.idx, recipients.c.address, recipients.c.state)
+    .where(recipients.c.message_id == bindparam("m")).order_by(recipients.c.idx))
+
+
 def _json(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -46,27 +68,28 @@ def _json(obj: Any) -> str:
 async def add_audit(conn: AsyncConnection, now: float, message_id: str, actor: str,
                     action: str, from_state: str = "", to_state: str = "",
                     detail: dict[str, Any] | None = None) -> None:
-    await conn.execute(insert(audit).values(
-        message_id=message_id, at=now, actor=actor, action=action, from_state=from_state,
-        to_state=to_state, detail=_json(detail or {})))
+    await conn.execute(_INSERT_AUDIT, {
+        "message_id": message_id, "at": now, "actor": actor, "action": action,
+        "from_state": from_state, "to_state": to_state, "detail": _json(detail or {})})
 
 
 async def insert_message(conn: AsyncConnection, now: float, m: NewMessage) -> str:
     """Store a received message: row, recipients, bytes and the audit row, together."""
     hold_until = now + m.hold_seconds if m.hold_seconds is not None else None
-    await conn.execute(insert(messages).values(
-        id=m.id, state=m.state, mail_from=m.mail_from, sender=m.sender, client_ip=m.client_ip,
-        helo=m.helo, listener=m.listener, size=len(m.data), subject=m.subject,
-        header_from=m.header_from, message_id_header=m.message_id_header,
-        verdict=_json(m.verdict), received_at=now, queued_at=now, next_attempt_at=now,
-        attempts=0, hold_until=hold_until, updated_at=now))
+    await conn.execute(_INSERT_MESSAGE, {
+        "id": m.id, "state": m.state, "mail_from": m.mail_from, "sender": m.sender,
+        "client_ip": m.client_ip, "helo": m.helo, "listener": m.listener, "size": len(m.data),
+        "subject": m.subject, "header_from": m.header_from,
+        "message_id_header": m.message_id_header, "verdict": _json(m.verdict),
+        "received_at": now, "queued_at": now, "next_attempt_at": now, "attempts": 0,
+        "lease_owner": None, "lease_until": None, "hold_until": hold_until, "updated_at": now})
     rstate = "failed" if m.state == "rejected" else "pending"
-    await conn.execute(insert(recipients), [
+    await conn.execute(_INSERT_RECIPIENTS, [
         {"message_id": m.id, "idx": i, "address": a, "state": rstate, "updated_at": now}
         for i, a in enumerate(m.rcpt_tos)])
     if m.state != "rejected":
-        await conn.execute(insert(contents).values(
-            message_id=m.id, trace_header=m.trace_header, data=m.data))
+        await conn.execute(_INSERT_CONTENT, {
+            "message_id": m.id, "trace_header": m.trace_header, "data": m.data})
     action = {"queued": "accepted", "held": "held", "rejected": "rejected"}.get(m.state, m.state)
     await add_audit(conn, now, m.id, m.actor, action, "", m.state, m.audit_detail)
     return m.id
@@ -157,18 +180,12 @@ class Envelope:
 
 
 async def load_for_delivery(conn: AsyncConnection, message_id: str) -> Envelope | None:
-    row = (await conn.execute(
-        select(messages.c.id, messages.c.mail_from, messages.c.sender, messages.c.state,
-               contents.c.trace_header, contents.c.data)
-        .join(contents, contents.c.message_id == messages.c.id)
-        .where(messages.c.id == message_id))).first()
+    row = (await conn.execute(_LOAD_MESSAGE, {"m": message_id})).first()
     if row is None:
         return None
     rcpts: list[tuple[int, str]] = []
     settled: dict[str, int] = {}
-    for r in await conn.execute(
-            select(recipients.c.idx, recipients.c.address, recipients.c.state).where(
-                recipients.c.message_id == message_id).order_by(recipients.c.idx)):
+    for r in await conn.execute(_LOAD_RECIPIENTS, {"m": message_id}):
         if r.state == "pending":
             rcpts.append((r.idx, r.address))
         else:
@@ -235,13 +252,10 @@ async def record_attempt(conn: AsyncConnection, now: float, message_id: str, own
 
 async def _set_recipients(conn: AsyncConnection, now: float, message_id: str,
                           results: Sequence[RecipientResult], outcomes: list[str]) -> None:
-    await conn.execute(
-        update(recipients).where(recipients.c.message_id == bindparam("m"),
-                                 recipients.c.idx == bindparam("i"))
-        .values(state=bindparam("s"), last_code=bindparam("c"), last_reply=bindparam("r"),
-                updated_at=now),
-        [{"m": message_id, "i": r.idx, "s": "pending" if o == "deferred" else o,
-          "c": r.code, "r": r.reply[:1000]} for r, o in zip(results, outcomes, strict=True)])
+    await conn.execute(_SET_RECIPIENT, [
+        {"m": message_id, "i": r.idx, "s": "pending" if o == "deferred" else o,
+         "c": r.code, "r": r.reply[:1000], "t": now}
+        for r, o in zip(results, outcomes, strict=True)])
 
 
 def _final_state(counts: dict[str, int]) -> tuple[str, str]:
