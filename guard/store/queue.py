@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.store.schema import ACTIVE_STATES, audit, contents, messages, recipients
@@ -43,6 +44,7 @@ class NewMessage:
 # executing a constant with parameters skips the per-call construction and cache-key
 # work that was most of the writer's CPU for small messages (py-spy, tests/bench).
 _INSERT_MESSAGE = insert(messages)
+_ATTEMPTS_PLUS_ONE = messages.c.attempts + 1
 _INSERT_RECIPIENTS = insert(recipients)
 _INSERT_CONTENT = insert(contents)
 _INSERT_AUDIT = insert(audit)
@@ -105,26 +107,55 @@ async def transition(conn: AsyncConnection, now: float, message_id: str, *,
     `known_state`: the caller read the state already (one of from_states); the update
     then requires exactly that state and no SELECT is needed."""
     from_states = tuple(from_states)
-    cond = [messages.c.id == message_id]
-    if lease_owner is not None:
-        cond.append(messages.c.lease_owner == lease_owner)
-    if known_state is not None:
-        if known_state not in from_states:
-            return False
-        from_state = known_state
-        cond.append(messages.c.state == known_state)
-    else:
-        cond.append(messages.c.state.in_(from_states))
-        row = (await conn.execute(select(messages.c.state).where(*cond))).first()
-        if row is None:
-            return False
-        from_state = row.state
+    if known_state is not None and known_state not in from_states:
+        return False
     vals = {"state": to_state, "updated_at": now, **(values or {})}
-    res = await conn.execute(update(messages).where(*cond).values(**vals))
+    if known_state is None:
+        row = (await conn.execute(_SELECT_STATE[len(from_states)], {
+            "m": message_id, "o": lease_owner,
+            **{f"f{i}": f for i, f in enumerate(from_states)}})).first()
+        if row is None or (lease_owner is not None and row.lease_owner != lease_owner):
+            return False
+        known_state = row.state
+    stmt = _cas_update(lease_owner is not None,
+                       tuple(sorted((k, v) if _is_sql(v) else (k, None)
+                                    for k, v in vals.items())))
+    params = {f"v_{k}": v for k, v in vals.items() if not _is_sql(v)}
+    params.update({"m": message_id, "s": known_state, "o": lease_owner})
+    res = await conn.execute(stmt, params)
     if res.rowcount != 1:
         return False
-    await add_audit(conn, now, message_id, actor, action, from_state, to_state, detail)
+    await add_audit(conn, now, message_id, actor, action, known_state, to_state, detail)
     return True
+
+
+def _is_sql(value: Any) -> bool:
+    return isinstance(value, ColumnElement)
+
+
+class _StatesSelect(dict[int, Any]):
+    """SELECT state FROM messages WHERE id = :m AND state IN (:f0, …), per arity."""
+
+    def __missing__(self, n: int) -> Any:
+        stmt = select(messages.c.state, messages.c.lease_owner).where(
+            messages.c.id == bindparam("m"),
+            messages.c.state.in_([bindparam(f"f{i}") for i in range(n)]))
+        self[n] = stmt
+        return stmt
+
+
+_SELECT_STATE = _StatesSelect()
+
+
+@lru_cache(maxsize=128)
+def _cas_update(with_lease: bool, shape: tuple[tuple[str, Any], ...]) -> Any:
+    """The compare-and-set UPDATE for one shape of values, built once (see above): plain
+    values become bind parameters, SQL expressions (attempts + 1) stay in the statement."""
+    cond = [messages.c.id == bindparam("m"), messages.c.state == bindparam("s")]
+    if with_lease:
+        cond.append(messages.c.lease_owner == bindparam("o"))
+    return update(messages).where(*cond).values(
+        {k: (expr if expr is not None else bindparam(f"v_{k}")) for k, expr in shape})
 
 
 @dataclass
@@ -218,7 +249,7 @@ async def record_attempt(conn: AsyncConnection, now: float, message_id: str, own
     """
     outcomes = [("failed" if r.outcome == "deferred" and give_up else r.outcome)
                 for r in results]
-    done = {"attempts": messages.c.attempts + 1, "next_attempt_at": next_attempt_at,
+    done = {"attempts": _ATTEMPTS_PLUS_ONE, "next_attempt_at": next_attempt_at,
             "lease_owner": None, "lease_until": None}
     if envelope is not None:
         # the compare-and-set on the lease comes first: if it fails nothing is written

@@ -70,14 +70,16 @@ def test_one_line():
 
 
 async def test_held_subject_from_an_encoded_word_cannot_inject(hs: Harness):
-    # the stored subject is decoded: the encoded CR LF is real by now
+    # the stored subject is decoded, and flattened by the pipeline (an encoded CR LF
+    # becomes a space); the notice must stay safe either way
     data = (b"To: =?utf-8?q?Bob=0D=0ABcc=3A_x=40y=2Ez?= <bob@example.net>\r\n"
             b"Subject: =?utf-8?q?=E8=A6=8B=E7=A9=8D=0D=0ABcc=3A_evil=40x=2Ecom?=\r\n"
             b"Message-ID: <=?utf-8?q?=0D=0AX-Evil=3A_2?=@x>\r\n\r\nbody\r\n")
     # a display name that is a literal (double-encoded) encoded word
     mid = await hs.put(verdict("confirm"), data=data,
                        header_from='"=?utf-8?q?A=0D=0AX-Evil=3A_1?=" <alice@example.co.jp>')
-    assert "\r\n" in (await hs.row(mid))["subject"]
+    stored = (await hs.row(mid))["subject"]
+    assert "Bcc: evil@x.com" in stored and "\r" not in stored and "\n" not in stored
     (n,) = await hs.notices(mid)
     assert header_names(n.raw) == EXPECTED  # (the odd Message-ID is not referenced)
     assert "見積" in n.subject and "Bcc" in n.subject  # shown, flattened, harmless
