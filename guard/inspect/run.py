@@ -13,7 +13,7 @@ from guard.inspect.context import InspectContext
 from guard.inspect.customers import detect_customer_mismatch
 from guard.inspect.finding import Finding
 from guard.inspect.keywords import detect_keywords
-from guard.inspect.pii import scan
+from guard.inspect.pii import PiiLimits, scan
 from guard.inspect.recipients import (
     detect_external_orgs,
     detect_lookalike,
@@ -63,13 +63,22 @@ def problem_findings(view: MessageView) -> list[Finding]:
     return out
 
 
+# Personal-data value scanning costs ~25 µs a cell: a 70,000-row customer list took
+# 5 s for its first 200,000 cells (tests/bench/stall_bench.py). The people-list and
+# records signals still count every row; values are sampled from the first cells, and
+# evidence says "truncated". Enough to decide a hold in well under 2 s.
+PII_LIMITS = PiiLimits(max_scan_cells=20_000)
+
+
 def text_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
     """Everything that reads the texts and tables (the extraction worker runs this on
     each part it reads, so the texts never have to travel back to the main process)."""
+    # A spreadsheet or CSV arrives as a Table and as tab-separated text under the same
+    # `where`: the personal-data scan reads the table (with its header row) and skips
+    # the text copy, which keywords and customer names still read.
+    tabled = {t.where for t in view.tables}
     return [
-        # one call: a spreadsheet arrives as a Table and as text under the same `where`,
-        # and scan() counts each value once
-        *scan(view.texts, view.tables),
+        *scan([t for t in view.texts if t.where not in tabled], view.tables, PII_LIMITS),
         *detect_keywords(view, ctx),
         *detect_customer_mismatch(view, ctx),
     ]
