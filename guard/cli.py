@@ -153,7 +153,13 @@ def cmd_queue_show(args: argparse.Namespace) -> int:
     print(f"verdict:   {verdict.get('action', '-')}")
     for reason in verdict.get("reasons", []):
         print(f"  - {reason.get('rule', '')}: {reason.get('symbol', '')} "
-              f"{reason.get('reason_en', '')}")
+              f"{reason.get('reason_ja', '')} / {reason.get('reason_en', '')}")
+    findings = verdict.get("findings", [])
+    if findings:
+        print("findings:")
+        for f in findings:
+            print(f"  - {f.get('symbol', '')} ×{f.get('count', 1)} score {f.get('score', 0)} "
+                  f"at {f.get('where', '') or '-'}: {f.get('reason_en', '')}")
     print("recipients:")
     for r in row["recipients"]:
         print(f"  {r['address']:40} {r['state']:10} {r['last_code'] or ''} {r['last_reply']}")

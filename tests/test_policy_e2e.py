@@ -126,6 +126,7 @@ def test_my_number_to_outside_is_refused_at_data_and_audited(guarded, sink: Sink
     assert row["verdict"]["rule"] == "my-number-external"
     out = g.cli("queue", "show", row["id"])
     assert "rejected" in out.stdout and "my-number-external" in out.stdout
+    assert "findings:" in out.stdout and "pii.my_number ×1" in out.stdout
 
 
 def test_known_partner_domain_passes_after_import(guarded, sink: Sink, tls: TlsFiles,

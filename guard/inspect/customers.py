@@ -29,7 +29,7 @@ from guard.inspect.domains import (
     registrable_domain,
 )
 from guard.inspect.finding import Finding
-from guard.inspect.keywords import AttachmentLike, TextChunkLike, nfkc
+from guard.inspect.keywords import KeywordView, nfkc
 
 __all__ = ["CustomerView", "detect_customer_mismatch", "name_terms"]
 
@@ -47,23 +47,12 @@ _EN_LEGAL = re.compile(r"[\s,]*(?:co\.?,?\s*ltd\.?|inc\.?|corp\.?|corporation|k\
                        r"ltd\.?|limited|co\.?)$", re.IGNORECASE)
 
 
-class CustomerView(Protocol):
-    """The part of guard.message.MessageView this detector reads."""
+class CustomerView(KeywordView, Protocol):
+    """The part of guard.message.MessageView this detector reads: the keyword
+    detector's view, and the envelope recipients."""
 
     @property
     def rcpt_tos(self) -> Sequence[str]: ...
-
-    @property
-    def subject(self) -> str | None: ...
-
-    @property
-    def texts(self) -> Sequence[TextChunkLike]: ...
-
-    @property
-    def attachments(self) -> Sequence[AttachmentLike]: ...
-
-    @property
-    def inner_names(self) -> Sequence[tuple[str, str]]: ...
 
 
 def _key(term: str) -> str:
