@@ -15,13 +15,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from typing import Any
 
 from guard import metrics
+from guard.hold.bcc import field_name, split_fields
 from guard.ids import new_queue_id
+from guard.inspect.textdecode import decode_encoded_words, decode_header_bytes
 from guard.logs import queue_id_var
 from guard.smtp.server import ReceivedMessage
 from guard.store import queue as q
@@ -54,18 +53,24 @@ class HeaderSummary:
 
 
 def summarize_headers(data: bytes) -> HeaderSummary:
-    """Subject, From and Message-ID for the queue listing; never raises."""
+    """Subject, From and Message-ID for the queue listing; never raises.
+
+    The header fields are read from the bytes directly (no email parser: it cost 5 % of
+    a small message's CPU) and decoded like inspection decodes them: raw 8-bit bytes by
+    the Japanese-first cascade, RFC 2047 words with the same charset map."""
     end = data.find(b"\r\n\r\n")
     head = data if end < 0 else data[:end + 2]
+    wanted = {b"subject": "", b"from": "", b"message-id": ""}
     try:
-        # compat32 builds no header objects (the default policy's cost 5 % of a small
-        # message's CPU); only the subject needs RFC 2047 decoding
-        h = BytesHeaderParser(policy=compat32).parsebytes(head)
-        subject = str(make_header(decode_header(str(h.get("subject", "") or ""))))
-        return HeaderSummary(_one_line(subject), _one_line(str(h.get("from", "") or "")),
-                             _one_line(str(h.get("message-id", "") or "")))
+        for f in split_fields(head[:256 * 1024]):
+            name = field_name(f)
+            if name in wanted and not wanted[name]:
+                raw = f.partition(b":")[2].replace(b"\r\n", b"").strip()
+                text = (raw.decode("ascii") if raw.isascii() else decode_header_bytes(raw))
+                wanted[name] = _one_line(decode_encoded_words(text))
     except Exception:
         return HeaderSummary()
+    return HeaderSummary(wanted[b"subject"], wanted[b"from"], wanted[b"message-id"])
 
 
 def _one_line(value: str) -> str:
