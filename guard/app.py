@@ -23,7 +23,7 @@ from guard.devsink import CaptureHandler, capture_protocol_factory
 from guard.hold.service import HoldService
 from guard.inspect.isolate import ExtractionPool
 from guard.listsync import sync_lists
-from guard.pipeline import Decider, Pipeline
+from guard.pipeline import Decider, Pipeline, queue_everything
 from guard.policy import Policy, PolicyWatcher, default_policy
 from guard.relay.client import Upstream
 from guard.relay.worker import DeliveryWorker, instance_id
@@ -114,7 +114,11 @@ class GuardApp:
         self.writer.start()
         self.secret = load_or_create_secret(s)
         if self.decide is None:
-            self.decide = await self._start_inspection()
+            if s.inspect.enabled:
+                self.decide = await self._start_inspection()
+            else:
+                log.warning("inspection is off (inspect.enabled = false): relaying as is")
+                self.decide = queue_everything
 
         upstream = Upstream(s.upstream, s.smtp.hostname)
         self.worker = DeliveryWorker(self.engine, self.writer, upstream, s.delivery,

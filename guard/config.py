@@ -156,6 +156,9 @@ class ReviewSettings(_Section):
 
 
 class InspectSettings(_Section):
+    # false: relay only, no inspection and no policy (measuring the relay's own cost;
+    # never what a deployment wants)
+    enabled: bool = True
     # extraction worker processes (parse, attachments, personal data); 0 = one per core
     workers: int = 0
     per_attachment_timeout: float = 20.0

@@ -406,7 +406,9 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
             "GUARD_SECRET_FILE": str(tmp / "guard.secret"),
             "GUARD_USERS_FILE": str(tmp / "users.yaml"),
         })
-        if policy:
+        if policy == "off":  # the relay alone: no inspection, no policy
+            env["GUARD_INSPECT__ENABLED"] = "false"
+        elif policy:
             env["GUARD_POLICY"] = str(Path(policy).resolve())
     proc = spawn(cmd, cwd=tmp, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:
@@ -864,7 +866,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-gil", action="store_true",
                    help="with --profile: only samples holding the GIL (py-spy --gil)")
     p.add_argument("--policy", default="",
-                   help="GUARD_POLICY for (c) (default: unset, so the shipped example policy)")
+                   help="GUARD_POLICY for (c) (default: unset, so the shipped example policy); "
+                   "'off' runs (c) with inspection off (the relay's own cost)")
     p.add_argument("--mail-from", default=FROM, help=f"envelope sender (default {FROM})")
     p.add_argument("--rcpt-to", default=TO, help=f"recipient (default {TO})")
     p.add_argument("--out", type=Path, default=None, help="write JSON results here")
