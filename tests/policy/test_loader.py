@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from guard.inspect.context import Customer
 from guard.policy import PolicyError, load_customers, load_partners, load_policy
+from tests.policy.helpers import errors, write
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies"
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-def errors(path: Path) -> list[str]:
-    with pytest.raises(PolicyError) as info:
-        load_policy(path)
-    return [str(i) for i in info.value.issues if not i.warning]
 
 
 # -- one file

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import pytest
-
-from guard.policy import Action, PolicyError, load_policy
+from guard.policy import Action, load_policy
 from guard.policy.schema import Rule
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-def errors(path: Path) -> list[str]:
-    with pytest.raises(PolicyError) as info:
-        load_policy(path)
-    return [str(i) for i in info.value.issues if not i.warning]
+from tests.policy.helpers import errors, write
 
 
 def test_bad_action_names_line_column_and_choices(tmp_path: Path) -> None:
