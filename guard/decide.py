@@ -53,24 +53,29 @@ class Inspection:
 
 
 class _FileCache:
-    """Partners and customers files, re-read when they change."""
+    """Partners and customers files, re-read when they change (looked at once a second
+    at most: a stat per message and file showed in the relay's profile)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, float, Any]] = {}
 
     def get(self, kind: str, path: Path | None, loader: Callable[[Path], Any]) -> Any:
         if path is None:
             return None
         key = (kind, str(path))
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit and now - hit[1] < 1.0:
+            return hit[2]
         try:
             mtime = os.stat(path).st_mtime
         except OSError:
             return None
-        hit = self._cache.get(key)
         if hit and hit[0] == mtime:
-            return hit[1]
+            self._cache[key] = (mtime, now, hit[2])
+            return hit[2]
         value = loader(path)
-        self._cache[key] = (mtime, value)
+        self._cache[key] = (mtime, now, value)
         return value
 
 
@@ -143,16 +148,24 @@ class Inspector:
         self.secret = secret
         self.pool = pool
         self.files = _FileCache()
+        self._static: tuple[tuple[Any, Any, Any], InspectContext] | None = None
         self.known = KnowledgeCache(engine) if engine is not None else None
 
     def static_context(self, policy: Policy, sender: str) -> InspectContext:
         partners = self.files.get("partners", policy.partners_file, load_partners)
         customers: tuple[Customer, ...] = self.files.get(
             "customers", policy.customers_file, load_customers) or ()
-        return InspectContext(
-            sender=sender, internal_domains=frozenset(policy.internal_domains),
-            partner_domains=frozenset(partners or ()), customers=customers,
-            keywords=tuple(policy.keywords), suppression_key=self.secret)
+        # one context object per policy and lists: the same frozensets every message, so
+        # the detectors' caches keyed on them (look-alike index) stay warm
+        # (the key holds the objects, so an id is never reused while it is cached)
+        key = (policy, partners, customers)
+        if self._static is None or any(a is not b for a, b in zip(self._static[0], key,
+                                                                  strict=True)):
+            self._static = (key, InspectContext(
+                internal_domains=frozenset(policy.internal_domains),
+                partner_domains=frozenset(partners or ()), customers=customers,
+                keywords=tuple(policy.keywords), suppression_key=self.secret))
+        return replace(self._static[1], sender=sender)
 
     async def content(self, data: bytes, mail_from: str, rcpt_tos: list[str],
                       ctx: InspectContext) -> tuple[MessageView, list[Finding]]:
