@@ -121,7 +121,7 @@ class GuardApp:
                 self.decide = queue_everything
 
         upstream = Upstream(s.upstream, s.smtp.hostname)
-        self.worker = DeliveryWorker(self.engine, self.writer, upstream, s.delivery,
+        self.worker = DeliveryWorker(self.writer, upstream, s.delivery,
                                      s.smtp.hostname, owner=s.instance_id or instance_id())
         if self.inspector is not None and self.inspector.known is not None:
             self.worker.on_learned = self.inspector.known.learned

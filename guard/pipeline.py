@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard import metrics
-from guard.hold.bcc import field_name, split_fields
 from guard.ids import new_queue_id
 from guard.inspect.textdecode import decode_encoded_words, decode_header_bytes
 from guard.logs import queue_id_var
+from guard.rewrite import field_name, split_fields
 from guard.smtp.server import ReceivedMessage
 from guard.store import queue as q
 from guard.store.writer import BatchWriter

@@ -29,9 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.config import Settings
 from guard.hold import metrics
-from guard.hold.bcc import move_to_bcc
 from guard.hold.model import KINDS, Hold, norm_addr, parse_hold
 from guard.notify.notices import Event, NoticeFactory
+from guard.rewrite import move_to_bcc
 from guard.store import holds as H
 from guard.store import queue as q
 from guard.store.writer import BatchWriter
@@ -322,13 +322,21 @@ class Lifecycle:
 
         return await self._run(op)
 
-    def _may_decide(self, hold: Any, hold_row: Any, who: str, actor: Actor) -> bool:
-        """Approve and reject: an approve hold, never the sender, and an approver link
-        only for someone currently asked (backups only after escalation)."""
-        if hold.kind != "approve" or hold.is_sender(who):
-            return False
-        return actor.role != "approver" or who in allowed_approvers(hold, hold_row,
-                                                                    self.settings)
+    async def _open_for_decision(self, conn: AsyncConnection, message_id: str,
+                                 link: Link | None, who: str, actor: Actor) -> Any:
+        """Approve and reject: the held message, its hold and hold row — or a Result.
+        Only an approve hold, never by the sender, and an approver link only for someone
+        currently asked (backups only after escalation)."""
+        opened = await self._open(conn, message_id, link)
+        if isinstance(opened, Result):
+            return opened
+        msg, hold = opened
+        hold_row = await H.get_hold(conn, message_id)
+        if hold.kind != "approve" or hold.is_sender(who) or (
+                actor.role == "approver"
+                and who not in allowed_approvers(hold, hold_row, self.settings)):
+            return Result("forbidden", msg.state)
+        return msg, hold, hold_row
 
     async def approve(self, message_id: str, actor: Actor, *, link: Link | None = None
                       ) -> Result:
@@ -336,13 +344,10 @@ class Lifecycle:
         who = norm_addr(actor.who)
 
         async def op(conn: AsyncConnection, now: float) -> Result:
-            opened = await self._open(conn, message_id, link)
+            opened = await self._open_for_decision(conn, message_id, link, who, actor)
             if isinstance(opened, Result):
                 return opened
-            msg, hold = opened
-            hold_row = await H.get_hold(conn, message_id)
-            if not self._may_decide(hold, hold_row, who, actor):
-                return Result("forbidden", msg.state)
+            msg, hold, hold_row = opened
             approvals = await H.get_approvals(conn, message_id)
             if who in approvals:
                 return Result("already", msg.state)
@@ -373,13 +378,10 @@ class Lifecycle:
         who = norm_addr(actor.who)
 
         async def op(conn: AsyncConnection, now: float) -> Result:
-            opened = await self._open(conn, message_id, link)
+            opened = await self._open_for_decision(conn, message_id, link, who, actor)
             if isinstance(opened, Result):
                 return opened
-            msg, hold = opened
-            hold_row = await H.get_hold(conn, message_id)
-            if not self._may_decide(hold, hold_row, who, actor):
-                return Result("forbidden", msg.state)
+            msg, hold, _ = opened
             res = await self._cancel_in(conn, now, msg, hold, actor, action="reject",
                                         reason="rejected", note=reason,
                                         extra={"approver": who})

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiosmtplib
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard import metrics
 from guard.config import DeliverySettings
@@ -44,9 +44,8 @@ def instance_id() -> str:
 
 
 class DeliveryWorker:
-    def __init__(self, engine: AsyncEngine, writer: BatchWriter, upstream: Upstream,
+    def __init__(self, writer: BatchWriter, upstream: Upstream,
                  settings: DeliverySettings, hostname: str, owner: str | None = None) -> None:
-        self.engine = engine
         self.writer = writer
         self.upstream = upstream
         self.settings = settings

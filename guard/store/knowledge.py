@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -52,20 +52,6 @@ async def import_domains(conn: AsyncConnection, now: float, domains: Iterable[st
     return len(rows)
 
 
-async def known_domains_among(conn: AsyncConnection, domains: Iterable[str],
-                              sender: str) -> tuple[set[str], set[str]]:
-    """Of these domains: (known org-wide, known to this sender)."""
-    ds = sorted(set(domains))
-    if not ds:
-        return set(), set()
-    rows = await conn.execute(select(known_domains.c.domain, known_domains.c.scope).where(
-        known_domains.c.domain.in_(ds), known_domains.c.scope.in_((ORG, sender))))
-    org, mine = set(), set()
-    for r in rows:
-        (org if r.scope == ORG else mine).add(r.domain)
-    return org, mine
-
-
 async def all_known_addresses(conn: AsyncConnection, limit: int = 200_000) -> list[str]:
     rows = await conn.execute(select(known_addresses.c.address)
                               .order_by(known_addresses.c.last_seen.desc()).limit(limit))
@@ -96,25 +82,6 @@ async def list_info(conn: AsyncConnection) -> list[dict[str, Any]]:
 async def list_fingerprint(conn: AsyncConnection, name: str) -> str | None:
     return (await conn.execute(select(lists.c.fingerprint).where(lists.c.name == name))
             ).scalar_one_or_none()
-
-
-async def suppressed(conn: AsyncConnection, digests: Iterable[bytes]) -> dict[str, set[bytes]]:
-    """Which of these digests are on which list."""
-    ds = sorted(set(digests))
-    if not ds:
-        return {}
-    out: dict[str, set[bytes]] = {}
-    for r in await conn.execute(select(list_entries.c.list_name, list_entries.c.digest)
-                                .where(list_entries.c.digest.in_(ds))):
-        out.setdefault(r.list_name, set()).add(bytes(r.digest))
-    return out
-
-
-async def count_known(conn: AsyncConnection) -> dict[str, int]:
-    d = (await conn.execute(select(func.count()).select_from(known_domains)
-                            .where(known_domains.c.scope == ORG))).scalar_one()
-    a = (await conn.execute(select(func.count()).select_from(known_addresses))).scalar_one()
-    return {"domains": int(d), "addresses": int(a)}
 
 
 async def all_known_domains(conn: AsyncConnection) -> list[tuple[str, str]]:

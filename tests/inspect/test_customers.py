@@ -2,37 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from guard.inspect.context import Customer, InspectContext
 from guard.inspect.customers import detect_customer_mismatch, name_terms
 from guard.lists import parse_customers_csv
-
-
-@dataclass
-class Chunk:
-    where: str
-    text: str
-
-
-@dataclass
-class Attachment:
-    filename: str | None
-    content_type: str = "application/octet-stream"
-    data: bytes = b""
-    where: str = ""
-
-
-@dataclass
-class View:
-    """Stand-in for guard.message.MessageView: only what the detector reads."""
-
-    rcpt_tos: list[str] = field(default_factory=list)
-    subject: str | None = ""
-    texts: list[Chunk] = field(default_factory=list)
-    attachments: list[Attachment] = field(default_factory=list)
-    inner_names: list[tuple[str, str]] = field(default_factory=list)
-
+from tests.inspect.standins import Attachment, Chunk, View
 
 A = Customer("エー商事株式会社", aliases=("エー商事",), domains=("a-shoji.co.jp",))
 B = Customer("ビー物産株式会社", aliases=("ビー物産", "BEE"), domains=("bee-bussan.co.jp",))

@@ -3,36 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 import pytest
 
 from guard.inspect.context import InspectContext, KeywordRule
 from guard.inspect.keywords import compile_pattern, detect_keywords
-
-
-@dataclass
-class Chunk:
-    where: str
-    text: str
-
-
-@dataclass
-class Attachment:
-    filename: str | None
-    content_type: str = "application/octet-stream"
-    data: bytes = b""
-    where: str = ""
-
-
-@dataclass
-class View:
-    """Stand-in for guard.message.MessageView: only what the detector reads."""
-
-    subject: str | None = ""
-    texts: list[Chunk] = field(default_factory=list)
-    attachments: list[Attachment] = field(default_factory=list)
-    inner_names: list[tuple[str, str]] = field(default_factory=list)
+from tests.inspect.standins import Attachment, Chunk, View
 
 
 def ctx(*rules: KeywordRule) -> InspectContext:
