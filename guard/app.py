@@ -1,13 +1,12 @@
-"""Wiring: one process = store + writer + SMTP listeners + delivery worker + web."""
+"""Wiring: store + writer + inspection + delivery worker + web in this process; the SMTP
+sessions here too, or in `smtp.front_processes` child processes (guard.smtp.front)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import aiosmtpd
 import aiosmtplib
 import uvicorn
 
-from guard import metrics
+from guard import metrics, multiproc
 from guard.config import ConfigError, Settings, parse_hostport, parse_upstream_url
 from guard.decide import Inspector, PolicyDecider
 from guard.devsink import CaptureHandler, capture_protocol_factory
@@ -28,7 +27,9 @@ from guard.policy import Policy, PolicyWatcher, default_policy
 from guard.relay.client import Upstream
 from guard.relay.worker import DeliveryWorker, instance_id
 from guard.secret import load_or_create_secret
-from guard.smtp.server import GuardHandler, GuardSMTP, ListenerConfig, ListenerKind
+from guard.smtp.front import SmtpFronts
+from guard.smtp.listeners import bind, listener_plan, serve_listener, server_tls_context
+from guard.smtp.server import GuardHandler
 from guard.smtp.users import UserDirectory
 from guard.store import db, migrate
 from guard.store import queue as q
@@ -64,16 +65,6 @@ def assert_library_versions() -> None:
         raise ConfigError(f"aiosmtplib {aiosmtplib.__version__} < 5.1.3 (command injection)")
 
 
-def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
-    if not settings.tls.cert_file:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = (ssl.TLSVersion.TLSv1_3 if settings.tls.min_version == "TLSv1.3"
-                           else ssl.TLSVersion.TLSv1_2)
-    ctx.load_cert_chain(settings.tls.cert_file, settings.tls.key_file or None)
-    return ctx
-
-
 class _QuietUvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:  # we handle signals ourselves
@@ -100,6 +91,7 @@ class GuardApp:
         self.worker: DeliveryWorker | None = None
         self.hold: HoldService | None = None
         self.pipeline: Pipeline | None = None
+        self.fronts: SmtpFronts | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -140,16 +132,7 @@ class GuardApp:
                     hold.wake()  # the timers send the first notices now
             return reply
 
-        handler = GuardHandler(accept, s.smtp.max_recipients)
-        tls = server_tls_context(s)
-        users = UserDirectory(s.smtp.users_file)
-        listeners: list[tuple[ListenerKind, str]] = [(s.smtp.mode, s.smtp.listen)]
-        if s.smtp.smtps_listen:
-            listeners.append(("smtps", s.smtp.smtps_listen))
-        if s.smtp.trusted_listen:
-            listeners.append(("trusted", s.smtp.trusted_listen))
-        networks = tuple(ipaddress.ip_network(n, strict=False) for n in s.smtp.trusted_networks)
-
+        plan = listener_plan(s)
         if self.outbox is not None:
             host, port = parse_hostport(self.dev_sink_listen)
             srv = await asyncio.get_running_loop().create_server(
@@ -157,28 +140,23 @@ class GuardApp:
             self.servers.append(srv)
             self.bound["dev_sink"] = srv.sockets[0].getsockname()[:2]
 
-        loop = asyncio.get_running_loop()
-        for kind, listen in listeners:
-            if kind in ("submission", "smtps") and tls is None:
-                raise ConfigError(f"the {kind} listener needs tls.cert_file and tls.key_file "
-                                  "(GUARD_TLS_CERT / GUARD_TLS_KEY): AUTH is never offered "
-                                  "without TLS")
-            cfg = ListenerConfig(
-                kind=kind, hostname=s.smtp.hostname, max_message_size=s.smtp.max_message_size,
-                max_recipients=s.smtp.max_recipients, max_connections=s.smtp.max_connections,
-                timeout=s.smtp.timeout, auth_failures=s.smtp.auth_failures_per_connection,
-                max_hops=s.smtp.max_hops, trusted_networks=networks)
-            host, port = parse_hostport(listen)
-
-            def factory(cfg: ListenerConfig = cfg) -> GuardSMTP:
-                return GuardSMTP(handler, cfg, users if cfg.kind != "trusted" else None, tls)
-
-            srv = await loop.create_server(factory, host, port,
-                                           ssl=tls if kind == "smtps" else None,
-                                           reuse_port=True, backlog=1024)
-            self.servers.append(srv)
-            self.bound[kind] = srv.sockets[0].getsockname()[:2]
-            log.info("SMTP %s listener on %s:%d", kind, *self.bound[kind])
+        sockets = [(cfg, bind(host, port)) for cfg, host, port in plan]
+        for cfg, sock in sockets:
+            self.bound[cfg.kind] = sock.getsockname()[:2]
+            log.info("SMTP %s listener on %s:%d", cfg.kind, *self.bound[cfg.kind])
+        fronts = s.smtp.front_processes
+        if fronts and not multiproc.active():
+            log.warning("SMTP sessions run in this process: metrics are not set up for "
+                        "several processes (`guard serve` and `guard dev` do that)")
+            fronts = 0
+        if fronts:
+            self.fronts = SmtpFronts(s, sockets, accept, fronts)
+            await self.fronts.start()
+        else:
+            handler = GuardHandler(accept, s.smtp.max_recipients)
+            tls, users = server_tls_context(s), UserDirectory(s.smtp.users_file)
+            for cfg, sock in sockets:
+                self.servers.append(await serve_listener(handler, cfg, sock, users, tls))
 
         self.worker.start()
         _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
@@ -259,6 +237,8 @@ class GuardApp:
     async def stop(self) -> None:
         for srv in self.servers:
             srv.close()
+        if self.fronts is not None:  # before the writer: they finish handed-over messages
+            await self.fronts.stop()
         if self._web is not None:
             self._web.should_exit = True
         if self.worker is not None:

@@ -46,9 +46,13 @@ def _run(coro: Any) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace, dev: bool = False) -> int:
+    settings = _settings(args, dev)
+    if settings.smtp.front_processes:
+        from guard import multiproc
+
+        multiproc.enable()  # before prometheus_client is imported (by guard.app)
     from guard.app import GuardApp
 
-    settings = _settings(args, dev)
     setup_logging(settings.log.level, settings.log.format)
     app = GuardApp(settings, dev_sink_listen=DEV_SINK if dev else "")
     if dev:

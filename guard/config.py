@@ -43,6 +43,10 @@ class SmtpSettings(_Section):
     bare_newline: Literal["reject"] = "reject"
     max_hops: int = 50
     users_file: str = "users.yaml"
+    # SMTP sessions (protocol, TLS, AUTH, DATA) run in this many child processes, which
+    # hand each message to the main process for inspection and the commit: a second core
+    # for the per-command Python work. 0 = in the main process. (`guard serve`/`dev`.)
+    front_processes: int = Field(default=1, ge=0, le=64)
 
     @field_validator("trusted_networks")
     @classmethod

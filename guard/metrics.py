@@ -26,7 +26,8 @@ DELIVERY_LATENCY = Histogram(
 ACCEPT_LATENCY = Histogram(
     "guard_accept_commit_seconds", "Time from end of DATA to the commit behind the 250",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
-QUEUE_DEPTH = Gauge("guard_queue_messages", "Messages in the queue by state", ["state"])
+QUEUE_DEPTH = Gauge("guard_queue_messages", "Messages in the queue by state", ["state"],
+                    multiprocess_mode="livemax")  # set by the main process only
 DB_BATCH_SIZE = Histogram(
     "guard_db_batch_operations", "Operations committed per write transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128))

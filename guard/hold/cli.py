@@ -10,10 +10,12 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guard.config import Settings, load_settings
-from guard.hold.lifecycle import Actor, Result
+
+if TYPE_CHECKING:  # imported when a command runs: `guard serve` must set up metrics first
+    from guard.hold.lifecycle import Actor, Result
 
 EXIT = {"not_found": 1, "not_held": 3, "forbidden": 3, "used": 3, "already": 3}
 
@@ -31,6 +33,8 @@ def add_queue_commands(queue_subparsers: Any) -> None:
 
 
 def _admin() -> Actor:
+    from guard.hold.lifecycle import Actor
+
     who = os.environ.get("SUDO_USER") or getpass.getuser()
     return Actor("admin", who, "cli")
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from guard import multiproc
 from guard.devsink import CaptureHandler
 
 SECURITY_HEADERS = {
@@ -74,7 +75,7 @@ def create_app(health: HealthCheck, refresh_metrics: Callable[[], Awaitable[None
                outbox: CaptureHandler | None = None) -> Starlette:
     async def metrics(request: Request) -> Response:
         await refresh_metrics()
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(multiproc.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(request: Request) -> Response:
         db, up = await asyncio.gather(health.database(), health.upstream())

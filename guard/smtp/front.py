@@ -1,0 +1,256 @@
+"""SMTP fronts: the SMTP sessions in child processes, the pipeline in the main process.
+
+An SMTP session is mostly Python work per command (aiosmtpd, TLS, AUTH, the DATA reader);
+inspection, the commit and delivery are the rest. With `smtp.front_processes` ≥ 1 the
+main process binds the listening sockets and hands them to that many children, which run
+the sessions and pass each complete message back over a socket pair; the main process
+inspects and commits it and sends back the reply, so the client still gets its 250 only
+after the commit (the database stays in one process: SQLite has one writer).
+
+Frames both ways: request id (8 bytes), payload length (4 bytes), payload.
+  front → main   id ≥ 1: a pickled ReceivedMessage;     id 0: b"ready"
+  main → front   id ≥ 1: the reply line for that id;     id 0: b"stop"
+The link is between two processes of one program, so pickle is safe here. A front dies
+with the main process (PR_SET_PDEATHSIG, end of file on the link); a front that dies
+alone is started again, and its clients, who never got a 250, send again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import multiprocessing as mp
+import pickle
+import signal
+import socket
+import struct
+import time
+from typing import Any
+
+from guard import multiproc
+from guard.config import Settings
+from guard.smtp.server import Acceptor, ListenerConfig, ReceivedMessage
+
+log = logging.getLogger("guard.smtp")
+
+_FRAME = struct.Struct("!QI")
+_PR_SET_PDEATHSIG = 1
+_START_TIMEOUT = 60.0  # a spawned interpreter imports the package first
+_ANSWER_ERROR = "451 4.3.0 Error: queue temporarily unavailable, try again later"
+
+
+def _frame(rid: int, payload: bytes) -> bytes:
+    return _FRAME.pack(rid, len(payload)) + payload
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes] | None:
+    try:
+        rid, n = _FRAME.unpack(await reader.readexactly(_FRAME.size))
+        return rid, await reader.readexactly(n)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+# -- the main process's side -------------------------------------------------------------
+
+class SmtpFronts:
+    """Starts `count` front processes on the bound listening sockets and answers them."""
+
+    def __init__(self, settings: Settings, listeners: list[tuple[ListenerConfig, socket.socket]],
+                 accept: Acceptor, count: int) -> None:
+        self.settings = settings
+        self.listeners = listeners
+        self.accept = accept
+        self.count = count
+        self._ctx = mp.get_context("spawn")  # never fork a process with a running loop
+        self._procs: dict[int, Any] = {}
+        self._links: dict[int, asyncio.StreamWriter] = {}
+        self._ready: dict[int, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._answers: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.restarts = 0
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs.values() if p.is_alive()]
+
+    async def start(self) -> None:
+        for i in range(self.count):
+            self._ready[i] = asyncio.Event()
+            self._tasks.append(asyncio.create_task(self._supervise(i), name=f"guard-front-{i}"))
+        # the sockets already queue connections; wait so "started" means answering
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self._ready.values())),
+                               _START_TIMEOUT)
+
+    async def _supervise(self, i: int) -> None:
+        delay = 1.0
+        while not self._stopping:
+            started = time.monotonic()
+            mine, theirs = socket.socketpair()
+            proc = self._ctx.Process(target=front_main, name=f"guard-smtp-{i}",
+                                     args=(self.settings, self.listeners, theirs))
+            proc.start()
+            theirs.close()
+            self._procs[i] = proc
+            reader, writer = await asyncio.open_unix_connection(sock=mine)
+            self._links[i] = writer
+            await self._serve(i, reader, writer)
+            writer.close()
+            if self._stopping:
+                return
+            await asyncio.get_running_loop().run_in_executor(None, proc.join, 5)
+            log.error("SMTP front %d (pid %d) exited with %s; starting it again in %.0f s",
+                      i, proc.pid, proc.exitcode, delay)
+            multiproc.process_gone(proc.pid)
+            self.restarts += 1
+            await asyncio.sleep(delay)
+            delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
+
+    async def _serve(self, i: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        while (frame := await _read_frame(reader)) is not None:
+            rid, payload = frame
+            if rid == 0:
+                if payload == b"ready":
+                    log.info("SMTP front %d (pid %d) is answering", i, self._procs[i].pid)
+                    self._ready[i].set()
+                continue
+            task = asyncio.create_task(self._answer(writer, rid, payload))
+            self._answers.add(task)
+            task.add_done_callback(self._answers.discard)
+
+    async def _answer(self, writer: asyncio.StreamWriter, rid: int, payload: bytes) -> None:
+        try:
+            msg = pickle.loads(payload)
+            reply = await self.accept(msg)
+        except Exception:
+            # the accept function answers its own errors; this is a broken frame
+            log.exception("a message from an SMTP front could not be handled")
+            reply = _ANSWER_ERROR
+        if not writer.is_closing():
+            writer.write(_frame(rid, reply.encode()))
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Fronts stop listening, finish the messages they already handed over, exit."""
+        self._stopping = True
+        for w in self._links.values():
+            if not w.is_closing():
+                w.write(_frame(0, b"stop"))
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + grace
+        for p in list(self._procs.values()):
+            await loop.run_in_executor(None, p.join, max(deadline - time.monotonic(), 0.1))
+            if p.is_alive():
+                log.error("SMTP front pid %d did not stop; killing it", p.pid)
+                p.kill()
+                await loop.run_in_executor(None, p.join, 5)
+            multiproc.process_gone(p.pid)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for _, sock in self.listeners:
+            sock.close()
+
+
+# -- the front process --------------------------------------------------------------------
+
+class RemoteAcceptor:
+    """The front's `accept`: the message goes to the main process; its reply comes back."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._pending: dict[int, asyncio.Future[str]] = {}
+        self._next = 1
+        self.stop_requested = asyncio.Event()
+        self.idle = asyncio.Event()  # nothing handed over is waiting for its reply
+        self.idle.set()
+
+    async def __call__(self, msg: ReceivedMessage) -> str:
+        if self.stop_requested.is_set() and self._writer.is_closing():
+            raise ConnectionError("the main process is gone")
+        rid, self._next = self._next, self._next + 1
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self.idle.clear()
+        try:
+            self._writer.write(_frame(rid, pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)))
+            await self._writer.drain()
+            return await fut
+        finally:
+            self._pending.pop(rid, None)
+            if not self._pending:
+                self.idle.set()
+
+    async def run(self) -> None:
+        """Reads replies until the main process says stop or goes away."""
+        while (frame := await _read_frame(self._reader)) is not None:
+            rid, payload = frame
+            if rid == 0:
+                if payload == b"stop":
+                    self.stop_requested.set()
+                continue
+            fut = self._pending.get(rid)
+            if fut is not None and not fut.done():
+                fut.set_result(payload.decode())
+        # end of file: nobody can commit for us any more; unanswered messages get a 451
+        self.stop_requested.set()
+        self._writer.close()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("the main process is gone"))
+
+    def send_ready(self) -> None:
+        self._writer.write(_frame(0, b"ready"))
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def front_main(settings: Settings, listeners: list[tuple[ListenerConfig, socket.socket]],
+               link: socket.socket) -> None:
+    """Entry point of a front process (multiprocessing spawn target)."""
+    _die_with_parent()
+    # Ctrl-C and SIGTERM to the process group: the main process decides when we stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from guard.logs import setup_logging
+
+    setup_logging(settings.log.level, settings.log.format)
+    try:
+        import uvloop
+
+        uvloop.run(_front(settings, listeners, link))
+    except ImportError:
+        asyncio.run(_front(settings, listeners, link))
+
+
+async def _front(settings: Settings, listeners: list[tuple[ListenerConfig, socket.socket]],
+                 link: socket.socket) -> None:
+    from guard.smtp.listeners import serve_listener, server_tls_context
+    from guard.smtp.server import GuardHandler
+    from guard.smtp.users import UserDirectory
+
+    reader, writer = await asyncio.open_unix_connection(sock=link)
+    remote = RemoteAcceptor(reader, writer)
+    reading = asyncio.create_task(remote.run())
+    handler = GuardHandler(remote, settings.smtp.max_recipients)
+    tls = server_tls_context(settings)
+    users = UserDirectory(settings.smtp.users_file)
+    servers = [await serve_listener(handler, cfg, sock, users, tls) for cfg, sock in listeners]
+    remote.send_ready()
+    await remote.stop_requested.wait()
+    for srv in servers:
+        srv.close()
+    # messages already handed over get their replies before we go
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(remote.idle.wait(), 30)
+    reading.cancel()
+    writer.close()

@@ -1,0 +1,134 @@
+"""SMTP sessions in front processes (smtp.front_processes), the commit in the main one.
+
+Through the real interface: `guard serve` as a subprocess, smtplib / a raw socket as the
+client, an aiosmtpd sink upstream. What must hold: every 250 is one stored message, a
+front that dies mid-DATA loses nothing that was answered and is replaced, the fronts die
+with the main process, /metrics adds up what the fronts count, and 0 keeps SMTP in the
+main process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+from tests.conftest import Sink, TlsFiles, simple_message, submit, wait_for
+from tests.smtp_client import ConnectionClosed, RawSMTP, queue_rows
+
+FRONT_READY = re.compile(r"SMTP front (\d+) \(pid (\d+)\) is answering")
+
+
+def _front_pids(guard) -> dict[int, int]:
+    """front number → pid of the newest front process with that number (from the log)."""
+    return {int(n): int(pid) for n, pid in FRONT_READY.findall(guard.logs())}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" in f.read()  # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
+def _metric(text: str, line_start: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{line_start} not in /metrics")
+
+
+def test_two_fronts_relay_everything_and_metrics_add_up(guard_factory, sink: Sink,
+                                                        tls: TlsFiles) -> None:
+    g = guard_factory(sink.url, SMTP__FRONT_PROCESSES="2")
+    wait_for(lambda: len(_front_pids(g)) == 2, 30, what="two fronts answering")
+    pids = _front_pids(g)
+    assert g.proc is not None and g.proc.pid not in pids.values()
+    for i in range(12):
+        submit(g.smtp_port, tls, "alice@example.co.jp", [f"r{i}@example.net"],
+               simple_message(f"front {i}"))
+    got = sink.wait_count(12)
+    assert sorted(m.rcpt_tos[0] for m in got) == sorted(f"r{i}@example.net" for i in range(12))
+    assert len(queue_rows(g)) == 12
+    # sessions are counted in the fronts, messages in the main process: both add up
+    status, text = g.http("/metrics")
+    assert status == 200
+    assert _metric(text, 'guard_smtp_sessions_total{listener="submission"}') == 12
+    assert _metric(text, 'guard_messages_accepted_total{disposition="queued"}') == 12
+    wait_for(lambda: _metric(g.http("/metrics")[1], "guard_messages_delivered_total") == 12,
+             15, what="12 delivered in /metrics")
+
+
+def test_front_killed_mid_data_loses_nothing_answered_and_is_replaced(
+        guard_factory, sink: Sink, tls: TlsFiles) -> None:
+    g = guard_factory(sink.url, SMTP__MODE="trusted", TRUSTED_NETWORKS="127.0.0.0/8")
+    wait_for(lambda: 0 in _front_pids(g), 30, what="the front answering")
+    old = _front_pids(g)[0]
+    c = RawSMTP(g.smtp_port)
+    assert c.cmd("EHLO mta.localhost").code == 250
+    assert c.cmd("MAIL FROM:<alice@example.co.jp>").code == 250
+    assert c.cmd("RCPT TO:<half@example.net>").code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(b"Subject: half\r\n\r\nthe first half of a message, and then")
+    time.sleep(0.2)
+    os.kill(old, signal.SIGKILL)
+    # the client sees the connection end, never a 250
+    try:
+        c.send(b" the rest\r\n.\r\n")
+        answered = c.reply().code
+    except (OSError, ConnectionClosed):  # the connection ended (or was reset)
+        answered = 0
+    assert answered != 250
+    wait_for(lambda: _front_pids(g).get(0, old) != old, 30, what="a new front")
+    assert f"SMTP front 0 (pid {old}) exited" in g.logs()
+    with RawSMTP(g.smtp_port) as c2:
+        assert c2.cmd("EHLO mta.localhost").code == 250
+        assert c2.cmd("MAIL FROM:<alice@example.co.jp>").code == 250
+        assert c2.cmd("RCPT TO:<whole@example.net>").code == 250
+        assert c2.cmd("DATA").code == 354
+        c2.send(simple_message("whole", to="whole@example.net") + b".\r\n")
+        assert c2.reply().code == 250
+    got = sink.wait_count(1)
+    time.sleep(0.5)
+    assert [m.rcpt_tos for m in sink.messages] == [["whole@example.net"]]
+    rows = queue_rows(g)
+    assert len(rows) == 1 and "whole@example.net" in str(rows[0]["recipients"]), rows
+    assert got[0].mail_from == "alice@example.co.jp"
+
+
+def test_fronts_die_with_the_main_process(guard_factory, sink: Sink, tls: TlsFiles) -> None:
+    g = guard_factory(sink.url, SMTP__FRONT_PROCESSES="2")
+    wait_for(lambda: len(_front_pids(g)) == 2, 30, what="two fronts answering")
+    pids = list(_front_pids(g).values())
+    g.kill()
+    wait_for(lambda: all(_gone(p) for p in pids), 10, what="the fronts gone")
+    # the port is free for the next start, which relays again
+    g.start()
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["after@example.net"],
+           simple_message("after"))
+    assert sink.wait_count(1)[0].rcpt_tos == ["after@example.net"]
+
+
+def test_sigterm_stops_fronts_and_main_cleanly(guard_factory, sink: Sink, tls: TlsFiles) -> None:
+    g = guard_factory(sink.url)
+    wait_for(lambda: 0 in _front_pids(g), 30, what="the front answering")
+    pid = _front_pids(g)[0]
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["x@example.net"], simple_message("x"))
+    sink.wait_count(1)
+    assert g.stop() == 0
+    assert _gone(pid)
+    assert "Traceback" not in g.logs()
+
+
+def test_front_processes_0_keeps_smtp_in_the_main_process(guard_factory, sink: Sink,
+                                                          tls: TlsFiles) -> None:
+    g = guard_factory(sink.url, SMTP__FRONT_PROCESSES="0")
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["inline@example.net"],
+           simple_message("inline"))
+    assert sink.wait_count(1)[0].rcpt_tos == ["inline@example.net"]
+    assert _front_pids(g) == {}
+    status, text = g.http("/metrics")
+    assert status == 200
+    assert _metric(text, 'guard_smtp_sessions_total{listener="submission"}') == 1
