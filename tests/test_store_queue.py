@@ -117,3 +117,73 @@ async def test_weak_sqlite_durability_is_refused(tmp_path):
     good = db.create_engine(f"sqlite:///{tmp_path / 'good.db'}")
     await db.check_durability(good)  # WAL + FULL from our connect hook
     await good.dispose()
+
+
+async def test_a_batch_of_accepts_is_grouped_and_a_duplicate_fails_alone(store):
+    """The SQLite writer sends a batch's INSERTs as one executemany per table; a bad row
+    (a duplicate queue id, found only when the group is sent) fails its operation alone."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    engine, writer = store
+    await writer.submit(lambda c, now: q.insert_message(c, now, _msg("D0")))
+    gate = asyncio.Event()
+
+    async def wait_for_gate(conn, now):  # holds the writer while the others queue up
+        await gate.wait()
+
+    statements: list[str] = []
+    sync = writer._sync_engine if engine.dialect.name == "sqlite" else engine.sync_engine
+
+    def seen(conn, cursor, statement, params, context, executemany):
+        words = statement.split()
+        statements.append(words[2] if words[0] == "INSERT" else words[0])
+
+    event.listen(sync, "before_cursor_execute", seen)
+    try:
+        first = asyncio.ensure_future(writer.submit(wait_for_gate))
+        await asyncio.sleep(0.05)
+        ids = [f"D{i}" for i in range(1, 11)]
+        batch = asyncio.gather(
+            *(writer.submit(lambda c, now, i=i: q.insert_message(c, now, _msg(i)))
+              for i in [*ids[:5], "D0", *ids[5:]]),
+            return_exceptions=True)
+        await asyncio.sleep(0.05)
+        gate.set()
+        await first
+        results = await batch
+    finally:
+        event.remove(sync, "before_cursor_execute", seen)
+    assert [r for r in results if isinstance(r, str)] == ids
+    assert sum(isinstance(r, Exception) for r in results) == 1  # the duplicate D0
+    async with engine.connect() as conn:
+        assert await q.count_messages(conn) == 11
+        for i in ["D1", "D10"]:
+            shown = await q.show_message(conn, i)
+            assert [r["address"] for r in shown["recipients"]] == ["x@example.net",
+                                                                    "y@example.net"]
+            assert [a["action"] for a in shown["audit"]] == ["accepted"]
+    if engine.dialect.name == "sqlite":
+        # the 11 queued behind the gate went as one transaction with ONE grouped INSERT
+        # into messages (it failed on D0), then one by one: 1 + 11, where statement by
+        # statement the failed batch alone would have sent 6
+        assert statements.count("messages") == 12, statements
+
+
+async def test_a_claim_brings_small_messages_with_it(store):
+    _, writer = store
+    small = _msg("S1")
+    big = q.NewMessage(id="B1", state="queued", mail_from="a@example.co.jp", sender="alice",
+                       rcpt_tos=["x@example.net"], actor="test",
+                       data=b"Subject: big\r\n\r\n" + b"x" * (q.PREFETCH_BYTES + 1))
+    for m in (small, big):
+        await writer.submit(lambda c, now, m=m: q.insert_message(c, now, m))
+    claimed = {c.id: c for c in await writer.submit(
+        lambda c, now: q.claim_due(c, now, "A", 30, 10))}
+    assert set(claimed) == {"S1", "B1"}
+    env = claimed["S1"].envelope
+    assert env is not None and env.data == small.data and env.state == "queued"
+    assert env.rcpts == [(0, "x@example.net"), (1, "y@example.net")] and env.settled == {}
+    assert env == await writer.submit(lambda c, now: q.load_for_delivery(c, "S1"))
+    assert claimed["B1"].envelope is None  # read when it is sent

@@ -95,6 +95,10 @@ class DeliveryWorker:
                 free = self.settings.concurrency * 2 - self._work.qsize() - self._in_flight
                 claimed: list[q.Claimed] = []
                 limit = min(free, self.settings.batch)
+                # while the senders still have work queued, claim in batches, not one
+                # message per finished send (a claim is three statements)
+                if self._work.qsize() and limit < self.settings.concurrency // 2:
+                    limit = 0
                 if limit > 0 and time.monotonic() >= self._upstream_down_until:
                     claimed = await self.writer.submit(
                         lambda conn, now, n=limit: q.claim_due(
@@ -154,7 +158,8 @@ class DeliveryWorker:
                        ) -> aiosmtplib.SMTP | None:
         # through the writer: on SQLite its reads are inline statements (microseconds),
         # where a pooled aiosqlite connection costs a dozen thread hand-offs
-        env = await self.writer.submit(lambda conn, now: q.load_for_delivery(conn, c.id))
+        env = c.envelope or await self.writer.submit(
+            lambda conn, now: q.load_for_delivery(conn, c.id))
         if env is None or not env.rcpts:
             log.error("claimed message has no content or no pending recipient")
             return smtp

@@ -13,7 +13,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.store.schema import ACTIVE_STATES, audit, contents, messages, recipients
@@ -67,10 +78,21 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+async def _insert(conn: AsyncConnection, stmt: Any, rows: dict[str, Any] | list[dict[str, Any]]
+                  ) -> None:
+    """An INSERT whose result nobody reads: the SQLite writer groups those of one
+    transaction into one executemany per table (guard.store.writer, `defer_insert`)."""
+    defer = getattr(conn, "defer_insert", None)
+    if defer is not None:
+        defer(stmt, rows)
+    else:
+        await conn.execute(stmt, rows)
+
+
 async def add_audit(conn: AsyncConnection, now: float, message_id: str, actor: str,
                     action: str, from_state: str = "", to_state: str = "",
                     detail: dict[str, Any] | None = None) -> None:
-    await conn.execute(_INSERT_AUDIT, {
+    await _insert(conn, _INSERT_AUDIT, {
         "message_id": message_id, "at": now, "actor": actor, "action": action,
         "from_state": from_state, "to_state": to_state, "detail": _json(detail or {})})
 
@@ -78,7 +100,7 @@ async def add_audit(conn: AsyncConnection, now: float, message_id: str, actor: s
 async def insert_message(conn: AsyncConnection, now: float, m: NewMessage) -> str:
     """Store a received message: row, recipients, bytes and the audit row, together."""
     hold_until = now + m.hold_seconds if m.hold_seconds is not None else None
-    await conn.execute(_INSERT_MESSAGE, {
+    await _insert(conn, _INSERT_MESSAGE, {
         "id": m.id, "state": m.state, "mail_from": m.mail_from, "sender": m.sender,
         "client_ip": m.client_ip, "helo": m.helo, "listener": m.listener, "size": len(m.data),
         "subject": m.subject, "header_from": m.header_from,
@@ -86,11 +108,11 @@ async def insert_message(conn: AsyncConnection, now: float, m: NewMessage) -> st
         "received_at": now, "queued_at": now, "next_attempt_at": now, "attempts": 0,
         "lease_owner": None, "lease_until": None, "hold_until": hold_until, "updated_at": now})
     rstate = "failed" if m.state == "rejected" else "pending"
-    await conn.execute(_INSERT_RECIPIENTS, [
+    await _insert(conn, _INSERT_RECIPIENTS, [
         {"message_id": m.id, "idx": i, "address": a, "state": rstate, "updated_at": now}
         for i, a in enumerate(m.rcpt_tos)])
     if m.state != "rejected":
-        await conn.execute(_INSERT_CONTENT, {
+        await _insert(conn, _INSERT_CONTENT, {
             "message_id": m.id, "trace_header": m.trace_header, "data": m.data})
     action = {"queued": "accepted", "held": "held", "rejected": "rejected"}.get(m.state, m.state)
     await add_audit(conn, now, m.id, m.actor, action, "", m.state, m.audit_detail)
@@ -165,6 +187,33 @@ class Claimed:
     attempts: int
     queued_at: float
     received_at: float
+    envelope: Envelope | None = None  # read with the claim when the message is small
+
+
+# A claim reads small messages with it: two statements for the whole batch instead of two
+# per message later. Larger ones are read when they are sent (memory stays bounded).
+PREFETCH_BYTES = 256 * 1024
+
+_DUE = and_(messages.c.state.in_(ACTIVE_STATES), messages.c.next_attempt_at <= bindparam("now"),
+            or_(messages.c.lease_until.is_(None), messages.c.lease_until < bindparam("now")))
+_DUE_IDS = select(messages.c.id).where(_DUE).order_by(messages.c.next_attempt_at).limit(
+    bindparam("limit"))
+_DUE_IDS_LOCKED = _DUE_IDS.with_for_update(skip_locked=True)
+_TAKE_LEASE = update(messages).where(
+    messages.c.id.in_(bindparam("ids", expanding=True)), _DUE).values(
+    lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+_CLAIMED = (
+    select(messages.c.id, messages.c.mail_from, messages.c.attempts, messages.c.queued_at,
+           messages.c.received_at, messages.c.sender, messages.c.state, messages.c.size,
+           contents.c.trace_header,
+           case((messages.c.size <= PREFETCH_BYTES, contents.c.data), else_=None).label("data"))
+    .outerjoin(contents, contents.c.message_id == messages.c.id)
+    .where(messages.c.id.in_(bindparam("ids", expanding=True)),
+           messages.c.lease_owner == bindparam("owner")))
+_CLAIMED_RECIPIENTS = (
+    select(recipients.c.message_id, recipients.c.idx, recipients.c.address, recipients.c.state)
+    .where(recipients.c.message_id.in_(bindparam("ids", expanding=True)))
+    .order_by(recipients.c.message_id, recipients.c.idx))
 
 
 async def claim_due(conn: AsyncConnection, now: float, owner: str, lease_seconds: float,
@@ -175,20 +224,28 @@ async def claim_due(conn: AsyncConnection, now: float, owner: str, lease_seconds
     On PostgreSQL the candidate rows are locked with SKIP LOCKED so instances never
     claim the same message; SQLite has a single writer, so the same query is safe there.
     """
-    due = and_(messages.c.state.in_(ACTIVE_STATES), messages.c.next_attempt_at <= now,
-               or_(messages.c.lease_until.is_(None), messages.c.lease_until < now))
-    q = (select(messages.c.id).where(due).order_by(messages.c.next_attempt_at).limit(limit))
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    ids = [r.id for r in await conn.execute(q)]
+    pick = _DUE_IDS_LOCKED if conn.dialect.name == "postgresql" else _DUE_IDS
+    ids = [r.id for r in await conn.execute(pick, {"now": now, "limit": limit})]
     if not ids:
         return []
-    await conn.execute(update(messages).where(messages.c.id.in_(ids), due).values(
-        lease_owner=owner, lease_until=now + lease_seconds))
-    rows = await conn.execute(select(
-        messages.c.id, messages.c.mail_from, messages.c.attempts, messages.c.queued_at,
-        messages.c.received_at).where(messages.c.id.in_(ids), messages.c.lease_owner == owner))
-    return [Claimed(r.id, r.mail_from, r.attempts, r.queued_at, r.received_at) for r in rows]
+    await conn.execute(_TAKE_LEASE, {"ids": ids, "now": now, "owner": owner,
+                                     "until": now + lease_seconds})
+    claimed, small = [], {}
+    for r in await conn.execute(_CLAIMED, {"ids": ids, "owner": owner}):
+        c = Claimed(r.id, r.mail_from, r.attempts, r.queued_at, r.received_at)
+        claimed.append(c)
+        if r.data is not None and r.trace_header is not None:
+            c.envelope = Envelope(r.id, r.mail_from, r.sender, r.state, r.trace_header,
+                                  r.data, [])
+            small[r.id] = c.envelope
+    if small:
+        for r in await conn.execute(_CLAIMED_RECIPIENTS, {"ids": list(small)}):
+            env = small[r.message_id]
+            if r.state == "pending":
+                env.rcpts.append((r.idx, r.address))
+            else:
+                env.settled[r.state] = env.settled.get(r.state, 0) + 1
+    return claimed
 
 
 async def release_lease(conn: AsyncConnection, now: float, message_id: str, owner: str) -> None:

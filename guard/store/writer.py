@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Transaction, text
+from sqlalchemy import Connection, Insert, Transaction, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guard import metrics
 from guard.store.db import SQLITE_NOW, create_sqlite_writer_engine, db_now
+from guard.store.schema import metadata
 
 log = logging.getLogger("guard.store")
 
@@ -41,9 +42,31 @@ class _InlineConnection:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self.dialect = conn.dialect
+        self._pending: dict[Any, list[dict[str, Any]]] = {}
+
+    def defer_insert(self, statement: Insert, rows: dict[str, Any] | list[dict[str, Any]]
+                     ) -> None:
+        """Collect an INSERT nobody reads back; sent as one executemany per table before
+        the next statement or the commit (a batch of 20 messages: 4 statements, not 80)."""
+        self._pending.setdefault(statement, []).extend(
+            rows if isinstance(rows, list) else [rows])
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            for stmt in sorted(pending, key=_table_rank):  # parents before children
+                self._conn.execute(stmt, pending[stmt])
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        self.flush()  # whatever runs next sees every row written before it
         return self._conn.execute(statement, parameters)
+
+
+def _table_rank(statement: Insert) -> int:
+    return _TABLE_ORDER[statement.table.name]
+
+
+_TABLE_ORDER = {t.name: i for i, t in enumerate(metadata.sorted_tables)}
 
 
 class BatchWriter:
@@ -155,6 +178,7 @@ class BatchWriter:
             assert self._sqlite is not None
             conn = _InlineConnection(self._sqlite)
             results = [await op(conn, now) for op in ops]  # type: ignore[arg-type]
+            conn.flush()
         except BaseException:
             await loop.run_in_executor(self._thread, tx.rollback)
             raise

@@ -698,7 +698,9 @@ def flatness(samples: list[dict[str, Any]], n: int) -> dict[str, Any]:
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
     return {"rss_at_25pct_mib": ys[0], "rss_end_mib": ys[-1], "rss_max_mib": max(ys),
             "hwm_at_25pct_mib": after[0]["hwm_mib"], "hwm_end_mib": after[-1]["hwm_mib"],
-            "rss_slope_mib_per_10k": slope * 10000}
+            "rss_slope_mib_per_10k": slope * 10000,
+            "children_rss_at_25pct_mib": after[0].get("children_rss_mib"),
+            "children_rss_end_mib": after[-1].get("children_rss_mib")}
 
 
 # --------------------------------------------------------------------------- profile
@@ -901,17 +903,20 @@ def main(argv: list[str] | None = None) -> int:
         info["memory"] = mem
         marks = [s for i, s in enumerate(mem["samples"])
                  if i % max(1, len(mem["samples"]) // 12) == 0] + mem["samples"][-1:]
-        print("| t s | delivered | VmRSS MiB | VmHWM MiB |\n|---|---|---|---|")
+        print("| t s | delivered | VmRSS MiB | VmHWM MiB | children VmRSS MiB |\n"
+              "|---|---|---|---|---|")
         for s in marks:
             print(f"| {s['t']:.0f} | {s['delivered']} | {s['rss_mib']:.1f} | "
-                  f"{s['hwm_mib']:.1f} |")
+                  f"{s['hwm_mib']:.1f} | {s.get('children_rss_mib', 0):.1f} |")
         print(f"\ndrained {mem['messages']} in {fmt(mem.get('drained_s'), '.1f')} s "
               f"({fmt(mem.get('e2e_rate'), '.0f')} msg/s). After 25 % of the messages: RSS "
               f"{fmt(mem.get('rss_at_25pct_mib'), '.1f')} → {fmt(mem.get('rss_end_mib'), '.1f')}"
               f" MiB (max {fmt(mem.get('rss_max_mib'), '.1f')}), slope "
               f"{fmt(mem.get('rss_slope_mib_per_10k'), '+.2f')} MiB per 10k msgs; VmHWM "
               f"{fmt(mem.get('hwm_at_25pct_mib'), '.1f')} → {fmt(mem.get('hwm_end_mib'), '.1f')}"
-              f" MiB; log problems {mem['log_problems']}; guard metrics "
+              f" MiB; child processes' RSS {fmt(mem.get('children_rss_at_25pct_mib'), '.1f')}"
+              f" → {fmt(mem.get('children_rss_end_mib'), '.1f')} MiB"
+              f"; log problems {mem['log_problems']}; guard metrics "
               f"{mem.get('guard_metrics')}")
     else:
         results = []
