@@ -133,6 +133,7 @@ class GuardApp:
             return reply
 
         plan = listener_plan(s)
+        tls = server_tls_context(s)  # here too with fronts: a bad certificate stops the start
         if self.outbox is not None:
             host, port = parse_hostport(self.dev_sink_listen)
             srv = await asyncio.get_running_loop().create_server(
@@ -154,7 +155,7 @@ class GuardApp:
             await self.fronts.start()
         else:
             handler = GuardHandler(accept, s.smtp.max_recipients)
-            tls, users = server_tls_context(s), UserDirectory(s.smtp.users_file)
+            users = UserDirectory(s.smtp.users_file)
             for cfg, sock in sockets:
                 self.servers.append(await serve_listener(handler, cfg, sock, users, tls))
 

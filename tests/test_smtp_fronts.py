@@ -132,3 +132,14 @@ def test_front_processes_0_keeps_smtp_in_the_main_process(guard_factory, sink: S
     status, text = g.http("/metrics")
     assert status == 200
     assert _metric(text, 'guard_smtp_sessions_total{listener="submission"}') == 1
+
+
+def test_a_front_that_cannot_start_stops_the_start(guard_factory, sink: Sink, tmp_path) -> None:
+    bad = tmp_path / "bad-users.yaml"
+    bad.write_text("alice: [unclosed\n")
+    g = guard_factory(sink.url, start=False, USERS_FILE=str(bad))
+    g.start(wait=False)
+    assert g.proc is not None
+    rc = g.proc.wait(30)  # not the 60 s start timeout, and never a guard without SMTP
+    assert rc != 0
+    assert "SMTP front 0 exited" in g.logs() and "before answering" in g.logs(), g.logs()

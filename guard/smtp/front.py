@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from guard import multiproc
-from guard.config import Settings
+from guard.config import ConfigError, Settings
 from guard.smtp.server import Acceptor, ListenerConfig, ReceivedMessage
 
 log = logging.getLogger("guard.smtp")
@@ -71,6 +71,7 @@ class SmtpFronts:
         self._tasks: list[asyncio.Task[None]] = []
         self._answers: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.restarts = 0
 
     @property
@@ -81,9 +82,19 @@ class SmtpFronts:
         for i in range(self.count):
             self._ready[i] = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._supervise(i), name=f"guard-front-{i}"))
-        # the sockets already queue connections; wait so "started" means answering
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self._ready.values())),
-                               _START_TIMEOUT)
+        # the sockets already queue connections; wait so "started" means answering, and
+        # a front that cannot start (say, an unreadable users file) stops the start
+        ready = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in self._ready.values())))
+        await asyncio.wait([ready, self._failed], timeout=_START_TIMEOUT,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if self._failed.done():
+            ready.cancel()
+            await self.stop(grace=1.0)
+            raise self._failed.exception() or RuntimeError("SMTP front failed")
+        if not ready.done():
+            ready.cancel()
+            await self.stop(grace=1.0)
+            raise TimeoutError(f"SMTP fronts not answering after {_START_TIMEOUT:.0f} s")
 
     async def _supervise(self, i: int) -> None:
         delay = 1.0
@@ -102,6 +113,12 @@ class SmtpFronts:
             if self._stopping:
                 return
             await asyncio.get_running_loop().run_in_executor(None, proc.join, 5)
+            if not self._ready[i].is_set():
+                if not self._failed.done():
+                    self._failed.set_exception(ConfigError(
+                        f"SMTP front {i} exited with {proc.exitcode} before answering "
+                        "(its error is in the log above)"))
+                return
             log.error("SMTP front %d (pid %d) exited with %s; starting it again in %.0f s",
                       i, proc.pid, proc.exitcode, delay)
             multiproc.process_gone(proc.pid)
