@@ -87,13 +87,14 @@ class SmtpFronts:
         ready = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in self._ready.values())))
         await asyncio.wait([ready, self._failed], timeout=_START_TIMEOUT,
                            return_when=asyncio.FIRST_COMPLETED)
+        if self._failed.done() or not ready.done():
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
+            await self.stop(grace=1.0)
         if self._failed.done():
-            ready.cancel()
-            await self.stop(grace=1.0)
             raise self._failed.exception() or RuntimeError("SMTP front failed")
-        if not ready.done():
-            ready.cancel()
-            await self.stop(grace=1.0)
+        if not ready.done() or ready.cancelled():
             raise TimeoutError(f"SMTP fronts not answering after {_START_TIMEOUT:.0f} s")
 
     async def _supervise(self, i: int) -> None:
