@@ -12,9 +12,9 @@ declared type is sender-controlled and often wrong ("application/octet-stream").
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import itertools
+import logging
 import posixpath
 import re
 import struct
@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import IO
 
+from guard.inspect import ooxml
 from guard.inspect.textdecode import decode_auto, decode_declared
 from guard.message import (
     Attachment,
@@ -37,6 +38,7 @@ from guard.message import (
 )
 
 MiB = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class ExtractLimits:
     ratio_after_bytes: int = 1 * MiB  # ... checked once this much has been produced
     max_xml_part_bytes: int = 200 * MiB  # one OOXML/ODF XML part, uncompressed
     max_cells: int = 1_000_000  # per workbook / CSV
+    # xlsx: cells read per sheet; later rows are counted and their strings go to the
+    # text (guard.inspect.ooxml). Above the personal-data scan's 20k cells per table
+    # (guard.inspect.run.PII_LIMITS), with room for header search and column sampling.
+    sheet_sample_cells: int = 25_000
     max_sheets: int = 100
     max_pdf_pages: int = 1000
     max_pdf_chars: int = 10_000_000
@@ -195,9 +201,9 @@ class _Extractor:
             self.budget.chars_left -= len(text)
             self.out.texts.extend(TextChunk(where, t) for t in split_text(text))
 
-    def table(self, where: str, rows: list[list[str]]) -> None:
+    def table(self, where: str, rows: list[list[str]], more_rows: int = 0) -> None:
         if rows:
-            self.out.tables.append(Table(where, rows))
+            self.out.tables.append(Table(where, rows, more_rows))
 
     # -- dispatch --
 
@@ -333,6 +339,17 @@ class _Extractor:
         chunks: list[str] = []
         for name in parts:
             info = zf.getinfo(name)
+            kind = "w" if name.startswith("word/") else "a" if name.startswith("ppt/") else ""
+            if kind:
+                # the fast run reader (guard.inspect.ooxml.word_text); the defusedxml walk
+                # reads what it does not handle (ODF is always read that way)
+                try:
+                    with self._member_stream(zf, info, att.where, ratio=False,
+                                             cap=self.limits.max_xml_part_bytes) as f:
+                        chunks.append(ooxml.word_text(ooxml.read_chunks(f), kind))
+                    continue
+                except ooxml.Unsupported as e:
+                    log.debug("%s %s: full XML parser (%s)", att.where, name, e)
             with self._member_stream(zf, info, att.where, ratio=False,
                                      cap=self.limits.max_xml_part_bytes) as f:
                 chunks.append(_xml_text(f))
@@ -356,6 +373,14 @@ class _Extractor:
     # -- spreadsheets --
 
     def _workbook(self, zf: zipfile.ZipFile, att: Attachment, depth: int) -> None:
+        if "xl/workbook.xml" in zf.namelist():
+            try:
+                self._xlsx(zf, att)
+                self._embeddings(zf, att, depth)
+                return
+            except ooxml.Unsupported as e:
+                # not an error: calamine reads the whole workbook instead (slower)
+                log.debug("%s: calamine instead of the sampling reader (%s)", att.where, e)
         # calamine reads the zip itself, so first make sure the XML parts really inflate
         # within limits (declared sizes can lie); this costs one extra inflate pass.
         for info in zf.infolist():
@@ -366,6 +391,63 @@ class _Extractor:
                         pass
         self._calamine(att)
         self._embeddings(zf, att, depth)
+
+    def _xlsx(self, zf: zipfile.ZipFile, att: Attachment) -> None:
+        """xlsx/xlsm through guard.inspect.ooxml: per sheet, the first
+        `sheet_sample_cells` cells are read as table rows, the other rows are counted
+        (Table.more_rows) and their strings added to the text. Output is added only
+        once the whole workbook was read, so a fallback to calamine never doubles it."""
+        where = att.where
+        lim = self.limits
+        names = set(zf.namelist())
+
+        def part(name: str) -> bytes:
+            return self._member_bytes(zf, zf.getinfo(name), where, ratio=False,
+                                      cap=lim.max_xml_part_bytes)
+
+        rels = "xl/_rels/workbook.xml.rels"
+        if rels not in names:
+            raise ooxml.Unsupported("no workbook relationships")
+        book = ooxml.workbook_parts(part("xl/workbook.xml"), part(rels), names)
+        sst = ooxml.shared_strings(part(book.shared_strings)) if book.shared_strings else []
+        kinds = ooxml.styles(part(book.styles)).kinds if book.styles else []
+        sheets = book.sheets
+        problems: list[str] = []
+        if len(sheets) > lim.max_sheets:
+            problems.append(f"{len(sheets)} sheets; first {lim.max_sheets} read")
+            sheets = sheets[: lim.max_sheets]
+        used: set[int] = set()
+        results: list[ooxml.SheetResult] = []
+        cells = self.cells
+        for name, path in sheets:
+            budget = min(lim.sheet_sample_cells, lim.max_cells - cells)
+            if budget <= 0:
+                problems.append(f"cell limit {lim.max_cells} reached in sheet {name!r}")
+                break
+            with self._member_stream(zf, zf.getinfo(path), where, ratio=False,
+                                     cap=lim.max_xml_part_bytes) as f:
+                res = ooxml.read_sheet(ooxml.read_chunks(f, 1 * MiB), sst, kinds,
+                                       book.is_1904, budget, used)
+            cells += res.cells
+            results.append(res)
+            if res.more_rows and budget < lim.sheet_sample_cells:
+                # the sample was cut by the workbook's cell limit, not by the sample size
+                problems.append(f"cell limit {lim.max_cells} reached in sheet {name!r}")
+                break
+        # all read: now the outputs
+        self.cells = cells
+        for detail in problems:
+            self.problem("too_large", where, detail)
+        texts: list[str] = []
+        for res in results:
+            self.table(where, res.rows, res.more_rows)
+            texts.append("\n".join("\t".join(r) for r in res.rows))
+            texts.extend(res.tail_texts)
+        if any(res.more_rows or res.tail_texts for res in results) and len(used) < len(sst):
+            # rows after a sample: every text cell of the workbook is a shared string,
+            # so the ones the sampled rows did not use carry the rest of the text
+            texts.append("\n".join(_unused(sst, used)))
+        self.text(where, "\n\n".join(t for t in texts if t))
 
     def _calamine(self, att: Attachment) -> None:
         import python_calamine
@@ -677,19 +759,18 @@ def _pptx_parts(names: set[str]) -> list[str]:
     return [*slides, *notes, *comments]
 
 
-def _cell_str(v: object) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "TRUE" if v else "FALSE"
-    if isinstance(v, float):
-        # phone and account numbers typed into Excel come back as floats
-        if v.is_integer() and abs(v) < 1e16:
-            return str(int(v))
-        return repr(v)
-    if isinstance(v, dt.datetime | dt.date | dt.time):
-        return v.isoformat()
-    return str(v).strip()
+_cell_str = ooxml.cell_str  # one definition for calamine's values and the fast reader
+
+
+def _unused(strings: list[str], used: set[int]) -> list[str]:
+    """strings[i] for every i not in `used`, in order (slices between the used ones)."""
+    out: list[str] = []
+    start = 0
+    for i in sorted(used):
+        out.extend(strings[start:i])
+        start = i + 1
+    out.extend(strings[start:])
+    return out
 
 
 def _trim_row(cells: list[str]) -> list[str]:

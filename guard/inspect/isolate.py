@@ -104,12 +104,12 @@ class _Packed:
 
     shell: Any  # the object with texts (and tables) emptied
     texts: list[tuple[str, Wire]]
-    tables: list[tuple[str, list[Wire]]]
+    tables: list[tuple[str, list[Wire], int]]  # where, packed rows, more_rows
 
 
 def _pack(obj: MessageView | Extracted) -> _Packed:
     texts = [(t.where, _to_wire(t.text)) for t in obj.texts]
-    tables = [(t.where, _pack_rows(t.rows)) for t in obj.tables]
+    tables = [(t.where, _pack_rows(t.rows), t.more_rows) for t in obj.tables]
     obj.texts, obj.tables = [], []
     return _Packed(obj, texts, tables)
 
@@ -123,7 +123,8 @@ def _unpack(packed: _Packed) -> Any:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        obj.tables = [Table(where, _unpack_rows(data)) for where, data in packed.tables]
+        obj.tables = [Table(where, _unpack_rows(data), more)
+                      for where, data, more in packed.tables]
     finally:
         if was_enabled:
             gc.enable()

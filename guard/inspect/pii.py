@@ -250,7 +250,7 @@ class _Accumulator:
         self._add_hits(acc, hits)
         self._add_records(acc, hits, line_groups(text, hits, self.limits.record_gap))
 
-    def add_table(self, where: str, rows: Sequence[Sequence[Any]]) -> None:
+    def add_table(self, where: str, rows: Sequence[Sequence[Any]], more_rows: int = 0) -> None:
         acc = self._where(where)
         lim = self.limits
         table = table_text(
@@ -262,6 +262,7 @@ class _Accumulator:
             max_cells=lim.max_table_cells,
             max_scan_cells=lim.max_scan_cells,
             today=self.settings.today or date.today(),
+            more_rows=more_rows,
         )
         acc.truncated |= table.truncated
         if table.people is not None:
@@ -430,7 +431,8 @@ def scan(
     for chunk in texts:
         acc.add_text(chunk.where, chunk.text)
     for table in tables:
-        acc.add_table(table.where, table.rows)
+        # rows the extractor counted but did not read (guard.message.Table.more_rows)
+        acc.add_table(table.where, table.rows, getattr(table, "more_rows", 0))
     return acc.findings()
 
 

@@ -136,6 +136,13 @@ def _people_score(classes: set[str]) -> float:
     return round(min(score, 0.95), 3)
 
 
+def _has_value(value: object) -> bool:
+    """Would cell_text(value) be non-empty? (Without normalising the cell.)"""
+    if value is None:
+        return False
+    return bool(value.strip()) if isinstance(value, str) else True
+
+
 def table_text(
     raw_rows: Sequence[Sequence[object]],
     *,
@@ -146,22 +153,31 @@ def table_text(
     max_cells: int,
     max_scan_cells: int,
     today: date,
+    more_rows: int = 0,
 ) -> TableText:
     """Header, people-list verdict and the scanner's view of a table.
 
-    Up to `max_cells` cells are read (the people-list row count covers them all); the
-    value detectors see the rows within the first `max_scan_cells` cells, because they
-    cost ~10 µs per cell and a list that long is already a people list or not.
+    Up to `max_cells` cells are looked at (the people-list row count covers them all,
+    plus `more_rows`: rows the extractor counted after the rows it read, see
+    Table.more_rows); the value detectors see the rows within the first
+    `max_scan_cells` cells, because they cost ~10 µs per cell and a list that long is
+    already a people list or not. Only the rows the header search, the column check and
+    the value scan need are normalised; the others are only checked for values.
     """
     rows: list[list[str]] = []
+    rest: list[Sequence[object]] = []  # rows past what is normalised: counted only
+    keep_rows = header_rows + column_sample + 1
     cells = 0
-    truncated = False
+    truncated = more_rows > 0
     for raw in raw_rows:
         if cells + len(raw) > max_cells:
             truncated = True
             break
         cells += len(raw)
-        rows.append([cell_text(v) for v in raw])
+        if rest or (len(rows) >= keep_rows and cells > max_scan_cells + len(raw)):
+            rest.append(raw)
+        else:
+            rows.append([cell_text(v) for v in raw])
 
     header_index, classes = _find_header(rows, header_rows)
     if header_index < 0 and rows and _looks_like_header(rows[0]):
@@ -174,6 +190,10 @@ def table_text(
     kinds = set(kept.values())
     if len(kinds) >= 2 and kinds & _ANCHOR_CLASSES:
         n_rows = sum(1 for row in data if any(c < len(row) and row[c] for c in kept))
+        n_rows += sum(1 for row in rest
+                      if any(c < len(row) and _has_value(row[c]) for c in kept))
+        # counted by the extractor (rows holding any value; their columns are unknown)
+        n_rows += more_rows
         if n_rows >= min_rows:
             people = PeopleList(
                 tuple((headers[c], cls) for c, cls in sorted(kept.items())),
@@ -214,4 +234,5 @@ def table_text(
             if c < len(row) and row[c]:
                 names.append((i, re.sub(r"\s+", "", row[c])))
         lines.append(CELL_SEPARATOR.join(parts))
+    truncated = truncated or bool(rest)
     return TableText("\n".join(lines), names, typed, people, truncated)

@@ -15,6 +15,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from email.utils import formatdate
+from xml.sax.saxutils import escape
 
 # --- ISO-2022-JP with NEC row-13 characters ------------------------------------------
 
@@ -368,3 +369,56 @@ def ods(rows: list[list[str]], sheet: str = "名簿") -> bytes:
 def odt(paragraphs: list[str]) -> bytes:
     body = "".join(f"<text:p>{p}</text:p>" for p in paragraphs)
     return _odf("application/vnd.oasis.opendocument.text", f"<office:text>{body}</office:text>")
+
+
+# --- xlsx laid out as Excel writes it ----------------------------------------------------
+
+XLSX_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+XLSX_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def raw_xlsx(sheet_data: str, strings: list[str] | None = None, *, sst_xml: str | None = None,
+             sheet_xml: str | None = None, styles: str | None = None) -> bytes:
+    """An xlsx laid out as Excel writes it (shared strings), from raw XML: openpyxl
+    3.1 writes inline strings only."""
+    members = {
+        "[Content_Types].xml": (
+            '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats'
+            '.org/package/2006/content-types"><Default Extension="rels" ContentType='
+            '"application/vnd.openxmlformats-package.relationships+xml"/><Default Extension='
+            '"xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" '
+            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.'
+            'main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application'
+            '/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/><Override '
+            'PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-'
+            'officedocument.spreadsheetml.sharedStrings+xml"/></Types>'),
+        "_rels/.rels": (
+            '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.'
+            'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="'
+            f'{XLSX_REL}/officeDocument" Target="xl/workbook.xml"/></Relationships>'),
+        "xl/workbook.xml": (
+            f'<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="{XLSX_NS}" '
+            f'xmlns:r="{XLSX_REL}">'
+            '<sheets><sheet name="顧客" sheetId="1" r:id="rId1"/></sheets></workbook>'),
+        "xl/_rels/workbook.xml.rels": (
+            '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.'
+            'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="'
+            f'{XLSX_REL}/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="'
+            f'{XLSX_REL}/sharedStrings" Target="sharedStrings.xml"/><Relationship Id="rId3" Type="'
+            f'{XLSX_REL}/styles" Target="styles.xml"/></Relationships>'),
+        "xl/worksheets/sheet1.xml": sheet_xml if sheet_xml is not None else (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n'
+            f'<worksheet xmlns="{XLSX_NS}" '
+            f'xmlns:r="{XLSX_REL}"><dimension ref="A1"/><sheetData>{sheet_data}</sheetData>'
+            '<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" '
+            'footer="0.3"/></worksheet>'),
+        "xl/sharedStrings.xml": sst_xml if sst_xml is not None else (
+            f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{XLSX_NS}">'
+            + "".join(s if s.startswith("<si>") else f"<si><t>{escape(s)}</t></si>"
+                      for s in strings or []) + "</sst>"),
+        "xl/styles.xml": styles or (
+            f'<styleSheet xmlns="{XLSX_NS}"><numFmts count="1"><numFmt numFmtId="164" '
+            'formatCode="yyyy/m/d"/></numFmts><cellXfs count="3"><xf numFmtId="0"/>'
+            '<xf numFmtId="164"/><xf numFmtId="31"/></cellXfs></styleSheet>'),
+    }
+    return std_zip({k: v.encode() for k, v in members.items()})

@@ -1,0 +1,822 @@
+"""Fast readers for OOXML parts: xlsx sheets (sampled rows + counted rows) and docx/pptx text.
+
+Why not a general XML parser: an event parser calls Python for every element, and a
+10 MB xlsx is ~50 MB of sheet XML with ~1.2 M cells (calamine: ~15 µs a row; defusedxml
+iterparse on docx: ~10 M characters/s). These readers do their per-byte work in C
+(zlib, bytes.split/count/replace, one `re.findall` per chunk) and call Python per row
+or per run only where the result needs it.
+
+What is read completely and what is sampled (docs/benchmarks.md "Inspection"):
+
+- docx/pptx: every w:t / w:delText / a:t run of every part, with the paragraph, table
+  cell/row, tab and line-break structure of guard.inspect.extract._xml_text (the
+  defusedxml walk this replaces; it is still the fallback and the ODF reader).
+- xlsx, per sheet:
+  * the first rows up to `sample_cells` cells are parsed completely (expat, with every
+    cell type, shared strings, rich text, dates from the number formats): they are the
+    Table rows the personal-data detectors look at (they only scan the first 20k cells
+    of a table anyway, guard.inspect.run.PII_LIMITS);
+  * every row after that is *counted* on the raw bytes (rows that hold at least one
+    value) and reported as `Table.more_rows`, so the people-list row count is the
+    sheet's real row count;
+  * the text of rows after the sample is not lost: every shared string (each text cell
+    of the workbook is one, stored once) that the sampled rows did not use, every inline
+    string (`t="inlineStr"`, as openpyxl writes) and every formula string result
+    (`t="str"`) after the sample go into the attachment's text, which the keyword and
+    customer-name detectors read in full. Numbers, booleans and dates after the sample
+    are counted, not read.
+
+Security: the same bounded member streams as everything else (zip-bomb caps, ratio and
+per-message budgets); no DTD (a DOCTYPE or ENTITY declaration is refused, like
+defusedxml's forbid_dtd); only the five predefined entities and character references
+are expanded, anything else is a parse error; input must be UTF-8. Anything these
+readers do not understand (CDATA, comments or processing instructions in content,
+namespace prefixes other than the usual ones, a non-UTF-8 encoding, xlsb) raises
+`Unsupported`, and the caller falls back to the slower complete readers (calamine,
+defusedxml). Malformed input (truncated part, bad entity, bad shared-string index)
+raises `Malformed`, which becomes a parse_error problem.
+
+Not a full well-formedness check of the counted part of a sheet or of a docx: the
+readers check the prolog, the namespace bindings, entities, characters and that the
+part ends with its root element's end tag, and read every text run a parser would
+report; a document broken in the middle is read as far as its runs go.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+MiB = 1024 * 1024
+
+
+class Unsupported(Exception):
+    """The fast reader does not handle this input; use the complete reader."""
+
+
+class Malformed(Exception):
+    """Broken or refused XML (DTD, unknown entity, truncated part): a parse_error."""
+
+
+# --- shared helpers ----------------------------------------------------------------------
+
+_ENTITY = re.compile(r"&(?:(amp|lt|gt|quot|apos)|#([0-9]{1,7})|#x([0-9a-fA-F]{1,6}));")
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _entity(m: re.Match[str]) -> str:
+    name, dec, hexa = m.groups()
+    if name:
+        return _NAMED[name]
+    code = int(dec) if dec else int(hexa, 16)
+    if code > 0x10FFFF:
+        raise Malformed(f"character reference {m.group(0)!r} out of range")
+    ch = chr(code)
+    if _ILLEGAL_XML.match(ch):
+        raise Malformed(f"character reference {m.group(0)!r} is not allowed in XML")
+    return ch
+
+
+def xml_unescape(text: str) -> str:
+    """Character data as an XML parser reports it: the five predefined entities and
+    character references; any other `&` (an entity a DTD would have to declare, or a
+    bare ampersand) is malformed. Line ends are normalised first, as XML requires
+    (a literal CR becomes LF; `&#13;` stays a CR)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "&" not in text:
+        return text
+    out, n = _ENTITY.subn(_entity, text)
+    if n != text.count("&"):
+        raise Malformed("undefined entity or bare '&' in XML text")
+    return out
+
+
+_OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def ooxml_unescape(text: str) -> str:
+    """SpreadsheetML strings escape characters XML cannot carry as `_xHHHH_` (Excel
+    writes a CR as `_x000D_`, a literal "_x0041_" as `_x005F_x0041_`); calamine
+    decodes them, so this does too."""
+    if "_x" not in text:
+        return text
+    return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
+_DECL = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*(<\?xml\b[^>]*\?>)?", re.S)
+_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def _prolog(head: bytes) -> int:
+    """Check the start of a part; return where the content after the XML declaration
+    starts. UTF-8 only (OOXML writers use it); UTF-16 and others fall back."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:4] in (b"<\x00?\x00", b"\x00<\x00?"):
+        raise Unsupported("UTF-16 XML")
+    m = _DECL.match(head)
+    assert m is not None  # the pattern matches the empty string
+    if m.group(1):
+        enc = _ENCODING.search(m.group(1))
+        if enc and enc.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
+            raise Unsupported(f"XML encoding {enc.group(1).decode('ascii', 'replace')}")
+    return m.end()
+
+
+def _screen(buf: bytes) -> None:
+    """What the fast readers refuse (DTDs) or leave to a full parser (CDATA, comments,
+    processing instructions inside content). `buf` is content after the prolog."""
+    # (memchr for the rare byte first: two-byte searches over markup are slower)
+    if b"!" in buf and b"<!" in buf:
+        if b"<!DOCTYPE" in buf or b"<!ENTITY" in buf:
+            raise Malformed("DTD forbidden (DOCTYPE or ENTITY declaration)")
+        raise Unsupported("CDATA section or comment in content")
+    if b"?" in buf and b"<?" in buf:
+        raise Unsupported("processing instruction in content")
+    if b"\x00" in buf:
+        raise Malformed("NUL character in XML")
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Malformed(f"not UTF-8: {e}") from None
+
+
+_ROOT = re.compile(rb"\s*<([A-Za-z_][\w.:-]*)")
+
+
+def _root_end_tag(content: bytes) -> bytes:
+    m = _ROOT.match(content)
+    if not m:
+        raise Malformed("no root element")
+    return b"</" + m.group(1)
+
+
+def _check_end(tail: bytes, root_end: bytes) -> None:
+    """The part must end with its root element's end tag: a crafted truncated part
+    (the zip CRC catches an accidental one) is malformed, not silently short."""
+    tail = tail.rstrip()
+    i = tail.rfind(root_end)
+    if i < 0 or not tail.endswith(b">") or tail[i + len(root_end):-1].strip():
+        raise Malformed("truncated XML (no end tag of the root element)")
+
+
+def read_chunks(stream: IO[bytes], size: int = 4 * MiB) -> Iterator[bytes]:
+    while True:
+        chunk = stream.read(size)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _units(chunks: Iterable[bytes], cut: bytes, max_carry: int) -> Iterator[bytes]:
+    """Re-chunk a byte stream so that each piece ends right after `cut` (a paragraph or
+    row end tag): text runs and rows never straddle two pieces. The last piece is the
+    rest. A single element larger than max_carry is refused."""
+    carry = b""
+    for chunk in chunks:
+        buf = carry + chunk if carry else chunk
+        i = buf.rfind(cut)
+        if i < 0:
+            if len(buf) > max_carry:
+                raise Unsupported("element too large for the streaming reader")
+            carry = buf
+            continue
+        i += len(cut)
+        carry = buf[i:]
+        yield buf[:i]
+    yield carry
+
+
+# --- xmlns checks --------------------------------------------------------------------------
+
+_XMLNS = re.compile(rb"""xmlns(?::([\w.-]+))?\s*=\s*["']([^"']*)["']""")
+
+
+def _check_namespaces(buf: bytes, expected: dict[bytes, frozenset[bytes]]) -> set[bytes]:
+    """Prefixes in `expected` may only be bound to their namespace URIs, and those URIs
+    only to those prefixes (never as the default namespace): the regexes match on the
+    prefix. Returns the expected prefixes that this piece declares."""
+    seen: set[bytes] = set()
+    if b"xmlns" not in buf:
+        return seen
+    all_uris = {u: p for p, us in expected.items() for u in us}
+    for prefix, uri in _XMLNS.findall(buf):
+        if prefix in expected:
+            if uri not in expected[prefix]:
+                raise Unsupported(f"prefix {prefix.decode()} bound to another namespace")
+            seen.add(prefix)
+        elif uri in all_uris:
+            raise Unsupported("unusual namespace prefix")
+    return seen
+
+
+# --- docx / pptx text -----------------------------------------------------------------------
+
+_W_NS = frozenset({b"http://schemas.openxmlformats.org/wordprocessingml/2006/main",
+                   b"http://purl.oclc.org/ooxml/wordprocessingml/main"})
+_A_NS = frozenset({b"http://schemas.openxmlformats.org/drawingml/2006/main",
+                   b"http://purl.oclc.org/ooxml/drawingml/main"})
+_TEXT_NS = {b"w": _W_NS, b"a": _A_NS}
+
+# Markers put in front of the structural tags; XML 1.0 cannot contain these characters
+# (checked by _screen), so they cannot come from the document.
+# Each marker is '<' + a control byte, so every match of _RUN starts with a literal '<'
+# (the regex engine then jumps from '<' to '<' in C).
+_P, _TAB, _BR, _TC, _TCE, _TR = b"<\x01", b"<\x02", b"<\x03", b"<\x04", b"<\x05", b"<\x06"
+_MARKS = [
+    (b"</w:p>", _P + b"</w:p>"), (b"</a:p>", _P + b"</a:p>"),
+    (b"<w:p/>", _P + b"<w:p/>"), (b"<a:p/>", _P + b"<a:p/>"),
+    (b"<w:tab/>", _TAB + b"<w:tab/>"), (b"<w:br/>", _BR + b"<w:br/>"),
+    (b"<w:cr/>", _BR + b"<w:cr/>"),
+]
+_TABLE_MARKS = [(b"</w:tc>", _TCE + b"</w:tc>"), (b"</w:tr>", _TR + b"</w:tr>"),
+                (b"<w:tc/>", _TC + _TCE + b"<w:tc/>")]
+# the same tags with attributes (rarer: tab stops, page breaks, rsid'd empty paragraphs
+# and cells); paragraph and cell starts with attributes are not structure
+_MARK_ATTR = re.compile(rb"<(?:(w:tab|w:br|w:cr)\s[^>]*|(w:p|a:p|w:tc)\s[^>]*/)>")
+_ATTR_HINTS = (b"<w:tab ", b"<w:br ", b"<w:cr ", b"/>")
+_MARK_ATTR_CODES = {b"w:p": _P, b"a:p": _P, b"w:tab": _TAB, b"w:br": _BR, b"w:cr": _BR,
+                    b"w:tc": _TC + _TCE}
+_MARKER_BYTES = (b"\x01", b"\x02", b"\x03", b"\x04", b"\x05", b"\x06")
+# (the other kind's paragraph end: a:p in a docx drawing, w:p never in a pptx)
+_RARE = {
+    "w": re.compile(rb"<(?:w:(?:tab|br|cr|tc)[\s/>]|/w:t[cr]>|[wa]:p(?:\s[^>]*)?/|/a:p>)"),
+    "a": re.compile(rb"<(?:w:(?:tab|br|cr|tc)[\s/>]|/w:t[cr]>|[wa]:p(?:\s[^>]*)?/|/w:p>)"),
+}
+_TC_START = re.compile(rb"<w:tc(?=[\s>])")
+# One match per text run (group: its character data) and one per marker (group: the
+# marker). The text alternative starts with '<' and the marker one with a marker byte,
+# so the regex engine skips through everything else in C.
+_RUN = re.compile(rb"<(?:(?:w:t|w:delText|a:t)(?:\s[^>]*)?(?<!/)>|(?=[\x01-\x06]))([^<]*)")
+_SPLIT_MARKS = re.compile("([\x01-\x06])")
+
+
+def _mark_attr(m: re.Match[bytes]) -> bytes:
+    return _MARK_ATTR_CODES[m.group(1) or m.group(2)] + m.group(0)
+
+
+@dataclass
+class _WordState:
+    in_cell: int = 0
+    done: list[str] = field(default_factory=list)  # the text of the pieces before
+    declared: set[bytes] = field(default_factory=set)
+
+
+def _word_piece(piece: bytes, state: _WordState, kind: str) -> str:
+    _screen(piece)
+    for marker in _MARKER_BYTES:
+        if marker in piece:
+            raise Malformed("control character not allowed in XML")
+    state.declared |= _check_namespaces(piece, _TEXT_NS)
+    # Paragraph ends are everywhere: one replace. Everything else (tabs, breaks, empty
+    # paragraphs, tables, the same tags with attributes) is rarer: one regex search,
+    # and only pieces that have any go through the individual replaces.
+    end = b"</w:p>" if kind == "w" else b"</a:p>"
+    piece = piece.replace(end, _P + end)
+    table = False
+    # every rarer tag is self-closing or part of a table: most text-only pieces are
+    # done after these three searches
+    if b"/>" in piece or b"<w:tc" in piece or b"</w:tr>" in piece:
+        found = {m.group(0) for m in _RARE[kind].finditer(piece)}
+        if found:
+            for tag, marked in _MARKS:
+                if tag != end and (tag in found or tag[:-1] in found):
+                    piece = piece.replace(tag, marked)
+            table = any(f.startswith((b"<w:tc", b"</w:t")) for f in found)
+            if table:
+                for tag, marked in _TABLE_MARKS:
+                    if tag in piece:
+                        piece = piece.replace(tag, marked)
+                piece = _TC_START.sub(_TC + b"<w:tc", piece)
+            if any(f[-1:].isspace() or len(f) > 8 for f in found):  # with attributes
+                piece = _MARK_ATTR.sub(_mark_attr, piece)
+    text = xml_unescape(_decode(b"".join(_RUN.findall(piece))))
+    if not table and state.in_cell == 0:
+        text = text.replace("\x01", "\n")
+        if "\x02" in text or "\x03" in text:
+            text = text.replace("\x02", "\t").replace("\x03", "\n")
+        return text
+    return _word_tables(text, state)
+
+
+def _word_tables(text: str, state: _WordState) -> str:
+    """The cell/row rules of extract._xml_text, over the marked text (one step per
+    marker, not per byte): paragraphs inside a cell end with a space, a cell with a tab
+    (replacing that space), a row with a newline (replacing the last cell's tab)."""
+    out: list[str] = []
+    for tok in _SPLIT_MARKS.split(text):
+        if not tok:
+            continue
+        if tok == "\x01":
+            out.append(" " if state.in_cell else "\n")
+        elif tok == "\x02":
+            out.append("\t")
+        elif tok == "\x03":
+            out.append("\n")
+        elif tok == "\x04":
+            state.in_cell += 1
+        elif tok == "\x05":
+            state.in_cell -= 1
+            if out and out[-1] == " ":
+                out.pop()
+            elif not out and state.done and state.done[-1].endswith(" "):
+                # the cell's last paragraph ended the previous piece (pieces end at
+                # paragraph ends)
+                state.done[-1] = state.done[-1][:-1]
+            out.append("\t")
+        elif tok == "\x06":
+            if out and out[-1] == "\t":
+                out.pop()
+            out.append("\n")
+        else:
+            out.append(tok)
+    return "".join(out)
+
+
+def word_text(chunks: Iterable[bytes], kind: str, max_carry: int = 64 * MiB) -> str:
+    """Text of one docx part (kind "w") or pptx part (kind "a"), as extract._xml_text
+    gives it. Raises Unsupported or Malformed."""
+    cut = b"</w:p>" if kind == "w" else b"</a:p>"
+    state = _WordState()
+    out = state.done
+    root_end = b""
+    last = b""
+    for n, piece in enumerate(_units(chunks, cut, max_carry)):
+        if n == 0:
+            start = _prolog(piece[:4096])
+            piece = piece[start:]
+            root_end = _root_end_tag(piece)
+        out.append(_word_piece(piece, state, kind))
+        if piece:
+            last = piece[-4096:]
+    _check_end(last, root_end)
+    if not ({b"w", b"a"} & state.declared) and (out and any(out)):
+        raise Unsupported("text prefixes not declared")
+    return "".join(out)
+
+
+# --- xlsx ------------------------------------------------------------------------------------
+
+_S_NS = ("http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+         "http://purl.oclc.org/ooxml/spreadsheetml/main")
+_S_NS_B = frozenset(u.encode() for u in _S_NS)
+_R_NS = ("http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+         "http://purl.oclc.org/ooxml/officeDocument/relationships")
+_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
+
+# calamine's date formats (formats.rs), plus the East Asian built-in date formats
+# 27-36 and 50-58 (年/月/日 and era formats in a Japanese Excel): birth dates matter here.
+_DATE_IDS = {*range(14, 23), 45, 47, *range(27, 37), *range(50, 59)}
+_DURATION_IDS = {46}
+
+
+def number_format_kind(code: str) -> str:
+    """"date", "duration" or "" for a custom number format (calamine's rules)."""
+    escaped = is_quote = ap = hms = False
+    brackets = 0
+    prev = " "
+    for s in code:
+        if escaped:
+            escaped = False
+        elif s in "_\\*":
+            escaped = True
+        elif is_quote:
+            if s == '"':
+                is_quote = False
+        elif s == '"':
+            is_quote = True
+        elif s == ";":
+            return ""
+        elif s == "[":
+            brackets += 1
+        elif s == "]" and brackets == 1 and hms:
+            return "duration"
+        elif s == "]":
+            brackets = max(brackets - 1, 0)
+        elif s in "aA" and not ap and brackets == 0:
+            ap = True
+        elif ap and brackets == 0 and s in "pm/PM":
+            return "date"
+        elif not ap and brackets == 0 and s in "dmhysDMHYS":
+            return "date"
+        elif not (hms and s.lower() == prev.lower()):
+            hms = prev == "[" and s in "mhsMHS"
+        prev = s
+    return ""
+
+
+def excel_date(value: float, kind: str, is_1904: bool) -> object:
+    """A serial date as python-calamine returns it: date, time, datetime or timedelta."""
+    ms = round(value * 86_400_000)
+    if kind == "duration":
+        return dt.timedelta(milliseconds=ms)
+    if is_1904:
+        ms += 1462 * 86_400_000
+    elif value < 60:
+        ms += 86_400_000  # Excel's 1900-02-29
+    days, rest = divmod(ms, 86_400_000)
+    if 0 <= value < 1 and not is_1904:
+        return (dt.datetime.min + dt.timedelta(milliseconds=rest)).time()
+    try:
+        day = dt.date(1899, 12, 30) + dt.timedelta(days=days)
+    except OverflowError:
+        return value
+    if rest == 0:
+        return day
+    return dt.datetime.combine(day, dt.time()) + dt.timedelta(milliseconds=rest)
+
+
+def cell_str(v: object) -> str:
+    """A cell value as text, the way extract() has always written calamine's values."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, float):
+        # phone and account numbers typed into Excel come back as floats
+        if v.is_integer() and abs(v) < 1e16:
+            return str(int(v))
+        return repr(v)
+    if isinstance(v, dt.datetime | dt.date | dt.time):
+        return v.isoformat()
+    return str(v).strip()
+
+
+_SST_T = re.compile(r"<t(?:\s[^>]*)?(?<!/)>([^<]*)</t>")
+_SST_RPH = re.compile(r"<rPh\b.*?</rPh>|<rPh\b[^>]*/>", re.S)
+_SST_RUN_JOIN = re.compile(r"</t>\s*</r>\s*<r>\s*(?:<rPr>.*?</rPr>|<rPr/>)?\s*<t(?:\s[^>]*)?>",
+                           re.S)
+_SST_ROOT = re.compile(r"\s*<sst[\s>]")
+
+
+def shared_strings(data: bytes) -> list[str]:
+    """Every string of sharedStrings.xml by index: rich-text runs joined, phonetic
+    readings (rPh: the furigana of names typed with a Japanese IME) left out, as
+    calamine does."""
+    start = _prolog(data[:4096])
+    body = data[start:]
+    _screen(body)
+    _check_namespaces(body[:4096], {b"": _S_NS_B})
+    s = _decode(body)
+    if not _SST_ROOT.match(s):
+        raise Unsupported("shared strings root is not <sst>")
+    _check_end(body[-4096:], b"</sst")
+    # (each `in` below is a pass over the part: the rarer forms are tested together)
+    if "<rPh" in s:
+        s = _SST_RPH.sub("", s)
+    if "</r>" in s:
+        s = _SST_RUN_JOIN.sub("", s)
+    if "/>" in s:
+        s = s.replace("<t/>", "<t></t>").replace("<si/>", "<si><t></t></si>")
+    strings = _SST_T.findall(s)
+    if len(strings) != s.count("<si"):  # "<si>" and "<si ...>" (never "<sst": checked)
+        raise Unsupported("shared strings layout")
+    if "&" in s or "\r" in s:
+        strings = [xml_unescape(x) if "&" in x or "\r" in x else x for x in strings]
+    if "_x" in s:
+        strings = [ooxml_unescape(x) if "_x" in x else x for x in strings]
+    return strings
+
+
+@dataclass
+class Styles:
+    kinds: list[str]  # per cellXfs index: "date", "duration" or ""
+
+
+def styles(data: bytes) -> Styles:
+    from defusedxml.ElementTree import fromstring
+
+    root = fromstring(data, forbid_dtd=True)
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    custom = {}
+    for fmt in root.iter(f"{ns}numFmt"):
+        fid = fmt.get("numFmtId")
+        if fid is not None:
+            custom[fid] = number_format_kind(fmt.get("formatCode") or "")
+    kinds: list[str] = []
+    xfs = root.find(f"{ns}cellXfs")
+    for xf in xfs if xfs is not None else ():
+        fid = xf.get("numFmtId") or "0"
+        if fid in custom:
+            kinds.append(custom[fid])
+        elif fid.isdigit() and int(fid) in _DATE_IDS:
+            kinds.append("date")
+        elif fid.isdigit() and int(fid) in _DURATION_IDS:
+            kinds.append("duration")
+        else:
+            kinds.append("")
+    return Styles(kinds)
+
+
+@dataclass
+class WorkbookParts:
+    sheets: list[tuple[str, str]]  # (name, zip member)
+    shared_strings: str | None
+    styles: str | None
+    is_1904: bool
+
+
+def _resolve(base: str, target: str) -> str:
+    import posixpath
+
+    if target.startswith("/"):
+        return target.lstrip("/")
+    return posixpath.normpath(posixpath.join(posixpath.dirname(base), target))
+
+
+def workbook_parts(workbook_xml: bytes, rels_xml: bytes, names: set[str]) -> WorkbookParts:
+    from defusedxml.ElementTree import fromstring
+
+    wb = fromstring(workbook_xml, forbid_dtd=True)
+    rels = fromstring(rels_xml, forbid_dtd=True)
+    if not wb.tag.startswith("{") or wb.tag[1: wb.tag.index("}")] not in _S_NS:
+        raise Unsupported("workbook namespace")
+    ns = wb.tag[: wb.tag.index("}") + 1]
+    targets: dict[str, tuple[str, str]] = {}
+    by_type: dict[str, str] = {}
+    for r in rels.iter(_PKG_REL):
+        rtype = (r.get("Type") or "").rsplit("/", 1)[-1]
+        if r.get("TargetMode") == "External":
+            continue
+        path = _resolve("xl/workbook.xml", r.get("Target") or "")
+        targets[r.get("Id") or ""] = (rtype, path)
+        by_type.setdefault(rtype, path)
+    sheets = []
+    for sheet in wb.iter(f"{ns}sheet"):
+        rid = next((sheet.get(f"{{{u}}}id") for u in _R_NS if sheet.get(f"{{{u}}}id")), None)
+        rtype, path = targets.get(rid or "", ("", ""))
+        if rtype in ("chartsheet", "dialogsheet", "macrosheet"):
+            continue  # no cells (calamine skips them too)
+        if rtype != "worksheet" or path not in names:
+            raise Unsupported(f"sheet {sheet.get('name')!r}: no worksheet part")
+        sheets.append((sheet.get("name") or "", path))
+    pr = wb.find(f"{ns}workbookPr")
+    is_1904 = pr is not None and (pr.get("date1904") or "").lower() in ("1", "true")
+    sst = by_type.get("sharedStrings")
+    sty = by_type.get("styles")
+    return WorkbookParts(sheets, sst if sst in names else None,
+                         sty if sty in names else None, is_1904)
+
+
+_COL_CACHE: dict[bytes, int] = {}
+
+
+def _col_index(letters: bytes) -> int:
+    n = _COL_CACHE.get(letters)
+    if n is None:
+        if not letters or len(letters) > 3 or not letters.isalpha():
+            raise Malformed(f"bad cell reference {letters[:10]!r}")
+        n = 0
+        for ch in letters.upper():
+            n = n * 26 + ch - 64
+        n -= 1
+        if len(_COL_CACHE) < 20_000:
+            _COL_CACHE[letters] = n
+    return n
+
+
+@dataclass
+class SheetResult:
+    rows: list[list[str]]  # sampled rows, empty rows left out, trailing empty cells trimmed
+    more_rows: int  # rows after the sample that hold at least one value (counted only)
+    tail_texts: list[str]  # inline and formula strings after the sample
+    cells: int  # cells in `rows`
+
+
+_ROW = re.compile(rb"<row\b[^>]*?(?:/>|>(.*?)</row>)", re.S)
+# The cells Excel, LibreOffice and openpyxl write for numbers, shared strings, booleans
+# and formulas: (column, style, type, value), all in one C call per row. A row where
+# this does not account for every <c> goes through _CELL (any attribute order,
+# quoting, inline strings).
+_CELL_FAST = re.compile(
+    rb'<c r="([A-Z]{1,3})[0-9]+"(?: s="([0-9]+)")?(?: t="([a-zA-Z]+)")?'
+    rb"(?:/>|>(?:<f>[^<]*</f>|<f [^>]*/>|<f [^>]*>[^<]*</f>)?<v>([^<]*)</v></c>)")
+_CELL = re.compile(rb"<c(?=[\s/>])([^>]*?)(?:/>|>(.*?)</c>)", re.S)
+_ATTR = re.compile(rb"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_V = re.compile(rb"<v>([^<]*)</v>")
+_IS = re.compile(rb"<is>(.*?)</is>", re.S)
+_T = re.compile(rb"<t(?:\s[^>]*)?(?<!/)>([^<]*)</t>")
+_RPH = re.compile(rb"<rPh\b.*?</rPh>", re.S)
+
+
+def _text(raw: bytes) -> str:
+    return ooxml_unescape(xml_unescape(_decode(raw)))
+
+
+class _Sampler:
+    """The first rows of a sheet, until the cell budget is used up."""
+
+    def __init__(self, sst: list[str], kinds: list[str], is_1904: bool, budget: int,
+                 used: set[int] | None) -> None:
+        self.sst = sst
+        self.kinds = kinds
+        self.is_1904 = is_1904
+        self.budget = budget
+        self.used = used
+        self.rows: list[list[str]] = []
+        self.cells = 0
+
+    def feed(self, unit: bytes) -> int | None:
+        """Read the rows of `unit`; the offset where counting takes over once the
+        budget is used up (after the last row read, or at a row that did not fit)."""
+        for m in _ROW.finditer(unit):
+            content = m.group(1)
+            if not content:
+                continue
+            cells = self._row(content)
+            if not cells:
+                continue
+            if self.cells + len(cells) > self.budget:
+                return m.start()  # this row is counted with the rest
+            width = max(c for c, _ in cells) + 1
+            row = [""] * width
+            for c, v in cells:
+                row[c] = v
+            self.rows.append(row)
+            self.cells += len(cells)
+            if self.cells >= self.budget:
+                return m.end()
+        return None
+
+    def _row(self, content: bytes) -> list[tuple[int, str]]:
+        out: list[tuple[int, str]] = []
+        fast = _CELL_FAST.findall(content)
+        if len(fast) == content.count(b"<c ") + content.count(b"<c>"):
+            for letters, style, ctype, raw in fast:
+                if raw:
+                    value = self._value(ctype or b"n", raw, style)
+                    if value:
+                        out.append((_col_index(letters), value))
+            return out
+        col = -1
+        for attrs_raw, inner in _CELL.findall(content):
+            attrs = {k: v1 or v2 for k, v1, v2 in _ATTR.findall(attrs_raw)}
+            ref = attrs.get(b"r")
+            col = _col_index(ref.rstrip(b"0123456789").lstrip(b"$")) if ref else col + 1
+            ctype = attrs.get(b"t", b"n")
+            if ctype == b"inlineStr":
+                m = _IS.search(inner)
+                if not m:
+                    continue
+                inline = m.group(1)
+                if b"<rPh" in inline:
+                    inline = _RPH.sub(b"", inline)
+                value = _text(b"".join(_T.findall(inline))).strip()
+            else:
+                m = _V.search(inner)
+                if not m or not m.group(1):
+                    continue
+                value = self._value(ctype, m.group(1), attrs.get(b"s", b""))
+            if value:
+                out.append((col, value))
+        return out
+
+    def _value(self, ctype: bytes, raw: bytes, style: bytes) -> str:
+        if ctype == b"s":
+            try:
+                i = int(raw)
+                value = self.sst[i]
+            except (ValueError, IndexError):
+                raise Malformed(f"shared string index {raw[:20]!r} not found") from None
+            if self.used is not None:
+                self.used.add(i)
+            return value.strip()
+        if ctype == b"n":
+            try:
+                number = float(raw)
+            except ValueError:
+                raise Malformed(f"bad number {raw[:20]!r}") from None
+            if style:
+                try:
+                    kind = self.kinds[int(style)]
+                except (ValueError, IndexError):
+                    kind = ""
+                if kind:
+                    return cell_str(excel_date(number, kind, self.is_1904))
+            return cell_str(number)
+        if ctype == b"str" or ctype == b"inlineStr":
+            return _text(raw).strip()
+        if ctype == b"b":
+            raw = raw.strip()
+            return "TRUE" if raw in (b"1", b"true") else "FALSE" if raw else ""
+        if ctype == b"e":
+            return ""  # calamine gives error cells (#N/A, #DIV/0!) as empty
+        if ctype == b"d":
+            text = _text(raw).strip()
+            try:
+                return cell_str(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+            except ValueError:
+                return text
+        raise Malformed(f"unknown cell type {ctype[:20]!r}")
+
+
+# After the sample: a row "holds a value" when it has a <v> or an inline string.
+_TAIL_V = b"<v>"
+_TAIL_IS = b"<is>"
+_TAIL_INLINE = re.compile(rb"<is>(.*?)</is>", re.S)
+_TAIL_T = _T
+_TAIL_RPH = _RPH
+_TAIL_STR = re.compile(rb"""<c\b[^>]*\bt=["']str["'][^>]*>(?:<f\b[^>]*/>|<f\b[^>]*>[^<]*</f>)?"""
+                       rb"""<v>([^<]*)</v>""")
+
+
+def _tail_texts(piece: bytes, inline: bool) -> list[str]:
+    out: list[bytes] = []
+    if inline:
+        if b"<rPh" in piece:
+            piece = _TAIL_RPH.sub(b"", piece)
+        if b"<r>" in piece or b"<r " in piece:  # rich text: join each string's runs
+            out.extend(b"".join(_TAIL_T.findall(x)) for x in _TAIL_INLINE.findall(piece))
+        else:  # in a worksheet, <t> only occurs in inline strings: one per string
+            out.extend(_TAIL_T.findall(piece))
+    if b"str" in piece:  # t="str": a formula's string result
+        out.extend(_TAIL_STR.findall(piece))
+    if not out:
+        return []
+    text = xml_unescape(_decode(b"\n".join(out)))
+    return [ooxml_unescape(text)]
+
+
+def _declares_inside_sheet_data(unit: bytes) -> bool:
+    """An xmlns between <sheetData> and </sheetData> (the root declares the usual ones;
+    extLst after sheetData declares more): rows could be in another namespace."""
+    inside = unit.split(b"</sheetData>", 1)[0]
+    start = inside.find(b"<sheetData")
+    return b"xmlns" in (inside[start:] if start >= 0 else inside)
+
+
+_EMPTY_ROW = re.compile(rb"<row\b[^>]*(?<!/)>(?:\s*<c\b[^>]*/>)*\s*</row>")
+
+
+def _count_value_rows(piece: bytes) -> int:
+    """Rows in `piece` (which ends after a </row>) that hold at least one value: every
+    row with content, less those whose cells are all empty (<c r="A9" s="3"/>: Excel
+    writes them for formatted, empty rows). Self-closing <row/> have no </row>. A cell
+    with a formula but no cached value counts as a value."""
+    return piece.count(b"</row>") - len(_EMPTY_ROW.findall(piece))
+
+
+def read_sheet(chunks: Iterator[bytes], sst: list[str], kinds: list[str], is_1904: bool,
+               sample_cells: int, used: set[int] | None,
+               max_carry: int = 64 * MiB) -> SheetResult:
+    """Sample the first rows of one worksheet part and count the rest (see the module
+    docstring). Raises Unsupported or Malformed."""
+    sampler = _Sampler(sst, kinds, is_1904, max(sample_cells, 1), used)
+    sampling = True
+    more = 0
+    texts: list[str] = []
+    last = b""
+    first = True
+    for unit in _units(chunks, b"</row>", max_carry):
+        if first:
+            start = _prolog(unit[:4096])
+            unit = unit[start:]
+            _screen(unit)
+            if not re.match(rb"\s*<worksheet[\s>]", unit[:4096]):
+                raise Unsupported("worksheet root with a namespace prefix")
+            _check_namespaces(unit[:4096], {b"": _S_NS_B})
+            first = False
+        else:
+            _screen(unit)
+        if b"xmlns" in unit and _declares_inside_sheet_data(unit):
+            raise Unsupported("namespace declaration inside sheetData")
+        tail = unit
+        if sampling:
+            at = sampler.feed(unit)
+            if at is None:
+                tail = b""
+            else:
+                sampling = False
+                tail = unit[at:]
+        if tail:
+            inline = _TAIL_IS in tail
+            more += _count_value_rows(tail)
+            texts.extend(_tail_texts(tail, inline))
+        if unit:
+            last = unit[-4096:]
+    if first:
+        raise Malformed("empty sheet part")
+    _check_end(last, b"</worksheet")
+    return SheetResult(_shift(sampler.rows), more, texts, sampler.cells)
+
+
+def _shift(rows: list[list[str]]) -> list[list[str]]:
+    """Drop the leading columns no sampled row uses (calamine's range starts at the
+    first used column), and trailing empty cells."""
+    if not rows:
+        return rows
+    lead = min(next((i for i, c in enumerate(r) if c), len(r)) for r in rows)
+    if lead:
+        rows = [r[lead:] for r in rows]
+    return rows
+
+
+def read_workbook_part(open_part: Callable[[str], IO[bytes]], name: str) -> bytes:
+    with open_part(name) as f:
+        return f.read()

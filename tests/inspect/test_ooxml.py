@@ -1,0 +1,368 @@
+"""The sampling xlsx reader and the fast docx/pptx text reader (guard.inspect.ooxml),
+through extract(), against calamine and the defusedxml walk they replace."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import zipfile
+
+import pytest
+
+from guard.inspect import ooxml
+from guard.inspect.extract import ExtractLimits, _cell_str, _trim_row, _xml_text, extract
+from guard.inspect.isolate import _pack, _unpack
+from guard.inspect.pii import scan
+from guard.inspect.run import PII_LIMITS
+from guard.message import Attachment, Table
+from tests.inspect import fixtures as fx
+from tests.inspect.fixtures import raw_xlsx
+
+NS = fx.XLSX_NS
+REL = fx.XLSX_REL
+HEADER = ["氏名", "電話", "メール", "住所"]
+
+
+def att(name: str, data: bytes) -> Attachment:
+    return Attachment(filename=name, content_type="", data=data, where=f"attachment:{name}")
+
+
+def codes(ex: object) -> list[str]:
+    return [p[0] for p in ex.problems]  # type: ignore[attr-defined]
+
+
+def text_of(ex: object) -> str:
+    return "\n".join(t.text for t in ex.texts)  # type: ignore[attr-defined]
+
+
+def calamine_rows(data: bytes) -> list[list[str]]:
+    """What extract() read before the sampling reader: every row through calamine."""
+    import python_calamine
+
+    wb = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+    rows = []
+    for name in wb.sheet_names:
+        for row in wb.get_sheet_by_name(name).iter_rows():
+            cells = _trim_row([v.strip() if type(v) is str else _cell_str(v) for v in row])
+            if cells:
+                rows.append(cells)
+    return rows
+
+
+def people_rows(n: int, start: int = 0) -> tuple[str, list[str]]:
+    """sheetData rows (shared strings) for a header and n people."""
+    strings = list(HEADER)
+    rows = ['<row r="1">' + "".join(f'<c r="{c}1" t="s"><v>{i}</v></c>'
+                                    for i, c in enumerate("ABCD")) + "</row>"]
+    for i in range(start, start + n):
+        base = len(strings)
+        strings += [f"山田 太郎{i}", f"user{i}@example.jp", f"東京都千代田区{i % 9 + 1}-1"]
+        r = i - start + 2
+        rows.append(f'<row r="{r}"><c r="A{r}" t="s"><v>{base}</v></c>'
+                    f'<c r="B{r}"><v>90{i % 100000000:08d}</v></c>'
+                    f'<c r="C{r}" t="s"><v>{base + 1}</v></c>'
+                    f'<c r="D{r}" t="s"><v>{base + 2}</v></c></row>')
+    return "".join(rows), strings
+
+
+# --- xlsx: values ---------------------------------------------------------------------
+
+def test_openpyxl_inline_strings_numbers_dates_equal_calamine() -> None:
+    from openpyxl import Workbook
+    from openpyxl.cell.rich_text import CellRichText, TextBlock
+    from openpyxl.cell.text import InlineFont
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "名簿"
+    ws.append(["氏名", "電話", "生年月日", "時刻", "日時", "会員", "式", "数", "小数"])
+    ws.append(["山田 &amp; <太郎>", 9012345678, dt.date(1985, 3, 12), dt.time(10, 30),
+               dt.datetime(2020, 1, 2, 3, 4, 5), True, '=A2&"x"', 12, 1.5])
+    ws.append([CellRichText(["社外", TextBlock(InlineFont(b=True), "秘"), " 資料"]),
+               "あ\nい", dt.timedelta(hours=30), None, "=1/0", "  余白  ", "_x000D_", -3,
+               0.1])
+    ws["B6"] = "離れた行"
+    buf = io.BytesIO()
+    wb.save(buf)
+    data = buf.getvalue()
+    ex = extract(att("名簿.xlsx", data))
+    assert ex.problems == []
+    rows = ex.tables[0].rows
+    assert rows == calamine_rows(data)
+    assert rows[1][:3] == ["山田 &amp; <太郎>", "9012345678", "1985-03-12"]  # phone: no ".0"
+    assert rows[2][0] == "社外秘 資料"  # rich-text runs joined
+    assert rows[3] == ["", "離れた行"]
+    assert ex.tables[0].more_rows == 0
+    assert "社外秘 資料" in text_of(ex)
+
+
+def test_shared_strings_rich_text_phonetic_entities_equal_calamine() -> None:
+    strings = [
+        "氏名", "電話", "メモ",
+        '<si><t>山田 太郎</t><rPh sb="0" eb="2"><t>ヤマダ</t></rPh><phoneticPr fontId="1"/></si>',
+        "<si><r><t>社外</t></r><r><rPr><b/><sz val=\"11\"/></rPr><t xml:space=\"preserve\">秘 "
+        "</t></r><r><t>資料</t></r></si>",
+        "<si><t>R&amp;D &#12354;&#x3042; &lt;tag&gt; 改行_x000D_あり</t></si>",
+        "<si><t/></si>",
+    ]
+    sheet = ('<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c>'
+             '<c r="C1" t="s"><v>2</v></c></row>'
+             # cells without r=, numbers (a phone typed as a number), a date style
+             '<row><c t="s"><v>3</v></c><c s="0"><v>9012345678</v></c><c t="s"><v>4</v></c>'
+             '<c s="1"><v>31118</v></c></row>'
+             '<row r="4"><c r="A4" t="s"><v>5</v></c><c r="B4" t="b"><v>1</v></c>'
+             '<c r="C4" t="e"><v>#N/A</v></c><c r="D4" t="s"><v>6</v></c></row>'
+             '<row r="5" spans="1:4"><c r="A5" s="2"/><c r="C5" t="str"><f>A1</f><v>式の値</v>'
+             "</c></row>")
+    data = raw_xlsx(sheet, strings)
+    ex = extract(att("a.xlsx", data))
+    assert ex.problems == []
+    rows = ex.tables[0].rows
+    assert rows == [
+        ["氏名", "電話", "メモ"],
+        ["山田 太郎", "9012345678", "社外秘 資料", "1985-03-12"],
+        ["R&D ああ <tag> 改行\rあり", "TRUE"],
+        ["", "", "式の値"],
+    ]
+    assert rows == calamine_rows(data)
+
+
+def test_japanese_era_date_format_is_a_date() -> None:
+    # built-in format 31 (yyyy年m月d日 in a Japanese Excel); calamine reads a number
+    data = raw_xlsx('<row r="1"><c r="A1" s="2"><v>31118</v></c></row>', [])
+    assert extract(att("a.xlsx", data)).tables[0].rows == [["1985-03-12"]]
+
+
+def test_number_format_kinds() -> None:
+    kind = ooxml.number_format_kind
+    assert kind("yyyy/m/d") == kind("[$-411]ggge\"年\"m\"月\"d\"日\"") == "date"
+    assert kind("[h]:mm:ss") == "duration"
+    assert kind('"$"#,##0_);[Red]("$"#,##0)') == kind("0.00") == kind("#,##0*y") == ""
+
+
+# --- xlsx: sampling -----------------------------------------------------------------------
+
+def test_100k_row_sheet_has_its_true_row_count() -> None:
+    sheet, strings = people_rows(100_000)
+    ex = extract(att("名簿.xlsx", raw_xlsx(sheet, strings)))
+    assert ex.problems == []
+    table = ex.tables[0]
+    cells = sum(len(r) for r in table.rows)
+    assert cells <= ExtractLimits().sheet_sample_cells
+    assert len(table.rows) + table.more_rows == 100_001  # header + every person
+    findings = {f.symbol: f for f in scan([], ex.tables, PII_LIMITS)}
+    assert findings["pii.people_list"].count == 100_000
+    assert findings["pii.people_list"].evidence["rows"] == 100_000
+    assert findings["pii.email"].evidence["truncated"] is True  # values were sampled
+    # the text of the rows after the sample is there (for keywords and customer names)
+    assert "user99999@example.jp" in text_of(ex)
+    assert "山田 太郎99999" in text_of(ex)
+
+
+def test_sampled_rows_equal_calamine_and_isolate_keeps_the_count() -> None:
+    sheet, strings = people_rows(9000)
+    data = raw_xlsx(sheet, strings)
+    table = extract(att("a.xlsx", data)).tables[0]
+    full = calamine_rows(data)
+    assert table.rows == full[: len(table.rows)]
+    assert len(table.rows) + table.more_rows == len(full)
+    back = _unpack(_pack(extract(att("a.xlsx", data)))).tables[0]
+    assert back.more_rows == table.more_rows and back.rows == table.rows
+
+
+def test_inline_string_sheet_counts_and_reads_text_after_the_sample() -> None:
+    data = fx.big_xlsx(5000)  # openpyxl write-only: inline strings, no shared strings
+    ex = extract(att("顧客.xlsx", data), ExtractLimits(sheet_sample_cells=2000))
+    assert ex.problems == []
+    table = ex.tables[0]
+    assert len(table.rows) + table.more_rows == 5001
+    assert table.rows == calamine_rows(data)[: len(table.rows)]
+    assert "user4999@example.jp" in text_of(ex)
+
+
+def test_personal_data_only_after_the_sample() -> None:
+    """Documented limit: values after the sample are not scanned by the personal-data
+    detectors (they read 20k cells of a table at most); their text still reaches the
+    keyword and customer detectors, and the findings say "truncated"."""
+    strings = ["品番", "品名", "部品"]
+    rows = ['<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>']
+    for r in range(2, 15_002):
+        rows.append(f'<row r="{r}"><c r="A{r}"><v>{r}</v></c><c r="B{r}" t="s"><v>2</v></c>'
+                    "</row>")
+    strings.append("社外秘 マイナンバー 123456789018 taro@example.jp")
+    rows.append(f'<row r="15002"><c r="A15002" t="s"><v>{len(strings) - 1}</v></c></row>')
+    ex = extract(att("部品.xlsx", raw_xlsx("".join(rows), strings)))
+    assert ex.problems == []
+    assert ex.tables[0].more_rows > 0
+    assert "社外秘 マイナンバー 123456789018 taro@example.jp" in text_of(ex)
+    symbols = {f.symbol for f in scan([], ex.tables, PII_LIMITS)}
+    assert "pii.my_number" not in symbols and "pii.email" not in symbols
+
+
+def test_cell_limit_of_the_workbook_still_applies() -> None:
+    sheet, strings = people_rows(50)
+    ex = extract(att("a.xlsx", raw_xlsx(sheet, strings)), ExtractLimits(max_cells=40))
+    assert codes(ex) == ["too_large"]
+    assert sum(len(r) for r in ex.tables[0].rows) <= 40
+
+
+# --- xlsx: refused, broken, unusual --------------------------------------------------------
+
+BOMB_DTD = ('<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;">'
+            '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;">]>')
+
+
+def test_entity_bomb_in_sheet_or_shared_strings_is_refused() -> None:
+    sheet = (f'<?xml version="1.0"?>{BOMB_DTD}<worksheet xmlns="{NS}"><sheetData>'
+             '<row r="1"><c r="A1" t="inlineStr"><is><t>&lol3;</t></is></c></row>'
+             "</sheetData></worksheet>")
+    ex = extract(att("a.xlsx", raw_xlsx("", [], sheet_xml=sheet)))
+    assert codes(ex) == ["parse_error"] and "DTD" in ex.problems[0][2]
+    assert "lol" not in text_of(ex)
+    sst = f'<?xml version="1.0"?>{BOMB_DTD}<sst xmlns="{NS}"><si><t>&lol3;</t></si></sst>'
+    ex = extract(att("a.xlsx", raw_xlsx('<row r="1"><c r="A1" t="s"><v>0</v></c></row>',
+                                        sst_xml=sst)))
+    assert codes(ex) == ["parse_error"]
+    assert "lol" not in text_of(ex)
+
+
+def test_undeclared_entity_is_a_parse_error() -> None:
+    ex = extract(att("a.xlsx", raw_xlsx('<row r="1"><c r="A1" t="s"><v>0</v></c></row>',
+                                        ["<si><t>&nbsp;x</t></si>"])))
+    assert codes(ex) == ["parse_error"]
+
+
+@pytest.mark.parametrize("sample", [25_000, 3])  # cut inside the sample, or in the count
+def test_truncated_sheet_is_a_parse_error(sample: int) -> None:
+    sheet, strings = people_rows(20)
+    xml = (f'<?xml version="1.0"?><worksheet xmlns="{NS}"><sheetData>{sheet}'
+           "</sheetData></worksheet>")
+    cut = xml[: xml.index('<row r="15">') + 20]
+    ex = extract(att("a.xlsx", raw_xlsx("", strings, sheet_xml=cut)),
+                 ExtractLimits(sheet_sample_cells=sample))
+    assert codes(ex) == ["parse_error"]
+
+
+def test_bad_shared_string_index_and_corrupt_zip() -> None:
+    ex = extract(att("a.xlsx", raw_xlsx('<row r="1"><c r="A1" t="s"><v>7</v></c></row>',
+                                        ["x"])))
+    assert codes(ex) == ["parse_error"]
+    data = bytearray(raw_xlsx(*people_rows(300)))
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("xl/worksheets/sheet1.xml")
+    pos = info.header_offset + 30 + len(info.filename) + len(info.extra) + 100
+    data[pos] ^= 0xFF  # flips a bit of the deflate stream: inflate or CRC error
+    ex = extract(att("a.xlsx", bytes(data)))
+    assert "parse_error" in codes(ex)
+
+
+def test_namespace_prefixed_sheet_falls_back_to_calamine() -> None:
+    sheet = (f'<x:worksheet xmlns:x="{NS}"><x:sheetData><x:row r="1"><x:c r="A1" t="s">'
+             "<x:v>0</x:v></x:c><x:c r=\"B1\"><x:v>5</x:v></x:c></x:row></x:sheetData>"
+             "</x:worksheet>")
+    data = raw_xlsx("", ["山田"], sheet_xml=sheet)
+    with pytest.raises(ooxml.Unsupported):
+        ooxml.read_sheet(iter([sheet.encode()]), ["山田"], [], False, 100, None)
+    ex = extract(att("a.xlsx", data))
+    assert ex.problems == []
+    assert ex.tables[0].rows == [["山田", "5"]]
+
+
+def test_cdata_falls_back_to_calamine() -> None:
+    sheet = ('<row r="1"><c r="A1" t="inlineStr"><is><t><![CDATA[a<b]]></t></is></c></row>')
+    data = raw_xlsx(sheet, [])
+    ex = extract(att("a.xlsx", data))
+    assert ex.problems == []
+    assert ex.tables[0].rows == calamine_rows(data) == [["a<b"]]
+
+
+# --- docx / pptx ---------------------------------------------------------------------------
+
+def _docx_with_everything() -> bytes:
+    import docx
+
+    d = docx.Document()
+    d.add_paragraph("社員の皆様へ &amp; <テスト> R&D")
+    p = d.add_paragraph("タブ\tの後")
+    p.add_run().add_break()
+    p.add_run("改行後")
+    d.add_paragraph().add_run("太字").bold = True
+    t = d.add_table(rows=2, cols=3)
+    for i, row in enumerate(t.rows):
+        for j, cell in enumerate(row.cells):
+            cell.text = f"セル{i}{j}"
+    t.rows[1].cells[2].add_paragraph("二段落目")
+    t.rows[0].cells[0].add_table(rows=1, cols=2).rows[0].cells[0].text = "入れ子"
+    d.add_paragraph("")
+    d.add_page_break()
+    d.add_paragraph("最後 03-1234-5678")
+    d.sections[0].header.paragraphs[0].text = "社外秘"
+    buf = io.BytesIO()
+    d.save(buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("chunk", [4 * 1024 * 1024, 700, 97])
+def test_docx_text_equals_the_full_parser(chunk: int) -> None:
+    zf = zipfile.ZipFile(io.BytesIO(_docx_with_everything()))
+    for name in ("word/document.xml", "word/header1.xml"):
+        fast = ooxml.word_text(ooxml.read_chunks(zf.open(name), chunk), "w")
+        assert fast == _xml_text(zf.open(name))
+    pptx = zipfile.ZipFile(io.BytesIO(fx.pptx(["スライド1", "A &amp; B"], notes=["メモ"])))
+    for name in pptx.namelist():
+        if name.startswith(("ppt/slides/slide", "ppt/notesSlides/")) and name.endswith(".xml"):
+            assert (ooxml.word_text(ooxml.read_chunks(pptx.open(name), chunk), "a")
+                    == _xml_text(pptx.open(name)))
+
+
+def test_docx_through_extract() -> None:
+    ex = extract(att("連絡先.docx", _docx_with_everything()))
+    assert ex.problems == []
+    text = text_of(ex)
+    assert "社員の皆様へ &amp; <テスト> R&D\n" in text
+    assert "セル10\tセル11\tセル12 二段落目\n" in text
+    assert "社外秘" in text
+
+
+def test_docx_entities_japanese_and_refusals() -> None:
+    w = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+    def doc(body: str, prolog: str = '<?xml version="1.0" encoding="UTF-8"?>') -> bytes:
+        xml = f'{prolog}<w:document xmlns:w="{w}"><w:body>{body}</w:body></w:document>'
+        return fx.std_zip({"[Content_Types].xml": b"<Types/>",
+                           "word/document.xml": xml.encode()})
+
+    ok = extract(att("a.docx", doc("<w:p><w:r><w:t>A&amp;B &#12354;&#x3044; 顧客</w:t></w:r>"
+                                   "</w:p>")))
+    assert ok.problems == [] and text_of(ok) == "A&B あい 顧客\n"
+    bad = extract(att("a.docx", doc("<w:p><w:r><w:t>&lol;</w:t></w:r></w:p>")))
+    assert codes(bad) == ["parse_error"]
+    cut = extract(att("a.docx", doc("<w:p><w:r><w:t>途中</w:t></w:r></w:p>")[:0]
+                      or fx.std_zip({"[Content_Types].xml": b"<Types/>",
+                                     "word/document.xml": doc_xml_truncated(w)})))
+    assert codes(cut) == ["parse_error"]
+    ascii_ = extract(att("a.docx", doc("<w:p><w:r><w:t>x</w:t></w:r></w:p>",
+                                       '<?xml version="1.0" encoding="US-ASCII"?>')))
+    assert ascii_.problems == [] and text_of(ascii_) == "x\n"  # read by the full parser
+
+
+def doc_xml_truncated(w: str) -> bytes:
+    return (f'<?xml version="1.0"?><w:document xmlns:w="{w}"><w:body><w:p><w:r><w:t>途中'
+            "</w:t></w:r></w:p><w:p><w:r><w:t>ここで").encode()
+
+
+def test_table_more_rows_count_in_people_list() -> None:
+    rows = [HEADER, *[[f"山田 {i}", "090-1234-5678", f"u{i}@example.jp", "東京都千代田区1-1"]
+                      for i in range(5)]]
+    found = {f.symbol: f for f in scan([], [Table("attachment:a.xlsx", rows, 995)], PII_LIMITS)}
+    assert found["pii.people_list"].count == 1000
+    assert found["pii.people_list"].evidence["rows"] == 1000
+
+
+def test_formatted_empty_rows_after_the_sample_are_not_counted() -> None:
+    sheet, strings = people_rows(30)
+    empty = "".join(f'<row r="{r}" s="2" customFormat="1"><c r="A{r}" s="1"/><c r="B{r}" s="1"/>'
+                    f'</row><row r="{r + 100}" spans="1:4"/>' for r in range(40, 60))
+    ex = extract(att("a.xlsx", raw_xlsx(sheet + empty, strings)),
+                 ExtractLimits(sheet_sample_cells=20))
+    table = ex.tables[0]
+    assert ex.problems == [] and len(table.rows) + table.more_rows == 31
