@@ -652,10 +652,13 @@ def run_memory(n: int, size: int, sessions: int, o: Opts) -> dict[str, Any]:
         try:
             while time.monotonic() < deadline:
                 st = proc_status(relay.proc.pid)
+                # the SMTP front processes and extraction workers too (their own memory)
+                tree = sum(proc_status(p).get("VmRSS", 0) for p in descendants(relay.proc.pid))
                 samples.append({"t": round(time.perf_counter() - t0, 2),
                                 "delivered": sink.count - base,
                                 "rss_mib": st.get("VmRSS", 0) / KIB,
-                                "hwm_mib": st.get("VmHWM", 0) / KIB})
+                                "hwm_mib": st.get("VmHWM", 0) / KIB,
+                                "children_rss_mib": tree / KIB})
                 if sink.count - base >= n:
                     drained = time.perf_counter() - t0
                     break
