@@ -752,9 +752,6 @@ def _declares_inside_sheet_data(unit: bytes) -> bool:
 
 
 _EMPTY_ROW = re.compile(rb"<row\b[^>]*(?<!/)>(?:\s*<c\b[^>]*/>)*\s*</row>")
-# without any "/>" in the piece no cell is self-closed: an empty row is then <row …></row>,
-# which this pattern finds without trying every cell of every row (5x faster on 50 MB)
-_BARE_ROW = re.compile(rb"<row\b[^>]*(?<!/)>\s*</row>")
 
 
 def _count_value_rows(piece: bytes) -> int:
@@ -762,8 +759,14 @@ def _count_value_rows(piece: bytes) -> int:
     row with content, less those whose cells are all empty (<c r="A9" s="3"/>: Excel
     writes them for formatted, empty rows). Self-closing <row/> have no </row>. A cell
     with a formula but no cached value counts as a value."""
-    empty = _EMPTY_ROW if b"/>" in piece else _BARE_ROW
-    return piece.count(b"</row>") - len(empty.findall(piece))
+    rows = piece.count(b"</row>")
+    # The usual case in C: no self-closed cell, and every row that ends right after a
+    # tag ends after a cell: then no row is empty (a 50 MB sheet: 0.05 s, not 0.2 s).
+    # (An empty row with whitespace before </row> then counts as a value row: the
+    # safe side.) Anything else is counted by the pattern.
+    if b"/>" not in piece and piece.count(b"></row>") == piece.count(b"</c></row>"):
+        return rows
+    return rows - len(_EMPTY_ROW.findall(piece))
 
 
 def read_sheet(chunks: Iterator[bytes], sst: list[str], kinds: list[str], is_1904: bool,
