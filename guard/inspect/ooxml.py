@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -717,11 +717,8 @@ class _Sampler:
 
 
 # After the sample: a row "holds a value" when it has a <v> or an inline string.
-_TAIL_V = b"<v>"
 _TAIL_IS = b"<is>"
 _TAIL_INLINE = re.compile(rb"<is>(.*?)</is>", re.S)
-_TAIL_T = _T
-_TAIL_RPH = _RPH
 _TAIL_STR = re.compile(rb"""<c\b[^>]*\bt=["']str["'][^>]*>(?:<f\b[^>]*/>|<f\b[^>]*>[^<]*</f>)?"""
                        rb"""<v>([^<]*)</v>""")
 
@@ -730,11 +727,11 @@ def _tail_texts(piece: bytes, inline: bool) -> list[str]:
     out: list[bytes] = []
     if inline:
         if b"<rPh" in piece:
-            piece = _TAIL_RPH.sub(b"", piece)
+            piece = _RPH.sub(b"", piece)
         if b"<r>" in piece or b"<r " in piece:  # rich text: join each string's runs
-            out.extend(b"".join(_TAIL_T.findall(x)) for x in _TAIL_INLINE.findall(piece))
+            out.extend(b"".join(_T.findall(x)) for x in _TAIL_INLINE.findall(piece))
         else:  # in a worksheet, <t> only occurs in inline strings: one per string
-            out.extend(_TAIL_T.findall(piece))
+            out.extend(_T.findall(piece))
     if b"str" in piece:  # t="str": a formula's string result
         out.extend(_TAIL_STR.findall(piece))
     if not out:
@@ -822,8 +819,3 @@ def _shift(rows: list[list[str]]) -> list[list[str]]:
     if lead:
         rows = [r[lead:] for r in rows]
     return rows
-
-
-def read_workbook_part(open_part: Callable[[str], IO[bytes]], name: str) -> bytes:
-    with open_part(name) as f:
-        return f.read()

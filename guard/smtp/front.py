@@ -72,11 +72,6 @@ class SmtpFronts:
         self._answers: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.restarts = 0
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs.values() if p.is_alive()]
 
     async def start(self) -> None:
         for i in range(self.count):
@@ -123,7 +118,6 @@ class SmtpFronts:
             log.error("SMTP front %d (pid %d) exited with %s; starting it again in %.0f s",
                       i, proc.pid, proc.exitcode, delay)
             multiproc.process_gone(proc.pid)
-            self.restarts += 1
             await asyncio.sleep(delay)
             delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
 

@@ -204,8 +204,7 @@ _TAKE_LEASE = update(messages).where(
     lease_owner=bindparam("owner"), lease_until=bindparam("until"))
 _CLAIMED = (
     select(messages.c.id, messages.c.mail_from, messages.c.attempts, messages.c.queued_at,
-           messages.c.received_at, messages.c.sender, messages.c.state, messages.c.size,
-           contents.c.trace_header,
+           messages.c.received_at, messages.c.sender, messages.c.state, contents.c.trace_header,
            case((messages.c.size <= PREFETCH_BYTES, contents.c.data), else_=None).label("data"))
     .outerjoin(contents, contents.c.message_id == messages.c.id)
     .where(messages.c.id.in_(bindparam("ids", expanding=True)),
@@ -230,21 +229,16 @@ async def claim_due(conn: AsyncConnection, now: float, owner: str, lease_seconds
         return []
     await conn.execute(_TAKE_LEASE, {"ids": ids, "now": now, "owner": owner,
                                      "until": now + lease_seconds})
-    claimed, small = [], {}
+    claimed: list[Claimed] = []
+    small: dict[str, Envelope] = {}  # id → envelope read with the claim
     for r in await conn.execute(_CLAIMED, {"ids": ids, "owner": owner}):
         c = Claimed(r.id, r.mail_from, r.attempts, r.queued_at, r.received_at)
         claimed.append(c)
         if r.data is not None and r.trace_header is not None:
-            c.envelope = Envelope(r.id, r.mail_from, r.sender, r.state, r.trace_header,
-                                  r.data, [])
-            small[r.id] = c.envelope
+            c.envelope = small[r.id] = _envelope(r)
     if small:
         for r in await conn.execute(_CLAIMED_RECIPIENTS, {"ids": list(small)}):
-            env = small[r.message_id]
-            if r.state == "pending":
-                env.rcpts.append((r.idx, r.address))
-            else:
-                env.settled[r.state] = env.settled.get(r.state, 0) + 1
+            small[r.message_id].add_recipient(r.idx, r.address, r.state)
     return claimed
 
 
@@ -266,20 +260,27 @@ class Envelope:
     rcpts: list[tuple[int, str]]  # (idx, address) still pending
     settled: dict[str, int] = field(default_factory=dict)  # other recipients by state
 
+    def add_recipient(self, idx: int, address: str, state: str) -> None:
+        if state == "pending":
+            self.rcpts.append((idx, address))
+        else:
+            self.settled[state] = self.settled.get(state, 0) + 1
+
+
+def _envelope(row: Any) -> Envelope:
+    """A message row joined with its content (_LOAD_MESSAGE, _CLAIMED); no recipients."""
+    return Envelope(row.id, row.mail_from, row.sender, row.state, row.trace_header, row.data,
+                    [])
+
 
 async def load_for_delivery(conn: AsyncConnection, message_id: str) -> Envelope | None:
     row = (await conn.execute(_LOAD_MESSAGE, {"m": message_id})).first()
     if row is None:
         return None
-    rcpts: list[tuple[int, str]] = []
-    settled: dict[str, int] = {}
+    env = _envelope(row)
     for r in await conn.execute(_LOAD_RECIPIENTS, {"m": message_id}):
-        if r.state == "pending":
-            rcpts.append((r.idx, r.address))
-        else:
-            settled[r.state] = settled.get(r.state, 0) + 1
-    return Envelope(row.id, row.mail_from, row.sender, row.state, row.trace_header,
-                    row.data, rcpts, settled)
+        env.add_recipient(r.idx, r.address, r.state)
+    return env
 
 
 @dataclass

@@ -162,7 +162,6 @@ class BatchWriter:
                 now = await db_now(conn)
                 return [await op(conn, now) for op in ops]
 
-
     def _sqlite_begin(self) -> tuple[Transaction, float]:
         if self._sqlite is None:
             self._sqlite = self._sync_engine.connect().execution_options(guard_write=True)
