@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import logging
 import posixpath
 import re
-import struct
 import zipfile
 from dataclasses import dataclass, field
 from typing import IO
 
 from guard.inspect import ooxml
 from guard.inspect.textdecode import decode_auto, decode_declared
+from guard.inspect.ziparchive import LayoutError, ZipArchive
 from guard.message import (
     Attachment,
     MessageView,
@@ -257,10 +256,11 @@ class _Extractor:
 
     # -- zip: archives and OOXML/ODF containers --
 
-    def _open_zip(self, att: Attachment) -> zipfile.ZipFile:
-        zf = zipfile.ZipFile(io.BytesIO(att.data))
-        _check_zip_layout(zf, att.data)
-        return zf
+    def _open_zip(self, att: Attachment) -> ZipArchive:
+        try:
+            return ZipArchive(att.data)
+        except LayoutError as e:
+            raise _LimitHit(e.code, e.detail) from None
 
     def _zip_container(self, att: Attachment, depth: int) -> None:
         try:
@@ -286,17 +286,17 @@ class _Extractor:
             else:
                 self._archive(zf, att, depth)
 
-    def _member_stream(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str,
+    def _member_stream(self, zf: ZipArchive, info: zipfile.ZipInfo, where: str,
                        ratio: bool, cap: int | None = None) -> IO[bytes]:
         limit = self.limits.max_member_bytes if cap is None else cap
-        return _BoundedReader(zf.open(info), info, where, self, limit, ratio)
+        return _BoundedReader(zf.open_member(info), info, where, self, limit, ratio)
 
-    def _member_bytes(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str,
+    def _member_bytes(self, zf: ZipArchive, info: zipfile.ZipInfo, where: str,
                       ratio: bool = True, cap: int | None = None) -> bytes:
         with self._member_stream(zf, info, where, ratio, cap) as f:
             return f.read()
 
-    def _archive(self, zf: zipfile.ZipFile, att: Attachment, depth: int) -> None:
+    def _archive(self, zf: ZipArchive, att: Attachment, depth: int) -> None:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         if len(infos) > self.limits.max_files_per_archive:
             self.problem("too_many_parts", att.where,
@@ -334,7 +334,7 @@ class _Extractor:
             self.run(Attachment(filename=posixpath.basename(name), content_type="",
                                 data=data, where=member_where), depth + 1)
 
-    def _ooxml_text(self, zf: zipfile.ZipFile, att: Attachment, depth: int,
+    def _ooxml_text(self, zf: ZipArchive, att: Attachment, depth: int,
                     parts: list[str]) -> None:
         chunks: list[str] = []
         for name in parts:
@@ -356,7 +356,7 @@ class _Extractor:
         self.text(att.where, "".join(chunks))
         self._embeddings(zf, att, depth)
 
-    def _embeddings(self, zf: zipfile.ZipFile, att: Attachment, depth: int) -> None:
+    def _embeddings(self, zf: ZipArchive, att: Attachment, depth: int) -> None:
         """Embedded objects (an xlsx inside a docx...) are extracted like attachments."""
         for info in zf.infolist():
             if info.is_dir() or "/embeddings/" not in f"/{info.filename}":
@@ -372,7 +372,7 @@ class _Extractor:
 
     # -- spreadsheets --
 
-    def _workbook(self, zf: zipfile.ZipFile, att: Attachment, depth: int) -> None:
+    def _workbook(self, zf: ZipArchive, att: Attachment, depth: int) -> None:
         if "xl/workbook.xml" in zf.namelist():
             try:
                 self._xlsx(zf, att)
@@ -392,7 +392,7 @@ class _Extractor:
         self._calamine(att)
         self._embeddings(zf, att, depth)
 
-    def _xlsx(self, zf: zipfile.ZipFile, att: Attachment) -> None:
+    def _xlsx(self, zf: ZipArchive, att: Attachment) -> None:
         """xlsx/xlsm through guard.inspect.ooxml: per sheet, the first
         `sheet_sample_cells` cells are read as table rows, the other rows are counted
         (Table.more_rows) and their strings added to the text. Output is added only
@@ -409,7 +409,7 @@ class _Extractor:
         if rels not in names:
             raise ooxml.Unsupported("no workbook relationships")
         book = ooxml.workbook_parts(part("xl/workbook.xml"), part(rels), names)
-        sst = ooxml.shared_strings(part(book.shared_strings)) if book.shared_strings else []
+        sst = ooxml.SharedStrings(part(book.shared_strings)) if book.shared_strings else None
         kinds = ooxml.styles(part(book.styles)).kinds if book.styles else []
         sheets = book.sheets
         problems: list[str] = []
@@ -426,7 +426,7 @@ class _Extractor:
                 break
             with self._member_stream(zf, zf.getinfo(path), where, ratio=False,
                                      cap=lim.max_xml_part_bytes) as f:
-                res = ooxml.read_sheet(ooxml.read_chunks(f, 1 * MiB), sst, kinds,
+                res = ooxml.read_sheet(ooxml.read_chunks(f, 1 * MiB), sst or [], kinds,
                                        book.is_1904, budget, used)
             cells += res.cells
             results.append(res)
@@ -443,10 +443,10 @@ class _Extractor:
             self.table(where, res.rows, res.more_rows)
             texts.append("\n".join("\t".join(r) for r in res.rows))
             texts.extend(res.tail_texts)
-        if any(res.more_rows or res.tail_texts for res in results) and len(used) < len(sst):
+        if sst is not None and any(res.more_rows or res.tail_texts for res in results):
             # rows after a sample: every text cell of the workbook is a shared string,
             # so the ones the sampled rows did not use carry the rest of the text
-            texts.append("\n".join(_unused(sst, used)))
+            texts.append(sst.unused_text(used))
         self.text(where, "\n\n".join(t for t in texts if t))
 
     def _calamine(self, att: Attachment) -> None:
@@ -628,9 +628,21 @@ class _BoundedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, n: int | None = -1) -> bytes:
+        """At most 1 MiB per call (the limits are checked per step), passed through
+        without the copy RawIOBase.read would make."""
+        if n is None or n < 0:
+            return self.readall()
+        chunk = self._raw.read(min(n, 1 * MiB))
+        self._count(len(chunk))
+        return chunk
+
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        chunk = self._raw.read(min(len(b), 1 * MiB))
-        n = len(chunk)
+        chunk = self.read(len(b))
+        b[: len(chunk)] = chunk
+        return len(chunk)
+
+    def _count(self, n: int) -> None:
         self.produced += n
         lim = self._ex.limits
         if self.produced > self._limit:
@@ -641,8 +653,6 @@ class _BoundedReader(io.RawIOBase):
         if (self._ratio and self.produced > lim.ratio_after_bytes
                 and self.produced / self._compressed > lim.max_ratio):
             raise _LimitHit("bomb", f"compression ratio > {lim.max_ratio:g}:1")
-        b[:n] = chunk
-        return n
 
     def readall(self) -> bytes:
         parts = []
@@ -655,26 +665,6 @@ class _BoundedReader(io.RawIOBase):
             self._raw.close()
         finally:
             super().close()
-
-
-def _check_zip_layout(zf: zipfile.ZipFile, data: bytes) -> None:
-    """Reject overlapping entries (the "quoted overlap" non-recursive bomb; CPython's own
-    check, gh-109858, is missing from 3.11.7)."""
-    spans: list[tuple[int, int, str]] = []
-    for info in zf.infolist():
-        off = info.header_offset
-        header = data[off : off + 30]
-        if len(header) < 30 or header[:4] != b"PK\x03\x04":
-            raise _LimitHit("parse_error", f"bad local header for {info.filename!r}")
-        name_len, extra_len = struct.unpack("<HH", header[26:30])
-        end = off + 30 + name_len + extra_len + info.compress_size
-        if end > len(data):
-            raise _LimitHit("parse_error", f"truncated member {info.filename!r}")
-        spans.append((off, end, info.filename))
-    spans.sort()
-    for (_, end, name), (next_off, _, _) in itertools.pairwise(spans):
-        if end > next_off:
-            raise _LimitHit("bomb", f"overlapping zip entries at {name!r}")
 
 
 def _member_name(info: zipfile.ZipInfo) -> str:
@@ -760,17 +750,6 @@ def _pptx_parts(names: set[str]) -> list[str]:
 
 
 _cell_str = ooxml.cell_str  # one definition for calamine's values and the fast reader
-
-
-def _unused(strings: list[str], used: set[int]) -> list[str]:
-    """strings[i] for every i not in `used`, in order (slices between the used ones)."""
-    out: list[str] = []
-    start = 0
-    for i in sorted(used):
-        out.extend(strings[start:i])
-        start = i + 1
-    out.extend(strings[start:])
-    return out
 
 
 def _trim_row(cells: list[str]) -> list[str]:
