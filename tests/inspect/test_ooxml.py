@@ -366,3 +366,58 @@ def test_formatted_empty_rows_after_the_sample_are_not_counted() -> None:
                  ExtractLimits(sheet_sample_cells=20))
     table = ex.tables[0]
     assert ex.problems == [] and len(table.rows) + table.more_rows == 31
+
+
+# --- xlsx: shared strings read on demand, sample cuts ---------------------------------------
+
+SPECIAL = [
+    '<si><t>山田 太郎</t><rPh sb="0" eb="2"><t>ヤマダ</t></rPh><phoneticPr fontId="1"/></si>',
+    "<si><r><t>社外</t></r><r><rPr><b/></rPr><t xml:space=\"preserve\">秘 </t></r></si>",
+    "<si><t>R&amp;D &#12354; 改行_x000D_あり</t></si>",
+    "<si><t/></si>",
+]
+
+
+def _sst_xml(strings: list[str]) -> bytes:
+    items = "".join(s if s.startswith("<si") else f"<si><t>{s}</t></si>" for s in strings)
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\r\n<sst xmlns="{NS}" count="{len(strings)}"'
+            f' uniqueCount="{len(strings)}">{items}</sst>').encode()
+
+
+@pytest.mark.parametrize("special_at", [None, 10, 60_000])
+def test_shared_strings_on_demand_equal_the_full_parse(special_at: int | None) -> None:
+    """2.5 MB of strings (more than one parsing step): the strings a sheet asks for,
+    in any order, and the text of the others, whether the part after the parsed steps
+    has the plain layout (one replace) or rich text, phonetic readings and entities."""
+    strings = [f"顧客{i:06d} user{i}@example.jp" for i in range(70_000)]
+    if special_at is not None:
+        strings[special_at: special_at + len(SPECIAL)] = SPECIAL
+    data = _sst_xml(strings)
+    full = ooxml.shared_strings(data)
+    assert len(full) == len(strings)
+    lazy = ooxml.SharedStrings(data)
+    used = {0, 3, 69_999, 5}  # the last one makes it parse every step
+    assert [lazy[i] for i in sorted(used)] == [full[i] for i in sorted(used)]
+    expect = "\n".join(s for i, s in enumerate(full) if i not in used)
+    assert ooxml.SharedStrings(data).unused_text(used) == expect
+    only_first = ooxml.SharedStrings(data)
+    assert only_first[1] == full[1]  # one step parsed, the rest read as text
+    assert only_first.unused_text({1}) == "\n".join(full[:1] + full[2:])
+    with pytest.raises(IndexError):
+        only_first[70_000]
+
+
+@pytest.mark.parametrize("sample", [4, 19, 20, 21, 4 * 1000 + 2, 25_000])
+def test_sample_cut_anywhere_equals_calamine(sample: int) -> None:
+    sheet, strings = people_rows(9000)
+    data = raw_xlsx(sheet, strings)
+    ex = extract(att("a.xlsx", data), ExtractLimits(sheet_sample_cells=sample))
+    table = ex.tables[0]
+    full = calamine_rows(data)
+    assert ex.problems == []
+    assert table.rows == full[: len(table.rows)]
+    assert sum(len(r) for r in table.rows) <= sample
+    assert len(table.rows) + table.more_rows == len(full)
+    text = text_of(ex)
+    for name in ("山田 太郎0", "山田 太郎4500", "山田 太郎8999"):
+        assert text.count(name + "\n") + text.count(name + "\t") == 1  # once, not twice
