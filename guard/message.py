@@ -30,6 +30,7 @@ from guard.inspect.textdecode import (
     decode_encoded_words,
     decode_header_bytes,
 )
+from guard.mimestash import Base64Stash
 
 Problem = tuple[str, str, str]  # (code, where, detail)
 
@@ -577,9 +578,10 @@ def _defect_problems(part: Message, where: str) -> list[Problem]:
 class _Walk:
     """Iterative walk over the parsed tree (no recursion of our own)."""
 
-    def __init__(self, view: MessageView, limits: ParseLimits) -> None:
+    def __init__(self, view: MessageView, limits: ParseLimits, stash: Base64Stash) -> None:
         self.view = view
         self.limits = limits
+        self.stash = stash
         self.leaves = 0
         self.text_chars = 0
         self.stopped = False
@@ -650,6 +652,7 @@ class _Walk:
             return
         filename = part_filename(part)
         where = self._where(pre, filename, self.leaves)
+        self.stash.restore(part)
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
         self.view.problems.extend(_defect_problems(part, where))
@@ -696,14 +699,15 @@ def parse_into(raw: bytes, view: MessageView, limits: ParseLimits, prefix: str =
             if not prefix:
                 _read_headers_only(raw, view, limits)
             return
+        stash = Base64Stash()
         try:
-            msg = BytesParser(policy=_PARSER_POLICY).parsebytes(raw)
+            msg = BytesParser(policy=_PARSER_POLICY).parsebytes(stash.stash(raw))
         except RecursionError:
             view.problems.append(("too_deep", where, "parser recursion limit"))
             if not prefix:
                 _read_headers_only(raw, view, limits)
             return
         _read_headers(msg, view, limits, prefix=prefix)
-        _Walk(view, limits).run(msg, prefix)
+        _Walk(view, limits, stash).run(msg, prefix)
     except Exception as e:  # the contract: never raise, record and fail closed
         view.problems.append(("parse_error", where, _describe(e)))

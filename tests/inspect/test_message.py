@@ -377,3 +377,61 @@ def test_long_body_comes_as_line_aligned_chunks() -> None:
     assert all(len(c) <= 1_000_000 for c in chunks)
     assert all(c.endswith("\n") for c in chunks[:-1])  # cut at line ends
     assert "".join(chunks) == text
+
+
+# --- long base64 bodies skip the line-by-line parser (guard.mimestash) ---------------------
+
+def _b64(data: bytes, eol: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", eol)
+
+
+def _big_message(eol: bytes) -> tuple[bytes, dict[str, bytes]]:
+    """Base64 attachments (one nested in an attached message), a base64 Japanese body,
+    a text part that looks like a stash token, and one attachment with bad base64."""
+    import random
+
+    rng = random.Random(7)
+    files = {"a.bin": rng.randbytes(300_000), "b.bin": rng.randbytes(10_000) + b"end",
+             "inner.bin": rng.randbytes(200_000)}
+    text = ("お世話になっております。添付の件、ご確認ください。\n" * 3000).encode()
+    bad = _b64(rng.randbytes(60_000), eol).replace(b"A", b"*", 3)
+
+    def part(name: str, payload: bytes) -> bytes:
+        return (b"--b" + eol + b"Content-Type: application/octet-stream" + eol
+                + b'Content-Disposition: attachment; filename="' + name.encode() + b'"' + eol
+                + b"Content-Transfer-Encoding: base64" + eol + eol + payload)
+
+    inner = (b"Subject: inner" + eol + b'Content-Type: multipart/mixed; boundary="i"' + eol
+             + eol + part("inner.bin", _b64(files["inner.bin"], eol)).replace(b"--b", b"--i")
+             + b"--i--" + eol)
+    raw = (b"From: a@example.jp" + eol + b"Subject: big" + eol + b"MIME-Version: 1.0" + eol
+           + b'Content-Type: multipart/mixed; boundary="b"' + eol + eol
+           + b"--b" + eol + b"Content-Type: text/plain; charset=utf-8" + eol
+           + b"Content-Transfer-Encoding: base64" + eol + eol + _b64(text, eol)
+           + part("a.bin", _b64(files["a.bin"], eol)) + part("b.bin", _b64(files["b.bin"], eol))
+           + part("bad.bin", bad)
+           + b"--b" + eol + b"Content-Type: text/plain" + eol + b'Content-Disposition: '
+           b'attachment; filename="t.txt"' + eol + eol + b"guard-stash-0123456789abcdef-0."
+           + eol + b"--b" + eol + b"Content-Type: message/rfc822" + eol + eol + inner
+           + b"--b--" + eol)
+    return raw, files
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_stashed_base64_parses_like_the_line_by_line_parser(
+        eol: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from guard import mimestash
+
+    raw, files = _big_message(eol)
+    stashed = mimestash.Base64Stash().stash(raw)
+    assert len(stashed) < len(raw) // 10  # the runs really went past the parser
+    fast = parse(raw)
+    monkeypatch.setattr(mimestash, "MIN_MESSAGE", 1 << 40)  # no stash: the reference
+    slow = parse(raw)
+    assert fast == slow
+    data = {a.filename: a.data for a in fast.attachments}
+    assert data["a.bin"] == files["a.bin"] and data["b.bin"] == files["b.bin"]
+    assert data["inner.bin"] == files["inner.bin"]
+    assert data["t.txt"].strip() == b"guard-stash-0123456789abcdef-0."
+    assert "ご確認ください" in body(fast)
+    assert any(p[0] == "parse_error" or "base64" in p[2].lower() for p in fast.problems)
