@@ -688,3 +688,17 @@ def test_normalisation_examples() -> None:
     assert normalize("か\u3099") == "が"
     assert normalize("℡ 03") == "TEL 03"
     assert normalize("plain ascii") == "plain ascii"
+
+
+def test_candidate_spans_without_the_match_wrapper_equal_finditer() -> None:
+    from guard.inspect import pii_scan
+
+    assert pii_scan._FAST_SPANS  # the installed google-re2 has the fast path
+    text = ("〒100-0001 東京都千代田区千代田1-1 山田 太郎 090-1234-5678 (03)1234-5678 "
+            "taro@example.jp 生年月日 昭和50年1月2日 住所 大阪市北区1-2 電話 0312345678\n"
+            "order 4111111111111111 x@y.z ") * 50
+    buf = text.encode()
+    fast = list(pii_scan.byte_spans(buf, fast=True))
+    assert len(fast) > 400
+    assert fast == list(pii_scan.byte_spans(buf, fast=False))
+    assert list(pii_scan.byte_spans(b"", fast=True)) == []
