@@ -74,7 +74,7 @@ class ZipArchive(zipfile.ZipFile):
 
     def open_member(self, info: zipfile.ZipInfo) -> IO[bytes]:
         start = self._starts.get(info.filename)
-        if (start is None or info.flag_bits & 0x1
+        if (start is None or info.flag_bits & 0x61  # encrypted, patched, strong encryption
                 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):
             return self.open(info)
         return _MemberReader(self._data[start: start + info.compress_size], info)
