@@ -23,10 +23,11 @@ from email.message import Message
 MIN_LINES = 64  # shorter runs are cheap to parse as they are
 MIN_MESSAGE = 256 * 1024
 
-# (starting at a newline lets the regex engine jump from line to line in C)
-# Lines of at least 40 characters (encoders write 60 to 76): a short last line stays a
-# line of its own, and a text body of short words never starts a long failed attempt.
-_RUN = re.compile(rb"\n((?:[A-Za-z0-9+/=]{40,}\r?\n){%d,})" % MIN_LINES)
+# Every maximal run of lines of at least 40 base64 characters (encoders write 60 to 76;
+# a short last line stays a line of its own), possessive so that the scan stays linear
+# whatever the text; runs shorter than MIN_LINES are left as they are. (Starting at a
+# newline lets the regex engine jump from line to line in C.)
+_RUN = re.compile(rb"\n((?:[A-Za-z0-9+/=]{40,}+\r?\n)++)")
 
 
 class Base64Stash:
@@ -43,6 +44,8 @@ class Base64Stash:
         last = 0
         for m in _RUN.finditer(raw):
             run = m.group(1)
+            if run.count(b"\n") < MIN_LINES:
+                continue
             eol = 2 if run.endswith(b"\r\n") else 1
             start, end = m.start(1), m.end(1) - eol  # the run's last line end stays
             out += [raw[last:start], b"%s-%d." % (self._key.encode(), len(self._runs))]
@@ -57,7 +60,10 @@ class Base64Stash:
         """Put the original lines back into a leaf part's payload (before decoding)."""
         if not self._runs:
             return
-        payload = part.get_payload()
+        # The stored payload as the parser left it: get_payload() would decode 8-bit
+        # content (held as surrogate escapes) with the part's charset, and setting that
+        # back would change what get_payload(decode=True) returns.
+        payload = part._payload
         if isinstance(payload, str) and self._key in payload:
             part.set_payload(self._token.sub(
                 lambda m: self._runs[int(m.group(1))].decode("ascii"), payload))

@@ -401,6 +401,13 @@ def _big_message(eol: bytes) -> tuple[bytes, dict[str, bytes]]:
                 + b'Content-Disposition: attachment; filename="' + name.encode() + b'"' + eol
                 + b"Content-Transfer-Encoding: base64" + eol + eol + payload)
 
+    # 8-bit Japanese text with a pasted key block; a base64 CSV with one stray 0xFF
+    # byte (the parser keeps such bytes as surrogate escapes); 63-line near misses
+    key = eol.join(base64.b64encode(rng.randbytes(48)) for _ in range(80)) + eol
+    eight_bit = ("お客様の氏名は山田太郎です。" + eol.decode()).encode() + key + "以上".encode()
+    csv_b64 = _b64(("氏名,電話\n" + "山田 太郎,090-1234-5678\n" * 3000).encode(), eol)
+    csv_b64 = csv_b64[:20_000] + b"\xff" + csv_b64[20_000:]
+    near = ((b"A" * 40 + eol) * 63 + b"x" + eol) * 20
     inner = (b"Subject: inner" + eol + b'Content-Type: multipart/mixed; boundary="i"' + eol
              + eol + part("inner.bin", _b64(files["inner.bin"], eol)).replace(b"--b", b"--i")
              + b"--i--" + eol)
@@ -409,7 +416,11 @@ def _big_message(eol: bytes) -> tuple[bytes, dict[str, bytes]]:
            + b"--b" + eol + b"Content-Type: text/plain; charset=utf-8" + eol
            + b"Content-Transfer-Encoding: base64" + eol + eol + _b64(text, eol)
            + part("a.bin", _b64(files["a.bin"], eol)) + part("b.bin", _b64(files["b.bin"], eol))
-           + part("bad.bin", bad)
+           + part("bad.bin", bad) + part("list.csv", csv_b64)
+           + b"--b" + eol + b"Content-Type: text/plain; charset=utf-8" + eol
+           + b"Content-Transfer-Encoding: 8bit" + eol + eol + eight_bit + eol
+           + b"--b" + eol + b"Content-Type: text/plain" + eol + b'Content-Disposition: '
+           b'attachment; filename="near.txt"' + eol + eol + near
            + b"--b" + eol + b"Content-Type: text/plain" + eol + b'Content-Disposition: '
            b'attachment; filename="t.txt"' + eol + eol + b"guard-stash-0123456789abcdef-0."
            + eol + b"--b" + eol + b"Content-Type: message/rfc822" + eol + eol + inner
@@ -434,4 +445,7 @@ def test_stashed_base64_parses_like_the_line_by_line_parser(
     assert data["inner.bin"] == files["inner.bin"]
     assert data["t.txt"].strip() == b"guard-stash-0123456789abcdef-0."
     assert "ご確認ください" in body(fast)
+    assert "お客様の氏名は山田太郎です。" in body(fast)  # the 8-bit part, not \uXXXX
+    assert data["list.csv"].count("山田 太郎".encode()) > 2900  # the 0xFF kept as before
+    assert data["near.txt"].count(b"A" * 40) == 63 * 20
     assert any(p[0] == "parse_error" or "base64" in p[2].lower() for p in fast.problems)
