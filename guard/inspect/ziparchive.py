@@ -45,7 +45,8 @@ class ZipArchive(zipfile.ZipFile):
     def __init__(self, data: bytes) -> None:
         super().__init__(io.BytesIO(data))
         self._data = memoryview(data)
-        self._starts: dict[str, int] = {}
+        # by local header offset: names can repeat, and each entry has its own data
+        self._starts: dict[int, int] = {}
         self._check_layout()
 
     def _check_layout(self) -> None:
@@ -65,7 +66,7 @@ class ZipArchive(zipfile.ZipFile):
             if end > len(data):
                 raise LayoutError("parse_error", f"truncated member {info.filename!r}")
             if bytes(data[off + 30: off + 30 + name_len]) == _raw_name(info):
-                self._starts[info.filename] = start  # else zipfile.open reports it
+                self._starts[off] = start  # else zipfile.open reports it
             spans.append((off, end, info.filename))
         spans.sort()
         for (_, end, name), (next_off, _, _) in itertools.pairwise(spans):
@@ -73,7 +74,7 @@ class ZipArchive(zipfile.ZipFile):
                 raise LayoutError("bomb", f"overlapping zip entries at {name!r}")
 
     def open_member(self, info: zipfile.ZipInfo) -> IO[bytes]:
-        start = self._starts.get(info.filename)
+        start = self._starts.get(info.header_offset)
         if (start is None or info.flag_bits & 0x61  # encrypted, patched, strong encryption
                 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):
             return self.open(info)
@@ -149,10 +150,9 @@ class _MemberReader(io.RawIOBase):
             raise zipfile.BadZipFile(f"bad deflate data in {self._info.filename!r}: {e}") \
                 from None
         self._tail = d.unconsumed_tail
-        self._done = d.eof
-        if not (out or self._done or self._tail) and self._pos >= len(packed):
-            raise EOFError("Compressed file ended before the end-of-stream marker was "
-                           "reached")
+        # the end of the stream, or of the member's bytes with nothing more to give
+        # (like zipfile, which does not insist on the final block: size and CRC decide)
+        self._done = d.eof or not (out or self._tail or self._pos < len(packed))
         return out
 
     def _verify(self) -> None:

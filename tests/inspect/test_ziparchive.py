@@ -119,3 +119,17 @@ def test_overlapping_and_truncated_layouts() -> None:
     assert e.value.code in ("bomb", "parse_error")
     with pytest.raises((LayoutError, zipfile.BadZipFile)):
         ZipArchive(data[: b.header_offset + 100] + data[zf.start_dir:])
+
+
+def test_members_with_the_same_name_each_read_their_own_bytes(inflater: str) -> None:
+    import warnings
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("note.txt", "顧客名簿: 山田太郎 090-1234-5678".encode())
+            zf.writestr("note.txt", b"harmless")
+    with ZipArchive(buf.getvalue()) as zf:
+        assert [zf.open_member(i).read() for i in zf.infolist()] == [
+            "顧客名簿: 山田太郎 090-1234-5678".encode(), b"harmless"]
