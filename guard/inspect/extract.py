@@ -434,19 +434,20 @@ class _Extractor:
                 # the sample was cut by the workbook's cell limit, not by the sample size
                 problems.append(f"cell limit {lim.max_cells} reached in sheet {name!r}")
                 break
-        # all read: now the outputs
-        self.cells = cells
-        for detail in problems:
-            self.problem("too_large", where, detail)
+        # all read (the shared strings' text too, which can still fail): now the outputs
         texts: list[str] = []
         for res in results:
-            self.table(where, res.rows, res.more_rows)
             texts.append("\n".join("\t".join(r) for r in res.rows))
             texts.extend(res.tail_texts)
         if sst is not None and any(res.more_rows or res.tail_texts for res in results):
             # rows after a sample: every text cell of the workbook is a shared string,
             # so the ones the sampled rows did not use carry the rest of the text
             texts.append(sst.unused_text(used))
+        self.cells = cells
+        for detail in problems:
+            self.problem("too_large", where, detail)
+        for res in results:
+            self.table(where, res.rows, res.more_rows)
         self.text(where, "\n\n".join(t for t in texts if t))
 
     def _calamine(self, att: Attachment) -> None:

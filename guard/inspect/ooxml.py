@@ -697,6 +697,7 @@ class _Sampler:
         self.is_1904 = is_1904
         self.budget = budget
         self.used = used
+        self.pending: list[int] = []  # shared strings of the row being read
         self.rows: list[list[str]] = []
         self.cells = 0
 
@@ -720,7 +721,7 @@ class _Sampler:
             return False  # another cell form somewhere: row by row
         row_no = -1
         cells: list[tuple[int, str]] = []
-        sst, used, cols = self.sst, self.used, _COL_CACHE
+        sst, pending, cols = self.sst, self.pending, _COL_CACHE
         parsed = sst.parsed if isinstance(sst, SharedStrings) else sst
         for row_start, letters, style, ctype, raw in items:
             if not row_start:
@@ -731,8 +732,7 @@ class _Sampler:
                     except IndexError:
                         raise Malformed(f"shared string index {raw[:20]!r} not found") \
                             from None
-                    if used is not None:
-                        used.add(i)
+                    pending.append(i)
                 elif raw:
                     value = self._value(ctype or b"n", raw, style)
                 else:
@@ -741,17 +741,24 @@ class _Sampler:
                     col = cols.get(letters)
                     cells.append((_col_index(letters) if col is None else col, value))
                 continue
-            if cells:
-                done = self._add_row(cells)
-                if done is not None:
-                    return first + _nth(region, b"<row", row_no + (0 if done else 1))
-                cells = []
-            row_no += 1
-        if cells:
-            done = self._add_row(cells)
+            done = self._end_row(cells)
             if done is not None:
-                return first + (_nth(region, b"<row", row_no) if done else len(region))
+                return first + _nth(region, b"<row", row_no + (0 if done else 1))
+            cells = []
+            row_no += 1
+        done = self._end_row(cells)
+        if done is not None:
+            return first + (_nth(region, b"<row", row_no) if done else len(region))
         return None
+
+    def _end_row(self, cells: list[tuple[int, str]]) -> bool | None:
+        """Add the row just read (see _add_row). Its shared strings count as used
+        unless the row did not fit: then they stay in the text of the rest."""
+        done = self._add_row(cells) if cells else None
+        if done is not True and self.used is not None:
+            self.used.update(self.pending)
+        self.pending.clear()
+        return done
 
     def _add_row(self, cells: list[tuple[int, str]]) -> bool | None:
         """Add a row with values: None if the budget has room for more; True if this
@@ -771,10 +778,7 @@ class _Sampler:
             content = m.group(1)
             if not content:
                 continue
-            cells = self._row(content)
-            if not cells:
-                continue
-            done = self._add_row(cells)
+            done = self._end_row(self._row(content))
             if done is not None:
                 return m.start() if done else m.end()
         return None
@@ -819,8 +823,7 @@ class _Sampler:
                 value = self.sst[i]
             except (ValueError, IndexError):
                 raise Malformed(f"shared string index {raw[:20]!r} not found") from None
-            if self.used is not None:
-                self.used.add(i)
+            self.pending.append(i)
             return value.strip()
         if ctype == b"n":
             try:

@@ -421,3 +421,29 @@ def test_sample_cut_anywhere_equals_calamine(sample: int) -> None:
     text = text_of(ex)
     for name in ("山田 太郎0", "山田 太郎4500", "山田 太郎8999"):
         assert text.count(name + "\n") + text.count(name + "\t") == 1  # once, not twice
+
+
+def test_a_row_that_does_not_fit_the_sample_keeps_its_text() -> None:
+    strings = ["氏名", "電話", "山田 太郎", "090-1111-2222", "佐藤 花子", "080-3333-4444",
+               "鈴木 一郎", "070-5555-6666"]
+    rows = "".join(f'<row r="{r + 1}"><c r="A{r + 1}" t="s"><v>{2 * r}</v></c>'
+                   f'<c r="B{r + 1}" t="s"><v>{2 * r + 1}</v></c></row>' for r in range(4))
+    ex = extract(att("a.xlsx", raw_xlsx(rows, strings)), ExtractLimits(sheet_sample_cells=5))
+    table = ex.tables[0]
+    assert table.rows == [["氏名", "電話"], ["山田 太郎", "090-1111-2222"]]
+    assert table.more_rows == 2
+    text = text_of(ex)
+    for value in strings[4:]:  # the row cut at the budget and the one after it
+        assert text.count(value) == 1
+
+
+def test_shared_strings_broken_after_the_sample_fall_back_once() -> None:
+    """A layout the fast reader does not handle, far into the shared strings, is only
+    seen when the text of the rest is read: the workbook then goes to calamine, and its
+    table is recorded once."""
+    sheet, strings = people_rows(200)
+    strings += [f"未使用{i}" for i in range(60_000)]
+    strings[50_000] = "<si><r><rPr><b/></rPr></r></si>"  # a run without text
+    ex = extract(att("a.xlsx", raw_xlsx(sheet, strings)), ExtractLimits(sheet_sample_cells=50))
+    assert ex.problems == []
+    assert len(ex.tables) == 1 and len(ex.tables[0].rows) == 201  # calamine: every row
