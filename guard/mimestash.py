@@ -43,11 +43,10 @@ class Base64Stash:
         out: list[bytes] = []
         last = 0
         for m in _RUN.finditer(raw):
-            run = m.group(1)
-            if run.count(b"\n") < MIN_LINES:
+            start, stop = m.span(1)  # (offsets: the run is not copied before it counts)
+            if raw.count(b"\n", start, stop) < MIN_LINES:
                 continue
-            eol = 2 if run.endswith(b"\r\n") else 1
-            start, end = m.start(1), m.end(1) - eol  # the run's last line end stays
+            end = stop - (2 if raw[stop - 2: stop] == b"\r\n" else 1)  # its last EOL stays
             out += [raw[last:start], b"%s-%d." % (self._key.encode(), len(self._runs))]
             self._runs.append(raw[start:end])
             last = end

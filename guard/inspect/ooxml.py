@@ -693,6 +693,8 @@ class _Sampler:
     def __init__(self, sst: SharedStrings | list[str], kinds: list[str], is_1904: bool,
                  budget: int, used: set[int] | None) -> None:
         self.sst = sst
+        # the strings parsed so far, indexed without a method call (grows in place)
+        self.parsed = sst.parsed if isinstance(sst, SharedStrings) else sst
         self.kinds = kinds
         self.is_1904 = is_1904
         self.budget = budget
@@ -721,25 +723,12 @@ class _Sampler:
             return False  # another cell form somewhere: row by row
         row_no = -1
         cells: list[tuple[int, str]] = []
-        sst, pending, cols = self.sst, self.pending, _COL_CACHE
-        parsed = sst.parsed if isinstance(sst, SharedStrings) else sst
         for row_start, letters, style, ctype, raw in items:
             if not row_start:
-                if ctype == b"s" and raw.isdigit():  # most text cells: inlined
-                    i = int(raw)
-                    try:
-                        value = (parsed[i] if i < len(parsed) else sst[i]).strip()
-                    except IndexError:
-                        raise Malformed(f"shared string index {raw[:20]!r} not found") \
-                            from None
-                    pending.append(i)
-                elif raw:
+                if raw:
                     value = self._value(ctype or b"n", raw, style)
-                else:
-                    continue
-                if value:
-                    col = cols.get(letters)
-                    cells.append((_col_index(letters) if col is None else col, value))
+                    if value:
+                        cells.append((_col_index(letters), value))
                 continue
             done = self._end_row(cells)
             if done is not None:
@@ -820,7 +809,7 @@ class _Sampler:
         if ctype == b"s":
             try:
                 i = int(raw)
-                value = self.sst[i]
+                value = self.parsed[i] if 0 <= i < len(self.parsed) else self.sst[i]
             except (ValueError, IndexError):
                 raise Malformed(f"shared string index {raw[:20]!r} not found") from None
             self.pending.append(i)
