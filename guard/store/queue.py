@@ -374,7 +374,9 @@ async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
 
 async def list_messages(conn: AsyncConnection, state: str | None = None,
                         limit: int = 100) -> list[dict[str, Any]]:
-    q = select(messages).order_by(messages.c.received_at.desc()).limit(limit)
+    # ids sort by time within a timestamp (a held message and its notice share one)
+    q = (select(messages).order_by(messages.c.received_at.desc(), messages.c.id.desc())
+         .limit(limit))
     if state:
         if state == "delivering":
             q = q.where(messages.c.state.in_(ACTIVE_STATES), messages.c.lease_owner.is_not(None))
