@@ -708,9 +708,9 @@ def _xml_text(stream: IO[bytes]) -> str:
             continue
         if tag in _TEXT_TAGS:
             out.append(elem.text or "")
-        elif tag == _W + "tab":
+        elif tag == _W + "tab" and not elem.attrib:  # (with attributes: a tab stop)
             out.append("\t")
-        elif tag in (_W + "br", _W + "cr"):
+        elif tag in (_W + "br", _W + "cr", _A + "br"):  # a:br: a line break in a slide
             out.append("\n")
         elif tag == _W + "tc":
             in_cell -= 1

@@ -224,41 +224,58 @@ _A_NS = frozenset({b"http://schemas.openxmlformats.org/drawingml/2006/main",
                    b"http://purl.oclc.org/ooxml/drawingml/main"})
 _TEXT_NS = {b"w": _W_NS, b"a": _A_NS}
 
-# Markers put in front of the structural tags; XML 1.0 cannot contain these characters
-# (checked by _screen), so they cannot come from the document.
-# Each marker is '<' + a control byte, so every match of _RUN starts with a literal '<'
-# (the regex engine then jumps from '<' to '<' in C).
-_P, _TAB, _BR, _TC, _TCE, _TR = b"<\x01", b"<\x02", b"<\x03", b"<\x04", b"<\x05", b"<\x06"
-_MARKS = [
-    (b"</w:p>", _P + b"</w:p>"), (b"</a:p>", _P + b"</a:p>"),
-    (b"<w:p/>", _P + b"<w:p/>"), (b"<a:p/>", _P + b"<a:p/>"),
-    (b"<w:tab/>", _TAB + b"<w:tab/>"), (b"<w:br/>", _BR + b"<w:br/>"),
-    (b"<w:cr/>", _BR + b"<w:cr/>"),
-]
-_TABLE_MARKS = [(b"</w:tc>", _TCE + b"</w:tc>"), (b"</w:tr>", _TR + b"</w:tr>"),
-                (b"<w:tc/>", _TC + _TCE + b"<w:tc/>")]
-# the same tags with attributes (rarer: tab stops, page breaks, rsid'd empty paragraphs
-# and cells); paragraph and cell starts with attributes are not structure
-_MARK_ATTR = re.compile(rb"<(?:(w:tab|w:br|w:cr)\s[^>]*|(w:p|a:p|w:tc)\s[^>]*/)>")
-_ATTR_HINTS = (b"<w:tab ", b"<w:br ", b"<w:cr ", b"/>")
-_MARK_ATTR_CODES = {b"w:p": _P, b"a:p": _P, b"w:tab": _TAB, b"w:br": _BR, b"w:cr": _BR,
-                    b"w:tc": _TC + _TCE}
-_MARKER_BYTES = (b"\x01", b"\x02", b"\x03", b"\x04", b"\x05", b"\x06")
-# (the other kind's paragraph end: a:p in a docx drawing, w:p never in a pptx)
-_RARE = {
-    "w": re.compile(rb"<(?:w:(?:tab|br|cr|tc)[\s/>]|/w:t[cr]>|[wa]:p(?:\s[^>]*)?/|/a:p>)"),
-    "a": re.compile(rb"<(?:w:(?:tab|br|cr|tc)[\s/>]|/w:t[cr]>|[wa]:p(?:\s[^>]*)?/|/w:p>)"),
-}
-_TC_START = re.compile(rb"<w:tc(?=[\s>])")
-# One match per text run (group: its character data) and one per marker (group: the
-# marker). The text alternative starts with '<' and the marker one with a marker byte,
-# so the regex engine skips through everything else in C.
-_RUN = re.compile(rb"<(?:(?:w:t|w:delText|a:t)(?:\s[^>]*)?(?<!/)>|(?=[\x01-\x06]))([^<]*)")
-_SPLIT_MARKS = re.compile("([\x01-\x06])")
+# One regex pass reads a piece; two patterns over the same tags. Both are written as a
+# trie on the bytes after '<' (w:t…, w:delText, w:p…, /w:…, a:…): most tags in a part are
+# run and paragraph properties, and the engine should leave each of them after one or
+# two byte comparisons.
+#
+# _FAST gives one string per run (its character data, non-empty) and an empty string
+# per paragraph end. Every other tag that shapes the text (tab, break, table cell or
+# row, empty paragraph) matches too, with its own closing '>' as the start of its
+# string: so the joined strings hold a '>' exactly when the piece has one of those tags,
+# or a run whose text holds a raw '>' (writers escape it as &gt;). Such pieces, and
+# pieces that start inside a table cell, are read again with _FULL, whose strings say
+# what each match was by their first byte:
+#   '>' run (then its text)   'p' paragraph end   'a' tab   ':' line break
+#   'c' cell start            'w' cell end        'r' row end
+# Why not marker bytes inserted before the search, or two groups: a replace over the
+# whole part, or a tuple per match, each cost about as much as the search itself.
+_RUN_REST = rb"[^>]*+(?<!/)"  # after w:t / a:t / w:delText and a space or '>'
+# a tab character is <w:tab/>; <w:tab w:val="left" w:pos="840"/> in <w:tabs> is a tab stop
+_TAB_CHAR = rb"ab(?=/?>)"
+_EMPTY_P = rb"p(?:\s[^>]*+(?<=/)|/)"  # <w:p/>, <w:p w:rsidR="…"/>
+# after each match, the tags that usually follow and never matter (a run's end, the
+# next paragraph's or run's start) are taken in the same match: fewer searches
+_SKIP = rb"(?:</w:t></w:r>|<w:p\b[^>]*+(?<!/)>)?+(?:<w:r\b[^>]*+>)?+"
+_FAST = re.compile(
+    rb"<(?:(?:w:(?:t(?:(?=[\s>])" + _RUN_REST + rb">|(?:" + _TAB_CHAR + rb"|c\b)[^>]*+(?=>))"
+    rb"|delText(?=[\s>])" + _RUN_REST + rb">|(?:br|cr)\b[^>]*+(?=>)|" + _EMPTY_P + rb"(?=>))"
+    rb"|a:(?:t(?=[\s>])" + _RUN_REST + rb">|br\b[^>]*+(?=>)|" + _EMPTY_P + rb"(?=>))"
+    rb"|/w:t[cr](?=>))([^<]+)"
+    rb"|/[wa]:p>)" + _SKIP)
+_FULL = re.compile(
+    rb"<(?:w:(?:t(?:(?=[\s>])" + _RUN_REST + rb"|(?=" + _TAB_CHAR + rb"|c\b))"
+    rb"|delText(?=[\s>])" + _RUN_REST + rb"|(?=" + _EMPTY_P + rb">))"
+    rb"|/(?:w:(?:(?=p>)|t(?=r>))|a:(?=p>)|(?=w:tc>))"
+    rb"|a:(?:t(?=[\s>])" + _RUN_REST + rb"|(?=" + _EMPTY_P + rb">))"
+    rb"|[wa](?=:br\b)|w(?=:cr\b))([^<]*)" + _SKIP)
+# _FULL's structure strings become marker bytes (XML cannot hold them; _word_piece
+# refuses a piece that does)
+_P, _TAB, _BR, _TC, _TCE, _TR = b"\x01", b"\x02", b"\x03", b"\x04", b"\x05", b"\x06"
+_MARKS = {b"p": _P, b"a": _TAB, b":": _BR, b"w": _TCE, b"r": _TR}
+_MARKER_BYTES = (_P, _TAB, _BR, _TC, _TCE, _TR)
 
 
-def _mark_attr(m: re.Match[bytes]) -> bytes:
-    return _MARK_ATTR_CODES[m.group(1) or m.group(2)] + m.group(0)
+def _layout(text: str) -> str:
+    """Paragraph ends, tabs and breaks outside table cells (str.translate would look
+    each character up in a dict: ~20x slower on Japanese text)."""
+    text = text.replace("\x01", "\n")
+    if "\x02" in text:
+        text = text.replace("\x02", "\t")
+    if "\x03" in text:
+        text = text.replace("\x03", "\n")
+    return text
+
 
 
 @dataclass
@@ -266,53 +283,65 @@ class _WordState:
     in_cell: int = 0
     done: list[str] = field(default_factory=list)  # the text of the pieces before
     declared: set[bytes] = field(default_factory=set)
+    # a part with tabs, breaks or tables has them in most pieces: after a piece that
+    # needed _FULL for them, the next one goes there directly
+    fast: bool = True
 
 
-def _word_piece(piece: bytes, state: _WordState, kind: str) -> str:
+def _word_piece(piece: bytes, state: _WordState) -> str:
     _screen(piece)
-    for marker in _MARKER_BYTES:
+    for marker in _MARKER_BYTES:  # (not XML; _FULL's markers must be ours)
         if marker in piece:
             raise Malformed("control character not allowed in XML")
     state.declared |= _check_namespaces(piece, _TEXT_NS)
-    # Paragraph ends are everywhere: one replace. Everything else (tabs, breaks, empty
-    # paragraphs, tables, the same tags with attributes) is rarer: one regex search,
-    # and only pieces that have any go through the individual replaces.
-    end = b"</w:p>" if kind == "w" else b"</a:p>"
-    piece = piece.replace(end, _P + end)
-    table = False
-    # every rarer tag is self-closing or part of a table: most text-only pieces are
-    # done after these three searches
-    if b"/>" in piece or b"<w:tc" in piece or b"</w:tr>" in piece:
-        found = {m.group(0) for m in _RARE[kind].finditer(piece)}
-        if found:
-            for tag, marked in _MARKS:
-                if tag != end and (tag in found or tag[:-1] in found):
-                    piece = piece.replace(tag, marked)
-            table = any(f.startswith((b"<w:tc", b"</w:t")) for f in found)
-            if table:
-                for tag, marked in _TABLE_MARKS:
-                    if tag in piece:
-                        piece = piece.replace(tag, marked)
-                piece = _TC_START.sub(_TC + b"<w:tc", piece)
-            if any(f[-1:].isspace() or len(f) > 8 for f in found):  # with attributes
-                piece = _MARK_ATTR.sub(_mark_attr, piece)
-    text = xml_unescape(_decode(b"".join(_RUN.findall(piece))))
-    if not table and state.in_cell == 0:
-        text = text.replace("\x01", "\n")
-        if "\x02" in text or "\x03" in text:
-            text = text.replace("\x02", "\t").replace("\x03", "\n")
-        return text
+    if state.fast and not state.in_cell:
+        body = b"".join([c or b"\n" for c in _FAST.findall(piece)])
+        if b">" not in body:
+            return xml_unescape(_decode(body))
+    return _word_full(piece, state)
+
+
+def _mark(c: bytes) -> bytes:
+    m = _MARKS.get(c[:1])
+    if m is not None:
+        return m
+    return _TC + _TCE if c.rstrip().endswith(b"/>") else _TC  # <w:tc/> starts and ends
+
+
+def _word_full(piece: bytes, state: _WordState) -> str:
+    body = b"".join([c[1:] if c[:1] == b">" else _mark(c) for c in _FULL.findall(piece)])
+    table = _TC in body or _TCE in body or _TR in body
+    state.fast = not (table or _TAB in body or _BR in body)
+    text = xml_unescape(_decode(body))
+    if state.in_cell == 0 and not table:
+        return _layout(text)
     return _word_tables(text, state)
 
 
+_TABLE_MARK = re.compile("[\x04-\x06]")
+_TOKEN = re.compile("[\x01-\x06]|[^\x01-\x06]+")
+
+
 def _word_tables(text: str, state: _WordState) -> str:
-    """The cell/row rules of extract._xml_text, over the marked text (one step per
-    marker, not per byte): paragraphs inside a cell end with a space, a cell with a tab
-    (replacing that space), a row with a newline (replacing the last cell's tab)."""
+    """The cell/row rules of extract._xml_text over the marked text: paragraphs inside
+    a cell end with a space, a cell with a tab (replacing that space), a row with a
+    newline (replacing the last cell's tab). Outside cells, up to the next table
+    marker, the text is laid out at once; inside, one step per marker."""
     out: list[str] = []
-    for tok in _SPLIT_MARKS.split(text):
-        if not tok:
-            continue
+    pos, n = 0, len(text)
+    while pos < n:
+        if not state.in_cell:
+            m = _TABLE_MARK.search(text, pos)
+            end = m.start() if m else n
+            if end > pos and text[end - 1] in "\x01\x02\x03":
+                end -= 1  # a row end looks at the token before it: step over that one
+            if end > pos:
+                out.append(_layout(text[pos:end]))
+                pos = end
+            if pos >= n:
+                break
+        tok = _TOKEN.match(text, pos).group()  # type: ignore[union-attr]
+        pos += len(tok)
         if tok == "\x01":
             out.append(" " if state.in_cell else "\n")
         elif tok == "\x02":
@@ -352,7 +381,7 @@ def word_text(chunks: Iterable[bytes], kind: str, max_carry: int = 64 * MiB) -> 
             start = _prolog(piece[:4096])
             piece = piece[start:]
             root_end = _root_end_tag(piece)
-        out.append(_word_piece(piece, state, kind))
+        out.append(_word_piece(piece, state))
         if piece:
             last = piece[-4096:]
     _check_end(last, root_end)

@@ -209,6 +209,77 @@ def docx(paragraphs: list[str], table: list[list[str]] | None = None,
     return buf.getvalue()
 
 
+_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def word_like_document(paragraphs: int, seed: int = 0, texts: list[str] | None = None) -> bytes:
+    """A word/document.xml shaped like Word's own output (python-docx writes a much
+    plainer one): rsid attributes, paragraph and run properties on every run, tab stops
+    (`<w:tabs><w:tab …/>`, which are not tabs), tabs, page and line breaks, empty and
+    self-closed paragraphs, tracked deletions, tables with cell properties, self-closed
+    and nested cells, entities and a raw '>'. Random but reproducible from `seed`."""
+    import random
+
+    rng = random.Random(seed)
+    words = texts or ["山田 太郎様", "（東京都千代田区1-2-3）", "090-1234-5678", "A&amp;B",
+                      "a > b", "ﾃｽﾄ", "顧客一覧", "R&amp;D 部", "&lt;社外秘&gt;", " "]
+
+    def rsid() -> str:
+        return f"{rng.randrange(16**8):08X}"
+
+    def run() -> str:
+        kind = rng.random()
+        props = ('<w:rPr><w:rFonts w:ascii="ＭＳ 明朝" w:eastAsia="ＭＳ 明朝" w:hint="eastAsia"/>'
+                 '<w:sz w:val="21"/></w:rPr>') if rng.random() < 0.8 else ""
+        if kind < 0.06:
+            return f"<w:r>{props}<w:tab/></w:r>"
+        if kind < 0.09:
+            return ('<w:r><w:br w:type="page"/></w:r>' if rng.random() < .5
+                    else "<w:r><w:cr/></w:r>")
+        if kind < 0.11:
+            return (f'<w:del w:id="1" w:author="x"><w:r><w:delText>{rng.choice(words)}'
+                    "</w:delText></w:r></w:del>")
+        if kind < 0.13:
+            return "<w:r><w:t/></w:r>"
+        space = ' xml:space="preserve"' if rng.random() < 0.5 else ""
+        return f'<w:r w:rsidRPr="{rsid()}">{props}<w:t{space}>{rng.choice(words)}</w:t></w:r>'
+
+    def paragraph(depth: int) -> str:
+        kind = rng.random()
+        if kind < 0.04:
+            return "<w:p/>"
+        if kind < 0.07:
+            return f'<w:p w:rsidR="{rsid()}" w:rsidRDefault="{rsid()}"/>'
+        ppr = ('<w:pPr><w:tabs><w:tab w:val="left" w:pos="840"/></w:tabs>'
+               '<w:rPr><w:rFonts w:hint="eastAsia"/></w:rPr></w:pPr>') if rng.random() < 0.5 else ""
+        runs = "".join(run() for _ in range(rng.randint(0, 5)))
+        return f'<w:p w:rsidR="{rsid()}" w:rsidRDefault="{rsid()}">{ppr}{runs}</w:p>'
+
+    def table(depth: int) -> str:
+        rows = []
+        for _ in range(rng.randint(1, 3)):
+            cells = []
+            for _ in range(rng.randint(1, 4)):
+                if rng.random() < 0.1:
+                    cells.append("<w:tc/>")
+                    continue
+                inner = "".join(paragraph(depth + 1) for _ in range(rng.randint(1, 2)))
+                if depth < 2 and rng.random() < 0.15:
+                    inner += table(depth + 1) + "<w:p/>"
+                cells.append('<w:tc><w:tcPr><w:tcW w:w="2000" w:type="dxa"/></w:tcPr>'
+                             f"{inner}</w:tc>")
+            rows.append(f'<w:tr w:rsidR="{rsid()}"><w:trPr/>{"".join(cells)}</w:tr>')
+        return ('<w:tbl><w:tblPr><w:tblW w:w="0" w:type="auto"/></w:tblPr>'
+                f'{"".join(rows)}</w:tbl>')
+
+    body = "".join(table(0) if rng.random() < 0.08 else paragraph(0)
+                   for _ in range(paragraphs))
+    return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n'
+            f'<w:document xmlns:w="{_W}" xmlns:wp="urn:x"><w:body>{body}'
+            '<w:sectPr><w:pgSz w:w="11906" w:h="16838"/></w:sectPr></w:body></w:document>'
+            ).encode()
+
+
 def add_zip_member(container: bytes, name: str, data: bytes) -> bytes:
     buf = io.BytesIO(container)
     with zipfile.ZipFile(buf, "a", zipfile.ZIP_DEFLATED) as zf:

@@ -314,6 +314,52 @@ def test_docx_text_equals_the_full_parser(chunk: int) -> None:
                     == _xml_text(pptx.open(name)))
 
 
+_NO_GT = ["山田 太郎様", "（東京都千代田区1-2-3）", "090-1234-5678", "A&amp;B", "顧客一覧", " "]
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("texts", [None, _NO_GT], ids=["raw-gt", "escaped"])
+def test_word_like_documents_equal_the_full_parser(seed: int, texts: list[str] | None,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Word's own shape (rsids, run properties, tab stops that are not tabs, breaks,
+    empty and self-closed paragraphs, deletions, nested and self-closed cells), read in
+    pieces of every size: the same text as the defusedxml walk, through both patterns."""
+    full_pieces = []
+    real_full = ooxml._word_full
+    monkeypatch.setattr(ooxml, "_word_full",
+                        lambda piece, state: full_pieces.append(1) or real_full(piece, state))
+    xml = fx.word_like_document(400, seed, texts)
+    expected = _xml_text(io.BytesIO(xml))
+    pieces = 0
+    for chunk in (4 * 1024 * 1024, 2000, 333, 97):
+        chunks = list(ooxml.read_chunks(io.BytesIO(xml), chunk))
+        pieces += len(chunks)
+        assert ooxml.word_text(iter(chunks), "w") == expected, chunk
+    assert "\t" in expected and "山田 太郎様" in expected
+    assert 0 < len(full_pieces) < pieces  # some pieces took the fast pattern, some not
+
+
+def test_plain_paragraphs_take_the_fast_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ooxml, "_word_full", lambda piece, state: pytest.fail("full"))
+    xml = (f'<w:document xmlns:w="{fx._W}"><w:body>'
+           + '<w:p w:rsidR="1"><w:r><w:rPr><w:b/></w:rPr><w:t xml:space="preserve">本文 '
+           '</w:t></w:r><w:r><w:t>A&amp;B</w:t></w:r></w:p><w:p><w:pPr><w:tabs>'
+           '<w:tab w:val="left" w:pos="840"/></w:tabs></w:pPr><w:r><w:t>二行目</w:t></w:r>'
+           "</w:p></w:body></w:document>").encode()
+    assert ooxml.word_text([xml], "w") == _xml_text(io.BytesIO(xml)) == "本文 A&B\n二行目\n"
+
+
+def test_slide_line_break_separates_words() -> None:
+    slide = (f'<p:sld xmlns:p="{fx._P}" xmlns:a="{fx._A}"><p:cSld><p:spTree><p:sp>'
+             "<p:txBody><a:p><a:r><a:t>山田 太郎</a:t></a:r><a:br/><a:r><a:t>03-1234-5678"
+             "</a:t></a:r></a:p></p:txBody></p:sp></p:spTree></p:cSld></p:sld>").encode()
+    data = fx.std_zip({"[Content_Types].xml": b"<Types/>", "ppt/slides/slide1.xml": slide,
+                       "ppt/presentation.xml": f'<p:presentation xmlns:p="{fx._P}"/>'.encode()})
+    ex = extract(att("営業.pptx", data))
+    assert ex.problems == [] and text_of(ex) == "山田 太郎\n03-1234-5678\n"
+    assert ooxml.word_text([slide], "a") == _xml_text(io.BytesIO(slide))
+
+
 def test_docx_through_extract() -> None:
     ex = extract(att("連絡先.docx", _docx_with_everything()))
     assert ex.problems == []
