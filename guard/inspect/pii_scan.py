@@ -949,6 +949,9 @@ def scan_cell(cls: str, cell: str, header: str, today: date) -> Hit | None:
     to the text scanner, which handles "03-1234-5678（代表）" and other mixtures)."""
     label = (header.lower(),) if header else ()
     if cls == "phone":
+        if len(cell) in (9, 10) and cell.isascii() and cell.isdigit() and cell[0] != "0":
+            # typed into Excel as a number, which drops the leading 0 (9012345678)
+            cell = "0" + cell
         if not _CELL_PHONE.fullmatch(cell):
             return None
         if cell[0] == "+":

@@ -428,6 +428,32 @@ def test_people_list_with_12_rows() -> None:
     assert found["pii.email"].count == 12
 
 
+def test_phone_numbers_stored_as_excel_numbers_are_phones() -> None:
+    """A phone column typed as numbers loses its leading 0 (openpyxl writes ints, the
+    reader gives "9012345678"); under a phone header it is still a phone number."""
+    import io
+
+    import openpyxl
+
+    from guard.inspect.extract import extract
+    from guard.message import Attachment
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["氏名", "電話番号", "メール"])
+    for i in range(12):
+        ws.append([f"山田 太郎{i}", 9012340000 + i, f"user{i}@example.jp"])
+    ws.append(["佐藤 花子", 312345678, "sato@example.jp"])  # 03-1234-5678
+    ws.append(["鈴木 一郎", 12345, "suzuki@example.jp"])  # not a phone number
+    buf = io.BytesIO()
+    wb.save(buf)
+    ex = extract(Attachment("名簿.xlsx", "", buf.getvalue(), "attachment:名簿.xlsx"))
+    assert ex.tables[0].rows[1][1] == "9012340000"
+    found = {f.symbol: f for f in scan_tables(ex.tables, LIMITS)}
+    assert found["pii.phone"].count == 13
+    assert found["pii.people_list"].count == 14
+
+
 @pytest.mark.parametrize(
     ("cell", "cls"),
     [
