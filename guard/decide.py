@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -259,17 +259,20 @@ def stored_verdict(inspection: Inspection, policy: Policy, mail_from: str,
     doc["language"] = language or policy.language
     doc["sender_address"] = mail_from
     doc["attachments"] = [a.filename or a.where for a in inspection.view.attachments][:50]
+    doc["internal_domains"] = sorted(inspection.context.internal_domains)[:100]
     return doc
 
 
-def apply_modifiers(data: bytes, verdict: Verdict) -> bytes | None:
-    """Header edits the verdict asks for (tag, bcc), or None when there are none."""
+def apply_modifiers(data: bytes, verdict: Verdict, internal_domains: Collection[str] = ()
+                    ) -> bytes | None:
+    """Header edits the verdict asks for (tag, bcc: external To/Cc addresses moved out,
+    the company's kept), or None when there are none."""
     out = data
     tag = verdict.modifiers.tag
     if tag is not None:
         out = prefix_subject(add_headers(out, dict(tag.headers)), tag.subject_prefix)
     if verdict.modifiers.bcc:
-        out = move_to_bcc(out)
+        out = move_to_bcc(out, internal_domains)
     return None if out is data else out
 
 
@@ -292,7 +295,7 @@ class PolicyDecider:
                  sum(ins.timings.values()) * 1e3)
         if v.action == Action.REJECT:
             return Decision(action="reject", reply=v.smtp_reply(), verdict=doc)
-        edited = apply_modifiers(msg.data, v)
+        edited = apply_modifiers(msg.data, v, ins.context.internal_domains)
         if v.action in HELD:
             minutes = v.delay_minutes if v.action == Action.DELAY else v.expiry_minutes
             return Decision(action="hold", verdict=doc, data=edited,

@@ -290,7 +290,7 @@ def _strip_comments(text: str) -> str:
     return text
 
 
-def _split_address_list(value: str) -> list[str] | None:
+def split_address_list(value: str) -> list[str] | None:
     """Split an address-list at top-level commas, honouring quotes, comments, angle
     brackets and groups. Returns None when the structure is malformed (unbalanced
     parentheses or brackets, ';' outside a group, a stray ')' or '>' — the shapes behind
@@ -362,7 +362,7 @@ def _split_address_list(value: str) -> list[str] | None:
     return [s for s in segments if s.strip()]
 
 
-def _mailbox_addr(segment: str) -> str | None:
+def mailbox_addr(segment: str) -> str | None:
     """The addr-spec of one mailbox, or None if it is not exactly one well-formed one.
     Cross-checked against email.utils.parseaddr: any disagreement is malformed."""
     stripped = _strip_comments(segment)
@@ -401,7 +401,7 @@ def parse_address_header(
         if "\r" in value or "\n" in value or "\x00" in value:
             problems.append(f"malformed address in {name}")
             continue
-        segments = _split_address_list(value)
+        segments = split_address_list(value)
         if segments is None:
             problems.append(f"malformed address in {name}")
             continue
@@ -409,7 +409,7 @@ def parse_address_header(
             if len(addrs) >= max_addresses:
                 problems.append(f"too many addresses in {name}")
                 break
-            addr = _mailbox_addr(seg)
+            addr = mailbox_addr(seg)
             if addr is None:
                 problems.append(f"malformed address in {name}")
                 break

@@ -3,13 +3,21 @@ subject mark, and To/Cc → Bcc. Only the header block is touched, field by fiel
 body and every other header keep their exact bytes (the message is never re-generated:
 that would change MIME boundaries and encodings and break signatures).
 
-The To/Cc fix: the first To/Cc field becomes `To: undisclosed-recipients:;` (RFC 5322
-group syntax, what Bcc-only mail shows), other To/Cc fields are removed. No Bcc field is
-added: the envelope already carries every recipient."""
+The To/Cc fix moves external addresses out of To/Cc: each To/Cc field keeps the
+mailboxes under the company's domains, with their original bytes (display names,
+encoded words), and loses the others; a field left empty goes. If no To/Cc address is
+left, the first field becomes `To: undisclosed-recipients:;` (RFC 5322 group syntax,
+what Bcc-only mail shows). No Bcc field is added: the envelope already carries every
+recipient. A field that cannot be parsed strictly is treated as all external."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from email.header import Header
+
+from guard.inspect.domains import in_domain_set
+from guard.message import mailbox_addr, split_address_list
 
 __all__ = ["add_headers", "field_name", "move_to_bcc", "prefix_subject", "split_fields"]
 
@@ -76,7 +84,25 @@ def field_name(f: bytes) -> bytes:
     return name.strip().lower() if colon else b""
 
 
-def move_to_bcc(data: bytes) -> bytes:
+def _kept_mailboxes(f: bytes, internal: frozenset[str]) -> tuple[list[bytes], bool]:
+    """The mailboxes of one To/Cc field whose address is internal, as they were written,
+    and whether that is all of them."""
+    value = f.partition(b":")[2]
+    # unfolded; 8-bit bytes (raw UTF-8 or Shift_JIS names) survive as surrogates
+    text = re.sub(r"\r?\n(?=[ \t])", "", value.decode("utf-8", "surrogateescape"))
+    segments = split_address_list(text.strip())
+    if segments is None:
+        return [], False
+    kept = []
+    for seg in segments:
+        addr = mailbox_addr(seg)
+        if addr is not None and in_domain_set(addr.rpartition("@")[2], internal):
+            kept.append(seg.strip().encode("utf-8", "surrogateescape"))
+    return kept, len(kept) == len(segments)
+
+
+def move_to_bcc(data: bytes, internal_domains: Collection[str] = ()) -> bytes:
+    """External addresses out of To/Cc; `internal_domains` (and their subdomains) stay."""
     end = data.find(b"\r\n\r\n")
     sep = b"\r\n\r\n"
     if end < 0:
@@ -85,16 +111,28 @@ def move_to_bcc(data: bytes) -> bytes:
         end, sep = len(data), b""
     head, rest = data[:end], data[end + len(sep):]
     eol = b"\r\n" if sep != b"\n\n" else b"\n"
+    internal = frozenset(internal_domains)
     out: list[bytes] = []
-    replaced = False
+    changed = False
+    first = -1  # where the first To/Cc field was
     for f in split_fields(head + eol if head else b""):
-        if field_name(f) in (b"to", b"cc"):
-            if not replaced:
-                out.append(UNDISCLOSED + eol)
-                replaced = True
+        name = field_name(f)
+        if name not in (b"to", b"cc"):
+            out.append(f)
             continue
-        out.append(f)
-    if not replaced:
+        if first < 0:
+            first = len(out)
+        kept, everything = _kept_mailboxes(f, internal)
+        if everything:
+            out.append(f)  # the field keeps its exact bytes
+            continue
+        changed = True
+        if kept:
+            label = b"To" if name == b"to" else b"Cc"
+            out.append(label + b": " + (b"," + eol + b" ").join(kept) + eol)
+    if not changed:
         return data
+    if first >= 0 and not any(field_name(f) in (b"to", b"cc") for f in out):
+        out.insert(first, UNDISCLOSED + eol)
     new_head = b"".join(out)
     return new_head[: len(new_head) - len(eol)] + sep + rest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import smtplib
 import time
@@ -140,6 +141,33 @@ def test_known_partner_domain_passes_after_import(guarded, sink: Sink, tls: TlsF
            plain_mail("someone@longtime-client.example", "いつもお世話になっております。"))
     (m,) = sink.wait_count(1)
     assert m.rcpt_tos == ["someone@longtime-client.example"]
+
+
+def test_many_visible_outside_addresses_go_to_bcc_and_colleagues_stay(
+        guarded, sink: Sink, tls: TlsFiles):
+    """Rule many-visible-recipients (action bcc): the outside addresses leave To/Cc, the
+    colleagues' mailboxes stay as they were written, every recipient still gets it."""
+    g, url = guarded
+    outside = [f"staff{i}@partner-logistics.example" for i in range(6)]
+    m = EmailMessage(policy=SMTP_POLICY)
+    m["From"] = "alice@example.co.jp"
+    m["To"] = ", ".join([*outside[:4], "田中 一郎 <tanaka@example.co.jp>"])
+    m["Cc"] = ", ".join([*outside[4:], "suzuki@sales.example.co.jp"])
+    m["Subject"] = "年末のご挨拶"
+    m.set_content("本年もお世話になりました。\n")
+    rcpts = [*outside, "tanaka@example.co.jp", "suzuki@sales.example.co.jp"]
+    assert submit(g.smtp_port, tls, "alice@example.co.jp", rcpts, m.as_bytes()) == {}
+    (got,) = sink.wait_count(1)
+    assert sorted(got.rcpt_tos) == sorted(rcpts)
+    head = got.data.split(b"\r\n\r\n", 1)[0].decode()
+    assert "partner-logistics" not in head
+    to = [ln for ln in head.split("\r\n") if ln.startswith(("To:", "Cc:"))]
+    # the colleague's mailbox keeps the bytes it was sent with (an encoded display name)
+    sent = re.search(rb"=\?utf-8\?\S+\?= <tanaka@example\.co\.jp>", m.as_bytes())
+    assert sent is not None
+    assert to == [f"To: {sent.group().decode()}", "Cc: suzuki@sales.example.co.jp"], head
+    (row,) = [r for r in _rows(url) if r["state"] == "delivered"]
+    assert row["verdict"]["action"] == "bcc"
 
 
 def test_bad_policy_edit_keeps_the_last_good_policy(guarded, sink: Sink, tls: TlsFiles,

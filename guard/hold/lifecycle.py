@@ -285,7 +285,7 @@ class Lifecycle:
             if bcc:
                 data = await H.get_content(conn, message_id)
                 if data is not None:
-                    new = move_to_bcc(data)
+                    new = move_to_bcc(data, hold.internal_domains)
                     await H.replace_content(conn, message_id, new)
                     values["size"] = len(new)
             detail = {"hold_kind": hold.kind, "dropped": dropped, "bcc": bcc}

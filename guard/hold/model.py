@@ -56,6 +56,8 @@ class Hold:
     message_ja: str
     message_en: str
     sender_addresses: frozenset[str] = field(default_factory=frozenset)
+    # the company's domains when the message was judged: "move to Bcc" keeps these
+    internal_domains: tuple[str, ...] = ()
 
     def reasons_for(self, address: str) -> list[Reason]:
         a = norm_addr(address)
@@ -135,4 +137,6 @@ def parse_hold(verdict: Mapping[str, Any], *, mail_from: str, sender: str) -> Ho
         language=language if language in ("ja", "en", "both") else "",
         message_ja=str(verdict.get("message_ja") or ""),
         message_en=str(verdict.get("message_en") or ""),
-        sender_addresses=frozenset(sender_addresses))
+        sender_addresses=frozenset(sender_addresses),
+        internal_domains=tuple(str(d) for d in verdict.get("internal_domains") or ()
+                               if isinstance(d, str)))

@@ -62,8 +62,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "action.withdraw": ("承認依頼を取り下げる（送信しない）", "Withdraw (do not send)"),
     "action.approve": ("承認して送信", "Approve and send"),
     "action.reject": ("差し戻す（送信しない）", "Reject (do not send)"),
-    "action.bcc": ("To/Cc の宛先を Bcc に変えて送る（受信者同士にアドレスを見せない）",
-                   "Move To/Cc addresses to Bcc (recipients do not see each other)"),
+    "action.bcc": ("社外の宛先を To/Cc から Bcc に移して送る"
+                   "（社外の受信者同士にアドレスを見せない）",
+                   "Move outside addresses from To/Cc to Bcc (outside recipients do not see "
+                   "each other)"),
     "help.tick": ("宛先ごとに「送信する」か「宛先から外す」を選んでください。",
                   "For every recipient, choose Send or Remove."),
     "help.domain": ("確認のため、送信先の組織のドメインを入力してください（例: example.co.jp）。",

@@ -131,6 +131,17 @@ async def test_move_to_bcc_rewrites_only_to_and_cc(hs: Harness):
     assert a["detail"]["bcc"] is True
 
 
+async def test_move_to_bcc_keeps_the_companys_addresses_of_the_verdict(hs: Harness):
+    """The review page's Bcc box: the company's domains stored with the verdict stay in
+    To/Cc (the policy may have changed since; the verdict is what was judged)."""
+    data = message_bytes(to=f"Bob <{BOB}>, Tanaka <tanaka@example.co.jp>", cc=CAROL)
+    mid = await hs.put(verdict("confirm", internal_domains=["example.co.jp"]), data=data)
+    assert (await hs.lc.release(mid, SENDER, bcc=True)).code == "released"
+    head = (await hs.content(mid)).split(b"\r\n\r\n")[0]
+    assert b"\r\nTo: Tanaka <tanaka@example.co.jp>\r\n" in head
+    assert BOB.encode() not in head and CAROL.encode() not in head and b"Cc:" not in head
+
+
 async def test_sender_cancels_a_near_miss(hs: Harness):
     mid = await hs.put(verdict("confirm"))
     res = await hs.lc.cancel(mid, SENDER, reason="wrong_recipient", note="宛先違い")

@@ -1,0 +1,66 @@
+"""Header edits of the stored bytes (guard/rewrite.py): To/Cc → Bcc keeps the company's
+mailboxes as written and every other byte of the message."""
+
+from __future__ import annotations
+
+import pytest
+
+from guard.message import parse_message
+from guard.rewrite import move_to_bcc
+
+INTERNAL = ["example.co.jp"]
+
+
+def mail(*fields: bytes, body: bytes = b"body\r\n") -> bytes:
+    return b"From: a@example.co.jp\r\n" + b"".join(fields) + b"Subject: s\r\n\r\n" + body
+
+
+def to_cc(data: bytes) -> list[bytes]:
+    head = data.split(b"\r\n\r\n", 1)[0]
+    return [f for f in head.replace(b"\r\n ", b" ").split(b"\r\n")
+            if f.lower().startswith((b"to:", b"cc:"))]
+
+
+def test_outside_addresses_leave_and_colleagues_stay_as_written() -> None:
+    data = mail(b'To: "Tanaka, Ichiro" <tanaka@example.co.jp>, buyer@client.example,\r\n'
+                b" =?UTF-8?B?5bGx55Sw?= <yamada@osaka.example.co.jp> (sales)\r\n",
+                b"Cc: x@other.example, y@other.example\r\n", body=b"To: x@other.example\r\n")
+    new = move_to_bcc(data, INTERNAL)
+    assert to_cc(new) == [b'To: "Tanaka, Ichiro" <tanaka@example.co.jp>, '
+                          b"=?UTF-8?B?5bGx55Sw?= <yamada@osaka.example.co.jp> (sales)"]
+    assert new.endswith(b"\r\n\r\nTo: x@other.example\r\n")  # the body is not touched
+    view = parse_message(new, "a@example.co.jp", [])
+    assert view.to_addrs == ["tanaka@example.co.jp", "yamada@osaka.example.co.jp"]
+    assert view.cc_addrs == [] and view.header_problems == []
+
+
+def test_no_colleague_left_gives_undisclosed_recipients_once() -> None:
+    data = mail(b"To: buyer@client.example\r\n", b"Cc: x@other.example\r\n")
+    assert to_cc(move_to_bcc(data, INTERNAL)) == [b"To: undisclosed-recipients:;"]
+    # without the company's domains every address goes (the review page's fallback)
+    data = mail(b"To: tanaka@example.co.jp, buyer@client.example\r\n")
+    assert to_cc(move_to_bcc(data)) == [b"To: undisclosed-recipients:;"]
+
+
+@pytest.mark.parametrize("field", [
+    b"To: tanaka@example.co.jp\r\n",
+    b"To: =?ISO-2022-JP?B?GyRCQ2ZDZhsoQg==?= <tanaka@example.co.jp>,\r\n\tsuzuki@example.co.jp\r\n",
+    b"To: undisclosed-recipients:;\r\n",
+])
+def test_fields_with_only_colleagues_keep_their_exact_bytes(field: bytes) -> None:
+    data = mail(field)
+    assert move_to_bcc(data, INTERNAL) is data
+
+
+def test_raw_8bit_names_lookalike_domains_and_malformed_fields() -> None:
+    sjis = "佐藤".encode("cp932")
+    data = mail(b"To: " + sjis + b" <sato@example.co.jp>, evil@example.co.jp.attacker.example,"
+                b" c@notexample.co.jp\r\n",
+                b"Cc: broken <a@example.co.jp\r\n")  # unparseable: treated as outside
+    new = move_to_bcc(data, INTERNAL)
+    assert to_cc(new) == [b"To: " + sjis + b" <sato@example.co.jp>"]
+
+
+def test_group_members_are_judged_one_by_one() -> None:
+    data = mail(b"To: Team: tanaka@example.co.jp, buyer@client.example;\r\n")
+    assert to_cc(move_to_bcc(data, INTERNAL)) == [b"To: tanaka@example.co.jp"]
