@@ -376,6 +376,7 @@ class _Extractor:
         if "xl/workbook.xml" in zf.namelist():
             try:
                 self._xlsx(zf, att)
+                self._workbook_notes(zf, att)
                 self._embeddings(zf, att, depth)
                 return
             except ooxml.Unsupported as e:
@@ -390,7 +391,39 @@ class _Extractor:
                     while f.read(1 * MiB):
                         pass
         self._calamine(att)
+        self._workbook_notes(zf, att)
         self._embeddings(zf, att, depth)
+
+    def _workbook_notes(self, zf: ZipArchive, att: Attachment) -> None:
+        """Text outside the cells, which neither cell reader sees: cell comments (legacy
+        and threaded) and the text boxes of drawings and charts. Their own `where`
+        (".../comments"), so the personal-data scan reads them as text: the workbook's
+        own text is skipped there (its table is scanned instead)."""
+        comments, drawings = [], []
+        for info in zf.infolist():
+            name = info.filename
+            # Excel: xl/comments1.xml, xl/threadedComments/threadedComment1.xml;
+            # openpyxl: xl/comments/comment1.xml
+            if re.fullmatch(r"xl/(?:[^/]+/)?(?:comments?|threadedComment)[^/]*\.xml", name,
+                            re.IGNORECASE):
+                comments.append(info)
+            elif re.fullmatch(r"xl/(?:drawings|charts)/[^/]+\.xml", name):
+                drawings.append(info)
+        texts: list[str] = []
+        for info in sorted(comments, key=lambda i: _num_key(i.filename)):
+            with self._member_stream(zf, info, att.where, ratio=False,
+                                     cap=self.limits.max_xml_part_bytes) as f:
+                texts.append(_comment_text(f))
+        for info in sorted(drawings, key=lambda i: _num_key(i.filename)):
+            try:
+                with self._member_stream(zf, info, att.where, ratio=False,
+                                         cap=self.limits.max_xml_part_bytes) as f:
+                    texts.append(ooxml.word_text(ooxml.read_chunks(f), "a"))
+            except ooxml.Unsupported:
+                with self._member_stream(zf, info, att.where, ratio=False,
+                                         cap=self.limits.max_xml_part_bytes) as f:
+                    texts.append(_xml_text(f))
+        self.text(f"{att.where}/comments", "\n".join(t for t in texts if t.strip()))
 
     def _xlsx(self, zf: ZipArchive, att: Attachment) -> None:
         """xlsx/xlsm through guard.inspect.ooxml: per sheet, the first
@@ -728,6 +761,24 @@ def _xml_text(stream: IO[bytes]) -> str:
             out.append(" " if in_cell else "\n")
             elem.clear()  # keep memory flat on big documents
     return "".join(out)
+
+
+def _comment_text(stream: IO[bytes]) -> str:
+    """One line per cell comment: the text runs (`t`) of a legacy comment or the `text`
+    of a threaded one, whatever the namespace."""
+    from defusedxml.ElementTree import iterparse
+
+    out: list[str] = []
+    line: list[str] = []
+    for _event, elem in iterparse(stream, events=("end",), forbid_dtd=True):
+        local = elem.tag.rpartition("}")[2]
+        if local == "t" or (local == "text" and not len(elem)):
+            line.append(elem.text or "")
+        elif local in ("comment", "threadedComment"):
+            out.append("".join(line).replace("\n", " "))
+            line = []
+            elem.clear()
+    return "\n".join(out)
 
 
 def _num_key(name: str) -> tuple[str, int, str]:

@@ -267,6 +267,60 @@ def test_namespace_prefixed_sheet_falls_back_to_calamine() -> None:
     assert ex.tables[0].rows == [["山田", "5"]]
 
 
+def test_cell_comments_are_read_and_scanned_for_personal_data() -> None:
+    """A note on a cell ("担当 山田 090-…") is text neither cell reader sees: it gets its
+    own `where`, so the personal-data scan reads it (the workbook's text is skipped
+    there in favour of its table)."""
+    import openpyxl
+    from openpyxl.comments import Comment
+
+    from guard.inspect.context import InspectContext, KeywordRule
+    from guard.inspect.run import text_findings
+    from guard.message import MessageView
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["商品", "数量"])
+    ws.append(["部品A", 3])
+    ws["A2"].comment = Comment("担当 山田 太郎 携帯 090-1234-5678 社外秘", "佐藤")
+    buf = io.BytesIO()
+    wb.save(buf)
+    ex = extract(att("在庫.xlsx", buf.getvalue()))
+    assert ex.problems == []
+    assert [(t.where, t.text) for t in ex.texts if t.where.endswith("/comments")] == [
+        ("attachment:在庫.xlsx/comments", "担当 山田 太郎 携帯 090-1234-5678 社外秘")]
+    view = MessageView(mail_from="a@example.co.jp", rcpt_tos=[], texts=ex.texts,
+                       tables=ex.tables)
+    ctx = InspectContext(keywords=(KeywordRule("社外秘", "社外秘", ("attachment",)),))
+    found = {f.symbol: f for f in text_findings(view, ctx)}
+    assert found["pii.phone"].where == "attachment:在庫.xlsx/comments"
+    assert "keyword" in found
+
+
+def test_threaded_comments_and_text_boxes_also_after_a_calamine_fallback() -> None:
+    sheet = (f'<x:worksheet xmlns:x="{NS}"><x:sheetData><x:row r="1"><x:c r="A1" t="s">'
+             "<x:v>0</x:v></x:c></x:row></x:sheetData></x:worksheet>")
+    data = raw_xlsx("", ["山田"], sheet_xml=sheet)  # read by calamine (prefixed sheet)
+    threaded = ('<ThreadedComments xmlns="http://schemas.microsoft.com/office/spreadsheetml/'
+                '2018/threadedcomments"><threadedComment ref="A1" id="{1}"><text>'
+                "顧客 佐藤 花子様の件</text></threadedComment></ThreadedComments>").encode()
+    drawing = (f'<xdr:wsDr xmlns:xdr="urn:xdr" xmlns:a="{fx._A}"><xdr:sp><xdr:txBody><a:p>'
+               "<a:r><a:t>マイナンバー</a:t></a:r><a:br/><a:r><a:t>別紙参照</a:t></a:r>"
+               "</a:p></xdr:txBody></xdr:sp></xdr:wsDr>").encode()
+    data = fx.add_zip_member(data, "xl/threadedComments/threadedComment1.xml", threaded)
+    data = fx.add_zip_member(data, "xl/drawings/drawing1.xml", drawing)
+    ex = extract(att("a.xlsx", data))
+    assert ex.problems == [] and ex.tables[0].rows == [["山田"]]
+    notes = [t.text for t in ex.texts if t.where == "attachment:a.xlsx/comments"]
+    assert notes == ["顧客 佐藤 花子様の件\nマイナンバー\n別紙参照\n"]
+
+
+def test_broken_comment_part_is_a_parse_error() -> None:
+    data = fx.add_zip_member(raw_xlsx("", ["山田"]), "xl/comments1.xml",
+                             b'<!DOCTYPE x [<!ENTITY a "b">]><comments>&a;</comments>')
+    assert codes(extract(att("a.xlsx", data))) == ["parse_error"]
+
+
 def test_cdata_falls_back_to_calamine() -> None:
     sheet = ('<row r="1"><c r="A1" t="inlineStr"><is><t><![CDATA[a<b]]></t></is></c></row>')
     data = raw_xlsx(sheet, [])
