@@ -190,15 +190,19 @@ class _Extractor:
     def problem(self, code: str, where: str, detail: str) -> None:
         self.out.problems.append((code, where, detail[:300]))
 
-    def text(self, where: str, text: str) -> None:
-        cap = min(self.limits.max_text_chars - self.chars, self.budget.chars_left)
-        if len(text) > cap:
-            self.problem("too_large", where, f"text truncated at {max(cap, 0)} characters")
-            text = text[: max(cap, 0)]
-        if text:
-            self.chars += len(text)
-            self.budget.chars_left -= len(text)
-            self.out.texts.extend(TextChunk(where, t) for t in split_text(text))
+    def text(self, where: str, text: str | list[str]) -> None:
+        """Add a text (or consecutive pieces of one) within the character limits."""
+        for piece in [text] if isinstance(text, str) else text:
+            cap = min(self.limits.max_text_chars - self.chars, self.budget.chars_left)
+            if len(piece) > cap:
+                self.problem("too_large", where, f"text truncated at {max(cap, 0)} characters")
+                piece = piece[: max(cap, 0)]
+            if piece:
+                self.chars += len(piece)
+                self.budget.chars_left -= len(piece)
+                self.out.texts.extend(TextChunk(where, t) for t in split_text(piece))
+            if cap < len(piece) or cap <= 0:
+                return
 
     def table(self, where: str, rows: list[list[str]], more_rows: int = 0) -> None:
         if rows:
@@ -346,14 +350,14 @@ class _Extractor:
                 try:
                     with self._member_stream(zf, info, att.where, ratio=False,
                                              cap=self.limits.max_xml_part_bytes) as f:
-                        chunks.append(ooxml.word_text(ooxml.read_chunks(f), kind))
+                        chunks.extend(ooxml.word_texts(ooxml.read_chunks(f), kind))
                     continue
                 except ooxml.Unsupported as e:
                     log.debug("%s %s: full XML parser (%s)", att.where, name, e)
             with self._member_stream(zf, info, att.where, ratio=False,
                                      cap=self.limits.max_xml_part_bytes) as f:
                 chunks.append(_xml_text(f))
-        self.text(att.where, "".join(chunks))
+        self.text(att.where, chunks)
         self._embeddings(zf, att, depth)
 
     def _embeddings(self, zf: ZipArchive, att: Attachment, depth: int) -> None:
