@@ -227,6 +227,35 @@ def test_cli_policy_check_test_and_lists(guarded, tmp_path: Path, policy_dir: Pa
     assert "newsletter" in g.cli("lists", "show").stdout
 
 
+def test_a_rule_on_one_list_by_its_evidence(guarded, sink: Sink, tls: TlsFiles,
+                                           policy_dir: Path):
+    """An admin makes withdrawn members a refusal, while opted-out recipients still go to
+    approval: a condition on the finding's evidence (the list name), hot-reloaded."""
+    g, url = guarded
+    policy = policy_dir / "policy.yaml"
+    policy.write_text(policy.read_text().replace("  - name: suppressed-recipient\n", (
+        "  - name: withdrawn-refused\n"
+        "    scope: {direction: outbound-external}\n"
+        "    conditions:\n"
+        "      - {symbol: suppressed, evidence: {list: withdrawn}}\n"
+        "    action: reject\n"
+        "    message: {ja: 退会済みの会員には送れません。, en: Withdrawn members get no mail.}\n"
+        "  - name: suppressed-recipient\n"), 1))
+    wait_for(lambda: 'guard_policy_reloads_total{result="ok"} 2.0' in g.http("/metrics")[1],
+             what="reload ok counted")
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        submit(g.smtp_port, tls, "alice@example.co.jp", ["ito.hanako@example.com"],
+               plain_mail("ito.hanako@example.com", "キャンペーンのお知らせです。"))
+    assert refused.value.smtp_code == 550
+    assert "Withdrawn members get no mail." in refused.value.smtp_error.decode()
+    assert submit(g.smtp_port, tls, "alice@example.co.jp", ["kobayashi@example.net"],
+                  plain_mail("kobayashi@example.net", "キャンペーンのお知らせです。")) == {}
+    (held,) = wait_for(lambda: [r for r in _rows(url) if r["state"] == "held"], what="held")
+    assert held["recipients"] == ["kobayashi@example.net"]
+    assert held["verdict"]["action"] == "approve"
+    assert not [m for m in sink.messages if "kobayashi@example.net" in m.rcpt_tos]
+
+
 def test_suppression_list_file_is_reimported_when_it_changes(guarded, sink: Sink,
                                                              tls: TlsFiles, policy_dir: Path):
     g, url = guarded

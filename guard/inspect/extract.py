@@ -194,15 +194,16 @@ class _Extractor:
         """Add a text (or consecutive pieces of one) within the character limits."""
         for piece in [text] if isinstance(text, str) else text:
             cap = min(self.limits.max_text_chars - self.chars, self.budget.chars_left)
-            if len(piece) > cap:
+            truncated = len(piece) > cap
+            if truncated:
                 self.problem("too_large", where, f"text truncated at {max(cap, 0)} characters")
                 piece = piece[: max(cap, 0)]
             if piece:
                 self.chars += len(piece)
                 self.budget.chars_left -= len(piece)
                 self.out.texts.extend(TextChunk(where, t) for t in split_text(piece))
-            if cap < len(piece) or cap <= 0:
-                return
+            if truncated:
+                return  # one problem, and nothing after the cut
 
     def table(self, where: str, rows: list[list[str]], more_rows: int = 0) -> None:
         if rows:

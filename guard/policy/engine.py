@@ -23,6 +23,7 @@ from guard.inspect.finding import Finding
 from guard.policy.schema import (
     SENDER_GROUP,
     Action,
+    Condition,
     Defaults,
     Group,
     PolicyDoc,
@@ -219,14 +220,24 @@ def _index(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
     return index
 
 
-class _Condition:
-    __slots__ = ("min_count", "min_score", "symbol", "where")
+def _evidence_has(value: Any, wanted: frozenset[str]) -> bool:
+    """An evidence value (a name, or a list of names) holds one of `wanted`."""
+    if isinstance(value, str):
+        return value in wanted
+    if isinstance(value, list | tuple):
+        return any(isinstance(v, str) and v in wanted for v in value)
+    return False
 
-    def __init__(self, symbol: str, min_count: int, min_score: float, where: str | None) -> None:
-        self.symbol = symbol
-        self.min_count = min_count
-        self.min_score = min_score
-        self.where = where
+
+class _Condition:
+    __slots__ = ("evidence", "min_count", "min_score", "symbol", "where")
+
+    def __init__(self, spec: Condition) -> None:
+        self.symbol = spec.symbol
+        self.min_count = spec.min_count
+        self.min_score = spec.min_score
+        self.where = spec.where
+        self.evidence = tuple((k, frozenset(v)) for k, v in spec.evidence.items())
 
     def select(self, index: Mapping[str, list[Finding]]) -> list[Finding]:
         where = self.where
@@ -236,6 +247,7 @@ class _Condition:
             if f.count >= self.min_count
             and f.score >= self.min_score
             and (where is None or f.where.startswith(where))
+            and all(_evidence_has(f.evidence.get(k), v) for k, v in self.evidence)
         ]
 
 
@@ -265,9 +277,7 @@ class CompiledRule:
         domains = spec.scope.recipient_domains
         self.domains = _DomainSet(domains) if domains else None
         self.match_all = spec.match == "all"
-        self.conditions = tuple(
-            _Condition(c.symbol, c.min_count, c.min_score, c.where) for c in spec.conditions
-        )
+        self.conditions = tuple(_Condition(c) for c in spec.conditions)
         self.tag = _tag_mark(spec)
 
     def hits(self, index: Mapping[str, list[Finding]]) -> list[Finding] | None:

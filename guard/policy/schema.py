@@ -71,6 +71,17 @@ KNOWN_FAMILIES = frozenset(
     }
 )
 
+# What a condition's `evidence:` may test, per family: the evidence keys whose values are
+# names an admin knows (a list, a keyword rule, a customer, a look-alike kind).
+EVIDENCE_KEYS: dict[str, frozenset[str]] = {
+    "suppressed": frozenset({"list"}),
+    "keyword": frozenset({"rule"}),
+    "customer_mismatch": frozenset({"named"}),
+    "lookalike": frozenset({"kind", "resembles"}),
+    "new_domain": frozenset({"domains"}),
+    "external_orgs": frozenset({"domains"}),
+}
+
 MAX_HOLD_MINUTES = 7 * 24 * 60  # a hold longer than a week is a forgotten message
 
 
@@ -336,6 +347,9 @@ class Condition(_Model):
     min_count: int = Field(default=1, ge=1)
     min_score: float = Field(default=0.0, ge=0.0, le=1.0)
     where: str | None = None  # prefix of Finding.where: "attachment", "body", "subject"
+    # evidence values the finding must have: {list: withdrawn}, {rule: [a, b]} (any of)
+    evidence: dict[str, Annotated[list[OneLine], BeforeValidator(_one_or_many),
+                                  Field(min_length=1)]] = {}
 
 
 def _condition_shorthand(value: Any) -> Any:
@@ -508,6 +522,7 @@ def _rule_issues(doc: PolicyDoc) -> Iterator[Issue]:
                     f"(known: {', '.join(sorted(KNOWN_FAMILIES))}); this condition never matches",
                     warning=True,
                 )
+            yield from _evidence_issues(doc, cond, (*loc, "conditions", k), family)
         unscoped = rule.scope == Scope() and not rule.conditions
         if unscoped and rule.action.rank >= Action.DELAY.rank and rule.enabled:
             yield Issue(
@@ -516,6 +531,30 @@ def _rule_issues(doc: PolicyDoc) -> Iterator[Issue]:
                 "every message",
                 warning=True,
             )
+
+
+def _evidence_issues(doc: PolicyDoc, cond: Condition, loc: Loc, family: str
+                     ) -> Iterator[Issue]:
+    """A misspelt key or keyword name would make the rule silently never match."""
+    keys = EVIDENCE_KEYS.get(family, frozenset())
+    for key, values in cond.evidence.items():
+        if key not in keys:
+            known = ", ".join(sorted(keys)) or f"none: {family} has no evidence to test"
+            yield Issue((*loc, "evidence", key, "[key]"),  # (positioned at the key)
+                        f"unknown evidence {key!r} for {family} (known: {known})")
+        elif (family, key) == ("keyword", "rule"):
+            names = {kw.name for kw in doc.keywords}
+            for v in values:
+                if v not in names:
+                    yield Issue((*loc, "evidence", key),
+                                f"no keyword named {v!r}; expected one of "
+                                f"{', '.join(sorted(names)) or '(no keywords are defined)'}")
+        elif (family, key) == ("suppressed", "list"):
+            for v in values:
+                if v not in doc.lists.suppression:
+                    yield Issue((*loc, "evidence", key),
+                                f"no list {v!r} in lists.suppression; fine if it is imported "
+                                "with `guard lists import`", warning=True)
 
 
 def _approver_issues(doc: PolicyDoc, rule: Rule, loc: Loc) -> Iterator[Issue]:

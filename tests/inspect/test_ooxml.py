@@ -403,6 +403,21 @@ def test_plain_paragraphs_take_the_fast_pattern(monkeypatch: pytest.MonkeyPatch)
     assert ooxml.word_text([xml], "w") == _xml_text(io.BytesIO(xml)) == "本文 A&B\n二行目\n"
 
 
+def test_text_limit_cuts_a_long_document_once() -> None:
+    """The character cap applies across the pieces of a part: the text stops at the cap
+    exactly, with one too_large problem."""
+    paragraphs = "".join(f"<w:p><w:r><w:t>第{i}段落 山田 太郎</w:t></w:r></w:p>"
+                         for i in range(40_000))
+    xml = (f'<w:document xmlns:w="{fx._W}"><w:body>{paragraphs}</w:body></w:document>')
+    data = fx.std_zip({"[Content_Types].xml": b"<Types/>", "word/document.xml": xml.encode()})
+    full = extract(att("長い.docx", data))
+    assert full.problems == [] and len(text_of(full)) > 500_000
+    cut = extract(att("長い.docx", data), ExtractLimits(max_text_chars=300_000))
+    assert codes(cut) == ["too_large"]
+    assert sum(len(t.text) for t in cut.texts) == 300_000
+    assert text_of(full).startswith(text_of(cut))
+
+
 def test_slide_line_break_separates_words() -> None:
     slide = (f'<p:sld xmlns:p="{fx._P}" xmlns:a="{fx._A}"><p:cSld><p:spTree><p:sp>'
              "<p:txBody><a:p><a:r><a:t>山田 太郎</a:t></a:r><a:br/><a:r><a:t>03-1234-5678"

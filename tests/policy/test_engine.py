@@ -56,6 +56,33 @@ def run(
 # -- default and combination
 
 
+def test_conditions_on_evidence_tell_lists_and_keywords_apart() -> None:
+    policy = make(
+        rule("withdrawn-members", "reject", {"symbol": "suppressed",
+                                             "evidence": {"list": "withdrawn"}}),
+        rule("opted-out", "confirm", {"symbol": "suppressed", "evidence": {"list": "opt_out"}}),
+        rule("drafts", "tag", {"symbol": "keyword", "evidence": {"rule": ["draft", "wip"]}},
+             tag={"subject_prefix": "[draft] "}),
+    )
+    withdrawn = f("suppressed", evidence={"list": "withdrawn"})
+    opted_out = f("suppressed", evidence={"list": "opt_out"})
+    assert run(policy, [opted_out]).action is Action.CONFIRM
+    v = run(policy, [opted_out, withdrawn])
+    assert v.action is Action.REJECT
+    assert [(r.rule, r.evidence["list"]) for r in v.reasons] == [
+        ("withdrawn-members", "withdrawn"), ("opted-out", "opt_out")]
+    assert run(policy, [f("suppressed", evidence={"list": "newsletter"})]).action is Action.PASS
+    assert run(policy, [f("keyword", evidence={"rule": "wip"})]).action is Action.TAG
+    assert run(policy, [f("keyword", evidence={"rule": "confidential"})]).action is Action.PASS
+    # a list-valued evidence matches when it holds one of the values
+    orgs = make(rule("r", "confirm", {"symbol": "external_orgs",
+                                      "evidence": {"domains": "rival.example"}}))
+    assert run(orgs, [f("external_orgs", evidence={"domains": ["a.example", "rival.example"]})]
+               ).action is Action.CONFIRM
+    assert run(orgs, [f("external_orgs", evidence={"domains": ["a.example"]})]
+               ).action is Action.PASS
+
+
 def test_nothing_matches_means_pass_with_no_reasons() -> None:
     policy = make(rule("r", "reject", "pii.my_number"))
     verdict = run(policy, [f("new_domain")])

@@ -326,6 +326,53 @@ def test_unknown_symbol_family_is_a_warning_not_an_error(tmp_path: Path) -> None
     assert "'new_domian'" in policy.warnings[0]
 
 
+def test_evidence_conditions_are_checked_against_names_the_policy_knows(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "policy.yaml",
+        """
+        keywords:
+          - {name: confidential, pattern: 社外秘}
+        lists:
+          suppression: {withdrawn: withdrawn.csv}
+        rules:
+          - name: r
+            conditions:
+              - {symbol: keyword, evidence: {rule: [confidential, secret]}}
+              - {symbol: suppressed, evidence: {lists: withdrawn}}
+              - {symbol: pii.phone, evidence: {kind: x}}
+            action: approve
+            approver_group: "@sender"
+        """,
+    )
+    write(tmp_path, "withdrawn.csv", "address\nx@example.com\n")
+    found = errors(path)
+    assert found[0] == (f"{path}:8:44: rules[0].conditions[0].evidence.rule: no keyword named "
+                        "'secret'; expected one of confidential")
+    assert found[1].startswith(f"{path}:9:41: rules[0].conditions[1].evidence.lists: unknown "
+                               "evidence 'lists' for suppressed (known: list)")
+    assert found[2].startswith(f"{path}:10:40: rules[0].conditions[2].evidence.kind: unknown "
+                               "evidence 'kind' for pii (known: none")
+
+
+def test_evidence_on_a_list_only_imported_is_a_warning(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "policy.yaml",
+        """
+        rules:
+          - name: r
+            conditions:
+              - {symbol: suppressed, evidence: {list: newsletter}}
+            action: reject
+        """,
+    )
+    policy = load_policy(path)
+    assert [w.split(": warning: ")[1] for w in policy.warnings] == [
+        "rules[0].conditions[0].evidence.list: no list 'newsletter' in lists.suppression; "
+        "fine if it is imported with `guard lists import`"]
+
+
 def test_values_are_normalised(tmp_path: Path) -> None:
     path = write(
         tmp_path,
