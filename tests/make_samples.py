@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 
-from tests.inspect.fixtures import RawEntry, docx, pdf, raw_zip, xlsx
+from tests.inspect.fixtures import RawEntry, cfb, docx, outlook_msg, pdf, raw_zip, xlsx
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -36,6 +36,7 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "09-lookalike-partner.eml": ("confirm", "lookalike-recipient"),
     "10-people-list-internal.eml": ("tag", "internal-personal-data-mark"),
     "11-several-organisations.eml": ("confirm", "several-organisations"),
+    "12-forwarded-outlook-item.eml": ("approve", "personal-data-attachment"),
 }
 
 
@@ -107,6 +108,14 @@ def build() -> dict[str, bytes]:
     m = _msg("a@partner-logistics.example, b@payroll-service.example, "
              "c@design-office.example", "打ち合わせ日程", "3社合同の打ち合わせについて。")
     out["11-several-organisations.eml"] = m.as_bytes()
+
+    # Outlook's "forward as attachment": the customer list is inside the attached item
+    item = cfb(outlook_msg("配送先リスト", "配送先の一覧です。", [("配送先一覧.xlsx", xlsx(PEOPLE))],
+                           codepage=932))
+    m = _msg("tantou@partner-logistics.example", "転送: 配送先リスト", "先日のメールを転送します。")
+    m.add_attachment(item, maintype="application", subtype="vnd.ms-outlook",
+                     filename="配送先リスト.msg")
+    out["12-forwarded-outlook-item.eml"] = m.as_bytes()
     return out
 
 

@@ -18,9 +18,9 @@ import posixpath
 import re
 import zipfile
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
-from guard.inspect import ooxml
+from guard.inspect import msgfile, ooxml, worddoc
 from guard.inspect.textdecode import decode_auto, decode_declared
 from guard.inspect.ziparchive import LayoutError, ZipArchive
 from guard.message import (
@@ -223,7 +223,7 @@ class _Extractor:
             elif kind == "pdf":
                 self._pdf(att)
             elif kind == "ole":
-                self._ole(att)
+                self._ole(att, depth)
             elif kind == "eml":
                 self._eml(att, depth)
             elif kind in ("csv", "tsv"):
@@ -613,26 +613,76 @@ class _Extractor:
 
     # -- OLE: legacy Office and encrypted OOXML --
 
-    def _ole(self, att: Attachment) -> None:
+    def _ole(self, att: Attachment, depth: int) -> None:
         import olefile
 
         ole = olefile.OleFileIO(io.BytesIO(att.data))
         try:
             streams = {"/".join(s) for s in ole.listdir(streams=True, storages=False)}
+            if "EncryptionInfo" in streams or "EncryptedPackage" in streams:
+                self.problem("encrypted", att.where, "password-protected Office document")
+            elif "Workbook" in streams or "Book" in streams:
+                self._calamine(att)
+            elif "WordDocument" in streams:
+                self._doc(ole, streams, att)
+            elif "PowerPoint Document" in streams:
+                self.problem("unknown_binary", att.where, "legacy PowerPoint .ppt not inspected")
+            elif any(s.startswith("__substg1.0_") for s in streams):
+                self._msg(att, depth)
+            else:
+                self.problem("unknown_binary", att.where, "OLE compound file")
         finally:
             ole.close()
-        if "EncryptionInfo" in streams or "EncryptedPackage" in streams:
-            self.problem("encrypted", att.where, "password-protected Office document")
-        elif "Workbook" in streams or "Book" in streams:
-            self._calamine(att)
-        elif "WordDocument" in streams:
-            self.problem("unknown_binary", att.where, "legacy Word .doc not inspected")
-        elif "PowerPoint Document" in streams:
-            self.problem("unknown_binary", att.where, "legacy PowerPoint .ppt not inspected")
-        elif any(s.startswith("__substg1.0_") for s in streams):
-            self.problem("unknown_binary", att.where, "Outlook .msg not inspected")
-        else:
-            self.problem("unknown_binary", att.where, "OLE compound file")
+
+    def _doc(self, ole: Any, streams: set[str], att: Attachment) -> None:
+        """Word 97–2003 through its piece table (guard.inspect.worddoc)."""
+
+        def stream(name: str) -> bytes | None:
+            return ole.openstream(name).read() if name in streams else None
+
+        word = stream("WordDocument")
+        assert word is not None
+        try:
+            text = worddoc.doc_text(word, stream("0Table"), stream("1Table"),
+                                    self.limits.max_text_chars + 1)
+        except worddoc.DocEncrypted as e:
+            self.problem("encrypted", att.where, str(e))
+            return
+        except worddoc.DocError as e:
+            self.problem("parse_error", att.where, f"Word .doc: {e}")
+            return
+        self.text(att.where, text)
+
+    def _msg(self, att: Attachment, depth: int) -> None:
+        """An Outlook item (guard.inspect.msgfile): its subject and body as text, its
+        attachments like any others, attached items inside it too."""
+        try:
+            msg = msgfile.read_msg(att.data, self.limits.parse_limits.max_parts,
+                                   self.limits.max_depth - depth)
+        except msgfile.MsgError as e:
+            self.problem("parse_error", att.where, f"Outlook .msg: {e}")
+            return
+        self._msg_parts(msg, att.where, depth)
+
+    def _msg_parts(self, msg: msgfile.MsgMessage, where: str, depth: int) -> None:
+        if msg.subject:
+            self.text(where, msg.subject)
+        body = msg.body or (html_to_text(msg.html) if msg.html else "")
+        if body:
+            self.text(where, body)
+        for a in msg.attachments:
+            inner = f"{where}/{a.name}"
+            if a.problem:
+                code = "too_deep" if "deeply" in a.problem else (
+                    "too_many_parts" if "more than" in a.problem else "unknown_binary")
+                self.problem(code, inner, a.problem)
+                continue
+            self.out.inner_names.append((inner, a.name))
+            if a.message is not None:
+                self._msg_parts(a.message, inner, depth + 1)
+            elif a.data is not None:
+                self.run(Attachment(filename=a.name, content_type="", data=a.data,
+                                    where=inner), depth + 1)
 
     # -- attached messages --
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import struct
 import zipfile
 import zlib
@@ -405,6 +406,169 @@ def ole_file(streams: dict[str, bytes]) -> bytes:
     assert len(header) == 512
     return (header + struct.pack(f"<{sector // 4}I", *fat) + b"".join(entries)
             + b"".join(bodies))
+
+
+CfbTree = dict[str, "bytes | CfbTree"]
+
+
+def cfb(tree: CfbTree) -> bytes:
+    """A version-3 compound file ([MS-CFB]) with storages (dict values) and streams
+    (bytes): streams under 4096 bytes live in the mini stream, as Office writes them.
+    Each storage's children are one right-leaning chain of the directory tree, which
+    readers accept (they look entries up by walking the tree)."""
+    sector, mini = 512, 64
+    free, end, fatsect, nostream = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD, 0xFFFFFFFF
+
+    entries: list[list] = []  # [name, kind, child, right, data]
+
+    def add(name: str, node: bytes | CfbTree) -> int:
+        idx = len(entries)
+        if isinstance(node, dict):
+            entries.append([name, 1 if idx else 5, nostream, nostream, b""])
+            kids = [add(k, v) for k, v in node.items()]
+            for a, b in itertools.pairwise(kids):
+                entries[a][3] = b
+            entries[idx][2] = kids[0] if kids else nostream
+        else:
+            entries.append([name, 2, nostream, nostream, node])
+        return idx
+
+    add("Root Entry", tree)
+    fat: list[int] = []
+    body = bytearray()
+
+    def chain(data: bytes) -> int:
+        """Put data in regular sectors; return the first sector."""
+        if not data:
+            return end
+        first = len(fat)
+        n = -(-len(data) // sector)
+        fat.extend(first + k + 1 for k in range(n - 1))
+        fat.append(end)
+        body.extend(data.ljust(n * sector, b"\x00"))
+        return first
+
+    ministream = bytearray()
+    minifat: list[int] = []
+    starts: dict[int, int] = {}
+    for i, (_name, kind, _c, _r, data) in enumerate(entries):
+        if kind == 2 and 0 < len(data) < 4096:
+            first = len(minifat)
+            n = -(-len(data) // mini)
+            minifat.extend(first + k + 1 for k in range(n - 1))
+            minifat.append(end)
+            ministream.extend(data.ljust(n * mini, b"\x00"))
+            starts[i] = first
+    for i, (_name, kind, _c, _r, data) in enumerate(entries):
+        if kind == 2 and len(data) >= 4096:
+            starts[i] = chain(data)
+    starts[0] = chain(bytes(ministream))
+    minifat_bytes = struct.pack(f"<{len(minifat)}I", *minifat) if minifat else b""
+    minifat_start = chain(minifat_bytes.ljust(-(-len(minifat_bytes) // sector) * sector,
+                                              b"\xff"))
+
+    def direntry(name: str, kind: int, child: int, right: int, start: int, size: int) -> bytes:
+        encoded = name.encode("utf-16-le") + b"\x00\x00"
+        return (encoded.ljust(64, b"\x00") + struct.pack("<HBB", len(encoded), kind, 1)
+                + struct.pack("<III", nostream, right, child) + bytes(16) + bytes(4)
+                + bytes(16) + struct.pack("<IQ", start if size or kind == 5 else end, size))
+
+    dir_bytes = b"".join(
+        direntry(name, kind, child, right, starts.get(i, end),
+                 len(ministream) if i == 0 else len(data))
+        for i, (name, kind, child, right, data) in enumerate(entries))
+    dir_bytes = dir_bytes.ljust(-(-len(dir_bytes) // sector) * sector, b"\x00")
+    dir_start = chain(dir_bytes)
+    # the FAT itself goes last; sectors of it are marked FATSECT
+    n_fat = 1
+    while len(fat) + n_fat > n_fat * (sector // 4):
+        n_fat += 1
+    fat_start = len(fat)
+    fat.extend([fatsect] * n_fat)
+    assert n_fat <= 109
+    fat.extend([free] * (n_fat * (sector // 4) - len(fat)))
+    difat = list(range(fat_start, fat_start + n_fat)) + [free] * (109 - n_fat)
+    header = (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(16)
+              + struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6) + bytes(6)
+              + struct.pack("<IIIIIIIII", 0, n_fat, dir_start, 0, 4096, minifat_start,
+                            -(-len(minifat_bytes) // sector), end, 0)
+              + struct.pack("<109I", *difat))
+    assert len(header) == 512
+    return header + bytes(body) + struct.pack(f"<{len(fat)}I", *fat)
+
+
+def cfb_stream(data: bytes, name: str) -> bytes:
+    """One stream of a compound file (to take a built file apart in tests)."""
+    import olefile
+
+    return bytes(olefile.OleFileIO(io.BytesIO(data)).openstream(name).read())
+
+
+def word97_doc(pieces: list[tuple[str, bool]], *, encrypted: bool = False) -> bytes:
+    """A Word 97 .doc laid out by [MS-DOC]: a FIB naming the 1Table stream, whose Clx
+    (one Prc to skip, then the piece table) maps the text to pieces of the WordDocument
+    stream, each UTF-16LE or, when its flag is True, "compressed" cp1252."""
+    fib = bytearray(32 + 2 + 28 + 2 + 88 + 2 + 93 * 8)
+    struct.pack_into("<HH", fib, 0, 0xA5EC, 0x00C1)
+    struct.pack_into("<H", fib, 0x0A, 0x0200 | (0x0100 if encrypted else 0))
+    struct.pack_into("<H", fib, 0x20, 14)
+    struct.pack_into("<H", fib, 0x22 + 28, 22)
+    fclcb = 0x22 + 28 + 2 + 88
+    struct.pack_into("<H", fib, fclcb, 93)
+    word = bytearray(fib.ljust(1024, b"\x00"))
+    cps, pcds = [0], b""
+    for text, compressed in pieces:
+        at = len(word)
+        if compressed:
+            word += text.encode("cp1252")
+            fc = (at * 2) | 0x40000000
+        else:
+            word += text.encode("utf-16-le")
+            fc = at
+        cps.append(cps[-1] + len(text))
+        pcds += struct.pack("<HIH", 0, fc, 0)
+    plc = struct.pack(f"<{len(cps)}I", *cps) + pcds
+    clx = b"\x01" + struct.pack("<H", 2) + b"\x00\x00" + b"\x02" + struct.pack("<I", len(plc)) + plc
+    table = bytes(256) + clx
+    struct.pack_into("<II", word, fclcb + 2 + 33 * 8, 256, len(clx))
+    return cfb({"WordDocument": bytes(word), "1Table": table,
+                "\x05SummaryInformation": bytes(64)})
+
+
+def _utf16(text: str) -> bytes:
+    return text.encode("utf-16-le")
+
+
+def outlook_msg(subject: str, body: str, attachments: list[tuple[str, bytes | CfbTree]],
+                *, codepage: int | None = None, string8: bool = False,
+                top: bool = True) -> CfbTree:
+    """An Outlook item as [MS-OXMSG] lays it out: property streams __substg1.0_PPPPTTTT
+    (UTF-16, or 8-bit in `codepage` when `string8`), the fixed-size properties stream
+    with the code page, one storage per attachment: by value (bytes) or an attached
+    message (a tree from this function with top=False)."""
+    def prop(pid: int, text: str) -> tuple[str, bytes]:
+        if string8:
+            return f"__substg1.0_{pid:04X}001E", text.encode(f"cp{codepage}") + b"\x00"
+        return f"__substg1.0_{pid:04X}001F", _utf16(text)
+
+    props = bytes(32 if top else 24)
+    if codepage:
+        props += struct.pack("<IIiI", (0x3FFD << 16) | 0x0003, 2, codepage, 0)
+    tree: CfbTree = {"__properties_version1.0": props}
+    tree.update([prop(0x0037, subject), prop(0x1000, body)])
+    tree["__recip_version1.0_#00000000"] = {
+        "__substg1.0_3001001F": _utf16("山田 太郎"),
+        "__substg1.0_39FE001F": _utf16("yamada@example.com"),
+        "__properties_version1.0": bytes(8)}
+    for i, (name, content) in enumerate(attachments):
+        a: CfbTree = {"__substg1.0_3707001F": _utf16(name),
+                      "__properties_version1.0": bytes(8)}
+        if isinstance(content, bytes):
+            a["__substg1.0_37010102"] = content
+        else:
+            a["__substg1.0_3701000D"] = content
+        tree[f"__attach_version1.0_#{i:08X}"] = a
+    return tree
 
 
 _ODF_NS = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
