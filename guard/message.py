@@ -19,6 +19,7 @@ import email.errors
 import email.policy
 import email.utils
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
@@ -98,6 +99,23 @@ def split_text(text: str, limit: int = TEXT_CHUNK_CHARS) -> list[str]:
         out.append(text[start:cut])
         start = cut
     out.append(text[start:])
+    return out
+
+
+def split_pieces(pieces: Iterable[str], limit: int = TEXT_CHUNK_CHARS) -> list[str]:
+    """split_text("".join(pieces)), without building the whole text first: the same
+    chunks (each cut depends only on the next `limit` characters), one copy less."""
+    out: list[str] = []
+    pending: list[str] = []
+    size = 0
+    for piece in pieces:
+        pending.append(piece)
+        size += len(piece)
+        if size > limit:
+            chunks = split_text("".join(pending), limit)
+            out.extend(chunks[:-1])
+            pending, size = [chunks[-1]], len(chunks[-1])
+    out.append("".join(pending))
     return out
 
 
@@ -254,7 +272,8 @@ def _prescan(raw: bytes, limits: ParseLimits) -> list[Problem]:
 _FOLD_RE = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
 
 
-def _unfold(value: str) -> str:
+def unfold(value: str) -> str:
+    """A header value with its folds taken out (RFC 5322 2.2.3)."""
     return _FOLD_RE.sub("", value)
 
 
@@ -274,7 +293,7 @@ def _raw_to_text(value: str) -> str:
 
 
 def decode_subject(raw_value: str) -> str:
-    return decode_encoded_words(_raw_to_text(_unfold(raw_value))).strip()
+    return decode_encoded_words(_raw_to_text(unfold(raw_value))).strip()
 
 
 _ADDR_LOCAL = r'(?:[^\s"(),.:;<>@\[\]\\]+(?:\.[^\s"(),.:;<>@\[\]\\]+)*|"(?:[^"\\\r\n]|\\.)*")'
@@ -394,7 +413,7 @@ def parse_address_header(
     addrs: list[str] = []
     problems: list[str] = []
     for raw in values:
-        value = _unfold(raw)
+        value = unfold(raw)
         if _has_surrogates(value):
             # SMTPUTF8 addresses or 8-bit display names
             value = decode_header_bytes(value.encode("utf-8", "surrogateescape"))
@@ -478,7 +497,7 @@ def _raw_header(part: Message, name: str) -> str | None:
 
 
 def _param_from_raw(raw_value: str, param: str) -> str:
-    value = _unfold(raw_value)
+    value = unfold(raw_value)
     if _has_surrogates(value):
         # raw 8-bit bytes in the header (old MUAs): recover from the bytes themselves
         m = _RAW_PARAM_RE[param].search(value.encode("utf-8", "surrogateescape"))

@@ -110,8 +110,8 @@ def build() -> dict[str, bytes]:
     out["11-several-organisations.eml"] = m.as_bytes()
 
     # Outlook's "forward as attachment": the customer list is inside the attached item
-    item = cfb(outlook_msg("配送先リスト", "配送先の一覧です。", [("配送先一覧.xlsx", xlsx(PEOPLE))],
-                           codepage=932))
+    item = cfb(outlook_msg("配送先リスト", "配送先の一覧です。",
+                           [("配送先一覧.xlsx", xlsx(PEOPLE))], codepage=932))
     m = _msg("tantou@partner-logistics.example", "転送: 配送先リスト", "先日のメールを転送します。")
     m.add_attachment(item, maintype="application", subtype="vnd.ms-outlook",
                      filename="配送先リスト.msg")

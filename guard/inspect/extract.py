@@ -17,6 +17,7 @@ import logging
 import posixpath
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -33,7 +34,7 @@ from guard.message import (
     html_to_text,
     parse_into,
     parse_message,
-    split_text,
+    split_pieces,
 )
 
 MiB = 1024 * 1024
@@ -192,18 +193,22 @@ class _Extractor:
 
     def text(self, where: str, text: str | list[str]) -> None:
         """Add a text (or consecutive pieces of one) within the character limits."""
-        for piece in [text] if isinstance(text, str) else text:
-            cap = min(self.limits.max_text_chars - self.chars, self.budget.chars_left)
-            truncated = len(piece) > cap
-            if truncated:
-                self.problem("too_large", where, f"text truncated at {max(cap, 0)} characters")
-                piece = piece[: max(cap, 0)]
-            if piece:
-                self.chars += len(piece)
-                self.budget.chars_left -= len(piece)
-                self.out.texts.extend(TextChunk(where, t) for t in split_text(piece))
-            if truncated:
-                return  # one problem, and nothing after the cut
+        pieces = [text] if isinstance(text, str) else text
+        cap = max(min(self.limits.max_text_chars - self.chars, self.budget.chars_left), 0)
+        total = sum(map(len, pieces))
+        if total > cap:
+            self.problem("too_large", where, f"text truncated at {cap} characters")
+            kept, left = [], cap
+            for piece in pieces:
+                if left <= 0:
+                    break
+                kept.append(piece[:left])
+                left -= len(kept[-1])
+            pieces, total = kept, cap
+        if total:
+            self.chars += total
+            self.budget.chars_left -= total
+            self.out.texts.extend(TextChunk(where, t) for t in split_pieces(pieces))
 
     def table(self, where: str, rows: list[list[str]], more_rows: int = 0) -> None:
         if rows:
@@ -343,23 +348,33 @@ class _Extractor:
                     parts: list[str]) -> None:
         chunks: list[str] = []
         for name in parts:
-            info = zf.getinfo(name)
             kind = "w" if name.startswith("word/") else "a" if name.startswith("ppt/") else ""
-            if kind:
-                # the fast run reader (guard.inspect.ooxml.word_text); the defusedxml walk
-                # reads what it does not handle (ODF is always read that way)
-                try:
-                    with self._member_stream(zf, info, att.where, ratio=False,
-                                             cap=self.limits.max_xml_part_bytes) as f:
-                        chunks.extend(ooxml.word_texts(ooxml.read_chunks(f), kind))
-                    continue
-                except ooxml.Unsupported as e:
-                    log.debug("%s %s: full XML parser (%s)", att.where, name, e)
-            with self._member_stream(zf, info, att.where, ratio=False,
-                                     cap=self.limits.max_xml_part_bytes) as f:
-                chunks.append(_xml_text(f))
+            chunks.extend(self._part_text(zf, zf.getinfo(name), att.where, kind))
         self.text(att.where, chunks)
         self._embeddings(zf, att, depth)
+
+    def _part_text(self, zf: ZipArchive, info: zipfile.ZipInfo, where: str,
+                   kind: str) -> list[str]:
+        """The text of one XML part: the fast run reader (guard.inspect.ooxml) for
+        WordprocessingML ("w") and DrawingML ("a"), the defusedxml walk for what it does
+        not handle (and for ODF). A broken part is a problem of its own: the other
+        parts are still read."""
+        try:
+            if kind:
+                try:
+                    with self._member_stream(zf, info, where, ratio=False,
+                                             cap=self.limits.max_xml_part_bytes) as f:
+                        return ooxml.word_texts(ooxml.read_chunks(f), kind)
+                except ooxml.Unsupported as e:
+                    log.debug("%s %s: full XML parser (%s)", where, info.filename, e)
+            with self._member_stream(zf, info, where, ratio=False,
+                                     cap=self.limits.max_xml_part_bytes) as f:
+                return [_xml_text(f)]
+        except (_LimitHit, MemoryError, RecursionError):
+            raise
+        except Exception as e:
+            self.problem("parse_error", f"{where}/{info.filename}", f"{type(e).__name__}: {e}")
+            return []
 
     def _embeddings(self, zf: ZipArchive, att: Attachment, depth: int) -> None:
         """Embedded objects (an xlsx inside a docx...) are extracted like attachments."""
@@ -401,33 +416,25 @@ class _Extractor:
 
     def _workbook_notes(self, zf: ZipArchive, att: Attachment) -> None:
         """Text outside the cells, which neither cell reader sees: cell comments (legacy
-        and threaded) and the text boxes of drawings and charts. Their own `where`
-        (".../comments"), so the personal-data scan reads them as text: the workbook's
-        own text is skipped there (its table is scanned instead)."""
-        comments, drawings = [], []
-        for info in zf.infolist():
-            name = info.filename
-            # Excel: xl/comments1.xml, xl/threadedComments/threadedComment1.xml;
-            # openpyxl: xl/comments/comment1.xml
-            if re.fullmatch(r"xl/(?:[^/]+/)?(?:comments?|threadedComment)[^/]*\.xml", name,
-                            re.IGNORECASE):
-                comments.append(info)
-            elif re.fullmatch(r"xl/(?:drawings|charts)/[^/]+\.xml", name):
-                drawings.append(info)
+        and threaded) and the text of drawings and charts, found through the parts'
+        relationships (and by their usual names). Their own `where` (".../comments"),
+        so the personal-data scan reads them as text: the workbook's own text is
+        skipped there (its table is scanned instead)."""
+        names = set(zf.namelist())
+        comments, drawings = _workbook_note_parts(names, lambda n: self._member_bytes(
+            zf, zf.getinfo(n), att.where, ratio=False, cap=self.limits.max_xml_part_bytes))
         texts: list[str] = []
-        for info in sorted(comments, key=lambda i: _num_key(i.filename)):
-            with self._member_stream(zf, info, att.where, ratio=False,
-                                     cap=self.limits.max_xml_part_bytes) as f:
-                texts.append(_comment_text(f))
-        for info in sorted(drawings, key=lambda i: _num_key(i.filename)):
+        for name in sorted(comments, key=_num_key):
             try:
-                with self._member_stream(zf, info, att.where, ratio=False,
+                with self._member_stream(zf, zf.getinfo(name), att.where, ratio=False,
                                          cap=self.limits.max_xml_part_bytes) as f:
-                    texts.append(ooxml.word_text(ooxml.read_chunks(f), "a"))
-            except ooxml.Unsupported:
-                with self._member_stream(zf, info, att.where, ratio=False,
-                                         cap=self.limits.max_xml_part_bytes) as f:
-                    texts.append(_xml_text(f))
+                    texts.append(_comment_text(f))
+            except (_LimitHit, MemoryError, RecursionError):
+                raise
+            except Exception as e:
+                self.problem("parse_error", f"{att.where}/{name}", f"{type(e).__name__}: {e}")
+        for name in sorted(drawings, key=_num_key):
+            texts.extend(self._part_text(zf, zf.getinfo(name), att.where, "a"))
         self.text(f"{att.where}/comments", "\n".join(t for t in texts if t.strip()))
 
     def _xlsx(self, zf: ZipArchive, att: Attachment) -> None:
@@ -796,7 +803,7 @@ def _xml_text(stream: IO[bytes]) -> str:
             continue
         if tag in _TEXT_TAGS:
             out.append(elem.text or "")
-        elif tag == _W + "tab" and not elem.attrib:  # (with attributes: a tab stop)
+        elif tag == _W + "tab" and _W + "pos" not in elem.attrib:  # (else a tab stop)
             out.append("\t")
         elif tag in (_W + "br", _W + "cr", _A + "br"):  # a:br: a line break in a slide
             out.append("\n")
@@ -816,6 +823,39 @@ def _xml_text(stream: IO[bytes]) -> str:
             out.append(" " if in_cell else "\n")
             elem.clear()  # keep memory flat on big documents
     return "".join(out)
+
+
+_NOTE_RELS = {"comments": "comments", "threadedComment": "comments",
+              "drawing": "drawings", "chart": "drawings"}
+
+
+def _workbook_note_parts(names: set[str], read: Callable[[str], bytes]
+                         ) -> tuple[set[str], set[str]]:
+    """(comment parts, drawing and chart parts) of a workbook: the targets of the
+    relationships of those types in every xl/ relationships file, and the parts with
+    the names Excel and openpyxl give them."""
+    from defusedxml.ElementTree import fromstring
+
+    found: dict[str, set[str]] = {"comments": set(), "drawings": set()}
+    for name in names:
+        if re.fullmatch(r"xl/(?:[^/]+/)?(?:comments?|threadedComment)[^/]*\.xml", name,
+                        re.IGNORECASE):
+            found["comments"].add(name)
+        elif re.fullmatch(r"xl/(?:drawings|charts)/[^/]+\.xml", name):
+            found["drawings"].add(name)
+        if not (name.startswith("xl/") and name.endswith(".rels")):
+            continue
+        folder = posixpath.dirname(posixpath.dirname(name))  # xl/worksheets/_rels/… → xl/worksheets
+        for rel in fromstring(read(name)):
+            kind = _NOTE_RELS.get(rel.get("Type", "").rsplit("/", 1)[-1])
+            target = rel.get("Target", "")
+            if kind is None or not target or rel.get("TargetMode") == "External":
+                continue
+            path = posixpath.normpath(target.lstrip("/") if target.startswith("/")
+                                      else posixpath.join(folder, target))
+            if path in names:
+                found[kind].add(path)
+    return found["comments"], found["drawings"]
 
 
 def _comment_text(stream: IO[bytes]) -> str:

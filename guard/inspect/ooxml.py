@@ -185,19 +185,8 @@ def _units(chunks: Iterable[bytes], cut: bytes, max_carry: int) -> Iterator[byte
     """Re-chunk a byte stream so that each piece ends right after `cut` (a paragraph or
     row end tag): text runs and rows never straddle two pieces. The last piece is the
     rest. A single element larger than max_carry is refused."""
-    carry = b""
-    for chunk in chunks:
-        buf = carry + chunk if carry else chunk
-        i = buf.rfind(cut)
-        if i < 0:
-            if len(buf) > max_carry:
-                raise Unsupported("element too large for the streaming reader")
-            carry = buf
-            continue
-        i += len(cut)
-        carry = buf[i:]
-        yield buf[:i]
-    yield carry
+    for buf, start, end in _ranges(chunks, cut, max_carry):
+        yield buf if start == 0 and end == len(buf) else buf[start:end]
 
 
 def _ranges(chunks: Iterable[bytes], cut: bytes, max_carry: int
@@ -209,13 +198,20 @@ def _ranges(chunks: Iterable[bytes], cut: bytes, max_carry: int
     for chunk in chunks:
         start = 0
         if carry:
-            j = chunk.find(cut)
+            # the first cut in chunk, or one that straddles the carry and the chunk
+            k = len(cut)
+            overlap = carry[1 - k:]
+            w = (overlap + chunk[:k - 1]).find(cut)
+            if w >= 0:
+                j = w + k - len(overlap)
+            else:
+                j = chunk.find(cut)
+                j = j + k if j >= 0 else -1
             if j < 0:
                 carry += chunk
                 if len(carry) > max_carry:
                     raise Unsupported("element too large for the streaming reader")
                 continue
-            j += len(cut)
             joined = carry + chunk[:j]
             yield joined, 0, len(joined)
             start = j
@@ -233,24 +229,34 @@ def _ranges(chunks: Iterable[bytes], cut: bytes, max_carry: int
 
 # --- xmlns checks --------------------------------------------------------------------------
 
-_XMLNS = re.compile(rb"""xmlns(?::([\w.-]+))?\s*=\s*["']([^"']*)["']""")
+# every namespace declaration: a prefix is any name (not only ASCII word characters)
+_XMLNS = re.compile(rb"""xmlns(?::([^\s=/>]+))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 
 def _check_namespaces(buf: bytes, expected: dict[bytes, frozenset[bytes]], start: int = 0,
                       end: int | None = None) -> set[bytes]:
     """Prefixes in `expected` may only be bound to their namespace URIs, and those URIs
     only to those prefixes (never as the default namespace): the regexes match on the
-    prefix. Returns the expected prefixes that this piece (buf[start:end]) declares."""
+    prefix. Returns the expected prefixes that this piece (buf[start:end]) declares.
+    Anything else that could bind a namespace (a URI written with character
+    references, a declaration this pattern does not read) goes to the full parser."""
     seen: set[bytes] = set()
     if end is None:
         end = len(buf)
     if buf.find(b"xmlns", start, end) < 0:
         return seen
     all_uris = {u: p for p, us in expected.items() for u in us}
-    for prefix, uri in _XMLNS.findall(buf, start, end):
+    found = _XMLNS.findall(buf, start, end)
+    if len(found) != buf.count(b"xmlns", start, end):
+        raise Unsupported("a namespace declaration the fast reader does not read")
+    for prefix, quoted, apos in found:
+        uri = quoted or apos
+        if b"&" in uri:
+            raise Unsupported("namespace URI with references")
         if prefix in expected:
             if uri not in expected[prefix]:
-                raise Unsupported(f"prefix {prefix.decode()} bound to another namespace")
+                raise Unsupported(f"prefix {prefix.decode(errors='replace')} bound to "
+                                  "another namespace")
             seen.add(prefix)
         elif uri in all_uris:
             raise Unsupported("unusual namespace prefix")
@@ -268,7 +274,8 @@ _TEXT_NS = {b"w": _W_NS, b"a": _A_NS}
 # One regex pass reads a piece; two patterns over the same tags. Both are written as a
 # trie on the bytes after '<' (w:t…, w:delText, w:p…, /w:…, a:…): most tags in a part are
 # run and paragraph properties, and the engine should leave each of them after one or
-# two byte comparisons.
+# two byte comparisons. They must list the same tags (tests compare both readers with
+# the defusedxml walk on Word-shaped documents).
 #
 # _FAST gives one string per run (its character data, non-empty) and an empty string
 # per paragraph end. Every other tag that shapes the text (tab, break, table cell or
@@ -276,34 +283,46 @@ _TEXT_NS = {b"w": _W_NS, b"a": _A_NS}
 # string: so the joined strings hold a '>' exactly when the piece has one of those tags,
 # or a run whose text holds a raw '>' (writers escape it as &gt;). Such pieces, and
 # pieces that start inside a table cell, are read again with _FULL, whose strings say
-# what each match was by their first byte:
-#   '>' run (then its text)   'p' paragraph end   'a' tab   ':' line break
-#   'c' cell start            'w' cell end        'r' row end
+# what each match was by their first byte (_MARKS):
+#   '>' run (then its text)   'p' paragraph end   'a' tab     ':' line break
+#   'c' cell start (or, self-closed, an empty cell)   'w' cell end   'r' row end
 # Why not marker bytes inserted before the search, or two groups: a replace over the
 # whole part, or a tuple per match, each cost about as much as the search itself.
-_RUN_REST = rb"[^>]*+(?<!/)"  # after w:t / a:t / w:delText and a space or '>'
-# a tab character is <w:tab/>; <w:tab w:val="left" w:pos="840"/> in <w:tabs> is a tab stop
-_TAB_CHAR = rb"ab(?=/?>)"
-_EMPTY_P = rb"p(?:\s[^>]*+(?<=/)|/)"  # <w:p/>, <w:p w:rsidR="…"/>
+#
+# Attribute values may hold '>' and '/' (`<w:t x:y="/>">`): tags are matched with their
+# attributes quote by quote (_ATTRS), or a crafted value could end a run tag early and
+# hide the run's text. End tags may have spaces before '>' (`</w:p >`).
+_ATTRS = rb"""[^>"']*+(?:(?:"[^"]*+"|'[^']*+')[^>"']*+)*+"""  # (unrolled: fewer steps)
+_END = rb"(?=[\s/>])"  # the end of a tag's name
+_RUN_REST = rb"(?=[\s>])" + _ATTRS + rb"(?<!/)"  # after w:t / a:t / w:delText
+# a tab character is <w:tab/>; <w:tab w:val="left" w:pos="840"/> (in <w:tabs>) is a
+# tab stop, and every tab stop has w:pos
+_TAB_CHAR = rb"ab" + _END + rb"(?![^>]*\sw:pos\s*=)"
+_EMPTY_P = rb"p(?:\s" + _ATTRS + rb"(?<=/)|/)"  # <w:p/>, <w:p w:rsidR="…"/>
 # after each match, the tags that usually follow and never matter (a run's end, the
-# next paragraph's or run's start) are taken in the same match: fewer searches
-_SKIP = rb"(?:</w:t></w:r>|<w:p\b[^>]*+(?<!/)>)?+(?:<w:r\b[^>]*+>)?+"
+# next paragraph's or run's start) are taken in the same match: fewer searches. (A '>'
+# in one of their attribute values only ends the skip early: the search goes on from
+# there and finds the next tag.)
+_SKIP = rb"(?:</w:t></w:r>|<w:p" + _END + rb"[^>]*+(?<!/)>)?+(?:<w:r" + _END + rb"[^>]*+>)?+"
 _FAST = re.compile(
-    rb"<(?:(?:w:(?:t(?:(?=[\s>])" + _RUN_REST + rb">|(?:" + _TAB_CHAR + rb"|c\b)[^>]*+(?=>))"
-    rb"|delText(?=[\s>])" + _RUN_REST + rb">|(?:br|cr)\b[^>]*+(?=>)|" + _EMPTY_P + rb"(?=>))"
-    rb"|a:(?:t(?=[\s>])" + _RUN_REST + rb">|br\b[^>]*+(?=>)|" + _EMPTY_P + rb"(?=>))"
-    rb"|/w:t[cr](?=>))([^<]+)"
-    rb"|/[wa]:p>)" + _SKIP)
+    rb"<(?:(?:w:(?:t(?:" + _RUN_REST + rb">|(?:" + _TAB_CHAR + rb"|c" + _END + rb")"
+    + _ATTRS + rb"(?=>))"
+    rb"|delText" + _RUN_REST + rb">|(?:br|cr)" + _END + _ATTRS + rb"(?=>)|"
+    + _EMPTY_P + rb"(?=>))"
+    rb"|a:(?:t" + _RUN_REST + rb">|br" + _END + _ATTRS + rb"(?=>)|" + _EMPTY_P + rb"(?=>))"
+    rb"|/w:t[cr]\s*(?=>))([^<]+)"
+    rb"|/[wa]:p\s*>)" + _SKIP)
 _FULL = re.compile(
-    rb"<(?:w:(?:t(?:(?=[\s>])" + _RUN_REST + rb"|(?=" + _TAB_CHAR + rb"|c\b))"
-    rb"|delText(?=[\s>])" + _RUN_REST + rb"|(?=" + _EMPTY_P + rb">))"
-    rb"|/(?:w:(?:(?=p>)|t(?=r>))|a:(?=p>)|(?=w:tc>))"
-    rb"|a:(?:t(?=[\s>])" + _RUN_REST + rb"|(?=" + _EMPTY_P + rb">))"
-    rb"|[wa](?=:br\b)|w(?=:cr\b))([^<]*)" + _SKIP)
+    rb"<(?:w:(?:t(?:" + _RUN_REST + rb"(?=>)|(?=" + _TAB_CHAR + rb"|c" + _END + rb"))"
+    rb"|delText" + _RUN_REST + rb"(?=>)|(?=" + _EMPTY_P + rb">))"
+    rb"|/(?:w:(?:(?=p\s*>)|t(?=r\s*>))|a:(?=p\s*>)|(?=w:tc\s*>))"
+    rb"|a:(?:t" + _RUN_REST + rb"(?=>)|(?=" + _EMPTY_P + rb">))"
+    rb"|[wa](?=:br" + _END + rb")|w(?=:cr" + _END + rb"))([^<]*)" + _SKIP)
 # _FULL's structure strings become marker bytes (XML cannot hold them; _word_piece
 # refuses a piece that does)
 _P, _TAB, _BR, _TC, _TCE, _TR = b"\x01", b"\x02", b"\x03", b"\x04", b"\x05", b"\x06"
-_MARKS = {b"p": _P, b"a": _TAB, b":": _BR, b"w": _TCE, b"r": _TR}
+_MARKS = {b"p": _P, b"a": _TAB, b":": _BR, b"w": _TCE, b"r": _TR}  # 'c': _cell_start
+_SELF_CLOSED_CELL = re.compile(rb"c(?:\s" + _ATTRS + rb")?/>")
 _MARKER_BYTES = (_P, _TAB, _BR, _TC, _TCE, _TR)
 
 
@@ -326,13 +345,14 @@ def _word_piece(buf: bytes, start: int, end: int, state: _WordState) -> str:
     state.declared |= _check_namespaces(buf, _TEXT_NS, start, end)
     if state.fast and not state.in_cell:
         body = b"".join([c or b"\n" for c in _FAST.findall(buf, start, end)])
-        if b">" not in body:
+        # (a raw CR would join the paragraph end's LF when line ends are normalised)
+        if b">" not in body and b"\r" not in body:
             return xml_unescape(_decode(body))
     return _word_full(buf, start, end, state)
 
 
 def _cell_start(c: bytes) -> bytes:
-    return _TC + _TCE if c.rstrip().endswith(b"/>") else _TC  # <w:tc/> starts and ends
+    return _TC + _TCE if _SELF_CLOSED_CELL.match(c) else _TC  # <w:tc/> starts and ends
 
 
 def _word_full(buf: bytes, start: int, end: int, state: _WordState) -> str:

@@ -139,11 +139,6 @@ def test_encrypted_ooxml_ole_container() -> None:
     assert codes(ex) == ["encrypted"]
 
 
-def test_other_ole_file_is_unknown_binary() -> None:
-    ex = extract(att("old.doc", fx.ole_file({"WordDocument": b"x" * 100})))
-    assert codes(ex) == ["unknown_binary"]
-
-
 # --- text and CSV encodings ------------------------------------------------------------
 
 CSV_TEXT = "氏名,電話,住所\r\n山田太郎,090-1234-5678,東京都千代田区丸の内1-1\r\n" \

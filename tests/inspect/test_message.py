@@ -449,3 +449,16 @@ def test_stashed_base64_parses_like_the_line_by_line_parser(
     assert data["list.csv"].count("山田 太郎".encode()) > 2900  # the 0xFF kept as before
     assert data["near.txt"].count(b"A" * 40) == 63 * 20
     assert any(p[0] == "parse_error" or "base64" in p[2].lower() for p in fast.problems)
+
+
+def test_split_pieces_gives_the_chunks_of_the_joined_text() -> None:
+    import random
+
+    from guard.message import split_pieces, split_text
+
+    rng = random.Random(3)
+    for _ in range(300):
+        pieces = ["".join(rng.choice("ab\n") for _ in range(rng.randint(0, 40)))
+                  for _ in range(rng.randint(1, 12))]
+        limit = rng.randint(4, 30)
+        assert split_pieces(pieces, limit) == split_text("".join(pieces), limit)
