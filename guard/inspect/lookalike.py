@@ -165,9 +165,13 @@ def latinise(text: str) -> str:
     return "".join(out)
 
 
+# what a match is (and what a policy condition can ask for: evidence {kind: ...})
+KINDS = ("skeleton", "edit_distance", "mixed_script", "tld_variant")
+
+
 @dataclass(frozen=True)
 class LookalikeMatch:
-    kind: str  # "skeleton" | "edit_distance" | "mixed_script" | "tld_variant"
+    kind: str  # one of KINDS
     resembles: str  # the known address or domain, readable (U-labels)
     distance: int  # edit distance between the readable forms
     score: float

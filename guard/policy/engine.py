@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.inspect.context import KeywordRule
+from guard.inspect.domains import normalize_domain, registrable_domain
 from guard.inspect.finding import Finding
 from guard.policy.schema import (
     SENDER_GROUP,
@@ -220,12 +221,28 @@ def _index(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
     return index
 
 
-def _evidence_has(value: Any, wanted: frozenset[str]) -> bool:
+def _address_or_domain(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    return f"{local.lower()}@{normalize_domain(domain)}" if at else normalize_domain(value)
+
+
+def _same(value: str) -> str:
+    return value
+
+
+# Evidence values compared in one form on both sides: an organisation's registrable
+# domain in A-labels ("Mail.例え.jp" finds "xn--r8jz45g.jp"), an address or domain in
+# A-labels; names (lists, keyword rules, customers, kinds) as written.
+_EVIDENCE_FORM: dict[str, Callable[[str], str]] = {
+    "domains": registrable_domain, "resembles": _address_or_domain}
+
+
+def _evidence_has(value: Any, wanted: frozenset[str], form: Callable[[str], str]) -> bool:
     """An evidence value (a name, or a list of names) holds one of `wanted`."""
     if isinstance(value, str):
-        return value in wanted
+        return form(value) in wanted
     if isinstance(value, list | tuple):
-        return any(isinstance(v, str) and v in wanted for v in value)
+        return any(isinstance(v, str) and form(v) in wanted for v in value)
     return False
 
 
@@ -237,7 +254,10 @@ class _Condition:
         self.min_count = spec.min_count
         self.min_score = spec.min_score
         self.where = spec.where
-        self.evidence = tuple((k, frozenset(v)) for k, v in spec.evidence.items())
+        self.evidence = tuple(
+            (k, frozenset(map(form, v)), form)
+            for k, v in spec.evidence.items()
+            for form in (_EVIDENCE_FORM.get(k, _same),))
 
     def select(self, index: Mapping[str, list[Finding]]) -> list[Finding]:
         where = self.where
@@ -247,7 +267,7 @@ class _Condition:
             if f.count >= self.min_count
             and f.score >= self.min_score
             and (where is None or f.where.startswith(where))
-            and all(_evidence_has(f.evidence.get(k), v) for k, v in self.evidence)
+            and all(_evidence_has(f.evidence.get(k), v, form) for k, v, form in self.evidence)
         ]
 
 

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from guard.inspect.lookalike import KINDS as LOOKALIKE_KINDS
+
 try:  # google-re2 is a project dependency; tolerate its absence in odd environments
     import re2 as _re2
 except ImportError:  # pragma: no cover - exercised only without google-re2
@@ -549,6 +551,11 @@ def _evidence_issues(doc: PolicyDoc, cond: Condition, loc: Loc, family: str
                     yield Issue((*loc, "evidence", key),
                                 f"no keyword named {v!r}; expected one of "
                                 f"{', '.join(sorted(names)) or '(no keywords are defined)'}")
+        elif (family, key) == ("lookalike", "kind"):
+            for v in values:
+                if v not in LOOKALIKE_KINDS:
+                    yield Issue((*loc, "evidence", key),
+                                f"expected one of {', '.join(LOOKALIKE_KINDS)}; got {v!r}")
         elif (family, key) == ("suppressed", "list"):
             for v in values:
                 if v not in doc.lists.suppression:

@@ -83,6 +83,25 @@ def test_conditions_on_evidence_tell_lists_and_keywords_apart() -> None:
                ).action is Action.PASS
 
 
+def test_evidence_domains_and_addresses_compare_in_one_form() -> None:
+    """An admin writes the domain as people do (upper case, Japanese, a host name);
+    findings carry registrable A-label domains and readable addresses."""
+    policy = make(
+        rule("rival", "confirm", {"symbol": "new_domain",
+                                  "evidence": {"domains": ["Mail.Rival.Example", "例え.jp"]}}),
+        rule("close-to-boss", "approve", {"symbol": "lookalike",
+                                          "evidence": {"resembles": "Bucho@例え.jp"}}),
+    )
+    assert run(policy, [f("new_domain", evidence={"domains": ["rival.example"]})]
+               ).action is Action.CONFIRM
+    assert run(policy, [f("new_domain", evidence={"domains": ["xn--r8jz45g.jp"]})]
+               ).action is Action.CONFIRM
+    assert run(policy, [f("new_domain", evidence={"domains": ["rival.example.org"]})]
+               ).action is Action.PASS
+    assert run(policy, [f("lookalike", evidence={"resembles": "bucho@例え.jp"})]
+               ).action is Action.APPROVE
+
+
 def test_nothing_matches_means_pass_with_no_reasons() -> None:
     policy = make(rule("r", "reject", "pii.my_number"))
     verdict = run(policy, [f("new_domain")])

@@ -341,6 +341,7 @@ def test_evidence_conditions_are_checked_against_names_the_policy_knows(tmp_path
               - {symbol: keyword, evidence: {rule: [confidential, secret]}}
               - {symbol: suppressed, evidence: {lists: withdrawn}}
               - {symbol: pii.phone, evidence: {kind: x}}
+              - {symbol: lookalike, evidence: {kind: homoglyph}}
             action: approve
             approver_group: "@sender"
         """,
@@ -353,6 +354,8 @@ def test_evidence_conditions_are_checked_against_names_the_policy_knows(tmp_path
                                "evidence 'lists' for suppressed (known: list)")
     assert found[2].startswith(f"{path}:10:40: rules[0].conditions[2].evidence.kind: unknown "
                                "evidence 'kind' for pii (known: none")
+    assert found[3] == (f"{path}:11:46: rules[0].conditions[3].evidence.kind: expected one of "
+                        "skeleton, edit_distance, mixed_script, tld_variant; got 'homoglyph'")
 
 
 def test_evidence_on_a_list_only_imported_is_a_warning(tmp_path: Path) -> None:
