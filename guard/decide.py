@@ -259,7 +259,7 @@ def stored_verdict(inspection: Inspection, policy: Policy, mail_from: str,
     doc["language"] = language or policy.language
     doc["sender_address"] = mail_from
     doc["attachments"] = [a.filename or a.where for a in inspection.view.attachments][:50]
-    doc["internal_domains"] = sorted(inspection.context.internal_domains)[:100]
+    doc["internal_domains"] = sorted(inspection.context.internal_domains)
     return doc
 
 

@@ -4,20 +4,20 @@ body and every other header keep their exact bytes (the message is never re-gene
 that would change MIME boundaries and encodings and break signatures).
 
 The To/Cc fix moves external addresses out of To/Cc: each To/Cc field keeps the
-mailboxes under the company's domains, with their original bytes (display names,
-encoded words), and loses the others; a field left empty goes. If no To/Cc address is
-left, the first field becomes `To: undisclosed-recipients:;` (RFC 5322 group syntax,
-what Bcc-only mail shows). No Bcc field is added: the envelope already carries every
-recipient. A field that cannot be parsed strictly is treated as all external."""
+mailboxes under the company's domains as they were written (display names, encoded
+words; unfolded and folded again), and loses the others; a field left empty goes. If
+no To/Cc address is left, the first field becomes `To: undisclosed-recipients:;` (RFC
+5322 group syntax, what Bcc-only mail shows). No Bcc field is added: the envelope
+already carries every recipient. A field that cannot be parsed strictly is treated as
+all external."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from email.header import Header
 
 from guard.inspect.domains import in_domain_set
-from guard.message import mailbox_addr, split_address_list
+from guard.message import mailbox_addr, split_address_list, unfold
 
 __all__ = ["add_headers", "field_name", "move_to_bcc", "prefix_subject", "split_fields"]
 
@@ -86,19 +86,36 @@ def field_name(f: bytes) -> bytes:
 
 def _kept_mailboxes(f: bytes, internal: frozenset[str]) -> tuple[list[bytes], bool]:
     """The mailboxes of one To/Cc field whose address is internal, as they were written,
-    and whether that is all of them."""
-    value = f.partition(b":")[2]
-    # unfolded; 8-bit bytes (raw UTF-8 or Shift_JIS names) survive as surrogates
-    text = re.sub(r"\r?\n(?=[ \t])", "", value.decode("utf-8", "surrogateescape"))
+    and whether that is all of them. A kept mailbox whose display name or comment holds
+    another address ("x@client.example" <tanaka@…>) is cut down to its address."""
+    # 8-bit bytes (raw UTF-8 or Shift_JIS names) survive as surrogates
+    text = unfold(f.partition(b":")[2].decode("utf-8", "surrogateescape"))
     segments = split_address_list(text.strip())
     if segments is None:
         return [], False
     kept = []
     for seg in segments:
         addr = mailbox_addr(seg)
-        if addr is not None and in_domain_set(addr.rpartition("@")[2], internal):
-            kept.append(seg.strip().encode("utf-8", "surrogateescape"))
+        if addr is None or not in_domain_set(addr.rpartition("@")[2], internal):
+            continue
+        seg = seg.strip()
+        if "@" in seg.replace(addr, ""):
+            seg = addr
+        kept.append(seg.encode("utf-8", "surrogateescape"))
     return kept, len(kept) == len(segments)
+
+
+def _fold(mailbox: bytes, eol: bytes, width: int = 76) -> bytes:
+    """Fold a long mailbox (several encoded words) at its spaces again."""
+    if len(mailbox) <= width or b" " not in mailbox:
+        return mailbox
+    lines = [b""]
+    for word in mailbox.split(b" "):
+        if lines[-1] and len(lines[-1]) + 1 + len(word) > width:
+            lines.append(word)
+        else:
+            lines[-1] = lines[-1] + b" " + word if lines[-1] else word
+    return (eol + b" ").join(lines)
 
 
 def move_to_bcc(data: bytes, internal_domains: Collection[str] = ()) -> bytes:
@@ -110,7 +127,7 @@ def move_to_bcc(data: bytes, internal_domains: Collection[str] = ()) -> bytes:
     if end < 0:  # headers only
         end, sep = len(data), b""
     head, rest = data[:end], data[end + len(sep):]
-    eol = b"\r\n" if sep != b"\n\n" else b"\n"
+    eol = b"\r\n" if sep == b"\r\n\r\n" or (not sep and b"\r\n" in head) else b"\n"
     internal = frozenset(internal_domains)
     out: list[bytes] = []
     changed = False
@@ -129,7 +146,8 @@ def move_to_bcc(data: bytes, internal_domains: Collection[str] = ()) -> bytes:
         changed = True
         if kept:
             label = b"To" if name == b"to" else b"Cc"
-            out.append(label + b": " + (b"," + eol + b" ").join(kept) + eol)
+            out.append(label + b": " + (b"," + eol + b" ").join(_fold(m, eol) for m in kept)
+                       + eol)
     if not changed:
         return data
     if first >= 0 and not any(field_name(f) in (b"to", b"cc") for f in out):

@@ -64,3 +64,28 @@ def test_raw_8bit_names_lookalike_domains_and_malformed_fields() -> None:
 def test_group_members_are_judged_one_by_one() -> None:
     data = mail(b"To: Team: tanaka@example.co.jp, buyer@client.example;\r\n")
     assert to_cc(move_to_bcc(data, INTERNAL)) == [b"To: tanaka@example.co.jp"]
+
+
+def test_long_kept_mailboxes_are_folded_again() -> None:
+    name = b"=?UTF-8?B?" + b"5bGx55Sw" * 12 + b"?= =?UTF-8?B?" + b"5aSq6YOO" * 12 + b"?="
+    data = mail(b"To: " + name + b"\r\n <tanaka@example.co.jp>, buyer@client.example\r\n")
+    new = move_to_bcc(data, INTERNAL)
+    head = new.split(b"\r\n\r\n")[0]
+    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+    assert b"\r\n <tanaka@example.co.jp>" in head or b" <tanaka@example.co.jp>" in head
+    assert parse_message(new, "a@example.co.jp", []).to_addrs == ["tanaka@example.co.jp"]
+    assert to_cc(new) == [b"To: " + name + b" <tanaka@example.co.jp>"]  # same, unfolded
+
+
+def test_an_outside_address_in_a_kept_display_name_or_comment_goes_too() -> None:
+    data = mail(b'To: "buyer@client.example" <tanaka@example.co.jp>,\r\n'
+                b" suzuki@example.co.jp (cc: x@client.example), y@client.example\r\n")
+    assert to_cc(move_to_bcc(data, INTERNAL)) == [
+        b"To: tanaka@example.co.jp, suzuki@example.co.jp"]
+
+
+def test_lf_only_headers_keep_lf() -> None:
+    data = b"From: a@example.co.jp\nTo: t@example.co.jp, b@client.example\nSubject: s\n"
+    new = move_to_bcc(data, INTERNAL)
+    assert b"\r" not in new
+    assert b"To: t@example.co.jp\n" in new
