@@ -16,6 +16,7 @@ import io
 import logging
 import posixpath
 import re
+import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -422,7 +423,9 @@ class _Extractor:
         skipped there (its table is scanned instead)."""
         names = set(zf.namelist())
         comments, drawings = _workbook_note_parts(names, lambda n: self._member_bytes(
-            zf, zf.getinfo(n), att.where, ratio=False, cap=self.limits.max_xml_part_bytes))
+            zf, zf.getinfo(n), att.where, ratio=False, cap=self.limits.max_xml_part_bytes),
+            lambda n, e: self.problem("parse_error", f"{att.where}/{n}",
+                                      f"{type(e).__name__}: {e}"))
         texts: list[str] = []
         for name in sorted(comments, key=_num_key):
             try:
@@ -623,48 +626,90 @@ class _Extractor:
     def _ole(self, att: Attachment, depth: int) -> None:
         import olefile
 
-        ole = olefile.OleFileIO(io.BytesIO(att.data))
+        # "incorrect" defects raise (olefile only logs them by default): a broken sector
+        # chain must not read as a shorter stream, nor a self-referencing one as a huge one
+        ole = olefile.OleFileIO(io.BytesIO(att.data), raise_defects=olefile.DEFECT_INCORRECT)
         try:
-            streams = {"/".join(s) for s in ole.listdir(streams=True, storages=False)}
+            paths = ole.listdir(streams=True, storages=False)
+            # streams never share sectors: together they fit in the file
+            if sum(ole.get_size(p) for p in paths) > len(att.data):
+                self.problem("parse_error", att.where,
+                             "compound file whose streams are larger than the file")
+                return
+            streams = {"/".join(p) for p in paths}
             if "EncryptionInfo" in streams or "EncryptedPackage" in streams:
                 self.problem("encrypted", att.where, "password-protected Office document")
             elif "Workbook" in streams or "Book" in streams:
                 self._calamine(att)
             elif "WordDocument" in streams:
-                self._doc(ole, streams, att)
+                self._doc(ole, streams, att, depth)
             elif "PowerPoint Document" in streams:
                 self.problem("unknown_binary", att.where, "legacy PowerPoint .ppt not inspected")
             elif any(s.startswith("__substg1.0_") for s in streams):
-                self._msg(att, depth)
+                self._msg(ole, att, depth)
             else:
                 self.problem("unknown_binary", att.where, "OLE compound file")
         finally:
             ole.close()
 
-    def _doc(self, ole: Any, streams: set[str], att: Attachment) -> None:
-        """Word 97–2003 through its piece table (guard.inspect.worddoc)."""
+    def _ole_stream(self, ole: Any, name: str | list[str]) -> bytes:
+        data = bytes(ole.openstream(name).read())
+        self.budget.bytes_left -= len(data)
+        if self.budget.bytes_left < 0:
+            raise _LimitHit("bomb", f"message inflates past {self.limits.max_total_bytes} "
+                            "bytes")
+        return data
 
-        def stream(name: str) -> bytes | None:
-            return ole.openstream(name).read() if name in streams else None
-
-        word = stream("WordDocument")
-        assert word is not None
+    def _doc(self, ole: Any, streams: set[str], att: Attachment, depth: int) -> None:
+        """Word 97–2003 through its piece table (guard.inspect.worddoc), and the files
+        embedded in it (ObjectPool)."""
         try:
-            text = worddoc.doc_text(word, stream("0Table"), stream("1Table"),
-                                    self.limits.max_text_chars + 1)
+            doc = worddoc.doc_text(
+                lambda name: self._ole_stream(ole, name) if name in streams
+                else None, self.limits.max_text_chars)
         except worddoc.DocEncrypted as e:
             self.problem("encrypted", att.where, str(e))
             return
         except worddoc.DocError as e:
             self.problem("parse_error", att.where, f"Word .doc: {e}")
             return
-        self.text(att.where, text)
+        if doc.truncated:
+            self.problem("too_large", att.where,
+                         f"text truncated at {self.limits.max_text_chars} characters")
+        self.text(att.where, doc.text)
+        self._object_pool(ole, streams, att, depth)
 
-    def _msg(self, att: Attachment, depth: int) -> None:
+    def _object_pool(self, ole: Any, streams: set[str], att: Attachment, depth: int) -> None:
+        """Objects embedded in a .doc ([MS-DOC] 2.1.5 ObjectPool): a whole file
+        ("Package": an xlsx or docx) or a packaged file (Ole10Native) is read like an
+        attachment; other objects (an Excel 97 sheet as OLE streams) are reported."""
+        objects: dict[str, set[str]] = {}
+        for s in streams:
+            parts = s.split("/")
+            if len(parts) >= 3 and parts[0] == "ObjectPool":
+                objects.setdefault(parts[1], set()).add("/".join(parts[2:]))
+        for obj, names in sorted(objects.items()):
+            where = f"{att.where}/ObjectPool/{obj}"
+            if "Package" in names:
+                data = self._ole_stream(ole, ["ObjectPool", obj, "Package"])
+                self.out.inner_names.append((where, obj))
+                self.run(Attachment(filename=obj, content_type="", data=data, where=where),
+                         depth + 1)
+            elif "\x01Ole10Native" in names:
+                raw = self._ole_stream(ole, ["ObjectPool", obj, "\x01Ole10Native"])
+                name, data = _ole10_native(raw)
+                self.out.inner_names.append((f"{where}/{name}", name))
+                self.run(Attachment(filename=name, content_type="", data=data,
+                                    where=f"{where}/{name}"), depth + 1)
+            elif names & {"Workbook", "Book", "WordDocument", "PowerPoint Document",
+                          "CONTENTS", "Contents"}:
+                self.problem("unknown_binary", where, "embedded Office object not inspected")
+
+    def _msg(self, ole: Any, att: Attachment, depth: int) -> None:
         """An Outlook item (guard.inspect.msgfile): its subject and body as text, its
         attachments like any others, attached items inside it too."""
         try:
-            msg = msgfile.read_msg(att.data, self.limits.parse_limits.max_parts,
+            msg = msgfile.read_msg(ole, self.limits.parse_limits.max_parts,
                                    self.limits.max_depth - depth)
         except msgfile.MsgError as e:
             self.problem("parse_error", att.where, f"Outlook .msg: {e}")
@@ -677,17 +722,21 @@ class _Extractor:
         body = msg.body or (html_to_text(msg.html) if msg.html else "")
         if body:
             self.text(where, body)
+        for code, detail in msg.problems:
+            self.problem(code, where, detail)
         for a in msg.attachments:
             inner = f"{where}/{a.name}"
-            if a.problem:
-                code = "too_deep" if "deeply" in a.problem else (
-                    "too_many_parts" if "more than" in a.problem else "unknown_binary")
-                self.problem(code, inner, a.problem)
-                continue
-            self.out.inner_names.append((inner, a.name))
-            if a.message is not None:
+            if a.name:
+                self.out.inner_names.append((inner, a.name))  # names are checked too
+            if a.problem is not None:
+                self.problem(a.problem[0], inner, a.problem[1])
+            elif a.message is not None:
                 self._msg_parts(a.message, inner, depth + 1)
             elif a.data is not None:
+                self.budget.bytes_left -= len(a.data)
+                if self.budget.bytes_left < 0:
+                    raise _LimitHit("bomb", "message inflates past "
+                                    f"{self.limits.max_total_bytes} bytes")
                 self.run(Attachment(filename=a.name, content_type="", data=a.data,
                                     where=inner), depth + 1)
 
@@ -829,11 +878,13 @@ _NOTE_RELS = {"comments": "comments", "threadedComment": "comments",
               "drawing": "drawings", "chart": "drawings"}
 
 
-def _workbook_note_parts(names: set[str], read: Callable[[str], bytes]
+def _workbook_note_parts(names: set[str], read: Callable[[str], bytes],
+                         broken: Callable[[str, Exception], None]
                          ) -> tuple[set[str], set[str]]:
     """(comment parts, drawing and chart parts) of a workbook: the targets of the
     relationships of those types in every xl/ relationships file, and the parts with
-    the names Excel and openpyxl give them."""
+    the names Excel and openpyxl give them. A relationships file that cannot be read is
+    reported (`broken`) and passed over."""
     from defusedxml.ElementTree import fromstring
 
     found: dict[str, set[str]] = {"comments": set(), "drawings": set()}
@@ -846,7 +897,14 @@ def _workbook_note_parts(names: set[str], read: Callable[[str], bytes]
         if not (name.startswith("xl/") and name.endswith(".rels")):
             continue
         folder = posixpath.dirname(posixpath.dirname(name))  # xl/worksheets/_rels/… → xl/worksheets
-        for rel in fromstring(read(name)):
+        try:
+            rels = list(fromstring(read(name)))
+        except (_LimitHit, MemoryError, RecursionError):
+            raise
+        except Exception as e:
+            broken(name, e)
+            continue
+        for rel in rels:
             kind = _NOTE_RELS.get(rel.get("Type", "").rsplit("/", 1)[-1])
             target = rel.get("Target", "")
             if kind is None or not target or rel.get("TargetMode") == "External":
@@ -874,6 +932,24 @@ def _comment_text(stream: IO[bytes]) -> str:
             line = []
             elem.clear()
     return "\n".join(out)
+
+
+def _ole10_native(raw: bytes) -> tuple[str, bytes]:
+    """(file name, bytes) of a packaged file: u32 size, u16 type, then the label, the
+    source path, two u32, the temporary path (NUL-terminated, ANSI) and the data."""
+    try:
+        pos = 6
+        label_end = raw.index(b"\x00", pos)
+        label = raw[pos:label_end].decode("cp932", "replace")
+        pos = raw.index(b"\x00", label_end + 1) + 1 + 8  # source path, two u32
+        pos = raw.index(b"\x00", pos) + 1  # temporary path
+        size = struct.unpack_from("<I", raw, pos)[0]
+        data = raw[pos + 4:pos + 4 + size]
+        if len(data) == size:
+            return (label.replace("/", "_").replace("\\", "_") or "object"), data
+    except (ValueError, struct.error):
+        pass
+    return "object", raw
 
 
 def _num_key(name: str) -> tuple[str, int, str]:

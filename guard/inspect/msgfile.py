@@ -10,17 +10,16 @@ What is read: the subject (0x0037), the plain body (0x1000) or else the HTML bod
 (0x1013), and every attachment — by value (0x3701, binary) as a file to inspect like any
 other, an attached message (0x3701, object) recursively. String properties are UTF-16
 (type 001F), or 8-bit (001E) in the message's code page (0x3FFD, else 0x3FDE, else the
-Japanese-first detection cascade). RTF-only bodies (compressed RTF, 0x1009) are not
-read; OLE-object attachments (method 6) are reported, not read."""
+Japanese-first detection cascade); the HTML body in its own <meta charset>, else the
+internet code page (0x3FDE, as Outlook writes it), else 0x3FFD. A body only in
+compressed RTF (0x1009) and OLE-object attachments (method 6) are reported, not read."""
 
 from __future__ import annotations
 
-import io
 import re
 import struct
 from dataclasses import dataclass, field
-
-import olefile
+from typing import Any
 
 from guard.inspect.textdecode import decode_auto, decode_declared
 
@@ -44,7 +43,8 @@ class MsgAttachment:
     name: str
     data: bytes | None = None  # attached by value
     message: MsgMessage | None = None  # an attached message
-    problem: str = ""  # why neither could be read
+    # why neither could be read: (problem code, detail)
+    problem: tuple[str, str] | None = None
 
 
 @dataclass
@@ -53,23 +53,17 @@ class MsgMessage:
     body: str = ""
     html: str = ""  # the HTML body when there is no plain one (the caller strips tags)
     attachments: list[MsgAttachment] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (code, detail)
 
 
-def read_msg(data: bytes, max_attachments: int = 500, max_depth: int = 5) -> MsgMessage:
-    """Read a .msg. Raises MsgError (or olefile's errors) on a broken file."""
-    try:
-        ole = olefile.OleFileIO(io.BytesIO(data))
-    except OSError as e:
-        raise MsgError(f"not a compound file: {e}") from None
-    try:
-        reader = _Reader(ole, max_attachments, max_depth)
-        return reader.message((), top=True, depth=0)
-    finally:
-        ole.close()
+def read_msg(ole: Any, max_attachments: int = 500, max_depth: int = 5) -> MsgMessage:
+    """Read a .msg from its open compound file (an olefile.OleFileIO). Raises MsgError
+    (or olefile's errors) on a broken file."""
+    return _Reader(ole, max_attachments, max_depth).message((), top=True, depth=0)
 
 
 class _Reader:
-    def __init__(self, ole: olefile.OleFileIO, max_attachments: int, max_depth: int) -> None:
+    def __init__(self, ole: Any, max_attachments: int, max_depth: int) -> None:
         self.ole = ole
         self.max_attachments = max_attachments
         self.max_depth = max_depth
@@ -83,19 +77,18 @@ class _Reader:
         with self.ole.openstream(list(path)) as f:
             return bytes(f.read())
 
-    def _codepage(self, at: tuple[str, ...], header: int) -> str | None:
-        """The message's code page from its fixed-size properties (PT_LONG 0x3FFD, else
-        0x3FDE), as a codec name."""
+    def _codepages(self, at: tuple[str, ...], header: int) -> dict[int, str]:
+        """The code pages among the fixed-size properties (PT_LONG 0x3FFD, the
+        message's; 0x3FDE, the internet one), as codec names."""
         if _PROPS not in self.children.get(at, ()):
-            return None
+            return {}
         raw = self._stream((*at, _PROPS))
-        found: dict[int, int] = {}
+        found: dict[int, str] = {}
         for pos in range(header, len(raw) - 15, 16):
             tag, _flags, value = struct.unpack_from("<IIi", raw, pos)
-            if tag & 0xFFFF == 0x0003 and tag >> 16 in (0x3FFD, 0x3FDE):
-                found[tag >> 16] = value
-        cp = found.get(0x3FFD) or found.get(0x3FDE)
-        return _CODEPAGES.get(cp, f"cp{cp}") if cp else None
+            if tag & 0xFFFF == 0x0003 and tag >> 16 in (0x3FFD, 0x3FDE) and value > 0:
+                found[tag >> 16] = _CODEPAGES.get(value, f"cp{value}")
+        return found
 
     def _string(self, at: tuple[str, ...], prop: int, codepage: str | None) -> str:
         names = self.children.get(at, set())
@@ -111,20 +104,26 @@ class _Reader:
         names = self.children.get(at, set())
         if not any(n.startswith("__substg1.0_") for n in names):
             raise MsgError("no message properties")
-        codepage = self._codepage(at, 32 if top else 24)
+        pages = self._codepages(at, 32 if top else 24)
+        codepage = pages.get(0x3FFD) or pages.get(0x3FDE)
         msg = MsgMessage(subject=self._string(at, 0x0037, codepage),
                          body=self._string(at, 0x1000, codepage))
         if not msg.body:
             html = "__substg1.0_10130102"
             if html in names:
                 raw = self._stream((*at, html))
-                msg.html = decode_declared(raw, codepage) if codepage else decode_auto(raw)
+                meta = _META_CHARSET.search(raw[:4096])
+                label = (meta.group(1).decode("ascii") if meta else
+                         pages.get(0x3FDE) or pages.get(0x3FFD))
+                msg.html = decode_declared(raw, label) if label else decode_auto(raw)
             else:
-                msg.html = self._string(at, 0x1013, codepage)
+                msg.html = self._string(at, 0x1013, pages.get(0x3FDE) or codepage)
+            if not msg.html.strip() and any(n.startswith("__substg1.0_1009") for n in names):
+                msg.problems.append(("unknown_binary", "a body only in compressed RTF"))
         for name in sorted(n for n in names if n.startswith(_ATTACH)):
             if self.attachments >= self.max_attachments:
-                msg.attachments.append(MsgAttachment(
-                    "", problem=f"more than {self.max_attachments} attachments"))
+                msg.attachments.append(MsgAttachment("", problem=(
+                    "too_many_parts", f"more than {self.max_attachments} attachments")))
                 break
             self.attachments += 1
             msg.attachments.append(self._attachment((*at, name), codepage, depth))
@@ -142,14 +141,18 @@ class _Reader:
             inner = (*at, _EMBEDDED)
             kids = self.children.get(inner, set())
             if not any(k.startswith("__substg1.0_") for k in kids):
-                return MsgAttachment(name, problem="embedded OLE object not inspected")
+                return MsgAttachment(name, problem=("unknown_binary",
+                                                    "embedded OLE object not inspected"))
             if depth + 1 > self.max_depth:
-                return MsgAttachment(name, problem="attached messages nested too deeply")
+                return MsgAttachment(name, problem=("too_deep",
+                                                    "attached messages nested too deeply"))
             return MsgAttachment(name, message=self.message(inner, top=False, depth=depth + 1))
-        return MsgAttachment(name, problem="attachment without data (a link or reference)")
+        return MsgAttachment(name, problem=("unknown_binary",
+                                            "attachment without data (a link or reference)"))
 
 
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f/\\]")
+_META_CHARSET = re.compile(rb"""<meta[^>]*charset\s*=\s*["']?([A-Za-z0-9._-]+)""", re.I)
 
 
 def _one_name(name: str) -> str:

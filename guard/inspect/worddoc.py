@@ -7,19 +7,27 @@ Clx in it; the Clx's piece table maps character positions to byte runs of the
 WordDocument stream, each either UTF-16LE or "compressed" 8-bit (cp1252). That covers
 the main text, footnotes, headers, comments and text boxes, in that order.
 
-Fields keep their result and drop their code ("HYPERLINK …"); paragraph, cell and
-line marks become newlines and tabs. Formatting, pictures and the "fast-saved"
-incremental format (Word 6/95 era) are not read. Encrypted documents are reported as
-such (the caller turns that into uninspectable.encrypted)."""
+Layout as for .docx: a paragraph ends with a newline, a table cell with a tab, a table
+row with a newline. A row's end is a paragraph mark like a cell's (\\x07); the
+paragraph properties (PAPX, in the FKP pages the PlcBtePapx names) tell them apart by
+sprmPFTtp. Fields keep their result and drop their code ("HYPERLINK …"). Formatting,
+pictures and the "fast-saved" incremental format are not read. Encrypted documents are
+reported as such (the caller turns that into uninspectable.encrypted)."""
 
 from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
+from dataclasses import dataclass
 
 _WIDENT = 0xA5EC  # the FIB's magic number
-_FCLCB_CLX = 33  # index of fcClx/lcbClx in FibRgFcLcb97
+_FCLCB_BTE_PAPX = 13  # indexes in FibRgFcLcb97
+_FCLCB_CLX = 33
 _MAX_PIECES = 1_000_000
+_PAGE = 512
+_TTP_SPRMS = (0x2417, 0x244C)  # sprmPFTtp, sprmPFInnerTtp: a table row's end mark
+_ROW_END = "\x1d"  # stands for a row's end mark until the layout (not in Word's text)
 _FIELD_MARK = re.compile("[\x13\x14\x15]")
 
 
@@ -31,6 +39,12 @@ class DocEncrypted(Exception):
     """The document is password-protected (encrypted or XOR-obfuscated)."""
 
 
+@dataclass
+class DocText:
+    text: str
+    truncated: bool  # the text went past max_chars and was cut
+
+
 def _u16(b: bytes, at: int) -> int:
     return int(struct.unpack_from("<H", b, at)[0])
 
@@ -39,43 +53,96 @@ def _u32(b: bytes, at: int) -> int:
     return int(struct.unpack_from("<I", b, at)[0])
 
 
-def doc_text(word: bytes, table0: bytes | None, table1: bytes | None,
-             max_chars: int) -> str:
-    """The text of a .doc from its WordDocument stream and its 0Table/1Table streams
-    (whichever exist). Raises DocEncrypted or DocError."""
+def doc_text(stream: Callable[[str], bytes | None], max_chars: int) -> DocText:
+    """The text of a .doc; `stream(name)` gives a stream of the compound file (or None).
+    Raises DocEncrypted or DocError."""
     try:
-        return _read(word, table0, table1, max_chars)
+        return _read(stream, max_chars)
     except struct.error as e:
         raise DocError(f"truncated Word structure: {e}") from None
 
 
-def _read(word: bytes, table0: bytes | None, table1: bytes | None, max_chars: int) -> str:
-    if len(word) < 0x22 or _u16(word, 0) != _WIDENT:
+def _read(stream: Callable[[str], bytes | None], max_chars: int) -> DocText:
+    word = stream("WordDocument")
+    if word is None or len(word) < 0x22 or _u16(word, 0) != _WIDENT:
         raise DocError("no Word 97 FIB at the start of the WordDocument stream")
     flags = _u16(word, 0x0A)
     if flags & 0x0100:  # fEncrypted (RC4 or, with fObfuscated, XOR)
         raise DocEncrypted("password-protected Word document")
-    table = table1 if flags & 0x0200 else table0  # fWhichTblStm
+    table = stream("1Table" if flags & 0x0200 else "0Table")  # fWhichTblStm
     if table is None:
         raise DocError("the table stream the FIB names is missing")
     # FibBase (32 bytes), then counted blocks: FibRgW97, FibRgLw97, FibRgFcLcb
     at = 0x20
-    csw = _u16(word, at)
-    at += 2 + 2 * csw
-    cslw = _u16(word, at)
-    at += 2 + 4 * cslw
-    cb_fclcb = _u16(word, at)
-    at += 2
-    if cb_fclcb <= _FCLCB_CLX:
+    at += 2 + 2 * _u16(word, at)
+    at += 2 + 4 * _u16(word, at)
+    if _u16(word, at) <= _FCLCB_CLX:
         raise DocError("FIB too short to name the piece table")
-    fc_clx = _u32(word, at + 8 * _FCLCB_CLX)
-    lcb_clx = _u32(word, at + 8 * _FCLCB_CLX + 4)
-    if lcb_clx == 0 or fc_clx + lcb_clx > len(table):
-        raise DocError("piece table outside the table stream")
-    return _pieces_text(word, table[fc_clx:fc_clx + lcb_clx], max_chars)
+    fclcb = at + 2
+
+    def part(index: int) -> bytes:
+        fc, lcb = _u32(word, fclcb + 8 * index), _u32(word, fclcb + 8 * index + 4)
+        if fc + lcb > len(table):
+            raise DocError("a FIB entry points past the table stream")
+        return table[fc:fc + lcb]
+
+    clx = part(_FCLCB_CLX)
+    if not clx:
+        raise DocError("no piece table")
+    row_ends = _row_end_marks(word, part(_FCLCB_BTE_PAPX))
+    return _pieces_text(word, clx, row_ends, max_chars)
 
 
-def _pieces_text(word: bytes, clx: bytes, max_chars: int) -> str:
+def _row_end_marks(word: bytes, plc: bytes) -> frozenset[int]:
+    """Where the paragraphs that end table rows end (stream offsets just past their
+    mark), from the PAPX FKP pages ([MS-DOC] 2.9.178 PlcBtePapx, 2.9.176 PapxFkp)."""
+    if len(plc) < 12:
+        return frozenset()
+    n = (len(plc) - 4) // 8
+    ends: set[int] = set()
+    for k in range(n):
+        pn = _u32(plc, 4 * (n + 1) + 4 * k) & 0x3FFFFF
+        page = word[pn * _PAGE:(pn + 1) * _PAGE]
+        if len(page) < _PAGE:
+            raise DocError("a paragraph-property page lies past the WordDocument stream")
+        crun = page[_PAGE - 1]
+        if 4 * (crun + 1) + 13 * crun > _PAGE - 1:
+            raise DocError("malformed paragraph-property page")
+        for i in range(crun):
+            offset = 2 * page[4 * (crun + 1) + 13 * i]
+            if offset and _is_row_end(page, offset):
+                ends.add(_u32(page, 4 * (i + 1)))
+    return frozenset(ends)
+
+
+def _is_row_end(page: bytes, at: int) -> bool:
+    """Does the PapxInFkp at `at` carry sprmPFTtp or sprmPFInnerTtp = 1?"""
+    cb = page[at]
+    start, size = (at + 2, 2 * page[at + 1]) if cb == 0 else (at + 1, 2 * cb - 1)
+    grpprl = page[start + 2:min(start + size, _PAGE - 1)]  # after the style index
+    pos = 0
+    while pos + 2 <= len(grpprl):
+        sprm = _u16(grpprl, pos)
+        pos += 2
+        if sprm in _TTP_SPRMS:
+            return pos < len(grpprl) and grpprl[pos] == 1
+        spra = sprm >> 13
+        if spra == 6:  # variable: a length byte (two for sprmTDefTable)
+            if sprm == 0xD608:
+                if pos + 2 > len(grpprl):
+                    break
+                pos += 1 + _u16(grpprl, pos)
+            elif pos < len(grpprl):
+                pos += 1 + grpprl[pos]
+            else:
+                break
+        else:
+            pos += (1, 1, 2, 4, 2, 2, 0, 3)[spra]
+    return False
+
+
+def _pieces_text(word: bytes, clx: bytes, row_ends: frozenset[int],
+                 max_chars: int) -> DocText:
     pos = 0
     while pos < len(clx) and clx[pos] == 0x01:  # Prc: property modifiers, skipped
         pos += 3 + _u16(clx, pos + 1)
@@ -84,40 +151,52 @@ def _pieces_text(word: bytes, clx: bytes, max_chars: int) -> str:
     lcb = _u32(clx, pos + 1)
     plc = clx[pos + 5:pos + 5 + lcb]
     n = (len(plc) - 4) // 12
-    if n <= 0 or n > _MAX_PIECES or len(plc) != 4 + 12 * n:
+    if len(plc) != lcb or n <= 0 or n > _MAX_PIECES or lcb != 4 + 12 * n:
         raise DocError("malformed piece table")
     cps = struct.unpack_from(f"<{n + 1}I", plc, 0)
     parts: list[str] = []
     total = 0
+    truncated = False
     for i in range(n):
         cch = cps[i + 1] - cps[i]
         if cch < 0:
             raise DocError("piece table positions go backwards")
+        if total + cch > max_chars:  # (pieces may repeat: stop at the cap, not later)
+            cch, truncated = max_chars - total, True
         fc = _u32(plc, 4 * (n + 1) + 8 * i + 2)
-        if fc & 0x40000000:  # fCompressed: one byte a character at fc / 2
-            start = (fc & 0x3FFFFFFF) // 2
-            raw = word[start:start + cch]
-            if len(raw) != cch:
-                raise DocError("a text piece runs past the WordDocument stream")
-            parts.append(raw.decode("cp1252", "replace"))
-        else:
-            raw = word[fc:fc + 2 * cch]
-            if len(raw) != 2 * cch:
-                raise DocError("a text piece runs past the WordDocument stream")
-            parts.append(raw.decode("utf-16-le", "replace"))
+        width = 1 if fc & 0x40000000 else 2  # fCompressed: cp1252 at fc / 2
+        start = (fc & 0x3FFFFFFF) // 2 if width == 1 else fc
+        raw = word[start:start + width * cch]
+        if len(raw) != width * cch:
+            raise DocError("a text piece runs past the WordDocument stream")
+        text = raw.decode("cp1252" if width == 1 else "utf-16-le", "replace")
+        if row_ends and "\x07" in text:
+            text = _mark_row_ends(text, start, width, row_ends)
+        parts.append(text)
         total += cch
-        if total >= max_chars:
+        if truncated:
             break
-    return _plain("".join(parts)[:max_chars])
+    return DocText(_plain("".join(parts)), truncated)
 
 
-# Word's special characters in the text stream ([MS-DOC] 2.8.x): paragraph, cell/row,
-# line, page and column marks become layout; object anchors and note references go.
-# (str.replace per character present: str.translate with a dict is ~20x slower on
-# Japanese text)
-_LAYOUT = (("\r", "\n"), ("\x07", "\t"), ("\x0b", "\n"), ("\x0c", "\n"), ("\x0e", "\n"),
-           ("\x1e", "-"), ("\x1f", ""), ("\x01", ""), ("\x02", ""), ("\x03", ""),
-           ("\x04", ""), ("\x05", ""), ("\x08", ""))
+def _mark_row_ends(text: str, start: int, width: int, row_ends: frozenset[int]) -> str:
+    chars = list(text)
+    k = text.find("\x07")
+    while k >= 0:
+        if start + width * (k + 1) in row_ends:
+            chars[k] = _ROW_END
+        k = text.find("\x07", k + 1)
+    return "".join(chars)
+
+
+# Word's special characters in the text stream ([MS-DOC] 2.8.x): paragraph, cell, row,
+# line, page and column marks become layout (a row's last cell gives up its tab to the
+# row's newline); object anchors and note references go. (str.replace per character
+# present: str.translate with a dict is ~20x slower on Japanese text)
+_LAYOUT = (("\x07" + _ROW_END, "\n"), (_ROW_END, "\n"), ("\r", "\n"), ("\x07", "\t"),
+           ("\x0b", "\n"), ("\x0c", "\n"), ("\x0e", "\n"), ("\x1e", "-"), ("\x1f", ""),
+           ("\x01", ""), ("\x02", ""), ("\x03", ""), ("\x04", ""), ("\x05", ""),
+           ("\x08", ""), ("\x13", ""), ("\x14", ""), ("\x15", ""))
 
 
 def _plain(text: str) -> str:
@@ -131,21 +210,27 @@ def _plain(text: str) -> str:
 
 def _field_results(text: str) -> str:
     """Fields are \\x13 code \\x14 result \\x15, and nest: keep the results (what the
-    reader sees), drop the codes (a field inside another's code goes with that code)."""
+    reader sees), drop the codes (a field inside another's code goes with that code).
+    Marks that do not pair up (a field never closed) drop nothing: text is not thrown
+    away on a guess."""
     out: list[str] = []
-    stack: list[bool] = []  # per open field: past its \\x14 (showing its result)?
+    stack: list[bool] = []  # per open field: past its \x14 (showing its result)?
+    in_code = 0  # open fields still in their code part
     start = 0
     for m in _FIELD_MARK.finditer(text):
         i, ch = m.start(), m.group()
-        if all(stack):  # no open field is in its code part
+        if not in_code:
             out.append(text[start:i])
         if ch == "\x13":
             stack.append(False)
-        elif ch == "\x14" and stack:
+            in_code += 1
+        elif ch == "\x14" and stack and not stack[-1]:
             stack[-1] = True
+            in_code -= 1
         elif ch == "\x15" and stack:
-            stack.pop()
+            in_code -= not stack.pop()
         start = i + 1
-    if all(stack):
-        out.append(text[start:])
+    if stack:
+        return text  # unbalanced: the layout drops the marks, the text stays
+    out.append(text[start:])
     return "".join(out)

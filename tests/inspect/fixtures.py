@@ -504,35 +504,65 @@ def cfb_stream(data: bytes, name: str) -> bytes:
     return bytes(olefile.OleFileIO(io.BytesIO(data)).openstream(name).read())
 
 
-def word97_doc(pieces: list[tuple[str, bool]], *, encrypted: bool = False) -> bytes:
-    """A Word 97 .doc laid out by [MS-DOC]: a FIB naming the 1Table stream, whose Clx
-    (one Prc to skip, then the piece table) maps the text to pieces of the WordDocument
-    stream, each UTF-16LE or, when its flag is True, "compressed" cp1252."""
+def word97_doc(pieces: list[tuple[str, bool]], *, encrypted: bool = False,
+               table: str = "1Table", extra: CfbTree | None = None) -> bytes:
+    """A Word 97 .doc laid out by [MS-DOC]: a FIB naming the table stream (`table`),
+    whose Clx (one Prc to skip, then the piece table) maps the text to pieces of the
+    WordDocument stream, each UTF-16LE or, when its flag is True, "compressed" cp1252.
+    A table row ends, as in Word, with a cell-style mark (\\x07) whose paragraph has
+    sprmPFTtp: write it as \\x1d here. Its paragraph properties are a PAPX in one FKP
+    page (the first row's PAPX also has a sprmTDefTable in front, as Word writes)."""
     fib = bytearray(32 + 2 + 28 + 2 + 88 + 2 + 93 * 8)
-    struct.pack_into("<HH", fib, 0, 0xA5EC, 0x00C1)
-    struct.pack_into("<H", fib, 0x0A, 0x0200 | (0x0100 if encrypted else 0))
+    flags = (0x0200 if table == "1Table" else 0) | (0x0100 if encrypted else 0)
+    struct.pack_into("<HHH", fib, 0, 0xA5EC, 0x00C1, 0)
+    struct.pack_into("<H", fib, 0x0A, flags)
     struct.pack_into("<H", fib, 0x20, 14)
     struct.pack_into("<H", fib, 0x22 + 28, 22)
     fclcb = 0x22 + 28 + 2 + 88
     struct.pack_into("<H", fib, fclcb, 93)
     word = bytearray(fib.ljust(1024, b"\x00"))
-    cps, pcds = [0], b""
+    cps, pcds, marks = [0], b"", []  # marks: (start, end) of each row's end mark
+    text_start = len(word)
     for text, compressed in pieces:
         at = len(word)
-        if compressed:
-            word += text.encode("cp1252")
-            fc = (at * 2) | 0x40000000
-        else:
-            word += text.encode("utf-16-le")
-            fc = at
+        width = 1 if compressed else 2
+        marks += [(at + width * k, at + width * (k + 1)) for k, ch in enumerate(text)
+                  if ch == "\x1d"]
+        text = text.replace("\x1d", "\x07")
+        word += text.encode("cp1252" if compressed else "utf-16-le")
+        fc = (at * 2) | 0x40000000 if compressed else at
         cps.append(cps[-1] + len(text))
         pcds += struct.pack("<HIH", 0, fc, 0)
+    text_end = len(word)
+    # the FKP page: runs cut at every row end; the row ends' runs carry a TTP PAPX
+    word += bytes(-len(word) % 512)
+    pn = len(word) // 512
+    row_ends = {e for _, e in marks}
+    bounds = sorted({text_start, text_end, *(b for m in marks for b in m)})
+    runs = list(itertools.pairwise(bounds))
+    page = bytearray(512)
+    page[511] = len(runs)
+    struct.pack_into(f"<{len(bounds)}I", page, 0, *bounds)
+    papx_first = bytes([6, 0, 0]) + b"\x08\xd6\x03\x00\xaa\xbb" + b"\x17\x24\x01"
+    papx = bytes([3, 0, 0]) + b"\x17\x24\x01"
+    place = 510
+    for i, (a, b) in enumerate(runs):
+        if (a, b) in marks:
+            blob = papx_first if i == min(k for k, r in enumerate(runs) if r[1] in row_ends) \
+                else papx
+            place = (place - len(blob)) & ~1
+            page[place:place + len(blob)] = blob
+            page[4 * len(bounds) + 13 * i] = place // 2
+    assert 4 * len(bounds) + 13 * len(runs) <= place
+    word += page
     plc = struct.pack(f"<{len(cps)}I", *cps) + pcds
     clx = b"\x01" + struct.pack("<H", 2) + b"\x00\x00" + b"\x02" + struct.pack("<I", len(plc)) + plc
-    table = bytes(256) + clx
+    bte = struct.pack("<III", text_start, text_end, pn)
+    table_stream = bytes(256) + clx + bte
     struct.pack_into("<II", word, fclcb + 2 + 33 * 8, 256, len(clx))
-    return cfb({"WordDocument": bytes(word), "1Table": table,
-                "\x05SummaryInformation": bytes(64)})
+    struct.pack_into("<II", word, fclcb + 2 + 13 * 8, 256 + len(clx), len(bte))
+    return cfb({"WordDocument": bytes(word), table: table_stream,
+                "\x05SummaryInformation": bytes(64), **(extra or {})})
 
 
 def _utf16(text: str) -> bytes:
@@ -561,8 +591,11 @@ def outlook_msg(subject: str, body: str, attachments: list[tuple[str, bytes | Cf
         "__substg1.0_39FE001F": _utf16("yamada@example.com"),
         "__properties_version1.0": bytes(8)}
     for i, (name, content) in enumerate(attachments):
-        a: CfbTree = {"__substg1.0_3707001F": _utf16(name),
-                      "__properties_version1.0": bytes(8)}
+        # PR_ATTACH_METHOD (0x3705, PT_LONG): 1 by value, 5 an attached message, 6 OLE
+        method = 1 if isinstance(content, bytes) else (
+            5 if "__properties_version1.0" in content else 6)
+        a: CfbTree = {"__substg1.0_3707001F": _utf16(name), "__properties_version1.0":
+                      bytes(8) + struct.pack("<IIiI", (0x3705 << 16) | 0x0003, 2, method, 0)}
         if isinstance(content, bytes):
             a["__substg1.0_37010102"] = content
         else:

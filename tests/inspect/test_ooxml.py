@@ -345,6 +345,19 @@ def test_comments_under_any_name_are_found_through_the_relationships() -> None:
         "携帯 090-1234-5678"]
 
 
+def test_a_broken_relationships_file_is_one_problem() -> None:
+    sheet = '<row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+    data = fx.add_zip_member(raw_xlsx(sheet, ["山田"]), "xl/worksheets/_rels/sheet1.xml.rels",
+                             b"<Relationships><Relationship")
+    data = fx.add_zip_member(data, "xl/comments1.xml", (
+        f'<comments xmlns="{NS}"><commentList><comment ref="A1"><text><t>メモ</t></text>'
+        "</comment></commentList></comments>").encode())
+    ex = extract(att("a.xlsx", data))
+    assert [(c, w) for c, w, _ in ex.problems] == [
+        ("parse_error", "attachment:a.xlsx/xl/worksheets/_rels/sheet1.xml.rels")]
+    assert ex.tables[0].rows == [["山田"]] and "メモ" in text_of(ex)
+
+
 def test_a_broken_docx_part_is_one_problem_and_the_rest_is_read() -> None:
     data = fx.add_zip_member(fx.docx(["本文は読める 03-1234-5678"]), "word/header9.xml",
                              b"<w:hdr><w:p>broken")
