@@ -653,7 +653,11 @@ class _Extractor:
             ole.close()
 
     def _ole_stream(self, ole: Any, name: str | list[str]) -> bytes:
-        data = bytes(ole.openstream(name).read())
+        return self._charged(bytes(ole.openstream(name).read()))
+
+    def _charged(self, data: bytes) -> bytes:
+        """Bytes taken out of a container count against the message's allowance, like
+        inflated zip members."""
         self.budget.bytes_left -= len(data)
         if self.budget.bytes_left < 0:
             raise _LimitHit("bomb", f"message inflates past {self.limits.max_total_bytes} "
@@ -733,12 +737,8 @@ class _Extractor:
             elif a.message is not None:
                 self._msg_parts(a.message, inner, depth + 1)
             elif a.data is not None:
-                self.budget.bytes_left -= len(a.data)
-                if self.budget.bytes_left < 0:
-                    raise _LimitHit("bomb", "message inflates past "
-                                    f"{self.limits.max_total_bytes} bytes")
-                self.run(Attachment(filename=a.name, content_type="", data=a.data,
-                                    where=inner), depth + 1)
+                self.run(Attachment(filename=a.name, content_type="",
+                                    data=self._charged(a.data), where=inner), depth + 1)
 
     # -- attached messages --
 
