@@ -20,7 +20,7 @@ import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from guard.inspect import msgfile, ooxml, worddoc
 from guard.inspect.textdecode import decode_auto, decode_declared
@@ -39,6 +39,7 @@ from guard.message import (
 )
 
 MiB = 1024 * 1024
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 
@@ -360,7 +361,8 @@ class _Extractor:
         WordprocessingML ("w") and DrawingML ("a"), the defusedxml walk for what it does
         not handle (and for ODF). A broken part is a problem of its own: the other
         parts are still read."""
-        try:
+
+        def read() -> list[str]:
             if kind:
                 try:
                     with self._member_stream(zf, info, where, ratio=False,
@@ -371,11 +373,19 @@ class _Extractor:
             with self._member_stream(zf, info, where, ratio=False,
                                      cap=self.limits.max_xml_part_bytes) as f:
                 return [_xml_text(f)]
+
+        return self._one_part(f"{where}/{info.filename}", read) or []
+
+    def _one_part(self, where: str, read: Callable[[], _T]) -> _T | None:
+        """read(), or None with a parse_error problem at `where` when the part is
+        broken; limits (bombs, memory) still end the whole attachment."""
+        try:
+            return read()
         except (_LimitHit, MemoryError, RecursionError):
             raise
         except Exception as e:
-            self.problem("parse_error", f"{where}/{info.filename}", f"{type(e).__name__}: {e}")
-            return []
+            self.problem("parse_error", where, f"{type(e).__name__}: {e}")
+            return None
 
     def _embeddings(self, zf: ZipArchive, att: Attachment, depth: int) -> None:
         """Embedded objects (an xlsx inside a docx...) are extracted like attachments."""
@@ -421,21 +431,22 @@ class _Extractor:
         relationships (and by their usual names). Their own `where` (".../comments"),
         so the personal-data scan reads them as text: the workbook's own text is
         skipped there (its table is scanned instead)."""
-        names = set(zf.namelist())
-        comments, drawings = _workbook_note_parts(names, lambda n: self._member_bytes(
-            zf, zf.getinfo(n), att.where, ratio=False, cap=self.limits.max_xml_part_bytes),
-            lambda n, e: self.problem("parse_error", f"{att.where}/{n}",
-                                      f"{type(e).__name__}: {e}"))
-        texts: list[str] = []
-        for name in sorted(comments, key=_num_key):
-            try:
-                with self._member_stream(zf, zf.getinfo(name), att.where, ratio=False,
-                                         cap=self.limits.max_xml_part_bytes) as f:
-                    texts.append(_comment_text(f))
-            except (_LimitHit, MemoryError, RecursionError):
-                raise
-            except Exception as e:
-                self.problem("parse_error", f"{att.where}/{name}", f"{type(e).__name__}: {e}")
+        from defusedxml.ElementTree import fromstring
+
+        cap = self.limits.max_xml_part_bytes
+
+        def rels(name: str) -> list[Any] | None:
+            return self._one_part(f"{att.where}/{name}", lambda: list(fromstring(
+                self._member_bytes(zf, zf.getinfo(name), att.where, ratio=False, cap=cap))))
+
+        def comment(name: str) -> str:
+            with self._member_stream(zf, zf.getinfo(name), att.where, ratio=False,
+                                     cap=cap) as f:
+                return _comment_text(f)
+
+        comments, drawings = _workbook_note_parts(set(zf.namelist()), rels)
+        texts = [self._one_part(f"{att.where}/{name}", lambda name=name: comment(name)) or ""
+                 for name in sorted(comments, key=_num_key)]
         for name in sorted(drawings, key=_num_key):
             texts.extend(self._part_text(zf, zf.getinfo(name), att.where, "a"))
         self.text(f"{att.where}/comments", "\n".join(t for t in texts if t.strip()))
@@ -878,15 +889,12 @@ _NOTE_RELS = {"comments": "comments", "threadedComment": "comments",
               "drawing": "drawings", "chart": "drawings"}
 
 
-def _workbook_note_parts(names: set[str], read: Callable[[str], bytes],
-                         broken: Callable[[str, Exception], None]
+def _workbook_note_parts(names: set[str], rels: Callable[[str], list[Any] | None]
                          ) -> tuple[set[str], set[str]]:
     """(comment parts, drawing and chart parts) of a workbook: the targets of the
-    relationships of those types in every xl/ relationships file, and the parts with
-    the names Excel and openpyxl give them. A relationships file that cannot be read is
-    reported (`broken`) and passed over."""
-    from defusedxml.ElementTree import fromstring
-
+    relationships of those types in every xl/ relationships file (`rels(name)`: its
+    Relationship elements, None when it cannot be read), and the parts with the names
+    Excel and openpyxl give them."""
     found: dict[str, set[str]] = {"comments": set(), "drawings": set()}
     for name in names:
         if re.fullmatch(r"xl/(?:[^/]+/)?(?:comments?|threadedComment)[^/]*\.xml", name,
@@ -897,14 +905,7 @@ def _workbook_note_parts(names: set[str], read: Callable[[str], bytes],
         if not (name.startswith("xl/") and name.endswith(".rels")):
             continue
         folder = posixpath.dirname(posixpath.dirname(name))  # xl/worksheets/_rels/… → xl/worksheets
-        try:
-            rels = list(fromstring(read(name)))
-        except (_LimitHit, MemoryError, RecursionError):
-            raise
-        except Exception as e:
-            broken(name, e)
-            continue
-        for rel in rels:
+        for rel in rels(name) or ():
             kind = _NOTE_RELS.get(rel.get("Type", "").rsplit("/", 1)[-1])
             target = rel.get("Target", "")
             if kind is None or not target or rel.get("TargetMode") == "External":

@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard.inspect.textdecode import decode_auto, decode_declared
+from guard.inspect.textdecode import decode_declared
 
 _ATTACH = "__attach_version1.0_#"
 _RECIP = "__recip_version1.0_#"
@@ -97,7 +97,7 @@ class _Reader:
             return self._stream((*at, unicode_)).decode("utf-16-le", "replace").rstrip("\x00")
         if string8 in names:
             raw = self._stream((*at, string8)).rstrip(b"\x00")
-            return decode_declared(raw, codepage) if codepage else decode_auto(raw)
+            return decode_declared(raw, codepage)  # (no code page: the detection cascade)
         return ""
 
     def message(self, at: tuple[str, ...], top: bool, depth: int) -> MsgMessage:
@@ -115,7 +115,7 @@ class _Reader:
                 meta = _META_CHARSET.search(raw[:4096])
                 label = (meta.group(1).decode("ascii") if meta else
                          pages.get(0x3FDE) or pages.get(0x3FFD))
-                msg.html = decode_declared(raw, label) if label else decode_auto(raw)
+                msg.html = decode_declared(raw, label)
             else:
                 msg.html = self._string(at, 0x1013, pages.get(0x3FDE) or codepage)
             if not msg.html.strip() and any(n.startswith("__substg1.0_1009") for n in names):

@@ -254,10 +254,11 @@ class _Condition:
         self.min_count = spec.min_count
         self.min_score = spec.min_score
         self.where = spec.where
-        self.evidence = tuple(
-            (k, frozenset(map(form, v)), form)
-            for k, v in spec.evidence.items()
-            for form in (_EVIDENCE_FORM.get(k, _same),))
+        evidence = []
+        for key, values in spec.evidence.items():
+            form = _EVIDENCE_FORM.get(key, _same)
+            evidence.append((key, frozenset(map(form, values)), form))
+        self.evidence = tuple(evidence)
 
     def select(self, index: Mapping[str, list[Finding]]) -> list[Finding]:
         where = self.where
