@@ -81,26 +81,25 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _with_engine(settings: Settings, fn: Any) -> Any:
-    from guard.store import db
+async def _read(settings: Settings, fn: Any) -> Any:
+    """fn(engine) on the existing store (a read command never creates one)."""
+    from guard.store.access import open_store
 
-    engine = db.create_engine(settings.database.url)
-    try:
-        return await fn(engine)
-    finally:
-        await engine.dispose()
+    async with open_store(settings.database.url) as store:
+        return await fn(store.engine)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from guard.store import migrate
+    from guard.store.access import open_store
 
     settings = _settings(args)
 
-    async def go(engine: Any) -> tuple[str | None, str | None]:
-        await migrate.upgrade(engine)
-        return await migrate.current_revision(engine)
+    async def go() -> tuple[str | None, str | None]:
+        async with open_store(settings.database.url, upgrade=True) as store:
+            return await migrate.current_revision(store.engine)
 
-    cur, head = asyncio.run(_with_engine(settings, go))
+    cur, head = asyncio.run(go())
     print(f"database at revision {cur} (head {head})")
     return 0
 
@@ -118,7 +117,7 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
         async with engine.connect() as conn:
             return await q.list_messages(conn, args.state, args.limit)
 
-    rows = asyncio.run(_with_engine(settings, go))
+    rows = asyncio.run(_read(settings, go))
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1, default=str))
         return 0
@@ -142,7 +141,7 @@ def cmd_queue_show(args: argparse.Namespace) -> int:
         async with engine.connect() as conn:
             return await q.show_message(conn, args.id)
 
-    row = asyncio.run(_with_engine(settings, go))
+    row = asyncio.run(_read(settings, go))
     if row is None:
         print(f"no message {args.id}", file=sys.stderr)
         return 1
@@ -237,10 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from guard.store.access import StoreNotReady
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:
+    except (ConfigError, StoreNotReady) as e:
         print(f"guard: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -134,22 +134,20 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
     from guard.decide import Inspector
     from guard.secret import load_or_create_secret
     from guard.store import queue as q
+    from guard.store.access import open_store
 
     settings = _settings(args)
     policy = _load(_policy_path(args, settings))
-    engine = _engine_if_present(settings)
-    if engine is None:
-        print("no database yet: nothing to replay", file=sys.stderr)
-        return 1
 
     async def go() -> tuple[int, Counter[str], Counter[str], Counter[tuple[str, str]]]:
-        inspector = Inspector(engine, load_or_create_secret(settings))
-        since = time.time() - parse_since(args.since)
-        before: Counter[str] = Counter()
-        after: Counter[str] = Counter()
-        per_rule: Counter[tuple[str, str]] = Counter()
-        n, last = 0, ""
-        try:
+        async with open_store(settings.database.url) as store:
+            engine = store.engine
+            inspector = Inspector(engine, load_or_create_secret(settings))
+            since = time.time() - parse_since(args.since)
+            before: Counter[str] = Counter()
+            after: Counter[str] = Counter()
+            per_rule: Counter[tuple[str, str]] = Counter()
+            n, last = 0, ""
             while True:
                 async with engine.connect() as conn:
                     page = await q.stored_page(conn, since, last)
@@ -166,9 +164,7 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
                     for rule in {r.rule for r in ins.verdict.reasons}:
                         action = next(r.action for r in ins.verdict.reasons if r.rule == rule)
                         per_rule[(rule, str(getattr(action, "value", action)))] += 1
-        finally:
-            await engine.dispose()
-        return n, before, after, per_rule
+            return n, before, after, per_rule
 
     n, before, after, per_rule = asyncio.run(go())
     if args.json:
@@ -190,22 +186,15 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
 def cmd_lists_import(args: argparse.Namespace) -> int:
     from guard.listsync import import_list
     from guard.secret import load_or_create_secret
-    from guard.store import db, migrate
-    from guard.store.writer import BatchWriter
+    from guard.store.access import open_store
 
     settings = _settings(args)
 
     async def go() -> Any:
-        engine = db.create_engine(settings.database.url)
-        await migrate.upgrade(engine)
-        writer = BatchWriter(engine)
-        writer.start()
-        try:
-            return await import_list(engine, writer, load_or_create_secret(settings),
+        async with open_store(settings.database.url, write=True, upgrade=True) as store:
+            assert store.writer is not None
+            return await import_list(store.engine, store.writer, load_or_create_secret(settings),
                                      args.name, args.file, actor="cli", force=True)
-        finally:
-            await writer.close()
-            await engine.dispose()
 
     r = asyncio.run(go())
     if r.errors:
@@ -219,17 +208,14 @@ def cmd_lists_import(args: argparse.Namespace) -> int:
 
 
 def cmd_lists_show(args: argparse.Namespace) -> int:
-    from guard.store import db, knowledge
+    from guard.store import knowledge
+    from guard.store.access import open_store
 
     settings = _settings(args)
 
     async def go() -> list[dict[str, Any]]:
-        engine = db.create_engine(settings.database.url)
-        try:
-            async with engine.connect() as conn:
-                return await knowledge.list_info(conn)
-        finally:
-            await engine.dispose()
+        async with open_store(settings.database.url) as store, store.engine.connect() as conn:
+            return await knowledge.list_info(conn)
 
     for row in asyncio.run(go()):
         at = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["imported_at"]))
@@ -239,8 +225,8 @@ def cmd_lists_show(args: argparse.Namespace) -> int:
 
 def cmd_domains_import(args: argparse.Namespace) -> int:
     from guard.lists import parse_domains_csv
-    from guard.store import db, knowledge, migrate
-    from guard.store.writer import BatchWriter
+    from guard.store import knowledge
+    from guard.store.access import open_store
 
     settings = _settings(args)
     parsed = parse_domains_csv(Path(args.file).read_bytes())
@@ -250,16 +236,10 @@ def cmd_domains_import(args: argparse.Namespace) -> int:
         return 1
 
     async def go() -> int:
-        engine = db.create_engine(settings.database.url)
-        await migrate.upgrade(engine)
-        writer = BatchWriter(engine)
-        writer.start()
-        try:
-            return await writer.submit(lambda conn, now: knowledge.import_domains(
+        async with open_store(settings.database.url, write=True, upgrade=True) as store:
+            assert store.writer is not None
+            return await store.writer.submit(lambda conn, now: knowledge.import_domains(
                 conn, now, parsed.domains, "cli", args.file))
-        finally:
-            await writer.close()
-            await engine.dispose()
 
     print(f"{asyncio.run(go())} domains marked as known")
     return 0

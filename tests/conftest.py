@@ -210,16 +210,22 @@ def postgres_available() -> bool:
     return False
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'guard.db'}"
+def require_postgres() -> str:
+    """The test PostgreSQL URL; fails under CI=true when it does not answer, skips elsewhere."""
     if not postgres_available():
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL on 127.0.0.1:5432 is required in CI")
         pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    reset_postgres()
     return PG_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'guard.db'}"
+    url = require_postgres()
+    reset_postgres()
+    return url
 
 
 # --- the guard as a subprocess ---------------------------------------------------------

@@ -51,18 +51,11 @@ def _secret(settings: Settings) -> bytes:
 
 async def _with_service(settings: Settings, secret: bytes, fn: Any) -> Result:
     from guard.hold.service import HoldService
-    from guard.store import db
-    from guard.store.writer import BatchWriter
+    from guard.store.access import open_store
 
-    engine = db.create_engine(settings.database.url)
-    writer = BatchWriter(engine)
-    writer.start()
-    try:
-        service = HoldService(engine, writer, settings, secret)
-        return await fn(service)
-    finally:
-        await writer.close()
-        await engine.dispose()
+    async with open_store(settings.database.url, write=True) as store:
+        assert store.writer is not None
+        return await fn(HoldService(store.engine, store.writer, settings, secret))
 
 
 def _report(res: Result, message_id: str, done: str) -> int:
