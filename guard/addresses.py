@@ -96,10 +96,11 @@ def normalize_domain(domain: str) -> str:
     """Lower-case A-label form of a domain; never raises.
 
     The same as ascii_domain for every domain ascii_domain accepts. Anything else
-    ("_dmarc.example.com", "files.corp.local" is fine, "bad..example") is kept
-    NFKC-normalised and lower-cased, so it still compares equal to itself.
+    ("exa_mple.example", "bad..example") is kept NFKC-normalised and lower-cased, so
+    it still compares equal to itself.
     """
-    d = _domain_text(domain)
+    # stray dots at either end go too ("..example.com."): for comparing, not for typing
+    d = _domain_text(domain).strip(".")
     if d.isascii():
         # the hot path: UTS 46 maps nothing in ASCII but upper case
         return d
