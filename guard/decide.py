@@ -22,8 +22,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from guard.addresses import address_key, domain_of
 from guard.inspect.context import Customer, InspectContext
-from guard.inspect.domains import canonical_address, domain_of, registrable_domain
+from guard.inspect.domains import registrable_domain
 from guard.inspect.extract import extract_message
 from guard.inspect.finding import Finding
 from guard.inspect.isolate import ExtractionPool
@@ -224,7 +225,7 @@ class Inspector:
     def _digest(self, rcpt: str) -> bytes:
         # never raises: an envelope address email-validator refuses (mail.corp.local,
         # *.test) must not turn into a 451 that the client retries forever
-        return canonical_digest(self.secret, canonical_address(rcpt))
+        return canonical_digest(self.secret, address_key(rcpt))
 
     def _read_list(self, path: Path) -> frozenset[bytes]:
         parsed = parse_address_csv(path.read_bytes())

@@ -6,8 +6,9 @@ Parsing is all-or-nothing: if any row is bad, the result carries every bad row (
 its 1-based line number) and no data, so a half-read list is never applied. Storing
 the result is the store's job, not this module's.
 
-Suppression lists are kept as keyed digests (HMAC-SHA256 of the canonical address),
-so the database of people who asked to stop is not a mailing list itself.
+Suppression lists are kept as keyed digests (HMAC-SHA256 of the address's comparison
+key, guard.addresses), so the database of people who asked to stop is not a mailing
+list itself.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from collections.abc import Callable, Sequence
 from hashlib import sha256
 from typing import NamedTuple
 
-import idna
-
+from guard.addresses import InvalidAddress, ascii_domain, valid_address_key
 from guard.inspect.context import Customer
-from guard.inspect.domains import normalize_address
 
 __all__ = [
     "MAX_CSV_BYTES",
@@ -56,7 +55,7 @@ class RowError(NamedTuple):
 
 
 class ListParseResult(NamedTuple):
-    addresses: list[str]  # canonical, distinct, in file order; empty when errors
+    addresses: list[str]  # comparison keys, distinct, in file order; empty when errors
     errors: list[RowError]
 
     @property
@@ -86,17 +85,17 @@ class DomainParseResult(NamedTuple):
 
 
 def canonical_digest(key: bytes, canonical: str) -> bytes:
-    """HMAC-SHA256 of an address already in canonical form (domains.canonical_address)."""
+    """HMAC-SHA256 of an address already in key form (guard.addresses.address_key)."""
     return hmac.new(key, canonical.encode("utf-8"), sha256).digest()
 
 
 def address_digest(key: bytes, address: str) -> bytes:
-    """HMAC-SHA256 of the canonical form of an address; ValueError if it is not valid.
+    """HMAC-SHA256 of the key of an address (guard.addresses); ValueError if not valid.
 
     Any spelling of one mailbox ("Tanaka@ABC.co.jp", full-width, U-label domain)
     gives the same digest, the one detect_suppressed computes for the envelope.
     """
-    return canonical_digest(key, normalize_address(address))
+    return canonical_digest(key, valid_address_key(address))
 
 
 # ---------------------------------------------------------------- decoding
@@ -280,7 +279,7 @@ def parse_address_csv(data: bytes) -> ListParseResult:
             errors.append(RowError(row.line, _row_text(row.cells), "empty address"))
             continue
         try:
-            addresses[normalize_address(cell)] = None
+            addresses[valid_address_key(cell)] = None
         except ValueError as e:
             errors.append(RowError(row.line, _row_text(row.cells), f"invalid address: {e}"))
     if errors:
@@ -292,30 +291,28 @@ def parse_address_csv(data: bytes) -> ListParseResult:
 
 # ---------------------------------------------------------------- domains
 
-_LDH = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
 def parse_domain(text: str) -> str:
     """A mail domain as typed by an admin -> lower-case A-labels; ValueError if invalid.
 
-    Accepts "ABC.co.jp", "@abc.co.jp", "*.abc.co.jp", "例え.jp", full-width forms.
+    Accepts "ABC.co.jp", "@abc.co.jp", "*.abc.co.jp", "例え.jp", full-width forms;
+    normalised by guard.addresses.ascii_domain, and a mail domain has a dot and a
+    name, not a number, at its end.
     """
-    d = unicodedata.normalize("NFKC", text).strip().lower().rstrip(".")
+    d = unicodedata.normalize("NFKC", text).strip()
     d = d.removeprefix("@").removeprefix("*.")
     if not d:
         raise ValueError("empty domain")
     if "@" in d:
         raise ValueError(f"{text!r} is an address, not a domain")
-    if "." not in d:
+    if "." not in d.rstrip("."):
         raise ValueError(f"{text!r} has no dot: not a mail domain")
     try:
-        d = idna.encode(d, uts46=True).decode("ascii")
-    except idna.IDNAError as e:
-        raise ValueError(f"{text!r} is not a valid domain ({e})") from e
-    labels = d.split(".")
-    if len(d) > 253 or not all(_LDH.match(label) for label in labels) or labels[-1].isdigit():
+        a = ascii_domain(d)
+    except InvalidAddress as e:
+        raise ValueError(str(e)) from None
+    if a.rpartition(".")[2].isdigit():
         raise ValueError(f"{text!r} is not a valid domain")
-    return d
+    return a
 
 
 def _is_domain(cell: str) -> bool:

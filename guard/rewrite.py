@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from email.header import Header
 
-from guard.inspect.domains import in_domain_set
+from guard.addresses import domain_of, in_domain_set
 from guard.message import mailbox_addr, split_address_list, unfold
 
 __all__ = ["add_headers", "field_name", "move_to_bcc", "prefix_subject", "split_fields"]
@@ -96,7 +96,7 @@ def _kept_mailboxes(f: bytes, internal: frozenset[str]) -> tuple[list[bytes], bo
     kept = []
     for seg in segments:
         addr = mailbox_addr(seg)
-        if addr is None or not in_domain_set(addr.rpartition("@")[2], internal):
+        if addr is None or not in_domain_set(domain_of(addr), internal):
             continue
         seg = seg.strip()
         if "@" in seg.replace(addr, ""):

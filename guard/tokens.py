@@ -26,6 +26,8 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from guard.addresses import address_key
+
 VERSION = "1"
 # "review": the sender's page (confirm, send now, cancel); "approve": an approver's page
 # (approve or reject). A token for one can never do the other's actions.
@@ -100,7 +102,7 @@ class TokenSigner:
         if not _MSGID.fullmatch(message_id):
             raise ValueError(f"bad message id {message_id!r}")
         parts = [VERSION, self.key_id, message_id, action,
-                 _b64e(actor.strip().lower().encode("utf-8")), str(int(expires_at)),
+                 _b64e(address_key(actor).encode("utf-8")), str(int(expires_at)),
                  _b64e(secrets.token_bytes(NONCE_BYTES))]
         signed = ".".join(parts)
         return signed + "." + _b64e(self._mac(self.key_id, signed))

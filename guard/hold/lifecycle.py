@@ -27,9 +27,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from guard.addresses import address_key
 from guard.config import Settings
 from guard.hold import metrics
-from guard.hold.model import KINDS, Hold, norm_addr, parse_hold
+from guard.hold.model import KINDS, Hold, parse_hold
 from guard.notify.notices import Event, NoticeFactory
 from guard.rewrite import move_to_bcc
 from guard.store import holds as H
@@ -108,7 +109,7 @@ def allowed_approvers(hold: Hold, hold_row: H.HoldRow | None, settings: Settings
 
 
 def _norm(addrs: Iterable[str]) -> list[str]:
-    return [norm_addr(a) for a in addrs if "@" in a]
+    return [address_key(a) for a in addrs if "@" in a]
 
 
 Op = Callable[[AsyncConnection, float], Awaitable[Result]]
@@ -149,9 +150,9 @@ class Lifecycle:
         n = 0
         sent: set[str] = set()
         for addr in to:
-            if not addr or norm_addr(addr) in sent:
+            if not addr or address_key(addr) in sent:
                 continue
-            sent.add(norm_addr(addr))
+            sent.add(address_key(addr))
             notice = self.notices.make(event, msg, rcpts, hold, now, addr,
                                        link_action=link_action)
             if notice is None:
@@ -201,7 +202,7 @@ class Lifecycle:
             return Result("not_held")
         metrics.NEAR_MISSES.labels(actor.role, hold.kind).inc()
         hold_row = await H.get_hold(conn, msg.id)
-        told = [a for a in self._asked(hold, hold_row) if a != norm_addr(actor.who)]
+        told = [a for a in self._asked(hold, hold_row) if a != address_key(actor.who)]
         if actor.role != "sender":
             told.insert(0, msg.mail_from)
         kind = "rejected" if action == "reject" else "cancelled"
@@ -260,7 +261,7 @@ class Lifecycle:
                       drop: Iterable[str] = (), bcc: bool = False, reason: str = "") -> Result:
         """held → queued: the sender confirms or sends now (optionally removing recipients
         and moving To/Cc to Bcc, in the same transaction), or an admin releases."""
-        drop = [norm_addr(a) for a in drop]
+        drop = [address_key(a) for a in drop]
 
         async def op(conn: AsyncConnection, now: float) -> Result:
             opened = await self._open(conn, message_id, link)
@@ -271,7 +272,7 @@ class Lifecycle:
                 return Result("forbidden", msg.state)  # nobody approves their own mail
             dropped = []
             for r in await H.get_recipients(conn, message_id):
-                if r.state == "pending" and norm_addr(r.address) in drop:
+                if r.state == "pending" and address_key(r.address) in drop:
                     await H.drop_recipient(conn, now, message_id, r.idx)
                     dropped.append(r.address)
             if dropped and not [r for r in await H.get_recipients(conn, message_id)
@@ -341,7 +342,7 @@ class Lifecycle:
     async def approve(self, message_id: str, actor: Actor, *, link: Link | None = None
                       ) -> Result:
         """One approval; the last one needed releases the message (held → queued)."""
-        who = norm_addr(actor.who)
+        who = address_key(actor.who)
 
         async def op(conn: AsyncConnection, now: float) -> Result:
             opened = await self._open_for_decision(conn, message_id, link, who, actor)
@@ -375,7 +376,7 @@ class Lifecycle:
     async def reject(self, message_id: str, actor: Actor, *, reason: str,
                      link: Link | None = None) -> Result:
         """An approver says no: held → cancelled (a near miss); sender and others told."""
-        who = norm_addr(actor.who)
+        who = address_key(actor.who)
 
         async def op(conn: AsyncConnection, now: float) -> Result:
             opened = await self._open_for_decision(conn, message_id, link, who, actor)
@@ -452,7 +453,7 @@ class Lifecycle:
     async def drop_recipient(self, message_id: str, address: str, actor: Actor, *,
                              link: Link | None = None) -> Result:
         """Remove one recipient of a held message; removing the last one cancels it."""
-        target = norm_addr(address)
+        target = address_key(address)
 
         async def op(conn: AsyncConnection, now: float) -> Result:
             opened = await self._open(conn, message_id, link)
@@ -460,7 +461,7 @@ class Lifecycle:
                 return opened
             msg, hold = opened
             rcpts = await H.get_recipients(conn, message_id)
-            match = [r for r in rcpts if r.state == "pending" and norm_addr(r.address) == target]
+            match = [r for r in rcpts if r.state == "pending" and address_key(r.address) == target]
             if not match:
                 return Result("not_found", msg.state)
             await H.drop_recipient(conn, now, message_id, match[0].idx)

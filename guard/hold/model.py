@@ -13,15 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from guard.addresses import address_key, domain_of
+
 KINDS = ("delay", "confirm", "approve")
-
-
-def norm_addr(address: str) -> str:
-    return address.strip().strip("<>").strip().lower()
-
-
-def domain_of(address: str) -> str:
-    return norm_addr(address).rpartition("@")[2].rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -60,8 +54,8 @@ class Hold:
     internal_domains: tuple[str, ...] = ()
 
     def reasons_for(self, address: str) -> list[Reason]:
-        a = norm_addr(address)
-        return [r for r in self.reasons if a in {norm_addr(x) for x in r.recipients}]
+        a = address_key(address)
+        return [r for r in self.reasons if a in {address_key(x) for x in r.recipients}]
 
     def needs_tick(self, address: str) -> bool:
         """Recipients the sender must confirm one by one: those a reason names, and
@@ -80,7 +74,7 @@ class Hold:
         return out
 
     def is_sender(self, address: str) -> bool:
-        return norm_addr(address) in self.sender_addresses
+        return address_key(address) in self.sender_addresses
 
 
 def _num(v: Any) -> float | None:
@@ -94,8 +88,8 @@ def _addrs(v: Any) -> tuple[str, ...]:
         return ()
     out: list[str] = []
     for a in v:
-        if isinstance(a, str) and "@" in a and norm_addr(a) not in out:
-            out.append(norm_addr(a))
+        if isinstance(a, str) and "@" in a and address_key(a) not in out:
+            out.append(address_key(a))
     return tuple(out)
 
 
@@ -117,7 +111,7 @@ def parse_hold(verdict: Mapping[str, Any], *, mail_from: str, sender: str) -> Ho
     on_expiry = verdict.get("on_expiry")
     if on_expiry not in ("send", "cancel"):
         on_expiry = "send" if kind == "delay" else "cancel"
-    sender_addresses = {norm_addr(a) for a in (mail_from, sender,
+    sender_addresses = {address_key(a) for a in (mail_from, sender,
                                                str(verdict.get("sender_address") or ""))
                         if a and "@" in a}
     # the sender never approves their own mail, whatever the rule says

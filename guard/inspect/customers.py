@@ -20,14 +20,9 @@ from typing import Any, Protocol
 
 import re2
 
+from guard.addresses import address_key, domain_of, in_domain_set
 from guard.inspect.context import Customer, InspectContext
-from guard.inspect.domains import (
-    canonical_address,
-    domain_of,
-    in_domain_set,
-    is_internal,
-    registrable_domain,
-)
+from guard.inspect.domains import is_internal, registrable_domain
 from guard.inspect.finding import Finding
 from guard.inspect.keywords import KeywordView, nfkc
 
@@ -146,7 +141,7 @@ def detect_customer_mismatch(view: CustomerView, ctx: InspectContext) -> list[Fi
     orgs: dict[str, None] = {}
     seen: set[str] = set()
     for rcpt in view.rcpt_tos:
-        addr = canonical_address(rcpt)
+        addr = address_key(rcpt)
         if addr in seen or is_internal(addr, ctx):
             continue
         seen.add(addr)

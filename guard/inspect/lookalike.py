@@ -28,12 +28,8 @@ from confusable_homoglyphs.categories import alias as _script_of
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from guard.inspect.domains import (
-    canonical_address,
-    domain_to_unicode,
-    public_suffix,
-    registrable_domain,
-)
+from guard.addresses import address_key, domain_to_unicode
+from guard.inspect.domains import public_suffix, registrable_domain
 
 __all__ = [
     "LookalikeIndex",
@@ -256,7 +252,7 @@ class LookalikeIndex:
 
     def match(self, address: str) -> LookalikeMatch | None:
         """The strongest resemblance of an unknown address to a known one, or None."""
-        addr = canonical_address(address)
+        addr = address_key(address)
         if addr in self.addresses or "@" not in addr:
             return None
         local, _, domain = addr.rpartition("@")
@@ -360,7 +356,9 @@ def build_index(
 ) -> LookalikeIndex:
     """The index for one context's sets, cached: contexts are rebuilt per message from
     the same store snapshot, and frozensets hash once."""
-    addresses = (a if a.isascii() and a == a.strip().lower() else canonical_address(a)
+    # known addresses are stored as keys already; plain ASCII ones skip the key's
+    # validation (200,000 of them would cost seconds)
+    addresses = (a if a.isascii() and a == a.strip().lower() else address_key(a)
                  for a in known_addresses if "@" in a)
     orgs = {
         registrable_domain(d)

@@ -10,15 +10,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Protocol
 
+from guard.addresses import address_form, address_key, domain_of, domain_to_unicode, in_domain_set
 from guard.inspect.context import InspectContext
-from guard.inspect.domains import (
-    canonical_address,
-    domain_of,
-    domain_to_unicode,
-    in_domain_set,
-    is_internal,
-    registrable_domain,
-)
+from guard.inspect.domains import is_internal, registrable_domain
 from guard.inspect.finding import Finding
 from guard.inspect.lookalike import build_index
 from guard.lists import canonical_digest
@@ -54,11 +48,11 @@ class HeaderView(Protocol):
 
 
 def _distinct(addresses: Sequence[str]) -> list[tuple[str, str]]:
-    """(as given, canonical) for each distinct address, in first-seen order."""
+    """(as given, comparison key) for each distinct address, in first-seen order."""
     seen: set[str] = set()
     out: list[tuple[str, str]] = []
     for a in addresses:
-        c = canonical_address(a)
+        c = address_key(a)
         if c and c not in seen:
             seen.add(c)
             out.append((a, c))
@@ -146,17 +140,18 @@ def detect_lookalike(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
             how_ja, how_en = f"{m.distance}文字違い", f"{m.distance} character(s) different"
         else:
             how_ja, how_en = _KIND_JA[m.kind], _KIND_EN[m.kind]
+        # the A-label form of the recipient shows a homograph for what it is
+        shown = address_form(given)
         findings.append(Finding(
             "lookalike",
             score=m.score,
             where="rcpt",
-            # the A-label form of the recipient shows a homograph for what it is
-            evidence={"address": addr, "resembles": m.resembles, "kind": m.kind,
+            evidence={"address": shown, "resembles": m.resembles, "kind": m.kind,
                       "distance": m.distance},
             recipients=(given,),
-            reason_ja=f"送信先 {addr} は既知の {m.resembles} に似ています（{how_ja}）。"
+            reason_ja=f"送信先 {shown} は既知の {m.resembles} に似ています（{how_ja}）。"
                       f"{m.resembles} の間違いではありませんか",
-            reason_en=f"{addr} looks like {m.resembles} ({how_en}): "
+            reason_en=f"{shown} looks like {m.resembles} ({how_en}): "
                       f"did you mean {m.resembles}?",
         ))
     return findings
@@ -165,8 +160,8 @@ def detect_lookalike(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
 def detect_suppressed(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
     """Envelope recipients on a suppression list (opt-out, withdrawn members, …).
 
-    Lists hold keyed digests, not addresses; the recipient is normalised exactly as
-    lists.parse_address_csv normalises imported rows, so the digests meet.
+    Lists hold keyed digests, not addresses; the recipient's key (guard.addresses) is
+    the one lists.parse_address_csv makes of imported rows, so the digests meet.
     """
     if not ctx.suppression:
         return []
@@ -199,7 +194,7 @@ def detect_visible_external(view: HeaderView, ctx: InspectContext) -> list[Findi
     if n < 2:
         return []
     orgs = {registrable_domain(domain_of(c)) for _, c in visible}
-    in_to = {canonical_address(a) for a in view.to_addrs}
+    in_to = {address_key(a) for a in view.to_addrs}
     return [Finding(
         "visible_external",
         score=1.0,

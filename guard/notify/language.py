@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from guard.addresses import address_key
 from guard.smtp.users import parse_users
 
 log = logging.getLogger("guard.notify")
@@ -48,12 +49,12 @@ class Languages:
                 log.warning("users file %s unreadable; languages from the policy", self.path)
                 return
             by_name = {u.name: u.language for u in users.values() if u.language in LANGS}
-            by_addr = {a.lower(): u.language for u in users.values() if u.language in LANGS
+            by_addr = {address_key(a): u.language for u in users.values() if u.language in LANGS
                        for a in u.addresses}
             self._by_name, self._by_address, self._mtime = by_name, by_addr, mtime
 
     def for_person(self, *, address: str = "", name: str = "", policy: str = "") -> str:
         self._reload()
         lang = self._by_name.get(name) if name else None
-        lang = lang or (self._by_address.get(address.strip().lower()) if address else None)
+        lang = lang or (self._by_address.get(address_key(address)) if address else None)
         return lang or (policy if policy in LANGS else "") or self.default

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guard.addresses import address_key, domain_of, normalize_domain
 from guard.inspect.context import KeywordRule
-from guard.inspect.domains import normalize_domain, registrable_domain
+from guard.inspect.domains import registrable_domain
 from guard.inspect.finding import Finding
 from guard.policy.schema import (
     SENDER_GROUP,
@@ -159,22 +160,6 @@ class Verdict:
 # Compiled policy
 
 
-def domain_of(address: str) -> str:
-    domain = address.rpartition("@")[2].strip().strip("<>").lower().rstrip(".")
-    if not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError:
-            pass  # an undecodable domain matches no pattern: fine
-    return domain
-
-
-def normalise_address(address: str) -> str:
-    text = address.strip().strip("<>").strip().lower()
-    local, at, _ = text.rpartition("@")
-    return f"{local}@{domain_of(text)}" if at else text
-
-
 class _DomainSet:
     """Domains and their subdomains; "*.example.com" means subdomains only."""
 
@@ -222,8 +207,7 @@ def _index(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
 
 
 def _address_or_domain(value: str) -> str:
-    local, at, domain = value.rpartition("@")
-    return f"{local.lower()}@{normalize_domain(domain)}" if at else normalize_domain(value)
+    return address_key(value) if "@" in value else normalize_domain(value)
 
 
 def _same(value: str) -> str:
@@ -231,8 +215,8 @@ def _same(value: str) -> str:
 
 
 # Evidence values compared in one form on both sides: an organisation's registrable
-# domain in A-labels ("Mail.例え.jp" finds "xn--r8jz45g.jp"), an address or domain in
-# A-labels; names (lists, keyword rules, customers, kinds) as written.
+# domain in A-labels ("Mail.例え.jp" finds "xn--r8jz45g.jp"), an address by its key or
+# a domain in A-labels (guard.addresses); names (lists, keyword rules, customers, kinds) as written.
 _EVIDENCE_FORM: dict[str, Callable[[str], str]] = {
     "domains": registrable_domain, "resembles": _address_or_domain}
 
@@ -379,7 +363,7 @@ class Policy:
 
     def groups_of(self, sender: str) -> tuple[str, ...]:
         """The sender's groups: exact member entries first, then patterns, in file order."""
-        address = normalise_address(sender)
+        address = address_key(sender)
         cached = self._group_cache.get(address)
         if cached is not None:
             return cached
@@ -457,7 +441,7 @@ def _internal_test(policy: Policy, internal: InternalTest) -> Callable[[str], bo
         return internal
     if isinstance(internal, str):  # one domain, not a collection of characters
         internal = (internal,)
-    domains = _DomainSet(d.strip().lower().lstrip("@").rstrip(".") for d in internal)
+    domains = _DomainSet(normalize_domain(d.strip().lstrip("@")) for d in internal)
     return lambda address: domain_of(address) in domains
 
 
@@ -484,7 +468,7 @@ def evaluate(
     policy's defaults.internal_domains.
     """
     is_internal = _internal_test(policy, internal)
-    sender_address = normalise_address(sender)
+    sender_address = address_key(sender)
     external = any(not is_internal(r) for r in rcpt_tos)
     rcpt_domains = [domain_of(r) for r in rcpt_tos]
     sender_groups: tuple[str, ...] | None = None

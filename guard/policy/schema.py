@@ -12,6 +12,7 @@ without a migration note.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from guard.addresses import InvalidAddress, address_key, ascii_domain
 from guard.inspect.lookalike import KINDS as LOOKALIKE_KINDS
 
 try:  # google-re2 is a project dependency; tolerate its absence in odd environments
@@ -96,33 +98,23 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _GLOB_CHARS = frozenset("*?[]")
 
 
-def _to_ascii_domain(domain: str) -> str:
-    if domain.isascii():
-        return domain
-    # Japanese domain names (例え.jp) are compared in their A-label form (xn--...).
-    return domain.encode("idna").decode("ascii")
-
-
 def normalise_domain(value: str, *, wildcard: bool = False) -> str:
-    """Lower-case, strip a leading '@' and trailing dot, IDNA-encode; validate labels."""
-    text = value.strip().lower().rstrip(".")
-    text = text.removeprefix("@")
+    """A domain as written in a policy -> lower-case A-labels (guard.addresses).
+
+    A leading "@" is dropped; with `wildcard`, "*.example.co.jp" keeps its "*.".
+    """
+    text = unicodedata.normalize("NFKC", value).strip().removeprefix("@")
     prefix = ""
     if wildcard and text.startswith("*."):
         prefix, text = "*.", text[2:]
     expected = "a domain name like example.co.jp" + (" or *.example.co.jp" if wildcard else "")
     try:
-        ascii_text = _to_ascii_domain(text)
-    except UnicodeError:
+        return prefix + ascii_domain(text)
+    except InvalidAddress:
         raise ValueError(f"expected {expected}; got {value!r}") from None
-    labels = ascii_text.split(".")
-    if not ascii_text or not all(_LABEL.match(label) for label in labels):
-        raise ValueError(f"expected {expected}; got {value!r}")
-    return prefix + ascii_text
 
 
 def _domain(value: str) -> str:
@@ -134,7 +126,7 @@ def _domain_pattern(value: str) -> str:
 
 
 def _split_address(value: str, expected: str) -> tuple[str, str]:
-    text = value.strip().lower()
+    text = unicodedata.normalize("NFKC", value).strip()
     if text.count("@") != 1 or any(c.isspace() or ord(c) < 32 for c in text):
         raise ValueError(f"expected {expected}; got {value!r}")
     local, domain = text.split("@")
@@ -144,22 +136,30 @@ def _split_address(value: str, expected: str) -> tuple[str, str]:
 
 
 def _address_pattern(value: str) -> str:
+    """A member or sender: an address, compared by its key, or a glob over keys."""
     expected = "an address or pattern like tanaka@example.co.jp or *@example.co.jp"
     local, domain = _split_address(value, expected)
-    if not _GLOB_CHARS & set(domain):
-        try:
-            domain = _to_ascii_domain(domain)
-        except UnicodeError:
-            raise ValueError(f"expected {expected}; got {value!r}") from None
-    return f"{local}@{domain}"
+    try:
+        if not _GLOB_CHARS & set(domain):
+            domain = ascii_domain(domain)
+        elif domain.startswith("*.") and not _GLOB_CHARS & set(domain[2:]):
+            domain = "*." + ascii_domain(domain[2:])
+        else:
+            domain = domain.lower()
+    except InvalidAddress:
+        raise ValueError(f"expected {expected}; got {value!r}") from None
+    if _GLOB_CHARS & set(local + domain):
+        return f"{local.lower()}@{domain}"  # matched against keys: lower-case too
+    return address_key(f"{local}@{domain}")
 
 
 def _address(value: str) -> str:
+    """An approver: the address's key (guard.addresses), which is how people are compared."""
     expected = "a mail address like tanaka@example.co.jp (no wildcards)"
     local, domain = _split_address(value, expected)
     if _GLOB_CHARS & set(value):
         raise ValueError(f"expected {expected}; got {value!r}")
-    return f"{local}@{_domain(domain)}"
+    return address_key(f"{local}@{_domain(domain)}")
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from guard import metrics
 from guard.config import DeliverySettings
 from guard.ids import new_queue_id
-from guard.inspect.domains import canonical_address, domain_of, registrable_domain
+from guard.inspect.domains import history_entry
 from guard.logs import queue_id_var
 from guard.relay.client import Outcome, Upstream, UpstreamUnavailable
 from guard.relay.dsn import FailedRecipient, build_dsn
@@ -207,7 +207,7 @@ class DeliveryWorker:
         settings = self.settings
         # history for the new-domain and look-alike detectors: learned on DELIVERY (a held
         # or bounced message teaches nothing); DSNs and notices (null sender) neither
-        learned = [(canonical_address(r.address), registrable_domain(domain_of(r.address)))
+        learned = [history_entry(r.address)
                    for r in results if r.outcome == "delivered"] if env.mail_from else []
         if learned and self.only_new is not None:
             learned = self.only_new(env.sender, learned)

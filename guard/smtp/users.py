@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from guard.addresses import address_key
+
 _N, _R, _P = 2**14, 8, 1
 _DUMMY_SALT = b"guard-dummy-salt"
 
@@ -36,8 +38,8 @@ class User:
     password_hash: str = ""
 
     def may_send_as(self, address: str) -> bool:
-        a = address.strip().lower()
-        return any(a == x.lower() for x in self.addresses)
+        a = address_key(address)
+        return any(a == address_key(x) for x in self.addresses)
 
 
 def hash_password(password: str) -> str:

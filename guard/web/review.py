@@ -33,10 +33,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from guard.addresses import address_key, domain_of, normalize_domain
 from guard.config import Settings
 from guard.hold import metrics
 from guard.hold.lifecycle import CANCEL_REASONS, Actor, Lifecycle, Link, Result, allowed_approvers
-from guard.hold.model import Hold, domain_of, norm_addr, parse_hold
+from guard.hold.model import Hold, parse_hold
 from guard.hold.preview import Preview, build_preview
 from guard.notify.language import Languages
 from guard.notify.notices import format_time, review_base_url, timezone_of
@@ -199,9 +200,9 @@ class ReviewPages:
             hold = parse_hold(msg.verdict, mail_from=msg.mail_from, sender=msg.sender)
             hold_row = await H.get_hold(conn, mid)
             role = "sender" if token.action == "review" else "approver"
-            actor = norm_addr(token.actor)
+            actor = address_key(token.actor)
             if role == "sender":
-                allowed = actor == norm_addr(msg.mail_from)
+                allowed = actor == address_key(msg.mail_from)
             else:
                 allowed = (hold.kind == "approve" and not hold.is_sender(actor)
                            and actor in allowed_approvers(hold, hold_row, self.settings))
@@ -296,7 +297,7 @@ class ReviewPages:
         risky = [a for a in live if page.hold.needs_tick(a)] or live
         out: list[str] = []
         for a in risky:
-            d = _typed_domain(domain_of(a))
+            d = domain_of(a)
             if d and d not in out:
                 out.append(d)
         return sorted(out)[:MAX_DOMAIN_INPUTS]
@@ -336,7 +337,7 @@ class ReviewPages:
         op = str(form.get("op") or "")
         if op not in page.ops:
             return self._refused(request, page, 403, "error.forbidden")
-        actor = Actor(page.role, norm_addr(page.token.actor), "web",
+        actor = Actor(page.role, address_key(page.token.actor), "web",
                       request.client.host if request.client else "")
         link = Link(page.token.nonce, float(page.token.expires_at))
         step = self._deliberate_step(page, op, form)
@@ -404,10 +405,6 @@ class ReviewPages:
 
 
 def _typed_domain(value: str) -> str:
-    v = value.strip().strip(".").lower()
-    v = v.rpartition("@")[2]  # a whole address typed is fine too
-    try:
-        return v.encode("idna").decode("ascii") if not v.isascii() else v
-    except UnicodeError:
-        return v
+    # a whole address typed is fine too; "straße.de" is xn--strae-oqa.de, not strasse.de
+    return normalize_domain(value.strip().rpartition("@")[2])
 

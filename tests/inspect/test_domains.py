@@ -1,4 +1,4 @@
-"""Address normalisation, registrable domains, internal/external classification."""
+"""Address normalisation (guard.addresses), registrable domains, internal or external."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ import socket
 
 import pytest
 
-from guard.inspect.context import InspectContext
-from guard.inspect.domains import (
-    canonical_address,
+from guard.addresses import (
+    address_key,
     domain_to_unicode,
     in_domain_set,
-    is_internal,
-    normalize_address,
     normalize_domain,
-    registrable_domain,
+    valid_address_key,
 )
+from guard.inspect.context import InspectContext
+from guard.inspect.domains import is_internal, registrable_domain
 
 
 @pytest.mark.parametrize(
@@ -33,26 +32,26 @@ from guard.inspect.domains import (
         ("info@ＥＸＡＭＰＬＥ.jp", "info@example.jp"),
     ],
 )
-def test_normalize_address(given: str, expected: str) -> None:
-    assert normalize_address(given) == expected
-    assert canonical_address(given) == expected
+def test_address_key(given: str, expected: str) -> None:
+    assert valid_address_key(given) == expected
+    assert address_key(given) == expected
 
 
 @pytest.mark.parametrize(
     "bad", ["", "tanaka", "tanaka@", "@abc.co.jp", "ta..naka@abc.co.jp", "tanaka@abc",
             "tanaka @abc.co.jp", "a@b@c.jp", "Tanaka <tanaka@abc.co.jp>"],
 )
-def test_normalize_address_refuses_invalid(bad: str) -> None:
+def test_valid_address_key_refuses_invalid(bad: str) -> None:
     with pytest.raises(ValueError):
-        normalize_address(bad)
+        valid_address_key(bad)
 
 
-def test_canonical_address_never_raises_and_keeps_intranet_domains() -> None:
+def test_address_key_never_raises_and_keeps_intranet_domains() -> None:
     # email-validator refuses ".local"; a relay still has to compare such recipients
     with pytest.raises(ValueError):
-        normalize_address("Sato@Files.Corp.Local")
-    assert canonical_address("Sato@Files.Corp.Local") == "sato@files.corp.local"
-    assert canonical_address("postmaster") == "postmaster"
+        valid_address_key("Sato@Files.Corp.Local")
+    assert address_key("Sato@Files.Corp.Local") == "sato@files.corp.local"
+    assert address_key("postmaster") == "postmaster"
 
 
 def test_normalisation_does_no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +61,7 @@ def test_normalisation_does_no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
     # an address not seen by any other test, so no cache answers for the validator
-    assert normalize_address("dns-check-7f3a@never-resolved-domain.co.jp") == (
+    assert valid_address_key("dns-check-7f3a@never-resolved-domain.co.jp") == (
         "dns-check-7f3a@never-resolved-domain.co.jp")
 
 
