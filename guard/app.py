@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,8 @@ class GuardApp:
             self.worker.only_new = self.inspector.known.unknown
         assert self.decide is not None
         self.hold = HoldService(self.engine, self.writer, s, self.secret,
-                                on_release=self.worker.wake)
+                                on_release=self.worker.wake,
+                                internal_domains=self._internal_domains)
         self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide)
         pipeline, worker, hold = self.pipeline, self.worker, self.hold
 
@@ -217,6 +218,12 @@ class GuardApp:
             def current() -> Policy:
                 return watcher.current
         return PolicyDecider(inspector, current)
+
+    def _internal_domains(self) -> Sequence[str]:
+        """The current policy's internal domains, in its order (notices' From: address)."""
+        if self.watcher is None:
+            return ()
+        return self.watcher.current.doc.defaults.internal_domains
 
     async def refresh_queue_metrics(self) -> None:
         async with self.engine.connect() as conn:
