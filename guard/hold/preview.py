@@ -17,14 +17,13 @@ import contextlib
 import io
 import zipfile
 from dataclasses import dataclass, field
-from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
 
 from guard.inspect.textdecode import decode_declared
 from guard.inspect.ziparchive import member_name
-from guard.message import html_to_text, part_filename
+from guard.message import PARSER_POLICY, html_to_text, part_filename
 
 MAX_TEXT = 6000
 MAX_PARTS = 500
@@ -88,7 +87,9 @@ def _zip_members(data: bytes) -> tuple[list[str], int]:
 def build_preview(data: bytes, max_text: int = MAX_TEXT) -> Preview:
     pv = Preview()
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(data)
+        # the inspection's policy: a header the stdlib cannot decode (an RFC 2231
+        # ISO-2022-JP name with ①) does not lose the whole preview
+        msg = BytesParser(policy=PARSER_POLICY).parsebytes(data)
     except Exception as e:  # RecursionError on absurd nesting, among others
         pv.error = type(e).__name__
         return pv
