@@ -22,6 +22,7 @@ from guard.devsink import CaptureHandler, capture_protocol_factory
 from guard.hold.service import HoldService
 from guard.inspect.isolate import ExtractionPool
 from guard.listsync import sync_lists
+from guard.notify.notices import timezone_of
 from guard.pipeline import Decider, Pipeline, queue_everything
 from guard.policy import Policy, PolicyWatcher, default_policy
 from guard.relay.client import Upstream
@@ -163,7 +164,7 @@ class GuardApp:
         self.worker.start()
         _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
         health = HealthCheck(self.engine, (up_host, up_port))
-        web = create_app(health, self.refresh_queue_metrics, self.outbox)
+        web = create_app(health, self.refresh_queue_metrics, self.outbox, timezone_of(s))
         web.router.routes[:0] = self.hold.routes()
         whost, wport = parse_hostport(s.web.listen)
         self._web = _QuietUvicorn(uvicorn.Config(web, host=whost, port=wport, log_level="warning",
