@@ -189,8 +189,11 @@ def _edit_to_cc(data: bytes, keep: Callable[[str], bool], gone: Collection[str] 
         if first < 0:
             first = len(out)
         parsed = _kept_mailboxes(f, keep, gone)
-        if parsed is None:  # not strictly parsable: all outside, or kept unless it
-            kept, everything = [], bool(gone) and not _field_mentions(f, gone)  # names one
+        kept: list[bytes] = []
+        if parsed is None:
+            # not strictly parsable: all outside (Bcc fix), or, for a removal, kept
+            # as it is unless it names a removed address
+            everything = bool(gone) and not _field_mentions(f, gone)
         else:
             kept, everything = parsed
         if everything:

@@ -160,8 +160,9 @@ class NoticeFactory:
     def from_addr(self) -> str:
         try:
             domains = self.internal_domains()
-        except Exception:  # never lose a notice over the policy
-            log.exception("internal domains unavailable; notices from smtp.hostname")
+        except Exception as e:  # never lose a notice over the policy
+            log.error("policy's internal domains unavailable (%s); notices come from "
+                      "noreply@%s", e, self.settings.smtp.hostname)
             domains = ()
         return notice_from_address(self.settings, domains)
 

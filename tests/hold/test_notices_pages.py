@@ -66,7 +66,9 @@ def notice(sink: Sink, to: str, kind: str, for_id: str) -> tuple[Any, str]:
     (m,) = wait_for(lambda: notices(sink, to, kind, for_id), 30, what=f"{kind} to {to}")
     msg = BytesParser(policy=policy.default).parsebytes(m.data)
     assert m.mail_from == ""  # the null sender: a notice never bounces
-    return msg, msg.get_body(("plain",)).get_content()
+    body = msg.get_body(("plain",))
+    assert body is not None
+    return msg, body.get_content()
 
 
 def verdict_of(url: str, mid: str) -> dict[str, Any]:

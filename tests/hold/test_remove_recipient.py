@@ -151,5 +151,7 @@ def test_removing_every_recipient_on_the_approval_page_is_refused(
     laptop.click("#approve")
     laptop.wait_for_selector("#errors")
     assert "差し戻して" in laptop.inner_text("#errors")
-    assert guard.call(guard.harness.state(mid)) == "held"
-    assert guard.call(guard.harness.rcpt_states(mid)) == {BOB: "pending", CAROL: "pending"}
+    harness = guard.harness
+    assert harness is not None
+    assert guard.call(harness.state(mid)) == "held"
+    assert guard.call(harness.rcpt_states(mid)) == {BOB: "pending", CAROL: "pending"}
