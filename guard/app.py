@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from guard.devsink import CaptureHandler, capture_protocol_factory
 from guard.hold.service import HoldService
 from guard.inspect.isolate import ExtractionPool
 from guard.listsync import sync_lists
+from guard.notify.notices import timezone_of
 from guard.pipeline import Decider, Pipeline, queue_everything
 from guard.policy import Policy, PolicyWatcher, default_policy
 from guard.relay.client import Upstream
@@ -120,7 +121,8 @@ class GuardApp:
             self.worker.only_new = self.inspector.known.unknown
         assert self.decide is not None
         self.hold = HoldService(self.engine, self.writer, s, self.secret,
-                                on_release=self.worker.wake)
+                                on_release=self.worker.wake,
+                                internal_domains=self._internal_domains)
         self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide)
         pipeline, worker, hold = self.pipeline, self.worker, self.hold
 
@@ -162,7 +164,7 @@ class GuardApp:
         self.worker.start()
         _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
         health = HealthCheck(self.engine, (up_host, up_port))
-        web = create_app(health, self.refresh_queue_metrics, self.outbox)
+        web = create_app(health, self.refresh_queue_metrics, self.outbox, timezone_of(s))
         web.router.routes[:0] = self.hold.routes()
         whost, wport = parse_hostport(s.web.listen)
         self._web = _QuietUvicorn(uvicorn.Config(web, host=whost, port=wport, log_level="warning",
@@ -217,6 +219,12 @@ class GuardApp:
             def current() -> Policy:
                 return watcher.current
         return PolicyDecider(inspector, current)
+
+    def _internal_domains(self) -> Sequence[str]:
+        """The current policy's internal domains, in its order (notices' From: address)."""
+        if self.watcher is None:
+            return ()
+        return self.watcher.current.doc.defaults.internal_domains
 
     async def refresh_queue_metrics(self) -> None:
         async with self.engine.connect() as conn:

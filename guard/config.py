@@ -128,12 +128,15 @@ class ReviewSettings(_Section):
     previous_key_ids: list[str] = Field(default_factory=list)
     # Notice and page language when neither the user nor the policy says: ja | en | both.
     default_language: Literal["ja", "en", "both"] = "both"
-    timezone: str = "Asia/Tokyo"  # times shown in notices and pages
+    # Time zone of the times in notices and pages, shown with its label ("JST"): an IANA
+    # name ("Asia/Tokyo"); "" = the machine's own zone (TZ, else /etc/localtime).
+    timezone: str = ""
     # How often the timers look for due holds (they also wake at the next due time).
     tick_seconds: float = 15.0
     # Envelope sender of notices ("" = the null sender <>, so a notice never bounces).
     notice_from: str = ""
-    # From: header of notices ("" = guard-noreply@<smtp.hostname>).
+    # From: header of notices ("" = noreply@<the policy's first internal domain>, or
+    # noreply@<smtp.hostname> when the policy names none).
     notice_from_header: str = ""
     # Approvers of last resort: asked when a rule names no approver other than the
     # sender, and when escalation has no backup approver.
@@ -147,6 +150,27 @@ class ReviewSettings(_Section):
         # GUARD_REVIEW__ADMIN_ADDRESSES="a@x,b@x" arrives as one string
         if isinstance(v, str):
             return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, v: str) -> str:
+        if v:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r} (an IANA name such as "
+                                 "Asia/Tokyo, or \"\" for the machine's)") from None
+        return v
+
+    @field_validator("notice_from_header")
+    @classmethod
+    def _check_notice_from(cls, v: str) -> str:
+        if v and ("@" not in v or not v.isascii() or any(c in v for c in " <>,;\"\r\n")):
+            raise ValueError(f"notice_from_header {v!r}: one plain address, e.g. "
+                             "noreply@example.co.jp")
         return v
 
     @field_validator("key_id", "previous_key_ids")

@@ -173,6 +173,7 @@ class _SafeHeaderRegistry(HeaderRegistry):
 
 # policy.default semantics (decoded headers, RFC 2231), with the registry above
 _PARSER_POLICY = email.policy.default.clone(header_factory=_SafeHeaderRegistry())
+PARSER_POLICY = _PARSER_POLICY  # the review page's preview parses with it too
 
 # --- cheap pre-parse scans -------------------------------------------------------
 # Every pattern starts with a literal so the regex engine can skip ahead quickly

@@ -1,7 +1,8 @@
 """Edits of the stored bytes that a verdict or a reviewer asks for: tag headers, a
-subject mark, and To/Cc → Bcc. Only the header block is touched, field by field; the
-body and every other header keep their exact bytes (the message is never re-generated:
-that would change MIME boundaries and encodings and break signatures).
+subject mark, To/Cc → Bcc, removed recipients out of To/Cc. Only the header block is
+touched, field by field; the body and every other header keep their exact bytes (the
+message is never re-generated: that would change MIME boundaries and encodings and
+break signatures).
 
 The To/Cc fix moves external addresses out of To/Cc: each To/Cc field keeps the
 mailboxes under the company's domains as they were written (display names, encoded
@@ -9,17 +10,22 @@ words; unfolded and folded again), and loses the others; a field left empty goes
 no To/Cc address is left, the first field becomes `To: undisclosed-recipients:;` (RFC
 5322 group syntax, what Bcc-only mail shows). No Bcc field is added: the envelope
 already carries every recipient. A field that cannot be parsed strictly is treated as
-all external."""
+all external.
+
+Removing a recipient (the sender's "Remove" at confirmation, an approver's at approval)
+edits the same way, only the To/Cc fields that name the removed address: the person
+taken out of the envelope must not stay visible to everyone else."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from email.header import Header
 
-from guard.addresses import domain_of, in_domain_set
-from guard.message import mailbox_addr, split_address_list, unfold
+from guard.addresses import address_key, domain_of, domain_to_unicode, in_domain_set
+from guard.message import decode_subject, mailbox_addr, split_address_list, unfold
 
-__all__ = ["add_headers", "field_name", "move_to_bcc", "prefix_subject", "split_fields"]
+__all__ = ["add_headers", "field_name", "move_to_bcc", "prefix_subject",
+           "remove_recipients", "split_fields"]
 
 
 def _split(data: bytes) -> tuple[bytes, bytes]:
@@ -84,25 +90,39 @@ def field_name(f: bytes) -> bytes:
     return name.strip().lower() if colon else b""
 
 
-def _kept_mailboxes(f: bytes, internal: frozenset[str]) -> tuple[list[bytes], bool]:
-    """The mailboxes of one To/Cc field whose address is internal, as they were written,
-    and whether that is all of them. A kept mailbox whose display name or comment holds
-    another address ("x@client.example" <tanaka@…>) is cut down to its address."""
+def _kept_mailboxes(f: bytes, keep: Callable[[str], bool], gone: Collection[str]
+                    ) -> tuple[list[bytes], bool] | None:
+    """The mailboxes of one To/Cc field that `keep` keeps, as they were written, and
+    whether that is all of them; None when the field cannot be parsed strictly. A kept
+    mailbox whose display name or comment holds another address ("x@client.example"
+    <tanaka@…>), or one of the `gone` addresses (RFC 2047-encoded too), is cut down to
+    its address. With `gone`, a segment that is not one well-formed mailbox stays
+    unless it mentions one of those addresses; without, it goes."""
     # 8-bit bytes (raw UTF-8 or Shift_JIS names) survive as surrogates
     text = unfold(f.partition(b":")[2].decode("utf-8", "surrogateescape"))
     segments = split_address_list(text.strip())
     if segments is None:
-        return [], False
+        return None
     kept = []
     for seg in segments:
         addr = mailbox_addr(seg)
-        if addr is None or not in_domain_set(domain_of(addr), internal):
+        if addr is None:
+            if gone and not _mentions(decode_subject(seg), gone):
+                kept.append(seg.strip().encode("utf-8", "surrogateescape"))
+            continue
+        if not keep(addr):
             continue
         seg = seg.strip()
-        if "@" in seg.replace(addr, ""):
+        rest = seg.replace(addr, "")
+        if "@" in rest or (gone and _mentions(decode_subject(rest), gone)):
             seg = addr
         kept.append(seg.encode("utf-8", "surrogateescape"))
     return kept, len(kept) == len(segments)
+
+
+def _mentions(text: str, addresses: Collection[str]) -> bool:
+    low = text.lower()
+    return any(a.lower() in low for a in addresses)
 
 
 def _fold(mailbox: bytes, eol: bytes, width: int = 76) -> bytes:
@@ -119,7 +139,30 @@ def _fold(mailbox: bytes, eol: bytes, width: int = 76) -> bytes:
 
 
 def move_to_bcc(data: bytes, internal_domains: Collection[str] = ()) -> bytes:
-    """External addresses out of To/Cc; `internal_domains` (and their subdomains) stay."""
+    """External addresses out of To/Cc; `internal_domains` (and their subdomains) stay.
+    A field that cannot be parsed strictly is treated as all external."""
+    internal = frozenset(internal_domains)
+    return _edit_to_cc(data, lambda a: in_domain_set(domain_of(a), internal))
+
+
+def remove_recipients(data: bytes, removed: Collection[str]) -> bytes:
+    """The removed recipients out of To/Cc, every other mailbox kept as written. Only
+    fields naming one of them change; a field that cannot be parsed strictly changes
+    only if its text holds a removed address, and then goes whole (the removed person
+    must not stay visible; the others still get the mail from the envelope)."""
+    gone = {address_key(a) for a in removed if a}
+    if not gone:
+        return data
+    # the addresses as they may be written in a header: as given, A-label, U-label
+    written = {a.strip().strip("<>") for a in removed if a} | gone | {
+        f"{k.rpartition('@')[0]}@{domain_to_unicode(k.rpartition('@')[2])}" for k in gone}
+    return _edit_to_cc(data, lambda a: address_key(a) not in gone, written)
+
+
+def _edit_to_cc(data: bytes, keep: Callable[[str], bool], gone: Collection[str] = ()
+                ) -> bytes:
+    """Rewrite the To/Cc fields that lose a mailbox (see the module docstring); with
+    `gone`, an unparsable field stays unless it mentions one of those addresses."""
     end = data.find(b"\r\n\r\n")
     sep = b"\r\n\r\n"
     if end < 0:
@@ -128,7 +171,6 @@ def move_to_bcc(data: bytes, internal_domains: Collection[str] = ()) -> bytes:
         end, sep = len(data), b""
     head, rest = data[:end], data[end + len(sep):]
     eol = b"\r\n" if sep == b"\r\n\r\n" or (not sep and b"\r\n" in head) else b"\n"
-    internal = frozenset(internal_domains)
     out: list[bytes] = []
     changed = False
     first = -1  # where the first To/Cc field was
@@ -139,7 +181,14 @@ def move_to_bcc(data: bytes, internal_domains: Collection[str] = ()) -> bytes:
             continue
         if first < 0:
             first = len(out)
-        kept, everything = _kept_mailboxes(f, internal)
+        parsed = _kept_mailboxes(f, keep, gone)
+        kept: list[bytes] = []
+        if parsed is None:
+            # not strictly parsable: all outside (Bcc fix), or, for a removal, kept
+            # as it is unless it names a removed address
+            everything = bool(gone) and not _field_mentions(f, gone)
+        else:
+            kept, everything = parsed
         if everything:
             out.append(f)  # the field keeps its exact bytes
             continue
@@ -154,3 +203,9 @@ def move_to_bcc(data: bytes, internal_domains: Collection[str] = ()) -> bytes:
         out.insert(first, UNDISCLOSED + eol)
     new_head = b"".join(out)
     return new_head[: len(new_head) - len(eol)] + sep + rest
+
+
+def _field_mentions(f: bytes, addresses: Collection[str]) -> bool:
+    """Does a field's text (encoded words and 8-bit names decoded) hold one of them?"""
+    value = unfold(f.partition(b":")[2].decode("utf-8", "surrogateescape"))
+    return _mentions(decode_subject(value), addresses)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from guard.message import parse_message
-from guard.rewrite import move_to_bcc
+from guard.rewrite import move_to_bcc, remove_recipients
 
 INTERNAL = ["example.co.jp"]
 
@@ -89,3 +89,39 @@ def test_lf_only_headers_keep_lf() -> None:
     new = move_to_bcc(data, INTERNAL)
     assert b"\r" not in new
     assert b"To: t@example.co.jp\n" in new
+
+
+# --- a removed recipient leaves To/Cc (issue 13 item 4) --------------------------------
+
+
+def test_removed_recipient_leaves_only_the_fields_that_named_them() -> None:
+    data = mail(b"To: =?ISO-2022-JP?B?GyRCQ2ZDZhsoQg==?= <tanaka@example.co.jp>,\r\n"
+                b" Carol <CAROL@example.org>\r\n",
+                b"Cc: x@other.example\r\n", body=b"To: carol@example.org\r\n")
+    new = remove_recipients(data, ["carol@example.org"])
+    assert new == data.replace(b",\r\n Carol <CAROL@example.org>", b"")
+    assert remove_recipients(data, ["nobody@example.org"]) is data
+
+
+def test_removed_recipient_compared_by_a_label_and_case() -> None:
+    # the header has the U-label and another case; the envelope carries the A-label
+    data = mail("To: Bob <bob@example.net>, 佐藤 <Sato@例え.jp>\r\n".encode())
+    assert to_cc(remove_recipients(data, ["sato@xn--r8jz45g.jp"])) == [b"To: Bob <bob@example.net>"]
+    data = mail(b"To: Bob <bob@example.net>, Sato <SATO@XN--R8JZ45G.JP>\r\n")
+    assert to_cc(remove_recipients(data, ["sato@例え.jp"])) == [b"To: Bob <bob@example.net>"]
+
+
+def test_nobody_left_visible_gives_undisclosed_recipients() -> None:
+    data = mail(b"To: carol@example.org\r\n", b"Cc: Carol <carol@example.org>\r\n")
+    assert to_cc(remove_recipients(data, ["carol@example.org"])) == [
+        b"To: undisclosed-recipients:;"]
+
+
+def test_removed_address_in_a_kept_name_or_an_unparsable_field() -> None:
+    # another mailbox whose display name spells her address (encoded): cut to its address
+    word = b"=?UTF-8?B?Y2Fyb2xAZXhhbXBsZS5vcmc=?="  # "carol@example.org"
+    data = mail(b"To: " + word + b" <bob@example.net>, carol@example.org\r\n",
+                b"Cc: broken <carol@example.org\r\n",  # unparsable, names her: goes
+                b"Cc: also broken <x@example.net\r\n")  # unparsable, does not: stays
+    assert to_cc(remove_recipients(data, ["carol@example.org"])) == [
+        b"To: bob@example.net", b"Cc: also broken <x@example.net"]

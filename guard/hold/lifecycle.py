@@ -32,7 +32,7 @@ from guard.config import Settings
 from guard.hold import metrics
 from guard.hold.model import KINDS, Hold, parse_hold
 from guard.notify.notices import Event, NoticeFactory
-from guard.rewrite import move_to_bcc
+from guard.rewrite import move_to_bcc, remove_recipients
 from guard.store import holds as H
 from guard.store import queue as q
 from guard.store.writer import BatchWriter
@@ -49,18 +49,29 @@ class Actor:
     """Who acts, in what role, through what, from where."""
 
     role: str  # sender | approver | admin | timer
-    who: str  # an address, an OS user, an instance id
+    who: str  # an address; for an admin at the CLI, theirs (--by) or the OS account
     via: str  # web | cli | timer
     ip: str = ""
+    os_user: str = ""  # the account a CLI command ran under (audited, never shown)
 
     @property
     def audit_name(self) -> str:
         return f"{self.via}:{self.role}:{self.who}"[:300]
 
+    @property
+    def shown(self) -> str:
+        """The person notices name: an address, or "" (an admin who gave none, a timer)."""
+        return self.who if "@" in self.who and self.role != "timer" else ""
+
+    def event(self, kind: str, **kw: Any) -> Event:
+        return Event(kind, self.shown, role=self.role, **kw)
+
     def detail(self) -> dict[str, Any]:
         d: dict[str, Any] = {"by": self.role, "via": self.via}
         if self.ip:
             d["ip"] = self.ip
+        if self.os_user:
+            d["os_user"] = self.os_user
         return d
 
 
@@ -207,7 +218,7 @@ class Lifecycle:
             told.insert(0, msg.mail_from)
         kind = "rejected" if action == "reject" else "cancelled"
         shown = note or reason
-        n = await self._notify(conn, now, msg, hold, Event(kind, _shown_actor(actor), shown),
+        n = await self._notify(conn, now, msg, hold, actor.event(kind, reason=shown),
                                told)
         return Result("rejected" if action == "reject" else "cancelled", "cancelled", n)
 
@@ -261,7 +272,7 @@ class Lifecycle:
                       drop: Iterable[str] = (), bcc: bool = False, reason: str = "") -> Result:
         """held → queued: the sender confirms or sends now (optionally removing recipients
         and moving To/Cc to Bcc, in the same transaction), or an admin releases."""
-        drop = [address_key(a) for a in drop]
+        drop = list(drop)
 
         async def op(conn: AsyncConnection, now: float) -> Result:
             opened = await self._open(conn, message_id, link)
@@ -270,25 +281,15 @@ class Lifecycle:
             msg, hold = opened
             if actor.role == "sender" and hold.kind == "approve":
                 return Result("forbidden", msg.state)  # nobody approves their own mail
-            dropped = []
-            for r in await H.get_recipients(conn, message_id):
-                if r.state == "pending" and address_key(r.address) in drop:
-                    await H.drop_recipient(conn, now, message_id, r.idx)
-                    dropped.append(r.address)
-            if dropped and not [r for r in await H.get_recipients(conn, message_id)
-                                if r.state == "pending"]:
+            dropped = await self._drop(conn, now, message_id, drop)
+            if dropped and not await self._pending(conn, message_id):
                 res = await self._cancel_in(conn, now, msg, hold, actor, action="cancel",
                                             reason="all_recipients_removed", note=reason,
                                             extra={"dropped": dropped})
                 await self._consume(conn, now, message_id, link)
                 return res
             values = release_values(now)
-            if bcc:
-                data = await H.get_content(conn, message_id)
-                if data is not None:
-                    new = move_to_bcc(data, hold.internal_domains)
-                    await H.replace_content(conn, message_id, new)
-                    values["size"] = len(new)
+            await self._rewrite(conn, message_id, hold, dropped, bcc, values)
             detail = {"hold_kind": hold.kind, "dropped": dropped, "bcc": bcc}
             if reason:
                 detail["reason"] = reason[:1000]
@@ -300,11 +301,45 @@ class Lifecycle:
             if actor.role != "sender":
                 hold_row = await H.get_hold(conn, message_id)
                 n += await self._notify(conn, now, msg, hold,
-                                        Event("released", _shown_actor(actor)),
+                                        actor.event("released"),
                                         [msg.mail_from, *self._asked(hold, hold_row)])
+            elif dropped:  # the sender keeps a record of whom it finally went to
+                n += await self._notify(conn, now, msg, hold,
+                                        actor.event("released"), [msg.mail_from])
             return Result("released", "queued", n, {"dropped": dropped, "bcc": bcc})
 
         return await self._run(op)
+
+    async def _drop(self, conn: AsyncConnection, now: float, message_id: str,
+                    drop: Iterable[str]) -> list[str]:
+        """pending → dropped for the recipients named in `drop`; their addresses."""
+        keys = {address_key(a) for a in drop if a}
+        dropped = []
+        for r in await H.get_recipients(conn, message_id):
+            if r.state == "pending" and address_key(r.address) in keys:
+                if await H.drop_recipient(conn, now, message_id, r.idx):
+                    dropped.append(r.address)
+        return dropped
+
+    async def _pending(self, conn: AsyncConnection, message_id: str) -> list[H.RecipientRow]:
+        return [r for r in await H.get_recipients(conn, message_id) if r.state == "pending"]
+
+    async def _rewrite(self, conn: AsyncConnection, message_id: str, hold: Hold,
+                       dropped: list[str], bcc: bool, values: dict[str, Any]) -> None:
+        """The stored bytes follow the envelope: removed recipients out of To/Cc (and,
+        when asked, outside addresses to Bcc). Every other byte stays as received; the
+        new size goes into `values`, written by the caller's transition."""
+        if not dropped and not bcc:
+            return
+        data = await H.get_content(conn, message_id)
+        if data is None:
+            return
+        new = remove_recipients(data, dropped) if dropped else data
+        if bcc:
+            new = move_to_bcc(new, hold.internal_domains)
+        if new != data:
+            await H.replace_content(conn, message_id, new)
+            values["size"] = len(new)
 
     async def cancel(self, message_id: str, actor: Actor, *, reason: str, note: str = "",
                      link: Link | None = None) -> Result:
@@ -339,10 +374,12 @@ class Lifecycle:
             return Result("forbidden", msg.state)
         return msg, hold, hold_row
 
-    async def approve(self, message_id: str, actor: Actor, *, link: Link | None = None
-                      ) -> Result:
-        """One approval; the last one needed releases the message (held → queued)."""
+    async def approve(self, message_id: str, actor: Actor, *, link: Link | None = None,
+                      drop: Iterable[str] = ()) -> Result:
+        """One approval; the last one needed releases the message (held → queued). The
+        approver may take recipients out at the same time (envelope and To/Cc)."""
         who = address_key(actor.who)
+        drop = list(drop)
 
         async def op(conn: AsyncConnection, now: float) -> Result:
             opened = await self._open_for_decision(conn, message_id, link, who, actor)
@@ -352,24 +389,32 @@ class Lifecycle:
             approvals = await H.get_approvals(conn, message_id)
             if who in approvals:
                 return Result("already", msg.state)
+            keys = {address_key(a) for a in drop}
+            if all(address_key(r.address) in keys
+                   for r in await self._pending(conn, message_id)):
+                return Result("forbidden", msg.state)  # no one left: a rejection, not this
+            dropped = await self._drop(conn, now, message_id, drop)
             await H.add_approval(conn, now, message_id, who)
             count = len(approvals) + 1
             required = hold_row.approvals_required if hold_row else hold.approvals_required
             final = count >= required
-            detail = {"approver": who, "count": count, "required": required,
-                      "hold_kind": hold.kind}
+            detail: dict[str, Any] = {"approver": who, "count": count, "required": required,
+                                      "hold_kind": hold.kind}
+            if dropped:
+                detail["dropped"] = dropped
+            values = release_values(now) if final else {}
+            await self._rewrite(conn, message_id, hold, dropped, False, values)
             if not await self._transition(
                     conn, now, msg, to_state="queued" if final else "held", actor=actor,
-                    action="approve", detail=detail,
-                    values=release_values(now) if final else None):
+                    action="approve", detail=detail, values=values or None):
                 return Result("not_held")
             await self._consume(conn, now, message_id, link)
             told = [msg.mail_from, *(a for a in self._asked(hold, hold_row) if a != who)]
             kind = "approved" if final else "approval_partial"
             n = await self._notify(conn, now, msg, hold,
-                                   Event(kind, _shown_actor(actor), count=count), told)
+                                   actor.event(kind, count=count), told)
             return Result(kind, "queued" if final else "held", n + (1 if final else 0),
-                          {"count": count, "required": required})
+                          {"count": count, "required": required, "dropped": dropped})
 
         return await self._run(op)
 
@@ -414,7 +459,7 @@ class Lifecycle:
                 n = 1
                 if hold.kind != "delay":  # a delay was announced; anything else is news
                     n += await self._notify(conn, now, msg, hold,
-                                            Event("released", "期限 / expiry"),
+                                            self.system.event("released"),
                                             [msg.mail_from, *self._asked(hold, hold_row)])
                 return Result("released", "queued", n)
             if not await self._transition(conn, now, msg, to_state="expired", actor=self.system,
@@ -452,30 +497,30 @@ class Lifecycle:
 
     async def drop_recipient(self, message_id: str, address: str, actor: Actor, *,
                              link: Link | None = None) -> Result:
-        """Remove one recipient of a held message; removing the last one cancels it."""
-        target = address_key(address)
+        """Remove one recipient of a held message (envelope and To/Cc); removing the last
+        one cancels it."""
 
         async def op(conn: AsyncConnection, now: float) -> Result:
             opened = await self._open(conn, message_id, link)
             if isinstance(opened, Result):
                 return opened
             msg, hold = opened
-            rcpts = await H.get_recipients(conn, message_id)
-            match = [r for r in rcpts if r.state == "pending" and address_key(r.address) == target]
-            if not match:
+            dropped = await self._drop(conn, now, message_id, [address])
+            if not dropped:
                 return Result("not_found", msg.state)
-            await H.drop_recipient(conn, now, message_id, match[0].idx)
-            if not [r for r in rcpts if r.state == "pending" and r.idx != match[0].idx]:
+            if not await self._pending(conn, message_id):
                 res = await self._cancel_in(conn, now, msg, hold, actor, action="cancel",
                                             reason="all_recipients_removed", note="",
-                                            extra={"dropped": [match[0].address]})
+                                            extra={"dropped": dropped})
                 await self._consume(conn, now, message_id, link)
                 return res
+            values: dict[str, Any] = {}
+            await self._rewrite(conn, message_id, hold, dropped, False, values)
             await self._transition(conn, now, msg, to_state="held", actor=actor,
                                    action="drop_recipient",
-                                   detail={"address": match[0].address})
+                                   detail={"address": dropped[0]}, values=values or None)
             await self._consume(conn, now, message_id, link)
-            return Result("dropped", "held", 0, {"address": match[0].address})
+            return Result("dropped", "held", 0, {"address": dropped[0]})
 
         return await self._run(op)
 
@@ -513,11 +558,3 @@ class Lifecycle:
             return Result("held", "held")
 
         return await self._run(op)
-
-
-def _shown_actor(actor: Actor) -> str:
-    if actor.role in ("sender", "approver"):
-        return actor.who
-    if actor.role == "admin":
-        return f"管理者 / administrator ({actor.who})"
-    return actor.who

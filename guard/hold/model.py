@@ -9,7 +9,7 @@ default as "cancel" (except for delay, whose default is "send").
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +54,15 @@ class Hold:
     internal_domains: tuple[str, ...] = ()
 
     def reasons_for(self, address: str) -> list[Reason]:
+        """The findings about one recipient, each once (two rules that matched the same
+        finding give it twice in the verdict)."""
         a = address_key(address)
-        return [r for r in self.reasons if a in {address_key(x) for x in r.recipients}]
+        return _once(r for r in self.reasons if a in {address_key(x) for x in r.recipients})
+
+    def general_reasons(self) -> list[Reason]:
+        """The findings about neither a recipient nor an attachment, each once: what a
+        page or notice lists under "why" (the others go with their recipient or file)."""
+        return _once(r for r in self.reasons if not r.recipients and not r.attachment)
 
     def needs_tick(self, address: str) -> bool:
         """Recipients the sender must confirm one by one: those a reason names, and
@@ -67,14 +74,27 @@ class Hold:
 
     @property
     def risky_attachments(self) -> dict[str, list[Reason]]:
+        """Findings about each attachment (by its top-level name), each once; those that
+        name recipients are shown with the recipients."""
         out: dict[str, list[Reason]] = {}
         for r in self.reasons:
-            if r.attachment:
+            if r.attachment and not r.recipients:
                 out.setdefault(r.attachment, []).append(r)
-        return out
+        return {name: _once(rs) for name, rs in out.items()}
 
     def is_sender(self, address: str) -> bool:
         return address_key(address) in self.sender_addresses
+
+
+def _once(reasons: Iterable[Reason]) -> list[Reason]:
+    """Each finding once, as people read it (same words = same finding)."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for r in reasons:
+        if (r.reason_ja, r.reason_en) not in seen:
+            seen.add((r.reason_ja, r.reason_en))
+            out.append(r)
+    return out
 
 
 def _num(v: Any) -> float | None:

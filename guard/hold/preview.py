@@ -3,22 +3,33 @@
 Held mail is never rendered as HTML: an HTML-only body is reduced to its text (scripts,
 styles and tags dropped), and the page escapes whatever comes out. Broken MIME gives a
 partial preview, never an exception. Parsing runs in a thread (large messages).
+
+Attachment names are read exactly as the inspection reads them (`message.part_filename`:
+RFC 2047 inside quotes as Outlook writes, RFC 2231 continuations as Thunderbird does,
+`utf-8''` as iPhone mail does, raw Shift_JIS bytes as CP932; zip member names through
+`ziparchive.member_name`), so the names on the page are the names in the reasons and a
+file is listed once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import zipfile
 from dataclasses import dataclass, field
-from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
 
 from guard.inspect.textdecode import decode_declared
-from guard.message import html_to_text
+from guard.inspect.ziparchive import member_name
+from guard.message import PARSER_POLICY, html_to_text, part_filename
 
 MAX_TEXT = 6000
 MAX_PARTS = 500
+
+
+MAX_MEMBERS = 100  # zip member names listed per archive
 
 
 @dataclass
@@ -26,6 +37,8 @@ class Attachment:
     name: str
     size: int
     content_type: str
+    members: list[str] = field(default_factory=list)  # names inside a zip archive
+    more_members: int = 0  # members not listed (over MAX_MEMBERS)
 
 
 @dataclass
@@ -50,10 +63,33 @@ def _part_text(part: EmailMessage) -> str:
     return decode_declared(payload, part.get_content_charset())
 
 
+_ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/x-zip")
+
+
+def _is_zip(filename: str, ctype: str, data: bytes) -> bool:
+    """A zip archive people packed (not a docx/xlsx, which are zips too)."""
+    return data[:4] == b"PK\x03\x04" and (
+        filename.lower().endswith(".zip") or ctype in _ZIP_TYPES)
+
+
+def _zip_members(data: bytes) -> tuple[list[str], int]:
+    """The names in an archive (its directory only: nothing is inflated), as the
+    inspection reads them; encrypted members are listed too."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return [], 0
+    names = [member_name(i) for i in infos[:MAX_MEMBERS]]
+    return names, max(len(infos) - MAX_MEMBERS, 0)
+
+
 def build_preview(data: bytes, max_text: int = MAX_TEXT) -> Preview:
     pv = Preview()
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(data)
+        # the inspection's policy: a header the stdlib cannot decode (an RFC 2231
+        # ISO-2022-JP name with ①) does not lose the whole preview
+        msg = BytesParser(policy=PARSER_POLICY).parsebytes(data)
     except Exception as e:  # RecursionError on absurd nesting, among others
         pv.error = type(e).__name__
         return pv
@@ -76,12 +112,14 @@ def build_preview(data: bytes, max_text: int = MAX_TEXT) -> Preview:
                 continue
             ctype = part.get_content_type()
             disposition = part.get_content_disposition()
-            filename = part.get_filename()
+            filename = part_filename(part)
             if disposition == "attachment" or filename:
                 payload = part.get_payload(decode=True)
-                pv.attachments.append(Attachment(
-                    str(filename or "(no name)"),
-                    len(payload) if isinstance(payload, bytes) else 0, ctype))
+                data = payload if isinstance(payload, bytes) else b""
+                att = Attachment(filename or "(no name)", len(data), ctype)
+                if _is_zip(filename, ctype, data):
+                    att.members, att.more_members = _zip_members(data)
+                pv.attachments.append(att)
             elif ctype == "text/plain" and plain is None:
                 plain = _part_text(part)
             elif ctype == "text/html" and html is None:

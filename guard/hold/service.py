@@ -13,7 +13,7 @@ so the delivery worker sends it at once instead of at its next poll.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
@@ -33,14 +33,16 @@ log = logging.getLogger("guard.hold")
 
 class HoldService:
     def __init__(self, engine: AsyncEngine, writer: BatchWriter, settings: Settings,
-                 secret: bytes, *, on_release: Callable[[], None] | None = None) -> None:
+                 secret: bytes, *, on_release: Callable[[], None] | None = None,
+                 internal_domains: Callable[[], Sequence[str]] = tuple) -> None:
         self.engine = engine
         self.writer = writer
         self.settings = settings
         r = settings.review
         self.signer = TokenSigner(secret, r.key_id, r.previous_key_ids)
         self.languages = Languages(settings.smtp.users_file, r.default_language)
-        self.notices = NoticeFactory(settings, self.signer, self.languages)
+        # the policy's internal domains: the default From: of notices is noreply@ the first
+        self.notices = NoticeFactory(settings, self.signer, self.languages, internal_domains)
         self.lifecycle = Lifecycle(writer, settings, self.notices, on_queued=on_release,
                                    instance=settings.instance_id or instance_id())
         self.timers = HoldTimers(engine, self.lifecycle, r.tick_seconds)

@@ -24,7 +24,7 @@ from typing import IO, Any, TypeVar
 
 from guard.inspect import msgfile, ooxml, worddoc
 from guard.inspect.textdecode import decode_auto, decode_declared
-from guard.inspect.ziparchive import LayoutError, ZipArchive
+from guard.inspect.ziparchive import LayoutError, ZipArchive, member_name
 from guard.message import (
     Attachment,
     MessageView,
@@ -317,7 +317,7 @@ class _Extractor:
         encrypted = 0
         members: list[tuple[zipfile.ZipInfo, str]] = []
         for info in infos:
-            name = _member_name(info)
+            name = member_name(info)
             member_where = f"{att.where}/{name}"
             self.out.inner_names.append((member_where, name))
             if info.flag_bits & 0x1 or info.compress_type == 99:  # ZipCrypto / WinZip AES
@@ -821,22 +821,6 @@ class _BoundedReader(io.RawIOBase):
             self._raw.close()
         finally:
             super().close()
-
-
-def _member_name(info: zipfile.ZipInfo) -> str:
-    """Member names without the UTF-8 flag (bit 11) are CP932 when Windows made the zip
-    ("Send to → Compressed folder"); zipfile decoded them as cp437, so undo that."""
-    if info.flag_bits & 0x800:
-        return info.filename
-    raw = info.orig_filename.encode("cp437", errors="replace")
-    if raw.isascii():
-        return info.filename
-    for codec in ("utf-8", "cp932"):  # macOS Archive Utility writes UTF-8 without the flag
-        try:
-            return raw.decode(codec).replace("\x00", "")
-        except UnicodeDecodeError:
-            continue
-    return info.filename
 
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"

@@ -81,6 +81,23 @@ class ZipArchive(zipfile.ZipFile):
         return _MemberReader(self._data[start: start + info.compress_size], info)
 
 
+def member_name(info: zipfile.ZipInfo) -> str:
+    """Member names without the UTF-8 flag (bit 11) are CP932 when Windows made the zip
+    ("Send to → Compressed folder"); zipfile decoded them as cp437, so undo that. The
+    inspection and the review page both read names through here."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    raw = info.orig_filename.encode("cp437", errors="replace")
+    if raw.isascii():
+        return info.filename
+    for codec in ("utf-8", "cp932"):  # macOS Archive Utility writes UTF-8 without the flag
+        try:
+            return raw.decode(codec).replace("\x00", "")
+        except UnicodeDecodeError:
+            continue
+    return info.filename
+
+
 def _raw_name(info: zipfile.ZipInfo) -> bytes:
     encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
     return info.orig_filename.encode(encoding, errors="replace")

@@ -10,12 +10,14 @@ null sender by default, so a notice that cannot be delivered does not bounce bac
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from email.utils import parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import tzlocal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from guard.config import Settings
@@ -23,7 +25,7 @@ from guard.hold.model import Hold
 from guard.ids import new_queue_id
 from guard.notify.language import Languages
 from guard.notify.mail import NoticeError, build_notice, one_line
-from guard.notify.texts import Lang, text
+from guard.notify.texts import TEXTS, Lang, text
 from guard.store.holds import MessageRow, RecipientRow
 from guard.store.queue import NewMessage
 from guard.tokens import TokenSigner
@@ -38,11 +40,20 @@ MIN_LINK_SECONDS = 60.0
 @dataclass(frozen=True)
 class Event:
     kind: str
-    actor: str = ""  # who acted, as people should read it
+    actor: str = ""  # who acted: an address (sender, approver, admin), or ""
     reason: str = ""
     count: int = 0
     escalated: bool = False
     approvers: tuple[str, ...] = ()  # who was asked (the rule's, or the admins)
+    role: str = ""  # the actor's role: sender | approver | admin | timer
+
+
+# When the event happened, as the notice labels it (the first notices have none:
+# their time is the time the message was received).
+ACTED_LABEL = {"approved": "label.approved_at", "approval_partial": "label.approved_at",
+               "rejected": "label.rejected_at", "cancelled": "label.cancelled_at",
+               "expired": "label.expired_at", "released": "label.released_at"}
+MAX_LISTED_RECIPIENTS = 50
 
 
 def review_base_url(settings: Settings) -> str:
@@ -51,17 +62,50 @@ def review_base_url(settings: Settings) -> str:
 
 
 def timezone_of(settings: Settings) -> tzinfo:
+    """review.timezone, or the machine's own zone (TZ, else /etc/localtime) when unset."""
+    name = settings.review.timezone
     try:
-        return ZoneInfo(settings.review.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        log.warning("unknown timezone %r; showing UTC", settings.review.timezone)
+        return ZoneInfo(name) if name else tzlocal.get_localzone()
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        # (a configured name is checked when the settings load; this is the machine's)
+        log.warning("time zone %r unusable (%s); showing UTC", name or "local", e)
         return UTC
 
 
 def format_time(t: float | None, tz: tzinfo) -> str:
+    """'2026-12-06 15:04 JST': the zone's label always goes with the time."""
     if t is None:
         return ""
     return datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def notice_from_address(settings: Settings, internal_domains: Sequence[str] = ()) -> str:
+    """The From: of notices: review.notice_from_header, else a no-reply address at the
+    policy's first internal domain (the company's own, which people recognise), else
+    at smtp.hostname when the policy names no domain."""
+    if settings.review.notice_from_header:
+        return settings.review.notice_from_header
+    domain = next((d.strip().strip(".") for d in internal_domains if d.strip(".")), "")
+    return f"noreply@{domain or settings.smtp.hostname}"
+
+
+def reason_text(reason: str, lang: str) -> str:
+    """A reason code from the page ("wrong_recipient") in words; free text as it is."""
+    key = f"cancel.{reason}"
+    return text(key, lang_of(lang)) if key in TEXTS else reason
+
+
+def actor_text(event: Event, lang: str) -> str:
+    """Who acted, as the notice's reader should read it: the person's address, an
+    administrator (with their address when the command gave one), or the time limit.
+    Never an operating-system account."""
+    ja = lang == "ja"
+    if event.role == "admin":
+        who = "管理者" if ja else "an administrator"
+        return f"{who} ({event.actor})" if "@" in event.actor else who
+    if event.role == "timer":
+        return "期限" if ja else "the time limit"
+    return event.actor
 
 
 def link_expiry(settings: Settings, now: float, hold_until: float | None) -> float:
@@ -73,30 +117,35 @@ def link_expiry(settings: Settings, now: float, hold_until: float | None) -> flo
 
 
 def reason_lines(hold: Hold, rcpts: list[RecipientRow]) -> dict[str, object]:
-    """Reasons, recipients and attachments at risk, in the words of the verdict."""
-    seen: set[tuple[str, str]] = set()
-    reasons = []
-    for r in hold.reasons:
-        key = (r.reason_ja, r.reason_en)
-        if key not in seen:
-            seen.add(key)
-            reasons.append({"ja": one_line(r.reason_ja, 300), "en": one_line(r.reason_en, 300)})
+    """Reasons, recipients and attachments, each finding said once: a finding about a
+    recipient goes with that recipient, one about an attachment with that file, the
+    rest under "why". The recipients are the final list (removed ones apart)."""
+    reasons = [{"ja": one_line(r.reason_ja, 300), "en": one_line(r.reason_en, 300)}
+               for r in hold.general_reasons()]
     live = [r for r in rcpts if r.state != "dropped"]
-    named = [r for r in live if hold.reasons_for(r.address)]
-    risky = named or [r for r in live if hold.needs_tick(r.address)]
-    risky_rcpts = [{"address": one_line(r.address, 320), "reasons": [
+    # the ones with a finding first, then the others, MAX_LISTED_RECIPIENTS in all
+    listed = [r for r in live if hold.reasons_for(r.address)][:MAX_LISTED_RECIPIENTS]
+    listed += [r for r in live if not hold.reasons_for(r.address)][
+        : MAX_LISTED_RECIPIENTS - len(listed)]
+    order = {r.idx: i for i, r in enumerate(live)}
+    listed.sort(key=lambda r: order[r.idx])
+    recipients = [{"address": one_line(r.address, 320), "reasons": [
         {"ja": one_line(x.reason_ja, 200), "en": one_line(x.reason_en, 200)}
-        for x in hold.reasons_for(r.address)]} for r in risky]
-    risky_files = [{"name": one_line(name, 120), "reasons": [
+        for x in hold.reasons_for(r.address)]} for r in listed]
+    files = [{"name": one_line(name, 120), "reasons": [
         {"ja": one_line(x.reason_ja, 200), "en": one_line(x.reason_en, 200)} for x in rs]}
         for name, rs in hold.risky_attachments.items()]
-    return {"reasons": reasons, "risky_rcpts": risky_rcpts, "risky_files": risky_files,
-            "rcpt_count": len(live)}
+    removed = [one_line(r.address, 320) for r in rcpts if r.state == "dropped"]
+    return {"reasons": reasons, "recipients": recipients, "risky_files": files,
+            "rcpt_count": len(live), "unlisted": len(live) - len(listed), "removed": removed}
 
 
 class NoticeFactory:
-    def __init__(self, settings: Settings, signer: TokenSigner, languages: Languages) -> None:
+    def __init__(self, settings: Settings, signer: TokenSigner, languages: Languages,
+                 internal_domains: Callable[[], Sequence[str]] = tuple) -> None:
         self.settings = settings
+        # the current policy's internal domains, in its order (the default From: address)
+        self.internal_domains = internal_domains
         self.signer = signer
         self.languages = languages
         self.base_url = review_base_url(settings)
@@ -106,8 +155,16 @@ class NoticeFactory:
             autoescape=False,  # text/plain mail: nothing is interpreted as markup
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
             keep_trailing_newline=True)
-        self.from_addr = (settings.review.notice_from_header
-                          or f"guard-noreply@{settings.smtp.hostname}")
+
+    @property
+    def from_addr(self) -> str:
+        try:
+            domains = self.internal_domains()
+        except Exception as e:  # never lose a notice over the policy
+            log.error("policy's internal domains unavailable (%s); notices come from "
+                      "noreply@%s", e, self.settings.smtp.hostname)
+            domains = ()
+        return notice_from_address(self.settings, domains)
 
     def link(self, msg: MessageRow, action: str, actor: str, now: float) -> str:
         token = self.signer.issue(msg.id, action, actor,
@@ -129,17 +186,24 @@ class NoticeFactory:
             "sender": one_line(msg.mail_from or msg.sender, 320),
             "received": format_time(msg.received_at, self.tz),
             "until": format_time(msg.hold_until, self.tz),
+            # the real time of what happened (database clock), in the configured zone
+            "acted_at": format_time(now, self.tz) if event.kind in ACTED_LABEL else "",
             "on_expiry": hold.on_expiry,
             "approvers": list(event.approvers or hold.approvers),
-            "required": hold.approvals_required, "actor": one_line(event.actor, 200),
-            "actor_reason": one_line(event.reason, 500), "count": event.count,
+            "required": hold.approvals_required,
+            "count": event.count,
             "escalated": event.escalated, "link": link,
             **reason_lines(hold, rcpts)}
+        # the rule's words ("held for 5 minutes") belong to the hold, not to what followed
+        asks = event.kind in ("held", "approval_request")
         bodies = []
         for one in (("ja", "en") if lang == "both" else (lang,)):
             policy_message = hold.message_ja if one == "ja" else hold.message_en
             bodies.append(self.env.get_template(f"notice_{one}.txt").render(
-                **ctx, policy_message=one_line(policy_message, 1000)))
+                **ctx, actor=one_line(actor_text(event, one), 200), actor_role=event.role,
+                actor_reason=one_line(reason_text(event.reason, one), 500),
+                acted_label=text(ACTED_LABEL[event.kind], lang_of(one)) if ctx["acted_at"] else "",
+                policy_message=one_line(policy_message, 1000) if asks else ""))
         body = ("\n" + "-" * 60 + "\n\n").join(bodies)
         key = f"subject.{event.kind}"
         if event.kind == "held":
@@ -148,10 +212,11 @@ class NoticeFactory:
             key = "subject.approval_request.escalated"
         subject = f"[guard] {text(key, lang_of(lang))}: {held_subject}"
         to_name = parseaddr(msg.header_from)[0] if is_sender else ""
+        from_addr = self.from_addr
         try:
             data = build_notice(
                 kind=event.kind, held_id=msg.id, from_name="guard 誤送信防止",
-                from_addr=self.from_addr, to_name=to_name, to_addr=to, subject=subject,
+                from_addr=from_addr, to_name=to_name, to_addr=to, subject=subject,
                 body=body, hostname=self.settings.smtp.hostname,
                 date=datetime.fromtimestamp(now, self.tz), in_reply_to=msg.message_id_header)
         except NoticeError as e:
@@ -161,7 +226,7 @@ class NoticeFactory:
         return NewMessage(
             id=new_queue_id(), state="queued", mail_from=self.settings.review.notice_from,
             sender="guard", rcpt_tos=[to], data=data, subject=one_line(subject, 200),
-            header_from=self.from_addr, actor="hold:notice",
+            header_from=from_addr, actor="hold:notice",
             audit_detail={"notice": event.kind, "for": msg.id})
 
 

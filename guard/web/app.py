@@ -1,11 +1,17 @@
-"""The web listener: /metrics, /healthz, the development outbox (and, later, review pages)."""
+"""The web listener: /metrics, /healthz, the development outbox (and, later, review pages).
+
+The development outbox shows delivered mail as people read it: headers decoded, the
+text decoded by its charset (an HTML-only body as its text), attachments by name, and
+web links clickable (http/https only, escaped); /dev/outbox/<n>/raw has the source."""
 
 from __future__ import annotations
 
 import asyncio
 import html
+import re
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, tzinfo
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -18,6 +24,8 @@ from starlette.routing import Route
 
 from guard import multiproc
 from guard.devsink import CaptureHandler
+from guard.hold.preview import build_preview
+from guard.notify.notices import format_time
 
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
@@ -71,8 +79,24 @@ def _page(title: str, body: str) -> HTMLResponse:
     return HTMLResponse(doc, headers=SECURITY_HEADERS)
 
 
+_URL = re.compile(r"https?://[^\s<>\"'\u3000-\u30ff\uff01-\uff5e]+")
+
+
+def linkify(text: str) -> str:
+    """Escaped text with its http(s) links as anchors (the link text is the URL)."""
+    out, pos = [], 0
+    for m in _URL.finditer(text):
+        url = m.group(0).rstrip(".,;:!?)")
+        out.append(html.escape(text[pos:m.start()]))
+        out.append(f'<a href="{html.escape(url, quote=True)}" rel="noreferrer">'
+                   f"{html.escape(url)}</a>")
+        pos = m.start() + len(url)
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
 def create_app(health: HealthCheck, refresh_metrics: Callable[[], Awaitable[None]],
-               outbox: CaptureHandler | None = None) -> Starlette:
+               outbox: CaptureHandler | None = None, tz: tzinfo = UTC) -> Starlette:
     async def metrics(request: Request) -> Response:
         await refresh_metrics()
         return Response(multiproc.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -96,7 +120,7 @@ def create_app(health: HealthCheck, refresh_metrics: Callable[[], Awaitable[None
         assert outbox is not None
         rows = "".join(
             f"<tr><td><a href='/dev/outbox/{m.n}'>{m.n}</a></td>"
-            f"<td>{time.strftime('%H:%M:%S', time.localtime(m.at))}</td>"
+            f"<td>{html.escape(format_time(m.at, tz))}</td>"
             f"<td>{html.escape(m.mail_from or '<>')}</td>"
             f"<td>{html.escape(', '.join(m.rcpt_tos))}</td>"
             f"<td>{html.escape(m.subject)}</td></tr>"
@@ -110,14 +134,35 @@ def create_app(health: HealthCheck, refresh_metrics: Callable[[], Awaitable[None
         m = outbox.get(int(request.path_params["n"]))
         if m is None:
             return PlainTextResponse("not found", status_code=404)
-        raw = m.data.decode("utf-8", "replace")
-        return _page(f"message {m.n}", f"<h1>#{m.n}: {html.escape(m.subject)}</h1>"
-                     f"<p>from {html.escape(m.mail_from or '<>')} to "
-                     f"{html.escape(', '.join(m.rcpt_tos))}</p><pre>{html.escape(raw)}</pre>")
+        pv = await asyncio.to_thread(build_preview, m.data, 200_000)
+        rows = [("Subject", pv.subject), ("From", pv.from_), ("To", ", ".join(pv.to)),
+                ("Cc", ", ".join(pv.cc)), ("Envelope", f"{m.mail_from or '<>'} → "
+                                                       f"{', '.join(m.rcpt_tos)}"),
+                ("Received", format_time(m.at, tz))]
+        meta = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows if v)
+        files = "".join(f"<li>{html.escape(a.name)} ({a.size:,} B, {html.escape(a.content_type)})"
+                        "</li>" for a in pv.attachments)
+        note = "<p><em>HTML: shown as text</em></p>" if pv.from_html else ""
+        cut = "<p><em>(cut: too long to show)</em></p>" if pv.truncated else ""
+        return _page(f"message {m.n}",
+                     f"<h1>#{m.n}: {html.escape(pv.subject or m.subject)}</h1>"
+                     f"<table>{meta}</table>{note}<pre id='body'>{linkify(pv.text)}</pre>{cut}"
+                     + (f"<h2>Attachments</h2><ul id='files'>{files}</ul>" if files else "")
+                     + f"<p><a href='/dev/outbox/{m.n}/raw'>raw source</a> · "
+                       "<a href='/dev/outbox'>outbox</a></p>")
+
+    async def outbox_raw(request: Request) -> Response:
+        assert outbox is not None
+        m = outbox.get(int(request.path_params["n"]))
+        if m is None:
+            return PlainTextResponse("not found", status_code=404)
+        return Response(m.data, media_type="text/plain; charset=utf-8",
+                        headers={**SECURITY_HEADERS, "Content-Disposition": "inline"})
 
     routes: list[Any] = [Route("/", index), Route("/metrics", metrics),
                          Route("/healthz", healthz)]
     if outbox is not None:
         routes += [Route("/dev/outbox", outbox_list),
-                   Route("/dev/outbox/{n:int}", outbox_show)]
+                   Route("/dev/outbox/{n:int}", outbox_show),
+                   Route("/dev/outbox/{n:int}/raw", outbox_raw)]
     return Starlette(routes=routes)

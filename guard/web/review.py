@@ -40,8 +40,8 @@ from guard.hold.lifecycle import CANCEL_REASONS, Actor, Lifecycle, Link, Result,
 from guard.hold.model import Hold, parse_hold
 from guard.hold.preview import Preview, build_preview
 from guard.notify.language import Languages
-from guard.notify.notices import format_time, review_base_url, timezone_of
-from guard.notify.texts import TEXTS
+from guard.notify.notices import format_time, lang_of, review_base_url, timezone_of
+from guard.notify.texts import TEXTS, text
 from guard.store import holds as H
 from guard.store.db import db_now
 from guard.tokens import LinkToken, TokenError, TokenExpired, TokenSigner
@@ -145,6 +145,10 @@ class ReviewPages:
             ja, en = TEXTS[key]
             return both(ja, en)
 
+        def plain(key: str) -> str:
+            """A phrase as plain text, where no markup may go (the tab's title)."""
+            return text(key, lang_of(lang))
+
         def both(ja: str, en: str) -> Markup:
             if lang == "ja":
                 return Markup('<span lang="ja">{}</span>').format(ja)
@@ -154,7 +158,7 @@ class ReviewPages:
                           ).format(ja, en)
 
         html = self.env.get_template(name).render(
-            t=t, both=both, lang=lang, prefix=self.prefix, **ctx)
+            t=t, both=both, plain=plain, lang=lang, prefix=self.prefix, **ctx)
         return HTMLResponse(html, status_code=status, headers={**REVIEW_HEADERS,
                                                                **(headers or {})})
 
@@ -247,6 +251,8 @@ class ReviewPages:
         preview: Preview | None = None
         if page.data is not None:
             preview = await asyncio.to_thread(build_preview, page.data)
+        removable = page.role == "approver" and "approve" in page.ops and active and len(
+            [r for r in page.rcpts if r.state == "pending"]) > 1
         rcpts = []
         for r in page.rcpts:
             rcpts.append({
@@ -255,31 +261,30 @@ class ReviewPages:
                             for x in hold.reasons_for(r.address)],
                 "risky": bool(hold.reasons_for(r.address)),
                 "tick": r.state == "pending" and hold.needs_tick(r.address),
+                "removable": removable and r.state == "pending",
                 "choice": form.get(f"rcpt-{r.idx}") if form else None})
+        # each finding once: with its recipient, with its attachment, or under "why"
         files = []
         risky_files = hold.risky_attachments
         names = set()
         for a in preview.attachments if preview else []:
             names.add(a.name)
             files.append({"name": a.name, "size": a.size, "type": a.content_type,
+                          "members": a.members, "more_members": a.more_members,
                           "reasons": [{"ja": x.reason_ja, "en": x.reason_en}
                                       for x in risky_files.get(a.name, [])]})
         for name, rs in risky_files.items():
             if name not in names:
-                files.append({"name": name, "size": None, "type": "", "reasons": [
-                    {"ja": x.reason_ja, "en": x.reason_en} for x in rs]})
-        seen = set()
-        reasons = []
-        for x in hold.reasons:
-            if (x.reason_ja, x.reason_en) not in seen:
-                seen.add((x.reason_ja, x.reason_en))
-                reasons.append({"ja": x.reason_ja, "en": x.reason_en})
+                files.append({"name": name, "size": None, "type": "", "members": [],
+                              "more_members": 0, "reasons": [
+                                  {"ja": x.reason_ja, "en": x.reason_en} for x in rs]})
+        reasons = [{"ja": x.reason_ja, "en": x.reason_en} for x in hold.general_reasons()]
         to_cc = len(preview.to) + len(preview.cc) if preview else 0
         return self._render(
             "review.html", lang, status, title="title.review", page=page, msg=msg, hold=hold,
             active=active,
             ops=page.ops if active else (), role=page.role, rcpts=rcpts, files=files,
-            reasons=reasons, preview=preview, errors=page.errors,
+            reasons=reasons, preview=preview, errors=page.errors, removable=removable,
             csrf=self._csrf_value(cookie, page.token.nonce),
             received=format_time(msg.received_at, self.tz),
             until=format_time(msg.hold_until, self.tz), required=hold.approvals_required,
@@ -375,13 +380,17 @@ class ReviewPages:
             return lambda actor, link: lc.cancel(mid, actor, reason=reason, note=note,
                                                  link=link)
         if op == "approve":
+            pending = [r for r in page.rcpts if r.state == "pending"]
+            out = [r.address for r in pending if form.get(f"rcpt-{r.idx}") == "remove"]
+            if out and len(out) >= len(pending):
+                return "error.none_left"  # nobody left to send to: that is a rejection
             want = self._domains(page)
             typed = [_typed_domain(str(form.get(f"domain-{i}") or ""))
                      for i in range(len(want))]
             # compared as sets: the approver may type them in any order
             if not want or sorted(typed) != want:
                 return "error.domain"
-            return lambda actor, link: lc.approve(mid, actor, link=link)
+            return lambda actor, link: lc.approve(mid, actor, link=link, drop=out)
         if op == "reject":
             reason = str(form.get("reject_reason") or "").strip()
             if not reason:

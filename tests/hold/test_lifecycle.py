@@ -11,6 +11,7 @@ from tests.hold.conftest import (
     BOSS,
     BOSS2,
     CAROL,
+    DAVE,
     DEPUTY,
     Harness,
     close_harness,
@@ -375,3 +376,19 @@ async def test_every_transition_writes_one_audit_row(hs: Harness):
         ("held", "", "held"), ("notified", "held", "held"), ("escalate", "held", "held"),
         ("approve", "held", "held"), ("approve", "held", "queued")]
     assert all(a["actor"] and a["at"] for a in rows)
+
+
+async def test_drop_recipient_rewrites_in_the_same_transaction(hs: Harness):
+    from tests.hold.test_remove_recipient import expected_after_removing_carol, sent_bytes
+
+    sent = sent_bytes("r5")
+    mid = await hs.put(verdict("confirm"), data=sent, rcpts=[BOB, CAROL, DAVE])
+    # the envelope in A-label form and another case: the header's form still matches
+    res = await hs.lc.drop_recipient(mid, "CAROL@example.org", SENDER)
+    assert res.code == "dropped"
+    stored = await hs.content(mid)
+    assert stored == expected_after_removing_carol(sent)
+    row = await hs.row(mid)
+    assert row["size"] == len(stored) and row["state"] == "held"
+    (a,) = [a for a in await hs.audit(mid) if a["action"] == "drop_recipient"]
+    assert a["detail"]["address"] == CAROL

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,39 @@ async def test_decided_notices_say_who_and_count(hs: Harness):
     await hs.lc.approve(mid, Actor("approver", BOSS, "web"))
     (n,) = [n for n in await hs.notices(mid) if n.kind == "approval_partial" and n.to == BOSS2]
     assert BOSS in n.body and "1/2" in n.body
+
+
+async def test_notice_from_is_a_setting_defaulting_to_the_policys_first_domain(tmp_path: Path):
+    from guard.hold.service import HoldService
+
+    def sender_of(n: Any) -> str:
+        return BytesParser(policy=policy.default).parsebytes(n.raw)["From"].addresses[0].addr_spec
+
+    # no policy domains known: the hostname; with them: the first, in the policy's order
+    h = await open_harness(make_settings(tmp_path))
+    try:
+        (n,) = await h.notices(await h.put(verdict("confirm")))
+        assert sender_of(n) == "noreply@guard.localhost"
+        h.service = HoldService(h.engine, h.writer, h.settings, h.secret,
+                                internal_domains=lambda: ["example.co.jp", "example.com"])
+        (n,) = await h.notices(await h.put(verdict("confirm")))
+        assert sender_of(n) == "noreply@example.co.jp"
+    finally:
+        await close_harness(h)
+    # the setting wins
+    (tmp_path / "x").mkdir()
+    h = await open_harness(make_settings(tmp_path / "x", GUARD_REVIEW__NOTICE_FROM_HEADER=
+                                         "anzen@example.co.jp"))
+    try:
+        (n,) = await h.notices(await h.put(verdict("confirm")))
+        assert sender_of(n) == "anzen@example.co.jp"
+    finally:
+        await close_harness(h)
+
+
+def test_an_unknown_time_zone_is_refused_when_the_settings_load():
+    from guard.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="unknown time zone 'Asia/Tokio'"):
+        load_settings(None, {"GUARD_REVIEW__TIMEZONE": "Asia/Tokio"})
+    assert load_settings(None, {}).review.timezone == ""  # the machine's zone
