@@ -249,6 +249,49 @@ async def release_lease(conn: AsyncConnection, now: float, message_id: str, owne
         lease_owner=None, lease_until=None))
 
 
+_RENEW_LEASES = update(messages).where(
+    messages.c.id.in_(bindparam("ids", expanding=True)),
+    messages.c.lease_owner == bindparam("owner"),
+    messages.c.state.in_(ACTIVE_STATES)).values(lease_until=bindparam("until"))
+
+
+async def renew_leases(conn: AsyncConnection, now: float, owner: str, ids: Sequence[str],
+                       lease_seconds: float) -> int:
+    """The heartbeat: push the leases that `owner` still holds on `ids` forward. Only the
+    messages a worker is working on are named, so a lease it forgot runs out."""
+    if not ids:
+        return 0
+    res = await conn.execute(_RENEW_LEASES, {"ids": list(ids), "owner": owner,
+                                             "until": now + lease_seconds})
+    return int(res.rowcount or 0)
+
+
+async def lease_owners(conn: AsyncConnection) -> list[str]:
+    """Every owner of a lease on a message waiting for delivery."""
+    rows = await conn.execute(
+        select(messages.c.lease_owner).distinct().where(
+            messages.c.state.in_(ACTIVE_STATES), messages.c.lease_owner.is_not(None)))
+    return sorted(r.lease_owner for r in rows)
+
+
+async def release_leases_of(conn: AsyncConnection, now: float, owners: Sequence[str],
+                            actor: str) -> int:
+    """Give back every lease of owners that are known to be dead (one audit event with
+    the count): their messages are due again at once instead of when the leases run out.
+    """
+    if not owners:
+        return 0
+    res = await conn.execute(
+        update(messages).where(messages.c.lease_owner.in_(list(owners)),
+                               messages.c.state.in_(ACTIVE_STATES))
+        .values(lease_owner=None, lease_until=None))
+    count = int(res.rowcount or 0)
+    if count:
+        await add_audit(conn, now, "-", actor, "leases_reclaimed",
+                        detail={"owners": list(owners), "messages": count})
+    return count
+
+
 @dataclass
 class Envelope:
     id: str
