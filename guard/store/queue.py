@@ -409,6 +409,51 @@ async def _holds_lease(conn: AsyncConnection, message_id: str, owner: str) -> bo
     return (await conn.execute(q)).first() is not None
 
 
+@dataclass
+class Retry:
+    id: str
+    # retried | due (already due) | delivering (a worker has it now) | not_waiting (a state
+    # that is not retried: delivered, held, …) | not_found
+    result: str
+    state: str = ""
+
+
+_WAITING = select(messages.c.id, messages.c.state, messages.c.next_attempt_at,
+                  messages.c.lease_until)
+
+
+async def retry_now(conn: AsyncConnection, now: float, message_id: str, actor: str) -> Retry:
+    """`guard queue retry ID`: a deferred (or backing-off) message is due now; a running
+    guard takes it at its next poll. One audit row when something changed."""
+    row = (await conn.execute(_WAITING.where(messages.c.id == message_id))).first()
+    if row is None:
+        return Retry(message_id, "not_found")
+    if row.state not in ACTIVE_STATES:
+        return Retry(message_id, "not_waiting", row.state)
+    if row.lease_until is not None and row.lease_until >= now:
+        return Retry(message_id, "delivering", row.state)
+    if row.next_attempt_at <= now:
+        return Retry(message_id, "due", row.state)
+    ok = await _retry(conn, now, row, actor)
+    return Retry(message_id, "retried" if ok else "not_waiting", row.state)
+
+
+async def retry_all(conn: AsyncConnection, now: float, actor: str) -> list[str]:
+    """`guard queue retry --all`: every message waiting for a later attempt is due now."""
+    rows = (await conn.execute(_WAITING.where(
+        messages.c.state.in_(ACTIVE_STATES), messages.c.next_attempt_at > now,
+        or_(messages.c.lease_until.is_(None), messages.c.lease_until < now))
+        .order_by(messages.c.next_attempt_at))).all()
+    return [r.id for r in rows if await _retry(conn, now, r, actor)]
+
+
+async def _retry(conn: AsyncConnection, now: float, row: Any, actor: str) -> bool:
+    return await transition(
+        conn, now, row.id, from_states=ACTIVE_STATES, to_state=row.state, actor=actor,
+        action="retry", detail={"next_attempt_was": row.next_attempt_at},
+        known_state=row.state, values={"next_attempt_at": now})
+
+
 async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
     rows = await conn.execute(
         select(messages.c.state, func.count()).group_by(messages.c.state))
