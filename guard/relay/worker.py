@@ -55,7 +55,7 @@ def instance_id() -> str:
 # how long a stop waits for outcomes that are still being written
 RECORD_GRACE_SECONDS = 10.0
 # the longest pause between two tries to write an outcome while the database is away
-RECORD_RETRY_MAX = 5.0
+RECORD_RETRY_MAX = 2.0
 
 
 class DeliveryWorker:
@@ -80,6 +80,7 @@ class DeliveryWorker:
         # failed: while there are any, nothing new is claimed
         self._recording: dict[str, asyncio.Task[None]] = {}
         self._unwritten = 0
+        self._renewal_failing = False
         self._learning: set[asyncio.Task[None]] = set()
         # told what was delivered (the inspector's in-memory history)
         self.on_learned: Callable[[str, list[tuple[str, str]]], None] | None = None
@@ -160,26 +161,25 @@ class DeliveryWorker:
         """Renew the leases of the messages this worker holds, every third of a lease;
         after a failed renewal (the database is away) every second until it works."""
         every = max(self.settings.lease_seconds / 3, 0.05)
-        failing = False
         while True:
-            await asyncio.sleep(min(every, 1.0) if failing else every)
+            await asyncio.sleep(min(every, 1.0) if self._renewal_failing else every)
             ids = sorted(self._held)
             if not ids:
-                failing = False
+                self._renewal_failing = False
                 continue
             try:
                 kept = await self.writer.submit(
                     lambda conn, now, ids=ids: q.renew_leases(
                         conn, now, self.owner, ids, self.settings.lease_seconds))
             except Exception as e:
-                if not failing:
+                if not self._renewal_failing:
                     log.warning("renewing %d leases failed, trying again every second: %s",
                                 len(ids), e)
-                failing = True
+                self._renewal_failing = True
                 continue
-            if failing:
+            if self._renewal_failing:
                 log.info("leases renewed again (%d)", kept)
-            failing = False
+            self._renewal_failing = False
 
     async def _claimer(self) -> None:
         while not self._stopping:
@@ -191,9 +191,10 @@ class DeliveryWorker:
                 # message per finished send (a claim is three statements)
                 if self._work.qsize() and limit < self.settings.concurrency // 2:
                     limit = 0
-                # an outcome that could not be written yet goes first: no new claims
+                # the leases we hold and the outcomes not written yet go first: no new
+                # claims while either cannot be written
                 if limit > 0 and time.monotonic() >= self._upstream_down_until and \
-                        not self._unwritten:
+                        not self._unwritten and not self._renewal_failing:
                     claimed = await self.writer.submit(
                         lambda conn, now, n=limit: q.claim_due(
                             conn, now, self.owner, self.settings.lease_seconds, n))
