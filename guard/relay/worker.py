@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiosmtplib
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard import metrics
@@ -355,26 +356,36 @@ class DeliveryWorker:
                         **({"dsn": bounce.id} if bounce else {})},
                 bounce=bounce, envelope=env)
 
-        pause, tries = 0.25, 0
-        while True:
-            tries += 1
-            try:
-                state = await self.writer.submit(op)
-                break
-            except WriterClosed:
-                log.error("the database writer stopped before attempt %d was written; the "
-                          "message may be delivered again", attempts)
-                return None
-            except Exception as e:
-                if tries == 1:
-                    self._unwritten += 1
-                    log.warning("writing the outcome of attempt %d failed (%s); it is kept and "
-                                "written when the database answers again, and the message is "
-                                "not sent again meanwhile", attempts, e)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, RECORD_RETRY_MAX)
+        pause, tries, waiting_for_db = 0.25, 0, False
+        try:
+            while True:
+                tries += 1
+                try:
+                    state = await self.writer.submit(op)
+                    break
+                except WriterClosed:
+                    log.error("the database writer stopped before attempt %d was written; "
+                              "the message may be delivered again", attempts)
+                    return None
+                except Exception as e:
+                    unavailable = database_unavailable(e)
+                    if unavailable != waiting_for_db:  # claims pause while the db is away
+                        self._unwritten += 1 if unavailable else -1
+                        waiting_for_db = unavailable
+                    if tries == 1 and unavailable:
+                        log.warning("writing the outcome of attempt %d failed (%s); it is kept "
+                                    "and written when the database answers again, and the "
+                                    "message is not sent again meanwhile", attempts, e)
+                    elif tries == 1:
+                        log.error("the outcome of attempt %d cannot be written (%s); it is "
+                                  "tried again every minute and the message is not sent "
+                                  "again", attempts, e)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, RECORD_RETRY_MAX if unavailable else 60.0)
+        finally:
+            if waiting_for_db:
+                self._unwritten -= 1
         if tries > 1:
-            self._unwritten -= 1
             log.info("outcome of attempt %d written after %d tries", attempts, tries)
         if state is None:
             # after a retry this is also what a first write that did commit looks like
@@ -414,6 +425,20 @@ class DeliveryWorker:
             return
         if self.on_learned is not None:
             self.on_learned(env.sender, learned)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """The database could not be reached (down, restarting, connection lost), as opposed
+    to refusing this one write: only the first is worth pausing the claims for."""
+    if isinstance(error, (OSError, TimeoutError)):
+        return True
+    if isinstance(error, DBAPIError):
+        # PostgreSQL classes 08 (connection), 53 (resources), 57 (shutting down, starting
+        # up): asyncpg's come wrapped as plain DBAPIError
+        sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
+        return (error.connection_invalidated or sqlstate[:2] in ("08", "53", "57")
+                or isinstance(error, (OperationalError, InterfaceError)))
+    return False
 
 
 async def _quit(smtp: aiosmtplib.SMTP) -> None:
