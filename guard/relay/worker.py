@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -156,7 +157,7 @@ class DeliveryWorker:
             self._held.discard(c.id)
             with contextlib.suppress(Exception):
                 await self.writer.submit(
-                    lambda conn, now, c=c: q.release_lease(conn, now, c.id, self.owner))
+                    functools.partial(q.release_lease, message_id=c.id, owner=self.owner))
 
     async def _heartbeat(self) -> None:
         """Renew the leases of the messages this worker holds, every third of a lease;
@@ -169,9 +170,9 @@ class DeliveryWorker:
                 self._renewal_failing = False
                 continue
             try:
-                kept = await self.writer.submit(
-                    lambda conn, now, ids=ids: q.renew_leases(
-                        conn, now, self.owner, ids, self.settings.lease_seconds))
+                kept = await self.writer.submit(functools.partial(
+                    q.renew_leases, owner=self.owner, ids=ids,
+                    lease_seconds=self.settings.lease_seconds))
             except Exception as e:
                 if not self._renewal_failing:
                     log.warning("renewing %d leases failed, trying again every second: %s",
@@ -197,8 +198,9 @@ class DeliveryWorker:
                 if limit > 0 and time.monotonic() >= self._upstream_down_until and \
                         not self._unwritten and not self._renewal_failing:
                     claimed = await self.writer.submit(
-                        lambda conn, now, n=limit: q.claim_due(
-                            conn, now, self.owner, self.settings.lease_seconds, n))
+                        functools.partial(q.claim_due, owner=self.owner,
+                                          lease_seconds=self.settings.lease_seconds,
+                                          limit=limit))
                 for c in claimed:
                     # our own lease ran out (the database was away) and the claim took it
                     # again: the message is still being sent or recorded, not sent twice
@@ -245,7 +247,7 @@ class DeliveryWorker:
                     # lease runs out and another attempt takes it
                     with contextlib.suppress(Exception):
                         await self.writer.submit(
-                            lambda conn, now, c=c: q.release_lease(conn, now, c.id, self.owner))
+                            functools.partial(q.release_lease, message_id=c.id, owner=self.owner))
                 finally:
                     queue_id_var.reset(token)
                     self._in_flight -= 1

@@ -237,8 +237,8 @@ async def claim_due(conn: AsyncConnection, now: float, owner: str, lease_seconds
         if r.data is not None and r.trace_header is not None:
             c.envelope = small[r.id] = _envelope(r)
     if small:
-        for r in await conn.execute(_CLAIMED_RECIPIENTS, {"ids": list(small)}):
-            small[r.message_id].add_recipient(r.idx, r.address, r.state)
+        for rr in await conn.execute(_CLAIMED_RECIPIENTS, {"ids": list(small)}):
+            small[rr.message_id].add_recipient(rr.idx, rr.address, rr.state)
     return claimed
 
 
