@@ -78,8 +78,8 @@ class DeliveryWorker:
         # the messages whose leases this worker holds and works on: the heartbeat renews
         # exactly these, and a claim never hands one of them to a second sender
         self._held: set[str] = set()
-        # outcomes being written (id → task); `_unwritten` counts those whose write
-        # failed: while there are any, nothing new is claimed
+        # outcomes being written (id → task); `_unwritten` counts those waiting for the
+        # database to come back: while there are any, nothing new is claimed
         self._recording: dict[str, asyncio.Task[None]] = {}
         self._unwritten = 0
         self._renewal_failing = False
