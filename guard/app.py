@@ -115,7 +115,7 @@ class GuardApp:
 
         upstream = Upstream(s.upstream, s.smtp.hostname)
         self.worker = DeliveryWorker(self.writer, upstream, s.delivery,
-                                     s.smtp.hostname, owner=s.instance_id or instance_id())
+                                     s.smtp.hostname, name=s.instance_id or instance_id())
         if self.inspector is not None and self.inspector.known is not None:
             self.worker.on_learned = self.inspector.known.learned
             self.worker.only_new = self.inspector.known.unknown
@@ -161,6 +161,10 @@ class GuardApp:
             for cfg, sock in sockets:
                 self.servers.append(await serve_listener(handler, cfg, sock, users, tls))
 
+        try:
+            await self.worker.reclaim_dead_leases()
+        except Exception:  # they run out by themselves (delivery.lease_seconds)
+            log.exception("could not take back the leases of stopped processes")
         self.worker.start()
         _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
         health = HealthCheck(self.engine, (up_host, up_port))
@@ -178,8 +182,9 @@ class GuardApp:
             await asyncio.sleep(0.02)
         if self._web.servers:
             self.bound["web"] = self._web.servers[0].sockets[0].getsockname()[:2]
-        log.info("guard %s started: upstream %s, database %s", self.worker.owner,
-                 upstream.describe(), self.engine.url.render_as_string(hide_password=True))
+        log.info("guard %s (leases %s) started: upstream %s, database %s", self.worker.name,
+                 self.worker.owner, upstream.describe(),
+                 self.engine.url.render_as_string(hide_password=True))
 
     async def _start_inspection(self) -> Decider:
         s = self.settings

@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     from guard.hold.cli import add_queue_commands
 
     add_queue_commands(qp)
+    from guard.relay.cli import add_queue_commands as add_retry_command
+
+    add_retry_command(qp)
 
     from guard.policy_cli import add_commands
 

@@ -86,7 +86,10 @@ class DeliverySettings(_Section):
     concurrency: int = 20
     batch: int = 100
     poll_interval: float = 1.0
-    lease_seconds: float = 900.0  # longer than the final-dot timeout
+    # A claim's lease: renewed every third of it while the message is being sent (the
+    # 10-minute final-dot wait included); another instance takes over a message whose
+    # lease ran out, so a dead instance's mail goes out again after about this long.
+    lease_seconds: float = Field(default=30.0, ge=1.0)
     # Postfix defaults: minimal_backoff_time 300s, maximal_backoff_time 4000s,
     # maximal_queue_lifetime 5d.
     min_backoff: float = 300.0

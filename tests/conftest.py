@@ -76,6 +76,8 @@ class SinkBehaviour:
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_reply: str = ""  # e.g. "451 4.3.0 try later"; "" = 250
     data_delay: float = 0.0
+    # the 250 itself; bytes are sent as they are (an upstream that is not UTF-8 clean)
+    accept_reply: str | bytes = "250 2.0.0 stored"
 
 
 class _SinkHandler:
@@ -91,7 +93,8 @@ class _SinkHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope
+                          ) -> str | bytes:
         import asyncio
 
         b = self.sink.behaviour
@@ -104,7 +107,7 @@ class _SinkHandler:
             self.sink.messages.append(SinkMessage(
                 "" if mail_from == "<>" else mail_from, list(envelope.rcpt_tos),
                 envelope.original_content or b"", list(envelope.mail_options)))
-        return "250 2.0.0 stored"
+        return b.accept_reply
 
 
 class Sink:

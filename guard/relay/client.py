@@ -25,6 +25,17 @@ class Outcome:
     reply: str
     outcome: str  # delivered | deferred | failed
 
+    def __post_init__(self) -> None:
+        self.reply = storable(self.reply)
+
+
+def storable(reply: str) -> str:
+    """An upstream's reply as text any database takes: aiosmtplib keeps bytes that are
+    not UTF-8 as lone surrogates, and PostgreSQL refuses NUL. A reply that cannot be
+    stored would fail the record of a delivery that happened, and so send it again."""
+    return (reply.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            .replace("\x00", "\ufffd"))
+
 
 class UpstreamUnavailable(Exception):
     """Could not get a usable session (connect, TLS, EHLO or AUTH failed)."""

@@ -237,8 +237,8 @@ async def claim_due(conn: AsyncConnection, now: float, owner: str, lease_seconds
         if r.data is not None and r.trace_header is not None:
             c.envelope = small[r.id] = _envelope(r)
     if small:
-        for r in await conn.execute(_CLAIMED_RECIPIENTS, {"ids": list(small)}):
-            small[r.message_id].add_recipient(r.idx, r.address, r.state)
+        for rr in await conn.execute(_CLAIMED_RECIPIENTS, {"ids": list(small)}):
+            small[rr.message_id].add_recipient(rr.idx, rr.address, rr.state)
     return claimed
 
 
@@ -247,6 +247,49 @@ async def release_lease(conn: AsyncConnection, now: float, message_id: str, owne
     await conn.execute(update(messages).where(
         messages.c.id == message_id, messages.c.lease_owner == owner).values(
         lease_owner=None, lease_until=None))
+
+
+_RENEW_LEASES = update(messages).where(
+    messages.c.id.in_(bindparam("ids", expanding=True)),
+    messages.c.lease_owner == bindparam("owner"),
+    messages.c.state.in_(ACTIVE_STATES)).values(lease_until=bindparam("until"))
+
+
+async def renew_leases(conn: AsyncConnection, now: float, owner: str, ids: Sequence[str],
+                       lease_seconds: float) -> int:
+    """The heartbeat: push the leases that `owner` still holds on `ids` forward. Only the
+    messages a worker is working on are named, so a lease it forgot runs out."""
+    if not ids:
+        return 0
+    res = await conn.execute(_RENEW_LEASES, {"ids": list(ids), "owner": owner,
+                                             "until": now + lease_seconds})
+    return int(res.rowcount or 0)
+
+
+async def lease_owners(conn: AsyncConnection) -> list[str]:
+    """Every owner of a lease on a message waiting for delivery."""
+    rows = await conn.execute(
+        select(messages.c.lease_owner).distinct().where(
+            messages.c.state.in_(ACTIVE_STATES), messages.c.lease_owner.is_not(None)))
+    return sorted(r.lease_owner for r in rows)
+
+
+async def release_leases_of(conn: AsyncConnection, now: float, owners: Sequence[str],
+                            actor: str) -> int:
+    """Give back every lease of owners that are known to be dead (one audit event with
+    the count): their messages are due again at once instead of when the leases run out.
+    """
+    if not owners:
+        return 0
+    res = await conn.execute(
+        update(messages).where(messages.c.lease_owner.in_(list(owners)),
+                               messages.c.state.in_(ACTIVE_STATES))
+        .values(lease_owner=None, lease_until=None))
+    count = int(res.rowcount or 0)
+    if count:
+        await add_audit(conn, now, "-", actor, "leases_reclaimed",
+                        detail={"owners": list(owners), "messages": count})
+    return count
 
 
 @dataclass
@@ -364,6 +407,51 @@ async def _holds_lease(conn: AsyncConnection, message_id: str, owner: str) -> bo
     if conn.dialect.name == "postgresql":
         q = q.with_for_update()
     return (await conn.execute(q)).first() is not None
+
+
+@dataclass
+class Retry:
+    id: str
+    # retried | due (already due) | delivering (a worker has it now) | not_waiting (a state
+    # that is not retried: delivered, held, …) | not_found
+    result: str
+    state: str = ""
+
+
+_WAITING = select(messages.c.id, messages.c.state, messages.c.next_attempt_at,
+                  messages.c.lease_until)
+
+
+async def retry_now(conn: AsyncConnection, now: float, message_id: str, actor: str) -> Retry:
+    """`guard queue retry ID`: a deferred (or backing-off) message is due now; a running
+    guard takes it at its next poll. One audit row when something changed."""
+    row = (await conn.execute(_WAITING.where(messages.c.id == message_id))).first()
+    if row is None:
+        return Retry(message_id, "not_found")
+    if row.state not in ACTIVE_STATES:
+        return Retry(message_id, "not_waiting", row.state)
+    if row.lease_until is not None and row.lease_until >= now:
+        return Retry(message_id, "delivering", row.state)
+    if row.next_attempt_at <= now:
+        return Retry(message_id, "due", row.state)
+    ok = await _retry(conn, now, row, actor)
+    return Retry(message_id, "retried" if ok else "not_waiting", row.state)
+
+
+async def retry_all(conn: AsyncConnection, now: float, actor: str) -> list[str]:
+    """`guard queue retry --all`: every message waiting for a later attempt is due now."""
+    rows = (await conn.execute(_WAITING.where(
+        messages.c.state.in_(ACTIVE_STATES), messages.c.next_attempt_at > now,
+        or_(messages.c.lease_until.is_(None), messages.c.lease_until < now))
+        .order_by(messages.c.next_attempt_at))).all()
+    return [r.id for r in rows if await _retry(conn, now, r, actor)]
+
+
+async def _retry(conn: AsyncConnection, now: float, row: Any, actor: str) -> bool:
+    return await transition(
+        conn, now, row.id, from_states=ACTIVE_STATES, to_state=row.state, actor=actor,
+        action="retry", detail={"next_attempt_was": row.next_attempt_at},
+        known_state=row.state, values={"next_attempt_at": now})
 
 
 async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
