@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pytest
 from guard.store import db
 from guard.store import queue as q
 from tests.conftest import EXAMPLE_POLICY, USER_PASSWORD, Sink, TlsFiles, wait_for
+from tests.hold.conftest import LINK, parse_notice
 from tests.hostile import HOSTILE, plain_message, slow_attachment_message
 
 ALICE = "alice@example.co.jp"
@@ -183,3 +185,28 @@ def test_policy_replay_reads_stored_hostile_messages(guarded: tuple[Any, str, Pa
     assert "Traceback" not in r.stderr
     assert "3 messages in the last 1h" in r.stdout
     assert "uninspectable-attachment" in r.stdout
+
+
+def test_review_page_of_a_held_hostile_message_does_not_parse_it(
+        guarded: tuple[Any, str, Path], sink: Sink, tls: TlsFiles) -> None:
+    # the page built its preview with the email package (in a thread): the quadratic
+    # parse again, seconds per view, for exactly the messages the limits hold
+    g, _, _ = guarded
+    s = Session(g.smtp_port, tls, [OUTSIDE], HOSTILE["ct_params_10000"]())
+    s.end()
+    s.wait()
+    assert s.code == 250 and b"held" in s.reply
+
+    def notice() -> Any:
+        for m in list(sink.messages):
+            if ALICE in m.rcpt_tos and b"X-Guard-Notice: held" in m.data:
+                return parse_notice(m.data)
+        return None
+
+    link = LINK.search(wait_for(notice, what="the held notice").body)
+    assert link is not None
+    with urllib.request.urlopen(link.group(1), timeout=30) as r:
+        page = r.read().decode()
+    assert "本文を表示できません" in page  # no body: it was not parsed
+    assert "hello" not in page
+    assert "ヘッダーが大きすぎて確認できないメール" in page  # the reason it was held

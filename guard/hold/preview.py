@@ -2,7 +2,9 @@
 
 Held mail is never rendered as HTML: an HTML-only body is reduced to its text (scripts,
 styles and tags dropped), and the page escapes whatever comes out. Broken MIME gives a
-partial preview, never an exception. Parsing runs in a thread (large messages).
+partial preview, never an exception. Parsing runs in a thread (large messages), and
+only within the limits inspection parses in (guard.message.prescan): beyond them the
+page shows the subject and sender, no body.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from email.parser import BytesParser
 from email.utils import getaddresses
 
 from guard.inspect.textdecode import decode_declared
-from guard.message import html_to_text
+from guard.message import (
+    ParseLimits,
+    decode_subject,
+    html_to_text,
+    prescan,
+    read_header_fields,
+)
 
 MAX_TEXT = 6000
 MAX_PARTS = 500
@@ -52,6 +60,13 @@ def _part_text(part: EmailMessage) -> str:
 
 def build_preview(data: bytes, max_text: int = MAX_TEXT) -> Preview:
     pv = Preview()
+    problems = prescan(data)
+    if problems:  # beyond the parse limits: inspection did not parse it, nor does this
+        pv.error = problems[0][0]
+        fields = read_header_fields(data, (b"subject", b"from"), ParseLimits())
+        pv.subject = decode_subject(next(iter(fields.get("subject", [])), ""))
+        pv.from_ = decode_subject(next(iter(fields.get("from", [])), ""))
+        return pv
     try:
         msg = BytesParser(policy=policy.default).parsebytes(data)
     except Exception as e:  # RecursionError on absurd nesting, among others
