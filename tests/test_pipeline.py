@@ -7,7 +7,7 @@ from email.header import Header
 import pytest
 
 from guard.pipeline import HeaderSummary, summarize_headers
-from tests.hostile import HOSTILE, python_calls
+from tests.hostile import HOSTILE, python_steps
 
 
 @pytest.mark.parametrize("raw,subject", [
@@ -31,10 +31,11 @@ def test_headers_in_the_body_are_not_read():
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_the_summary_does_the_same_small_work_whatever_the_headers(name: str):
     # it runs on the event loop for every message: a header block of 30,000 fields or
-    # of 80,000 folded lines took 0.1-0.5 s (a Python step per field and line)
+    # of 80,000 folded lines took 0.1-0.5 s (Python steps per field and line); now a
+    # plain message takes ~180 steps, 4 KiB of encoded words decoded ~7,700
     raw = HOSTILE[name]()
     summary: list[HeaderSummary] = []
-    assert python_calls(lambda: summary.append(summarize_headers(raw))) < 1500
+    assert python_steps(lambda: summary.append(summarize_headers(raw))) < 10_000
     assert summary[0].header_from == "Alice <alice@example.co.jp>"
     if b"Subject: s\r\n" in raw:
         assert summary[0].subject == "s"
