@@ -6,7 +6,8 @@
            ─▶ evaluate(policy) ─▶ Verdict ─▶ Decision (queue / hold / reject, edits)
 
 The content stage runs in the extraction worker processes, except for small messages
-without attachments, which are cheaper to read here than to ship to a worker.
+of a simple shape without attachments (message.cheap_to_read: bounded to a few ms
+whatever their bytes), which are cheaper to read here than to ship to a worker.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from guard.inspect.finding import Finding
 from guard.inspect.isolate import ExtractionPool
 from guard.inspect.run import content_findings, problem_findings, recipient_findings
 from guard.lists import address_digest, canonical_digest, parse_address_csv
-from guard.message import MessageView, parse_message
+from guard.message import MessageView, cheap_to_read, parse_message
 from guard.pipeline import Decision
 from guard.policy import Policy, Verdict, evaluate, load_customers, load_partners
 from guard.policy.schema import Action
@@ -40,7 +41,6 @@ from guard.store import knowledge
 
 log = logging.getLogger("guard.inspect")
 
-INLINE_MAX_BYTES = 64 * 1024
 MAX_STORED_FINDINGS = 200
 
 
@@ -170,9 +170,10 @@ class Inspector:
 
     async def content(self, data: bytes, mail_from: str, rcpt_tos: list[str],
                       ctx: InspectContext) -> tuple[MessageView, list[Finding]]:
-        """Parse, extract and run the text detectors: in a worker process, except small
-        messages without attachments, which cost less to read here than to ship."""
-        if len(data) <= INLINE_MAX_BYTES or self.pool is None:
+        """Parse, extract and run the text detectors: in a worker process, under its
+        deadline, except small messages of a simple shape without attachments, which
+        cost less to read here than to ship. Without a pool (the CLI) all of it here."""
+        if self.pool is None or cheap_to_read(data):
             view = parse_message(data, mail_from, rcpt_tos)
             if not view.attachments:
                 return view, content_findings(view, ctx)
@@ -296,7 +297,12 @@ class PolicyDecider:
                  sum(ins.timings.values()) * 1e3)
         if v.action == Action.REJECT:
             return Decision(action="reject", reply=v.smtp_reply(), verdict=doc)
-        edited = apply_modifiers(msg.data, v, ins.context.internal_domains)
+        edited = None
+        if v.modifiers.tag is not None or v.modifiers.bcc:
+            # a header block of 80,000 folded lines or a To of 1,000 addresses takes
+            # tens of ms to rewrite (bounded, linear): not on the event loop
+            edited = await asyncio.to_thread(apply_modifiers, msg.data, v,
+                                             ins.context.internal_domains)
         if v.action in HELD:
             minutes = v.delay_minutes if v.action == Action.DELAY else v.expiry_minutes
             return Decision(action="hold", verdict=doc, data=edited,

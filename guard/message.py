@@ -7,9 +7,12 @@ happens later (guard.inspect.extract), normally in a worker process (guard.inspe
 Rules that shape this module (docs: pii-and-extraction.md §3, reliability.md §1.6, tests I):
 - Never raise for bad input. Anything not inspectable becomes a `problems` entry, so the
   policy can fail closed (hold) instead of the relay dropping or crashing.
-- Cheap byte scans enforce size, nesting and part-count limits BEFORE the stdlib parse:
-  the stdlib recurses per nesting level (RecursionError at depth ~300/1000) and its header
-  value parser is quadratic (gh-136063) and recursive on nested comments.
+- Cheap byte scans (`prescan`) enforce size, header, nesting and part-count limits
+  BEFORE the stdlib parse: the stdlib recurses per nesting level (RecursionError at depth
+  ~300/1000) and reads headers line by line in Python. Its structured header parser is
+  quadratic (gh-136063) and recursive on nested comments, so it is not used at all: the
+  MIME fields are kept as their raw values, which the string-based Message methods
+  (get_content_type, get_param, get_boundary) read in linear time.
 - The parse is for deciding policy only. The relay forwards the original bytes.
 """
 
@@ -26,6 +29,7 @@ from email.message import Message
 from email.parser import BytesParser
 from html.parser import HTMLParser
 
+from guard import headerscan
 from guard.inspect.textdecode import (
     decode_declared,
     decode_encoded_words,
@@ -119,6 +123,11 @@ def split_pieces(pieces: Iterable[str], limit: int = TEXT_CHUNK_CHARS) -> list[s
     return out
 
 
+# Comments in a header field nested deeper than this are malformed: the stdlib parsers
+# recurse per level, and stripping comments innermost first costs a pass per level.
+MAX_COMMENT_NESTING = 20
+
+
 @dataclass(frozen=True)
 class ParseLimits:
     """Defaults from pii-and-extraction.md §6."""
@@ -127,12 +136,19 @@ class ParseLimits:
     max_parts: int = 500
     max_depth: int = 20  # multipart nesting
     max_rfc822_depth: int = 5  # message/rfc822 inside message/rfc822 ...
-    max_header_bytes: int = 256 * 1024  # the top-level header block
-    # One Content-Type/-Disposition/-Transfer-Encoding field. The stdlib value parser is
-    # quadratic: a 100 KB field took 5.4 s, 4 KB takes ~10 ms.
+    max_header_bytes: int = 256 * 1024  # one header block (the message's, a part's)
+    # Fields in one header block: a long Received: chain is 50 (the hop limit), a busy
+    # Outlook or Gmail message 40-80. The parser reads each field in Python.
+    max_header_fields: int = 1000
+    max_header_field_bytes: int = 100 * 1024  # one field, folds included (Postfix: 100 KB)
+    # One Content-Type/-Disposition/-Transfer-Encoding field (the parse reads these
+    # once per part and more; their values are split by hand, in linear time).
     max_mime_field_bytes: int = 4096
     max_mime_field_total: int = 512 * 1024
-    max_comment_nesting: int = 20  # "((((" recursion in the stdlib value parser
+    # ";" in one MIME field: Thunderbird cuts a long file name into RFC 2231
+    # continuations of ~70 bytes, so a 4 KiB field holds about 60.
+    max_params_per_field: int = 100
+    max_comment_nesting: int = MAX_COMMENT_NESTING  # in MIME fields
     max_addresses_per_header: int = 1000
     max_text_chars: int = 20_000_000  # per body part
     max_total_text_chars: int = 50_000_000  # per message
@@ -143,9 +159,8 @@ class ParseLimits:
 _SAFE_PARSE_DEPTH = 100
 
 
-
 class _RawValueHeader:
-    """Header class for values the stdlib header parser raises on: str() is the value."""
+    """Header class whose str() is the field's (unfolded) value, as written."""
 
     max_count = None
 
@@ -153,25 +168,49 @@ class _RawValueHeader:
     def parse(cls, value: str, kwds: dict[str, object]) -> None:
         kwds["decoded"] = value
         kwds["parse_tree"] = None
+
+
+class _UnparsableHeader(_RawValueHeader):
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, object]) -> None:
+        super().parse(value, kwds)
         kwds["defects"] = [email.errors.InvalidHeaderDefect("unparsable header value")]
 
 
+# Read by the parse (get_content_type, get_param, get_boundary, the transfer decoding),
+# all of which split str(header) themselves: the structured header object would only
+# add the quadratic value parser (a 4 KB Content-Type of 400 parameters: 65 ms, with
+# comments "(a)(a)…": 550 ms; as a raw value: 3 ms and 1 ms).
+_RAW_FIELDS = frozenset({"content-type", "content-disposition", "content-transfer-encoding"})
+
+
 class _SafeHeaderRegistry(HeaderRegistry):
-    """policy.default's registry, except that a header value it cannot parse does not
-    abort the whole parse. Found here: a Content-Type `name*=ISO-2022-JP''…` holding an
-    NEC character (①) raises UnicodeDecodeError from inside BytesParser on 3.11, which
-    would make ordinary Japanese mail unparsable. The message code only needs str() of
-    these headers (get_content_type, get_param, get_boundary all re-split the string)."""
+    """policy.default's registry, with two changes. The MIME fields above are kept as
+    their raw values. And a header value it cannot parse does not abort the whole parse:
+    found here, a `name*=ISO-2022-JP''…` holding an NEC character (①) raised
+    UnicodeDecodeError from inside BytesParser on 3.11, which made ordinary Japanese
+    mail unparsable (the message code only needs str() of those headers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[type, type] = {}
 
     def __call__(self, name: str, value: str) -> BaseHeader:
+        if name.lower() in _RAW_FIELDS:
+            return self._as(_RawValueHeader, name, value)
         try:
             return super().__call__(name, value)
         except Exception:
-            cls = type("_RawValueHeader", (_RawValueHeader, self.base_class), {})
-            return cls(name, value)  # type: ignore[no-any-return]
+            return self._as(_UnparsableHeader, name, value)
+
+    def _as(self, kind: type, name: str, value: str) -> BaseHeader:
+        cls = self._classes.get(kind)
+        if cls is None:  # (the stdlib makes a new class per header; one is enough)
+            cls = self._classes[kind] = type(kind.__name__, (kind, self.base_class), {})
+        return cls(name, value)  # type: ignore[no-any-return]
 
 
-# policy.default semantics (decoded headers, RFC 2231), with the registry above
+# policy.default semantics (RFC 2231 in get_param, 8-bit bytes kept), the registry above
 _PARSER_POLICY = email.policy.default.clone(header_factory=_SafeHeaderRegistry())
 PARSER_POLICY = _PARSER_POLICY  # the review page's preview parses with it too
 
@@ -184,7 +223,6 @@ _BOUNDARY_RE = re.compile(rb"boundary")
 _BOUNDARY_VALUE_RE = re.compile(rb'boundary\*?\s*=\s*(?:"([^"\r\n]*)"|([^\s;"]+))', re.I)
 _DASH_LINE_RE = re.compile(rb"--([^\r\n]*)")
 _MIME_FIELD_RE = re.compile(rb"content-(?:type|disposition|transfer-encoding)[ \t]*:")
-_FIELD_END_RE = re.compile(rb"(?:\r\n|\r|\n)(?![ \t])")
 _RFC822_RE = re.compile(rb"content-type[ \t]*:\s*message/rfc822")
 _HEADER_END_RE = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
@@ -204,34 +242,79 @@ def _max_paren_depth(value: bytes) -> int:
     return best
 
 
-def _prescan(raw: bytes, limits: ParseLimits) -> list[Problem]:
-    """Byte-level checks that make the stdlib parse safe and bounded. Any problem found
-    here means we do not attempt the full parse (headers are still read)."""
+def _header_block_problem(block: bytes, limits: ParseLimits, label: str) -> Problem | None:
+    """Field count and field size of one header block (`label` names it in the detail)."""
+    if len(block) > limits.max_header_bytes:
+        return ("too_large", "headers",
+                f"{label}: header block > {limits.max_header_bytes} bytes")
+    fields = headerscan.count_fields(block)
+    if fields > limits.max_header_fields:
+        return ("too_many_headers", "headers",
+                f"{label}: {fields} header fields > limit {limits.max_header_fields}")
+    if len(block) > limits.max_header_field_bytes:
+        size = headerscan.longest_field(block)
+        if size > limits.max_header_field_bytes:
+            return ("too_large", "headers", f"{label}: header field of {size} bytes > "
+                                            f"limit {limits.max_header_field_bytes}")
+    return None
+
+
+def _part_headers(raw: bytes, line_end: int, stop: int, limits: ParseLimits) -> bytes | None:
+    """The header block of the part whose delimiter line ends at `line_end`: up to its
+    blank line, or up to `stop` (the next delimiter line) if that comes first. None if
+    it is longer than max_header_bytes."""
+    start = raw.find(b"\n", line_end, stop) + 1
+    if start <= 0:
+        return b""
+    window = min(stop, start + limits.max_header_bytes + 4)
+    m = _HEADER_END_RE.search(raw, line_end, window)
+    if m is not None:
+        return raw[start:m.start()] if m.start() > start else b""
+    return raw[start:stop] if window == stop else None
+
+
+def prescan(raw: bytes, limits: ParseLimits = ParseLimits()) -> list[Problem]:
+    """Byte-level checks that make the stdlib parse safe and bound its work: size, the
+    header blocks (size, fields, longest field), the MIME fields (size, parameters,
+    comment nesting), multipart nesting and part count. Any problem found here means
+    the message is not parsed (its headers are still read, by headerscan). Linear in
+    the size of the message: C scans, and Python once per MIME field and delimiter
+    line."""
     if len(raw) > limits.max_message_bytes:
         return [("too_large", "message",
                  f"{len(raw)} bytes > limit {limits.max_message_bytes}")]
+    block, ended = headerscan.header_block(raw, limits.max_header_bytes)
+    if not ended:
+        return [("too_large", "headers", f"header block > {limits.max_header_bytes} bytes")]
+    problem = _header_block_problem(block, limits, "message")
+    if problem:
+        return [problem]
     low = raw.lower()
 
-    # MIME fields the parser will turn into header objects (quadratic, recursive)
+    # The MIME fields, which the parse reads over and over
     total = 0
     for m in _MIME_FIELD_RE.finditer(low):
         if not _at_line_start(low, m.start()):
             continue
-        end_m = _FIELD_END_RE.search(raw, m.end())
-        end = end_m.start() if end_m else len(raw)
+        end = headerscan.field_end(raw, m.end())
         size = end - m.start()
         total += size
         if size > limits.max_mime_field_bytes:
             return [("too_large", "headers",
                      f"MIME header field of {size} bytes > {limits.max_mime_field_bytes}")]
-        if b"(" in raw[m.end():end] and (
+        params = raw.count(b";", m.end(), end)
+        if params > limits.max_params_per_field:
+            return [("too_many_params", "headers", f"MIME header field with {params} "
+                     f"parameters > limit {limits.max_params_per_field}")]
+        if raw.count(b"(", m.end(), end) > limits.max_comment_nesting and (
             _max_paren_depth(raw[m.end():end]) > limits.max_comment_nesting
         ):
             return [("parse_error", "headers", "MIME header comments nested too deep")]
     if total > limits.max_mime_field_total:
         return [("too_large", "headers", f"{total} bytes of MIME header fields")]
 
-    # Multipart nesting and part count from boundary delimiter lines
+    # Multipart nesting and part count from the boundary delimiter lines; the header
+    # block of each part
     boundaries: set[bytes] = set()
     for m in _BOUNDARY_RE.finditer(low):
         vm = _BOUNDARY_VALUE_RE.match(raw, m.start())
@@ -239,33 +322,70 @@ def _prescan(raw: bytes, limits: ParseLimits) -> list[Problem]:
             value = (vm.group(1) if vm.group(1) is not None else vm.group(2)).rstrip()
             if value:
                 boundaries.add(value)
-    stack: list[bytes] = []
-    max_depth = 0
-    parts = 0
+    delimiters: list[tuple[int, int, bytes]] = []  # (line start, line end, boundary)
     if boundaries:
         for m in _DASH_LINE_RE.finditer(raw):
-            if not _at_line_start(raw, m.start()):
-                continue
-            line = m.group(1).rstrip(b" \t")
-            if line in boundaries:
-                parts += 1
-                if line in stack:
-                    del stack[stack.index(line) + 1 :]
-                else:
-                    stack.append(line)
-                    max_depth = max(max_depth, len(stack))
-            elif line.endswith(b"--") and line[:-2] in boundaries:
-                if line[:-2] in stack:
-                    del stack[stack.index(line[:-2]) :]
-    if max_depth > limits.max_depth:
-        return [("too_deep", "message",
-                 f"multipart nesting {max_depth} > limit {limits.max_depth}")]
+            if _at_line_start(raw, m.start()):
+                line = m.group(1).rstrip(b" \t")
+                if line in boundaries or (line.endswith(b"--") and line[:-2] in boundaries):
+                    delimiters.append((m.start(), m.end(), line))
+    level: dict[bytes, int] = {}  # open boundary → its nesting level (1 = outermost)
+    max_depth = parts = 0
+    for i, (_, line_end, line) in enumerate(delimiters):
+        if line in boundaries:
+            parts += 1
+            if line in level:  # the next part of an open multipart: close what it held
+                depth = level[line]
+                level = {b: d for b, d in level.items() if d <= depth}
+            else:
+                level[line] = len(level) + 1
+                max_depth = max(max_depth, len(level))
+                if max_depth > limits.max_depth:
+                    return [("too_deep", "message",
+                             f"multipart nesting > limit {limits.max_depth}")]
+            if parts <= limits.max_parts:
+                stop = delimiters[i + 1][0] if i + 1 < len(delimiters) else len(raw)
+                head = _part_headers(raw, line_end, stop, limits)
+                problem = (("too_large", "headers", f"part {parts}: header block > "
+                            f"{limits.max_header_bytes} bytes") if head is None
+                           else _header_block_problem(head, limits, f"part {parts}"))
+                if problem:
+                    return [problem]
+        elif line[:-2] in level:  # a close delimiter
+            depth = level[line[:-2]]
+            level = {b: d for b, d in level.items() if d < depth}
     if parts > limits.max_parts:
         return [("too_many_parts", "message", f"{parts} parts > limit {limits.max_parts}")]
     rfc822 = sum(1 for m in _RFC822_RE.finditer(low) if _at_line_start(low, m.start()))
     if max_depth + rfc822 > _SAFE_PARSE_DEPTH:
         return [("too_many_parts", "message", f"{rfc822} message/rfc822 parts")]
     return []
+
+
+# --- what the main process may read itself ---------------------------------------
+# guard.decide reads a message of this shape in the main process, where a slow read
+# would hold up every other session, and sends anything else to a worker, which has
+# a deadline. Within these bounds the parse costs at most a few ms whatever the bytes
+# (tests/bench/hostile_headers.py, docs/benchmarks.md): lines cost ~0.3 µs each, a
+# part ~0.15 ms, an address ~20 µs, an encoded word ~10 µs. The size also bounds the
+# text detectors that run after the parse (1-2 µs a byte on text crafted for them).
+INLINE_LIMITS = ParseLimits(
+    max_message_bytes=16 * 1024, max_parts=8, max_depth=3, max_header_bytes=16 * 1024,
+    max_header_fields=100, max_header_field_bytes=4096, max_mime_field_bytes=1024,
+    max_mime_field_total=8 * 1024, max_params_per_field=16)
+INLINE_MAX_LINES = 2000
+INLINE_MAX_ADDRESSES = 100  # "@" in the top header block
+
+
+def cheap_to_read(raw: bytes) -> bool:
+    """Whether parse_message(raw) is known to be cheap enough for the event loop: within
+    INLINE_LIMITS, and no attached message (whose own headers the limits do not see)."""
+    if len(raw) > INLINE_LIMITS.max_message_bytes or raw.count(b"\n") > INLINE_MAX_LINES:
+        return False
+    block, _ = headerscan.header_block(raw, INLINE_LIMITS.max_header_bytes)
+    if block.count(b"@") > INLINE_MAX_ADDRESSES or b"message/" in raw.lower():
+        return False
+    return not prescan(raw, INLINE_LIMITS)
 
 
 # --- headers ---------------------------------------------------------------------
@@ -314,7 +434,8 @@ def split_address_list(value: str) -> list[str] | None:
     """Split an address-list at top-level commas, honouring quotes, comments, angle
     brackets and groups. Returns None when the structure is malformed (unbalanced
     parentheses or brackets, ';' outside a group, a stray ')' or '>' — the shapes behind
-    CVE-2023-27043), so that nothing is guessed."""
+    CVE-2023-27043 — or comments nested deeper than MAX_COMMENT_NESTING), so that
+    nothing is guessed."""
     segments: list[str] = []
     cur: list[str] = []
     in_quote = False
@@ -338,6 +459,8 @@ def split_address_list(value: str) -> list[str] | None:
             continue
         if ch == "(":
             comment += 1
+            if comment > MAX_COMMENT_NESTING:  # no mail client writes this; recursion
+                return None                     # and quadratic work in what follows
         elif ch == ")":
             if comment == 0:
                 return None
@@ -445,6 +568,12 @@ def _read_headers(msg: Message, view: MessageView, limits: ParseLimits,
     values: dict[str, list[str]] = {}
     for key, value in msg.raw_items():
         values.setdefault(key.lower(), []).append(str(value))
+    _read_header_values(values, view, limits, prefix)
+
+
+def _read_header_values(values: dict[str, list[str]], view: MessageView,
+                        limits: ParseLimits, prefix: str = "") -> None:
+    """Subject and addresses from raw field values (lower-case names)."""
     subjects = values.get("subject", [])
     subject = decode_subject(subjects[0]) if subjects else ""
     if prefix:
@@ -462,21 +591,29 @@ def _read_headers(msg: Message, view: MessageView, limits: ParseLimits,
         target.extend(addrs)
 
 
+_READ_FIELDS = (b"subject", b"from", b"to", b"cc", b"reply-to")
+
+
+def read_header_fields(raw: bytes, names: tuple[bytes, ...], limits: ParseLimits
+                       ) -> dict[str, list[str]]:
+    """Raw values of the top header block's fields called `names`, without a parse (8-bit
+    bytes as surrogate escapes, as the parser gives them), from a block of at most
+    max_header_bytes; of each name one field more than max_addresses_per_header (so
+    that parse_address_header sees the excess), of each value max_header_field_bytes
+    (a longer address field then ends malformed)."""
+    block, _ = headerscan.header_block(raw, limits.max_header_bytes)
+    found = headerscan.field_values(block, names,
+                                    max_fields=limits.max_addresses_per_header + 1,
+                                    max_value_bytes=limits.max_header_field_bytes)
+    return {name.decode(): [v.decode("ascii", "surrogateescape") for v in values]
+            for name, values in found.items()}
+
+
 def _read_headers_only(raw: bytes, view: MessageView, limits: ParseLimits) -> None:
-    """Subject and addresses from the top header block alone, capped in size."""
-    m = _HEADER_END_RE.search(raw, 0, limits.max_header_bytes + 4)
-    if m is None:
-        block = raw[: limits.max_header_bytes]
-        cut = max(block.rfind(b"\n"), block.rfind(b"\r"))
-        block = block[: cut + 1] if cut > 0 else block
-    else:
-        block = raw[: m.end()]
+    """Subject and addresses from the top header block alone, for a message that is not
+    parsed: read by headerscan, in linear time whatever the block holds."""
     try:
-        # compat32 here on purpose: we only need raw (name, value) pairs, and even a
-        # headers-only parse under policy.default builds a Content-Type header object
-        # (the quadratic parser this fallback exists to avoid)
-        msg = BytesParser(policy=email.policy.compat32).parsebytes(block, headersonly=True)
-        _read_headers(msg, view, limits)
+        _read_header_values(read_header_fields(raw, _READ_FIELDS, limits), view, limits)
     except Exception as e:  # a broken header block: nothing more to read
         view.problems.append(("parse_error", "headers", _describe(e)))
 
@@ -708,12 +845,7 @@ def parse_into(raw: bytes, view: MessageView, limits: ParseLimits, prefix: str =
     under `prefix/…`; its header addresses are not the outer message's and are ignored."""
     where = prefix or "message"
     try:
-        problems = _prescan(raw, limits)
-        if not prefix:
-            header_end = _HEADER_END_RE.search(raw, 0, limits.max_header_bytes + 4)
-            if header_end is None and len(raw) > limits.max_header_bytes:
-                problems.append(("too_large", "headers",
-                                 f"header block > {limits.max_header_bytes} bytes"))
+        problems = prescan(raw, limits)
         if problems:
             view.problems.extend((c, prefix or w, d) for c, w, d in problems)
             if not prefix:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import email
 import json
 import re
 import sys
 import time
 from collections import Counter
-from email.policy import default as default_policy
-from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +76,27 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 
 def _envelope(data: bytes, args: argparse.Namespace) -> tuple[str, list[str]]:
-    msg = email.message_from_bytes(data, policy=default_policy)
-    mail_from = args.mail_from
-    if not mail_from:
-        froms = getaddresses([str(msg.get("from", ""))])
-        mail_from = froms[0][1] if froms else ""
+    """--from and --to, else the header addresses, read the way the relay reads them:
+    the top header block scanned in linear time (no parse of the message, whatever it
+    holds), the strict address parser, its limits."""
+    from guard.message import ParseLimits, parse_address_header, read_header_fields
+
+    mail_from = args.mail_from or ""
     rcpts = list(args.to or [])
+    if mail_from and rcpts:
+        return mail_from, rcpts
+    limits = ParseLimits()
+    fields = read_header_fields(data, (b"from", b"to", b"cc", b"bcc"), limits)
+
+    def addresses(name: str) -> list[str]:
+        found, _ = parse_address_header(name.title(), fields.get(name, []),
+                                        limits.max_addresses_per_header)
+        return found
+
+    if not mail_from:
+        mail_from = next(iter(addresses("from")), "")
     if not rcpts:
-        rcpts = [a for _, a in getaddresses(
-            [str(msg.get(h, "")) for h in ("to", "cc", "bcc")]) if a]
+        rcpts = [a for name in ("to", "cc", "bcc") for a in addresses(name)]
     return mail_from, rcpts
 
 

@@ -3,6 +3,9 @@ mailboxes as written and every other byte of the message."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 
 from guard.message import parse_message
@@ -125,3 +128,38 @@ def test_removed_address_in_a_kept_name_or_an_unparsable_field() -> None:
                 b"Cc: also broken <x@example.net\r\n")  # unparsable, does not: stays
     assert to_cc(remove_recipients(data, ["carol@example.org"])) == [
         b"To: bob@example.net", b"Cc: also broken <x@example.net"]
+
+
+def _best_of_3(fn: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_rewriting_takes_time_linear_in_the_header_block() -> None:
+    # a field of 80,000 folded lines took 0.7-1 s (each line was appended to the
+    # field's bytes, copying it): 16 times the lines must cost about 16 times the time,
+    # not 256 times (a ratio of two timings, so a slow machine does not matter)
+    def folded(lines: int) -> bytes:
+        return mail(b"To: t@example.co.jp, b@client.example\r\n",
+                    b"X-Long: a" + b"\r\n b" * lines + b"\r\n")
+
+    small, large = folded(5_000), folded(80_000)
+    assert to_cc(move_to_bcc(large, INTERNAL)) == [b"To: t@example.co.jp"]
+    ratio = (_best_of_3(lambda: move_to_bcc(large, INTERNAL))
+             / _best_of_3(lambda: move_to_bcc(small, INTERNAL)))
+    assert ratio < 100, f"16 times the lines took {ratio:.0f} times as long"
+
+
+def test_a_field_with_more_addresses_than_inspection_reads_is_not_kept() -> None:
+    # read one by one, 10,000 addresses took 0.3 s; beyond the 1,000 that inspection
+    # reads, the field counts as one that cannot be parsed: all of it leaves
+    many = b", ".join(b"u%d@client.example" % i for i in range(1000))
+    new = move_to_bcc(mail(b"To: t@example.co.jp, " + many + b"\r\n"), INTERNAL)
+    assert to_cc(new) == [b"To: undisclosed-recipients:;"]
+    fewer = b", ".join(b"u%d@client.example" % i for i in range(999))
+    new = move_to_bcc(mail(b"To: t@example.co.jp, " + fewer + b"\r\n"), INTERNAL)
+    assert to_cc(new) == [b"To: t@example.co.jp"]

@@ -2,7 +2,9 @@
 
 Held mail is never rendered as HTML: an HTML-only body is reduced to its text (scripts,
 styles and tags dropped), and the page escapes whatever comes out. Broken MIME gives a
-partial preview, never an exception. Parsing runs in a thread (large messages).
+partial preview, never an exception. Parsing runs in a thread (large messages), and
+only within the limits inspection parses in (guard.message.prescan): beyond them the
+page shows the subject and sender, no body.
 
 Attachment names are read exactly as the inspection reads them (`message.part_filename`:
 RFC 2047 inside quotes as Outlook writes, RFC 2231 continuations as Thunderbird does,
@@ -23,7 +25,15 @@ from email.utils import getaddresses
 
 from guard.inspect.textdecode import decode_declared
 from guard.inspect.ziparchive import member_name
-from guard.message import PARSER_POLICY, html_to_text, part_filename
+from guard.message import (
+    PARSER_POLICY,
+    ParseLimits,
+    decode_subject,
+    html_to_text,
+    part_filename,
+    prescan,
+    read_header_fields,
+)
 
 MAX_TEXT = 6000
 MAX_PARTS = 500
@@ -86,6 +96,13 @@ def _zip_members(data: bytes) -> tuple[list[str], int]:
 
 def build_preview(data: bytes, max_text: int = MAX_TEXT) -> Preview:
     pv = Preview()
+    problems = prescan(data)
+    if problems:  # beyond the parse limits: inspection did not parse it, nor does this
+        pv.error = problems[0][0]
+        fields = read_header_fields(data, (b"subject", b"from"), ParseLimits())
+        pv.subject = decode_subject(next(iter(fields.get("subject", [])), ""))
+        pv.from_ = decode_subject(next(iter(fields.get("from", [])), ""))
+        return pv
     try:
         # the inspection's policy: a header the stdlib cannot decode (an RFC 2231
         # ISO-2022-JP name with ①) does not lose the whole preview

@@ -30,6 +30,13 @@ _PROBLEM_TEXT: dict[str, tuple[str, str]] = {
     "too_large": ("大きすぎて確認できない添付ファイル", "an attachment too large to inspect"),
     "too_deep": ("入れ子が深すぎて確認できない添付ファイル", "attachments nested too deeply"),
     "too_many_parts": ("パートが多すぎて確認できないメール", "too many MIME parts to inspect"),
+    # header limits (guard.message.prescan): the message is not parsed at all
+    "too_large:headers": ("ヘッダーが大きすぎて確認できないメール",
+                          "a header too large to inspect"),
+    "too_many_headers": ("ヘッダーの数が多すぎて確認できないメール",
+                         "too many header fields to inspect"),
+    "too_many_params": ("パラメーターが多すぎて確認できない MIME ヘッダー",
+                        "a MIME header with too many parameters to inspect"),
     "bomb": ("展開すると巨大になる圧縮ファイル（zip 爆弾の疑い）",
              "an archive that expands to an enormous size (zip bomb?)"),
     "parse_error": ("壊れていて読めない部分", "a part that could not be parsed"),
@@ -46,7 +53,8 @@ def problem_findings(view: MessageView) -> list[Finding]:
     default holds external mail)."""
     out: list[Finding] = []
     for code, where, detail in view.problems:
-        ja, en = _PROBLEM_TEXT.get(code, ("確認できない部分", "a part that could not be inspected"))
+        ja, en = _PROBLEM_TEXT.get(f"{code}:{where}") or _PROBLEM_TEXT.get(
+            code, ("確認できない部分", "a part that could not be inspected"))
         name = where.split(":", 1)[1] if ":" in where else where
         out.append(Finding(
             symbol=f"uninspectable.{code}", score=1.0, where=where,

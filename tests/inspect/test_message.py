@@ -12,7 +12,15 @@ import urllib.parse
 
 import pytest
 
-from guard.message import MessageView, ParseLimits, parse_address_header, parse_message
+from guard.message import (
+    MessageView,
+    ParseLimits,
+    cheap_to_read,
+    parse_address_header,
+    parse_message,
+    prescan,
+)
+from tests.hostile import GATE, HOSTILE, python_steps
 from tests.inspect import fixtures as fx
 
 
@@ -462,3 +470,110 @@ def test_split_pieces_gives_the_chunks_of_the_joined_text() -> None:
                   for _ in range(rng.randint(1, 12))]
         limit = rng.randint(4, 30)
         assert split_pieces(pieces, limit) == split_text("".join(pieces), limit)
+
+
+# --- hostile headers: bounded before the parse (issue 13 item 15) ----------------------
+
+# within every limit, so they are parsed (a malformed address, 500 parts, comments)
+_PARSED_SHAPES = {"comments_in_ct_1300", "to_nested_comments_20000", "parts_500_in_18k"}
+
+
+@pytest.mark.parametrize("name", sorted(set(HOSTILE) - _PARSED_SHAPES))
+def test_hostile_headers_are_refused_before_any_parse(name: str) -> None:
+    raw = HOSTILE[name]()
+    assert prescan(raw), "the pre-scan lets it through"
+    # counted, not timed: the email package's parser never runs (its header parser is
+    # quadratic: 5,500 parameters took 2 s, 10,000 took 3.5 s)
+    view: list[MessageView] = []
+    assert python_steps(lambda: view.append(parse(raw)), "/email/feedparser.py") == 0
+    assert view[0].problems and view[0].problems[0][0] in (
+        "too_large", "too_many_headers", "too_many_params", "too_deep")
+    assert view[0].subject  # the headers are still read (by guard.headerscan)
+    assert view[0].to_addrs or name.startswith("to_")
+
+
+def test_crlf_folded_mime_field_is_measured_whole() -> None:
+    # the pre-scan ended a field at its first CRLF fold ("\r" matched alone), so the
+    # issue's 59 KB Content-Type passed as a field of ~30 bytes
+    folded = b"Content-Type: text/plain;\r\n " + b";\r\n ".join(b"a=b" for _ in range(900))
+    problems = prescan(fx.headers("f", extra=folded.decode() + "\r\n") + b"\r\nx\r\n")
+    assert problems[0] == ("too_large", "headers",
+                           f"MIME header field of {len(folded)} bytes > 4096")
+
+
+@pytest.mark.parametrize("count,refused", [(100, False), (101, True)])
+def test_parameters_per_mime_field(count: int, refused: bool) -> None:
+    params = "; ".join(f"p{i}=v" for i in range(count))
+    raw = fx.headers("p", extra=f"Content-Type: text/plain; {params}\r\n") + b"\r\nx\r\n"
+    assert [p[0] for p in parse(raw).problems] == (["too_many_params"] if refused else [])
+
+
+@pytest.mark.parametrize("where", ["message", "part"])
+def test_header_fields_per_block(where: str) -> None:
+    many = "".join(f"X-N{i}: v\r\n" for i in range(1000))
+    if where == "message":
+        raw = fx.headers("h", extra=many) + b"\r\nx\r\n"
+    else:
+        raw = (fx.headers("h", extra='Content-Type: multipart/mixed; boundary="b"\r\n')
+               + b"\r\n--b\r\n" + many.encode() + b"Content-Type: text/plain\r\n\r\nx\r\n--b--\r\n")
+    problems = parse(raw).problems
+    assert problems[0][0] == "too_many_headers" and f"{where}" in problems[0][2]
+    fewer = raw.replace(b"X-N999: v\r\n", b"").replace(b"X-N998: v\r\n", b"")
+    fewer = fewer.replace(b"X-N997: v\r\n", b"").replace(b"X-N996: v\r\n", b"")
+    fewer = fewer.replace(b"X-N995: v\r\n", b"").replace(b"X-N994: v\r\n", b"")
+    fewer = fewer.replace(b"X-N993: v\r\n", b"")
+    assert parse(fewer).problems == []  # 1,000 fields (with the message's own) pass
+
+
+def test_one_header_field_over_100_kib() -> None:
+    long_to = ",\r\n ".join(f"user{i}@example.com" for i in range(5000))
+    view = parse(fx.headers("big", extra=f"Cc: {long_to}\r\n") + b"\r\nx\r\n")
+    assert view.problems[0][0] == "too_large" and "header field of" in view.problems[0][2]
+    assert view.subject == "big"
+    # the fallback reads 100 KiB of the field: the first 1,000 addresses, then says so
+    assert len(view.cc_addrs) == 1000 and "too many addresses in Cc" in view.header_problems
+
+
+def test_the_structured_header_parser_is_never_used() -> None:
+    # str() of a MIME field is all the parse needs; the structured header classes are
+    # what made it quadratic. Within every limit, messages shaped by real clients and
+    # the hostile shapes that are parsed make no call into email._header_value_parser.
+    raws = [fx.multipart([
+        fx.Part("text/plain; charset=ISO-2022-JP", fx.jis("本文です"), cte="7bit"),
+        fx.Part('application/pdf; name="=?ISO-2022-JP?B?GyRCOCtAUTpxGyhC?=.pdf"', b"%PDF",
+                disposition=b"attachment; filename*0*=UTF-8''%E8%A6%8B;"
+                            b" filename*1*=%E7%A9%8D.pdf")]),
+        fx.nested_multipart(20), *(HOSTILE[n]() for n in _PARSED_SHAPES)]
+    views: list[MessageView] = []
+    for raw in raws:
+        assert python_steps(lambda raw=raw: views.append(parse(raw)),
+                            "_header_value_parser") == 0
+    assert len(views) == len(raws) and views[0].attachments[0].filename == "見積.pdf"
+    assert views[1].problems == [] and views[-1].problems == []
+
+
+def test_comment_nesting_in_address_fields() -> None:
+    ok = "bob@example.com " + "(" * 20 + "x" + ")" * 20
+    deep = "bob@example.com " + "(" * 21 + "x" + ")" * 21
+    assert parse_address_header("To", [ok], 10) == (["bob@example.com"], [])
+    assert parse_address_header("To", [deep], 10) == ([], ["malformed address in To"])
+    # 20,000 levels: refused at level 21, without recursion (a RecursionError before)
+    view = parse(HOSTILE["to_nested_comments_20000"]())
+    assert view.to_addrs == [] and view.header_problems == ["malformed address in To"]
+    assert view.problems == []
+
+
+def test_what_the_main_process_reads_itself() -> None:
+    small = fx.single_part("ご確認ください。".encode(), "text/plain; charset=utf-8")
+    assert cheap_to_read(small)
+    assert cheap_to_read(fx.multipart([fx.Part("application/pdf", b"%PDF-1.4")]))
+    for name, make in HOSTILE.items():
+        assert not cheap_to_read(make()), name
+    assert not cheap_to_read(fx.single_part(b"a" * 17_000, "text/plain"))
+    assert not cheap_to_read(fx.multipart([fx.Part("message/rfc822", small, cte="8bit")]))
+    # the worst shapes known within the gate: counted, each a bounded number of Python
+    # steps (a plain message: ~8,000; 500 parts in 18 KB, which a worker reads: 513,000)
+    for name, make in GATE.items():
+        raw = make()
+        assert cheap_to_read(raw), name
+        assert python_steps(lambda raw=raw: parse(raw)) < 150_000, name
