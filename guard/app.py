@@ -17,22 +17,29 @@ import uvicorn
 
 from guard import metrics, multiproc
 from guard.config import ConfigError, Settings, parse_hostport, parse_upstream_url
-from guard.decide import Inspector, PolicyDecider
+from guard.decide import Inspector, KnowledgeCache, PolicyDecider
 from guard.devsink import CaptureHandler, capture_protocol_factory
 from guard.hold.service import HoldService
 from guard.inspect.isolate import ExtractionPool
-from guard.listsync import sync_lists
+from guard.listsync import (
+    LIST_KEY,
+    ListKey,
+    ListKeyError,
+    ListSourceError,
+    key_mismatches,
+    sync_policy_lists,
+)
 from guard.notify.notices import timezone_of
 from guard.pipeline import Decider, Pipeline, queue_everything
 from guard.policy import Policy, PolicyWatcher, default_policy
 from guard.relay.client import Upstream
 from guard.relay.worker import DeliveryWorker, instance_id
-from guard.secret import load_or_create_secret
+from guard.secret import load_or_create_secret, secret_home
 from guard.smtp.front import SmtpFronts
 from guard.smtp.listeners import bind, listener_plan, serve_listener, server_tls_context
 from guard.smtp.server import GuardHandler
 from guard.smtp.users import UserDirectory
-from guard.store import db, migrate
+from guard.store import db, knowledge, migrate
 from guard.store import queue as q
 from guard.store.writer import BatchWriter
 from guard.web.app import HealthCheck, create_app
@@ -81,6 +88,7 @@ class GuardApp:
         self.watcher: PolicyWatcher | None = None
         self.pool: ExtractionPool | None = None
         self.secret = b""
+        self.list_key = ListKey(b"", "")
         self.inspector: Inspector | None = None
         self.engine = db.create_engine(settings.database.url)
         self.writer = BatchWriter(self.engine, settings.database.batch_max)
@@ -98,6 +106,8 @@ class GuardApp:
     async def start(self) -> None:
         s = self.settings
         assert_library_versions()
+        # first: with PostgreSQL and no secret configured the guard stops here, in one line
+        self.secret = load_or_create_secret(s)
         if s.database.auto_upgrade:
             await migrate.upgrade(self.engine)
         current, head = await migrate.current_revision(self.engine)
@@ -105,7 +115,14 @@ class GuardApp:
             raise ConfigError(f"database schema at {current}, need {head}: run `guard db upgrade`")
         await db.check_durability(self.engine)
         self.writer.start()
-        self.secret = load_or_create_secret(s)
+        self.list_key = ListKey(self.secret, secret_home(s).describe())
+        async with self.engine.connect() as conn:
+            mismatch = key_mismatches(await knowledge.list_rows(conn), self.list_key)
+        if mismatch:  # before anything is written: a guard started by mistake with
+            raise ConfigError(mismatch)  # another secret must not re-hash the file lists
+        stamp = self.list_key.stamp
+        # the key lists must be hashed with here: `guard lists import` checks it
+        await self.writer.submit(lambda conn, now: knowledge.set_meta(conn, now, LIST_KEY, stamp))
         if self.decide is None:
             if s.inspect.enabled:
                 self.decide = await self._start_inspection()
@@ -190,20 +207,27 @@ class GuardApp:
         s = self.settings
         path = policy_path(s)
         actor = f"policy:{s.instance_id or instance_id()}"
-        self.pool = ExtractionPool(
-            workers=s.inspect.workers or None,
-            per_attachment_timeout=s.inspect.per_attachment_timeout,
-            per_message_timeout=s.inspect.per_message_timeout,
-            memory_limit_mb=s.inspect.memory_limit_mb)
-        self.inspector = inspector = Inspector(self.engine, self.secret, self.pool)
+        key = self.list_key
+        known: list[KnowledgeCache] = []  # the inspector's, once it exists
+        started = False
+
+        async def prepare(policy: Policy) -> None:
+            # the policy's suppression lists into the store before the policy is taken;
+            # a list it would give a second source refuses the policy (guard/listsync.py)
+            await sync_policy_lists(self.engine, self.writer, key, policy, actor)
+            async with self.engine.connect() as conn:
+                mismatch = key_mismatches(await knowledge.list_rows(conn), key,
+                                          policy.store_lists)
+            if mismatch:
+                if not started:
+                    raise ListKeyError(mismatch)  # at start: do not start
+                log.error("%s", mismatch)  # imported meanwhile by a command with another key
+            for cache in known:
+                cache.invalidate()
 
         async def changed(policy: Policy) -> None:
             metrics.POLICY_RELOADS.labels("ok").inc()
             log.info("policy loaded: %s (%d rules)", policy.source, len(policy.rules))
-            results = await sync_lists(self.engine, self.writer, self.secret,
-                                       dict(policy.suppression_lists), actor)
-            if any(r.changed for r in results) and inspector.known is not None:
-                inspector.known.invalidate()
 
         def failed(error: Exception) -> None:
             metrics.POLICY_RELOADS.labels("error").inc()
@@ -217,12 +241,24 @@ class GuardApp:
                 return policy
         else:
             self.watcher = PolicyWatcher(path, on_change=changed, on_error=failed,
-                                         interval=s.policy.reload_interval)
-            await changed(await self.watcher.start())
+                                         interval=s.policy.reload_interval, prepare=prepare)
+            try:
+                await changed(await self.watcher.start())
+            except (ListSourceError, ListKeyError) as e:
+                raise ConfigError(str(e)) from None
+            started = True
             watcher = self.watcher
 
             def current() -> Policy:
                 return watcher.current
+        self.pool = ExtractionPool(
+            workers=s.inspect.workers or None,
+            per_attachment_timeout=s.inspect.per_attachment_timeout,
+            per_message_timeout=s.inspect.per_message_timeout,
+            memory_limit_mb=s.inspect.memory_limit_mb)
+        self.inspector = inspector = Inspector(self.engine, self.secret, self.pool)
+        if inspector.known is not None:
+            known.append(inspector.known)
         return PolicyDecider(inspector, current)
 
     def _internal_domains(self) -> Sequence[str]:

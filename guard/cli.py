@@ -101,6 +101,13 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
     cur, head = asyncio.run(go())
     print(f"database at revision {cur} (head {head})")
+    from guard.secret import NoSecretHome, load_or_create_secret, secret_home
+
+    try:  # the store's secret lives beside it from the start (guard/secret.py)
+        load_or_create_secret(settings)
+        print(f"secret: {secret_home(settings).describe()}")
+    except NoSecretHome as e:
+        print(f"secret: not set ({e})")
     return 0
 
 
@@ -180,6 +187,12 @@ def cmd_config_show(args: argparse.Namespace) -> int:
         target = doc[section] if section else doc
         if target.get(key):
             target[key] = "********"
+    from guard.secret import NoSecretHome, secret_home
+
+    try:  # where the secret lives, never its value
+        doc["secret_location"] = secret_home(settings).describe()
+    except NoSecretHome as e:
+        doc["secret_location"] = f"none: {e}"
     print(json.dumps(doc, indent=2, ensure_ascii=False))
     return 0
 

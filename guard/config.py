@@ -215,7 +215,9 @@ class Settings(_Section):
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     # Secret for HMACs (list digests, link tokens). "" = generated once into secret_file.
     secret: str = ""
-    secret_file: str = "guard.secret"
+    # "" = guard.secret beside the SQLite database file (PostgreSQL: set secret or
+    # secret_file). A relative path is taken from the config file's directory.
+    secret_file: str = ""
     instance_id: str = ""  # defaults to hostname:pid
 
 
@@ -280,6 +282,10 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         if (section, key) in _LIST_KEYS:
             parsed = [v.strip() for v in value.split(",") if v.strip()]
         _set(data, section, key, parsed)
+    secret_file = data.get("secret_file")
+    if path and isinstance(secret_file, str) and secret_file and not os.path.isabs(secret_file):
+        # one secret whatever directory a command runs in (guard/secret.py)
+        data["secret_file"] = str(Path(path).absolute().parent / secret_file)
     try:
         return Settings.model_validate(data)
     except Exception as e:  # pydantic.ValidationError: say which key is wrong

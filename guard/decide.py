@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,7 +30,13 @@ from guard.inspect.extract import extract_message
 from guard.inspect.finding import Finding
 from guard.inspect.isolate import ExtractionPool
 from guard.inspect.run import content_findings, problem_findings, recipient_findings
-from guard.lists import address_digest, canonical_digest, parse_address_csv
+from guard.lists import (
+    DIGEST_SCHEME,
+    address_digest,
+    canonical_digest,
+    key_fingerprint,
+    parse_address_csv,
+)
 from guard.message import MessageView, cheap_to_read, parse_message
 from guard.pipeline import Decision
 from guard.policy import Policy, Verdict, evaluate, load_customers, load_partners
@@ -88,9 +94,11 @@ class KnowledgeCache:
     several instances lag each other by at most `ttl` (a domain delivered by another
     instance a moment ago may still count as new: the safe direction)."""
 
-    def __init__(self, engine: AsyncEngine, ttl: float = 30.0) -> None:
+    def __init__(self, engine: AsyncEngine, ttl: float = 30.0, list_key: str = "") -> None:
         self.engine = engine
         self.ttl = ttl
+        self.list_key = list_key  # ListKey.stamp of this guard's key ("" = do not check)
+        self._reported: set[tuple[str, str, int]] = set()
         self._at = -1e9
         self._lock = asyncio.Lock()
         self.domains: dict[str, set[str]] = {}  # registrable domain → scopes ("" = org)
@@ -129,6 +137,8 @@ class KnowledgeCache:
                     pairs = await knowledge.all_known_domains(conn)
                     addrs = await knowledge.all_known_addresses(conn)
                     entries = await knowledge.all_list_entries(conn)
+                    rows = await knowledge.list_rows(conn) if self.list_key else []
+                self._report_foreign_keys(rows)
                 domains: dict[str, set[str]] = {}
                 for domain, scope in pairs:
                     domains.setdefault(domain, set()).add(scope)
@@ -141,16 +151,48 @@ class KnowledgeCache:
                 self._at = time.monotonic()
         return self
 
+    def _report_foreign_keys(self, rows: list[knowledge.ListRow]) -> None:
+        """A list hashed under another key matches nobody: say so (once per list and
+        key) rather than let it pass in silence. Start and policy loads prevent it; a
+        `guard lists import` run meanwhile with another secret is what is left."""
+        for r in rows:
+            seen = (r.name, r.key_fingerprint, r.digest_scheme)
+            stamp = f"{r.key_fingerprint}/{r.digest_scheme}"
+            if stamp != self.list_key and seen not in self._reported:
+                self._reported.add(seen)
+                if not r.key_fingerprint:
+                    log.warning("list %s was stored before key fingerprints were recorded: "
+                                "import it again to be sure it matches", r.name)
+                    continue
+                log.error("list %s was hashed with key %s (scheme %d), not this guard's key "
+                          "%s: it matches nobody until it is imported again with this "
+                          "guard's secret", r.name, r.key_fingerprint,
+                          r.digest_scheme, self.list_key)
+
+
+class Knowledge(Protocol):
+    """What the recipient stage reads of the history (KnowledgeCache, or the history
+    as it was at some moment for `guard policy replay`)."""
+
+    domains: dict[str, set[str]]
+    all_domains: frozenset[str]
+    addresses: frozenset[str]
+
 
 class Inspector:
     def __init__(self, engine: AsyncEngine | None, secret: bytes,
-                 pool: ExtractionPool | None = None) -> None:
+                 pool: ExtractionPool | None = None,
+                 suppression: dict[bytes, set[str]] | None = None) -> None:
+        """suppression: digest → list names, for decisions outside `guard serve` (policy
+        test, replay: guard.listsync.lists_as_served); None = the store's, via the cache."""
         self.engine = engine
         self.secret = secret
         self.pool = pool
         self.files = _FileCache()
         self._static: tuple[tuple[Any, Any, Any], InspectContext] | None = None
-        self.known = KnowledgeCache(engine) if engine is not None else None
+        self.suppression = suppression
+        stamp = f"{key_fingerprint(secret)}/{DIGEST_SCHEME}"
+        self.known = KnowledgeCache(engine, list_key=stamp) if engine is not None else None
 
     def static_context(self, policy: Policy, sender: str) -> InspectContext:
         partners = self.files.get("partners", policy.partners_file, load_partners)
@@ -184,11 +226,19 @@ class Inspector:
         return view, findings + problem_findings(view)
 
     async def full_context(self, policy: Policy, static: InspectContext, scope_key: str,
-                           rcpt_tos: list[str]) -> InspectContext:
+                           rcpt_tos: list[str], history: Knowledge | None = None
+                           ) -> InspectContext:
         """Add what the store knows about these recipients (and all known addresses)."""
-        if self.engine is None or self.known is None:
+        known: Knowledge
+        if history is not None:
+            known = history
+        elif self.engine is None or self.known is None:
             return self._context_from_files(policy, static, rcpt_tos)
-        known = await self.known.fresh()
+        else:
+            known = await self.known.fresh()
+        index = self.suppression
+        if index is None:
+            index = known.suppression if isinstance(known, KnowledgeCache) else {}
         # every learned or imported domain is known org-wide; per-sender scope takes out
         # the recipients' domains this sender never wrote to
         known_domains = known.all_domains
@@ -200,7 +250,7 @@ class Inspector:
         suppression: dict[str, set[bytes]] = {}
         for r in rcpt_tos:
             digest = self._digest(r)
-            for name in known.suppression.get(digest, ()):
+            for name in index.get(digest, ()):
                 suppression.setdefault(name, set()).add(digest)
         return InspectContext(
             sender=static.sender, internal_domains=static.internal_domains,
@@ -212,10 +262,16 @@ class Inspector:
 
     def _context_from_files(self, policy: Policy, static: InspectContext,
                             rcpt_tos: list[str]) -> InspectContext:
-        """Without a store (`guard policy test` on a fresh machine): suppression lists
-        straight from the policy's CSV files; no delivery history."""
+        """Without a store: no delivery history; the suppression lists given, else
+        straight from the policy's CSV files."""
         digests = {self._digest(r) for r in rcpt_tos}
         suppression: dict[str, frozenset[bytes]] = {}
+        if self.suppression is not None:
+            found: dict[str, set[bytes]] = {}
+            for d in digests:
+                for name in self.suppression.get(d, ()):
+                    found.setdefault(name, set()).add(d)
+            return replace(static, suppression={k: frozenset(v) for k, v in found.items()})
         for name, path in policy.suppression_lists.items():
             entries = self.files.get("list", path, self._read_list) or frozenset()
             hits = digests & entries
@@ -236,12 +292,13 @@ class Inspector:
         return frozenset(address_digest(self.secret, a) for a in parsed.addresses)
 
     async def inspect(self, policy: Policy, data: bytes, mail_from: str, rcpt_tos: list[str],
-                      scope_key: str) -> Inspection:
+                      scope_key: str, history: Knowledge | None = None) -> Inspection:
+        """history: the delivery history to judge by (default: the store's, now)."""
         t0 = time.perf_counter()
         static = self.static_context(policy, mail_from)
         view, findings = await self.content(data, mail_from, rcpt_tos, static)
         t1 = time.perf_counter()
-        ctx = await self.full_context(policy, static, scope_key, rcpt_tos)
+        ctx = await self.full_context(policy, static, scope_key, rcpt_tos, history)
         findings = findings + recipient_findings(view, ctx)
         verdict = evaluate(policy, findings, sender=mail_from, rcpt_tos=rcpt_tos)
         t2 = time.perf_counter()

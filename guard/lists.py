@@ -26,6 +26,7 @@ from guard.addresses import InvalidAddress, ascii_domain, valid_address_key
 from guard.inspect.context import Customer
 
 __all__ = [
+    "DIGEST_SCHEME",
     "MAX_CSV_BYTES",
     "CustomerParseResult",
     "DomainParseResult",
@@ -34,6 +35,7 @@ __all__ = [
     "address_digest",
     "canonical_digest",
     "decode_csv_bytes",
+    "key_fingerprint",
     "parse_address_csv",
     "parse_customers_csv",
     "parse_domain",
@@ -82,6 +84,19 @@ class DomainParseResult(NamedTuple):
 
 
 # ---------------------------------------------------------------- digests
+
+# How an address becomes a digest: the canonical form (domains.canonical_address) under
+# HMAC-SHA256. Every stored list records the scheme it was hashed with; bump this when
+# the canonical form changes, so lists hashed the old way are re-synced (file) or
+# reported (store) instead of silently never matching.
+DIGEST_SCHEME = 1
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short, non-reversible id of the key behind the digests (16 hex characters):
+    two lists match each other only if they were hashed under the same fingerprint."""
+    return hmac.new(key, b"guard list key fingerprint v1", sha256).hexdigest()[:16]
+
 
 
 def canonical_digest(key: bytes, canonical: str) -> bytes:

@@ -121,6 +121,8 @@ class Pipeline:
                 id=queue_id, state=state, mail_from=msg.mail_from, sender=msg.sender,
                 rcpt_tos=msg.rcpt_tos, data=data, trace_header=trace_header(
                     msg, queue_id, self.hostname),
+                # what the sender sent, when the verdict's edits changed it (policy replay)
+                original=msg.data if decision.data is not None else None,
                 client_ip=msg.client_ip, helo=msg.helo, listener=msg.listener,
                 subject=summary.subject, header_from=summary.header_from,
                 message_id_header=summary.message_id, verdict=decision.verdict,

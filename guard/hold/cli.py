@@ -13,7 +13,6 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.config import Settings, load_settings
@@ -58,13 +57,15 @@ def _admin(by: str = "") -> Actor:
 
 
 def _secret(settings: Settings) -> bytes:
-    from guard.secret import load_or_create_secret
+    from guard.secret import NoSecretHome, load_secret
 
-    # release and cancel send notices without links, so no secret is needed: never
-    # create a stray secret file because the CLI ran in another directory
-    if settings.secret or Path(settings.secret_file).exists():
-        return load_or_create_secret(settings)
-    return os.urandom(32)
+    # release and cancel send notices without links, so no secret is needed: read the
+    # guard's own (its one home, guard/secret.py) if there is one, never create one
+    try:
+        secret = load_secret(settings)
+    except NoSecretHome:
+        secret = None
+    return secret if secret is not None else os.urandom(32)
 
 
 async def _with_service(settings: Settings, secret: bytes, fn: Any) -> Result:

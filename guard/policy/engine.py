@@ -322,7 +322,8 @@ class Policy:
     files: tuple[Path, ...] = ()  # YAML files read: the main file and its includes
     partners_file: Path | None = None
     customers_file: Path | None = None
-    suppression_lists: Mapping[str, Path] = field(default_factory=dict)
+    suppression_lists: Mapping[str, Path] = field(default_factory=dict)  # synced from files
+    store_lists: frozenset[str] = frozenset()  # managed by `guard lists import`
     digest: str = ""  # sha256 of the YAML files, to record which policy decided
     warnings: tuple[str, ...] = ()
     internal_domains: frozenset[str] = frozenset()
@@ -390,6 +391,7 @@ def compile_policy(
     partners_file: Path | None = None,
     customers_file: Path | None = None,
     suppression_lists: Mapping[str, Path] | None = None,
+    store_lists: frozenset[str] = frozenset(),
     digest: str = "",
     warnings: tuple[str, ...] = (),
 ) -> Policy:
@@ -411,6 +413,7 @@ def compile_policy(
         partners_file=partners_file,
         customers_file=customers_file,
         suppression_lists=dict(suppression_lists or {}),
+        store_lists=store_lists,
         digest=digest,
         warnings=warnings,
         internal_domains=frozenset(doc.defaults.internal_domains),

@@ -168,6 +168,8 @@ class _Loader:
                 for loc, p in data_files.items()
                 if loc[:2] == ("lists", "suppression")
             },
+            store_lists=frozenset(
+                n for n, p in doc.lists.suppression.items() if not isinstance(p, str)),
             digest=digest.hexdigest(),
             warnings=tuple(str(i) for i in self._sorted() if i.warning),
         )
@@ -338,7 +340,8 @@ class _Loader:
             refs.append((("lists", "partners"), doc.lists.partners))
         if doc.lists.customers is not None:
             refs.append((("lists", "customers"), doc.lists.customers))
-        refs += [(("lists", "suppression", n), p) for n, p in doc.lists.suppression.items()]
+        refs += [(("lists", "suppression", n), p) for n, p in doc.lists.suppression.items()
+                 if isinstance(p, str)]  # {source: store} lists have no file
         out: dict[Loc, Path] = {}
         for loc, name in refs:
             mark, where = _locate(tree, loc)
@@ -462,6 +465,8 @@ def _issue(mark: Mark, where: str, message: str, *, warning: bool = False) -> Po
 
 def _pydantic_issue(tree: _Tree, err: Any) -> PolicyIssue:
     loc: Loc = tuple(err["loc"])
+    if loc[:2] == ("lists", "suppression") and len(loc) > 3 and loc[3] in ("file", "store"):
+        loc = loc[:3] + loc[4:]  # the form's tag (schema.SuppressionSource) is not a key
     kind: str = err["type"]
     if kind == "missing":
         mark, _ = _locate(tree, loc[:-1])

@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
@@ -22,6 +23,9 @@ log = logging.getLogger("guard.policy")
 
 OnChange = Callable[[Policy], Awaitable[None] | None]
 OnError = Callable[[Exception], Awaitable[None] | None]
+# Run on a loaded policy before it is taken (syncing its suppression lists): raising
+# refuses the policy like a load error.
+Prepare = Callable[[Policy], Awaitable[None]]
 _Signature = tuple[tuple[str, int, int, int], ...]
 
 
@@ -41,6 +45,11 @@ class PolicyWatcher:
 
     `start()` loads the policy once (raising PolicyError if it is invalid: there is no
     last good policy to fall back on) and starts polling every `interval` seconds.
+
+    A policy refused by `prepare` (its files are fine, but something outside them is
+    not, e.g. a list it names a file for is managed in the store) is tried again every
+    `retry_interval` seconds, since the fix may be a command rather than an edit; the
+    same refusal is logged and reported once.
     """
 
     def __init__(
@@ -51,11 +60,17 @@ class PolicyWatcher:
         interval: float = 2.0,
         *,
         settle: float = 0.05,
+        prepare: Prepare | None = None,
+        retry_interval: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.on_change = on_change
         self.on_error = on_error
+        self.prepare = prepare
         self.interval = interval
+        self.retry_interval = retry_interval if retry_interval is not None else 15 * interval
+        self._retry_at: float | None = None  # monotonic time to try a refused policy again
+        self._refusal = ""  # the last refusal by `prepare`, reported once
         # wait this long after seeing a change, so a file still being written is not
         # read half-way (which would report a spurious error)
         self.settle = settle
@@ -72,6 +87,8 @@ class PolicyWatcher:
 
     async def start(self) -> Policy:
         policy = await asyncio.to_thread(load_policy, self.path)
+        if self.prepare is not None:
+            await self.prepare(policy)
         self._accept(policy)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="policy-watcher")
@@ -99,6 +116,8 @@ class PolicyWatcher:
         Also usable directly, e.g. on SIGHUP or from an admin command.
         """
         if _signature(self._watched) == self._seen:
+            if self._retry_at is not None and time.monotonic() >= self._retry_at:
+                return await self.reload(retry=True)
             return False
         while True:  # wait until the files stop changing
             before = _signature(self._watched)
@@ -107,8 +126,9 @@ class PolicyWatcher:
                 break
         return await self.reload()
 
-    async def reload(self) -> bool:
+    async def reload(self, *, retry: bool = False) -> bool:
         """Load now, whether or not anything changed. True if a new policy was taken."""
+        self._retry_at = None
         try:
             policy = await asyncio.to_thread(load_policy, self.path)
         except Exception as exc:  # a bad edit (PolicyError) or anything unexpected
@@ -120,6 +140,19 @@ class PolicyWatcher:
             log.error("policy reload failed, keeping the last good policy:\n%s", exc)
             await self._call(self.on_error, exc)
             return False
+        if self.prepare is not None:
+            try:
+                await self.prepare(policy)
+            except Exception as exc:
+                self._watched = tuple(dict.fromkeys((*self._watched, *policy.watched_files)))
+                self._seen = _signature(self._watched)
+                self._retry_at = time.monotonic() + self.retry_interval
+                if not (retry and str(exc) == self._refusal):
+                    log.error("policy reload refused, keeping the last good policy: %s", exc)
+                    await self._call(self.on_error, exc)
+                self._refusal = str(exc)
+                return False
+        self._refusal = ""
         self._accept(policy)
         log.info("policy reloaded from %s (%s)", policy.source, policy.digest[:12])
         await self._call(self.on_change, policy)

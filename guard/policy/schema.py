@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    field_validator,
+)
+from pydantic import Tag as FormTag  # (`Tag` is the policy's subject/header mark below)
 
 from guard.addresses import InvalidAddress, address_key, ascii_domain
 from guard.inspect.lookalike import KINDS as LOOKALIKE_KINDS
@@ -282,13 +291,31 @@ class Defaults(_Model):
     reject: RejectDefaults = RejectDefaults()
 
 
+class StoreList(_Model):
+    """A suppression list managed in the guard's store (`guard lists import`), not synced
+    from a file: `withdrawn: {source: store}`."""
+
+    source: Literal["store"]
+
+
+def _source_kind(value: Any) -> str:
+    return "store" if isinstance(value, dict) else "file"
+
+
+# a file name, or {source: store}; errors come from the form written, not from both
+SuppressionSource = Annotated[
+    Annotated[FilePath, FormTag("file")] | Annotated[StoreList, FormTag("store")],
+    Discriminator(_source_kind)]
+
+
 class Lists(_Model):
     """Data files, relative to the YAML file that names them."""
 
     partners: FilePath | None = None
     customers: FilePath | None = None
-    # list name -> CSV file of addresses (opt-out 利用停止, withdrawn 退会, ...)
-    suppression: dict[Name, FilePath] = {}
+    # list name -> CSV file of addresses (opt-out 利用停止, withdrawn 退会, ...), synced
+    # into the store on every load; or {source: store}: managed by `guard lists import`
+    suppression: dict[Name, SuppressionSource] = {}
 
 
 class Keyword(_Model):
@@ -561,7 +588,8 @@ def _evidence_issues(doc: PolicyDoc, cond: Condition, loc: Loc, family: str
                 if v not in doc.lists.suppression:
                     yield Issue((*loc, "evidence", key),
                                 f"no list {v!r} in lists.suppression; fine if it is imported "
-                                "with `guard lists import`", warning=True)
+                                f"with `guard lists import` (declare it `{v}: {{source: "
+                                "store}` to say so)", warning=True)
 
 
 def _approver_issues(doc: PolicyDoc, rule: Rule, loc: Loc) -> Iterator[Issue]:

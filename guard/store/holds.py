@@ -104,8 +104,10 @@ async def get_content(conn: AsyncConnection, message_id: str) -> bytes | None:
 
 
 async def replace_content(conn: AsyncConnection, message_id: str, data: bytes) -> None:
+    """The edited bytes to deliver; the bytes as received stay in `original` (replay)."""
     await conn.execute(update(contents).where(contents.c.message_id == message_id)
-                       .values(data=data))
+                       .values(data=data, original=func.coalesce(contents.c.original,
+                                                                 contents.c.data)))
 
 
 async def get_hold(conn: AsyncConnection, message_id: str) -> HoldRow | None:

@@ -4,14 +4,15 @@ suppression lists (as keyed hashes). SQL only; the callers compute domains and d
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.store.queue import add_audit
-from guard.store.schema import known_addresses, known_domains, list_entries, lists
+from guard.store.schema import known_addresses, known_domains, list_entries, lists, store_meta
 
 ORG = ""  # the org-wide scope of known_domains
 
@@ -58,30 +59,121 @@ async def all_known_addresses(conn: AsyncConnection, limit: int = 200_000) -> li
     return [r.address for r in rows]
 
 
-async def replace_list(conn: AsyncConnection, now: float, name: str, source: str,
-                       fingerprint: str, digests: Iterable[bytes], actor: str) -> int:
-    """Swap a list's entries for new ones in one transaction: never half-imported."""
-    ds = sorted(set(digests))
+@dataclass
+class ListRow:
+    """One suppression list as stored (entries are in list_entries)."""
+
+    name: str
+    kind: str  # "file" (synced from the file the policy names) | "store" (guard lists import)
+    source: str  # the file synced or last imported
+    file_sha256: str
+    entries: int
+    synced_at: float
+    key_fingerprint: str  # "" = hashed before fingerprints were recorded
+    digest_scheme: int
+
+
+@dataclass
+class ListChange:
+    entries: int
+    added: int
+    removed: int
+    rekeyed: bool  # the key or digest scheme changed: every entry was hashed again
+
+
+def _list_row(r: Any) -> ListRow:
+    return ListRow(r.name, r.kind, r.source, r.fingerprint, r.entries, r.imported_at,
+                   r.key_fingerprint, r.digest_scheme)
+
+
+async def list_rows(conn: AsyncConnection) -> list[ListRow]:
+    return [_list_row(r) for r in await conn.execute(select(lists).order_by(lists.c.name))]
+
+
+async def list_row(conn: AsyncConnection, name: str) -> ListRow | None:
+    r = (await conn.execute(select(lists).where(lists.c.name == name))).first()
+    return None if r is None else _list_row(r)
+
+
+async def list_digests(conn: AsyncConnection, name: str) -> set[bytes]:
+    rows = await conn.execute(select(list_entries.c.digest)
+                              .where(list_entries.c.list_name == name))
+    return {bytes(r.digest) for r in rows}
+
+
+async def store_list(conn: AsyncConnection, now: float, *, name: str, kind: str, source: str,
+                     file_sha256: str, digests: Iterable[bytes], key_fingerprint: str,
+                     digest_scheme: int, actor: str, action: str) -> ListChange:
+    """Make a list hold exactly `digests`, in one transaction (never half-imported), and
+    write one audit row saying how many entries were added and removed."""
+    new = set(digests)
+    old_row = await list_row(conn, name)
+    old = await list_digests(conn, name) if old_row is not None else set()
+    rekeyed = old_row is not None and (old_row.key_fingerprint, old_row.digest_scheme) != (
+        key_fingerprint, digest_scheme)
+    if rekeyed:  # digests under another key mean nothing here: replace them all
+        added, removed = sorted(new), sorted(old)
+    else:
+        added, removed = sorted(new - old), sorted(old - new)
+    values = {"source": source, "fingerprint": file_sha256, "entries": len(new),
+              "imported_at": now, "kind": kind, "key_fingerprint": key_fingerprint,
+              "digest_scheme": digest_scheme}
+    if old_row is None:
+        await conn.execute(insert(lists).values(name=name, **values))
+    else:
+        await conn.execute(update(lists).where(lists.c.name == name).values(**values))
+    if rekeyed:
+        await conn.execute(delete(list_entries).where(list_entries.c.list_name == name))
+    else:
+        for i in range(0, len(removed), 1000):
+            await conn.execute(delete(list_entries).where(
+                list_entries.c.list_name == name,
+                list_entries.c.digest.in_(removed[i:i + 1000])))
+    for i in range(0, len(added), 5000):
+        await conn.execute(insert(list_entries),
+                           [{"list_name": name, "digest": d} for d in added[i:i + 5000]])
+    await add_audit(conn, now, "-", actor, action, detail={
+        "list": name, "kind": kind, "source": source, "entries": len(new),
+        "added": len(added), "removed": len(removed), "rekeyed": rekeyed,
+        "key_fingerprint": key_fingerprint, "digest_scheme": digest_scheme,
+        "file_sha256": file_sha256})
+    return ListChange(len(new), len(added), len(removed), rekeyed)
+
+
+async def remove_list(conn: AsyncConnection, now: float, name: str, actor: str,
+                      why: str) -> int | None:
+    """Drop a list and its entries (audited); None if there is no such list."""
+    row = await list_row(conn, name)
+    if row is None:
+        return None
     await conn.execute(delete(list_entries).where(list_entries.c.list_name == name))
     await conn.execute(delete(lists).where(lists.c.name == name))
-    await conn.execute(insert(lists).values(name=name, source=source, fingerprint=fingerprint,
-                                            entries=len(ds), imported_at=now))
-    for i in range(0, len(ds), 5000):
-        await conn.execute(insert(list_entries),
-                           [{"list_name": name, "digest": d} for d in ds[i:i + 5000]])
-    await add_audit(conn, now, "-", actor, "list_import", detail={
-        "list": name, "source": source, "entries": len(ds), "fingerprint": fingerprint})
-    return len(ds)
+    await add_audit(conn, now, "-", actor, "list_remove", detail={
+        "list": name, "kind": row.kind, "source": row.source, "removed": row.entries,
+        "why": why})
+    return row.entries
 
 
-async def list_info(conn: AsyncConnection) -> list[dict[str, Any]]:
-    rows = await conn.execute(select(lists).order_by(lists.c.name))
-    return [dict(r._mapping) for r in rows]
+async def set_list_kind(conn: AsyncConnection, now: float, name: str, kind: str,
+                        actor: str) -> None:
+    """A list changes hands (the policy now says the store manages it): entries stay."""
+    row = await list_row(conn, name)
+    if row is None or row.kind == kind:
+        return
+    await conn.execute(update(lists).where(lists.c.name == name).values(kind=kind))
+    await add_audit(conn, now, "-", actor, "list_source", detail={
+        "list": name, "from": row.kind, "to": kind, "source": row.source,
+        "entries": row.entries})
 
 
-async def list_fingerprint(conn: AsyncConnection, name: str) -> str | None:
-    return (await conn.execute(select(lists.c.fingerprint).where(lists.c.name == name))
+async def get_meta(conn: AsyncConnection, name: str) -> str | None:
+    return (await conn.execute(select(store_meta.c.value).where(store_meta.c.name == name))
             ).scalar_one_or_none()
+
+
+async def set_meta(conn: AsyncConnection, now: float, name: str, value: str) -> None:
+    await _upsert(conn, store_meta, [{"name": name, "value": value, "updated_at": now}],
+                  ("name",), ("value", "updated_at"))
 
 
 async def all_known_domains(conn: AsyncConnection) -> list[tuple[str, str]]:
@@ -93,3 +185,16 @@ async def all_known_domains(conn: AsyncConnection) -> list[tuple[str, str]]:
 async def all_list_entries(conn: AsyncConnection) -> list[tuple[str, bytes]]:
     rows = await conn.execute(select(list_entries.c.list_name, list_entries.c.digest))
     return [(r.list_name, bytes(r.digest)) for r in rows]
+
+
+async def domain_history(conn: AsyncConnection) -> list[tuple[str, str, float]]:
+    """Every (domain, scope, first_seen): `guard policy replay` rebuilds the history as
+    it was when each message arrived."""
+    rows = await conn.execute(select(known_domains.c.domain, known_domains.c.scope,
+                                     known_domains.c.first_seen))
+    return [(r.domain, r.scope, r.first_seen) for r in rows]
+
+
+async def address_history(conn: AsyncConnection) -> list[tuple[str, float]]:
+    rows = await conn.execute(select(known_addresses.c.address, known_addresses.c.first_seen))
+    return [(r.address, r.first_seen) for r in rows]

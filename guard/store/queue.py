@@ -39,6 +39,7 @@ class NewMessage:
     rcpt_tos: Sequence[str]
     data: bytes
     trace_header: bytes = b""
+    original: bytes | None = None  # as received, when `data` is an edited copy
     client_ip: str = ""
     helo: str = ""
     listener: str = ""
@@ -111,9 +112,11 @@ async def insert_message(conn: AsyncConnection, now: float, m: NewMessage) -> st
     await _insert(conn, _INSERT_RECIPIENTS, [
         {"message_id": m.id, "idx": i, "address": a, "state": rstate, "updated_at": now}
         for i, a in enumerate(m.rcpt_tos)])
-    if m.state != "rejected":
-        await _insert(conn, _INSERT_CONTENT, {
-            "message_id": m.id, "trace_header": m.trace_header, "data": m.data})
+    # a rejected message keeps its bytes too (for `guard policy replay`), purged after
+    # the retention time like finished mail
+    await _insert(conn, _INSERT_CONTENT, {
+        "message_id": m.id, "trace_header": m.trace_header, "data": m.data,
+        "original": m.original})
     action = {"queued": "accepted", "held": "held", "rejected": "rejected"}.get(m.state, m.state)
     await add_audit(conn, now, m.id, m.actor, action, "", m.state, m.audit_detail)
     return m.id
@@ -510,7 +513,7 @@ async def count_messages(conn: AsyncConnection) -> int:
 async def purge_contents(conn: AsyncConnection, now: float, older_than: float) -> int:
     """Drop the bytes of finished messages after the retention time (rows and audit stay)."""
     done = select(messages.c.id).where(
-        messages.c.state.in_(("delivered", "bounced", "cancelled", "expired")),
+        messages.c.state.in_(("delivered", "bounced", "cancelled", "expired", "rejected")),
         messages.c.updated_at < now - older_than)
     res = await conn.execute(delete(contents).where(contents.c.message_id.in_(done)))
     return res.rowcount or 0
@@ -523,28 +526,55 @@ class StoredMessage:
     sender: str
     received_at: float
     state: str
+    listener: str  # "" for mail the guard made itself (notices, DSNs)
     verdict: dict[str, Any]
+    received_action: str  # the action decided at receipt (an admin hold changes `verdict`)
     rcpts: list[str]
-    data: bytes
+    data: bytes  # as received
+
+
+_RECEIVED_ACTIONS = ("accepted", "held", "rejected")  # insert_message's audit actions
 
 
 async def stored_page(conn: AsyncConnection, since: float, after_id: str = "",
                       limit: int = 200) -> list[StoredMessage]:
-    """Messages received since `since` whose bytes are still kept, oldest first, one page
-    at a time (keyset pagination on id, which sorts by time)."""
+    """Messages received since `since` whose bytes are still kept, as received, oldest
+    first, one page at a time (keyset pagination on id, which sorts by time)."""
     rows = (await conn.execute(
         select(messages.c.id, messages.c.mail_from, messages.c.sender, messages.c.received_at,
-               messages.c.state, messages.c.verdict, contents.c.data)
+               messages.c.state, messages.c.listener, messages.c.verdict, contents.c.data,
+               contents.c.original)
         .join(contents, contents.c.message_id == messages.c.id)
         .where(messages.c.received_at >= since, messages.c.id > after_id)
         .order_by(messages.c.id).limit(limit))).all()
     if not rows:
         return []
+    ids = [r.id for r in rows]
     rc: dict[str, list[str]] = {}
-    for r in await conn.execute(select(recipients.c.message_id, recipients.c.address)
-                                .where(recipients.c.message_id.in_([r.id for r in rows]))
-                                .order_by(recipients.c.idx)):
-        rc.setdefault(r.message_id, []).append(r.address)
-    return [StoredMessage(r.id, r.mail_from, r.sender, r.received_at, r.state,
-                          json.loads(r.verdict or "{}"), rc.get(r.id, []), r.data)
-            for r in rows]
+    for rr in await conn.execute(select(recipients.c.message_id, recipients.c.address)
+                                 .where(recipients.c.message_id.in_(ids))
+                                 .order_by(recipients.c.idx)):
+        rc.setdefault(rr.message_id, []).append(rr.address)
+    decided: dict[str, str] = {}
+    for a in await conn.execute(select(audit.c.message_id, audit.c.detail).where(
+            audit.c.message_id.in_(ids), audit.c.action.in_(_RECEIVED_ACTIONS),
+            audit.c.from_state == "")):
+        action = json.loads(a.detail or "{}").get("action")
+        if isinstance(action, str):
+            decided[a.message_id] = action
+    out = []
+    for r in rows:
+        verdict = json.loads(r.verdict or "{}")
+        out.append(StoredMessage(
+            r.id, r.mail_from, r.sender, r.received_at, r.state, r.listener, verdict,
+            decided.get(r.id, str(verdict.get("action", "pass"))), rc.get(r.id, []),
+            r.original if r.original is not None else r.data))
+    return out
+
+
+async def count_without_bytes(conn: AsyncConnection, since: float) -> int:
+    """Received messages since `since` whose bytes are no longer (or never were) kept."""
+    kept = select(contents.c.message_id)
+    return int((await conn.execute(select(func.count()).select_from(messages).where(
+        messages.c.received_at >= since, messages.c.listener != "",
+        messages.c.id.not_in(kept)))).scalar_one())

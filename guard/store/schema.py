@@ -20,7 +20,8 @@ metadata = MetaData()
 
 # Message states (docs/architecture.md):
 #   queued → delivered | deferred → … → bounced ; held → released(queued) | cancelled | expired
-#   rejected rows keep only the envelope and the verdict (no content).
+#   rejected rows keep the envelope, the verdict and (for replay, until the retention
+#   time) the bytes; they are never delivered.
 # "delivering" is not stored as a state: it is an active lease on a queued/deferred row.
 STATES = ("queued", "deferred", "delivered", "bounced", "held", "cancelled", "expired",
           "rejected", "corrupt")
@@ -66,13 +67,18 @@ recipients = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-# The bytes exactly as received (trace header kept apart, prepended when relaying).
+# The bytes to relay (trace header kept apart, prepended when relaying). `original` is
+# the message as received when the verdict's edits (tag, bcc) changed it, else NULL:
+# `guard policy replay` inspects what the sender sent, not what was relayed.
+# Rejected messages keep their bytes too (replaying a reject rule change), purged
+# after delivery.retention_days like finished mail.
 contents = Table(
     "contents", metadata,
     Column("message_id", String(32), ForeignKey("messages.id", ondelete="CASCADE"),
            primary_key=True),
     Column("trace_header", LargeBinary, nullable=False),
     Column("data", LargeBinary, nullable=False),
+    Column("original", LargeBinary),
 )
 
 audit = Table(
@@ -111,13 +117,20 @@ known_addresses = Table(
 )
 
 # Suppression lists (opt-out, withdrawn members, …): keyed hashes, never addresses.
+# Each list has one source (guard/listsync.py): kind "file" = synced from the CSV file
+# the policy names (`source`), "store" = managed by `guard lists import` (`source` is
+# the file last imported, for people).
 lists = Table(
     "lists", metadata,
     Column("name", String(64), primary_key=True),
     Column("source", Text, nullable=False),
     Column("fingerprint", String(64), nullable=False),  # sha256 of the imported file
     Column("entries", Integer, nullable=False),
-    Column("imported_at", Float, nullable=False),
+    Column("imported_at", Float, nullable=False),  # last sync or import
+    Column("kind", String(8), nullable=False, server_default="file"),  # file | store
+    # guard.lists.key_fingerprint of the key that hashed the entries ("" = unknown)
+    Column("key_fingerprint", String(16), nullable=False, server_default=""),
+    Column("digest_scheme", Integer, nullable=False, server_default="0"),
 )
 
 list_entries = Table(
@@ -126,4 +139,14 @@ list_entries = Table(
            primary_key=True),
     Column("digest", LargeBinary(32), primary_key=True),
     Index("ix_list_entries_digest", "digest"),
+)
+
+# Small facts about the store: "list_key" = the key fingerprint and digest scheme of
+# the guard that serves it (written by `guard serve` at start), so a command run with
+# another secret is refused before it hashes a list no message would ever match.
+store_meta = Table(
+    "store_meta", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

@@ -219,6 +219,13 @@ class Harness:
             return bytes((await conn.execute(select(contents.c.data).where(
                 contents.c.message_id == mid))).scalar_one())
 
+    async def original(self, mid: str) -> bytes | None:
+        """The bytes as received, kept when the stored ones were edited (replay)."""
+        async with self.engine.connect() as conn:
+            v = (await conn.execute(select(contents.c.original).where(
+                contents.c.message_id == mid))).scalar_one()
+            return None if v is None else bytes(v)
+
     async def audit(self, mid: str) -> list[dict[str, Any]]:
         import json
 

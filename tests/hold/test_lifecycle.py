@@ -388,6 +388,7 @@ async def test_drop_recipient_rewrites_in_the_same_transaction(hs: Harness):
     assert res.code == "dropped"
     stored = await hs.content(mid)
     assert stored == expected_after_removing_carol(sent)
+    assert await hs.original(mid) == sent  # replay reads the message as it was received
     row = await hs.row(mid)
     assert row["size"] == len(stored) and row["state"] == "held"
     (a,) = [a for a in await hs.audit(mid) if a["action"] == "drop_recipient"]

@@ -48,3 +48,24 @@ def test_short_or_unreadable_secret_file_is_refused(tmp_path: Path):
     p.write_text("abcd\n")
     with pytest.raises(ConfigError):
         load_or_create_secret(load_settings(None, {"GUARD_SECRET_FILE": str(p)}))
+
+
+def test_one_home_beside_the_sqlite_database(tmp_path: Path, monkeypatch):
+    from guard.secret import NoSecretHome, load_secret, secret_home
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    s = load_settings(None, {"GUARD_DATABASE_URL": "sqlite:///data/guard.db"})
+    assert secret_home(s).path == tmp_path / "data" / "guard.secret"  # absolute
+    assert load_secret(s) is None and not (tmp_path / "data" / "guard.secret").exists()
+    created = load_or_create_secret(s)
+    monkeypatch.chdir(tmp_path / "data")  # elsewhere, the same URL: the same secret
+    s2 = load_settings(None, {"GUARD_DATABASE_URL": f"sqlite:///{tmp_path}/data/guard.db"})
+    assert load_secret(s2) == created
+    explicit = load_settings(None, {"GUARD_SECRET_FILE": "k/s"})
+    assert secret_home(explicit).path == tmp_path / "data" / "k" / "s"
+    pg = load_settings(None, {"GUARD_DATABASE_URL": "postgresql://u@127.0.0.1/g"})
+    with pytest.raises(NoSecretHome) as e:
+        secret_home(pg)
+    assert isinstance(e.value, ConfigError)
+    assert "GUARD_SECRET or GUARD_SECRET_FILE" in str(e.value)

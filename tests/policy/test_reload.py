@@ -166,3 +166,48 @@ async def test_start_refuses_an_invalid_policy(tmp_path: Path) -> None:
         await watcher.start()
     with pytest.raises(RuntimeError):
         _ = watcher.current
+
+
+async def test_a_policy_refused_by_prepare_keeps_the_last_good_and_is_retried(
+        policy_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """prepare (the list sync) may refuse a policy whose files are fine: the last good
+    policy stays, the refusal is reported once, and it is tried again without an edit
+    (the fix can be a command, e.g. `guard lists remove`)."""
+    rec = Recorder()
+    refuse = {"on": False}
+    prepared: list[list[str]] = []
+
+    async def prepare(policy: Policy) -> None:
+        prepared.append(names(policy))
+        if refuse["on"] and "second" in names(policy):
+            raise RuntimeError("list withdrawn: two sources")
+
+    async with PolicyWatcher(policy_file, rec.on_change, rec.on_error, interval=0.02,
+                             prepare=prepare, retry_interval=0.1) as watcher:
+        assert prepared == [["first"]]  # before the first policy is taken too
+        refuse["on"] = True
+        with caplog.at_level(logging.ERROR, logger="guard.policy"):
+            write(policy_file, BETTER)
+            await rec.wait()
+            assert [str(e) for e in rec.errors] == ["list withdrawn: two sources"]
+            assert names(watcher.current) == ["first"]
+            # retried without an edit, quietly while the refusal is the same
+            n = len(prepared)
+            await asyncio.sleep(0.5)
+            assert len(prepared) >= n + 2
+            assert len(rec.errors) == 1
+            assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
+        refuse["on"] = False
+        await rec.wait()
+        assert names(watcher.current) == ["first", "second"]
+        assert rec.changes == [watcher.current]
+
+
+async def test_start_refused_by_prepare_raises(policy_file: Path) -> None:
+    async def prepare(policy: Policy) -> None:
+        raise RuntimeError("no")
+
+    watcher = PolicyWatcher(policy_file, prepare=prepare)
+    with pytest.raises(RuntimeError):
+        await watcher.start()
+    await watcher.stop()

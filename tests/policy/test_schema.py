@@ -373,7 +373,8 @@ def test_evidence_on_a_list_only_imported_is_a_warning(tmp_path: Path) -> None:
     policy = load_policy(path)
     assert [w.split(": warning: ")[1] for w in policy.warnings] == [
         "rules[0].conditions[0].evidence.list: no list 'newsletter' in lists.suppression; "
-        "fine if it is imported with `guard lists import`"]
+        "fine if it is imported with `guard lists import` (declare it `newsletter: {source: "
+        "store}` to say so)"]
 
 
 def test_values_are_normalised(tmp_path: Path) -> None:
