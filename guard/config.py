@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(Exception):
@@ -255,8 +255,55 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         _set(data, section, key, parsed)
     try:
         return Settings.model_validate(data)
-    except Exception as e:  # pydantic.ValidationError: say which key is wrong
-        raise ConfigError(f"invalid configuration: {e}") from e
+    except ValidationError as e:  # one line that names each wrong key
+        raise ConfigError("invalid configuration: " + "; ".join(
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+            + (f" (got {_shown(err['loc'], err['input'])!r})" if err["type"] != "missing"
+               and not isinstance(err["input"], dict) else "")
+            for err in e.errors())) from e
+
+
+# --- secrets: never printed (`guard config show`, error messages) ------------------------
+
+MASK = "********"
+
+
+def is_secret_key(name: str) -> bool:
+    """Keys whose values are secrets: the HMAC secret, passwords, tokens."""
+    n = name.lower()
+    return n in ("secret", "password", "token") or n.endswith(("_secret", "_password", "_token"))
+
+
+def mask_url(url: str) -> str:
+    """A URL with the password in its user info replaced by the mask."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:{MASK}@{hostinfo}").geturl()
+
+
+def masked(value: Any, key: str = "") -> Any:
+    """A settings dump (nested dicts) with every secret masked."""
+    if isinstance(value, dict):
+        return {k: masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v, key) for v in value]
+    if isinstance(value, str):
+        if is_secret_key(key):
+            return MASK if value else ""
+        if "://" in value:
+            return mask_url(value)
+    return value
+
+
+def _shown(loc: tuple[Any, ...], value: Any) -> Any:
+    return masked(value, str(loc[-1]) if loc else "")
 
 
 def parse_hostport(value: str, default_port: int = 0) -> tuple[str, int]:
@@ -286,10 +333,10 @@ def parse_upstream_url(url: str) -> tuple[UpstreamSecurity, str, int, str, str]:
         "smtps": ("tls", 465),
     }
     if parts.scheme not in schemes:
-        raise ValueError(
-            f"upstream {url!r}: scheme must be smtp://, smtp+starttls:// or smtps://")
+        raise ValueError(f"upstream {mask_url(url)!r}: scheme must be smtp://, "
+                         "smtp+starttls:// or smtps://")
     security, default_port = schemes[parts.scheme]
     if not parts.hostname:
-        raise ValueError(f"upstream {url!r}: no host")
+        raise ValueError(f"upstream {mask_url(url)!r}: no host")
     return (security, parts.hostname, parts.port or default_port,
             unquote(parts.username or ""), unquote(parts.password or ""))

@@ -84,6 +84,16 @@ def test_shipped_sample_config_is_valid_and_documents_the_defaults():
     assert s.smtp.listen == "0.0.0.0:587"
 
 
+def test_errors_are_one_line_and_never_show_a_password():
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={"GUARD_UPSTREAM": "http://relay:hunter2secret@mx.example.net",
+                           "GUARD_SMTP_MODE": "open"})
+    text = str(e.value)
+    assert "\n" not in text
+    assert "upstream.url" in text and "smtp.mode" in text
+    assert "hunter2secret" not in text
+
+
 def test_upstream_and_listen_parsing():
     assert parse_upstream_url("smtp+starttls://u:p%40ss@mx.example.net") == (
         "starttls", "mx.example.net", 587, "u", "p@ss")
