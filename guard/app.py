@@ -23,7 +23,7 @@ from guard.hold.service import HoldService
 from guard.inspect.isolate import ExtractionPool
 from guard.listsync import sync_lists
 from guard.pipeline import Decider, Pipeline, queue_everything
-from guard.policy import Policy, PolicyWatcher, default_policy
+from guard.policy import Policy, PolicyWatcher
 from guard.relay.client import Upstream
 from guard.relay.worker import DeliveryWorker, instance_id
 from guard.secret import load_or_create_secret
@@ -43,14 +43,29 @@ SHIPPED_POLICY_DIRS = (Path(__file__).resolve().parent.parent / "policies",
                        Path("/usr/share/guard/policies"))
 
 
-def policy_path(settings: Settings) -> Path | None:
-    """The configured policy, else the shipped example policy (None: pass everything)."""
-    if settings.policy.path:
-        return Path(settings.policy.path)
+def shipped_policy() -> Path | None:
+    """The example policy that comes with guard (what `guard dev` runs), if installed."""
     for d in SHIPPED_POLICY_DIRS:
         if (d / "policy.yaml").exists():
             return d
     return None
+
+
+def policy_path(settings: Settings) -> Path | None:
+    """The configured policy (None: none configured; never a fallback to the example)."""
+    return Path(settings.policy.path) if settings.policy.path else None
+
+
+def require_policy(settings: Settings) -> Path:
+    """The configured policy, which must exist: a production guard never runs the sample
+    policy or no policy at all because a setting was forgotten."""
+    path = policy_path(settings)
+    if path is None:
+        raise ConfigError("no policy configured: set policy.path (GUARD_POLICY) to your policy "
+                          "file or folder (`guard dev` runs the shipped example)")
+    if not path.exists():
+        raise ConfigError(f"policy.path (GUARD_POLICY) {path}: no such file or folder")
+    return path
 
 
 def _version(v: str) -> tuple[int, ...]:
@@ -181,7 +196,7 @@ class GuardApp:
 
     async def _start_inspection(self) -> Decider:
         s = self.settings
-        path = policy_path(s)
+        path = require_policy(s)
         actor = f"policy:{s.instance_id or instance_id()}"
         self.pool = ExtractionPool(
             workers=s.inspect.workers or None,
@@ -202,20 +217,14 @@ class GuardApp:
             metrics.POLICY_RELOADS.labels("error").inc()
             log.error("policy not reloaded, keeping the last good one: %s", error)
 
-        if path is None:
-            log.warning("no policy configured and no shipped policy found: passing everything")
-            policy = default_policy()
+        self.watcher = PolicyWatcher(path, on_change=changed, on_error=failed,
+                                     interval=s.policy.reload_interval)
+        await changed(await self.watcher.start())
+        watcher = self.watcher
 
-            def current() -> Policy:
-                return policy
-        else:
-            self.watcher = PolicyWatcher(path, on_change=changed, on_error=failed,
-                                         interval=s.policy.reload_interval)
-            await changed(await self.watcher.start())
-            watcher = self.watcher
+        def current() -> Policy:
+            return watcher.current
 
-            def current() -> Policy:
-                return watcher.current
         return PolicyDecider(inspector, current)
 
     async def refresh_queue_metrics(self) -> None:

@@ -43,7 +43,16 @@ def _settings(args: argparse.Namespace, dev: bool = False) -> Settings:
     env = dict(os.environ)
     if dev:
         env = {**DEV_DEFAULTS, **env}
-    return load_settings(getattr(args, "config", None), env)
+    settings = load_settings(getattr(args, "config", None), env)
+    if dev and not settings.policy.path:
+        from guard.app import shipped_policy
+
+        example = shipped_policy()
+        if example is None:
+            raise ConfigError("the shipped example policy is not installed: set policy.path "
+                              "(GUARD_POLICY)")
+        settings.policy.path = str(example)
+    return settings
 
 
 def _run(coro: Any) -> Any:
@@ -60,14 +69,17 @@ def cmd_serve(args: argparse.Namespace, dev: bool = False) -> int:
         from guard import multiproc
 
         multiproc.enable()  # before prometheus_client is imported (by guard.app)
-    from guard.app import GuardApp
+    from guard.app import GuardApp, require_policy
 
+    if settings.inspect.enabled:
+        require_policy(settings)  # before anything starts: no sample, no pass-everything
     setup_logging(settings.log.level, settings.log.format)
     app = GuardApp(settings, dev_sink_listen=DEV_SINK if dev else "")
     if dev:
         print(f"guard dev: SMTP on {settings.smtp.listen} (no AUTH, loopback only), "
               f"web on http://{settings.web.listen}/ , delivered mail at "
-              f"http://{settings.web.listen}/dev/outbox , database {settings.database.url}",
+              f"http://{settings.web.listen}/dev/outbox , database {settings.database.url}, "
+              f"policy {settings.policy.path}",
               file=sys.stderr, flush=True)
     _run(app.run_until_signal())
     return 0

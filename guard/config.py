@@ -110,7 +110,9 @@ class WebSettings(_Section):
 
 
 class PolicySettings(_Section):
-    path: str = ""  # file or folder; "" = the shipped example policy
+    # file or folder; `guard serve` refuses to start without one (`guard dev` uses the
+    # shipped example)
+    path: str = ""
     reload_interval: float = 2.0
 
 

@@ -1,4 +1,4 @@
-"""The `guard` command as an admin types it (issue 13 items 9, 11): one-line errors,
+"""The `guard` command as an admin types it (issue 13 items 6, 9, 11): one-line errors,
 no sample policy in production, masked secrets, a quiet closed pipe, users management."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from guard.smtp.users import UserDirectory
-from tests.conftest import PASS_ALL
+from tests.conftest import EXAMPLE_POLICY, PASS_ALL, ROOT, free_port
 
 
 def guard(cwd: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None
@@ -34,6 +34,69 @@ def one_line(r: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, r.stderr
     assert "Traceback" not in r.stderr
     return lines[0]
+
+
+# --- item 6: `guard serve` needs a policy ---------------------------------------------------
+
+
+def _serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"GUARD_SMTP_LISTEN": f"127.0.0.1:{free_port()}", "GUARD_SMTP_MODE": "trusted",
+            "GUARD_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+            "GUARD_UPSTREAM": f"smtp://127.0.0.1:{free_port()}",
+            "GUARD_DATABASE_URL": f"sqlite:///{tmp_path / 'guard.db'}", **extra}
+
+
+def _serve(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+    full.update(env)
+    proc = subprocess.Popen([sys.executable, "-m", "guard.cli", "serve"], cwd=tmp_path,
+                            env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("guard serve started (and ran) without a usable policy")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_serve_refuses_to_start_without_a_policy(tmp_path: Path) -> None:
+    r = _serve(tmp_path, _serve_env(tmp_path))
+    assert r.returncode == 2
+    line = one_line(r)
+    assert "no policy configured" in line
+    assert "policy.path" in line and "GUARD_POLICY" in line
+    assert not (tmp_path / "guard.db").exists()  # refused before anything started
+
+
+def test_serve_refuses_a_policy_that_is_not_there(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-policy"
+    r = _serve(tmp_path, _serve_env(tmp_path, GUARD_POLICY=str(missing)))
+    assert r.returncode == 2
+    assert one_line(r) == (f"guard: policy.path (GUARD_POLICY) {missing}: "
+                           "no such file or folder")
+
+
+def test_dev_runs_the_shipped_example_and_serve_does_not(tmp_path: Path) -> None:
+    dev = json.loads(guard(tmp_path, "config", "show", "--dev").stdout)
+    assert Path(dev["policy"]["path"]) == EXAMPLE_POLICY
+    prod = json.loads(guard(tmp_path, "config", "show").stdout)
+    assert prod["policy"]["path"] == ""
+    # a configured policy wins in dev too
+    dev = json.loads(guard(tmp_path, "config", "show", "--dev",
+                           env={"GUARD_POLICY": str(PASS_ALL)}).stdout)
+    assert dev["policy"]["path"] == str(PASS_ALL)
+
+
+def test_policy_commands_say_to_name_a_policy(tmp_path: Path) -> None:
+    r = guard(tmp_path, "policy", "check")
+    assert r.returncode == 2 and "GUARD_POLICY" in one_line(r)
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(b"From: a@example.co.jp\r\nTo: b@example.net\r\nSubject: s\r\n\r\nx\r\n")
+    r = guard(tmp_path, "policy", "test", str(eml))
+    assert r.returncode == 2 and "or name the policy on the command line" in one_line(r)
+    r = guard(tmp_path, "policy", "check", env={"GUARD_POLICY": str(EXAMPLE_POLICY)})
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr
 
 
 # --- item 9: config show --------------------------------------------------------------------
@@ -249,3 +312,8 @@ def test_read_commands_leave_no_files_behind(tmp_path: Path) -> None:
         guard(tmp_path, *args)
         assert list(tmp_path.iterdir()) == [], args
 
+
+def test_the_shipped_policy_dir_is_what_dev_uses() -> None:
+    from guard.app import shipped_policy
+
+    assert shipped_policy() == ROOT / "policies"
