@@ -27,8 +27,14 @@ from guard.policy import Policy, PolicyWatcher
 from guard.relay.client import Upstream
 from guard.relay.worker import DeliveryWorker, instance_id
 from guard.secret import load_or_create_secret
+from guard.smtp.authlimit import AuthLimiter, LocalAuthGate
 from guard.smtp.front import SmtpFronts
-from guard.smtp.listeners import bind, listener_plan, serve_listener, server_tls_context
+from guard.smtp.listeners import (
+    bind,
+    listener_plan,
+    serve_listener,
+    server_tls_context,
+)
 from guard.smtp.server import GuardHandler
 from guard.smtp.users import UserDirectory
 from guard.store import db, migrate
@@ -108,6 +114,9 @@ class GuardApp:
         self.pipeline: Pipeline | None = None
         self.fronts: SmtpFronts | None = None
         self._stopped = asyncio.Event()
+        sm = settings.smtp
+        self.auth_limiter = AuthLimiter(sm.auth_failures_per_address, sm.auth_failure_window,
+                                        sm.auth_block_seconds)
 
     async def start(self) -> None:
         s = self.settings
@@ -166,10 +175,11 @@ class GuardApp:
                         "several processes (`guard serve` and `guard dev` do that)")
             fronts = 0
         if fronts:
-            self.fronts = SmtpFronts(s, sockets, accept, fronts)
+            self.fronts = SmtpFronts(s, sockets, accept, fronts, self.auth_limiter)
             await self.fronts.start()
         else:
-            handler = GuardHandler(accept, s.smtp.max_recipients)
+            gate = LocalAuthGate(self.auth_limiter) if s.smtp.auth_failures_per_address else None
+            handler = GuardHandler(accept, s.smtp.max_recipients, failure_gate=gate)
             users = UserDirectory(s.smtp.users_file)
             for cfg, sock in sockets:
                 self.servers.append(await serve_listener(handler, cfg, sock, users, tls))

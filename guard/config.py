@@ -39,6 +39,12 @@ class SmtpSettings(_Section):
     max_connections: int = 1000
     timeout: float = 300.0
     auth_failures_per_connection: int = 3
+    # Failed AUTH per client address (IPv6: per /64), over all connections and all SMTP
+    # front processes: this many failures within auth_failure_window seconds block the
+    # address for auth_block_seconds (454 4.7.0, even for the right password). 0 = off.
+    auth_failures_per_address: int = Field(default=10, ge=0)
+    auth_failure_window: float = Field(default=600.0, gt=0)
+    auth_block_seconds: float = Field(default=600.0, gt=0)
     # Bare CR or LF in DATA is how SMTP smuggling starts; refuse it (Sendmail, chasquid).
     bare_newline: Literal["reject"] = "reject"
     max_hops: int = 50
