@@ -45,6 +45,15 @@ class SmtpSettings(_Section):
     auth_failures_per_address: int = Field(default=10, ge=0)
     auth_failure_window: float = Field(default=600.0, gt=0)
     auth_block_seconds: float = Field(default=600.0, gt=0)
+    # Whose addresses a message may carry. enforce: MAIL FROM and every From:/Sender:
+    # mailbox must be an address or alias of the sender (550 5.7.1 otherwise);
+    # envelope: MAIL FROM only; off: no check. sender_identity is for the AUTH
+    # listeners (submission, smtps), trusted_sender_identity for the trusted ones, where
+    # trusted_identity_header names the user: a header the office MTA sets (e.g.
+    # X-Authenticated-User) or "Received" for Postfix's "(Authenticated sender: NAME)".
+    sender_identity: Literal["enforce", "envelope", "off"] = "enforce"
+    trusted_sender_identity: Literal["enforce", "envelope", "off"] = "off"
+    trusted_identity_header: str = ""
     # Bare CR or LF in DATA is how SMTP smuggling starts; refuse it (Sendmail, chasquid).
     bare_newline: Literal["reject"] = "reject"
     max_hops: int = 50

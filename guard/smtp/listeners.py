@@ -26,6 +26,11 @@ def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
 def listener_plan(settings: Settings) -> list[tuple[ListenerConfig, str, int]]:
     """The configured listeners: (config, host, port) each."""
     s = settings.smtp
+    if s.trusted_sender_identity != "off" and not s.trusted_identity_header.strip():
+        raise ConfigError("smtp.trusted_sender_identity needs smtp.trusted_identity_header: "
+                          "the header in which the office MTA names the user (e.g. "
+                          "X-Authenticated-User, or Received for Postfix's "
+                          "smtpd_sasl_authenticated_header)")
     kinds: list[tuple[ListenerKind, str]] = [(s.mode, s.listen)]
     if s.smtps_listen:
         kinds.append(("smtps", s.smtps_listen))
@@ -42,7 +47,10 @@ def listener_plan(settings: Settings) -> list[tuple[ListenerConfig, str, int]]:
             kind=kind, hostname=s.hostname, max_message_size=s.max_message_size,
             max_recipients=s.max_recipients, max_connections=s.max_connections,
             timeout=s.timeout, auth_failures=s.auth_failures_per_connection,
-            max_hops=s.max_hops, trusted_networks=networks)
+            max_hops=s.max_hops, trusted_networks=networks,
+            sender_identity=(s.trusted_sender_identity if kind == "trusted"
+                             else s.sender_identity),
+            identity_header=s.trusted_identity_header.strip())
         host, port = parse_hostport(listen)
         plan.append((cfg, host, port))
     return plan
@@ -58,7 +66,7 @@ async def serve_listener(handler: GuardHandler, cfg: ListenerConfig, sock: socke
                          users: UserDirectory, tls: ssl.SSLContext | None
                          ) -> asyncio.base_events.Server:
     def factory() -> GuardSMTP:
-        return GuardSMTP(handler, cfg, users if cfg.kind != "trusted" else None, tls)
+        return GuardSMTP(handler, cfg, users, tls)
 
     return await asyncio.get_running_loop().create_server(
         factory, sock=sock, ssl=tls if cfg.kind == "smtps" else None)

@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, sy
 
 from guard import metrics
 from guard.smtp.authlimit import BLOCKED_REPLY, AuthGate
+from guard.smtp.identity import IdentityMode, identity_problem, owns
 from guard.smtp.users import User, UserDirectory
 
 log = logging.getLogger("guard.smtp")
@@ -82,6 +83,9 @@ class ListenerConfig:
     max_hops: int
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     data_total_timeout: float = 1800.0
+    # whose addresses a message may carry (guard.smtp.identity)
+    sender_identity: IdentityMode = "off"
+    identity_header: str = ""
 
 
 class _MemberNamesOnce:
@@ -146,6 +150,11 @@ class GuardSMTP(SMTP):
         self.local_part_limit = 64
         if kind == "trusted":
             self._auth_methods = {}
+
+    @property
+    def users(self) -> UserDirectory | None:
+        """The users file (AUTH, and the identity checks of a trusted listener)."""
+        return self._users
 
     # --- connection admission ---------------------------------------------------
     async def _handle_client(self) -> None:
@@ -235,7 +244,7 @@ class GuardSMTP(SMTP):
 
     async def _verify_pending(self, result: Any) -> Any:
         creds, self._auth_pending = self._auth_pending, None
-        if creds is None or self._users is None:
+        if creds is None or self._users is None or self.cfg.kind == "trusted":
             return result
         peer = self.session.peer if self.session else None
         ip = str(peer[0]) if isinstance(peer, tuple) else "?"
@@ -418,7 +427,7 @@ class GuardHandler:
         if server.cfg.kind != "trusted":
             if user is None:  # auth_required already answers 530; belt and braces
                 return "530 5.7.0 Authentication required"
-            if not address or not user.may_send_as(address):
+            if server.cfg.sender_identity != "off" and not owns(user, address):
                 metrics.SMTP_REFUSED.labels("sender_mismatch").inc()
                 log.warning("user %s may not send as <%s>", user.name, address)
                 return f"553 5.7.1 <{address}>: Sender address not owned by user {user.name}"
@@ -450,6 +459,14 @@ class GuardHandler:
         user = session.auth_data if isinstance(session.auth_data, User) else None
         mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         data = envelope.original_content or b""
+        cfg = server.cfg
+        problem = identity_problem(cfg.sender_identity, cfg.kind, cfg.identity_header, user,
+                                   mail_from, data, server.users)
+        if problem:
+            metrics.MESSAGES_REJECTED.labels("sender_identity").inc()
+            log.warning("refused from %s (%s): %s", user.name if user else "trusted MTA",
+                        peer[0] if isinstance(peer, tuple) else "?", problem)
+            return problem
         msg = ReceivedMessage(
             mail_from=mail_from,
             rcpt_tos=list(envelope.rcpt_tos),

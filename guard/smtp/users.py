@@ -44,10 +44,6 @@ class User:
         """Every address this user may send as."""
         return self.addresses + self.aliases
 
-    def may_send_as(self, address: str) -> bool:
-        a = address.strip().lower()
-        return any(a == x.lower() for x in self.addresses)
-
 
 class UsersFileError(Exception):
     """The users file cannot be read or written (one line)."""
