@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import signal
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ from guard.smtp.listeners import (
     listener_plan,
     serve_listener,
     server_tls_context,
+    upstream_loop,
 )
 from guard.smtp.server import GuardHandler
 from guard.smtp.users import UserDirectory
@@ -72,6 +75,12 @@ def require_policy(settings: Settings) -> Path:
     if not path.exists():
         raise ConfigError(f"policy.path (GUARD_POLICY) {path}: no such file or folder")
     return path
+
+
+def loop_id(secret: bytes) -> str:
+    """This guard's mark in its Received: lines: the same for every instance that shares
+    the secret, different for another guard (two guards in a chain are not a loop)."""
+    return hmac.new(secret, b"guard mail loop id", hashlib.sha256).hexdigest()[:12]
 
 
 def _version(v: str) -> tuple[int, ...]:
@@ -121,6 +130,12 @@ class GuardApp:
     async def start(self) -> None:
         s = self.settings
         assert_library_versions()
+        _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
+        own = await upstream_loop(listener_plan(s), up_host, up_port)
+        if own is not None:
+            raise ConfigError(f"upstream.url (GUARD_UPSTREAM) {up_host}:{up_port} is this guard's "
+                              f"own {own}: mail would loop; set it to the mail server the "
+                              "guard relays to")
         if s.database.auto_upgrade:
             await migrate.upgrade(self.engine)
         current, head = await migrate.current_revision(self.engine)
@@ -145,7 +160,8 @@ class GuardApp:
         assert self.decide is not None
         self.hold = HoldService(self.engine, self.writer, s, self.secret,
                                 on_release=self.worker.wake)
-        self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide)
+        mark = loop_id(self.secret)
+        self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide, loop_id=mark)
         pipeline, worker, hold = self.pipeline, self.worker, self.hold
 
         async def accept(msg: Any) -> str:
@@ -156,7 +172,7 @@ class GuardApp:
                     hold.wake()  # the timers send the first notices now
             return reply
 
-        plan = listener_plan(s)
+        plan = listener_plan(s, mark)
         tls = server_tls_context(s)  # here too with fronts: a bad certificate stops the start
         if self.outbox is not None:
             host, port = parse_hostport(self.dev_sink_listen)
@@ -185,7 +201,6 @@ class GuardApp:
                 self.servers.append(await serve_listener(handler, cfg, sock, users, tls))
 
         self.worker.start()
-        _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
         health = HealthCheck(self.engine, (up_host, up_port))
         web = create_app(health, self.refresh_queue_metrics, self.outbox)
         web.router.routes[:0] = self.hold.routes()

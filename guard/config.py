@@ -57,6 +57,10 @@ class SmtpSettings(_Section):
     # Bare CR or LF in DATA is how SMTP smuggling starts; refuse it (Sendmail, chasquid).
     bare_newline: Literal["reject"] = "reject"
     max_hops: int = 50
+    # A message that already carries this many of this guard's own Received: lines is
+    # refused (554 5.4.6 mail loop). 2 lets a message pass twice (an auto-forward back
+    # through the guard); a relay loop stops at the third pass.
+    max_passes: int = Field(default=2, ge=1)
     users_file: str = "users.yaml"
     # SMTP sessions (protocol, TLS, AUTH, DATA) run in this many child processes, which
     # hand each message to the main process for inspection and the commit: a second core

@@ -86,6 +86,10 @@ class ListenerConfig:
     # whose addresses a message may carry (guard.smtp.identity)
     sender_identity: IdentityMode = "off"
     identity_header: str = ""
+    # this guard's mark in its own Received: lines, and how many of them a message may
+    # already carry (mail loops); b"" = not checked
+    loop_marker: bytes = b""
+    max_passes: int = 2
 
 
 class _MemberNamesOnce:
@@ -378,6 +382,12 @@ class GuardSMTP(SMTP):
             return ("line_too_long", "500 5.5.2 Line too long (see RFC5321 4.5.3.1.6)")
         if _hops(data) >= self.cfg.max_hops:
             return ("too_many_hops", "554 5.4.6 Too many hops (mail loop?)")
+        if self.cfg.loop_marker:
+            passes = _own_passes(data, self.cfg.loop_marker)
+            if passes >= self.cfg.max_passes:
+                log.warning("mail loop: the message already passed this guard %d times", passes)
+                return ("mail_loop", f"554 5.4.6 Mail loop: the message already passed "
+                        f"{self.cfg.hostname} {passes} times")
         return None
 
 
@@ -397,6 +407,19 @@ def _hops(data: bytes) -> int:
     end = data.find(b"\r\n\r\n")
     head = (b"\r\n" + (data if end < 0 else data[:end])).lower()
     return head.count(b"\r\nreceived:")
+
+
+def _own_passes(data: bytes, marker: bytes) -> int:
+    """This guard's own Received: fields in the top header section (its earlier passes)."""
+    end = data.find(b"\r\n\r\n")
+    head = b"\r\n" + (data if end < 0 else data[:end])
+    if marker not in head:
+        return 0
+    n = 0
+    for f in re.split(rb"\r\n(?![ \t])", head):
+        if f[:9].lower() == b"received:" and marker in f:
+            n += 1
+    return n
 
 
 def _unread(reader: asyncio.StreamReader, extra: bytes) -> None:
