@@ -397,9 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return known
         if debug:
             traceback.print_exc()
-        if isinstance(e, OSError) and e.filename and e.strerror:
-            # a file that is not there or not readable, a port in use
-            _error(f"{e.filename}: {e.strerror}")
+        if isinstance(e, OSError):  # a file not there or not readable, a port in use
+            _error(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else e)
         else:
             _error(f"unexpected error: {type(e).__name__}: {e} "
                    "(--debug or GUARD_DEBUG=1 shows the traceback)")

@@ -154,6 +154,21 @@ def test_file_errors_are_one_line_and_the_traceback_is_opt_in(tmp_path: Path) ->
     assert r.stderr.strip().splitlines()[-1] == "guard: missing.eml: No such file or directory"
 
 
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _serve(tmp_path, _serve_env(tmp_path, GUARD_SMTP_LISTEN=f"127.0.0.1:{port}",
+                                        GUARD_POLICY=str(PASS_ALL)))
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("guard: ") and "address already in use" in last.lower()
+    assert "Traceback" not in r.stderr
+
+
 def _fill_queue(db_url: str, n: int) -> None:
     from guard.store import db, migrate
     from guard.store import queue as q
