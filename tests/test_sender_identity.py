@@ -18,9 +18,10 @@ ALICE = "alice@example.co.jp"
 SALES = "sales@example.co.jp"  # a shared mailbox: an alias of alice
 
 
-def _message(head: str, subject: str) -> bytes:
-    return (f"{head}\r\nTo: buyer@example.net\r\nSubject: {subject}\r\n"
-            f"Message-ID: <{subject}@example.co.jp>\r\n\r\nbody\r\n").encode()
+def _message(head: str | bytes, subject: str) -> bytes:
+    raw = head if isinstance(head, bytes) else head.encode()
+    return raw + (f"\r\nTo: buyer@example.net\r\nSubject: {subject}\r\n"
+                  f"Message-ID: <{subject}@example.co.jp>\r\n\r\nbody\r\n").encode()
 
 
 def _with_alias(g: Any) -> None:
@@ -41,6 +42,12 @@ CASES = [
     ("alias", SALES, f"From: Sales <{SALES}>", 250, ""),
     ("alias-in-from-only", ALICE, f"From: {SALES}", 250, ""),
     ("japanese-display-name", ALICE, f"From: {_jp_name('営業 佐藤')} <{ALICE}>", 250, ""),
+    # raw Shift_JIS (an old mailer): "ァ" is 83 40, its second byte an "@" in ASCII
+    ("raw-shift-jis-name", ALICE, "From: ファイン.Corp <alice@example.co.jp>".encode("cp932"),
+     250, ""),
+    # raw ISO-2022-JP: 清水 is "@6?e", 中村 "CfB<" in its 7-bit bytes
+    ("raw-iso-2022-jp-name", ALICE,
+     "From: 清水 中村 <alice@example.co.jp>".encode("iso-2022-jp"), 250, ""),
     ("two-own-mailboxes", ALICE, f"From: {ALICE}, {SALES}\r\nSender: {ALICE}", 250, ""),
     ("no-from-claims-nobody", ALICE, "X-Mailer: a script", 250, ""),
     ("other-user", ALICE, "From: bob@example.co.jp", 550,

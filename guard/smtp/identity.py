@@ -21,7 +21,7 @@ from collections.abc import Collection
 from typing import Literal
 
 from guard.inspect.domains import canonical_address
-from guard.inspect.textdecode import decode_encoded_words
+from guard.inspect.textdecode import decode_encoded_words, decode_header_bytes
 from guard.message import parse_address_header, unfold
 from guard.rewrite import field_name, split_fields
 from guard.smtp.users import User, UserDirectory
@@ -99,7 +99,10 @@ def trusted_identity(data: bytes, header: str) -> str | None:
 def _check_field(user: User, label: str, raw: bytes) -> str | None:
     if len(raw) > MAX_FIELD_BYTES:
         return f"550 5.7.1 {label}: header too long to check ({MAX_FIELD_BYTES} bytes at most)"
-    text = raw.decode("utf-8", "surrogateescape")
+    # raw 8-bit (Shift_JIS, UTF-8) or ISO-2022-JP display names from old mailers: decoded
+    # first, so that no byte of a Japanese character passes for an "@" or a quote
+    text = raw.decode("ascii") if raw.isascii() and b"\x1b" not in raw else (
+        decode_header_bytes(raw))
     addrs, problems = parse_address_header(label, [text], MAX_MAILBOXES)
     if problems or not addrs:
         why = problems[0] if problems else f"no address in {label}"
@@ -108,8 +111,7 @@ def _check_field(user: User, label: str, raw: bytes) -> str | None:
         if not owns(user, a):
             return (f"550 5.7.1 {label}: header <{_shown(a)}> is not an address of user "
                     f"{_shown(user.name)}")
-    decoded = decode_encoded_words(unfold(text.encode("utf-8", "surrogateescape")
-                                          .decode("utf-8", "replace")))
+    decoded = decode_encoded_words(unfold(text))
     for a in _SHOWN_ADDRESS.findall(unicodedata.normalize("NFKC", decoded)):
         if not owns(user, a):
             return (f"550 5.7.1 {label}: header shows <{_shown(a)}>, which is not an "
