@@ -23,5 +23,7 @@ WORKDIR /var/lib/guard
 EXPOSE 587 465 2525 8025
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD python -c "import os,sys,urllib.request; h=os.environ['GUARD_WEB_LISTEN'].replace('0.0.0.0','127.0.0.1'); sys.exit(0 if urllib.request.urlopen(f'http://{h}/healthz', timeout=4).status == 200 else 1)"
+# `guard serve` needs a policy: mount yours and set GUARD_POLICY (or policy.path in
+# guard.toml); the shipped example is in /usr/share/guard/policies to start from.
 ENTRYPOINT ["guard"]
 CMD ["serve"]

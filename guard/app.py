@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import signal
 from collections.abc import Iterator, Sequence
@@ -31,12 +33,19 @@ from guard.listsync import (
 )
 from guard.notify.notices import timezone_of
 from guard.pipeline import Decider, Pipeline, queue_everything
-from guard.policy import Policy, PolicyWatcher, default_policy
+from guard.policy import Policy, PolicyWatcher
 from guard.relay.client import Upstream
 from guard.relay.worker import DeliveryWorker, instance_id
 from guard.secret import load_or_create_secret, secret_home
+from guard.smtp.authlimit import AuthLimiter, LocalAuthGate
 from guard.smtp.front import SmtpFronts
-from guard.smtp.listeners import bind, listener_plan, serve_listener, server_tls_context
+from guard.smtp.listeners import (
+    bind,
+    listener_plan,
+    serve_listener,
+    server_tls_context,
+    upstream_loop,
+)
 from guard.smtp.server import GuardHandler
 from guard.smtp.users import UserDirectory
 from guard.store import db, knowledge, migrate
@@ -51,14 +60,35 @@ SHIPPED_POLICY_DIRS = (Path(__file__).resolve().parent.parent / "policies",
                        Path("/usr/share/guard/policies"))
 
 
-def policy_path(settings: Settings) -> Path | None:
-    """The configured policy, else the shipped example policy (None: pass everything)."""
-    if settings.policy.path:
-        return Path(settings.policy.path)
+def shipped_policy() -> Path | None:
+    """The example policy that comes with guard (what `guard dev` runs), if installed."""
     for d in SHIPPED_POLICY_DIRS:
         if (d / "policy.yaml").exists():
             return d
     return None
+
+
+def policy_path(settings: Settings) -> Path | None:
+    """The configured policy (None: none configured; never a fallback to the example)."""
+    return Path(settings.policy.path) if settings.policy.path else None
+
+
+def require_policy(settings: Settings) -> Path:
+    """The configured policy, which must exist: a production guard never runs the sample
+    policy or no policy at all because a setting was forgotten."""
+    path = policy_path(settings)
+    if path is None:
+        raise ConfigError("no policy configured: set policy.path (GUARD_POLICY) to your policy "
+                          "file or folder (`guard dev` runs the shipped example)")
+    if not path.exists():
+        raise ConfigError(f"policy.path (GUARD_POLICY) {path}: no such file or folder")
+    return path
+
+
+def loop_id(secret: bytes) -> str:
+    """This guard's mark in its Received: lines: the same for every instance that shares
+    the secret, different for another guard (two guards in a chain are not a loop)."""
+    return hmac.new(secret, b"guard mail loop id", hashlib.sha256).hexdigest()[:12]
 
 
 def _version(v: str) -> tuple[int, ...]:
@@ -102,12 +132,21 @@ class GuardApp:
         self.pipeline: Pipeline | None = None
         self.fronts: SmtpFronts | None = None
         self._stopped = asyncio.Event()
+        sm = settings.smtp
+        self.auth_limiter = AuthLimiter(sm.auth_failures_per_address, sm.auth_failure_window,
+                                        sm.auth_block_seconds)
 
     async def start(self) -> None:
         s = self.settings
         assert_library_versions()
         # first: with PostgreSQL and no secret configured the guard stops here, in one line
         self.secret = load_or_create_secret(s)
+        _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
+        own = await upstream_loop(listener_plan(s), up_host, up_port)
+        if own is not None:
+            raise ConfigError(f"upstream.url (GUARD_UPSTREAM) {up_host}:{up_port} is this guard's "
+                              f"own {own}: mail would loop; set it to the mail server the "
+                              "guard relays to")
         if s.database.auto_upgrade:
             await migrate.upgrade(self.engine)
         current, head = await migrate.current_revision(self.engine)
@@ -140,7 +179,8 @@ class GuardApp:
         self.hold = HoldService(self.engine, self.writer, s, self.secret,
                                 on_release=self.worker.wake,
                                 internal_domains=self._internal_domains)
-        self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide)
+        mark = loop_id(self.secret)
+        self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide, loop_id=mark)
         pipeline, worker, hold = self.pipeline, self.worker, self.hold
 
         async def accept(msg: Any) -> str:
@@ -151,7 +191,7 @@ class GuardApp:
                     hold.wake()  # the timers send the first notices now
             return reply
 
-        plan = listener_plan(s)
+        plan = listener_plan(s, mark)
         tls = server_tls_context(s)  # here too with fronts: a bad certificate stops the start
         if self.outbox is not None:
             host, port = parse_hostport(self.dev_sink_listen)
@@ -170,10 +210,11 @@ class GuardApp:
                         "several processes (`guard serve` and `guard dev` do that)")
             fronts = 0
         if fronts:
-            self.fronts = SmtpFronts(s, sockets, accept, fronts)
+            self.fronts = SmtpFronts(s, sockets, accept, fronts, self.auth_limiter)
             await self.fronts.start()
         else:
-            handler = GuardHandler(accept, s.smtp.max_recipients)
+            gate = LocalAuthGate(self.auth_limiter) if s.smtp.auth_failures_per_address else None
+            handler = GuardHandler(accept, s.smtp.max_recipients, failure_gate=gate)
             users = UserDirectory(s.smtp.users_file)
             for cfg, sock in sockets:
                 self.servers.append(await serve_listener(handler, cfg, sock, users, tls))
@@ -183,7 +224,6 @@ class GuardApp:
         except Exception:  # they run out by themselves (delivery.lease_seconds)
             log.exception("could not take back the leases of stopped processes")
         self.worker.start()
-        _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
         health = HealthCheck(self.engine, (up_host, up_port))
         web = create_app(health, self.refresh_queue_metrics, self.outbox, timezone_of(s))
         web.router.routes[:0] = self.hold.routes()
@@ -205,7 +245,7 @@ class GuardApp:
 
     async def _start_inspection(self) -> Decider:
         s = self.settings
-        path = policy_path(s)
+        path = require_policy(s)
         actor = f"policy:{s.instance_id or instance_id()}"
         key = self.list_key
         known: list[KnowledgeCache] = []  # the inspector's, once it exists
@@ -233,24 +273,18 @@ class GuardApp:
             metrics.POLICY_RELOADS.labels("error").inc()
             log.error("policy not reloaded, keeping the last good one: %s", error)
 
-        if path is None:
-            log.warning("no policy configured and no shipped policy found: passing everything")
-            policy = default_policy()
+        self.watcher = PolicyWatcher(path, on_change=changed, on_error=failed,
+                                     interval=s.policy.reload_interval, prepare=prepare)
+        try:
+            await changed(await self.watcher.start())
+        except (ListSourceError, ListKeyError) as e:
+            raise ConfigError(str(e)) from None
+        started = True
+        watcher = self.watcher
 
-            def current() -> Policy:
-                return policy
-        else:
-            self.watcher = PolicyWatcher(path, on_change=changed, on_error=failed,
-                                         interval=s.policy.reload_interval, prepare=prepare)
-            try:
-                await changed(await self.watcher.start())
-            except (ListSourceError, ListKeyError) as e:
-                raise ConfigError(str(e)) from None
-            started = True
-            watcher = self.watcher
+        def current() -> Policy:
+            return watcher.current
 
-            def current() -> Policy:
-                return watcher.current
         self.pool = ExtractionPool(
             workers=s.inspect.workers or None,
             per_attachment_timeout=s.inspect.per_attachment_timeout,

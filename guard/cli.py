@@ -1,4 +1,8 @@
-"""The `guard` command: serve, dev, users, db, queue, config."""
+"""The `guard` command: serve, dev, users, db, queue, config.
+
+Every error is one line on stderr and a non-zero exit (2: configuration or usage, 1:
+anything else); the traceback of an unexpected error only with --debug or GUARD_DEBUG=1.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from guard.config import ConfigError, Settings, load_settings
+from guard.config import ConfigError, Settings, load_settings, masked
 from guard.logs import setup_logging
 
 DEV_DEFAULTS = {
@@ -30,11 +35,24 @@ DEV_DEFAULTS = {
 DEV_SINK = "127.0.0.1:2526"
 
 
+class UsageError(Exception):
+    """A command was given something it cannot use (one line, exit 2)."""
+
+
 def _settings(args: argparse.Namespace, dev: bool = False) -> Settings:
     env = dict(os.environ)
     if dev:
         env = {**DEV_DEFAULTS, **env}
-    return load_settings(getattr(args, "config", None), env)
+    settings = load_settings(getattr(args, "config", None), env)
+    if dev and not settings.policy.path:
+        from guard.app import shipped_policy
+
+        example = shipped_policy()
+        if example is None:
+            raise ConfigError("the shipped example policy is not installed: set policy.path "
+                              "(GUARD_POLICY)")
+        settings.policy.path = str(example)
+    return settings
 
 
 def _run(coro: Any) -> Any:
@@ -51,33 +69,110 @@ def cmd_serve(args: argparse.Namespace, dev: bool = False) -> int:
         from guard import multiproc
 
         multiproc.enable()  # before prometheus_client is imported (by guard.app)
-    from guard.app import GuardApp
+    from guard.app import GuardApp, require_policy
 
+    if settings.inspect.enabled:
+        require_policy(settings)  # before anything starts: no sample, no pass-everything
     setup_logging(settings.log.level, settings.log.format)
     app = GuardApp(settings, dev_sink_listen=DEV_SINK if dev else "")
     if dev:
         print(f"guard dev: SMTP on {settings.smtp.listen} (no AUTH, loopback only), "
               f"web on http://{settings.web.listen}/ , delivered mail at "
-              f"http://{settings.web.listen}/dev/outbox , database {settings.database.url}",
+              f"http://{settings.web.listen}/dev/outbox , database {settings.database.url}, "
+              f"policy {settings.policy.path}",
               file=sys.stderr, flush=True)
     _run(app.run_until_signal())
     return 0
 
 
+MIN_PASSWORD = 8
+
+
+def _users_file(args: argparse.Namespace) -> str:
+    return str(args.file or _settings(args).smtp.users_file)
+
+
+def _user_name(name: str) -> str:
+    # the AUTH login: printable, no spaces (it appears in log lines and SMTP replies)
+    if not name or len(name) > 64 or not all(c.isprintable() and not c.isspace() for c in name):
+        raise UsageError(f"user name {name!r}: 1-64 printable characters without spaces")
+    return name
+
+
+def _addresses(values: list[str] | None, what: str) -> list[str]:
+    from email_validator import EmailNotValidError, validate_email
+
+    out = []
+    for value in values or []:
+        try:
+            validate_email(value, check_deliverability=False, allow_smtputf8=True)
+        except EmailNotValidError as e:
+            raise UsageError(f"{what} {value!r}: {e}") from e
+        out.append(value.strip())
+    return out
+
+
+def _new_password(args: argparse.Namespace, name: str) -> str:
+    """From stdin (one line, for scripts) or typed twice at the terminal."""
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass(f"password for {name} again: ") != password:
+            raise UsageError("the two passwords differ: nothing written")
+    if len(password) < MIN_PASSWORD:
+        raise UsageError(f"password too short ({MIN_PASSWORD} characters at least): "
+                         "nothing written")
+    return password
+
+
 def cmd_users_add(args: argparse.Namespace) -> int:
     from guard.smtp.users import add_user
 
-    settings = _settings(args)
-    path = args.file or settings.smtp.users_file
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = getpass.getpass(f"password for {args.name}: ")
-    if len(password) < 8:
-        print("password too short (8 characters at least)", file=sys.stderr)
-        return 2
-    add_user(path, args.name, password, args.address or [], args.language or "")
-    print(f"user {args.name} written to {path}")
+    name = _user_name(args.name)
+    addresses = _addresses(args.address, "address")
+    aliases = _addresses(args.alias, "alias")
+    path = _users_file(args)
+    password = _new_password(args, name)
+    add_user(path, name, password, addresses, args.language or "", aliases)
+    print(f"user {name} written to {path}")
+    return 0
+
+
+def cmd_users_passwd(args: argparse.Namespace) -> int:
+    from guard.smtp.users import UsersFileError, read_users, set_password
+
+    path = _users_file(args)
+    if args.name not in read_users(path):
+        raise UsersFileError(f"no user {args.name} in {path}")
+    set_password(path, args.name, _new_password(args, args.name))
+    print(f"password of {args.name} changed in {path}")
+    return 0
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    from guard.smtp.users import remove_user
+
+    path = _users_file(args)
+    remove_user(path, args.name)
+    print(f"user {args.name} removed from {path}")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from guard.smtp.users import read_users
+
+    users = read_users(_users_file(args))
+    if args.json:
+        print(json.dumps([{"name": u.name, "addresses": list(u.addresses),
+                           "aliases": list(u.aliases), "language": u.language,
+                           "password_set": bool(u.password_hash)}
+                          for u in users.values()], ensure_ascii=False, indent=1))
+        return 0
+    print(f"{'NAME':20} {'LANG':4} ADDRESSES (aliases)")
+    for u in sorted(users.values(), key=lambda u: u.name):
+        aliases = f" ({', '.join(u.aliases)})" if u.aliases else ""
+        print(f"{u.name:20} {u.language or '-':4} {', '.join(u.addresses) or '-'}{aliases}")
     return 0
 
 
@@ -182,11 +277,7 @@ def cmd_queue_show(args: argparse.Namespace) -> int:
 
 def cmd_config_show(args: argparse.Namespace) -> int:
     settings = _settings(args, dev=args.dev)
-    doc = settings.model_dump()
-    for section, key in (("upstream", "password"), ("", "secret")):
-        target = doc[section] if section else doc
-        if target.get(key):
-            target[key] = "********"
+    doc = masked(settings.model_dump())
     from guard.secret import NoSecretHome, secret_home
 
     try:  # where the secret lives, never its value
@@ -197,9 +288,20 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (its default prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="guard", description="Outbound email guard")
+    from guard.store.schema import STATES
+
+    p = _Parser(prog="guard", description="Outbound email guard")
     p.add_argument("--config", "-c", help="config file (TOML); also GUARD_CONFIG")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of an unexpected error (also GUARD_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", help="run the guard (production shape)").set_defaults(
@@ -209,14 +311,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     users = sub.add_parser("users", help="manage the users file").add_subparsers(
         dest="users_cmd", required=True)
-    ua = users.add_parser("add", help="add or update a user (password is hashed)")
+    ua = users.add_parser("add", help="add or update a user (password asked twice, hashed)")
     ua.add_argument("name")
     ua.add_argument("--address", "-a", action="append",
-                    help="an address the user may send as (repeatable)")
+                    help="the user's own address (repeatable)")
+    ua.add_argument("--alias", action="append",
+                    help="a shared address the user may also send as (repeatable)")
     ua.add_argument("--language", choices=["ja", "en"])
-    ua.add_argument("--file", help="users file (default: smtp.users_file)")
-    ua.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     ua.set_defaults(func=cmd_users_add)
+    up = users.add_parser("passwd", help="set a user's password (asked twice)")
+    up.add_argument("name")
+    up.set_defaults(func=cmd_users_passwd)
+    for sp in (ua, up):
+        sp.add_argument("--password-stdin", action="store_true",
+                        help="read the password from one line of stdin (no confirmation)")
+    ur = users.add_parser("remove", help="remove a user")
+    ur.add_argument("name")
+    ur.set_defaults(func=cmd_users_remove)
+    ul = users.add_parser("list", help="users and the addresses they may send as")
+    ul.add_argument("--json", action="store_true")
+    ul.set_defaults(func=cmd_users_list)
+    for sp in (ua, up, ur, ul):
+        sp.add_argument("--file", help="users file (default: smtp.users_file)")
 
     dbp = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
     dbp.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
@@ -224,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     qp = sub.add_parser("queue", help="look at the queue").add_subparsers(
         dest="queue_cmd", required=True)
     ql = qp.add_parser("list", help="list messages, newest first")
-    ql.add_argument("--state")
+    ql.add_argument("--state", choices=(*STATES, "delivering"), metavar="STATE",
+                    help=f"only this state: {', '.join((*STATES, 'delivering'))}")
     ql.add_argument("--limit", type=int, default=100)
     ql.add_argument("--json", action="store_true")
     ql.set_defaults(func=cmd_queue_list)
@@ -251,17 +368,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _error(message: object) -> None:
+    print("guard: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+def _quiet_broken_pipe() -> int:
+    # the reader went away (`guard queue list | head`): nothing more to say, and the
+    # interpreter's own flush at exit must not complain either
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141  # as a command killed by SIGPIPE
+
+
+def _known_error(e: Exception) -> int:
+    """The exit code of an error that is one line by design (0: not one of them)."""
+    # imported here: `guard serve` must set up the metrics before prometheus_client is
+    # imported (guard.store pulls it in)
+    from guard.policy import PolicyError
+    from guard.smtp.users import UsersFileError
     from guard.store.access import StoreNotReady
 
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ConfigError, StoreNotReady) as e:
-        print(f"guard: {e}", file=sys.stderr)
+    if isinstance(e, (ConfigError, StoreNotReady, UsageError)):
         return 2
+    if isinstance(e, (UsersFileError, PolicyError)):
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("GUARD_DEBUG", "") not in ("", "0")
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        known = _known_error(e)
+        if known:
+            _error(e)
+            return known
+        if debug:
+            traceback.print_exc()
+        if isinstance(e, OSError):  # a file not there or not readable, a port in use
+            _error(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else e)
+        else:
+            _error(f"unexpected error: {type(e).__name__}: {e} "
+                   "(--debug or GUARD_DEBUG=1 shows the traceback)")
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(Exception):
@@ -39,9 +39,28 @@ class SmtpSettings(_Section):
     max_connections: int = 1000
     timeout: float = 300.0
     auth_failures_per_connection: int = 3
+    # Failed AUTH per client address (IPv6: per /64), over all connections and all SMTP
+    # front processes: this many failures within auth_failure_window seconds block the
+    # address for auth_block_seconds (454 4.7.0, even for the right password). 0 = off.
+    auth_failures_per_address: int = Field(default=10, ge=0)
+    auth_failure_window: float = Field(default=600.0, gt=0)
+    auth_block_seconds: float = Field(default=600.0, gt=0)
+    # Whose addresses a message may carry. enforce: MAIL FROM and every From:/Sender:
+    # mailbox must be an address or alias of the sender (550 5.7.1 otherwise);
+    # envelope: MAIL FROM only; off: no check. sender_identity is for the AUTH
+    # listeners (submission, smtps), trusted_sender_identity for the trusted ones, where
+    # trusted_identity_header names the user: a header the office MTA sets (e.g.
+    # X-Authenticated-User) or "Received" for Postfix's "(Authenticated sender: NAME)".
+    sender_identity: Literal["enforce", "envelope", "off"] = "enforce"
+    trusted_sender_identity: Literal["enforce", "envelope", "off"] = "off"
+    trusted_identity_header: str = ""
     # Bare CR or LF in DATA is how SMTP smuggling starts; refuse it (Sendmail, chasquid).
     bare_newline: Literal["reject"] = "reject"
     max_hops: int = 50
+    # A message that already carries this many of this guard's own Received: lines is
+    # refused (554 5.4.6 mail loop). 2 lets a message pass twice (an auto-forward back
+    # through the guard); a relay loop stops at the third pass.
+    max_passes: int = Field(default=2, ge=1)
     users_file: str = "users.yaml"
     # SMTP sessions (protocol, TLS, AUTH, DATA) run in this many child processes, which
     # hand each message to the main process for inspection and the commit: a second core
@@ -113,7 +132,9 @@ class WebSettings(_Section):
 
 
 class PolicySettings(_Section):
-    path: str = ""  # file or folder; "" = the shipped example policy
+    # file or folder; `guard serve` refuses to start without one (`guard dev` uses the
+    # shipped example)
+    path: str = ""
     reload_interval: float = 2.0
 
 
@@ -288,8 +309,55 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         data["secret_file"] = str(Path(path).absolute().parent / secret_file)
     try:
         return Settings.model_validate(data)
-    except Exception as e:  # pydantic.ValidationError: say which key is wrong
-        raise ConfigError(f"invalid configuration: {e}") from e
+    except ValidationError as e:  # one line that names each wrong key
+        raise ConfigError("invalid configuration: " + "; ".join(
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+            + (f" (got {_shown(err['loc'], err['input'])!r})" if err["type"] != "missing"
+               and not isinstance(err["input"], dict) else "")
+            for err in e.errors())) from e
+
+
+# --- secrets: never printed (`guard config show`, error messages) ------------------------
+
+MASK = "********"
+
+
+def is_secret_key(name: str) -> bool:
+    """Keys whose values are secrets: the HMAC secret, passwords, tokens."""
+    n = name.lower()
+    return n in ("secret", "password", "token") or n.endswith(("_secret", "_password", "_token"))
+
+
+def mask_url(url: str) -> str:
+    """A URL with the password in its user info replaced by the mask."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:{MASK}@{hostinfo}").geturl()
+
+
+def masked(value: Any, key: str = "") -> Any:
+    """A settings dump (nested dicts) with every secret masked."""
+    if isinstance(value, dict):
+        return {k: masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v, key) for v in value]
+    if isinstance(value, str):
+        if is_secret_key(key):
+            return MASK if value else ""
+        if "://" in value:
+            return mask_url(value)
+    return value
+
+
+def _shown(loc: tuple[Any, ...], value: Any) -> Any:
+    return masked(value, str(loc[-1]) if loc else "")
 
 
 def parse_hostport(value: str, default_port: int = 0) -> tuple[str, int]:
@@ -319,10 +387,10 @@ def parse_upstream_url(url: str) -> tuple[UpstreamSecurity, str, int, str, str]:
         "smtps": ("tls", 465),
     }
     if parts.scheme not in schemes:
-        raise ValueError(
-            f"upstream {url!r}: scheme must be smtp://, smtp+starttls:// or smtps://")
+        raise ValueError(f"upstream {mask_url(url)!r}: scheme must be smtp://, "
+                         "smtp+starttls:// or smtps://")
     security, default_port = schemes[parts.scheme]
     if not parts.hostname:
-        raise ValueError(f"upstream {url!r}: no host")
+        raise ValueError(f"upstream {mask_url(url)!r}: no host")
     return (security, parts.hostname, parts.port or default_port,
             unquote(parts.username or ""), unquote(parts.password or ""))

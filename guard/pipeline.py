@@ -88,24 +88,27 @@ def _one_line(value: str) -> str:
     return " ".join(value.split())[:500]
 
 
-def trace_header(msg: ReceivedMessage, queue_id: str, hostname: str) -> bytes:
-    """Our Received: line (RFC 5321 4.4). Every part is validated ASCII without CR/LF."""
+def trace_header(msg: ReceivedMessage, queue_id: str, hostname: str, loop_id: str = "") -> bytes:
+    """Our Received: line (RFC 5321 4.4). Every part is validated ASCII without CR/LF.
+    "(guard <loop_id>)" marks this guard's own passes (the mail loop check counts them)."""
+    mark = f"guard {loop_id}" if loop_id else "guard"
     proto = "ESMTP" if msg.listener == "trusted" else "ESMTPSA"
     if msg.listener == "trusted" and msg.tls:
         proto = "ESMTPS"
     helo = msg.helo if msg.helo.isascii() and msg.helo.isprintable() else "unknown"
     ip = msg.client_ip if all(c in "0123456789abcdefABCDEF.:" for c in msg.client_ip) else ""
-    line = (f"Received: from {helo} ([{ip}])\r\n\tby {hostname} (guard) with {proto}"
+    line = (f"Received: from {helo} ([{ip}])\r\n\tby {hostname} ({mark}) with {proto}"
             f" id {queue_id};\r\n\t{email.utils.formatdate(time.time())}\r\n")
     return line.encode("ascii", "replace")
 
 
 class Pipeline:
-    def __init__(self, writer: BatchWriter, hostname: str, decide: Decider = queue_everything
-                 ) -> None:
+    def __init__(self, writer: BatchWriter, hostname: str, decide: Decider = queue_everything,
+                 loop_id: str = "") -> None:
         self.writer = writer
         self.hostname = hostname
         self.decide = decide
+        self.loop_id = loop_id
 
     async def accept(self, msg: ReceivedMessage) -> str:
         queue_id = new_queue_id()
@@ -120,7 +123,7 @@ class Pipeline:
             record = q.NewMessage(
                 id=queue_id, state=state, mail_from=msg.mail_from, sender=msg.sender,
                 rcpt_tos=msg.rcpt_tos, data=data, trace_header=trace_header(
-                    msg, queue_id, self.hostname),
+                    msg, queue_id, self.hostname, self.loop_id),
                 # what the sender sent, when the verdict's edits changed it (policy replay)
                 original=msg.data if decision.data is not None else None,
                 client_ip=msg.client_ip, helo=msg.helo, listener=msg.listener,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from guard.config import Settings, load_settings
+from guard.config import ConfigError, Settings, load_settings
 
 SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -29,10 +29,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None))
 
 
-def _policy_path(args: argparse.Namespace, settings: Settings) -> Path | None:
-    from guard.app import policy_path
+def _policy_path(args: argparse.Namespace, settings: Settings) -> Path:
+    """--policy, else the configured policy; never the shipped example by surprise."""
+    from guard.app import require_policy
 
-    return Path(args.policy) if getattr(args, "policy", None) else policy_path(settings)
+    if getattr(args, "policy", None):
+        return Path(args.policy)
+    try:
+        return require_policy(settings)
+    except ConfigError as e:
+        raise ConfigError(f"{e}; or name the policy on the command line") from e
 
 
 def _load(path: Path | None) -> Any:
@@ -85,9 +91,6 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     path = Path(args.path) if args.path else _policy_path(args, settings)
-    if path is None:
-        print("no policy configured (everything passes)")
-        return 0
     try:
         policy = _load(path)
     except PolicyError as e:

@@ -42,8 +42,11 @@ class RawSMTP:
     """One connection. `send()` writes bytes as given; `reply()` reads one full reply."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0,
-                 implicit_tls: ssl.SSLContext | None = None, read_banner: bool = True) -> None:
-        self.sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
+                 implicit_tls: ssl.SSLContext | None = None, read_banner: bool = True,
+                 source: str | None = None) -> None:
+        # source: another loopback address (127.0.0.2) to be another client
+        self.sock: socket.socket = socket.create_connection(
+            (host, port), timeout=timeout, source_address=(source, 0) if source else None)
         # one segment per send(): no Nagle coalescing of our writes with earlier ones
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if implicit_tls is not None:

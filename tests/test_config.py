@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from guard.config import (
     ConfigError,
@@ -73,7 +74,8 @@ def test_shipped_sample_config_is_valid_and_documents_the_defaults():
     doc = tomllib.loads(path.read_text())
     # every value in the sample equals the default, except the few that a production
     # deployment must set differently from `guard dev`
-    different = {("smtp", "listen"), ("tls", "cert_file"), ("tls", "key_file")}
+    different = {("smtp", "listen"), ("tls", "cert_file"), ("tls", "key_file"),
+                 ("upstream", "url"), ("policy", "path")}
     for section, values in doc.items():
         if not isinstance(values, dict):
             continue
@@ -82,6 +84,56 @@ def test_shipped_sample_config_is_valid_and_documents_the_defaults():
                 continue
             assert getattr(getattr(defaults, section), key) == value, (section, key)
     assert s.smtp.listen == "0.0.0.0:587"
+    for key, value in doc.items():  # the top-level keys
+        if not isinstance(value, dict):
+            assert getattr(defaults, key) == value, key
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    out = set()
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            out |= _keys(sub, f"{name}.")
+        else:
+            out.add(prefix + name)
+    return out
+
+
+def _toml_keys(doc: dict[str, object], prefix: str = "") -> set[str]:
+    out = set()
+    for name, value in doc.items():
+        if isinstance(value, dict):
+            out |= _toml_keys(value, f"{name}.")
+        else:
+            out.add(prefix + name)
+    return out
+
+
+def test_shipped_sample_config_lists_every_setting():
+    """deploy/guard.toml names every setting there is (and nothing else)."""
+    doc = tomllib.loads((ROOT / "deploy" / "guard.toml").read_text())
+    settings, sample = _keys(Settings), _toml_keys(doc)
+    assert settings - sample == set(), "settings missing from deploy/guard.toml"
+    assert sample - settings == set(), "keys in deploy/guard.toml that are no settings"
+
+
+def test_shipped_sample_config_does_not_relay_to_itself():
+    s = load_settings(ROOT / "deploy" / "guard.toml", env={})
+    listen_port = parse_hostport(s.smtp.listen)[1]
+    _, host, port, _, _ = parse_upstream_url(s.upstream.url)
+    assert not (host in ("127.0.0.1", "localhost", "::1", "0.0.0.0") and port == listen_port)
+    assert s.policy.path  # `guard serve` needs one
+
+
+def test_errors_are_one_line_and_never_show_a_password():
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={"GUARD_UPSTREAM": "http://relay:hunter2secret@mx.example.net",
+                           "GUARD_SMTP_MODE": "open"})
+    text = str(e.value)
+    assert "\n" not in text
+    assert "upstream.url" in text and "smtp.mode" in text
+    assert "hunter2secret" not in text
 
 
 def test_upstream_and_listen_parsing():

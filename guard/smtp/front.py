@@ -8,8 +8,10 @@ inspects and commits it and sends back the reply, so the client still gets its 2
 after the commit (the database stays in one process: SQLite has one writer).
 
 Frames both ways: request id (8 bytes), payload length (4 bytes), payload.
-  front → main   id ≥ 1: a pickled ReceivedMessage;     id 0: b"ready"
-  main → front   id ≥ 1: the reply line for that id;     id 0: b"stop"
+  front → main   id ≥ 1: a pickled ReceivedMessage or    id 0: b"ready"
+                 AuthQuery (failed AUTH per address)
+  main → front   id ≥ 1: the reply line for that id      id 0: b"stop"
+                 (for an AuthQuery: seconds blocked)
 The link is between two processes of one program, so pickle is safe here. A front dies
 with the main process (PR_SET_PDEATHSIG, end of file on the link); a front that dies
 alone is started again, and its clients, who never got a 250, send again.
@@ -31,6 +33,7 @@ from typing import Any
 
 from guard import multiproc
 from guard.config import ConfigError, Settings
+from guard.smtp.authlimit import AuthLimiter, AuthQuery, answer
 from guard.smtp.server import Acceptor, ListenerConfig, ReceivedMessage
 
 log = logging.getLogger("guard.smtp")
@@ -59,11 +62,12 @@ class SmtpFronts:
     """Starts `count` front processes on the bound listening sockets and answers them."""
 
     def __init__(self, settings: Settings, listeners: list[tuple[ListenerConfig, socket.socket]],
-                 accept: Acceptor, count: int) -> None:
+                 accept: Acceptor, count: int, auth_limiter: AuthLimiter | None = None) -> None:
         self.settings = settings
         self.listeners = listeners
         self.accept = accept
         self.count = count
+        self.auth_limiter = auth_limiter  # one window for every front
         self._ctx = mp.get_context("spawn")  # never fork a process with a running loop
         self._procs: dict[int, Any] = {}
         self._links: dict[int, asyncio.StreamWriter] = {}
@@ -137,7 +141,10 @@ class SmtpFronts:
     async def _answer(self, writer: asyncio.StreamWriter, rid: int, payload: bytes) -> None:
         try:
             msg = pickle.loads(payload)
-            reply = await self.accept(msg)
+            if isinstance(msg, AuthQuery):
+                reply = answer(self.auth_limiter, msg) if self.auth_limiter else "0"
+            else:
+                reply = await self.accept(msg)
         except Exception:
             # the accept function answers its own errors; this is a broken frame
             log.exception("a message from an SMTP front could not be handled")
@@ -184,6 +191,9 @@ class RemoteAcceptor:
         self.idle.set()
 
     async def __call__(self, msg: ReceivedMessage) -> str:
+        return await self.request(msg)
+
+    async def request(self, msg: ReceivedMessage | AuthQuery) -> str:
         if self.stop_requested.is_set() and self._writer.is_closing():
             raise ConnectionError("the main process is gone")
         rid, self._next = self._next, self._next + 1
@@ -221,6 +231,19 @@ class RemoteAcceptor:
         self._writer.write(_frame(0, b"ready"))
 
 
+class RemoteAuthGate:
+    """A front's AUTH gate: the main process keeps the failure window for all fronts."""
+
+    def __init__(self, remote: RemoteAcceptor) -> None:
+        self.remote = remote
+
+    async def blocked_for(self, ip: str) -> float:
+        return float(await self.remote.request(AuthQuery("check", ip)))
+
+    async def failed(self, ip: str) -> float:
+        return float(await self.remote.request(AuthQuery("failed", ip)))
+
+
 def _die_with_parent() -> None:
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -253,7 +276,8 @@ async def _front(settings: Settings, listeners: list[tuple[ListenerConfig, socke
     reader, writer = await asyncio.open_unix_connection(sock=link)
     remote = RemoteAcceptor(reader, writer)
     reading = asyncio.create_task(remote.run())
-    handler = GuardHandler(remote, settings.smtp.max_recipients)
+    gate = RemoteAuthGate(remote) if settings.smtp.auth_failures_per_address else None
+    handler = GuardHandler(remote, settings.smtp.max_recipients, failure_gate=gate)
     tls = server_tls_context(settings)
     users = UserDirectory(settings.smtp.users_file)
     servers = [await serve_listener(handler, cfg, sock, users, tls) for cfg, sock in listeners]

@@ -23,9 +23,16 @@ def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-def listener_plan(settings: Settings) -> list[tuple[ListenerConfig, str, int]]:
-    """The configured listeners: (config, host, port) each."""
+def listener_plan(settings: Settings, loop_id: str = ""
+                  ) -> list[tuple[ListenerConfig, str, int]]:
+    """The configured listeners: (config, host, port) each. `loop_id`: this guard's mark
+    in its Received: lines (guard.pipeline.trace_header), for the mail loop check."""
     s = settings.smtp
+    if s.trusted_sender_identity != "off" and not s.trusted_identity_header.strip():
+        raise ConfigError("smtp.trusted_sender_identity needs smtp.trusted_identity_header: "
+                          "the header in which the office MTA names the user (e.g. "
+                          "X-Authenticated-User, or Received for Postfix's "
+                          "smtpd_sasl_authenticated_header)")
     kinds: list[tuple[ListenerKind, str]] = [(s.mode, s.listen)]
     if s.smtps_listen:
         kinds.append(("smtps", s.smtps_listen))
@@ -42,10 +49,72 @@ def listener_plan(settings: Settings) -> list[tuple[ListenerConfig, str, int]]:
             kind=kind, hostname=s.hostname, max_message_size=s.max_message_size,
             max_recipients=s.max_recipients, max_connections=s.max_connections,
             timeout=s.timeout, auth_failures=s.auth_failures_per_connection,
-            max_hops=s.max_hops, trusted_networks=networks)
+            max_hops=s.max_hops, trusted_networks=networks,
+            sender_identity=(s.trusted_sender_identity if kind == "trusted"
+                             else s.sender_identity),
+            identity_header=s.trusted_identity_header.strip(),
+            loop_marker=f"(guard {loop_id})".encode("ascii") if loop_id else b"",
+            max_passes=s.max_passes)
         host, port = parse_hostport(listen)
         plan.append((cfg, host, port))
     return plan
+
+
+def _is_local(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True when `ip` is an address of this machine (it can be bound to)."""
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((str(ip), 0))
+        return True
+    except OSError:
+        return False
+
+
+RESOLVE_SECONDS = 5.0  # the start-time loop check waits this long for DNS
+
+
+async def _addresses(host: str, port: int
+                     ) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    async with asyncio.timeout(RESOLVE_SECONDS):
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    out: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        out.add(ip)
+    return out
+
+
+async def upstream_loop(plan: list[tuple[ListenerConfig, str, int]], upstream_host: str,
+                        upstream_port: int) -> str | None:
+    """Which of our own listeners the upstream is (mail would come straight back), as
+    "kind host:port"; None when it is none of them. A host that does not resolve now is
+    not judged (delivery will say)."""
+    same_port = [(cfg, h) for cfg, h, p in plan if p == upstream_port]
+    if not same_port:
+        return None
+    try:
+        targets = await _addresses(upstream_host, upstream_port)
+    except (OSError, TimeoutError, ValueError):
+        return None
+    for cfg, host in same_port:
+        where = f"{cfg.kind} listener {host}:{upstream_port}"
+        if host in ("0.0.0.0", ""):  # every IPv4 address of this machine
+            if any(ip.version == 4 and _is_local(ip) for ip in targets):
+                return where
+        elif host == "::":  # every address of this machine (dual stack)
+            if any(_is_local(ip) for ip in targets):
+                return where
+        else:
+            try:
+                mine = await _addresses(host, upstream_port)
+            except (OSError, TimeoutError, ValueError):
+                continue
+            if mine & targets:
+                return where
+    return None
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -58,7 +127,7 @@ async def serve_listener(handler: GuardHandler, cfg: ListenerConfig, sock: socke
                          users: UserDirectory, tls: ssl.SSLContext | None
                          ) -> asyncio.base_events.Server:
     def factory() -> GuardSMTP:
-        return GuardSMTP(handler, cfg, users if cfg.kind != "trusted" else None, tls)
+        return GuardSMTP(handler, cfg, users, tls)
 
     return await asyncio.get_running_loop().create_server(
         factory, sock=sock, ssl=tls if cfg.kind == "smtps" else None)

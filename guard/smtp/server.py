@@ -23,6 +23,8 @@ from aiosmtpd import smtp as aiosmtpd_smtp
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from guard import metrics
+from guard.smtp.authlimit import BLOCKED_REPLY, AuthGate
+from guard.smtp.identity import IdentityMode, identity_problem, owns
 from guard.smtp.users import User, UserDirectory
 
 log = logging.getLogger("guard.smtp")
@@ -81,6 +83,13 @@ class ListenerConfig:
     max_hops: int
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     data_total_timeout: float = 1800.0
+    # whose addresses a message may carry (guard.smtp.identity)
+    sender_identity: IdentityMode = "off"
+    identity_header: str = ""
+    # this guard's mark in its own Received: lines, and how many of them a message may
+    # already carry (mail loops); b"" = not checked
+    loop_marker: bytes = b""
+    max_passes: int = 2
 
 
 class _MemberNamesOnce:
@@ -118,6 +127,7 @@ class GuardSMTP(SMTP):
         self.cfg = cfg
         self._users = users
         self._auth_pending: LoginPassword | None = None
+        self._failure_gate = handler.failure_gate
         self._counter = handler.connections
         kind = cfg.kind
         super().__init__(
@@ -144,6 +154,11 @@ class GuardSMTP(SMTP):
         self.local_part_limit = 64
         if kind == "trusted":
             self._auth_methods = {}
+
+    @property
+    def users(self) -> UserDirectory | None:
+        """The users file (AUTH, and the identity checks of a trusted listener)."""
+        return self._users
 
     # --- connection admission ---------------------------------------------------
     async def _handle_client(self) -> None:
@@ -233,14 +248,35 @@ class GuardSMTP(SMTP):
 
     async def _verify_pending(self, result: Any) -> Any:
         creds, self._auth_pending = self._auth_pending, None
-        if creds is None or self._users is None:
+        if creds is None or self._users is None or self.cfg.kind == "trusted":
             return result
+        peer = self.session.peer if self.session else None
+        ip = str(peer[0]) if isinstance(peer, tuple) else "?"
+        gate = self._failure_gate
+        if gate is not None and await self._gate(gate.blocked_for, ip):
+            # blocked: not even the password is checked (no scrypt for a guesser)
+            metrics.SMTP_REFUSED.labels("auth_rate_limited").inc()
+            log.warning("AUTH refused: client=%s user=%s (too many failures)", ip,
+                        _loggable(creds.login))
+            return AuthResult(success=False, handled=False, message=BLOCKED_REPLY)
         user = await asyncio.to_thread(self._users.authenticate, creds.login, creds.password)
         if user is None:
             metrics.AUTH_FAILURES.inc()
-            log.info("AUTH failed from %s", self.session.peer[0] if self.session else "?")
+            # one line per failure for fail2ban (deploy/fail2ban/)
+            log.warning("AUTH failed: client=%s user=%s", ip, _loggable(creds.login))
+            if gate is not None:
+                await self._gate(gate.failed, ip)
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=user)
+
+    @staticmethod
+    async def _gate(call: Callable[[str], Awaitable[float]], ip: str) -> bool:
+        """True when the address is blocked; a limiter that cannot answer blocks."""
+        try:
+            return await call(ip) > 0
+        except (ConnectionError, OSError, ValueError):
+            log.error("AUTH limiter unreachable: refusing AUTH from %s for now", ip)
+            return True
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         return await self._verify_pending(await super().auth_PLAIN(_, args))
@@ -346,7 +382,19 @@ class GuardSMTP(SMTP):
             return ("line_too_long", "500 5.5.2 Line too long (see RFC5321 4.5.3.1.6)")
         if _hops(data) >= self.cfg.max_hops:
             return ("too_many_hops", "554 5.4.6 Too many hops (mail loop?)")
+        if self.cfg.loop_marker:
+            passes = _own_passes(data, self.cfg.loop_marker)
+            if passes >= self.cfg.max_passes:
+                log.warning("mail loop: the message already passed this guard %d times", passes)
+                return ("mail_loop", f"554 5.4.6 Mail loop: the message already passed "
+                        f"{self.cfg.hostname} {passes} times")
         return None
+
+
+def _loggable(login: bytes) -> str:
+    """An AUTH login name fit for one log line: printable, no spaces, bounded."""
+    text = login.decode("utf-8", "replace")
+    return "".join(c if c.isprintable() and not c.isspace() else "?" for c in text)[:64] or "-"
 
 
 def _too_long_line(data: bytes, limit: int) -> bool:
@@ -361,6 +409,19 @@ def _hops(data: bytes) -> int:
     return head.count(b"\r\nreceived:")
 
 
+def _own_passes(data: bytes, marker: bytes) -> int:
+    """This guard's own Received: fields in the top header section (its earlier passes)."""
+    end = data.find(b"\r\n\r\n")
+    head = b"\r\n" + (data if end < 0 else data[:end])
+    if marker not in head:
+        return 0
+    n = 0
+    for f in re.split(rb"\r\n(?![ \t])", head):
+        if f[:9].lower() == b"received:" and marker in f:
+            n += 1
+    return n
+
+
 def _unread(reader: asyncio.StreamReader, extra: bytes) -> None:
     """Put back bytes read past the end of DATA (a pipelining client's next command)."""
     if extra:
@@ -372,9 +433,13 @@ def _unread(reader: asyncio.StreamReader, extra: bytes) -> None:
 class GuardHandler:
     """aiosmtpd handler hooks (exact names: a misspelt handle_DATA means 250-and-drop)."""
 
-    def __init__(self, acceptor: Acceptor, max_recipients: int) -> None:
+    def __init__(self, acceptor: Acceptor, max_recipients: int,
+                 failure_gate: AuthGate | None = None) -> None:
         self.accept = acceptor
         self.max_recipients = max_recipients
+        # failed AUTH per client address (guard.smtp.authlimit); not named auth_*:
+        # aiosmtpd would take a handler attribute named so for an AUTH mechanism
+        self.failure_gate = failure_gate
         self.connections: collections.Counter[str] = collections.Counter()
 
     async def handle_MAIL(self, server: GuardSMTP, session: Session, envelope: Envelope,
@@ -385,7 +450,7 @@ class GuardHandler:
         if server.cfg.kind != "trusted":
             if user is None:  # auth_required already answers 530; belt and braces
                 return "530 5.7.0 Authentication required"
-            if not address or not user.may_send_as(address):
+            if server.cfg.sender_identity != "off" and not owns(user, address):
                 metrics.SMTP_REFUSED.labels("sender_mismatch").inc()
                 log.warning("user %s may not send as <%s>", user.name, address)
                 return f"553 5.7.1 <{address}>: Sender address not owned by user {user.name}"
@@ -414,16 +479,27 @@ class GuardHandler:
 
     async def handle_DATA(self, server: GuardSMTP, session: Session, envelope: Envelope) -> str:
         peer = session.peer
+        user = session.auth_data if isinstance(session.auth_data, User) else None
+        mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
+        data = envelope.original_content or b""
+        cfg = server.cfg
+        problem = identity_problem(cfg.sender_identity, cfg.kind, cfg.identity_header, user,
+                                   mail_from, data, server.users)
+        if problem:
+            metrics.MESSAGES_REJECTED.labels("sender_identity").inc()
+            log.warning("refused from %s (%s): %s", user.name if user else "trusted MTA",
+                        peer[0] if isinstance(peer, tuple) else "?", problem)
+            return problem
         msg = ReceivedMessage(
-            mail_from="" if envelope.mail_from in (None, "<>") else envelope.mail_from,
+            mail_from=mail_from,
             rcpt_tos=list(envelope.rcpt_tos),
-            data=envelope.original_content or b"",
+            data=data,
             client_ip=peer[0] if isinstance(peer, tuple) else "",
             helo=session.host_name or "",
             listener=server.cfg.kind,
             # aiosmtpd sets session.ssl only after STARTTLS; the smtps socket is TLS throughout
             tls=session.ssl is not None or server.cfg.kind == "smtps",
-            user=session.auth_data if isinstance(session.auth_data, User) else None,
+            user=user,
             mail_options=list(envelope.mail_options),
         )
         try:

@@ -4,8 +4,11 @@ users.yaml:
     users:
       alice:
         password: "scrypt$16384$8$1$<salt>$<hash>"   # written by `guard users add`
-        addresses: [alice@example.co.jp, sales@example.co.jp]   # MAIL FROM allowed
+        addresses: [alice@example.co.jp]   # her own (notices, approvals find her by these)
+        aliases: [sales@example.co.jp]     # shared mailboxes she may also send as
         language: ja
+A user may send as (MAIL FROM, From:, Sender:) any of their addresses and aliases
+(guard.smtp.identity). `guard users add|list|remove|passwd` manage the file.
 Passwords are hashed with scrypt (hashlib, no extra dependency); verification is
 constant-time and costs the same for unknown users, so AUTH does not reveal who exists.
 """
@@ -24,8 +27,6 @@ from typing import Any
 
 import yaml
 
-from guard.addresses import address_key
-
 _N, _R, _P = 2**14, 8, 1
 _DUMMY_SALT = b"guard-dummy-salt"
 
@@ -36,10 +37,16 @@ class User:
     addresses: tuple[str, ...]
     language: str = ""
     password_hash: str = ""
+    aliases: tuple[str, ...] = ()
 
-    def may_send_as(self, address: str) -> bool:
-        a = address_key(address)
-        return any(a == address_key(x) for x in self.addresses)
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """Every address this user may send as."""
+        return self.addresses + self.aliases
+
+
+class UsersFileError(Exception):
+    """The users file cannot be read or written (one line)."""
 
 
 def hash_password(password: str) -> str:
@@ -123,38 +130,90 @@ class UserDirectory:
         return user
 
 
+def _strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    return tuple(str(a) for a in value or [])
+
+
 def parse_users(doc: Any) -> dict[str, User]:
+    if not isinstance(doc or {}, dict):
+        raise ValueError("users file: expected a mapping with a 'users' key")
     users = (doc or {}).get("users") or {}
     if not isinstance(users, dict):
         raise ValueError("users file: 'users' must be a mapping of name → settings")
     out: dict[str, User] = {}
     for name, entry in users.items():
         entry = entry or {}
-        addrs = entry.get("addresses") or []
-        if isinstance(addrs, str):
-            addrs = [addrs]
-        out[str(name)] = User(name=str(name), addresses=tuple(str(a) for a in addrs),
+        if not isinstance(entry, dict):
+            raise ValueError(f"users file: user {name}: expected a mapping")
+        out[str(name)] = User(name=str(name), addresses=_strings(entry.get("addresses")),
                               language=str(entry.get("language") or ""),
-                              password_hash=str(entry.get("password") or ""))
+                              password_hash=str(entry.get("password") or ""),
+                              aliases=_strings(entry.get("aliases")))
     return out
 
 
+def _read_doc(p: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        parse_users(doc)  # refuse to rewrite a file we do not understand
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as e:
+        raise UsersFileError(f"{p}: {' '.join(str(e).split())}") from e
+    return dict(doc)
+
+
+def read_users(path: str | os.PathLike[str]) -> dict[str, User]:
+    """The users in the file (UsersFileError when it is missing or broken)."""
+    p = Path(path)
+    if not p.exists():
+        raise UsersFileError(f"no users file at {p.resolve()} (`guard users add` creates it)")
+    return parse_users(_read_doc(p))
+
+
 def add_user(path: str | os.PathLike[str], name: str, password: str,
-             addresses: list[str], language: str = "") -> None:
+             addresses: list[str], language: str = "", aliases: list[str] | None = None
+             ) -> None:
     """Create or update one user in the users file (written atomically, mode 0600)."""
     p = Path(path)
-    doc: dict[str, Any] = {}
-    if p.exists():
-        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    doc = _read_doc(p)
     users = doc.setdefault("users", {})
     entry = users.get(name) or {}
     entry["password"] = hash_password(password)
     if addresses:
         entry["addresses"] = addresses
     entry.setdefault("addresses", [])
+    if aliases:
+        entry["aliases"] = aliases
     if language:
         entry["language"] = language
     users[name] = entry
+    _write(p, doc)
+
+
+def set_password(path: str | os.PathLike[str], name: str, password: str) -> None:
+    p = Path(path)
+    doc = _read_doc(p)
+    entry = (doc.get("users") or {}).get(name)
+    if entry is None:
+        raise UsersFileError(f"no user {name} in {p}")
+    entry["password"] = hash_password(password)
+    _write(p, doc)
+
+
+def remove_user(path: str | os.PathLike[str], name: str) -> None:
+    p = Path(path)
+    doc = _read_doc(p)
+    users = doc.get("users") or {}
+    if name not in users:
+        raise UsersFileError(f"no user {name} in {p}")
+    del users[name]
+    _write(p, doc)
+
+
+def _write(p: Path, doc: dict[str, Any]) -> None:
     tmp = p.with_name(p.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

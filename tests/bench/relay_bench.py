@@ -408,8 +408,8 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
         })
         if policy == "off":  # the relay alone: no inspection, no policy
             env["GUARD_INSPECT__ENABLED"] = "false"
-        elif policy:
-            env["GUARD_POLICY"] = str(Path(policy).resolve())
+        else:  # `guard serve` needs a policy: the shipped example unless told
+            env["GUARD_POLICY"] = str(Path(policy or REPO / "policies").resolve())
     proc = spawn(cmd, cwd=tmp, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:
         wait_listening(port, proc, 60)
@@ -871,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-gil", action="store_true",
                    help="with --profile: only samples holding the GIL (py-spy --gil)")
     p.add_argument("--policy", default="",
-                   help="GUARD_POLICY for (c) (default: unset, so the shipped example policy); "
+                   help="GUARD_POLICY for (c) (default: the shipped example policy); "
                    "'off' runs (c) with inspection off (the relay's own cost)")
     p.add_argument("--mail-from", default=FROM, help=f"envelope sender (default {FROM})")
     p.add_argument("--rcpt-to", default=TO, help=f"recipient (default {TO})")
@@ -892,7 +892,7 @@ def main(argv: list[str] | None = None) -> int:
             "git": git_state(),
             "mode": "memory" if a.memory else ("quick" if a.quick else "full"),
             "argv": sys.argv[1:], "reuse_connections": a.reuse, "mail_from": FROM,
-            "rcpt_to": TO, "policy": a.policy or "shipped (GUARD_POLICY unset)"}
+            "rcpt_to": TO, "policy": a.policy or "shipped (policies/)"}
     print(f"# relay bench, {info['mode']} mode, {info['date']}, git {info['git']['head']}"
           f"{' (guard/ modified)' if info['git']['guard_dirty'] else ''}, "
           f"{info['machine']['cpus']} CPUs "
