@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from guard.config import ConfigError, Settings, load_settings
+from guard.eventloop import run_loop
 from guard.logs import setup_logging
 
 DEV_DEFAULTS = {
@@ -37,14 +38,6 @@ def _settings(args: argparse.Namespace, dev: bool = False) -> Settings:
     return load_settings(getattr(args, "config", None), env)
 
 
-def _run(coro: Any) -> Any:
-    try:
-        import uvloop  # optional: 10-30 % more throughput for small messages
-        return uvloop.run(coro)
-    except ImportError:
-        return asyncio.run(coro)
-
-
 def cmd_serve(args: argparse.Namespace, dev: bool = False) -> int:
     settings = _settings(args, dev)
     if settings.smtp.front_processes:
@@ -60,7 +53,7 @@ def cmd_serve(args: argparse.Namespace, dev: bool = False) -> int:
               f"web on http://{settings.web.listen}/ , delivered mail at "
               f"http://{settings.web.listen}/dev/outbox , database {settings.database.url}",
               file=sys.stderr, flush=True)
-    _run(app.run_until_signal())
+    run_loop(app.run_until_signal())
     return 0
 
 

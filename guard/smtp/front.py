@@ -31,6 +31,7 @@ from typing import Any
 
 from guard import multiproc
 from guard.config import ConfigError, Settings
+from guard.eventloop import run_loop
 from guard.smtp.server import Acceptor, ListenerConfig, ReceivedMessage
 
 log = logging.getLogger("guard.smtp")
@@ -236,12 +237,7 @@ def front_main(settings: Settings, listeners: list[tuple[ListenerConfig, socket.
     from guard.logs import setup_logging
 
     setup_logging(settings.log.level, settings.log.format)
-    try:
-        import uvloop
-
-        uvloop.run(_front(settings, listeners, link))
-    except ImportError:
-        asyncio.run(_front(settings, listeners, link))
+    run_loop(_front(settings, listeners, link))
 
 
 async def _front(settings: Settings, listeners: list[tuple[ListenerConfig, socket.socket]],
