@@ -14,6 +14,7 @@ from typing import Any
 import aiosmtpd
 import aiosmtplib
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from guard import metrics, multiproc
 from guard.config import ConfigError, Settings, parse_hostport, parse_upstream_url
@@ -33,8 +34,9 @@ from guard.smtp.server import GuardHandler
 from guard.smtp.users import UserDirectory
 from guard.store import db, migrate
 from guard.store import queue as q
+from guard.store.faults import describe, log_failure
 from guard.store.writer import BatchWriter
-from guard.web.app import HealthCheck, create_app
+from guard.web.app import HealthCheck, PolicyStatus, create_app
 
 log = logging.getLogger("guard")
 
@@ -81,8 +83,12 @@ class GuardApp:
         self.pool: ExtractionPool | None = None
         self.secret = b""
         self.inspector: Inspector | None = None
-        self.engine = db.create_engine(settings.database.url)
-        self.writer = BatchWriter(self.engine, settings.database.batch_max)
+        d = settings.database
+        self.engine = db.create_engine(d.url, connect_timeout=d.connect_timeout,
+                                       statement_timeout=d.statement_timeout)
+        self.writer = BatchWriter(self.engine, d.batch_max,
+                                  statement_timeout=d.statement_timeout)
+        self.policy_status = PolicyStatus()
         self.outbox: CaptureHandler | None = CaptureHandler() if dev_sink_listen else None
         self.servers: list[asyncio.base_events.Server] = []
         self.bound: dict[str, tuple[str, int]] = {}
@@ -97,12 +103,7 @@ class GuardApp:
     async def start(self) -> None:
         s = self.settings
         assert_library_versions()
-        if s.database.auto_upgrade:
-            await migrate.upgrade(self.engine)
-        current, head = await migrate.current_revision(self.engine)
-        if current != head:
-            raise ConfigError(f"database schema at {current}, need {head}: run `guard db upgrade`")
-        await db.check_durability(self.engine)
+        await self._open_database()
         self.writer.start()
         self.secret = load_or_create_secret(s)
         if self.decide is None:
@@ -110,6 +111,7 @@ class GuardApp:
                 self.decide = await self._start_inspection()
             else:
                 log.warning("inspection is off (inspect.enabled = false): relaying as is")
+                self.policy_status.state = "off"
                 self.decide = queue_everything
 
         upstream = Upstream(s.upstream, s.smtp.hostname)
@@ -121,7 +123,8 @@ class GuardApp:
         assert self.decide is not None
         self.hold = HoldService(self.engine, self.writer, s, self.secret,
                                 on_release=self.worker.wake)
-        self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide)
+        self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide,
+                                 commit_timeout=s.database.commit_timeout)
         pipeline, worker, hold = self.pipeline, self.worker, self.hold
 
         async def accept(msg: Any) -> str:
@@ -161,7 +164,8 @@ class GuardApp:
 
         self.worker.start()
         _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
-        health = HealthCheck(self.engine, (up_host, up_port))
+        health = HealthCheck(self.engine, (up_host, up_port), writer=self.writer,
+                             upstream=upstream, policy=self.policy_status)
         web = create_app(health, self.refresh_queue_metrics, self.outbox)
         web.router.routes[:0] = self.hold.routes()
         whost, wport = parse_hostport(s.web.listen)
@@ -179,6 +183,29 @@ class GuardApp:
         log.info("guard %s started: upstream %s, database %s", self.worker.owner,
                  upstream.describe(), self.engine.url.render_as_string(hide_password=True))
 
+    async def _open_database(self) -> None:
+        """Schema, durability, and one real write: a database that cannot be read or
+        written (a read-only file or filesystem, a full disk, a server that is down) is
+        refused here with one line, not found at the first message."""
+        s = self.settings
+        where = make_url(s.database.url).render_as_string(hide_password=True)
+        try:
+            if s.database.auto_upgrade:
+                await migrate.upgrade(self.engine)
+            current, head = await migrate.current_revision(self.engine)
+            if current != head:
+                raise ConfigError(
+                    f"database schema at {current}, need {head}: run `guard db upgrade`")
+            await db.check_durability(self.engine)
+        except (ConfigError, db.DurabilityError):
+            raise
+        except Exception as e:
+            raise ConfigError(f"database {where}: cannot be used: {describe(e)}") from e
+        try:
+            await db.check_writable(self.engine)
+        except Exception as e:
+            raise ConfigError(f"database {where}: cannot be written: {describe(e)}") from e
+
     async def _start_inspection(self) -> Decider:
         s = self.settings
         path = policy_path(s)
@@ -192,6 +219,7 @@ class GuardApp:
 
         async def changed(policy: Policy) -> None:
             metrics.POLICY_RELOADS.labels("ok").inc()
+            self.policy_status.loaded(str(policy.source), len(policy.rules))
             log.info("policy loaded: %s (%d rules)", policy.source, len(policy.rules))
             results = await sync_lists(self.engine, self.writer, self.secret,
                                        dict(policy.suppression_lists), actor)
@@ -200,6 +228,7 @@ class GuardApp:
 
         def failed(error: Exception) -> None:
             metrics.POLICY_RELOADS.labels("error").inc()
+            self.policy_status.failed(str(error))
             log.error("policy not reloaded, keeping the last good one: %s", error)
 
         if path is None:
@@ -231,8 +260,8 @@ class GuardApp:
             try:
                 await self.refresh_queue_metrics()
                 await self.writer.submit(lambda conn, now: q.purge_contents(conn, now, retention))
-            except Exception:
-                log.exception("housekeeping failed")
+            except Exception as e:
+                log_failure(log, "housekeeping failed", e)
             await asyncio.sleep(60)
 
     async def stop(self) -> None:

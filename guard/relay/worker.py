@@ -29,6 +29,7 @@ from guard.relay.client import Outcome, Upstream, UpstreamUnavailable
 from guard.relay.dsn import FailedRecipient, build_dsn
 from guard.store import knowledge
 from guard.store import queue as q
+from guard.store.faults import log_failure
 from guard.store.writer import BatchWriter
 
 log = logging.getLogger("guard.relay")
@@ -107,8 +108,9 @@ class DeliveryWorker:
                     self._work.put_nowait(c)
                 if claimed and len(claimed) == limit:
                     continue
-            except Exception:
-                log.exception("claiming due messages failed")
+            except Exception as e:
+                # every poll_interval while the database is down: tracebacks once a minute
+                log_failure(log, "claiming due messages failed", e, line=False)
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)

@@ -32,7 +32,7 @@ from typing import Any
 from guard import multiproc
 from guard.config import ConfigError, Settings
 from guard.eventloop import run_loop
-from guard.smtp.server import Acceptor, ListenerConfig, ReceivedMessage
+from guard.smtp.server import Acceptor, ListenerConfig, ReceivedMessage, TryLater, try_later_reply
 
 log = logging.getLogger("guard.smtp")
 
@@ -139,6 +139,8 @@ class SmtpFronts:
         try:
             msg = pickle.loads(payload)
             reply = await self.accept(msg)
+        except TryLater as e:
+            reply = try_later_reply(e)
         except Exception:
             # the accept function answers its own errors; this is a broken frame
             log.exception("a message from an SMTP front could not be handled")
