@@ -104,15 +104,17 @@ def rows(url: str) -> list[dict[str, Any]]:
 # --- item 14: a full disk, then space again --------------------------------------------
 
 
+# 1 MB fits SQLite's page cache (2 MB): the disk-full error comes from the COMMIT (which
+# left the connection in a dead transaction); 4 MB spills while the rows are written.
+@pytest.mark.parametrize("size", [1_000_000, 4_000_000], ids=["at-commit", "while-writing"])
 def test_sqlite_disk_full_gives_451_then_250_once_space_is_back(
-        guard_factory, sink: Sink, tls: TlsFiles, small_fs: SmallFs):
+        guard_factory, sink: Sink, tls: TlsFiles, small_fs: SmallFs, size: int):
     url = f"sqlite:///{small_fs.path / 'guard.db'}"
     g = guard_factory(sink.url, url)
     assert send(g, tls, simple_message("before"))[0] == 250
     sink.wait_count(1)
 
-    small_fs.fill()
-    size = 4_000_000  # more than the WAL file holds already: the commit needs new space
+    small_fs.fill()  # the WAL holds less than `size`: the message needs new space
     code, reply, _ = send(g, tls, big_message("during", size))
     assert (code, reply[:5]) == (451, "4.3.0"), reply
     status, doc, _ = healthz(g)
@@ -121,6 +123,9 @@ def test_sqlite_disk_full_gives_451_then_250_once_space_is_back(
     assert "full" in doc["database"]["last_write_error"]["error"]
     # still failing for the next client, and nothing half-stored
     assert send(g, tls, big_message("during again", size))[0] == 451
+    phase = "commit" if size < 2_000_000 else "ops"
+    assert f"database writes are failing (at {phase}): OperationalError: database or disk " \
+           "is full" in g.logs()
 
     small_fs.free()
     code, reply, _ = send(g, tls, big_message("after", size))

@@ -287,7 +287,8 @@ class BatchWriter:
         exc: BaseException = f.error
         if is_unavailable(f.error):
             if self.health.failed(f.error):
-                log.error("database writes are failing: %s", describe(f.error))
+                log.error("database writes are failing (at %s): %s", f.phase,
+                          describe(f.error))
             # the refused messages are logged where they are answered (one line each)
             log_failure(log, f"write transaction failed at {f.phase}", f.error, line=False)
             exc = StoreUnavailable(f"database unavailable: {describe(f.error)}",
@@ -363,8 +364,11 @@ class BatchWriter:
         if conn is None:
             return
         try:
-            if conn.in_transaction():
-                conn.rollback()
+            # after a failed COMMIT the transaction is inactive but still attached
+            # (in_transaction() says False, yet begin() refuses): roll it back anyway
+            tx = conn.get_transaction()
+            if tx is not None:
+                tx.rollback()
             if conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
                 conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
         except Exception as e:
