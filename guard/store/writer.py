@@ -232,6 +232,8 @@ class BatchWriter:
             if batch:
                 await self._commit(batch)
             if stop:
+                if self._undo or self._fence:
+                    await self._settle()  # a last try before stopping
                 return
 
     async def _commit(self, batch: list[_Entry]) -> None:
@@ -300,7 +302,7 @@ class BatchWriter:
             _settle(e.fut, exc=exc)
 
     async def _one_by_one(self, batch: list[_Entry]) -> None:
-        for e in batch:
+        for i, e in enumerate(batch):
             if e.abandoned:
                 continue
             try:
@@ -309,6 +311,9 @@ class BatchWriter:
                 metrics.DB_ERRORS.inc()
                 if f.in_doubt and e.undo is not None:
                     self._undo.append(e.undo)
+                if is_unavailable(f.error):  # the database went away meanwhile: all fail
+                    self._failed(batch[i:], f)
+                    return
                 self._failed([e], f)
             else:
                 self._committed([e], [res], time.perf_counter())
