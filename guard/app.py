@@ -191,7 +191,14 @@ class GuardApp:
         where = make_url(s.database.url).render_as_string(hide_password=True)
         try:
             if s.database.auto_upgrade:
-                await migrate.upgrade(self.engine)
+                # migrations may take longer than a statement deadline, and may wait for
+                # another instance's migration lock: an engine without one
+                upgrading = db.create_engine(s.database.url,
+                                             connect_timeout=s.database.connect_timeout)
+                try:
+                    await migrate.upgrade(upgrading)
+                finally:
+                    await upgrading.dispose()
             current, head = await migrate.current_revision(self.engine)
             if current != head:
                 raise ConfigError(

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import socketserver
 import ssl
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +145,41 @@ def test_a_policy_that_fails_to_reload_is_reported_and_the_old_one_kept(
     sink.wait_count(1)
     code, doc = wait_for(lambda: _attempted(g), what="a delivery attempt")
     assert code == 200, doc
+
+
+def test_nothing_listening_upstream_is_a_503_naming_refused(guard_factory, tls: TlsFiles):
+    port = free_port()  # nothing listens there
+    g = guard_factory(f"smtp://127.0.0.1:{port}")
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["bob@example.net"],
+           simple_message("nobody home"))
+    wait_for(lambda: _states(g) == ["deferred"], what="the message deferred")
+    code, doc = healthz(g)
+    assert code == 503, doc
+    assert doc["delivery"]["last_attempt"]["result"] == "refused", doc
+    assert doc["upstream"].startswith("error"), doc
+
+
+def test_an_upstream_that_refuses_at_the_greeting_is_a_503(guard_factory, tls: TlsFiles):
+    """Its port answers (the connection probe says ok), but every session is refused."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Refuse554)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        g = guard_factory(f"smtp://127.0.0.1:{server.server_address[1]}")
+        submit(g.smtp_port, tls, "alice@example.co.jp", ["bob@example.net"],
+               simple_message("refused at greeting"))
+        wait_for(lambda: _states(g) == ["deferred"], what="the message deferred")
+        code, doc = healthz(g)
+        assert code == 503, doc
+        assert doc["upstream"] == "ok"
+        last = doc["delivery"]["last_attempt"]
+        assert last["result"] == "error" and "554" in last["detail"], last
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Refuse554(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(b"554 5.3.2 not accepting mail from you\r\n")
+        self.rfile.readline()  # QUIT, or the client just closes

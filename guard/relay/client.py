@@ -39,8 +39,8 @@ class UpstreamUnavailable(Exception):
 def session_failure_category(error: BaseException) -> str:
     """Why a session could not be had, in the words /healthz uses: "auth" (the upstream
     refused our credentials), "tls" (certificate not verified, handshake failed, no
-    STARTTLS offered), "timeout", "refused" (connection refused or unreachable, or a
-    4xx/5xx greeting), else "error"."""
+    STARTTLS offered), "timeout", "refused" (connection refused or unreachable: nothing
+    listens), else "error" (a 4xx/5xx greeting or EHLO, anything else)."""
     if isinstance(error, aiosmtplib.SMTPAuthenticationError):
         return "auth"
     seen: list[BaseException] = []
@@ -52,6 +52,8 @@ def session_failure_category(error: BaseException) -> str:
     if any(isinstance(x, ssl.SSLError) for x in seen) or "starttls" in text \
             or "certificate" in text or "[ssl" in text:
         return "tls"
+    if isinstance(error, aiosmtplib.SMTPResponseException):  # it answered, with a refusal
+        return "error"
     if any(isinstance(x, TimeoutError) for x in seen):  # aiosmtplib's timeouts too
         return "timeout"
     if any(isinstance(x, aiosmtplib.SMTPConnectError | OSError) for x in seen):
