@@ -189,6 +189,18 @@ def test_a_database_that_cannot_be_written_is_refused_at_start(
     assert line.startswith(f"guard: database {url}: cannot be "), out
 
 
+def test_a_read_only_postgres_is_refused_at_start(guard_factory, sink: Sink,
+                                                   pg_cluster: PgCluster):
+    first = guard_factory(sink.url, pg_cluster.url)  # creates the schema
+    first.stop()
+    # a standby, or an administrator's default_transaction_read_only
+    pg_cluster.psql("ALTER DATABASE postgres SET default_transaction_read_only = on")
+    out = _refused_at_start(guard_factory(sink.url, pg_cluster.url, start=False))
+    line = _one_line_refusal(out)
+    assert line.startswith(f"guard: database {pg_cluster.url}: cannot be written: "), out
+    assert "read-only" in line, out
+
+
 def test_postgres_stopped_and_started_again_gives_451_then_250(
         guard_factory, sink: Sink, tls: TlsFiles, pg_cluster: PgCluster):
     g = guard_factory(sink.url, pg_cluster.url, database__connect_timeout="2",
