@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from sqlalchemy import exc as sa_exc
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(ConnectionError):
     """The database did not take a write (or a read the caller needs).
 
+    A ConnectionError, so that code which treats connection errors as "the database is
+    away, try again later" treats this one alike (the original error is its __cause__).
     `in_doubt`: the COMMIT was sent and its outcome is not known: the write may have
     been committed. The writer settles such writes once the database answers again."""
 
@@ -28,7 +30,7 @@ class StoreUnavailable(Exception):
         self.in_doubt = in_doubt
 
 
-class WriteTimeout(StoreUnavailable):
+class WriteTimeout(StoreUnavailable, TimeoutError):
     """The write did not commit within the caller's deadline."""
 
 
