@@ -336,8 +336,8 @@ class BatchWriter:
             return True
         del self._undo[:len(undo)]
         if undo:
-            log.warning("settled %d writes that finished after their clients were answered",
-                        len(undo))
+            log.warning("settled %d writes of unknown outcome (what committed after its "
+                        "client was answered is undone)", len(undo))
         self._recovered()
         return True
 
