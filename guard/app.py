@@ -16,6 +16,7 @@ from typing import Any
 import aiosmtpd
 import aiosmtplib
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from guard import metrics, multiproc
 from guard.config import ConfigError, Settings, parse_hostport, parse_upstream_url
@@ -50,8 +51,9 @@ from guard.smtp.server import GuardHandler
 from guard.smtp.users import UserDirectory
 from guard.store import db, knowledge, migrate
 from guard.store import queue as q
+from guard.store.faults import describe, log_failure
 from guard.store.writer import BatchWriter
-from guard.web.app import HealthCheck, create_app
+from guard.web.app import HealthCheck, PolicyStatus, create_app
 
 log = logging.getLogger("guard")
 
@@ -120,8 +122,12 @@ class GuardApp:
         self.secret = b""
         self.list_key = ListKey(b"", "")
         self.inspector: Inspector | None = None
-        self.engine = db.create_engine(settings.database.url)
-        self.writer = BatchWriter(self.engine, settings.database.batch_max)
+        d = settings.database
+        self.engine = db.create_engine(d.url, connect_timeout=d.connect_timeout,
+                                       statement_timeout=d.statement_timeout)
+        self.writer = BatchWriter(self.engine, d.batch_max,
+                                  statement_timeout=d.statement_timeout)
+        self.policy_status = PolicyStatus()
         self.outbox: CaptureHandler | None = CaptureHandler() if dev_sink_listen else None
         self.servers: list[asyncio.base_events.Server] = []
         self.bound: dict[str, tuple[str, int]] = {}
@@ -147,12 +153,7 @@ class GuardApp:
             raise ConfigError(f"upstream.url (GUARD_UPSTREAM) {up_host}:{up_port} is this guard's "
                               f"own {own}: mail would loop; set it to the mail server the "
                               "guard relays to")
-        if s.database.auto_upgrade:
-            await migrate.upgrade(self.engine)
-        current, head = await migrate.current_revision(self.engine)
-        if current != head:
-            raise ConfigError(f"database schema at {current}, need {head}: run `guard db upgrade`")
-        await db.check_durability(self.engine)
+        await self._open_database()
         self.writer.start()
         self.list_key = ListKey(self.secret, secret_home(s).describe())
         async with self.engine.connect() as conn:
@@ -167,6 +168,7 @@ class GuardApp:
                 self.decide = await self._start_inspection()
             else:
                 log.warning("inspection is off (inspect.enabled = false): relaying as is")
+                self.policy_status.state = "off"
                 self.decide = queue_everything
 
         upstream = Upstream(s.upstream, s.smtp.hostname)
@@ -180,7 +182,8 @@ class GuardApp:
                                 on_release=self.worker.wake,
                                 internal_domains=self._internal_domains)
         mark = loop_id(self.secret)
-        self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide, loop_id=mark)
+        self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide, loop_id=mark,
+                                 commit_timeout=s.database.commit_timeout)
         pipeline, worker, hold = self.pipeline, self.worker, self.hold
 
         async def accept(msg: Any) -> str:
@@ -224,7 +227,8 @@ class GuardApp:
         except Exception:  # they run out by themselves (delivery.lease_seconds)
             log.exception("could not take back the leases of stopped processes")
         self.worker.start()
-        health = HealthCheck(self.engine, (up_host, up_port))
+        health = HealthCheck(self.engine, (up_host, up_port), writer=self.writer,
+                             upstream=upstream, policy=self.policy_status)
         web = create_app(health, self.refresh_queue_metrics, self.outbox, timezone_of(s))
         web.router.routes[:0] = self.hold.routes()
         whost, wport = parse_hostport(s.web.listen)
@@ -242,6 +246,36 @@ class GuardApp:
         log.info("guard %s (leases %s) started: upstream %s, database %s", self.worker.name,
                  self.worker.owner, upstream.describe(),
                  self.engine.url.render_as_string(hide_password=True))
+
+    async def _open_database(self) -> None:
+        """Schema, durability, and one real write: a database that cannot be read or
+        written (a read-only file or filesystem, a full disk, a server that is down) is
+        refused here with one line, not found at the first message."""
+        s = self.settings
+        where = make_url(s.database.url).render_as_string(hide_password=True)
+        try:
+            if s.database.auto_upgrade:
+                # migrations may take longer than a statement deadline, and may wait for
+                # another instance's migration lock: an engine without one
+                upgrading = db.create_engine(s.database.url,
+                                             connect_timeout=s.database.connect_timeout)
+                try:
+                    await migrate.upgrade(upgrading)
+                finally:
+                    await upgrading.dispose()
+            current, head = await migrate.current_revision(self.engine)
+            if current != head:
+                raise ConfigError(
+                    f"database schema at {current}, need {head}: run `guard db upgrade`")
+            await db.check_durability(self.engine)
+        except (ConfigError, db.DurabilityError):
+            raise
+        except Exception as e:
+            raise ConfigError(f"database {where}: cannot be used: {describe(e)}") from e
+        try:
+            await db.check_writable(self.engine)
+        except Exception as e:
+            raise ConfigError(f"database {where}: cannot be written: {describe(e)}") from e
 
     async def _start_inspection(self) -> Decider:
         s = self.settings
@@ -267,10 +301,12 @@ class GuardApp:
 
         async def changed(policy: Policy) -> None:
             metrics.POLICY_RELOADS.labels("ok").inc()
+            self.policy_status.loaded(str(policy.source), len(policy.rules))
             log.info("policy loaded: %s (%d rules)", policy.source, len(policy.rules))
 
         def failed(error: Exception) -> None:
             metrics.POLICY_RELOADS.labels("error").inc()
+            self.policy_status.failed(str(error))
             log.error("policy not reloaded, keeping the last good one: %s", error)
 
         self.watcher = PolicyWatcher(path, on_change=changed, on_error=failed,
@@ -314,8 +350,8 @@ class GuardApp:
             try:
                 await self.refresh_queue_metrics()
                 await self.writer.submit(lambda conn, now: q.purge_contents(conn, now, retention))
-            except Exception:
-                log.exception("housekeeping failed")
+            except Exception as e:
+                log_failure(log, "housekeeping failed", e)
             await asyncio.sleep(60)
 
     async def stop(self) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from guard.config import ConfigError, Settings, load_settings, masked
+from guard.eventloop import run_loop
 from guard.logs import setup_logging
 
 DEV_DEFAULTS = {
@@ -55,14 +56,6 @@ def _settings(args: argparse.Namespace, dev: bool = False) -> Settings:
     return settings
 
 
-def _run(coro: Any) -> Any:
-    try:
-        import uvloop  # optional: 10-30 % more throughput for small messages
-        return uvloop.run(coro)
-    except ImportError:
-        return asyncio.run(coro)
-
-
 def cmd_serve(args: argparse.Namespace, dev: bool = False) -> int:
     settings = _settings(args, dev)
     if settings.smtp.front_processes:
@@ -81,7 +74,7 @@ def cmd_serve(args: argparse.Namespace, dev: bool = False) -> int:
               f"http://{settings.web.listen}/dev/outbox , database {settings.database.url}, "
               f"policy {settings.policy.path}",
               file=sys.stderr, flush=True)
-    _run(app.run_until_signal())
+    run_loop(app.run_until_signal())
     return 0
 
 

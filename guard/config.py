@@ -124,6 +124,15 @@ class DatabaseSettings(_Section):
     url: str = "sqlite:///guard.db"
     auto_upgrade: bool = True
     batch_max: int = 64  # most operations committed together by the writer
+    # Deadlines of `guard serve` (seconds), so that a database that does not answer
+    # gives 451 4.3.0 and a 503 from /healthz instead of hanging every session.
+    # Connecting to PostgreSQL and taking a pooled connection:
+    connect_timeout: float = Field(default=5.0, gt=0)
+    # Each statement and COMMIT; on SQLite the wait for another process's write lock:
+    statement_timeout: float = Field(default=15.0, gt=0)
+    # A received message that is not committed by then is answered 451 4.3.0 (if its
+    # commit still finishes later, that copy is withdrawn: the client sends it again):
+    commit_timeout: float = Field(default=30.0, gt=0)
 
 
 class WebSettings(_Section):

@@ -4,8 +4,11 @@
                                                     └▶ commit (queued | held) ─▶ 250
 
 The 250 is sent only after the commit returned (RFC 5321 6.1, Postfix's queue
-discipline). Inspection and policy plug in through `Decider`; until a policy is
-configured everything is queued as is.
+discipline). When the database is unavailable (or does not commit within
+`database.commit_timeout`) the client gets 451 4.3.0 and sends again; a commit that
+finishes after that answer is withdrawn, so the retry is not a duplicate.
+Inspection and policy plug in through `Decider`; until a policy is configured
+everything is queued as is.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from guard import headerscan, metrics
 from guard.ids import new_queue_id
 from guard.inspect.textdecode import decode_encoded_words, decode_header_bytes
 from guard.logs import queue_id_var
-from guard.smtp.server import ReceivedMessage
+from guard.smtp.server import ReceivedMessage, TryLater
 from guard.store import queue as q
+from guard.store.faults import is_unavailable, log_failure
 from guard.store.writer import BatchWriter
 
 log = logging.getLogger("guard.pipeline")
@@ -104,49 +108,64 @@ def trace_header(msg: ReceivedMessage, queue_id: str, hostname: str, loop_id: st
 
 class Pipeline:
     def __init__(self, writer: BatchWriter, hostname: str, decide: Decider = queue_everything,
-                 loop_id: str = "") -> None:
+                 loop_id: str = "", commit_timeout: float | None = None) -> None:
         self.writer = writer
         self.hostname = hostname
         self.decide = decide
         self.loop_id = loop_id
+        self.commit_timeout = commit_timeout
 
     async def accept(self, msg: ReceivedMessage) -> str:
         queue_id = new_queue_id()
         token = queue_id_var.set(queue_id)
-        started = time.perf_counter()
         try:
-            decision = await self.decide(msg, queue_id)
-            summary = summarize_headers(msg.data)
-            data = decision.data if decision.data is not None else msg.data
-            state = {"queue": "queued", "hold": "held", "reject": "rejected"}[decision.action]
-            actor = f"smtp:{msg.sender}"
-            record = q.NewMessage(
-                id=queue_id, state=state, mail_from=msg.mail_from, sender=msg.sender,
-                rcpt_tos=msg.rcpt_tos, data=data, trace_header=trace_header(
-                    msg, queue_id, self.hostname, self.loop_id),
-                # what the sender sent, when the verdict's edits changed it (policy replay)
-                original=msg.data if decision.data is not None else None,
-                client_ip=msg.client_ip, helo=msg.helo, listener=msg.listener,
-                subject=summary.subject, header_from=summary.header_from,
-                message_id_header=summary.message_id, verdict=decision.verdict,
-                hold_seconds=decision.hold_seconds, actor=actor,
-                audit_detail={"size": len(msg.data), "rcpts": len(msg.rcpt_tos),
-                              "client_ip": msg.client_ip,
-                              "action": decision.verdict.get("action", "pass")})
-
-            async def commit(conn: Any, now: float) -> str:
-                return await q.insert_message(conn, now, record)
-
-            await self.writer.submit(commit)
-            metrics.ACCEPT_LATENCY.observe(time.perf_counter() - started)
-            if decision.action == "reject":
-                metrics.MESSAGES_REJECTED.labels("policy").inc()
-                log.info("rejected from=<%s> rcpts=%d by policy", msg.mail_from,
-                         len(msg.rcpt_tos))
-                return decision.reply or "550 5.7.1 Message refused by policy"
-            metrics.MESSAGES_ACCEPTED.labels(state).inc()
-            log.info("%s from=<%s> sender=%s rcpts=%d size=%d", state, msg.mail_from,
-                     msg.sender, len(msg.rcpt_tos), len(data))
-            return f"250 2.0.0 Ok: {state} as {queue_id}"
+            return await self._accept(msg, queue_id)
+        except Exception as e:
+            if not is_unavailable(e):
+                raise
+            # one line per refused message (a traceback at most once a minute)
+            metrics.MESSAGES_REJECTED.labels("database").inc()
+            log_failure(log, f"451 from=<{msg.mail_from}> rcpts={len(msg.rcpt_tos)} "
+                        f"client={msg.client_ip}: queue database unavailable", e)
+            raise TryLater("queue database unavailable") from e
         finally:
             queue_id_var.reset(token)
+
+    async def _accept(self, msg: ReceivedMessage, queue_id: str) -> str:
+        started = time.perf_counter()
+        decision = await self.decide(msg, queue_id)
+        summary = summarize_headers(msg.data)
+        data = decision.data if decision.data is not None else msg.data
+        state = {"queue": "queued", "hold": "held", "reject": "rejected"}[decision.action]
+        actor = f"smtp:{msg.sender}"
+        record = q.NewMessage(
+            id=queue_id, state=state, mail_from=msg.mail_from, sender=msg.sender,
+            rcpt_tos=msg.rcpt_tos, data=data, trace_header=trace_header(
+                msg, queue_id, self.hostname, self.loop_id),
+            # what the sender sent, when the verdict's edits changed it (policy replay)
+            original=msg.data if decision.data is not None else None,
+            client_ip=msg.client_ip, helo=msg.helo, listener=msg.listener,
+            subject=summary.subject, header_from=summary.header_from,
+            message_id_header=summary.message_id, verdict=decision.verdict,
+            hold_seconds=decision.hold_seconds, actor=actor,
+            audit_detail={"size": len(msg.data), "rcpts": len(msg.rcpt_tos),
+                          "client_ip": msg.client_ip,
+                          "action": decision.verdict.get("action", "pass")})
+
+        async def commit(conn: Any, now: float) -> str:
+            return await q.insert_message(conn, now, record)
+
+        async def withdraw(conn: Any, now: float) -> bool:
+            return await q.withdraw_unanswered(conn, now, queue_id, actor)
+
+        await self.writer.submit(commit, give_up_after=self.commit_timeout, undo=withdraw)
+        metrics.ACCEPT_LATENCY.observe(time.perf_counter() - started)
+        if decision.action == "reject":
+            metrics.MESSAGES_REJECTED.labels("policy").inc()
+            log.info("rejected from=<%s> rcpts=%d by policy", msg.mail_from,
+                     len(msg.rcpt_tos))
+            return decision.reply or "550 5.7.1 Message refused by policy"
+        metrics.MESSAGES_ACCEPTED.labels(state).inc()
+        log.info("%s from=<%s> sender=%s rcpts=%d size=%d", state, msg.mail_from,
+                 msg.sender, len(msg.rcpt_tos), len(data))
+        return f"250 2.0.0 Ok: {state} as {queue_id}"

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from guard.hold.lifecycle import Lifecycle
 from guard.store import holds as H
 from guard.store.db import db_now
+from guard.store.faults import log_failure
 
 log = logging.getLogger("guard.hold")
 
@@ -91,8 +92,8 @@ class HoldTimers:
                     sleep = MIN_SLEEP  # more waiting
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("hold timers failed; trying again at the next tick")
+            except Exception as e:
+                log_failure(log, "hold timers failed; trying again at the next tick", e)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), sleep)

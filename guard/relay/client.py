@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -40,9 +41,46 @@ def storable(reply: str) -> str:
 class UpstreamUnavailable(Exception):
     """Could not get a usable session (connect, TLS, EHLO or AUTH failed)."""
 
-    def __init__(self, reason: str, permanent: bool = False) -> None:
+    def __init__(self, reason: str, permanent: bool = False, category: str = "error") -> None:
         super().__init__(reason)
         self.permanent = permanent
+        self.category = category  # see session_failure_category
+
+
+def session_failure_category(error: BaseException) -> str:
+    """Why a session could not be had, in the words /healthz uses: "auth" (the upstream
+    refused our credentials), "tls" (certificate not verified, handshake failed, no
+    STARTTLS offered), "timeout", "refused" (connection refused or unreachable: nothing
+    listens), else "error" (a 4xx/5xx greeting or EHLO, anything else)."""
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        return "auth"
+    seen: list[BaseException] = []
+    e: BaseException | None = error
+    while e is not None and e not in seen:
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    text = " ".join(str(x) for x in seen).lower()
+    if any(isinstance(x, ssl.SSLError) for x in seen) or "starttls" in text \
+            or "certificate" in text or "[ssl" in text:
+        return "tls"
+    if isinstance(error, aiosmtplib.SMTPResponseException):  # it answered, with a refusal
+        return "error"
+    if any(isinstance(x, TimeoutError) for x in seen):  # aiosmtplib's timeouts too
+        return "timeout"
+    if any(isinstance(x, aiosmtplib.SMTPConnectError | OSError) for x in seen):
+        return "refused"
+    return "error"
+
+
+@dataclass
+class AttemptReport:
+    """The last delivery attempt as /healthz shows it."""
+
+    result: str  # ok | rejected (the upstream answered the message 4xx/5xx) | a
+    # session_failure_category (auth, tls, timeout, refused, error)
+    detail: str
+    at: float  # time.time()
+    session_failures: int  # attempts in a row that got no usable session
 
 
 def _classify(code: int) -> str:
@@ -60,6 +98,7 @@ class Upstream:
         self.username = settings.username or user
         self.password = settings.password or password
         self.local_hostname = settings.local_hostname or local_hostname
+        self.last_attempt: AttemptReport | None = None
         self._tls: ssl.SSLContext | None = None
         if self.security != "plain":
             ctx = ssl.create_default_context(cafile=settings.ca_file or None)
@@ -68,6 +107,12 @@ class Upstream:
 
     def describe(self) -> str:
         return f"{self.security}://{self.host}:{self.port}"
+
+    def _report(self, result: str, detail: str) -> None:
+        failures = 0
+        if result not in ("ok", "rejected"):
+            failures = (self.last_attempt.session_failures if self.last_attempt else 0) + 1
+        self.last_attempt = AttemptReport(result, detail[:300], time.time(), failures)
 
     async def connect(self) -> aiosmtplib.SMTP:
         smtp = aiosmtplib.SMTP(
@@ -83,16 +128,26 @@ class Upstream:
                 await smtp.login(self.username, self.password)
         except aiosmtplib.SMTPAuthenticationError as e:
             smtp.close()
-            raise UpstreamUnavailable(f"upstream AUTH failed: {e.code} {e.message}") from e
+            self._report("auth", f"{e.code} {e.message}")
+            raise UpstreamUnavailable(f"upstream AUTH failed: {e.code} {e.message}",
+                                      category="auth") from e
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as e:
             smtp.close()
-            raise UpstreamUnavailable(f"{self.describe()}: {e}") from e
+            category = session_failure_category(e)
+            self._report(category, str(e))
+            raise UpstreamUnavailable(f"{self.describe()}: {e}", category=category) from e
         return smtp
 
     async def send(self, smtp: aiosmtplib.SMTP, mail_from: str, rcpts: list[str],
                    data: bytes) -> list[Outcome]:
         """One transaction. Raises UpstreamUnavailable only before anything was accepted
         (so the caller may retry on a fresh connection); returns an Outcome per rcpt."""
+        outcomes = await self._send(smtp, mail_from, rcpts, data)
+        self._report_outcomes(outcomes)
+        return outcomes
+
+    async def _send(self, smtp: aiosmtplib.SMTP, mail_from: str, rcpts: list[str],
+                    data: bytes) -> list[Outcome]:
         options: list[str] = []
         eight_bit = not data.isascii()
         if eight_bit:
@@ -149,6 +204,13 @@ class Upstream:
             assert r is not None
             out.append(final if i in accepted else r)
         return out
+
+    def _report_outcomes(self, outcomes: list[Outcome]) -> None:
+        if any(o.outcome == "delivered" for o in outcomes):
+            self._report("ok", f"{outcomes[0].code} accepted")
+        else:
+            worst = outcomes[0] if outcomes else Outcome(0, "", "deferred")
+            self._report("rejected", f"{worst.code} {worst.reply}")
 
 
 async def _rset(smtp: aiosmtplib.SMTP) -> None:

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any
 
 import aiosmtplib
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard import metrics
@@ -40,6 +39,7 @@ from guard.relay.dsn import FailedRecipient, build_dsn
 from guard.relay.owner import LeaseOwner
 from guard.store import knowledge
 from guard.store import queue as q
+from guard.store.faults import is_unavailable, log_failure
 from guard.store.writer import BatchWriter, WriterClosed
 
 log = logging.getLogger("guard.relay")
@@ -210,8 +210,9 @@ class DeliveryWorker:
                     self._work.put_nowait(c)
                 if claimed and len(claimed) == limit:
                     continue
-            except Exception:
-                log.exception("claiming due messages failed")
+            except Exception as e:
+                # every poll_interval while the database is down: tracebacks once a minute
+                log_failure(log, "claiming due messages failed", e, line=False)
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
@@ -370,7 +371,7 @@ class DeliveryWorker:
                               "the message may be delivered again", attempts)
                     return None
                 except Exception as e:
-                    unavailable = database_unavailable(e)
+                    unavailable = is_unavailable(e)
                     if unavailable != waiting_for_db:  # claims pause while the db is away
                         self._unwritten += 1 if unavailable else -1
                         waiting_for_db = unavailable
@@ -427,20 +428,6 @@ class DeliveryWorker:
             return
         if self.on_learned is not None:
             self.on_learned(env.sender, learned)
-
-
-def database_unavailable(error: BaseException) -> bool:
-    """The database could not be reached (down, restarting, connection lost), as opposed
-    to refusing this one write: only the first is worth pausing the claims for."""
-    if isinstance(error, (OSError, TimeoutError)):
-        return True
-    if isinstance(error, DBAPIError):
-        # PostgreSQL classes 08 (connection), 53 (resources), 57 (shutting down, starting
-        # up): asyncpg's come wrapped as plain DBAPIError
-        sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
-        return (error.connection_invalidated or sqlstate[:2] in ("08", "53", "57")
-                or isinstance(error, (OperationalError, InterfaceError)))
-    return False
 
 
 async def _quit(smtp: aiosmtplib.SMTP) -> None:

@@ -33,8 +33,9 @@ from typing import Any
 
 from guard import multiproc
 from guard.config import ConfigError, Settings
+from guard.eventloop import run_loop
 from guard.smtp.authlimit import AuthLimiter, AuthQuery, answer
-from guard.smtp.server import Acceptor, ListenerConfig, ReceivedMessage
+from guard.smtp.server import Acceptor, ListenerConfig, ReceivedMessage, TryLater, try_later_reply
 
 log = logging.getLogger("guard.smtp")
 
@@ -145,6 +146,8 @@ class SmtpFronts:
                 reply = answer(self.auth_limiter, msg) if self.auth_limiter else "0"
             else:
                 reply = await self.accept(msg)
+        except TryLater as e:
+            reply = try_later_reply(e)
         except Exception:
             # the accept function answers its own errors; this is a broken frame
             log.exception("a message from an SMTP front could not be handled")
@@ -259,12 +262,7 @@ def front_main(settings: Settings, listeners: list[tuple[ListenerConfig, socket.
     from guard.logs import setup_logging
 
     setup_logging(settings.log.level, settings.log.format)
-    try:
-        import uvloop
-
-        uvloop.run(_front(settings, listeners, link))
-    except ImportError:
-        asyncio.run(_front(settings, listeners, link))
+    run_loop(_front(settings, listeners, link))
 
 
 async def _front(settings: Settings, listeners: list[tuple[ListenerConfig, socket.socket]],

@@ -48,6 +48,16 @@ _PATH = re.compile(rf"<(?:{_MAILBOX})?>|{_MAILBOX}")
 _PARAMS_OK = re.compile(r"(?: [\x20-\x7e]*)?")
 
 
+class TryLater(Exception):
+    """Raised by the acceptor when the message cannot be taken now (the queue database
+    is unavailable): the client gets 451 4.3.0 with this reason. The acceptor has logged
+    it already, in one line."""
+
+
+def try_later_reply(error: TryLater) -> str:
+    return f"451 4.3.0 Error: {error}, try again later"
+
+
 @dataclass
 class ReceivedMessage:
     """A complete message as the SMTP layer hands it to the pipeline."""
@@ -506,6 +516,8 @@ class GuardHandler:
             return await self.accept(msg)
         except asyncio.CancelledError:
             raise
+        except TryLater as e:
+            return try_later_reply(e)
         except Exception:
             log.exception("accepting a message failed")
             metrics.MESSAGES_REJECTED.labels("internal_error").inc()

@@ -32,7 +32,9 @@ def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def _sqlite_hooks(sync_engine: Engine) -> None:
+def _sqlite_hooks(sync_engine: Engine, busy_timeout: float | None = None) -> None:
+    busy_ms = int((30.0 if busy_timeout is None else busy_timeout) * 1000)
+
     @event.listens_for(sync_engine, "connect")
     def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:
         # WAL + FULL: a committed transaction survives a power loss (SQLite docs:
@@ -41,7 +43,9 @@ def _sqlite_hooks(sync_engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        # how long a statement waits for another connection's lock before failing with
+        # "database is locked": the deadline on a database that does not answer
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.close()
         # Let SQLAlchemy's "begin" event below emit BEGIN itself (SQLAlchemy's
         # documented recipe for pysqlite/aiosqlite).
@@ -58,23 +62,37 @@ def _sqlite_hooks(sync_engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
-def create_engine(url: str, **kw: Any) -> AsyncEngine:
+def create_engine(url: str, *, connect_timeout: float | None = None,
+                  statement_timeout: float | None = None, **kw: Any) -> AsyncEngine:
+    """The async engine. With deadlines (`guard serve`), no database call waits longer
+    than them: connecting and taking a pooled connection (`connect_timeout`), each
+    statement including COMMIT and the pool's ping (`statement_timeout`; on SQLite the
+    wait for another connection's lock). Without (commands such as a long list import),
+    only SQLite's 30 s lock wait applies."""
     aurl = async_url(url)
     if aurl.startswith("sqlite"):
-        engine = create_async_engine(aurl, connect_args={"timeout": 30}, **kw)
-        _sqlite_hooks(engine.sync_engine)
+        engine = create_async_engine(
+            aurl, connect_args={"timeout": statement_timeout or 30}, **kw)
+        _sqlite_hooks(engine.sync_engine, statement_timeout)
         return engine
-    return create_async_engine(aurl, pool_size=10, max_overflow=10, pool_pre_ping=True, **kw)
+    connect_args: dict[str, Any] = {}
+    if connect_timeout is not None:
+        connect_args["timeout"] = connect_timeout
+        kw.setdefault("pool_timeout", connect_timeout)
+    if statement_timeout is not None:
+        connect_args["command_timeout"] = statement_timeout  # asyncpg: every query
+    return create_async_engine(aurl, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                               connect_args=connect_args, **kw)
 
 
-def create_sqlite_writer_engine(url: str) -> Engine:
+def create_sqlite_writer_engine(url: str, busy_timeout: float | None = None) -> Engine:
     """A plain (sync) engine on the same SQLite file, for the single writer: its
     statements take microseconds and run inline; only BEGIN and COMMIT, which wait for
     locks and fsync, are sent to the writer's thread (see store/writer.py)."""
     u = make_url(url).set(drivername="sqlite+pysqlite")
-    engine = sa_create_engine(u, poolclass=StaticPool,
-                              connect_args={"timeout": 30, "check_same_thread": False})
-    _sqlite_hooks(engine)
+    engine = sa_create_engine(u, poolclass=StaticPool, connect_args={
+        "timeout": busy_timeout or 30, "check_same_thread": False})
+    _sqlite_hooks(engine, busy_timeout)
     return engine
 
 
@@ -96,6 +114,20 @@ async def check_durability(engine: AsyncEngine) -> None:
             fsync = (await conn.execute(text("SHOW fsync"))).scalar_one()
             if fsync == "off":
                 raise DurabilityError("PostgreSQL fsync=off: committed mail can be lost")
+
+
+# A write that changes nothing but takes the whole write path (lock, page write, commit,
+# fsync): at start, and by the writer while writes are failing.
+PROBE_WRITE = text("UPDATE alembic_version SET version_num = version_num")
+
+
+async def check_writable(engine: AsyncEngine) -> None:
+    """One real write: a read-only file or filesystem (or a read-only PostgreSQL) fails
+    here, at start, instead of at the first message."""
+    async with engine.connect() as conn:
+        await conn.execution_options(guard_write=True)  # SQLite: BEGIN IMMEDIATE
+        async with conn.begin():
+            await conn.execute(PROBE_WRITE)
 
 
 SQLITE_NOW = "(julianday('now') - 2440587.5) * 86400.0"

@@ -23,10 +23,12 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from guard.store.db import now_sql
 from guard.store.schema import ACTIVE_STATES, audit, contents, messages, recipients
 
 
@@ -152,6 +154,28 @@ async def transition(conn: AsyncConnection, now: float, message_id: str, *,
         return False
     await add_audit(conn, now, message_id, actor, action, known_state, to_state, detail)
     return True
+
+
+async def withdraw_unanswered(conn: AsyncConnection, now: float, message_id: str,
+                              actor: str) -> bool:
+    """A message whose commit finished after its client had been answered 451 (the
+    commit outlived the deadline, or its outcome was unknown): the client sends it
+    again, so this copy must not be delivered. It becomes "rejected" (never claimed);
+    False if it was not stored (the commit did not happen) or is no longer waiting."""
+    return await transition(
+        conn, now, message_id, from_states=("queued", "held"), to_state="rejected",
+        actor=actor, action="withdrawn",
+        detail={"reason": "committed after the client was answered 451 4.3.0; the client "
+                          "sends the message again"})
+
+
+async def oldest_deferred_age(conn: AsyncConnection) -> float | None:
+    """Seconds since the oldest deferred message was received, by the database clock
+    (None: nothing is deferred)."""
+    row = (await conn.execute(
+        select(func.min(messages.c.received_at), text("(" + now_sql(conn) + ")"))
+        .where(messages.c.state == "deferred"))).one()
+    return None if row[0] is None else max(float(row[1]) - float(row[0]), 0.0)
 
 
 def _is_sql(value: Any) -> bool:
