@@ -58,18 +58,6 @@ from guard.web.app import HealthCheck, PolicyStatus, create_app
 log = logging.getLogger("guard")
 
 
-SHIPPED_POLICY_DIRS = (Path(__file__).resolve().parent.parent / "policies",
-                       Path("/usr/share/guard/policies"))
-
-
-def shipped_policy() -> Path | None:
-    """The example policy that comes with guard (what `guard dev` runs), if installed."""
-    for d in SHIPPED_POLICY_DIRS:
-        if (d / "policy.yaml").exists():
-            return d
-    return None
-
-
 def policy_path(settings: Settings) -> Path | None:
     """The configured policy (None: none configured; never a fallback to the example)."""
     return Path(settings.policy.path) if settings.policy.path else None

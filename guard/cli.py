@@ -17,7 +17,14 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from guard.config import ConfigError, Settings, load_settings, masked
+from guard.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    masked,
+    parse_upstream_url,
+    shipped_policy,
+)
 from guard.eventloop import run_loop
 from guard.logs import setup_logging
 
@@ -33,7 +40,6 @@ DEV_DEFAULTS = {
     "GUARD_DELIVERY__MIN_BACKOFF": "10",
     "GUARD_DELIVERY__MAX_BACKOFF": "60",
 }
-DEV_SINK = "127.0.0.1:2526"
 
 
 class UsageError(Exception):
@@ -46,14 +52,21 @@ def _settings(args: argparse.Namespace, dev: bool = False) -> Settings:
         env = {**DEV_DEFAULTS, **env}
     settings = load_settings(getattr(args, "config", None), env)
     if dev and not settings.policy.path:
-        from guard.app import shipped_policy
-
         example = shipped_policy()
         if example is None:
             raise ConfigError("the shipped example policy is not installed: set policy.path "
                               "(GUARD_POLICY)")
         settings.policy.path = str(example)
     return settings
+
+
+def dev_sink(settings: Settings) -> str:
+    """Where `guard dev` runs its development upstream: where the upstream setting points,
+    when that is plain SMTP on this machine ("": a real upstream was configured)."""
+    security, host, port, _, _ = parse_upstream_url(settings.upstream.url)
+    if security == "plain" and host in ("127.0.0.1", "localhost", "::1"):
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return ""
 
 
 def cmd_serve(args: argparse.Namespace, dev: bool = False) -> int:
@@ -67,12 +80,14 @@ def cmd_serve(args: argparse.Namespace, dev: bool = False) -> int:
     if settings.inspect.enabled:
         require_policy(settings)  # before anything starts: no sample, no pass-everything
     setup_logging(settings.log.level, settings.log.format)
-    app = GuardApp(settings, dev_sink_listen=DEV_SINK if dev else "")
+    app = GuardApp(settings, dev_sink_listen=dev_sink(settings) if dev else "")
     if dev:
+        sink = app.dev_sink_listen
+        where = (f"delivered mail at http://{settings.web.listen}/dev/outbox" if sink
+                 else f"relaying to {settings.upstream.url}")
         print(f"guard dev: SMTP on {settings.smtp.listen} (no AUTH, loopback only), "
-              f"web on http://{settings.web.listen}/ , delivered mail at "
-              f"http://{settings.web.listen}/dev/outbox , database {settings.database.url}, "
-              f"policy {settings.policy.path}",
+              f"web on http://{settings.web.listen}/ , {where} , database "
+              f"{settings.database.url}, policy {settings.policy.path}",
               file=sys.stderr, flush=True)
     run_loop(app.run_until_signal())
     return 0

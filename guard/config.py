@@ -20,6 +20,21 @@ class ConfigError(Exception):
     pass
 
 
+# Where the example policy comes with guard: the checkout, or a distribution package.
+SHIPPED_POLICY_DIRS = (Path(__file__).resolve().parent.parent / "policies",
+                       Path("/usr/share/guard/policies"))
+
+
+def shipped_policy() -> Path | None:
+    """The example policy that comes with guard (what `guard dev` runs), if installed.
+    Here, not beside the wiring: `guard dev` looks for it before the metrics are set up
+    for several processes, which importing the wiring would pre-empt."""
+    for d in SHIPPED_POLICY_DIRS:
+        if (d / "policy.yaml").exists():
+            return d
+    return None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -329,6 +329,52 @@ def test_read_commands_leave_no_files_behind(tmp_path: Path) -> None:
 
 
 def test_the_shipped_policy_dir_is_what_dev_uses() -> None:
-    from guard.app import shipped_policy
+    from guard.config import shipped_policy
 
     assert shipped_policy() == ROOT / "policies"
+
+
+# --- guard dev, as the README has a newcomer run it --------------------------------------
+
+
+def test_guard_dev_runs_with_smtp_fronts_and_its_own_upstream(tmp_path: Path) -> None:
+    """The README's first command: SMTP sessions in a front process (the metrics set up for
+    several processes before anything imported prometheus_client), the example policy,
+    and the development upstream where the upstream setting points."""
+    import smtplib
+    import urllib.request
+
+    from tests.conftest import wait_for, wait_port
+
+    smtp, web, up = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+    env.update({"GUARD_SMTP_LISTEN": f"127.0.0.1:{smtp}", "GUARD_WEB_LISTEN": f"127.0.0.1:{web}",
+                "GUARD_UPSTREAM": f"smtp://127.0.0.1:{up}"})
+    log = tmp_path / "dev.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "guard.cli", "dev"], cwd=tmp_path,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_port(smtp, 30)
+        wait_port(web, 30)
+        wait_port(up, 30)
+        with smtplib.SMTP("127.0.0.1", smtp, timeout=30) as s:
+            s.sendmail("sato@example.co.jp", ["tanaka@example.co.jp"],
+                       "Subject: 社内連絡\r\n\r\nhello\r\n".encode())
+
+        def outbox() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{web}/dev/outbox", timeout=5) as r:
+                return r.read().decode()
+
+        wait_for(lambda: "tanaka@example.co.jp" in outbox(), 30, what="the mail in the outbox")
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert 'guard_smtp_sessions_total{listener="trusted"} 1.0' in metrics
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    text = log.read_text(errors="replace")
+    assert "SMTP sessions run in this process" not in text
+    assert f"delivered mail at http://127.0.0.1:{web}/dev/outbox" in text
+    assert f"policy {EXAMPLE_POLICY}" in text
+    assert (tmp_path / "guard.db").exists() and (tmp_path / "guard.secret").exists()
