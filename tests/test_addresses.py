@@ -270,9 +270,10 @@ def test_suppression_list_digest(cli: Any, tmp_path: Path, case: Case) -> None:
     it exactly when they are one mailbox."""
     csv = tmp_path / "optout.csv"
     csv.write_text(f"email\n{case.configured}\n", encoding="utf-8")
-    rc, _, err = cli("lists", "import", "optout", str(csv))
+    policy = write_policy(tmp_path / "policies", case)
+    rc, _, err = cli("lists", "import", "optout", str(csv), "--policy", str(policy))
     assert rc == 0, err
-    doc = policy_test(cli, tmp_path, case)
+    doc = policy_test(cli, tmp_path, case, policy=policy)
     assert ("suppressed" in rules(doc)) is case.same_mailbox, doc["reasons"]
 
 
@@ -409,7 +410,9 @@ def test_policy_refuses_an_invalid_scope_domain_in_one_line(cli: Any, tmp_path: 
 def test_lists_import_names_the_bad_row(cli: Any, tmp_path: Path) -> None:
     csv = tmp_path / "optout.csv"
     csv.write_text("email\nok@example.net\ninfo@exa_mple.co.jp\n", encoding="utf-8")
-    rc, _, err = cli("lists", "import", "optout", str(csv))
+    case = Case("bad-row", "ok@example.net", "ok@example.net", True, True)
+    rc, _, err = cli("lists", "import", "optout", str(csv), "--policy",
+                     str(write_policy(tmp_path / "policies", case)))
     assert rc == 1
     assert f"{csv}:3: invalid address" in err and "Traceback" not in err
 

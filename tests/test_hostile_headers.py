@@ -126,13 +126,21 @@ def test_plain_mail_is_answered_first_while_hostile_headers_are_held(
     assert plain.code == 250, plain.reply
     waited = plain.replied_at - plain.ended_at
     assert waited < 1.0, f"the plain message waited {waited:.2f} s for its 250"
+    accepted = {}
     for name, s in hostile.items():
+        if s.code == 550:
+            # refused outright: the sender-identity check does not read a header section
+            # larger than its bound (256 KiB) for the From: field, and says so
+            assert b"5.7.1 Header section larger than" in s.reply, (name, s.reply)
+            continue
         assert s.code == 250, (name, s.reply)
         assert plain.replied_at < s.replied_at, f"{name} was answered before the plain one"
+        accepted[name] = s
+    assert len(accepted) >= len(hostile) - 2, "most shapes are within the identity bound"
 
     rows = _rows(url)
     assert rows[plain.queue_id]["state"] in ("queued", "delivered")
-    for name, s in hostile.items():
+    for name, s in accepted.items():
         row = rows[s.queue_id]
         symbols = {r["symbol"] for r in row["verdict"]["reasons"]}
         assert row["state"] == "held", (name, row["state"])
@@ -156,7 +164,7 @@ def test_policy_test_reads_hostile_messages_like_the_relay(tmp_path: Path, name:
     # without --from/--to (the envelope was read with email.message_from_bytes)
     eml = tmp_path / f"{name}.eml"
     eml.write_bytes(HOSTILE[name]())
-    args = ["policy", "test", str(eml), "--policy", str(EXAMPLE_POLICY)]
+    args = ["policy", "test", str(eml), "--policy", str(EXAMPLE_POLICY), "--no-history"]
     if envelope:
         args += ["--from", ALICE, "--to", OUTSIDE]
     r = guard_cli(tmp_path, *args)
