@@ -207,6 +207,23 @@ def reset_postgres(url: str = PG_URL) -> None:
     asyncio.run(go())
 
 
+def query_rows(url: str, stmt: Any) -> list[Any]:
+    """Rows of one statement, read from the store at `url` (what a test checks)."""
+    import asyncio
+
+    from guard.store import db
+
+    async def go() -> list[Any]:
+        engine = db.create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return list(await conn.execute(stmt))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
 def postgres_available() -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), 1):
         return True

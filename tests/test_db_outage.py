@@ -7,7 +7,6 @@ directory) so that it can stop and start it without touching the shared server.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import email
@@ -25,9 +24,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from guard.store import db
 from guard.store.schema import messages
-from tests.conftest import Sink, TlsFiles, free_port, simple_message, submit, wait_for
+from tests.conftest import Sink, TlsFiles, free_port, query_rows, simple_message, submit, wait_for
 
 
 @dataclass
@@ -89,18 +87,6 @@ def own_postgres() -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _rows(url: str, stmt: Any) -> list[Any]:
-    async def go() -> list[Any]:
-        engine = db.create_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return list(await conn.execute(stmt))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
 def _at_sink(sink: Sink) -> collections.Counter[str]:
     with sink.lock:
         return collections.Counter(
@@ -122,7 +108,7 @@ def test_an_outage_while_deliveries_wait_delivers_each_message_exactly_once(
                    simple_message(s))
 
         def leased() -> bool:
-            rows = _rows(url, select(messages.c.lease_owner))
+            rows = query_rows(url, select(messages.c.lease_owner))
             return len(rows) == 8 and all(r.lease_owner for r in rows)
 
         wait_for(leased, what="eight deliveries under way")
@@ -135,7 +121,7 @@ def test_an_outage_while_deliveries_wait_delivers_each_message_exactly_once(
 
         def delivered() -> int:
             try:
-                return sum(1 for r in _rows(url, select(messages.c.state))
+                return sum(1 for r in query_rows(url, select(messages.c.state))
                            if r.state == "delivered")
             except OSError:
                 return 0

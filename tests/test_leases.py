@@ -8,7 +8,6 @@ bytes at the upstream (Sink) out; SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import email
 import os
@@ -23,13 +22,13 @@ import pytest
 from sqlalchemy import select
 
 from guard.relay.owner import LeaseOwner
-from guard.store import db
 from guard.store.schema import audit, messages
 from tests.conftest import (
     PG_URL,
     Sink,
     TlsFiles,
     postgres_available,
+    query_rows,
     reset_postgres,
     simple_message,
     submit,
@@ -37,24 +36,13 @@ from tests.conftest import (
 )
 
 
-def _rows(url: str, stmt: Any) -> list[Any]:
-    async def go() -> list[Any]:
-        engine = db.create_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return list(await conn.execute(stmt))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
 def _leases(url: str) -> dict[str, str | None]:
-    return {r.id: r.lease_owner for r in _rows(url, select(messages.c.id, messages.c.lease_owner))}
+    rows = query_rows(url, select(messages.c.id, messages.c.lease_owner))
+    return {r.id: r.lease_owner for r in rows}
 
 
 def _states(url: str) -> collections.Counter[str]:
-    return collections.Counter(r.state for r in _rows(url, select(messages.c.state)))
+    return collections.Counter(r.state for r in query_rows(url, select(messages.c.state)))
 
 
 def _subjects(sink: Sink) -> collections.Counter[str]:
@@ -90,7 +78,7 @@ def test_restart_after_kill_9_sends_the_dead_process_mail_at_once(
         assert took < 15
         # the upstream dropped the killed sessions' messages: each arrived once
         assert _subjects(sink) == collections.Counter(subjects)
-        (event,) = [r for r in _rows(db_url, select(audit).where(
+        (event,) = [r for r in query_rows(db_url, select(audit).where(
             audit.c.action == "leases_reclaimed"))]
         assert '"messages":6' in event.detail and event.message_id == "-"
     finally:
@@ -213,7 +201,7 @@ def test_a_survivor_takes_over_a_killed_instance_mail_within_seconds(
         print(f"survivor took over in {took:.1f} s (lease {lease} s)")
         assert took < lease + 6
         assert _subjects(sink) == collections.Counter(held)
-        actors = {r.actor for r in _rows(PG_URL, select(audit.c.actor).where(
+        actors = {r.actor for r in query_rows(PG_URL, select(audit.c.actor).where(
             audit.c.action == "delivered"))}
         assert actors == {"relay:B"}
 

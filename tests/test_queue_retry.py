@@ -3,7 +3,6 @@ next backoff time. The CLI as a user types it, against a running guard."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import email
 import os
@@ -14,25 +13,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from guard.store import db
 from guard.store.schema import audit, messages
-from tests.conftest import Sink, TlsFiles, simple_message, submit, wait_for
-
-
-def _rows(url: str, stmt: Any) -> list[Any]:
-    async def go() -> list[Any]:
-        engine = db.create_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return list(await conn.execute(stmt))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+from tests.conftest import Sink, TlsFiles, query_rows, simple_message, submit, wait_for
 
 
 def _by_subject(url: str) -> dict[str, Any]:
-    return {r.subject: r for r in _rows(url, select(messages.c.id, messages.c.subject,
+    return {r.subject: r for r in query_rows(url, select(messages.c.id, messages.c.subject,
                                                      messages.c.state))}
 
 
@@ -70,7 +56,7 @@ def test_retry_sends_deferred_mail_now(guard_factory, sink: Sink, tls: TlsFiles,
              what="all delivered")
 
     # one audit row per retried message, naming the admin
-    retries = _rows(db_url, select(audit.c.message_id, audit.c.actor, audit.c.from_state,
+    retries = query_rows(db_url, select(audit.c.message_id, audit.c.actor, audit.c.from_state,
                                    audit.c.to_state).where(audit.c.action == "retry"))
     assert sorted(r.message_id for r in retries) == sorted(ids.values())
     assert all(r.actor.startswith("cli:admin:") and r.from_state == r.to_state == "deferred"
