@@ -19,12 +19,14 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from guard import metrics, multiproc
+from guard.accept.decide import Inspector, KnowledgeCache, PolicyDecider
+from guard.accept.pipeline import Decider, Pipeline, queue_everything
 from guard.config import ConfigError, Settings, parse_hostport, parse_upstream_url
-from guard.decide import Inspector, KnowledgeCache, PolicyDecider
 from guard.devsink import CaptureHandler, capture_protocol_factory
+from guard.hold.notify.notices import timezone_of
 from guard.hold.service import HoldService
 from guard.inspect.isolate import ExtractionPool
-from guard.listsync import (
+from guard.knowledge.listsync import (
     LIST_KEY,
     ListKey,
     ListKeyError,
@@ -32,8 +34,6 @@ from guard.listsync import (
     key_mismatches,
     sync_policy_lists,
 )
-from guard.notify.notices import timezone_of
-from guard.pipeline import Decider, Pipeline, queue_everything
 from guard.policy import Policy, PolicyWatcher
 from guard.relay.client import Upstream
 from guard.relay.worker import DeliveryWorker, instance_id
@@ -48,11 +48,11 @@ from guard.smtp.listeners import (
     upstream_loop,
 )
 from guard.smtp.server import GuardHandler
-from guard.smtp.users import UserDirectory
 from guard.store import db, knowledge, migrate
 from guard.store import queue as q
 from guard.store.faults import describe, log_failure
 from guard.store.writer import BatchWriter
+from guard.users import UserDirectory
 from guard.web.app import HealthCheck, PolicyStatus, create_app
 
 log = logging.getLogger("guard")
@@ -275,7 +275,7 @@ class GuardApp:
 
         async def prepare(policy: Policy) -> None:
             # the policy's suppression lists into the store before the policy is taken;
-            # a list it would give a second source refuses the policy (guard/listsync.py)
+            # a list it would give a second source refuses the policy (guard/knowledge/listsync.py)
             await sync_policy_lists(self.engine, self.writer, key, policy, actor)
             async with self.engine.connect() as conn:
                 mismatch = key_mismatches(await knowledge.list_rows(conn), key,

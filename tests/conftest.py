@@ -326,7 +326,7 @@ def guard_factory(tmp_path: Path, tls: TlsFiles) -> Iterator[Any]:
     made: list[GuardProcess] = []
     users_file = tmp_path / "users.yaml"
     if not users_file.exists():
-        from guard.smtp.users import add_user
+        from guard.users import add_user
 
         add_user(users_file, "alice", USER_PASSWORD, ["alice@example.co.jp"], "ja")
         add_user(users_file, "bob", USER_PASSWORD, ["bob@example.co.jp"], "en")

@@ -1,4 +1,4 @@
-"""One address and domain normaliser (guard.addresses), one table of cases, every consumer.
+"""One address and domain normaliser (guard.mail.addresses), one table of cases, every consumer.
 
 Each case pairs an address as an admin configures it (a policy scope, a group, a
 suppression list, imported domains, the customers file, the internal domains, history)
@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from guard import addresses as A
-from guard.cli import main as guard_main
-from guard.decide import Inspector, PolicyDecider
+from guard.accept.decide import Inspector, PolicyDecider
+from guard.cli.main import main as guard_main
 from guard.hold.model import parse_hold
 from guard.inspect.domains import history_entry
+from guard.mail import addresses as A
 from guard.policy import PolicyError, load_policy
 from guard.smtp.server import ReceivedMessage
 from guard.store import db, knowledge, migrate

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from guard.smtp.users import UserDirectory
+from guard.users import UserDirectory
 from tests.conftest import EXAMPLE_POLICY, PASS_ALL, ROOT, free_port
 
 

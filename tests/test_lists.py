@@ -7,9 +7,9 @@ from hashlib import sha256
 
 import pytest
 
-import guard.lists as lists
+import guard.knowledge.lists as lists
 from guard.inspect.context import Customer
-from guard.lists import (
+from guard.knowledge.lists import (
     RowError,
     address_digest,
     decode_csv_bytes,

@@ -6,7 +6,7 @@ from email.header import Header
 
 import pytest
 
-from guard.pipeline import HeaderSummary, summarize_headers
+from guard.accept.pipeline import HeaderSummary, summarize_headers
 from tests.hostile import HOSTILE, python_steps
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guard.decide import Inspector
+from guard.accept.decide import Inspector
 from guard.policy import load_policy
 from tests.conftest import EXAMPLE_POLICY, ROOT
 from tests.make_samples import SAMPLES, build

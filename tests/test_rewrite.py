@@ -1,4 +1,4 @@
-"""Header edits of the stored bytes (guard/rewrite.py): To/Cc → Bcc keeps the company's
+"""Header edits of the stored bytes (guard/mail/rewrite.py): To/Cc → Bcc keeps the company's
 mailboxes as written and every other byte of the message."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from guard.message import parse_message
-from guard.rewrite import move_to_bcc, remove_recipients
+from guard.mail.message import parse_message
+from guard.mail.rewrite import move_to_bcc, remove_recipients
 
 INTERNAL = ["example.co.jp"]
 

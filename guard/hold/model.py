@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard.addresses import address_key, domain_of
+from guard.mail.addresses import address_key, domain_of
 
 KINDS = ("delay", "confirm", "approve")
 

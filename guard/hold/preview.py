@@ -3,7 +3,7 @@
 Held mail is never rendered as HTML: an HTML-only body is reduced to its text (scripts,
 styles and tags dropped), and the page escapes whatever comes out. Broken MIME gives a
 partial preview, never an exception. Parsing runs in a thread (large messages), and
-only within the limits inspection parses in (guard.message.prescan): beyond them the
+only within the limits inspection parses in (guard.mail.message.prescan): beyond them the
 page shows the subject and sender, no body.
 
 Attachment names are read exactly as the inspection reads them (`message.part_filename`:
@@ -23,9 +23,8 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
 
-from guard.inspect.textdecode import decode_declared
-from guard.inspect.ziparchive import member_name
-from guard.message import (
+from guard.inspect.readers.ziparchive import member_name
+from guard.mail.message import (
     PARSER_POLICY,
     ParseLimits,
     decode_subject,
@@ -34,6 +33,7 @@ from guard.message import (
     prescan,
     read_header_fields,
 )
+from guard.mail.textdecode import decode_declared
 
 MAX_TEXT = 6000
 MAX_PARTS = 500

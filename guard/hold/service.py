@@ -20,12 +20,12 @@ from starlette.routing import BaseRoute
 
 from guard.config import Settings
 from guard.hold.lifecycle import Lifecycle, Result
+from guard.hold.notify.language import Languages
+from guard.hold.notify.notices import NoticeFactory
 from guard.hold.timers import HoldTimers
-from guard.notify.language import Languages
-from guard.notify.notices import NoticeFactory
+from guard.hold.tokens import TokenSigner
 from guard.relay.worker import instance_id
 from guard.store.writer import BatchWriter
-from guard.tokens import TokenSigner
 from guard.web.review import ReviewPages
 
 log = logging.getLogger("guard.hold")

@@ -20,11 +20,11 @@ from typing import Any, Protocol
 
 import re2
 
-from guard.addresses import address_key, domain_of, in_domain_set
 from guard.inspect.context import Customer, InspectContext
 from guard.inspect.domains import is_internal, registrable_domain
 from guard.inspect.finding import Finding
 from guard.inspect.keywords import KeywordView, nfkc
+from guard.mail.addresses import address_key, domain_of, in_domain_set
 
 __all__ = ["CustomerView", "detect_customer_mismatch", "name_terms"]
 
@@ -43,7 +43,7 @@ _EN_LEGAL = re.compile(r"[\s,]*(?:co\.?,?\s*ltd\.?|inc\.?|corp\.?|corporation|k\
 
 
 class CustomerView(KeywordView, Protocol):
-    """The part of guard.message.MessageView this detector reads: the keyword
+    """The part of guard.mail.message.MessageView this detector reads: the keyword
     detector's view, and the envelope recipients."""
 
     @property

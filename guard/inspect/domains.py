@@ -2,7 +2,7 @@
 
 Organisational domain: the registrable domain under the Public Suffix List (private
 section on, as DMARC does), from the list bundled in publicsuffixlist: no network.
-Domains and addresses are normalised by guard.addresses first.
+Domains and addresses are normalised by guard.mail.addresses first.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from functools import cache, lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
-from guard.addresses import address_key, domain_of, in_domain_set, normalize_domain
 from guard.inspect.context import InspectContext
+from guard.mail.addresses import address_key, domain_of, in_domain_set, normalize_domain
 
 __all__ = [
     "history_entry",

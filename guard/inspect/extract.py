@@ -22,10 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
 
-from guard.inspect import msgfile, ooxml, worddoc
-from guard.inspect.textdecode import decode_auto, decode_declared
-from guard.inspect.ziparchive import LayoutError, ZipArchive, member_name
-from guard.message import (
+from guard.inspect.readers import msgfile, ooxml, worddoc
+from guard.inspect.readers.ziparchive import LayoutError, ZipArchive, member_name
+from guard.mail.message import (
     Attachment,
     MessageView,
     ParseLimits,
@@ -37,6 +36,7 @@ from guard.message import (
     parse_message,
     split_pieces,
 )
+from guard.mail.textdecode import decode_auto, decode_declared
 
 MiB = 1024 * 1024
 _T = TypeVar("_T")
@@ -56,7 +56,7 @@ class ExtractLimits:
     max_xml_part_bytes: int = 200 * MiB  # one OOXML/ODF XML part, uncompressed
     max_cells: int = 1_000_000  # per workbook / CSV
     # xlsx: cells read per sheet; later rows are counted and their strings go to the
-    # text (guard.inspect.ooxml). Above the personal-data scan's 20k cells per table
+    # text (guard.inspect.readers.ooxml). Above the personal-data scan's 20k cells per table
     # (guard.inspect.run.PII_LIMITS), with room for header search and column sampling.
     sheet_sample_cells: int = 25_000
     max_sheets: int = 100
@@ -357,7 +357,7 @@ class _Extractor:
 
     def _part_text(self, zf: ZipArchive, info: zipfile.ZipInfo, where: str,
                    kind: str) -> list[str]:
-        """The text of one XML part: the fast run reader (guard.inspect.ooxml) for
+        """The text of one XML part: the fast run reader (guard.inspect.readers.ooxml) for
         WordprocessingML ("w") and DrawingML ("a"), the defusedxml walk for what it does
         not handle (and for ODF). A broken part is a problem of its own: the other
         parts are still read."""
@@ -452,7 +452,7 @@ class _Extractor:
         self.text(f"{att.where}/comments", "\n".join(t for t in texts if t.strip()))
 
     def _xlsx(self, zf: ZipArchive, att: Attachment) -> None:
-        """xlsx/xlsm through guard.inspect.ooxml: per sheet, the first
+        """xlsx/xlsm through guard.inspect.readers.ooxml: per sheet, the first
         `sheet_sample_cells` cells are read as table rows, the other rows are counted
         (Table.more_rows) and their strings added to the text. Output is added only
         once the whole workbook was read, so a fallback to calamine never doubles it."""
@@ -676,7 +676,7 @@ class _Extractor:
         return data
 
     def _doc(self, ole: Any, streams: set[str], att: Attachment, depth: int) -> None:
-        """Word 97–2003 through its piece table (guard.inspect.worddoc), and the files
+        """Word 97–2003 through its piece table (guard.inspect.readers.worddoc), and the files
         embedded in it (ObjectPool)."""
         try:
             doc = worddoc.doc_text(
@@ -721,7 +721,7 @@ class _Extractor:
                 self.problem("unknown_binary", where, "embedded Office object not inspected")
 
     def _msg(self, ole: Any, att: Attachment, depth: int) -> None:
-        """An Outlook item (guard.inspect.msgfile): its subject and body as text, its
+        """An Outlook item (guard.inspect.readers.msgfile): its subject and body as text, its
         attachments like any others, attached items inside it too."""
         try:
             msg = msgfile.read_msg(ole, self.limits.parse_limits.max_parts,

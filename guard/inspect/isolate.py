@@ -32,7 +32,7 @@ from guard.inspect.context import InspectContext
 from guard.inspect.extract import Budget, Extracted, ExtractLimits, extract, merge_extracted
 from guard.inspect.finding import Finding
 from guard.inspect.run import text_findings
-from guard.message import Attachment, MessageView, Table, TextChunk, parse_message
+from guard.mail.message import Attachment, MessageView, Table, TextChunk, parse_message
 
 MiB = 1024 * 1024
 

@@ -58,7 +58,7 @@ class AttachmentLike(Protocol):
 
 
 class KeywordView(Protocol):
-    """The part of guard.message.MessageView this detector reads."""
+    """The part of guard.mail.message.MessageView this detector reads."""
 
     @property
     def subject(self) -> str | None: ...

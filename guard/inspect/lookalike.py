@@ -28,8 +28,8 @@ from confusable_homoglyphs.categories import alias as _script_of
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from guard.addresses import address_key, domain_to_unicode
 from guard.inspect.domains import public_suffix, registrable_domain
+from guard.mail.addresses import address_key, domain_to_unicode
 
 __all__ = [
     "LookalikeIndex",

@@ -10,12 +10,18 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Protocol
 
-from guard.addresses import address_form, address_key, domain_of, domain_to_unicode, in_domain_set
 from guard.inspect.context import InspectContext
 from guard.inspect.domains import is_internal, registrable_domain
 from guard.inspect.finding import Finding
 from guard.inspect.lookalike import build_index
-from guard.lists import canonical_digest
+from guard.knowledge.lists import canonical_digest
+from guard.mail.addresses import (
+    address_form,
+    address_key,
+    domain_of,
+    domain_to_unicode,
+    in_domain_set,
+)
 
 __all__ = [
     "EnvelopeView",
@@ -33,7 +39,7 @@ _SAMPLE = 5
 
 
 class EnvelopeView(Protocol):
-    """The part of guard.message.MessageView these detectors read."""
+    """The part of guard.mail.message.MessageView these detectors read."""
 
     @property
     def rcpt_tos(self) -> Sequence[str]: ...
@@ -160,7 +166,7 @@ def detect_lookalike(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
 def detect_suppressed(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
     """Envelope recipients on a suppression list (opt-out, withdrawn members, …).
 
-    Lists hold keyed digests, not addresses; the recipient's key (guard.addresses) is
+    Lists hold keyed digests, not addresses; the recipient's key (guard.mail.addresses) is
     the one lists.parse_address_csv makes of imported rows, so the digests meet.
     """
     if not ctx.suppression:

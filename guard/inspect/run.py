@@ -13,7 +13,7 @@ from guard.inspect.context import InspectContext
 from guard.inspect.customers import detect_customer_mismatch
 from guard.inspect.finding import Finding
 from guard.inspect.keywords import detect_keywords
-from guard.inspect.pii import PiiLimits, scan
+from guard.inspect.pii.detect import PiiLimits, scan
 from guard.inspect.recipients import (
     detect_external_orgs,
     detect_lookalike,
@@ -21,7 +21,7 @@ from guard.inspect.recipients import (
     detect_suppressed,
     detect_visible_external,
 )
-from guard.message import MessageView
+from guard.mail.message import MessageView
 
 # problem code → (Japanese, English) for people
 _PROBLEM_TEXT: dict[str, tuple[str, str]] = {
@@ -30,7 +30,7 @@ _PROBLEM_TEXT: dict[str, tuple[str, str]] = {
     "too_large": ("大きすぎて確認できない添付ファイル", "an attachment too large to inspect"),
     "too_deep": ("入れ子が深すぎて確認できない添付ファイル", "attachments nested too deeply"),
     "too_many_parts": ("パートが多すぎて確認できないメール", "too many MIME parts to inspect"),
-    # header limits (guard.message.prescan): the message is not parsed at all
+    # header limits (guard.mail.message.prescan): the message is not parsed at all
     "too_large:headers": ("ヘッダーが大きすぎて確認できないメール",
                           "a header too large to inspect"),
     "too_many_headers": ("ヘッダーの数が多すぎて確認できないメール",

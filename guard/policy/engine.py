@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guard.addresses import address_key, domain_of, normalize_domain
 from guard.inspect.context import KeywordRule
 from guard.inspect.domains import registrable_domain
 from guard.inspect.finding import Finding
+from guard.mail.addresses import address_key, domain_of, normalize_domain
 from guard.policy.schema import (
     SENDER_GROUP,
     Action,
@@ -216,7 +216,8 @@ def _same(value: str) -> str:
 
 # Evidence values compared in one form on both sides: an organisation's registrable
 # domain in A-labels ("Mail.例え.jp" finds "xn--r8jz45g.jp"), an address by its key or
-# a domain in A-labels (guard.addresses); names (lists, keyword rules, customers, kinds) as written.
+# a domain in A-labels (guard.mail.addresses); names (lists, keyword rules, customers,
+# kinds) as written.
 _EVIDENCE_FORM: dict[str, Callable[[str], str]] = {
     "domains": registrable_domain, "resembles": _address_or_domain}
 

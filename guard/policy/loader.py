@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from guard.inspect.context import Customer
-from guard.lists import RowError, parse_customers_csv, parse_domains_csv
+from guard.knowledge.lists import RowError, parse_customers_csv, parse_domains_csv
 from guard.policy.engine import Policy, compile_policy
 from guard.policy.schema import Loc, PolicyDoc, semantic_issues
 
@@ -602,7 +602,7 @@ def load_partners(path: str | os.PathLike[str]) -> frozenset[str]:
 
 
 def load_customers(path: str | os.PathLike[str]) -> tuple[Customer, ...]:
-    """customers.csv: columns `name`, `aliases`, `domains` (see guard.lists)."""
+    """customers.csv: columns `name`, `aliases`, `domains` (see guard.knowledge.lists)."""
     file = Path(path)
     result = parse_customers_csv(_read_list_file(file))
     if not result.ok:

@@ -29,8 +29,8 @@ from pydantic import (
 )
 from pydantic import Tag as FormTag  # (`Tag` is the policy's subject/header mark below)
 
-from guard.addresses import InvalidAddress, address_key, ascii_domain
 from guard.inspect.lookalike import KINDS as LOOKALIKE_KINDS
+from guard.mail.addresses import InvalidAddress, address_key, ascii_domain
 
 try:  # google-re2 is a project dependency; tolerate its absence in odd environments
     import re2 as _re2
@@ -111,7 +111,7 @@ _GLOB_CHARS = frozenset("*?[]")
 
 
 def normalise_domain(value: str, *, wildcard: bool = False) -> str:
-    """A domain as written in a policy -> lower-case A-labels (guard.addresses).
+    """A domain as written in a policy -> lower-case A-labels (guard.mail.addresses).
 
     A leading "@" is dropped; with `wildcard`, "*.example.co.jp" keeps its "*.".
     """
@@ -163,7 +163,7 @@ def _address_pattern(value: str) -> str:
 
 
 def _address(value: str) -> str:
-    """An approver: the address's key (guard.addresses), which is how people are compared."""
+    """An approver: the address's key (guard.mail.addresses), which is how people are compared."""
     expected = "a mail address like tanaka@example.co.jp (no wildcards)"
     local, domain = _split_address(value, expected)
     if _GLOB_CHARS & set(value):

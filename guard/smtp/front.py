@@ -269,7 +269,7 @@ async def _front(settings: Settings, listeners: list[tuple[ListenerConfig, socke
                  link: socket.socket) -> None:
     from guard.smtp.listeners import serve_listener, server_tls_context
     from guard.smtp.server import GuardHandler
-    from guard.smtp.users import UserDirectory
+    from guard.users import UserDirectory
 
     reader, writer = await asyncio.open_unix_connection(sock=link)
     remote = RemoteAcceptor(reader, writer)

@@ -10,7 +10,7 @@ import ssl
 
 from guard.config import ConfigError, Settings, parse_hostport
 from guard.smtp.server import GuardHandler, GuardSMTP, ListenerConfig, ListenerKind
-from guard.smtp.users import UserDirectory
+from guard.users import UserDirectory
 
 
 def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -26,7 +26,7 @@ def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
 def listener_plan(settings: Settings, loop_id: str = ""
                   ) -> list[tuple[ListenerConfig, str, int]]:
     """The configured listeners: (config, host, port) each. `loop_id`: this guard's mark
-    in its Received: lines (guard.pipeline.trace_header), for the mail loop check."""
+    in its Received: lines (guard.accept.pipeline.trace_header), for the mail loop check."""
     s = settings.smtp
     if s.trusted_sender_identity != "off" and not s.trusted_identity_header.strip():
         raise ConfigError("smtp.trusted_sender_identity needs smtp.trusted_identity_header: "

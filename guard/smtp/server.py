@@ -25,7 +25,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, sy
 from guard import metrics
 from guard.smtp.authlimit import BLOCKED_REPLY, AuthGate
 from guard.smtp.identity import IdentityMode, identity_problem, owns
-from guard.smtp.users import User, UserDirectory
+from guard.users import User, UserDirectory
 
 log = logging.getLogger("guard.smtp")
 

@@ -117,7 +117,7 @@ known_addresses = Table(
 )
 
 # Suppression lists (opt-out, withdrawn members, …): keyed hashes, never addresses.
-# Each list has one source (guard/listsync.py): kind "file" = synced from the CSV file
+# Each list has one source (guard/knowledge/listsync.py): kind "file" = synced from the CSV file
 # the policy names (`source`), "store" = managed by `guard lists import` (`source` is
 # the file last imported, for people).
 lists = Table(
@@ -128,7 +128,7 @@ lists = Table(
     Column("entries", Integer, nullable=False),
     Column("imported_at", Float, nullable=False),  # last sync or import
     Column("kind", String(8), nullable=False, server_default="file"),  # file | store
-    # guard.lists.key_fingerprint of the key that hashed the entries ("" = unknown)
+    # guard.knowledge.lists.key_fingerprint of the key that hashed the entries ("" = unknown)
     Column("key_fingerprint", String(16), nullable=False, server_default=""),
     Column("digest_scheme", Integer, nullable=False, server_default="0"),
 )

@@ -24,8 +24,8 @@ from starlette.routing import Route
 
 from guard import multiproc
 from guard.devsink import CaptureHandler
+from guard.hold.notify.notices import format_time
 from guard.hold.preview import build_preview
-from guard.notify.notices import format_time
 from guard.relay.client import Upstream
 from guard.store import queue as q
 from guard.store.faults import describe

@@ -33,18 +33,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from guard.addresses import address_key, domain_of, normalize_domain
 from guard.config import Settings
 from guard.hold import metrics
 from guard.hold.lifecycle import CANCEL_REASONS, Actor, Lifecycle, Link, Result, allowed_approvers
 from guard.hold.model import Hold, parse_hold
+from guard.hold.notify.language import Languages
+from guard.hold.notify.notices import format_time, lang_of, review_base_url, timezone_of
+from guard.hold.notify.texts import TEXTS, text
 from guard.hold.preview import Preview, build_preview
-from guard.notify.language import Languages
-from guard.notify.notices import format_time, lang_of, review_base_url, timezone_of
-from guard.notify.texts import TEXTS, text
+from guard.hold.tokens import LinkToken, TokenError, TokenExpired, TokenSigner
+from guard.mail.addresses import address_key, domain_of, normalize_domain
 from guard.store import holds as H
 from guard.store.db import db_now
-from guard.tokens import LinkToken, TokenError, TokenExpired, TokenSigner
 
 log = logging.getLogger("guard.web.review")
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from guard.inspect.extract import extract
 from guard.inspect.isolate import ExtractionPool
-from guard.message import Attachment, parse_message
+from guard.mail.message import Attachment, parse_message
 from tests.inspect.fixtures import raw_xlsx, word_like_document
 
 SEI = ["山田", "佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "中村", "小林", "加藤"]

@@ -1,4 +1,4 @@
-"""Benchmark for the personal-data detectors (guard.inspect.pii): MB/s per core and
+"""Benchmark for the personal-data detectors (guard.inspect.pii.detect): MB/s per core and
 precision/recall against a seeded synthetic corpus (performance.md §7.6).
 
     .venv/bin/python tests/bench/bench_pii.py                 # 4 KiB, 100 KiB, 1 MiB
@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 _t0 = time.process_time()
 import phonenumbers  # noqa: E402  (only to make ground-truth phone numbers valid)
 
-from guard.inspect import pii_scan  # noqa: E402  (import time is part of the report)
-from guard.inspect.checkdigits import (  # noqa: E402
+from guard.inspect.pii import scan as pii_scan  # noqa: E402  (import time is part of the report)
+from guard.inspect.pii.checkdigits import (  # noqa: E402
     corporate_check_digit,
     luhn_valid,
     my_number_check_digit,
 )
-from guard.inspect.pii import PiiLimits, scan_texts  # noqa: E402
+from guard.inspect.pii.detect import PiiLimits, scan_texts  # noqa: E402
 
 IMPORT_SECONDS = time.process_time() - _t0
 

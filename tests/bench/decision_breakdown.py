@@ -20,14 +20,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from guard.decide import Inspector
+from guard.accept.decide import Inspector
 from guard.inspect.customers import detect_customer_mismatch
 from guard.inspect.extract import extract_message
 from guard.inspect.isolate import ExtractionPool
 from guard.inspect.keywords import detect_keywords
-from guard.inspect.pii import scan
+from guard.inspect.pii.detect import scan
 from guard.inspect.run import PII_LIMITS
-from guard.message import parse_message
+from guard.mail.message import parse_message
 from guard.policy import load_policy
 from tests.bench.bench_extract import make_csv, make_xlsx
 from tests.bench.stall_bench import XLSX, message

@@ -28,16 +28,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from guard.accept.pipeline import summarize_headers  # noqa: E402
 from guard.inspect.context import InspectContext  # noqa: E402
 from guard.inspect.isolate import ExtractionPool  # noqa: E402
 from guard.inspect.run import content_findings  # noqa: E402
-from guard.message import MessageView, parse_message  # noqa: E402
-from guard.pipeline import summarize_headers  # noqa: E402
+from guard.mail.message import MessageView, parse_message  # noqa: E402
 from guard.policy import load_policy  # noqa: E402
 from tests.hostile import GATE, HEAD, HOSTILE, plain_message  # noqa: E402
 
 try:
-    from guard.message import cheap_to_read
+    from guard.mail.message import cheap_to_read
 except ImportError:  # a checkout before the limits: messages ≤ 64 KiB were read inline
     def cheap_to_read(raw: bytes) -> bool:
         return len(raw) <= 64 * 1024

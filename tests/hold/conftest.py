@@ -31,10 +31,10 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from sqlalchemy import select, update
 
+from guard.accept.pipeline import Decision, summarize_headers
 from guard.config import Settings, load_settings
 from guard.hold.service import HoldService
 from guard.ids import new_queue_id
-from guard.pipeline import Decision, summarize_headers
 from guard.secret import load_or_create_secret
 from guard.store import db, migrate
 from guard.store import queue as q

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from guard.inspect.extract import extract_message
-from guard.inspect.textdecode import _jis_to_sjis
-from guard.message import parse_message
+from guard.mail.message import parse_message
+from guard.mail.textdecode import _jis_to_sjis
 from tests.hold.conftest import ALICE, BOB, GuardThread, reason, verdict
 from tests.hold.test_browser import ARTIFACTS, browser, pages  # noqa: F401
 from tests.hold.test_review_web import notice_link

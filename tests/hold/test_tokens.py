@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from guard.tokens import NONCE_BYTES, TokenError, TokenExpired, TokenSigner
+from guard.hold.tokens import NONCE_BYTES, TokenError, TokenExpired, TokenSigner
 
 SECRET = b"s" * 32
 MID = "0237ZZ6FLL8TBW5NPH"

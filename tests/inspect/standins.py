@@ -1,4 +1,4 @@
-"""Small stand-ins for guard.message's types: only what the content detectors read."""
+"""Small stand-ins for guard.mail.message's types: only what the content detectors read."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class Attachment:
 
 @dataclass
 class View:
-    """Stand-in for guard.message.MessageView: only what the detectors read."""
+    """Stand-in for guard.mail.message.MessageView: only what the detectors read."""
 
     rcpt_tos: list[str] = field(default_factory=list)
     subject: str | None = ""

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from guard.inspect.checkdigits import (
+from guard.inspect.pii.checkdigits import (
     card_brand,
     corporate_check_digit,
     is_valid_card,

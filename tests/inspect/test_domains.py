@@ -1,4 +1,4 @@
-"""Address normalisation (guard.addresses), registrable domains, internal or external."""
+"""Address normalisation (guard.mail.addresses), registrable domains, internal or external."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import socket
 
 import pytest
 
-from guard.addresses import (
+from guard.inspect.context import InspectContext
+from guard.inspect.domains import is_internal, registrable_domain
+from guard.mail.addresses import (
     address_key,
     domain_to_unicode,
     in_domain_set,
     normalize_domain,
     valid_address_key,
 )
-from guard.inspect.context import InspectContext
-from guard.inspect.domains import is_internal, registrable_domain
 
 
 @pytest.mark.parametrize(

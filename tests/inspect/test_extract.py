@@ -11,7 +11,7 @@ import time
 import pytest
 
 from guard.inspect.extract import Extracted, ExtractLimits, detect_kind, extract, extract_message
-from guard.message import Attachment
+from guard.mail.message import Attachment
 from tests.inspect import fixtures as fx
 
 HEADER = ["氏名", "電話", "メール", "住所"]

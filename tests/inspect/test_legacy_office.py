@@ -1,5 +1,6 @@
-"""Word 97–2003 .doc (guard/inspect/worddoc.py) and Outlook .msg (guard/inspect/msgfile.py)
-through extract(): files built by the [MS-DOC]/[MS-OXMSG]/[MS-CFB] layouts here, and a
+"""Word 97–2003 .doc (guard/inspect/readers/worddoc.py) and Outlook .msg
+(guard/inspect/readers/msgfile.py) through extract(): files built by the
+[MS-DOC]/[MS-OXMSG]/[MS-CFB] layouts here, and a
 .doc written by LibreOffice when it is installed (CI installs it)."""
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from guard.inspect.extract import ExtractLimits, extract
-from guard.inspect.pii import scan
+from guard.inspect.pii.detect import scan
 from guard.inspect.run import PII_LIMITS
-from guard.message import Attachment
+from guard.mail.message import Attachment
 from tests.inspect import fixtures as fx
 
 

@@ -12,7 +12,7 @@ import urllib.parse
 
 import pytest
 
-from guard.message import (
+from guard.mail.message import (
     MessageView,
     ParseLimits,
     cheap_to_read,
@@ -387,7 +387,7 @@ def test_long_body_comes_as_line_aligned_chunks() -> None:
     assert "".join(chunks) == text
 
 
-# --- long base64 bodies skip the line-by-line parser (guard.mimestash) ---------------------
+# --- long base64 bodies skip the line-by-line parser (guard.mail.mimestash) ---------------------
 
 def _b64(data: bytes, eol: bytes) -> bytes:
     return base64.encodebytes(data).replace(b"\n", eol)
@@ -439,7 +439,7 @@ def _big_message(eol: bytes) -> tuple[bytes, dict[str, bytes]]:
 @pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
 def test_stashed_base64_parses_like_the_line_by_line_parser(
         eol: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    from guard import mimestash
+    from guard.mail import mimestash
 
     raw, files = _big_message(eol)
     stashed = mimestash.Base64Stash().stash(raw)
@@ -462,7 +462,7 @@ def test_stashed_base64_parses_like_the_line_by_line_parser(
 def test_split_pieces_gives_the_chunks_of_the_joined_text() -> None:
     import random
 
-    from guard.message import split_pieces, split_text
+    from guard.mail.message import split_pieces, split_text
 
     rng = random.Random(3)
     for _ in range(300):
@@ -488,7 +488,7 @@ def test_hostile_headers_are_refused_before_any_parse(name: str) -> None:
     assert python_steps(lambda: view.append(parse(raw)), "/email/feedparser.py") == 0
     assert view[0].problems and view[0].problems[0][0] in (
         "too_large", "too_many_headers", "too_many_params", "too_deep")
-    assert view[0].subject  # the headers are still read (by guard.headerscan)
+    assert view[0].subject  # the headers are still read (by guard.mail.headerscan)
     assert view[0].to_addrs or name.startswith("to_")
 
 

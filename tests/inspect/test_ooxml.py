@@ -1,4 +1,4 @@
-"""The sampling xlsx reader and the fast docx/pptx text reader (guard.inspect.ooxml),
+"""The sampling xlsx reader and the fast docx/pptx text reader (guard.inspect.readers.ooxml),
 through extract(), against calamine and the defusedxml walk they replace."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import zipfile
 
 import pytest
 
-from guard.inspect import ooxml
 from guard.inspect.extract import ExtractLimits, _cell_str, _trim_row, _xml_text, extract
 from guard.inspect.isolate import _pack, _unpack
-from guard.inspect.pii import scan
+from guard.inspect.pii.detect import scan
+from guard.inspect.readers import ooxml
 from guard.inspect.run import PII_LIMITS
-from guard.message import Attachment, Table
+from guard.mail.message import Attachment, Table
 from tests.inspect import fixtures as fx
 from tests.inspect.fixtures import raw_xlsx
 
@@ -276,7 +276,7 @@ def test_cell_comments_are_read_and_scanned_for_personal_data() -> None:
 
     from guard.inspect.context import InspectContext, KeywordRule
     from guard.inspect.run import text_findings
-    from guard.message import MessageView
+    from guard.mail.message import MessageView
 
     wb = openpyxl.Workbook()
     ws = wb.active

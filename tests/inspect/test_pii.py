@@ -11,12 +11,12 @@ from datetime import date
 
 import pytest
 
-from guard.inspect.checkdigits import is_valid_card, is_valid_my_number, my_number_check_digit
-from guard.inspect.context_words import classify_header
 from guard.inspect.finding import Finding
-from guard.inspect.pii import PiiLimits, scan, scan_tables, scan_texts, value_key
-from guard.inspect.pii_dates import era_year_to_gregorian
-from guard.inspect.pii_scan import NFKC_SAFE_RANGES, normalize
+from guard.inspect.pii.checkdigits import is_valid_card, is_valid_my_number, my_number_check_digit
+from guard.inspect.pii.context_words import classify_header
+from guard.inspect.pii.dates import era_year_to_gregorian
+from guard.inspect.pii.detect import PiiLimits, scan, scan_tables, scan_texts, value_key
+from guard.inspect.pii.scan import NFKC_SAFE_RANGES, normalize
 
 LIMITS = PiiLimits(today=date(2026, 11, 1))
 HOLD_MY_NUMBER = 0.85  # design §1.4 decision policy
@@ -436,7 +436,7 @@ def test_phone_numbers_stored_as_excel_numbers_are_phones() -> None:
     import openpyxl
 
     from guard.inspect.extract import extract
-    from guard.message import Attachment
+    from guard.mail.message import Attachment
 
     wb = openpyxl.Workbook()
     ws = wb.active
@@ -717,7 +717,7 @@ def test_normalisation_examples() -> None:
 
 
 def test_candidate_spans_without_the_match_wrapper_equal_finditer() -> None:
-    from guard.inspect import pii_scan
+    from guard.inspect.pii import scan as pii_scan
 
     assert pii_scan._FAST_SPANS  # the installed google-re2 has the fast path
     text = ("〒100-0001 東京都千代田区千代田1-1 山田 太郎 090-1234-5678 (03)1234-5678 "

@@ -13,12 +13,12 @@ from guard.inspect.recipients import (
     detect_visible_external,
     mask_address,
 )
-from guard.lists import address_digest, parse_address_csv
+from guard.knowledge.lists import address_digest, parse_address_csv
 
 
 @dataclass
 class View:
-    """Stand-in for guard.message.MessageView: only what these detectors read."""
+    """Stand-in for guard.mail.message.MessageView: only what these detectors read."""
 
     rcpt_tos: list[str] = field(default_factory=list)
     to_addrs: list[str] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""guard.inspect.ziparchive: member streams equal zipfile's, with ISA-L and with zlib;
+"""guard.inspect.readers.ziparchive: member streams equal zipfile's, with ISA-L and with zlib;
 broken members fail like zipfile does; the layout checks."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import zlib
 
 import pytest
 
-from guard.inspect import ziparchive
-from guard.inspect.ziparchive import LayoutError, ZipArchive
+from guard.inspect.readers import ziparchive
+from guard.inspect.readers.ziparchive import LayoutError, ZipArchive
 
 RNG = random.Random(11)
 MEMBERS = {

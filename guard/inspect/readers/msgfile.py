@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard.inspect.textdecode import decode_declared
+from guard.mail.textdecode import decode_declared
 
 _ATTACH = "__attach_version1.0_#"
 _RECIP = "__recip_version1.0_#"

@@ -23,25 +23,25 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from guard.addresses import address_key, domain_of
+from guard.accept.pipeline import Decision
 from guard.inspect.context import Customer, InspectContext
 from guard.inspect.domains import registrable_domain
 from guard.inspect.extract import extract_message
 from guard.inspect.finding import Finding
 from guard.inspect.isolate import ExtractionPool
 from guard.inspect.run import content_findings, problem_findings, recipient_findings
-from guard.lists import (
+from guard.knowledge.lists import (
     DIGEST_SCHEME,
     address_digest,
     canonical_digest,
     key_fingerprint,
     parse_address_csv,
 )
-from guard.message import MessageView, cheap_to_read, parse_message
-from guard.pipeline import Decision
+from guard.mail.addresses import address_key, domain_of
+from guard.mail.message import MessageView, cheap_to_read, parse_message
+from guard.mail.rewrite import add_headers, move_to_bcc, prefix_subject
 from guard.policy import Policy, Verdict, evaluate, load_customers, load_partners
 from guard.policy.schema import Action
-from guard.rewrite import add_headers, move_to_bcc, prefix_subject
 from guard.smtp.server import ReceivedMessage
 from guard.store import knowledge
 
@@ -184,7 +184,8 @@ class Inspector:
                  pool: ExtractionPool | None = None,
                  suppression: dict[bytes, set[str]] | None = None) -> None:
         """suppression: digest → list names, for decisions outside `guard serve` (policy
-        test, replay: guard.listsync.lists_as_served); None = the store's, via the cache."""
+        test, replay: guard.knowledge.listsync.lists_as_served); None = the store's, via
+        the cache."""
         self.engine = engine
         self.secret = secret
         self.pool = pool

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from guard.decide import Inspector
+from guard.accept.decide import Inspector
 from guard.policy import Policy
 from guard.store import knowledge
 from guard.store import queue as q

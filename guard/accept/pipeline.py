@@ -20,16 +20,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard import headerscan, metrics
+from guard import metrics
 from guard.ids import new_queue_id
-from guard.inspect.textdecode import decode_encoded_words, decode_header_bytes
 from guard.logs import queue_id_var
+from guard.mail import headerscan
+from guard.mail.textdecode import decode_encoded_words, decode_header_bytes
 from guard.smtp.server import ReceivedMessage, TryLater
 from guard.store import queue as q
 from guard.store.faults import is_unavailable, log_failure
 from guard.store.writer import BatchWriter
 
-log = logging.getLogger("guard.pipeline")
+log = logging.getLogger("guard.accept.pipeline")
 
 
 @dataclass

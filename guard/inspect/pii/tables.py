@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from guard.inspect.context_words import classify_header
-from guard.inspect.pii_scan import TYPED_CELL_CLASSES, Hit, normalize, scan_cell
+from guard.inspect.pii.context_words import classify_header
+from guard.inspect.pii.scan import TYPED_CELL_CLASSES, Hit, normalize, scan_cell
 
 CELL_SEPARATOR = "\x1f"
 _LINE_BREAKS = re.compile(r"[\r\n\x1f\x0b\x0c\u2028\u2029\x85]+")

@@ -1,5 +1,5 @@
 """`guard queue release ID` and `guard queue cancel ID --reason …` (list and show are in
-guard/cli.py). They call the same lifecycle functions as the web pages and the timers,
+guard/cli/main.py). They call the same lifecycle functions as the web pages and the timers,
 as an admin, and the sender is told. `--by ADDRESS` names the admin who acts: the
 notice names that address (never the account the command ran under, which only goes
 into the audit row)."""
@@ -40,7 +40,7 @@ def add_queue_commands(queue_subparsers: Any) -> None:
 
 
 def _address(value: str) -> str:
-    from guard.addresses import InvalidAddress, address_form, valid_address_key
+    from guard.mail.addresses import InvalidAddress, address_form, valid_address_key
 
     try:
         valid_address_key(value)

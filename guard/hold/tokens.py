@@ -26,7 +26,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from guard.addresses import address_key
+from guard.mail.addresses import address_key
 
 VERSION = "1"
 # "review": the sender's page (confirm, send now, cancel); "approve": an approver's page

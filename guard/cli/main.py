@@ -135,7 +135,7 @@ def _new_password(args: argparse.Namespace, name: str) -> str:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from guard.smtp.users import add_user
+    from guard.users import add_user
 
     name = _user_name(args.name)
     addresses = _addresses(args.address, "address")
@@ -148,7 +148,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def cmd_users_passwd(args: argparse.Namespace) -> int:
-    from guard.smtp.users import UsersFileError, read_users, set_password
+    from guard.users import UsersFileError, read_users, set_password
 
     path = _users_file(args)
     if args.name not in read_users(path):
@@ -159,7 +159,7 @@ def cmd_users_passwd(args: argparse.Namespace) -> int:
 
 
 def cmd_users_remove(args: argparse.Namespace) -> int:
-    from guard.smtp.users import remove_user
+    from guard.users import remove_user
 
     path = _users_file(args)
     remove_user(path, args.name)
@@ -168,7 +168,7 @@ def cmd_users_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
-    from guard.smtp.users import read_users
+    from guard.users import read_users
 
     users = read_users(_users_file(args))
     if args.json:
@@ -357,14 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("id")
     qs.add_argument("--json", action="store_true")
     qs.set_defaults(func=cmd_queue_show)
-    from guard.hold.cli import add_queue_commands
+    from guard.cli.holds import add_queue_commands
 
     add_queue_commands(qp)
-    from guard.relay.cli import add_queue_commands as add_retry_command
+    from guard.cli.retry import add_queue_commands as add_retry_command
 
     add_retry_command(qp)
 
-    from guard.policy_cli import add_commands
+    from guard.cli.policy import add_commands
 
     add_commands(sub)
 
@@ -394,8 +394,8 @@ def _known_error(e: Exception) -> int:
     # imported here: `guard serve` must set up the metrics before prometheus_client is
     # imported (guard.store pulls it in)
     from guard.policy import PolicyError
-    from guard.smtp.users import UsersFileError
     from guard.store.access import StoreNotReady
+    from guard.users import UsersFileError
 
     if isinstance(e, (ConfigError, StoreNotReady, UsageError)):
         return 2

@@ -35,13 +35,19 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from guard.lists import DIGEST_SCHEME, RowError, address_digest, key_fingerprint, parse_address_csv
+from guard.knowledge.lists import (
+    DIGEST_SCHEME,
+    RowError,
+    address_digest,
+    key_fingerprint,
+    parse_address_csv,
+)
 from guard.policy import Policy
 from guard.store import knowledge
 from guard.store.knowledge import ListChange, ListRow
 from guard.store.writer import BatchWriter
 
-log = logging.getLogger("guard.lists")
+log = logging.getLogger("guard.knowledge.lists")
 
 # store_meta name of the serving guard's key: "<fingerprint>/<scheme>"
 LIST_KEY = "list_key"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from guard.addresses import address_key
-from guard.smtp.users import parse_users
+from guard.mail.addresses import address_key
+from guard.users import parse_users
 
 log = logging.getLogger("guard.notify")
 

@@ -22,13 +22,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from guard.config import Settings
 from guard.hold.model import Hold
+from guard.hold.notify.language import Languages
+from guard.hold.notify.mail import NoticeError, build_notice, one_line
+from guard.hold.notify.texts import TEXTS, Lang, text
+from guard.hold.tokens import TokenSigner
 from guard.ids import new_queue_id
-from guard.notify.language import Languages
-from guard.notify.mail import NoticeError, build_notice, one_line
-from guard.notify.texts import TEXTS, Lang, text
 from guard.store.holds import MessageRow, RecipientRow
 from guard.store.queue import NewMessage
-from guard.tokens import TokenSigner
 
 log = logging.getLogger("guard.notify")
 

@@ -1,4 +1,4 @@
-"""The text scanner behind guard.inspect.pii: candidates, validation, context, scores.
+"""The text scanner behind guard.inspect.pii.detect: candidates, validation, context, scores.
 
 Pipeline per text (Presidio's model, design §1.1/§1.4, with the changes the design asks
 for: character-window context, negative context, no "checksum alone = certain"):
@@ -35,9 +35,13 @@ from functools import lru_cache
 import phonenumbers
 import re2
 
-from guard.inspect import context_words as cw
-from guard.inspect.checkdigits import is_valid_card, is_valid_corporate_number, is_valid_my_number
-from guard.inspect.pii_dates import DATE_RE, parse_date
+from guard.inspect.pii import context_words as cw
+from guard.inspect.pii.checkdigits import (
+    is_valid_card,
+    is_valid_corporate_number,
+    is_valid_my_number,
+)
+from guard.inspect.pii.dates import DATE_RE, parse_date
 
 # Kinds (the part of the symbol after "pii.").
 MY_NUMBER = "my_number"

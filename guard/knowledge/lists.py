@@ -7,7 +7,7 @@ its 1-based line number) and no data, so a half-read list is never applied. Stor
 the result is the store's job, not this module's.
 
 Suppression lists are kept as keyed digests (HMAC-SHA256 of the address's comparison
-key, guard.addresses), so the database of people who asked to stop is not a mailing
+key, guard.mail.addresses), so the database of people who asked to stop is not a mailing
 list itself.
 """
 
@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from hashlib import sha256
 from typing import NamedTuple
 
-from guard.addresses import InvalidAddress, ascii_domain, valid_address_key
 from guard.inspect.context import Customer
+from guard.mail.addresses import InvalidAddress, ascii_domain, valid_address_key
 
 __all__ = [
     "DIGEST_SCHEME",
@@ -100,12 +100,12 @@ def key_fingerprint(key: bytes) -> str:
 
 
 def canonical_digest(key: bytes, canonical: str) -> bytes:
-    """HMAC-SHA256 of an address already in key form (guard.addresses.address_key)."""
+    """HMAC-SHA256 of an address already in key form (guard.mail.addresses.address_key)."""
     return hmac.new(key, canonical.encode("utf-8"), sha256).digest()
 
 
 def address_digest(key: bytes, address: str) -> bytes:
-    """HMAC-SHA256 of the key of an address (guard.addresses); ValueError if not valid.
+    """HMAC-SHA256 of the key of an address (guard.mail.addresses); ValueError if not valid.
 
     Any spelling of one mailbox ("Tanaka@ABC.co.jp", full-width, U-label domain)
     gives the same digest, the one detect_suppressed computes for the envelope.
@@ -310,7 +310,7 @@ def parse_domain(text: str) -> str:
     """A mail domain as typed by an admin -> lower-case A-labels; ValueError if invalid.
 
     Accepts "ABC.co.jp", "@abc.co.jp", "*.abc.co.jp", "例え.jp", full-width forms;
-    normalised by guard.addresses.ascii_domain, and a mail domain has a dot and a
+    normalised by guard.mail.addresses.ascii_domain, and a mail domain has a dot and a
     name, not a number, at its end.
     """
     d = unicodedata.normalize("NFKC", text).strip()

@@ -54,7 +54,7 @@ from datetime import date
 from typing import Any, Protocol
 
 from guard.inspect.finding import Finding
-from guard.inspect.pii_scan import (
+from guard.inspect.pii.scan import (
     ADDRESS,
     BIRTH_DATE,
     CARD,
@@ -74,7 +74,7 @@ from guard.inspect.pii_scan import (
     scan_normalized,
     value_key,
 )
-from guard.inspect.pii_tables import PeopleList, table_text
+from guard.inspect.pii.tables import PeopleList, table_text
 
 __all__ = [
     "PiiLimits",
@@ -431,7 +431,7 @@ def scan(
     for chunk in texts:
         acc.add_text(chunk.where, chunk.text)
     for table in tables:
-        # rows the extractor counted but did not read (guard.message.Table.more_rows)
+        # rows the extractor counted but did not read (guard.mail.message.Table.more_rows)
         acc.add_table(table.where, table.rows, getattr(table, "more_rows", 0))
     return acc.findings()
 

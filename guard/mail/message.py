@@ -29,13 +29,13 @@ from email.message import Message
 from email.parser import BytesParser
 from html.parser import HTMLParser
 
-from guard import headerscan
-from guard.inspect.textdecode import (
+from guard.mail import headerscan
+from guard.mail.mimestash import Base64Stash
+from guard.mail.textdecode import (
     decode_declared,
     decode_encoded_words,
     decode_header_bytes,
 )
-from guard.mimestash import Base64Stash
 
 Problem = tuple[str, str, str]  # (code, where, detail)
 
@@ -60,7 +60,7 @@ class Table:
     where: str
     rows: list[list[str]]  # first row is usually the header row; capped by limits
     # Rows after `rows` that hold a value but were counted, not read: a big sheet is
-    # sampled (guard.inspect.ooxml), and row counts (people lists) must still be true.
+    # sampled (guard.inspect.readers.ooxml), and row counts (people lists) must still be true.
     more_rows: int = 0
 
 
@@ -363,7 +363,7 @@ def prescan(raw: bytes, limits: ParseLimits = ParseLimits()) -> list[Problem]:
 
 
 # --- what the main process may read itself ---------------------------------------
-# guard.decide reads a message of this shape in the main process, where a slow read
+# guard.accept.decide reads a message of this shape in the main process, where a slow read
 # would hold up every other session, and sends anything else to a worker, which has
 # a deadline. Within these bounds the parse costs at most a few ms whatever the bytes
 # (tests/bench/hostile_headers.py, docs/benchmarks.md): lines cost ~0.3 µs each, a

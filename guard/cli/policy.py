@@ -66,7 +66,7 @@ def _read_key(settings: Settings, *, store: bool = True) -> Any:
     store=False: no database is read, so a missing home is no error either."""
     import os
 
-    from guard.listsync import ListKey
+    from guard.knowledge.listsync import ListKey
     from guard.secret import NoSecretHome, load_secret, secret_home
 
     try:
@@ -107,7 +107,7 @@ def _envelope(data: bytes, args: argparse.Namespace) -> tuple[str, list[str]]:
     """--from and --to, else the header addresses, read the way the relay reads them:
     the top header block scanned in linear time (no parse of the message, whatever it
     holds), the strict address parser, its limits."""
-    from guard.message import ParseLimits, parse_address_header, read_header_fields
+    from guard.mail.message import ParseLimits, parse_address_header, read_header_fields
 
     mail_from = args.mail_from or ""
     rcpts = list(args.to or [])
@@ -129,8 +129,8 @@ def _envelope(data: bytes, args: argparse.Namespace) -> tuple[str, list[str]]:
 
 
 def cmd_policy_test(args: argparse.Namespace) -> int:
-    from guard.decide import Inspector
-    from guard.listsync import ListKeyError, ListSet, ListSourceError, lists_as_served
+    from guard.accept.decide import Inspector
+    from guard.knowledge.listsync import ListKeyError, ListSet, ListSourceError, lists_as_served
     from guard.store.access import StoreNotReady, describe, open_store
 
     settings = _settings(args)
@@ -192,9 +192,9 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_replay(args: argparse.Namespace) -> int:
-    from guard.decide import Inspector
-    from guard.listsync import ListKeyError, ListSourceError, lists_as_served
-    from guard.replay import HELD, ReplayReport, replay
+    from guard.accept.decide import Inspector
+    from guard.accept.replay import HELD, ReplayReport, replay
+    from guard.knowledge.listsync import ListKeyError, ListSourceError, lists_as_served
     from guard.store.access import open_store
 
     settings = _settings(args)
@@ -247,7 +247,7 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_lists_import(args: argparse.Namespace) -> int:
-    from guard.listsync import ListKey, ListKeyError, ListSourceError, import_store_list
+    from guard.knowledge.listsync import ListKey, ListKeyError, ListSourceError, import_store_list
     from guard.policy import PolicyError
     from guard.secret import load_or_create_secret, secret_home
     from guard.store.access import open_store
@@ -337,7 +337,7 @@ def _local_time(t: float) -> str:
 
 
 def cmd_lists_show(args: argparse.Namespace) -> int:
-    from guard.lists import DIGEST_SCHEME, key_fingerprint
+    from guard.knowledge.lists import DIGEST_SCHEME, key_fingerprint
     from guard.policy import PolicyError
     from guard.secret import NoSecretHome, load_secret, secret_home
     from guard.store import knowledge
@@ -399,7 +399,7 @@ def cmd_lists_show(args: argparse.Namespace) -> int:
 
 
 def cmd_domains_import(args: argparse.Namespace) -> int:
-    from guard.lists import parse_domains_csv
+    from guard.knowledge.lists import parse_domains_csv
     from guard.store import knowledge
     from guard.store.access import open_store
 

@@ -1,0 +1,1 @@
+"""The `guard` command, one module per group of subcommands."""

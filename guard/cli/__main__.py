@@ -1,0 +1,7 @@
+"""`python -m guard.cli`: the `guard` command."""
+
+import sys
+
+from guard.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Notices to senders and approvers (Japanese and English)."""

@@ -1,0 +1,1 @@
+"""One reader per attachment format: bytes in, text and tables out."""

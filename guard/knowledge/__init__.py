@@ -1,0 +1,1 @@
+"""What the admins tell the guard: suppression lists and their sources."""

@@ -1,0 +1,1 @@
+"""One message as bytes and as text: parsing, charsets, addresses, header edits."""

@@ -1,1 +1,0 @@
-"""Notices to senders and approvers: who is told what, and the mails themselves."""

@@ -1,0 +1,1 @@
+"""Delivery upstream: claims, attempts, DSNs."""

@@ -1,0 +1,1 @@
+"""The web listener: review pages, /healthz, /metrics, the development outbox."""
