@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from guard.config import Settings, load_settings
 
 if TYPE_CHECKING:  # imported when a command runs: `guard serve` must set up metrics first
-    from guard.hold.lifecycle import Actor, Result
+    from guard.hold.acts import Actor, Result
 
 EXIT = {"not_found": 1, "not_held": 3, "forbidden": 3, "used": 3, "already": 3}
 
@@ -50,7 +50,7 @@ def _address(value: str) -> str:
 
 
 def _admin(by: str = "") -> Actor:
-    from guard.hold.lifecycle import Actor
+    from guard.hold.acts import Actor
 
     os_user = os.environ.get("SUDO_USER") or getpass.getuser()
     return Actor("admin", by or os_user, "cli", os_user=os_user)
