@@ -41,6 +41,7 @@ from guard.store import queue as q
 from guard.store.holds_schema import hold_approvals, holds, used_tokens
 from guard.store.schema import audit, contents, messages, recipients
 from guard.store.writer import BatchWriter
+from guard.web.review import review_routes
 from tests.conftest import Sink, free_port, wait_for
 
 ALICE = "alice@example.co.jp"
@@ -326,9 +327,10 @@ class GuardThread:
         await self.app.start()
         app = self.app
         # --- the wiring the lead adds to app.py (see the report) -------------------------
-        self.hold = HoldService(app.engine, app.writer, self.settings,
-                                load_or_create_secret(self.settings), on_release=app.worker.wake)
-        app._web.config.app.router.routes[:0] = self.hold.routes()
+        secret = load_or_create_secret(self.settings)
+        self.hold = HoldService(app.engine, app.writer, self.settings, secret,
+                                on_release=app.worker.wake)
+        app._web.config.app.router.routes[:0] = review_routes(self.hold, secret)
         app._tasks.append(asyncio.create_task(self.hold.run_timers(), name="guard-holds"))
         original = app.pipeline.accept
         hold = self.hold
