@@ -23,6 +23,12 @@ steps those transitions share inside their transaction. Split by transition, eve
 module would import the same helpers and a reader would lose the one place where
 all the ways out of "held" stand side by side. Who acts and what came of it are in
 acts.py, who may approve in approvers.py, the notices in notify/.
+
+To add a transition: a public method whose `op` opens the message under its row lock
+(`_open`), changes the state through `_transition` (the audit row and the metrics),
+consumes the link if one was used and queues its notices (`_notify`), run by `_run`;
+its (from, to, action) must be a move the store's table allows. Then the web form
+(web/review_form.py), the CLI (cli/queue.py) or the timers call it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """The web listener: the index, /metrics, /healthz (health.py), the review pages
 (review.py, given as routes by guard/app.py) and, under `guard dev`, the development
-outbox (outbox.py). One Starlette app; each page's job is in its own module."""
+outbox (outbox.py). One Starlette app; each page's job is in its own module.
+
+To add a page: a module of its own with a function that returns its routes, added in
+create_app(); a page about held mail asks the HoldService (as review.py does), never
+the store's hold tables."""
 
 from __future__ import annotations
 
