@@ -25,6 +25,7 @@ from guard.config import ConfigError, Settings, parse_hostport, parse_upstream_u
 from guard.devsink import CaptureHandler, capture_protocol_factory
 from guard.hold.notify.notices import timezone_of
 from guard.hold.service import HoldService
+from guard.ids import instance_id
 from guard.inspect.isolate import ExtractionPool
 from guard.knowledge.listsync import (
     LIST_KEY,
@@ -36,7 +37,7 @@ from guard.knowledge.listsync import (
 )
 from guard.policy import Policy, PolicyWatcher
 from guard.relay.client import Upstream
-from guard.relay.worker import DeliveryWorker, instance_id
+from guard.relay.worker import DeliveryWorker
 from guard.secret import load_or_create_secret, secret_home
 from guard.smtp.authlimit import AuthLimiter, LocalAuthGate
 from guard.smtp.front import SmtpFronts
@@ -53,7 +54,9 @@ from guard.store import queue as q
 from guard.store.faults import describe, log_failure
 from guard.store.writer import BatchWriter
 from guard.users import UserDirectory
-from guard.web.app import HealthCheck, PolicyStatus, create_app
+from guard.web.app import create_app
+from guard.web.health import HealthCheck, PolicyStatus
+from guard.web.review import review_routes
 
 log = logging.getLogger("guard")
 
@@ -217,8 +220,8 @@ class GuardApp:
         self.worker.start()
         health = HealthCheck(self.engine, (up_host, up_port), writer=self.writer,
                              upstream=upstream, policy=self.policy_status)
-        web = create_app(health, self.refresh_queue_metrics, self.outbox, timezone_of(s))
-        web.router.routes[:0] = self.hold.routes()
+        web = create_app(health, self.refresh_queue_metrics, self.outbox, timezone_of(s),
+                         routes=review_routes(self.hold, self.secret))
         whost, wport = parse_hostport(s.web.listen)
         self._web = _QuietUvicorn(uvicorn.Config(web, host=whost, port=wport, log_level="warning",
                                                  lifespan="off", access_log=False))

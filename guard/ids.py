@@ -1,8 +1,10 @@
-"""Queue ids: short, unique across instances, sortable by time (like Postfix long queue ids)."""
+"""Queue ids: short, unique across instances, sortable by time (like Postfix long queue ids);
+and the name of this instance in audit rows."""
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 _ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"  # no vowels: ids never spell words
@@ -21,3 +23,9 @@ def new_queue_id() -> str:
     ms = time.time_ns() // 1_000_000
     rnd = int.from_bytes(os.urandom(5), "big")
     return _encode(ms, 10) + _encode(rnd, 8)
+
+
+def instance_id() -> str:
+    """This process in the audit trail (`relay:<it>`, `policy:<it>`) when the instance_id
+    setting is empty: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -1,4 +1,4 @@
-"""The `guard` command as an admin types it (issue 13 items 6, 9, 11): one-line errors,
+"""The `guard` command as an admin types it: one-line errors,
 no sample policy in production, masked secrets, a quiet closed pipe, users management."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""/healthz tells what is wrong (issue 13 item 10): the last delivery attempt's result
+"""/healthz tells what is wrong: the last delivery attempt's result
 (tls, auth, refused, timeout), the oldest deferred message's age, the policy's state,
 and a 503 when delivery is broken, even while the upstream's port answers."""
 

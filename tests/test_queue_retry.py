@@ -1,4 +1,4 @@
-"""`guard queue retry ID|--all` (issue 13, item 10): deferred mail is sent now, not at its
+"""`guard queue retry ID|--all`: deferred mail is sent now, not at its
 next backoff time. The CLI as a user types it, against a running guard."""
 
 from __future__ import annotations

@@ -1,1 +1,3 @@
-"""Hold lifecycle: transitions, timers, the service that wires them (issue 4)."""
+"""Holds: the lifecycle of a held message (lifecycle.py), its timers, the notices
+(notify/), the link tokens and what a review link shows (links.py), wired by service.py.
+hold/ knows no web: the review pages are built from a HoldService (guard/web/review.py)."""

@@ -15,6 +15,20 @@ web pages, the CLI and the timers all call these functions.
 
 Releasing resets `queued_at` and `next_attempt_at` to now: time spent held does not
 count toward the delivery lifetime.
+
+Why one module of some 500 lines: it is one job, the transitions of a held message.
+Each public method is one transition; the private helpers above them (open under the
+row lock, notify, consume a link, drop recipients, rewrite the stored bytes) are the
+steps those transitions share inside their transaction. Split by transition, every
+module would import the same helpers and a reader would lose the one place where
+all the ways out of "held" stand side by side. Who acts and what came of it are in
+acts.py, who may approve in approvers.py, the notices in notify/.
+
+To add a transition: a public method whose `op` opens the message under its row lock
+(`_open`), changes the state through `_transition` (the audit row and the metrics),
+consumes the link if one was used and queues its notices (`_notify`), run by `_run`;
+its (from, to, action) must be a move the store's table allows. Then the web form
+(web/review_form.py), the CLI (cli/queue.py) or the timers call it.
 """
 
 from __future__ import annotations
@@ -22,13 +36,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.config import Settings
 from guard.hold import metrics
+from guard.hold.acts import Actor, Link, Result
+from guard.hold.approvers import allowed_approvers, backup_approvers, first_approvers
 from guard.hold.model import KINDS, Hold, parse_hold
 from guard.hold.notify.notices import Event, NoticeFactory
 from guard.mail.addresses import address_key
@@ -39,88 +54,9 @@ from guard.store.writer import BatchWriter
 
 log = logging.getLogger("guard.hold")
 
-OK = frozenset({"released", "cancelled", "expired", "approved", "approval_partial",
-                "rejected", "escalated", "notified", "dropped", "held"})
-CANCEL_REASONS = ("wrong_recipient", "wrong_attachment", "wrong_content", "other")
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts, in what role, through what, from where."""
-
-    role: str  # sender | approver | admin | timer
-    who: str  # an address; for an admin at the CLI, theirs (--by) or the OS account
-    via: str  # web | cli | timer
-    ip: str = ""
-    os_user: str = ""  # the account a CLI command ran under (audited, never shown)
-
-    @property
-    def audit_name(self) -> str:
-        return f"{self.via}:{self.role}:{self.who}"[:300]
-
-    @property
-    def shown(self) -> str:
-        """The person notices name: an address, or "" (an admin who gave none, a timer)."""
-        return self.who if "@" in self.who and self.role != "timer" else ""
-
-    def event(self, kind: str, **kw: Any) -> Event:
-        return Event(kind, self.shown, role=self.role, **kw)
-
-    def detail(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"by": self.role, "via": self.via}
-        if self.ip:
-            d["ip"] = self.ip
-        if self.os_user:
-            d["os_user"] = self.os_user
-        return d
-
-
-@dataclass
-class Result:
-    code: str  # one of OK, or not_found | not_held | used | forbidden | already | not_due
-    state: str = ""
-    queued: int = 0  # messages that became deliverable (the release, notices)
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.code in OK
-
-
-@dataclass
-class Link:
-    """The link token that authorised a web action: consumed with the action."""
-
-    nonce: str
-    expires_at: float
-
 
 def release_values(now: float) -> dict[str, Any]:
     return {"queued_at": now, "next_attempt_at": now, "lease_owner": None, "lease_until": None}
-
-
-def first_approvers(hold: Hold, settings: Settings) -> list[str]:
-    """Who is asked first: the rule's approvers, else the admins (never the sender)."""
-    if hold.approvers:
-        return list(hold.approvers)
-    return [a for a in _norm(settings.review.admin_addresses) if not hold.is_sender(a)]
-
-
-def backup_approvers(hold: Hold, settings: Settings) -> list[str]:
-    first = set(first_approvers(hold, settings))
-    pool = list(hold.backup_approvers) or _norm(settings.review.admin_addresses)
-    return [a for a in pool if a not in first and not hold.is_sender(a)]
-
-
-def allowed_approvers(hold: Hold, hold_row: H.HoldRow | None, settings: Settings) -> set[str]:
-    allowed = set(first_approvers(hold, settings))
-    if hold_row is not None and hold_row.escalated_at is not None:
-        allowed |= set(backup_approvers(hold, settings))
-    return {a for a in allowed if not hold.is_sender(a)}
-
-
-def _norm(addrs: Iterable[str]) -> list[str]:
-    return [address_key(a) for a in addrs if "@" in a]
 
 
 Op = Callable[[AsyncConnection, float], Awaitable[Result]]

@@ -1,4 +1,7 @@
-"""Prometheus metrics of holds, notices and review links (served on /metrics with the rest)."""
+"""Prometheus metrics of holds, notices and review links (served on /metrics with the rest).
+
+To add one: define it here, named guard_<what>_<unit> (a counter ends in _total), with
+few label values; the module that observes it imports it from here."""
 
 from __future__ import annotations
 

@@ -1,10 +1,13 @@
-"""HoldService: the hold lifecycle, its timers and its review pages, wired for one process.
+"""HoldService: the hold lifecycle, its timers and what review links show, wired for one
+process.
 
     hold = HoldService(engine, writer, settings, load_or_create_secret(settings),
                        on_release=worker.wake)
-    web routes  += hold.routes()          # review pages (Starlette routes)
     tasks       += hold.run_timers()      # first notices, expiry, escalation
     after a 250 "held as <id>":  await hold.notify_held(id)   (or hold.wake())
+
+The review pages (guard/web/review.py) are built from a HoldService: they ask
+`hold.links` what a link shows and call `hold.lifecycle` to act; hold knows no web.
 
 `on_release` is called after any commit that queued mail (a released message, notices)
 so the delivery worker sends it at once instead of at its next poll.
@@ -16,17 +19,17 @@ import logging
 from collections.abc import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.routing import BaseRoute
 
 from guard.config import Settings
-from guard.hold.lifecycle import Lifecycle, Result
+from guard.hold.acts import Result
+from guard.hold.lifecycle import Lifecycle
+from guard.hold.links import ReviewLinks
 from guard.hold.notify.language import Languages
 from guard.hold.notify.notices import NoticeFactory
 from guard.hold.timers import HoldTimers
 from guard.hold.tokens import TokenSigner
-from guard.relay.worker import instance_id
+from guard.ids import instance_id
 from guard.store.writer import BatchWriter
-from guard.web.review import ReviewPages
 
 log = logging.getLogger("guard.hold")
 
@@ -46,11 +49,7 @@ class HoldService:
         self.lifecycle = Lifecycle(writer, settings, self.notices, on_queued=on_release,
                                    instance=settings.instance_id or instance_id())
         self.timers = HoldTimers(engine, self.lifecycle, r.tick_seconds)
-        self.pages = ReviewPages(engine, settings, secret, self.signer, self.lifecycle,
-                                 self.languages)
-
-    def routes(self) -> list[BaseRoute]:
-        return self.pages.routes()
+        self.links = ReviewLinks(engine, self.signer, settings)
 
     async def run_timers(self) -> None:
         """Run forever (cancel to stop): safe to run in every instance."""

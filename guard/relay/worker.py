@@ -20,8 +20,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard import metrics
 from guard.config import DeliverySettings
-from guard.ids import new_queue_id
+from guard.ids import instance_id, new_queue_id
 from guard.inspect.domains import history_entry
 from guard.logs import queue_id_var
 from guard.relay.client import Outcome, Upstream, UpstreamUnavailable
@@ -48,10 +46,6 @@ log = logging.getLogger("guard.relay")
 def backoff(attempts: int, settings: DeliverySettings) -> float:
     """Seconds until the next try after `attempts` failed tries (Postfix-like doubling)."""
     return min(settings.max_backoff, settings.min_backoff * (2 ** max(attempts - 1, 0)))
-
-
-def instance_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 # how long a stop waits for outcomes that are still being written

@@ -4,10 +4,10 @@
   held messages in, move hold times into the past, read states, audit rows and the
   notices that were queued. The lifecycle is driven directly.
 - `guard`: a real GuardApp (trusted SMTP listener, web listener, delivery worker) with
-  the hold service mounted the way the lead is asked to wire it (routes, timers, a
-  wake-up after a 250 "held as"), delivering to a `Sink`. A test decider holds
-  every message that carries `X-Test-Hold: <name>` with the verdict registered under
-  that name. Tests talk to it with smtplib, http.client and Chromium.
+  a second hold service in front of its own, wired the way guard/app.py wires one
+  (review routes, timers, a wake-up after a 250 "held as"), delivering to a `Sink`.
+  A test decider holds every message that carries `X-Test-Hold: <name>` with the
+  verdict registered under that name. Tests talk to it with smtplib, http.client and Chromium.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from guard.store import queue as q
 from guard.store.holds_schema import hold_approvals, holds, used_tokens
 from guard.store.schema import audit, contents, messages, recipients
 from guard.store.writer import BatchWriter
+from guard.web.review import review_routes
 from tests.conftest import Sink, free_port, wait_for
 
 ALICE = "alice@example.co.jp"
@@ -325,10 +326,11 @@ class GuardThread:
         self.app = GuardApp(self.settings, decide=self._decide)
         await self.app.start()
         app = self.app
-        # --- the wiring the lead adds to app.py (see the report) -------------------------
-        self.hold = HoldService(app.engine, app.writer, self.settings,
-                                load_or_create_secret(self.settings), on_release=app.worker.wake)
-        app._web.config.app.router.routes[:0] = self.hold.routes()
+        # --- a HoldService wired the way guard/app.py wires its own ------------------------
+        secret = load_or_create_secret(self.settings)
+        self.hold = HoldService(app.engine, app.writer, self.settings, secret,
+                                on_release=app.worker.wake)
+        app._web.config.app.router.routes[:0] = review_routes(self.hold, secret)
         app._tasks.append(asyncio.create_task(self.hold.run_timers(), name="guard-holds"))
         original = app.pipeline.accept
         hold = self.hold

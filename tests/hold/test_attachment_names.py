@@ -1,4 +1,4 @@
-"""Japanese attachment names on the review page (issue 13 item 12).
+"""Japanese attachment names on the review page.
 
 Messages shaped like each client writes them (Outlook: RFC 2047 inside quotes in
 ISO-2022-JP; Thunderbird: RFC 2231 continuations; iPhone: utf-8''; old Japanese

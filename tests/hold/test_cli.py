@@ -1,4 +1,4 @@
-"""`guard queue release` and `guard queue cancel` (added by guard.cli.holds)."""
+"""`guard queue release` and `guard queue cancel` (guard.cli.queue)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from guard.cli.holds import add_queue_commands
+from guard.cli.queue import add_queue_commands
 from tests.hold.conftest import ALICE, close_harness, make_settings, open_harness, verdict
 
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from guard.hold.lifecycle import Actor
+from guard.hold.acts import Actor
 from guard.store import db
 from tests.conftest import PG_URL, postgres_available
 from tests.hold.conftest import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from guard.hold.lifecycle import Actor, Link
+from guard.hold.acts import Actor, Link
 from tests.hold.conftest import (
     ALICE,
     BOB,

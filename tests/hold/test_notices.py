@@ -136,7 +136,7 @@ async def test_language_per_person(tmp_path: Path):
 
 
 async def test_decided_notices_say_who_and_count(hs: Harness):
-    from guard.hold.lifecycle import Actor
+    from guard.hold.acts import Actor
 
     mid = await hs.put(verdict("approve", approvers=[BOSS, BOSS2], approvals_required=2,
                                language="both"))

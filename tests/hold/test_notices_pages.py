@@ -1,4 +1,4 @@
-"""What people see in notices and pages (issue 13 item 13), through the real guard.
+"""What people see in notices and pages, through the real guard.
 
 `guard serve` with the example policy, in the machine's time zone (TZ set for the
 process; review.timezone left at its default), upstream a test sink: the notices come

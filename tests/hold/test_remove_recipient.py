@@ -1,4 +1,4 @@
-"""Removing a recipient takes them out of To/Cc too (issue 13 item 4).
+"""Removing a recipient takes them out of To/Cc too.
 
 SMTP in, held, a recipient removed on the review page (the sender at confirmation, an
 approver at approval in Chromium, the lifecycle's drop-recipient), released: the bytes

@@ -1,4 +1,6 @@
-"""Review pages over real HTTP against a running guard (reliability J93–J104)."""
+"""Review pages over real HTTP against a running guard: reads change nothing, bots
+and cross-site forms are refused, tokens are checked, each form's deliberate step,
+one release under concurrent posts, held content escaped."""
 
 from __future__ import annotations
 

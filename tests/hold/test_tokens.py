@@ -1,4 +1,4 @@
-"""Link tokens: integrity, expiry, rotation (reliability J96, J97, J99, J100)."""
+"""Link tokens: integrity, expiry, rotation."""
 
 from __future__ import annotations
 
