@@ -11,13 +11,13 @@ import guard.knowledge.lists as lists
 from guard.inspect.context import Customer
 from guard.knowledge.lists import (
     RowError,
-    address_digest,
     decode_csv_bytes,
     parse_address_csv,
     parse_customers_csv,
     parse_domain,
     parse_domains_csv,
 )
+from guard.mail.digests import address_digest
 
 # ---------------------------------------------------------------- decoding
 

@@ -14,7 +14,6 @@ from guard.inspect.context import InspectContext
 from guard.inspect.domains import is_internal, registrable_domain
 from guard.inspect.finding import Finding
 from guard.inspect.lookalike import build_index
-from guard.knowledge.lists import canonical_digest
 from guard.mail.addresses import (
     address_form,
     address_key,
@@ -22,6 +21,7 @@ from guard.mail.addresses import (
     domain_to_unicode,
     in_domain_set,
 )
+from guard.mail.digests import canonical_digest
 
 __all__ = [
     "EnvelopeView",

@@ -4,38 +4,29 @@ Admins hand us whatever their tools export: Excel on Japanese Windows saves cp93
 newer tools UTF-8 with a BOM, mail-merge lists have a header row in Japanese or none.
 Parsing is all-or-nothing: if any row is bad, the result carries every bad row (with
 its 1-based line number) and no data, so a half-read list is never applied. Storing
-the result is the store's job, not this module's.
-
-Suppression lists are kept as keyed digests (HMAC-SHA256 of the address's comparison
-key, guard.mail.addresses), so the database of people who asked to stop is not a mailing
-list itself.
+the result is the store's job, not this module's; hashing the addresses of a
+suppression list is guard.mail.digests'.
 """
 
 from __future__ import annotations
 
 import csv
-import hmac
 import io
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
-from hashlib import sha256
 from typing import NamedTuple
 
 from guard.inspect.context import Customer
 from guard.mail.addresses import InvalidAddress, ascii_domain, valid_address_key
 
 __all__ = [
-    "DIGEST_SCHEME",
     "MAX_CSV_BYTES",
     "CustomerParseResult",
     "DomainParseResult",
     "ListParseResult",
     "RowError",
-    "address_digest",
-    "canonical_digest",
     "decode_csv_bytes",
-    "key_fingerprint",
     "parse_address_csv",
     "parse_customers_csv",
     "parse_domain",
@@ -81,36 +72,6 @@ class DomainParseResult(NamedTuple):
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-# ---------------------------------------------------------------- digests
-
-# How an address becomes a digest: the canonical form (domains.canonical_address) under
-# HMAC-SHA256. Every stored list records the scheme it was hashed with; bump this when
-# the canonical form changes, so lists hashed the old way are re-synced (file) or
-# reported (store) instead of silently never matching.
-DIGEST_SCHEME = 1
-
-
-def key_fingerprint(key: bytes) -> str:
-    """A short, non-reversible id of the key behind the digests (16 hex characters):
-    two lists match each other only if they were hashed under the same fingerprint."""
-    return hmac.new(key, b"guard list key fingerprint v1", sha256).hexdigest()[:16]
-
-
-
-def canonical_digest(key: bytes, canonical: str) -> bytes:
-    """HMAC-SHA256 of an address already in key form (guard.mail.addresses.address_key)."""
-    return hmac.new(key, canonical.encode("utf-8"), sha256).digest()
-
-
-def address_digest(key: bytes, address: str) -> bytes:
-    """HMAC-SHA256 of the key of an address (guard.mail.addresses); ValueError if not valid.
-
-    Any spelling of one mailbox ("Tanaka@ABC.co.jp", full-width, U-label domain)
-    gives the same digest, the one detect_suppressed computes for the envelope.
-    """
-    return canonical_digest(key, valid_address_key(address))
 
 
 # ---------------------------------------------------------------- decoding
