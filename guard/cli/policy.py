@@ -399,7 +399,7 @@ def cmd_lists_show(args: argparse.Namespace) -> int:
 
 
 def cmd_domains_import(args: argparse.Namespace) -> int:
-    from guard.knowledge.lists import parse_domains_csv
+    from guard.policy.datafiles import parse_domains_csv
     from guard.store import knowledge
     from guard.store.access import open_store
 

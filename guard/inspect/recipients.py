@@ -167,7 +167,7 @@ def detect_suppressed(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
     """Envelope recipients on a suppression list (opt-out, withdrawn members, …).
 
     Lists hold keyed digests, not addresses; the recipient's key (guard.mail.addresses) is
-    the one lists.parse_address_csv makes of imported rows, so the digests meet.
+    the one guard.policy.datafiles.parse_address_csv makes of imported rows, so the digests meet.
     """
     if not ctx.suppression:
         return []

@@ -8,6 +8,7 @@
 passes everything (used when no policy is configured).
 """
 
+from guard.policy.datafiles import load_customers, load_partners
 from guard.policy.engine import (
     CompiledRule,
     Modifiers,
@@ -19,13 +20,7 @@ from guard.policy.engine import (
     default_policy,
     evaluate,
 )
-from guard.policy.loader import (
-    PolicyError,
-    PolicyIssue,
-    load_customers,
-    load_partners,
-    load_policy,
-)
+from guard.policy.loader import PolicyError, PolicyIssue, load_policy
 from guard.policy.reload import PolicyWatcher
 from guard.policy.schema import Action, PolicyDoc
 

@@ -27,8 +27,6 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from guard.inspect.context import Customer
-from guard.knowledge.lists import RowError, parse_customers_csv, parse_domains_csv
 from guard.policy.engine import Policy, compile_policy
 from guard.policy.schema import Loc, PolicyDoc, semantic_issues
 
@@ -571,40 +569,3 @@ def _unknown_key(loc: Loc) -> str:
             message += f" (did you mean {close[0]!r}?)"
         message += f"; expected one of {', '.join(allowed)}"
     return message
-
-
-# ---------------------------------------------------------------------------
-# Partner and customer lists (the suppression list importer lives elsewhere)
-
-
-def _read_list_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        display = os.path.normpath(path)
-        raise PolicyError([PolicyIssue(display, None, None, "", f"cannot read: {exc.strerror}")]
-                          ) from None
-
-
-def _row_issues(path: Path, errors: list[RowError]) -> PolicyError:
-    display = os.path.normpath(path)
-    return PolicyError([PolicyIssue(display, e.line or None, 1 if e.line else None, "",
-                                    e.reason) for e in errors])
-
-
-def load_partners(path: str | os.PathLike[str]) -> frozenset[str]:
-    """partners.csv: one domain a row (a `domain` column when there is a header)."""
-    file = Path(path)
-    result = parse_domains_csv(_read_list_file(file))
-    if not result.ok:
-        raise _row_issues(file, result.errors)
-    return frozenset(result.domains)
-
-
-def load_customers(path: str | os.PathLike[str]) -> tuple[Customer, ...]:
-    """customers.csv: columns `name`, `aliases`, `domains` (see guard.knowledge.lists)."""
-    file = Path(path)
-    result = parse_customers_csv(_read_list_file(file))
-    if not result.ok:
-        raise _row_issues(file, result.errors)
-    return tuple(result.customers)
