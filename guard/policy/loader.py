@@ -27,7 +27,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from guard.policy.engine import Policy, compile_policy
+from guard.policy.compiled import Policy, compile_policy
 from guard.policy.schema import Loc, PolicyDoc, semantic_issues
 
 POLICY_FILE = "policy.yaml"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
-from guard.policy.engine import Policy
+from guard.policy.compiled import Policy
 from guard.policy.loader import PolicyError, load_policy
 
 log = logging.getLogger("guard.policy")
