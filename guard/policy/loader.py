@@ -27,8 +27,9 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from guard.policy.checks import semantic_issues
 from guard.policy.compiled import Policy, compile_policy
-from guard.policy.schema import Loc, PolicyDoc, semantic_issues
+from guard.policy.schema import Loc, PolicyDoc
 
 POLICY_FILE = "policy.yaml"
 # Top-level sections whose lists are concatenated across includes (in include order).
