@@ -11,7 +11,8 @@ passes everything (used when no policy is configured).
 from guard.policy.compiled import Policy, compile_policy, default_policy
 from guard.policy.datafiles import load_customers, load_partners
 from guard.policy.engine import evaluate
-from guard.policy.loader import PolicyError, PolicyIssue, load_policy
+from guard.policy.issues import PolicyError, PolicyIssue
+from guard.policy.loader import load_policy
 from guard.policy.reload import PolicyWatcher
 from guard.policy.rules import CompiledRule
 from guard.policy.schema import Action, PolicyDoc

@@ -27,7 +27,7 @@ from guard.policy.csvread import (
     read_rows,
     row_text,
 )
-from guard.policy.loader import PolicyError, PolicyIssue
+from guard.policy.issues import PolicyError, PolicyIssue
 
 __all__ = [
     "CustomerParseResult",

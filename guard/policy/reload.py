@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from guard.policy.compiled import Policy
-from guard.policy.loader import PolicyError, load_policy
+from guard.policy.issues import PolicyError
+from guard.policy.loader import load_policy
 
 log = logging.getLogger("guard.policy")
 
