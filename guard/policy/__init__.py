@@ -6,6 +6,13 @@
 
 `PolicyWatcher` reloads on change and keeps the last good policy; `default_policy()`
 passes everything (used when no policy is configured).
+
+The path of a policy through the modules: loader (yamltree reads each file with
+positions, schema and values validate, checks look at the whole document, explain and
+issues word the errors) -> compiled (rules, conditions, evidence, patterns) -> engine
+(evaluate; parameters of the winning rule) -> verdict. datafiles (with csvread) reads
+the CSV files a policy names. The policy knows no SMTP, SQL or web: it imports only
+inspect (the findings) and mail (address forms).
 """
 
 from guard.policy.compiled import Policy, compile_policy, default_policy
