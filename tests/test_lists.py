@@ -7,12 +7,11 @@ from hashlib import sha256
 
 import pytest
 
-import guard.knowledge.lists as lists
+import guard.policy.csvread as csvread
 from guard.inspect.context import Customer
-from guard.knowledge.lists import (
-    RowError,
-    address_digest,
-    decode_csv_bytes,
+from guard.mail.digests import address_digest
+from guard.policy.csvread import RowError, decode_csv_bytes
+from guard.policy.datafiles import (
     parse_address_csv,
     parse_customers_csv,
     parse_domain,
@@ -159,7 +158,7 @@ def test_file_level_errors(data: bytes, reason: str) -> None:
 
 
 def test_oversized_file_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lists, "MAX_CSV_BYTES", 10)
+    monkeypatch.setattr(csvread, "MAX_CSV_BYTES", 10)
     result = parse_address_csv(b"a@example.co.jp\n")
     assert result.addresses == [] and "larger" in result.errors[0].reason
 

@@ -30,17 +30,12 @@ from guard.inspect.extract import extract_message
 from guard.inspect.finding import Finding
 from guard.inspect.isolate import ExtractionPool
 from guard.inspect.run import content_findings, problem_findings, recipient_findings
-from guard.knowledge.lists import (
-    DIGEST_SCHEME,
-    address_digest,
-    canonical_digest,
-    key_fingerprint,
-    parse_address_csv,
-)
 from guard.mail.addresses import address_key, domain_of
+from guard.mail.digests import DIGEST_SCHEME, address_digest, canonical_digest, key_fingerprint
 from guard.mail.message import MessageView, cheap_to_read, parse_message
 from guard.mail.rewrite import add_headers, move_to_bcc, prefix_subject
 from guard.policy import Policy, Verdict, evaluate, load_customers, load_partners
+from guard.policy.datafiles import parse_address_csv
 from guard.policy.schema import Action
 from guard.smtp.server import ReceivedMessage
 from guard.store import knowledge

@@ -128,7 +128,7 @@ def _local_time(t: float) -> str:
 
 
 def cmd_lists_show(args: argparse.Namespace) -> int:
-    from guard.knowledge.lists import DIGEST_SCHEME, key_fingerprint
+    from guard.mail.digests import DIGEST_SCHEME, key_fingerprint
     from guard.policy import PolicyError
     from guard.secret import NoSecretHome, load_secret, secret_home
     from guard.store import knowledge
@@ -189,7 +189,7 @@ def cmd_lists_show(args: argparse.Namespace) -> int:
 
 
 def cmd_domains_import(args: argparse.Namespace) -> int:
-    from guard.knowledge.lists import parse_domains_csv
+    from guard.policy.datafiles import parse_domains_csv
     from guard.store import knowledge
 
     settings = settings_of(args)

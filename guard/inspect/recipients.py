@@ -14,7 +14,6 @@ from guard.inspect.context import InspectContext
 from guard.inspect.domains import is_internal, registrable_domain
 from guard.inspect.finding import Finding
 from guard.inspect.lookalike import build_index
-from guard.knowledge.lists import canonical_digest
 from guard.mail.addresses import (
     address_form,
     address_key,
@@ -22,6 +21,7 @@ from guard.mail.addresses import (
     domain_to_unicode,
     in_domain_set,
 )
+from guard.mail.digests import canonical_digest
 
 __all__ = [
     "EnvelopeView",
@@ -167,7 +167,7 @@ def detect_suppressed(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
     """Envelope recipients on a suppression list (opt-out, withdrawn members, …).
 
     Lists hold keyed digests, not addresses; the recipient's key (guard.mail.addresses) is
-    the one lists.parse_address_csv makes of imported rows, so the digests meet.
+    the one guard.policy.datafiles.parse_address_csv makes of imported rows, so the digests meet.
     """
     if not ctx.suppression:
         return []

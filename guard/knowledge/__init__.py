@@ -1,1 +1,1 @@
-"""What the admins tell the guard: suppression lists and their sources."""
+"""The store's side of what the policy declares: suppression lists synced or imported."""

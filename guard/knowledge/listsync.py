@@ -35,14 +35,10 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from guard.knowledge.lists import (
-    DIGEST_SCHEME,
-    RowError,
-    address_digest,
-    key_fingerprint,
-    parse_address_csv,
-)
+from guard.mail.digests import DIGEST_SCHEME, address_digest, key_fingerprint
 from guard.policy import Policy
+from guard.policy.csvread import RowError
+from guard.policy.datafiles import parse_address_csv
 from guard.store import knowledge
 from guard.store.knowledge import ListChange, ListRow
 from guard.store.writer import BatchWriter

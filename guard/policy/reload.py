@@ -16,8 +16,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
-from guard.policy.engine import Policy
-from guard.policy.loader import PolicyError, load_policy
+from guard.policy.compiled import Policy
+from guard.policy.issues import PolicyError
+from guard.policy.loader import load_policy
 
 log = logging.getLogger("guard.policy")
 

@@ -128,7 +128,7 @@ lists = Table(
     Column("entries", Integer, nullable=False),
     Column("imported_at", Float, nullable=False),  # last sync or import
     Column("kind", String(8), nullable=False, server_default="file"),  # file | store
-    # guard.knowledge.lists.key_fingerprint of the key that hashed the entries ("" = unknown)
+    # guard.mail.digests.key_fingerprint of the key that hashed the entries ("" = unknown)
     Column("key_fingerprint", String(16), nullable=False, server_default=""),
     Column("digest_scheme", Integer, nullable=False, server_default="0"),
 )

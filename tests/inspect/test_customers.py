@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from guard.inspect.context import Customer, InspectContext
 from guard.inspect.customers import detect_customer_mismatch, name_terms
-from guard.knowledge.lists import parse_customers_csv
+from guard.policy.datafiles import parse_customers_csv
 from tests.inspect.standins import Attachment, Chunk, View
 
 A = Customer("エー商事株式会社", aliases=("エー商事",), domains=("a-shoji.co.jp",))

@@ -13,7 +13,8 @@ from guard.inspect.recipients import (
     detect_visible_external,
     mask_address,
 )
-from guard.knowledge.lists import address_digest, parse_address_csv
+from guard.mail.digests import address_digest
+from guard.policy.datafiles import parse_address_csv
 
 
 @dataclass

@@ -1,0 +1,138 @@
+"""The compiled policy: a validated document plus everything evaluation looks up.
+
+Compiling happens once per load (patterns, domain sets, group membership), so
+`engine.evaluate` does no parsing per message. A Policy is immutable: a reload builds a
+new one and swaps it in whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from guard.inspect.context import KeywordRule
+from guard.mail.addresses import address_key, domain_of
+from guard.policy.patterns import DomainSet, glob_pattern
+from guard.policy.rules import CompiledRule
+from guard.policy.schema import Action, Defaults, Group, PolicyDoc
+
+
+@dataclass(frozen=True, eq=False)
+class Policy:
+    """A validated, compiled policy. Immutable: reload builds a new one."""
+
+    doc: PolicyDoc
+    rules: tuple[CompiledRule, ...]
+    source: Path | None = None  # the main policy file
+    files: tuple[Path, ...] = ()  # YAML files read: the main file and its includes
+    partners_file: Path | None = None
+    customers_file: Path | None = None
+    suppression_lists: Mapping[str, Path] = field(default_factory=dict)  # synced from files
+    store_lists: frozenset[str] = frozenset()  # managed by `guard lists import`
+    digest: str = ""  # sha256 of the YAML files, to record which policy decided
+    warnings: tuple[str, ...] = ()
+    internal_domains: frozenset[str] = frozenset()
+    keywords: tuple[KeywordRule, ...] = ()
+    _internal: DomainSet = field(default_factory=lambda: DomainSet(()), repr=False)
+    _exact_members: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    _pattern_members: tuple[tuple[str, re.Pattern[str]], ...] = field(default=(), repr=False)
+    _group_cache: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    @property
+    def defaults(self) -> Defaults:
+        return self.doc.defaults
+
+    @property
+    def groups(self) -> Mapping[str, Group]:
+        return self.doc.groups
+
+    @property
+    def new_domain_scope(self) -> str:
+        return self.doc.defaults.new_domain_scope
+
+    @property
+    def language(self) -> str:
+        return self.doc.defaults.language
+
+    @property
+    def data_files(self) -> tuple[Path, ...]:
+        files = [self.partners_file, self.customers_file, *self.suppression_lists.values()]
+        return tuple(f for f in files if f is not None)
+
+    @property
+    def watched_files(self) -> tuple[Path, ...]:
+        """Files whose change means "reload": the YAML files and the lists they name."""
+        return (*self.files, *self.data_files)
+
+    def is_internal(self, address: str) -> bool:
+        return domain_of(address) in self._internal
+
+    def groups_of(self, sender: str) -> tuple[str, ...]:
+        """The sender's groups: exact member entries first, then patterns, in file order."""
+        address = address_key(sender)
+        cached = self._group_cache.get(address)
+        if cached is not None:
+            return cached
+        found = list(self._exact_members.get(address, ()))
+        for name, pattern in self._pattern_members:
+            if name not in found and pattern.match(address):
+                found.append(name)
+        result = tuple(found)
+        if len(self._group_cache) > 10_000:  # bounded: senders are few, but be safe
+            self._group_cache.clear()
+        self._group_cache[address] = result
+        return result
+
+    def group_of(self, sender: str) -> str | None:
+        groups = self.groups_of(sender)
+        return groups[0] if groups else None
+
+
+def compile_policy(
+    doc: PolicyDoc,
+    *,
+    source: Path | None = None,
+    files: tuple[Path, ...] = (),
+    partners_file: Path | None = None,
+    customers_file: Path | None = None,
+    suppression_lists: Mapping[str, Path] | None = None,
+    store_lists: frozenset[str] = frozenset(),
+    digest: str = "",
+    warnings: tuple[str, ...] = (),
+) -> Policy:
+    """Compile a validated document; the loader adds what it read (files, digest)."""
+    exact: dict[str, list[str]] = {}
+    patterns: list[tuple[str, re.Pattern[str]]] = []
+    for name, group in doc.groups.items():
+        globs = [m for m in group.members if set("*?[") & set(m)]
+        for member in group.members:
+            if member not in globs and name not in exact.setdefault(member, []):
+                exact[member].append(name)
+        compiled = glob_pattern(globs)
+        if compiled is not None:
+            patterns.append((name, compiled))
+    return Policy(
+        doc=doc,
+        rules=tuple(CompiledRule(r) for r in doc.rules if r.enabled),
+        source=source,
+        files=files,
+        partners_file=partners_file,
+        customers_file=customers_file,
+        suppression_lists=dict(suppression_lists or {}),
+        store_lists=store_lists,
+        digest=digest,
+        warnings=warnings,
+        internal_domains=frozenset(doc.defaults.internal_domains),
+        keywords=tuple(KeywordRule(k.name, k.pattern, tuple(k.fields)) for k in doc.keywords),
+        _internal=DomainSet(doc.defaults.internal_domains),
+        _exact_members={k: tuple(v) for k, v in exact.items()},
+        _pattern_members=tuple(patterns),
+    )
+
+
+def default_policy() -> Policy:
+    """Pass everything: used when no policy is configured."""
+    doc = PolicyDoc(defaults=Defaults(uninspectable=Action.PASS))
+    return compile_policy(doc, digest="default")
