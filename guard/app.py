@@ -48,7 +48,7 @@ from guard.smtp.listeners import (
     upstream_loop,
 )
 from guard.smtp.server import GuardHandler
-from guard.store import db, knowledge, migrate
+from guard.store import db, knowledge, migrate, reads
 from guard.store import queue as q
 from guard.store.faults import describe, log_failure
 from guard.store.writer import BatchWriter
@@ -327,7 +327,7 @@ class GuardApp:
 
     async def refresh_queue_metrics(self) -> None:
         async with self.engine.connect() as conn:
-            counts = await q.count_by_state(conn)
+            counts = await reads.count_by_state(conn)
         for state in ("queued", "deferred", "held", "delivered", "bounced", "rejected",
                       "cancelled", "expired"):
             metrics.QUEUE_DEPTH.labels(state).set(counts.get(state, 0))

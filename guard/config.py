@@ -163,7 +163,7 @@ class PolicySettings(_Section):
 
 
 class ReviewSettings(_Section):
-    """Holds that people resolve: notices, review pages, link tokens (issue 4)."""
+    """Holds that people resolve: notices, review pages, link tokens."""
 
     # How people reach the review pages; "" = web.base_url, else http://<web.listen>.
     base_url: str = ""
@@ -266,7 +266,7 @@ class Settings(_Section):
     instance_id: str = ""  # defaults to hostname:pid
 
 
-# Environment names that containers and test scripts rely on (issue #2), plus one per
+# Environment names that containers and test scripts rely on, plus one per
 # commonly changed key. Anything else: GUARD_<SECTION>__<KEY>, e.g. GUARD_DELIVERY__MIN_BACKOFF.
 ENV_NAMES: dict[str, tuple[str, str]] = {
     "GUARD_SMTP_LISTEN": ("smtp", "listen"),

@@ -219,13 +219,13 @@ def _fmt_time(t: float | None) -> str:
 
 
 def cmd_queue_list(args: argparse.Namespace) -> int:
-    from guard.store import queue as q
+    from guard.store import reads
 
     settings = _settings(args)
 
     async def go(engine: Any) -> list[dict[str, Any]]:
         async with engine.connect() as conn:
-            return await q.list_messages(conn, args.state, args.limit)
+            return await reads.list_messages(conn, args.state, args.limit)
 
     rows = asyncio.run(_read(settings, go))
     if args.json:
@@ -243,13 +243,13 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_show(args: argparse.Namespace) -> int:
-    from guard.store import queue as q
+    from guard.store import reads
 
     settings = _settings(args)
 
     async def go(engine: Any) -> dict[str, Any] | None:
         async with engine.connect() as conn:
-            return await q.show_message(conn, args.id)
+            return await reads.show_message(conn, args.id)
 
     row = asyncio.run(_read(settings, go))
     if row is None:
@@ -304,7 +304,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from guard.store.schema import STATES
+    from guard.store.lifecycle import State
 
     p = _Parser(prog="guard", description="Outbound email guard")
     p.add_argument("--config", "-c", help="config file (TOML); also GUARD_CONFIG")
@@ -348,8 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     qp = sub.add_parser("queue", help="look at the queue").add_subparsers(
         dest="queue_cmd", required=True)
     ql = qp.add_parser("list", help="list messages, newest first")
-    ql.add_argument("--state", choices=(*STATES, "delivering"), metavar="STATE",
-                    help=f"only this state: {', '.join((*STATES, 'delivering'))}")
+    states = (*State, "delivering")
+    ql.add_argument("--state", choices=states, metavar="STATE",
+                    help=f"only this state: {', '.join(states)}")
     ql.add_argument("--limit", type=int, default=100)
     ql.add_argument("--json", action="store_true")
     ql.set_defaults(func=cmd_queue_list)

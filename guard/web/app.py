@@ -27,7 +27,7 @@ from guard.devsink import CaptureHandler
 from guard.hold.notify.notices import format_time
 from guard.hold.preview import build_preview
 from guard.relay.client import Upstream
-from guard.store import queue as q
+from guard.store import reads
 from guard.store.faults import describe
 from guard.store.writer import BatchWriter
 
@@ -92,7 +92,7 @@ class HealthCheck:
 
     async def _read(self) -> float | None:
         async with self.engine.connect() as conn:
-            return await q.oldest_deferred_age(conn)
+            return await reads.oldest_deferred_age(conn)
 
     async def database(self) -> tuple[str, float | None]:
         """("ok" or "error: …", age of the oldest deferred message), within the deadline."""
