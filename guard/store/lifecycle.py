@@ -115,7 +115,8 @@ MOVES: tuple[Move, ...] = tuple([
          "the hold's time is up and its default is send"),
     Move(State.HELD, State.EXPIRED, "expire", "hold.lifecycle.expire",
          "the hold's time is up and its default is cancel"),
-    Move(State.HELD, State.CANCELLED, "cancel", "hold.lifecycle.cancel, release, drop_recipient",
+    Move(State.HELD, State.CANCELLED, "cancel",
+         "hold.lifecycle.cancel, hold.lifecycle.release, hold.lifecycle.drop_recipient",
          "the sender or an admin cancels, or the last recipient is taken out"),
     Move(State.HELD, State.CANCELLED, "reject", "hold.lifecycle.reject",
          "an approver says no"),
@@ -180,7 +181,8 @@ def table() -> str:
     rows = ["| from | to | audit action | made by | when |", "|---|---|---|---|---|"]
     for m in MOVES:
         src = "(stored)" if m.source is None else f"`{m.source}`"
-        rows.append(f"| {src} | `{m.target}` | `{m.action}` | `{m.by}` | {m.when} |")
+        by = ", ".join(f"`{name}`" for name in m.by.split(", "))
+        rows.append(f"| {src} | `{m.target}` | `{m.action}` | {by} | {m.when} |")
     return "\n".join(rows)
 
 
