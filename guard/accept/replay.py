@@ -19,11 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from guard.accept.decide import Inspector
 from guard.policy import Policy
-from guard.store import knowledge, reads
+from guard.store import AsyncEngine, knowledge, reads
 
 HELD = ("delay", "confirm", "approve")
 

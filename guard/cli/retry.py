@@ -14,10 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
-
-from guard.config import Settings, load_settings
+from guard.config import Settings, load_settings, parse_database_url
 
 # exit codes: 0 done (or nothing to do), 1 no such message, 3 not a message that waits
 NOT_FOUND, NOT_WAITING = 1, 3
@@ -37,7 +34,7 @@ def _actor() -> str:
 
 
 def _missing_database(settings: Settings) -> str | None:
-    url = make_url(settings.database.url)
+    url = parse_database_url(settings.database.url)
     if url.drivername.startswith("sqlite") and not (url.database and Path(url.database).exists()):
         return f"no database at {url.database} (check database.url or GUARD_DATABASE_URL)"
     return None
@@ -67,9 +64,11 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if missing:
         print(f"guard: {missing}", file=sys.stderr)
         return 1
+    from guard.store import StoreError
+
     try:
         res = asyncio.run(_retry(settings, None if args.all else args.id))
-    except (SQLAlchemyError, OSError) as e:
+    except (StoreError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"guard: the database could not be updated: {first}", file=sys.stderr)
         return 1

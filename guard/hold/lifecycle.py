@@ -25,14 +25,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from guard.config import Settings
 from guard.hold import metrics
 from guard.hold.model import KINDS, Hold, parse_hold
 from guard.hold.notify.notices import Event, NoticeFactory
 from guard.mail.addresses import address_key
 from guard.mail.rewrite import move_to_bcc, remove_recipients
+from guard.store import AsyncConnection
 from guard.store import holds as H
 from guard.store import queue as q
 from guard.store.writer import BatchWriter

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
 
 from guard.config import Settings
@@ -25,6 +24,7 @@ from guard.hold.notify.notices import NoticeFactory
 from guard.hold.timers import HoldTimers
 from guard.hold.tokens import TokenSigner
 from guard.relay.worker import instance_id
+from guard.store import AsyncEngine
 from guard.store.writer import BatchWriter
 from guard.web.review import ReviewPages
 

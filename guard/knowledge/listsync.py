@@ -33,8 +33,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from guard.knowledge.lists import (
     DIGEST_SCHEME,
     RowError,
@@ -43,7 +41,7 @@ from guard.knowledge.lists import (
     parse_address_csv,
 )
 from guard.policy import Policy
-from guard.store import knowledge
+from guard.store import AsyncConnection, AsyncEngine, knowledge
 from guard.store.knowledge import ListChange, ListRow
 from guard.store.writer import BatchWriter
 

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any
 
 import aiosmtplib
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard import metrics
 from guard.config import DeliverySettings
@@ -37,7 +36,7 @@ from guard.logs import queue_id_var
 from guard.relay.client import Outcome, Upstream, UpstreamUnavailable
 from guard.relay.dsn import FailedRecipient, build_dsn
 from guard.relay.owner import LeaseOwner
-from guard.store import delivery, knowledge
+from guard.store import AsyncConnection, delivery, knowledge
 from guard.store import queue as q
 from guard.store.faults import is_unavailable, log_failure
 from guard.store.writer import BatchWriter, WriterClosed

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -27,7 +26,7 @@ from guard.devsink import CaptureHandler
 from guard.hold.notify.notices import format_time
 from guard.hold.preview import build_preview
 from guard.relay.client import Upstream
-from guard.store import reads
+from guard.store import AsyncEngine, reads
 from guard.store.faults import describe
 from guard.store.writer import BatchWriter
 

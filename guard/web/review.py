@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -43,6 +42,7 @@ from guard.hold.notify.texts import TEXTS, text
 from guard.hold.preview import Preview, build_preview
 from guard.hold.tokens import LinkToken, TokenError, TokenExpired, TokenSigner
 from guard.mail.addresses import address_key, domain_of, normalize_domain
+from guard.store import AsyncEngine
 from guard.store import holds as H
 from guard.store.db import db_now
 
