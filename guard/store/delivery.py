@@ -215,7 +215,7 @@ async def record_attempt(conn: AsyncConnection, now: float, message_id: str, own
         # the compare-and-set on the lease comes first: if it fails nothing is written
         counts = dict(envelope.settled)
         for o in outcomes:
-            key = "pending" if o == "deferred" else o
+            key = RecipientState.PENDING if o == "deferred" else o
             counts[key] = counts.get(key, 0) + 1
         to_state, action = _final_state(counts)
         if not await transition(
@@ -244,7 +244,7 @@ async def record_attempt(conn: AsyncConnection, now: float, message_id: str, own
 async def _set_recipients(conn: AsyncConnection, now: float, message_id: str,
                           results: Sequence[RecipientResult], outcomes: list[str]) -> None:
     await conn.execute(_SET_RECIPIENT, [
-        {"m": message_id, "i": r.idx, "s": "pending" if o == "deferred" else o,
+        {"m": message_id, "i": r.idx, "s": str(RecipientState.PENDING) if o == "deferred" else o,
          "c": r.code, "r": r.reply[:1000], "t": now}
         for r, o in zip(results, outcomes, strict=True)])
 
