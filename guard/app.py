@@ -16,12 +16,17 @@ from typing import Any
 import aiosmtpd
 import aiosmtplib
 import uvicorn
-from sqlalchemy.engine import make_url
 
 from guard import metrics, multiproc
 from guard.accept.decide import Inspector, KnowledgeCache, PolicyDecider
 from guard.accept.pipeline import Decider, Pipeline, queue_everything
-from guard.config import ConfigError, Settings, parse_hostport, parse_upstream_url
+from guard.config import (
+    ConfigError,
+    Settings,
+    describe_database,
+    parse_hostport,
+    parse_upstream_url,
+)
 from guard.devsink import CaptureHandler, capture_protocol_factory
 from guard.hold.notify.notices import timezone_of
 from guard.hold.service import HoldService
@@ -49,7 +54,7 @@ from guard.smtp.listeners import (
     upstream_loop,
 )
 from guard.smtp.server import GuardHandler
-from guard.store import db, knowledge, migrate
+from guard.store import db, knowledge, migrate, reads
 from guard.store import queue as q
 from guard.store.faults import describe, log_failure
 from guard.store.writer import BatchWriter
@@ -243,7 +248,7 @@ class GuardApp:
         written (a read-only file or filesystem, a full disk, a server that is down) is
         refused here with one line, not found at the first message."""
         s = self.settings
-        where = make_url(s.database.url).render_as_string(hide_password=True)
+        where = describe_database(s.database.url)
         try:
             if s.database.auto_upgrade:
                 # migrations may take longer than a statement deadline, and may wait for
@@ -330,7 +335,7 @@ class GuardApp:
 
     async def refresh_queue_metrics(self) -> None:
         async with self.engine.connect() as conn:
-            counts = await q.count_by_state(conn)
+            counts = await reads.count_by_state(conn)
         for state in ("queued", "deferred", "held", "delivered", "bounced", "rejected",
                       "cancelled", "expired"):
             metrics.QUEUE_DEPTH.labels(state).set(counts.get(state, 0))

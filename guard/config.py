@@ -2,16 +2,25 @@
 
 The documented defaults live here and in docs/configuration.md; `guard config show`
 prints the effective values (secrets masked).
+
+Longer than 400 lines for one job: the settings model with its documented defaults,
+loading it, and reading and showing the values it holds (host:port, the upstream and
+database URLs, masking secrets). Each section's fields are few; splitting the model
+would scatter the defaults that docs/configuration.md mirrors, and the value readers
+sit at the bottom of the rooms, where every other room (the secret included) can use
+them without the store or the network.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -163,7 +172,7 @@ class PolicySettings(_Section):
 
 
 class ReviewSettings(_Section):
-    """Holds that people resolve: notices, review pages, link tokens (issue 4)."""
+    """Holds that people resolve: notices, review pages, link tokens."""
 
     # How people reach the review pages; "" = web.base_url, else http://<web.listen>.
     base_url: str = ""
@@ -266,7 +275,7 @@ class Settings(_Section):
     instance_id: str = ""  # defaults to hostname:pid
 
 
-# Environment names that containers and test scripts rely on (issue #2), plus one per
+# Environment names that containers and test scripts rely on, plus one per
 # commonly changed key. Anything else: GUARD_<SECTION>__<KEY>, e.g. GUARD_DELIVERY__MIN_BACKOFF.
 ENV_NAMES: dict[str, tuple[str, str]] = {
     "GUARD_SMTP_LISTEN": ("smtp", "listen"),
@@ -418,3 +427,82 @@ def parse_upstream_url(url: str) -> tuple[UpstreamSecurity, str, int, str, str]:
         raise ValueError(f"upstream {mask_url(url)!r}: no host")
     return (security, parts.hostname, parts.port or default_port,
             unquote(parts.username or ""), unquote(parts.password or ""))
+
+
+# --- database URLs: read here without the SQL library, so that the secret's home and
+# the messages that name a database need nothing from the store -------------------------
+
+# The URL form of the store's SQL library (`dialect+driver://user:password@host:port/
+# database?query`), parsed the same way (tests/test_config.py compares the two).
+_DATABASE_URL = re.compile(r"""
+    (?P<name>[\w+]+)://
+    (?:(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@)?
+    (?:(?:\[(?P<ipv6host>[^/?]+)\]|(?P<ipv4host>[^/:?]+))?(?::(?P<port>[^/?]*))?)?
+    (?:/(?P<database>[^?]*))?
+    (?:\?(?P<query>.*))?
+    """, re.X)
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    drivername: str
+    username: str | None
+    password: str | None
+    host: str | None
+    port: int | None
+    database: str | None
+    query: tuple[tuple[str, str], ...]
+
+    def shown(self) -> str:
+        """The URL with the password hidden: what logs and error messages say."""
+        s = self.drivername + "://"
+        if self.username is not None:
+            s += quote(self.username, safe=" +")
+            if self.password is not None:
+                s += ":***"
+            s += "@"
+        if self.host is not None:
+            s += f"[{self.host}]" if ":" in self.host else self.host
+        if self.port is not None:
+            s += f":{self.port}"
+        if self.database is not None:
+            s += "/" + quote(self.database, safe=" +/")
+        if self.query:
+            s += "?" + "&".join(f"{quote_plus(k)}={quote_plus(v)}"
+                                for k, v in sorted(self.query, key=lambda kv: kv[0]))
+        return s
+
+
+def parse_database_url(url: str) -> DatabaseURL:
+    m = _DATABASE_URL.match(url)
+    if m is None:
+        raise ConfigError(f"database url {mask_url(url)!r}: not a URL such as "
+                          "sqlite:///guard.db or postgresql://user@host/guard")
+    g = m.groupdict()
+    try:
+        port = int(g["port"]) if g["port"] else None
+    except ValueError:
+        raise ConfigError(f"database url {mask_url(url)!r}: bad port {g['port']!r}") from None
+
+    def part(name: str) -> str | None:
+        return None if g[name] is None else unquote(g[name])
+
+    return DatabaseURL(g["name"], part("username"), part("password"),
+                       g["ipv4host"] or g["ipv6host"], port, part("database"),
+                       tuple(parse_qsl(g["query"])) if g["query"] is not None else ())
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    u = parse_database_url(url)
+    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def describe_database(url: str) -> str:
+    """A database URL as logs and messages show it (password hidden)."""
+    try:
+        return parse_database_url(url).shown()
+    except ConfigError:
+        return mask_url(url)

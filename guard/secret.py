@@ -27,7 +27,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from guard.config import ConfigError, Settings
+from guard.config import ConfigError, Settings, describe_database, sqlite_path
 
 log = logging.getLogger("guard.secret")
 
@@ -53,12 +53,10 @@ def secret_home(settings: Settings) -> SecretHome:
         return SecretHome(None)
     if settings.secret_file:
         return SecretHome(Path(settings.secret_file).absolute())
-    from guard.store.access import describe, sqlite_path
-
     db_file = sqlite_path(settings.database.url)
     if db_file is None:
         raise NoSecretHome(
-            f"the database {describe(settings.database.url)} has no directory to keep the "
+            f"the database {describe_database(settings.database.url)} has no directory to keep the "
             "secret in: set GUARD_SECRET or GUARD_SECRET_FILE (secret / secret_file)")
     return SecretHome(db_file.resolve().parent / SECRET_FILE_NAME)
 

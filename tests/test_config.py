@@ -11,9 +11,12 @@ from pydantic import BaseModel
 from guard.config import (
     ConfigError,
     Settings,
+    describe_database,
     load_settings,
+    parse_database_url,
     parse_hostport,
     parse_upstream_url,
+    sqlite_path,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,3 +148,38 @@ def test_upstream_and_listen_parsing():
     assert parse_hostport(":587") == ("0.0.0.0", 587)
     with pytest.raises(ConfigError):
         parse_hostport("host:port")
+
+
+DATABASE_URLS = [
+    "sqlite:///guard.db", "sqlite:////var/lib/guard/guard.db", "sqlite://",
+    "sqlite:///:memory:", "sqlite+aiosqlite:///rel/a%20b.db?timeout=3",
+    "postgresql://postgres@127.0.0.1:5432/test", "postgres://guard@db/guard",
+    "postgresql+asyncpg://u:p%40ss@h/db?sslmode=require&a=b&a=c",
+    "postgresql://u:secret@[::1]:5432/d", "postgresql://u:@h/d", "postgresql:///d",
+]
+
+
+@pytest.mark.parametrize("url", DATABASE_URLS)
+def test_database_urls_read_as_the_store_reads_them(url: str):
+    """The secret's home and the messages that name a database read the URL without the
+    store's SQL library: the same parts, the same shown form, the password hidden."""
+    from sqlalchemy.engine import make_url
+
+    ours, theirs = parse_database_url(url), make_url(url)
+    assert (ours.drivername, ours.username, ours.password, ours.host, ours.port,
+            ours.database) == (theirs.drivername, theirs.username, theirs.password,
+                               theirs.host, theirs.port, theirs.database)
+    assert describe_database(url) == theirs.render_as_string(hide_password=True)
+    assert "secret" not in describe_database(url)
+    expected = (None if not theirs.drivername.startswith("sqlite") or not theirs.database
+                or theirs.database == ":memory:" else Path(theirs.database))
+    assert sqlite_path(url) == expected
+
+
+def test_a_database_url_that_is_not_one_is_a_config_error():
+    with pytest.raises(ConfigError, match="not a URL"):
+        parse_database_url("guard.db")
+    with pytest.raises(ConfigError, match="bad port"):
+        parse_database_url("postgresql://u:pw@h:x/d")
+    assert describe_database("guard.db") == "guard.db"
+

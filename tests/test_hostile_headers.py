@@ -23,8 +23,7 @@ from typing import Any
 
 import pytest
 
-from guard.store import db
-from guard.store import queue as q
+from guard.store import db, reads
 from tests.conftest import EXAMPLE_POLICY, USER_PASSWORD, Sink, TlsFiles, wait_for
 from tests.hold.conftest import LINK, parse_notice
 from tests.hostile import HOSTILE, plain_message, slow_attachment_message
@@ -83,7 +82,7 @@ def _rows(url: str) -> dict[str, dict[str, Any]]:
     async def go() -> list[dict[str, Any]]:
         engine = db.create_engine(url)
         async with engine.connect() as conn:
-            rows = await q.list_messages(conn, limit=1000)
+            rows = await reads.list_messages(conn, limit=1000)
         await engine.dispose()
         return rows
 

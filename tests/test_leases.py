@@ -18,7 +18,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from guard.relay.owner import LeaseOwner
@@ -27,8 +26,8 @@ from tests.conftest import (
     PG_URL,
     Sink,
     TlsFiles,
-    postgres_available,
     query_rows,
+    require_postgres,
     reset_postgres,
     simple_message,
     submit,
@@ -170,10 +169,7 @@ def test_an_upstream_250_that_cannot_be_stored_as_is_is_recorded_and_not_sent_ag
 
 def test_a_survivor_takes_over_a_killed_instance_mail_within_seconds(
         guard_factory, tls: TlsFiles):
-    if not postgres_available():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required in CI")
-        pytest.skip("no PostgreSQL")
+    require_postgres()  # CI fails without PostgreSQL; elsewhere the test skips
     reset_postgres()
     sink = Sink().start()
     try:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from guard.store import db
-from guard.store import queue as q
+from guard.store import db, reads
 from tests.conftest import EXAMPLE_POLICY, Sink, TlsFiles, submit, wait_for
 from tests.inspect.fixtures import xlsx
 
@@ -49,7 +48,7 @@ def _rows(url: str) -> list[dict]:
     async def go():
         engine = db.create_engine(url)
         async with engine.connect() as conn:
-            rows = await q.list_messages(conn)
+            rows = await reads.list_messages(conn)
         await engine.dispose()
         return rows
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from guard.store import db, migrate
+from guard.store import db, delivery, migrate, reads
 from guard.store import queue as q
 from guard.store.writer import BatchWriter
 
@@ -31,33 +31,33 @@ def _msg(i: str) -> q.NewMessage:
 async def test_a_lease_is_exclusive_until_it_expires(store):
     engine, writer = store
     await writer.submit(lambda c, now: q.insert_message(c, now, _msg("M1")))
-    a = await writer.submit(lambda c, now: q.claim_due(c, now, "A", 0.5, 10))
+    a = await writer.submit(lambda c, now: delivery.claim_due(c, now, "A", 0.5, 10))
     assert [m.id for m in a] == ["M1"]
     # B finds nothing while A's lease runs
-    assert await writer.submit(lambda c, now: q.claim_due(c, now, "B", 0.5, 10)) == []
+    assert await writer.submit(lambda c, now: delivery.claim_due(c, now, "B", 0.5, 10)) == []
     import asyncio
 
     await asyncio.sleep(0.7)
-    b = await writer.submit(lambda c, now: q.claim_due(c, now, "B", 30, 10))
+    b = await writer.submit(lambda c, now: delivery.claim_due(c, now, "B", 30, 10))
     assert [m.id for m in b] == ["M1"]  # A looked dead; B took over
-    res = [q.RecipientResult(0, "x@example.net", 250, "ok", "delivered"),
-           q.RecipientResult(1, "y@example.net", 250, "ok", "delivered")]
+    res = [delivery.RecipientResult(0, "x@example.net", 250, "ok", "delivered"),
+           delivery.RecipientResult(1, "y@example.net", 250, "ok", "delivered")]
     # A wakes up: its compare-and-set on the lease fails, nothing of its attempt is written
     # (both ways of recording: with the envelope it read, and without)
-    env = await writer.submit(lambda c, now: q.load_for_delivery(c, "M1"))
+    env = await writer.submit(lambda c, now: delivery.load_for_delivery(c, "M1"))
     assert env.rcpts == [(0, "x@example.net"), (1, "y@example.net")] and env.settled == {}
-    state_a = await writer.submit(lambda c, now: q.record_attempt(
+    state_a = await writer.submit(lambda c, now: delivery.record_attempt(
         c, now, "M1", "A", res, next_attempt_at=now, give_up=False, actor="relay:A", detail={},
         envelope=env))
     assert state_a is None
-    state_a = await writer.submit(lambda c, now: q.record_attempt(
+    state_a = await writer.submit(lambda c, now: delivery.record_attempt(
         c, now, "M1", "A", res, next_attempt_at=now, give_up=False, actor="relay:A", detail={}))
     assert state_a is None
-    state_b = await writer.submit(lambda c, now: q.record_attempt(
+    state_b = await writer.submit(lambda c, now: delivery.record_attempt(
         c, now, "M1", "B", res, next_attempt_at=now, give_up=False, actor="relay:B", detail={}))
     assert state_b == "delivered"
     async with engine.connect() as conn:
-        shown = await q.show_message(conn, "M1")
+        shown = await reads.show_message(conn, "M1")
     assert [a["actor"] for a in shown["audit"]] == ["test", "relay:B"]
 
 
@@ -72,7 +72,7 @@ async def test_transition_is_compare_and_set_with_one_audit_row(store):
         action="hold"))
     assert (ok, again) == (True, False)
     async with engine.connect() as conn:
-        shown = await q.show_message(conn, "M2")
+        shown = await reads.show_message(conn, "M2")
     assert shown["state"] == "held"
     assert [(a["action"], a["from_state"], a["to_state"]) for a in shown["audit"]] == [
         ("accepted", "", "queued"), ("hold", "queued", "held")]
@@ -93,7 +93,7 @@ async def test_failed_operation_does_not_take_its_batch_down(store):
     assert results[0] == "M3" and results[2] == "M4"
     assert isinstance(results[1], RuntimeError)
     async with engine.connect() as conn:
-        assert await q.count_messages(conn) == 2
+        assert await reads.count_messages(conn) == 2
 
 
 async def test_database_clock_is_used(store):
@@ -158,9 +158,9 @@ async def test_a_batch_of_accepts_is_grouped_and_a_duplicate_fails_alone(store):
     assert [r for r in results if isinstance(r, str)] == ids
     assert sum(isinstance(r, Exception) for r in results) == 1  # the duplicate D0
     async with engine.connect() as conn:
-        assert await q.count_messages(conn) == 11
+        assert await reads.count_messages(conn) == 11
         for i in ["D1", "D10"]:
-            shown = await q.show_message(conn, i)
+            shown = await reads.show_message(conn, i)
             assert [r["address"] for r in shown["recipients"]] == ["x@example.net",
                                                                     "y@example.net"]
             assert [a["action"] for a in shown["audit"]] == ["accepted"]
@@ -176,14 +176,14 @@ async def test_a_claim_brings_small_messages_with_it(store):
     small = _msg("S1")
     big = q.NewMessage(id="B1", state="queued", mail_from="a@example.co.jp", sender="alice",
                        rcpt_tos=["x@example.net"], actor="test",
-                       data=b"Subject: big\r\n\r\n" + b"x" * (q.PREFETCH_BYTES + 1))
+                       data=b"Subject: big\r\n\r\n" + b"x" * (delivery.PREFETCH_BYTES + 1))
     for m in (small, big):
         await writer.submit(lambda c, now, m=m: q.insert_message(c, now, m))
     claimed = {c.id: c for c in await writer.submit(
-        lambda c, now: q.claim_due(c, now, "A", 30, 10))}
+        lambda c, now: delivery.claim_due(c, now, "A", 30, 10))}
     assert set(claimed) == {"S1", "B1"}
     env = claimed["S1"].envelope
     assert env is not None and env.data == small.data and env.state == "queued"
     assert env.rcpts == [(0, "x@example.net"), (1, "y@example.net")] and env.settled == {}
-    assert env == await writer.submit(lambda c, now: q.load_for_delivery(c, "S1"))
+    assert env == await writer.submit(lambda c, now: delivery.load_for_delivery(c, "S1"))
     assert claimed["B1"].envelope is None  # read when it is sent

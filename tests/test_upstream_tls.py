@@ -8,8 +8,7 @@ import ssl
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from guard.store import db
-from guard.store import queue as q
+from guard.store import db, reads
 from tests.conftest import Sink, TlsFiles, free_port, simple_message, submit, wait_for
 
 
@@ -23,7 +22,7 @@ def _state(url: str) -> list[dict]:
     async def go():
         engine = db.create_engine(url)
         async with engine.connect() as conn:
-            rows = await q.list_messages(conn)
+            rows = await reads.list_messages(conn)
         await engine.dispose()
         return rows
 
@@ -34,8 +33,8 @@ def _last_reply(url: str) -> str:
     async def go():
         engine = db.create_engine(url)
         async with engine.connect() as conn:
-            (row,) = await q.list_messages(conn)
-            shown = await q.show_message(conn, row["id"])
+            (row,) = await reads.list_messages(conn)
+            shown = await reads.show_message(conn, row["id"])
         await engine.dispose()
         return shown["recipients"][0]["last_reply"]
 

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from guard.accept.pipeline import Decision
 from guard.inspect.context import Customer, InspectContext
 from guard.inspect.domains import registrable_domain
@@ -38,7 +36,7 @@ from guard.policy import Policy, Verdict, evaluate, load_customers, load_partner
 from guard.policy.datafiles import parse_address_csv
 from guard.policy.schema import Action
 from guard.smtp.server import ReceivedMessage
-from guard.store import knowledge
+from guard.store import AsyncEngine, knowledge
 
 log = logging.getLogger("guard.inspect")
 

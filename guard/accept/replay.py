@@ -19,12 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from guard.accept.decide import Inspector
 from guard.policy import Policy
-from guard.store import knowledge
-from guard.store import queue as q
+from guard.store import AsyncEngine, knowledge, reads
 
 HELD = ("delay", "confirm", "approve")
 
@@ -124,11 +121,11 @@ async def replay(engine: AsyncEngine, inspector: Inspector, policy: Policy,
     async with engine.connect() as conn:
         history = HistoryAsOf(await knowledge.domain_history(conn),
                               await knowledge.address_history(conn))
-        report.without_bytes = await q.count_without_bytes(conn, since)
+        report.without_bytes = await reads.count_without_bytes(conn, since)
     last = ""
     while True:
         async with engine.connect() as conn:
-            page = await q.stored_page(conn, since, last)
+            page = await reads.stored_page(conn, since, last)
         if not page:
             break
         for m in sorted(page, key=lambda m: m.received_at):

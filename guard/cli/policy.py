@@ -134,8 +134,9 @@ def _envelope(data: bytes, args: argparse.Namespace) -> tuple[str, list[str]]:
 
 def cmd_policy_test(args: argparse.Namespace) -> int:
     from guard.accept.decide import Inspector
+    from guard.config import describe_database as describe
     from guard.knowledge.listsync import ListKeyError, ListSet, ListSourceError, lists_as_served
-    from guard.store.access import StoreNotReady, describe, open_store
+    from guard.store.access import StoreNotReady, open_store
 
     settings = settings_of(args)
     data = Path(args.message).read_bytes()

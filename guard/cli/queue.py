@@ -40,11 +40,13 @@ def add_commands(sub: Any) -> None:
 
 
 def add_queue_commands(queue_subparsers: Any) -> None:
-    from guard.store.schema import STATES
+    from guard.store.lifecycle import State
+
+    states = [str(s) for s in State]
 
     ql = queue_subparsers.add_parser("list", help="list messages, newest first")
-    ql.add_argument("--state", choices=(*STATES, "delivering"), metavar="STATE",
-                    help=f"only this state: {', '.join((*STATES, 'delivering'))}")
+    ql.add_argument("--state", choices=(*states, "delivering"), metavar="STATE",
+                    help=f"only this state: {', '.join((*states, 'delivering'))}")
     ql.add_argument("--limit", type=int, default=100)
     ql.add_argument("--json", action="store_true")
     ql.set_defaults(func=cmd_queue_list)
@@ -82,11 +84,11 @@ def _fmt_time(t: float | None) -> str:
 
 
 def cmd_queue_list(args: argparse.Namespace) -> int:
-    from guard.store import queue as q
+    from guard.store import reads
 
     async def go(store: Store) -> list[dict[str, Any]]:
         async with store.engine.connect() as conn:
-            return await q.list_messages(conn, args.state, args.limit)
+            return await reads.list_messages(conn, args.state, args.limit)
 
     rows = with_store(settings_of(args), go)
     if args.json:
@@ -104,11 +106,11 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_show(args: argparse.Namespace) -> int:
-    from guard.store import queue as q
+    from guard.store import reads
 
     async def go(store: Store) -> dict[str, Any] | None:
         async with store.engine.connect() as conn:
-            return await q.show_message(conn, args.id)
+            return await reads.show_message(conn, args.id)
 
     row = with_store(settings_of(args), go)
     if row is None:
@@ -227,8 +229,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 # --- retry -------------------------------------------------------------------------------
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    from guard.config import sqlite_path
     from guard.store import queue as q
-    from guard.store.access import StoreNotReady, sqlite_path
+    from guard.store.access import StoreNotReady
 
     settings = settings_of(args)
     path = sqlite_path(settings.database.url)

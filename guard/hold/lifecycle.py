@@ -38,8 +38,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from guard.config import Settings
 from guard.hold import metrics
 from guard.hold.acts import Actor, Link, Result
@@ -48,6 +46,7 @@ from guard.hold.model import KINDS, Hold, parse_hold
 from guard.hold.notify.notices import Event, NoticeFactory
 from guard.mail.addresses import address_key
 from guard.mail.rewrite import move_to_bcc, remove_recipients
+from guard.store import AsyncConnection
 from guard.store import holds as H
 from guard.store import queue as q
 from guard.store.writer import BatchWriter

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from guard.config import Settings
 from guard.hold.approvers import allowed_approvers
 from guard.hold.model import Hold, parse_hold
 from guard.hold.tokens import LinkToken, TokenError, TokenExpired, TokenSigner
 from guard.mail.addresses import address_key
+from guard.store import AsyncEngine
 from guard.store import holds as H
 from guard.store.db import db_now
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from guard.config import Settings
 from guard.hold.acts import Result
 from guard.hold.lifecycle import Lifecycle
@@ -29,6 +27,7 @@ from guard.hold.notify.notices import NoticeFactory
 from guard.hold.timers import HoldTimers
 from guard.hold.tokens import TokenSigner
 from guard.ids import instance_id
+from guard.store import AsyncEngine
 from guard.store.writer import BatchWriter
 
 log = logging.getLogger("guard.hold")

@@ -17,9 +17,8 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from guard.hold.lifecycle import Lifecycle
+from guard.store import AsyncEngine
 from guard.store import holds as H
 from guard.store.db import db_now
 from guard.store.faults import log_failure

@@ -33,13 +33,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from guard.mail.digests import DIGEST_SCHEME, address_digest, key_fingerprint
 from guard.policy import Policy
 from guard.policy.csvread import RowError
 from guard.policy.datafiles import parse_address_csv
-from guard.store import knowledge
+from guard.store import AsyncConnection, AsyncEngine, knowledge
 from guard.store.knowledge import ListChange, ListRow
 from guard.store.writer import BatchWriter
 

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Any
 
 import aiosmtplib
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard import metrics
 from guard.config import DeliverySettings
@@ -35,7 +34,7 @@ from guard.logs import queue_id_var
 from guard.relay.client import Outcome, Upstream, UpstreamUnavailable
 from guard.relay.dsn import FailedRecipient, build_dsn
 from guard.relay.owner import LeaseOwner
-from guard.store import knowledge
+from guard.store import AsyncConnection, delivery, knowledge
 from guard.store import queue as q
 from guard.store.faults import is_unavailable, log_failure
 from guard.store.writer import BatchWriter, WriterClosed
@@ -64,7 +63,7 @@ class DeliveryWorker:
         self.name = name or instance_id()  # in the audit trail: relay:<name>
         self.lease_owner = LeaseOwner.this_process()
         self.owner = str(self.lease_owner)  # in lease_owner: host:pid:pidns:nonce
-        self._work: asyncio.Queue[q.Claimed] = asyncio.Queue()
+        self._work: asyncio.Queue[delivery.Claimed] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
@@ -101,9 +100,9 @@ class DeliveryWorker:
         me = self.lease_owner
 
         async def op(conn: AsyncConnection, now: float) -> int:
-            dead = [o for o in await q.lease_owners(conn)
+            dead = [o for o in await delivery.lease_owners(conn)
                     if (owner := LeaseOwner.parse(o)) is not None and me.is_dead_local(owner)]
-            return await q.release_leases_of(conn, now, dead, self.actor)
+            return await delivery.release_leases_of(conn, now, dead, self.actor)
 
         count = await self.writer.submit(op)
         if count:
@@ -151,7 +150,7 @@ class DeliveryWorker:
             self._held.discard(c.id)
             with contextlib.suppress(Exception):
                 await self.writer.submit(
-                    functools.partial(q.release_lease, message_id=c.id, owner=self.owner))
+                    functools.partial(delivery.release_lease, message_id=c.id, owner=self.owner))
 
     async def _heartbeat(self) -> None:
         """Renew the leases of the messages this worker holds, every third of a lease;
@@ -165,7 +164,7 @@ class DeliveryWorker:
                 continue
             try:
                 kept = await self.writer.submit(functools.partial(
-                    q.renew_leases, owner=self.owner, ids=ids,
+                    delivery.renew_leases, owner=self.owner, ids=ids,
                     lease_seconds=self.settings.lease_seconds))
             except Exception as e:
                 if not self._renewal_failing:
@@ -181,7 +180,7 @@ class DeliveryWorker:
         while not self._stopping:
             try:
                 free = self.settings.concurrency * 2 - self._work.qsize() - self._in_flight
-                claimed: list[q.Claimed] = []
+                claimed: list[delivery.Claimed] = []
                 limit = min(free, self.settings.batch)
                 # while the senders still have work queued, claim in batches, not one
                 # message per finished send (a claim is three statements)
@@ -192,7 +191,7 @@ class DeliveryWorker:
                 if limit > 0 and time.monotonic() >= self._upstream_down_until and \
                         not self._unwritten and not self._renewal_failing:
                     claimed = await self.writer.submit(
-                        functools.partial(q.claim_due, owner=self.owner,
+                        functools.partial(delivery.claim_due, owner=self.owner,
                                           lease_seconds=self.settings.lease_seconds,
                                           limit=limit))
                 for c in claimed:
@@ -242,7 +241,8 @@ class DeliveryWorker:
                     # lease runs out and another attempt takes it
                     with contextlib.suppress(Exception):
                         await self.writer.submit(
-                            functools.partial(q.release_lease, message_id=c.id, owner=self.owner))
+                            functools.partial(delivery.release_lease, message_id=c.id,
+                                              owner=self.owner))
                 finally:
                     queue_id_var.reset(token)
                     self._in_flight -= 1
@@ -254,12 +254,12 @@ class DeliveryWorker:
             if smtp is not None:
                 smtp.close()
 
-    async def _deliver(self, c: q.Claimed, smtp: aiosmtplib.SMTP | None
+    async def _deliver(self, c: delivery.Claimed, smtp: aiosmtplib.SMTP | None
                        ) -> aiosmtplib.SMTP | None:
         # through the writer: on SQLite its reads are inline statements (microseconds),
         # where a pooled aiosqlite connection costs a dozen thread hand-offs
         env = c.envelope or await self.writer.submit(
-            lambda conn, now: q.load_for_delivery(conn, c.id))
+            lambda conn, now: delivery.load_for_delivery(conn, c.id))
         if env is None or not env.rcpts:
             log.error("claimed message has no content or no pending recipient")
             return smtp
@@ -273,7 +273,7 @@ class DeliveryWorker:
         await self._record(c, env, outcomes)
         return smtp
 
-    async def _try_send(self, smtp: aiosmtplib.SMTP | None, env: q.Envelope, rcpts: list[str]
+    async def _try_send(self, smtp: aiosmtplib.SMTP | None, env: delivery.Envelope, rcpts: list[str]
                         ) -> tuple[list[Outcome], aiosmtplib.SMTP | None]:
         data = env.trace_header + env.data
         for attempt in (1, 2):
@@ -293,7 +293,8 @@ class DeliveryWorker:
                 return [Outcome(421, f"4.4.1 {e}", "deferred")] * len(rcpts), None
         raise AssertionError("unreachable")
 
-    async def _record(self, c: q.Claimed, env: q.Envelope, outcomes: list[Outcome]) -> None:
+    async def _record(self, c: delivery.Claimed, env: delivery.Envelope,
+                      outcomes: list[Outcome]) -> None:
         """Write the outcome of an attempt, first and alone: in a task of its own that
         survives the sender (a stop waits for it), retried until the database takes it."""
         soft = self.settings.soft_bounce
@@ -302,15 +303,15 @@ class DeliveryWorker:
             outcome = o.outcome
             if soft and outcome == "failed":
                 outcome = "deferred"
-            results.append(q.RecipientResult(idx, addr, o.code, o.reply, outcome))
+            results.append(delivery.RecipientResult(idx, addr, o.code, o.reply, outcome))
             metrics.DELIVERY_RESULTS.labels(outcome).inc()
         task = asyncio.create_task(self._write_outcome(c, env, results),
                                    name=f"guard-record-{c.id}")
         self._recording[c.id] = task
         await asyncio.shield(task)
 
-    async def _write_outcome(self, c: q.Claimed, env: q.Envelope,
-                             results: list[q.RecipientResult]) -> None:
+    async def _write_outcome(self, c: delivery.Claimed, env: delivery.Envelope,
+                             results: list[delivery.RecipientResult]) -> None:
         try:
             state = await self._write_attempt(c, env, results)
         finally:
@@ -322,8 +323,8 @@ class DeliveryWorker:
             self._learning.add(learn)
             learn.add_done_callback(self._learning.discard)
 
-    async def _write_attempt(self, c: q.Claimed, env: q.Envelope,
-                             results: list[q.RecipientResult]) -> str | None:
+    async def _write_attempt(self, c: delivery.Claimed, env: delivery.Envelope,
+                             results: list[delivery.RecipientResult]) -> str | None:
         attempts = c.attempts + 1
         delay = backoff(attempts, self.settings)
         settings, soft = self.settings, self.settings.soft_bounce
@@ -345,7 +346,7 @@ class DeliveryWorker:
                     actor=self.actor, audit_detail={"dsn_for": env.id})
             elif failed:
                 log.warning("permanent failure of a bounce (null sender): not bounced")
-            return await q.record_attempt(
+            return await delivery.record_attempt(
                 conn, now, env.id, self.owner, results, next_attempt_at=now + delay,
                 give_up=give_up, actor=self.actor,
                 detail={"upstream": self.upstream.describe(), "attempt": attempts,
@@ -403,7 +404,7 @@ class DeliveryWorker:
             self.wake()  # the DSN we just queued
         return state
 
-    async def _learn(self, env: q.Envelope, results: list[q.RecipientResult]) -> None:
+    async def _learn(self, env: delivery.Envelope, results: list[delivery.RecipientResult]) -> None:
         """History for the new-domain and look-alike detectors, after the outcome is
         written: learned on DELIVERY (a held or bounced message teaches nothing); DSNs and
         notices (null sender) neither. A failure here costs a first-time-domain hold later,

@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from guard.config import describe_database as describe
+from guard.config import sqlite_path
 from guard.store import db, migrate
 from guard.store.writer import BatchWriter
 
@@ -29,18 +29,6 @@ class StoreNotReady(Exception):
 class Store:
     engine: AsyncEngine
     writer: BatchWriter | None  # set when opened with write=True
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a SQLite URL (None for PostgreSQL or an in-memory database)."""
-    u = make_url(url)
-    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:":
-        return None
-    return Path(u.database)
-
-
-def describe(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
 
 
 @contextlib.asynccontextmanager

@@ -1,4 +1,4 @@
-"""SQL of the hold lifecycle. State changes still go through `queue.transition()`.
+"""SQL of the hold lifecycle. State changes go through `queue.transition()`.
 
 Every lifecycle operation starts with `lock_message()`: on PostgreSQL the message row is
 locked (FOR UPDATE) for the rest of the transaction, so two instances acting on one
@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.store.holds_schema import hold_approvals, holds, used_tokens
+from guard.store.lifecycle import RecipientState, State
 from guard.store.schema import audit, contents, messages, recipients
 
 
@@ -93,7 +94,8 @@ async def drop_recipient(conn: AsyncConnection, now: float, message_id: str, idx
     """pending → dropped (compare-and-set); the caller writes the audit row."""
     res = await conn.execute(update(recipients).where(
         recipients.c.message_id == message_id, recipients.c.idx == idx,
-        recipients.c.state == "pending").values(state="dropped", updated_at=now))
+        recipients.c.state == RecipientState.PENDING).values(
+        state=str(RecipientState.DROPPED), updated_at=now))
     return res.rowcount == 1
 
 
@@ -165,14 +167,14 @@ async def unnotified(conn: AsyncConnection, limit: int) -> list[str]:
     """Held messages whose first notice has not gone out (crash, or nobody called
     notify_held): the timers send it, so no hold waits silently."""
     q = (select(messages.c.id).outerjoin(holds, holds.c.message_id == messages.c.id)
-         .where(messages.c.state == "held", holds.c.message_id.is_(None))
+         .where(messages.c.state == State.HELD, holds.c.message_id.is_(None))
          .order_by(messages.c.received_at).limit(limit))
     return [r.id for r in await conn.execute(q)]
 
 
 async def due_expiries(conn: AsyncConnection, now: float, limit: int) -> list[str]:
     q = (select(messages.c.id).join(holds, holds.c.message_id == messages.c.id)
-         .where(messages.c.state == "held", messages.c.hold_until.is_not(None),
+         .where(messages.c.state == State.HELD, messages.c.hold_until.is_not(None),
                 messages.c.hold_until <= now)
          .order_by(messages.c.hold_until).limit(limit))
     return [r.id for r in await conn.execute(q)]
@@ -180,7 +182,7 @@ async def due_expiries(conn: AsyncConnection, now: float, limit: int) -> list[st
 
 async def due_escalations(conn: AsyncConnection, now: float, limit: int) -> list[str]:
     q = (select(messages.c.id).join(holds, holds.c.message_id == messages.c.id)
-         .where(messages.c.state == "held", holds.c.escalated_at.is_(None),
+         .where(messages.c.state == State.HELD, holds.c.escalated_at.is_(None),
                 holds.c.escalate_at.is_not(None), holds.c.escalate_at <= now)
          .order_by(holds.c.escalate_at).limit(limit))
     return [r.id for r in await conn.execute(q)]
@@ -190,10 +192,10 @@ async def next_due(conn: AsyncConnection) -> float | None:
     """The earliest hold_until or escalate_at of a held message (None = nothing due)."""
     a = (await conn.execute(
         select(func.min(messages.c.hold_until)).join(holds, holds.c.message_id == messages.c.id)
-        .where(messages.c.state == "held"))).scalar()
+        .where(messages.c.state == State.HELD))).scalar()
     b = (await conn.execute(
         select(func.min(holds.c.escalate_at)).join(messages, messages.c.id == holds.c.message_id)
-        .where(messages.c.state == "held", holds.c.escalated_at.is_(None)))).scalar()
+        .where(messages.c.state == State.HELD, holds.c.escalated_at.is_(None)))).scalar()
     times = [float(t) for t in (a, b) if t is not None]
     return min(times) if times else None
 
@@ -205,7 +207,7 @@ async def near_misses(conn: AsyncConnection, since: float) -> list[dict[str, Any
         select(audit.c.message_id, audit.c.at, audit.c.actor, audit.c.action,
                audit.c.detail)
         .where(audit.c.at >= since, audit.c.action.in_(("cancel", "reject")),
-               and_(audit.c.from_state == "held", audit.c.to_state == "cancelled"))
+               and_(audit.c.from_state == State.HELD, audit.c.to_state == State.CANCELLED))
         .order_by(audit.c.at))
     return [{"message_id": r.message_id, "at": r.at, "actor": r.actor, "action": r.action,
              "detail": json.loads(r.detail or "{}")} for r in rows]

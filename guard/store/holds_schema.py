@@ -1,4 +1,4 @@
-"""Tables of the hold lifecycle (issue 4), on the same MetaData as the queue tables.
+"""Tables of the hold lifecycle, on the same MetaData as the queue tables.
 
     holds           one row per held message once its first notice went out:
                     the kind, when it was notified, when to escalate (and whether it did)

@@ -18,19 +18,10 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-# Message states (docs/architecture.md):
-#   queued → delivered | deferred → … → bounced ; held → released(queued) | cancelled | expired
-#   rejected rows keep the envelope, the verdict and (for replay, until the retention
-#   time) the bytes; they are never delivered.
-# "delivering" is not stored as a state: it is an active lease on a queued/deferred row.
-STATES = ("queued", "deferred", "delivered", "bounced", "held", "cancelled", "expired",
-          "rejected", "corrupt")
-ACTIVE_STATES = ("queued", "deferred")
-
 messages = Table(
     "messages", metadata,
     Column("id", String(32), primary_key=True),
-    Column("state", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # lifecycle.State
     Column("mail_from", Text, nullable=False),  # "" for bounces (null reverse-path)
     Column("sender", Text, nullable=False),  # authenticated user, or MAIL FROM when trusted
     Column("client_ip", String(64), nullable=False, default=""),
@@ -60,8 +51,7 @@ recipients = Table(
            primary_key=True),
     Column("idx", Integer, primary_key=True),
     Column("address", Text, nullable=False),
-    # pending | delivered | failed | dropped
-    Column("state", String(16), nullable=False, default="pending"),
+    Column("state", String(16), nullable=False, default="pending"),  # lifecycle.RecipientState
     Column("last_code", Integer),
     Column("last_reply", Text, nullable=False, default=""),
     Column("updated_at", Float, nullable=False),
@@ -95,7 +85,7 @@ audit = Table(
     Index("ix_audit_at", "at"),
 )
 
-# --- what the detectors learn and read (issue 3) ---------------------------------------
+# --- what the detectors learn and read ------------------------------------------------
 
 # Registrable domains delivered to, org-wide (scope "") and per sender (scope = sender),
 # learned when mail is DELIVERED (not when held) and seeded by `guard domains import`.

@@ -24,6 +24,13 @@ When the database fails (disk full, read-only, stopped, not answering):
   transaction and back at the first commit that wrote rows (a transaction that only
   reads, like a timer's empty claim, commits even on a full disk and proves nothing),
   or once transactions have committed for `RECOVERY_SECONDS` without a failure.
+
+Longer than 400 lines for one job, the single write path and what it does when the
+database fails: the SQLite and PostgreSQL halves of a transaction share the state that
+makes failure handling correct (the writes to undo, the server process whose COMMIT is
+in doubt, whether the last commit wrote rows, the health /healthz reports), and each
+rule above is only true if both halves keep it. Split, that state would be read and
+written across modules.
 """
 
 from __future__ import annotations

@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from guard.relay.client import Upstream
-from guard.store import queue as q
+from guard.store import AsyncEngine, reads
 from guard.store.faults import describe
 from guard.store.writer import BatchWriter
 
@@ -69,7 +67,7 @@ class HealthCheck:
 
     async def _read(self) -> float | None:
         async with self.engine.connect() as conn:
-            return await q.oldest_deferred_age(conn)
+            return await reads.oldest_deferred_age(conn)
 
     async def database(self) -> tuple[str, float | None]:
         """("ok" or "error: …", age of the oldest deferred message), within the deadline."""

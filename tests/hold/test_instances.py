@@ -1,13 +1,13 @@
 """Several instances on one database: timers and approvals act once (SQLite and PostgreSQL).
 
-PostgreSQL runs in its own database (`guard_hold_test`, created on the test server) so
-these tests never disturb others that use the shared `test` database.
+PostgreSQL runs in a database of its own (the test database's name + `_hold`, created on
+the test server) so these tests never disturb others that use the test database, and
+two checkouts with different test databases never share it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from guard.hold.acts import Actor
 from guard.store import db
-from tests.conftest import PG_URL, postgres_available
+from tests.conftest import require_postgres
 from tests.hold.conftest import (
     BOSS,
     BOSS2,
@@ -29,10 +29,10 @@ from tests.hold.conftest import (
 )
 
 
-async def _pg_database() -> str:
-    url = make_url(PG_URL)
+async def _pg_database(pg_url: str) -> str:
+    url = make_url(pg_url)
     admin = db.create_engine(url.render_as_string(hide_password=False))
-    name = "guard_hold_test"
+    name = f"{url.database or 'guard'}_hold"
     async with admin.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         exists = (await conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
@@ -54,11 +54,7 @@ async def pair(request: pytest.FixtureRequest, tmp_path: Path
                ) -> AsyncIterator[tuple[Harness, Harness]]:
     env: dict[str, str] = {}
     if request.param == "postgres":
-        if not postgres_available():
-            if os.environ.get("CI"):
-                pytest.fail("PostgreSQL on 127.0.0.1:5432 is required in CI")
-            pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-        env["GUARD_DATABASE_URL"] = await _pg_database()
+        env["GUARD_DATABASE_URL"] = await _pg_database(require_postgres())
     a = await open_harness(make_settings(tmp_path, GUARD_INSTANCE_ID="guard-a", **env))
     b = await open_harness(make_settings(tmp_path, GUARD_INSTANCE_ID="guard-b", **env))
     yield a, b

@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-from guard.store import db
-from guard.store import queue as q
+from guard.store import db, reads
 from tests.conftest import EXAMPLE_POLICY, GuardProcess, Sink, SinkMessage, free_port, wait_for
 from tests.hold.conftest import LINK, make_settings
 from tests.hold.test_browser import ARTIFACTS, browser, pages  # noqa: F401
@@ -76,7 +75,7 @@ def verdict_of(url: str, mid: str) -> dict[str, Any]:
         engine = db.create_engine(url)
         try:
             async with engine.connect() as conn:
-                rows = await q.list_messages(conn)
+                rows = await reads.list_messages(conn)
         finally:
             await engine.dispose()
         (row,) = [r for r in rows if r["id"] == mid]

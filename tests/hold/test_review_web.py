@@ -288,10 +288,10 @@ def test_notices_are_never_inspected_or_held(guard: GuardThread):
 
 
 async def _states(g: GuardThread) -> dict[str, int]:
-    from guard.store import queue as q
+    from guard.store import reads
 
     async with g.app.engine.connect() as conn:
-        return await q.count_by_state(conn)
+        return await reads.count_by_state(conn)
 
 
 @pytest.mark.parametrize("cancel_first", [True, False])
