@@ -42,7 +42,7 @@ from guard.mail.message import MessageView, cheap_to_read, parse_message
 from guard.mail.rewrite import add_headers, move_to_bcc, prefix_subject
 from guard.policy import Policy, Verdict, evaluate, load_customers, load_partners
 from guard.policy.schema import Action
-from guard.smtp.server import ReceivedMessage
+from guard.smtp.received import ReceivedMessage
 from guard.store import knowledge
 
 log = logging.getLogger("guard.inspect")

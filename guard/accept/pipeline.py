@@ -25,7 +25,8 @@ from guard.ids import new_queue_id
 from guard.logs import queue_id_var
 from guard.mail import headerscan
 from guard.mail.textdecode import decode_encoded_words, decode_header_bytes
-from guard.smtp.server import ReceivedMessage, TryLater
+from guard.smtp.received import ReceivedMessage
+from guard.smtp.server import TryLater
 from guard.store import queue as q
 from guard.store.faults import is_unavailable, log_failure
 from guard.store.writer import BatchWriter

@@ -35,7 +35,8 @@ from guard import multiproc
 from guard.config import ConfigError, Settings
 from guard.eventloop import run_loop
 from guard.smtp.authlimit import AuthLimiter, AuthQuery, answer
-from guard.smtp.server import Acceptor, ListenerConfig, ReceivedMessage, TryLater, try_later_reply
+from guard.smtp.received import ReceivedMessage
+from guard.smtp.server import Acceptor, ListenerConfig, TryLater, try_later_reply
 
 log = logging.getLogger("guard.smtp")
 

@@ -9,7 +9,8 @@ import socket
 import ssl
 
 from guard.config import ConfigError, Settings, parse_hostport
-from guard.smtp.server import GuardHandler, GuardSMTP, ListenerConfig, ListenerKind
+from guard.smtp.received import ListenerKind
+from guard.smtp.server import GuardHandler, GuardSMTP, ListenerConfig
 from guard.users import UserDirectory
 
 
