@@ -47,6 +47,8 @@ from guard.smtp.listeners import (
     server_tls_context,
     upstream_loop,
 )
+from guard.smtp.outcome import Accepted, Held, Outcome
+from guard.smtp.received import ReceivedMessage
 from guard.smtp.server import GuardHandler
 from guard.store import db, knowledge, migrate
 from guard.store import queue as q
@@ -174,13 +176,13 @@ class GuardApp:
                                  commit_timeout=s.database.commit_timeout)
         pipeline, worker, hold = self.pipeline, self.worker, self.hold
 
-        async def accept(msg: Any) -> str:
-            reply = await pipeline.accept(msg)
-            if reply.startswith("250"):
+        async def accept(msg: ReceivedMessage) -> Outcome:
+            outcome = await pipeline.accept(msg)
+            if isinstance(outcome, Accepted | Held):
                 worker.wake()
-                if " held as " in reply:
-                    hold.wake()  # the timers send the first notices now
-            return reply
+            if isinstance(outcome, Held):
+                hold.wake()  # the timers send the first notices now
+            return outcome
 
         plan = listener_plan(s, mark)
         tls = server_tls_context(s)  # here too with fronts: a bad certificate stops the start

@@ -18,7 +18,8 @@ def test_importing_the_guard_leaves_the_smtp_library_as_it_is() -> None:
     code = (
         "import sys, inspect\n"
         # what the pipeline and the front processes' messages need: no SMTP library
-        "import guard.smtp.received\n"
+        "import guard.smtp.received, guard.smtp.outcome, guard.smtp.replies\n"
+        "import guard.accept.pipeline, guard.accept.decide\n"
         "assert 'aiosmtpd' not in sys.modules, sorted(m for m in sys.modules if 'smtpd' in m)\n"
         # the whole program: the library's module is still its own
         "import aiosmtpd.smtp\n"

@@ -1,8 +1,9 @@
 """The SMTP listener: aiosmtpd with our limits, a block-based DATA reader and AUTH off-loop.
 
 smtp/ knows nothing of policy or storage: it hands a complete, validated message to the
-pipeline (`accept`) and answers with what the pipeline decided. Any error there is a
-451 4.3.0, never a 500 and never a 250 without a commit.
+pipeline (`accept`), which returns a typed outcome (guard.smtp.outcome), and answers
+with its reply line (guard.smtp.replies). Any error there is a 451 4.3.0, never a 500
+and never a 250 without a commit.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from guard import metrics
+from guard.smtp import replies
 from guard.smtp.authlimit import BLOCKED_REPLY, AuthGate
 from guard.smtp.identity import IdentityMode, identity_problem, owns
+from guard.smtp.outcome import Acceptor, TryLater
 from guard.smtp.received import ListenerKind, ReceivedMessage
 from guard.users import User, UserDirectory
 
@@ -43,19 +46,6 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _MAILBOX = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:[A-Za-z0-9.-]+|\[[\x21-\x5a\x5e-\x7e]+\])"
 _PATH = re.compile(rf"<(?:{_MAILBOX})?>|{_MAILBOX}")
 _PARAMS_OK = re.compile(r"(?: [\x20-\x7e]*)?")
-
-
-class TryLater(Exception):
-    """Raised by the acceptor when the message cannot be taken now (the queue database
-    is unavailable): the client gets 451 4.3.0 with this reason. The acceptor has logged
-    it already, in one line."""
-
-
-def try_later_reply(error: TryLater) -> str:
-    return f"451 4.3.0 Error: {error}, try again later"
-
-
-Acceptor = Callable[[ReceivedMessage], Awaitable[str]]
 
 
 @dataclass
@@ -493,21 +483,20 @@ class GuardHandler:
             mail_options=list(envelope.mail_options),
         )
         try:
-            return await self.accept(msg)
+            outcome = await self.accept(msg)
         except asyncio.CancelledError:
             raise
-        except TryLater as e:
-            return try_later_reply(e)
         except Exception:
             log.exception("accepting a message failed")
             metrics.MESSAGES_REJECTED.labels("internal_error").inc()
-            return "451 4.3.0 Error: queue temporarily unavailable, try again later"
+            outcome = replies.UNAVAILABLE
+        return replies.reply(outcome)
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd's default is "500 Error: ..." – a permanent failure for a transient
         # problem. Never 5xx for our own errors.
         log.error("SMTP session error: %r", error)
-        return "451 4.3.0 Error: internal error, try again later"
+        return replies.reply(TryLater("internal error"))
 
 
 def recipient_problem(address: str) -> str | None:
