@@ -40,6 +40,7 @@ from guard.relay.worker import DeliveryWorker, instance_id
 from guard.secret import load_or_create_secret, secret_home
 from guard.smtp.authlimit import AuthLimiter, LocalAuthGate
 from guard.smtp.front import SmtpFronts
+from guard.smtp.handler import GuardHandler
 from guard.smtp.listeners import (
     bind,
     listener_plan,
@@ -49,7 +50,6 @@ from guard.smtp.listeners import (
 )
 from guard.smtp.outcome import Accepted, Held, Outcome
 from guard.smtp.received import ReceivedMessage
-from guard.smtp.server import GuardHandler
 from guard.store import db, knowledge, migrate
 from guard.store import queue as q
 from guard.store.faults import describe, log_failure

@@ -9,8 +9,10 @@ import sys
 
 import pytest
 
+from guard.smtp.handler import GuardHandler
+from guard.smtp.listenerconfig import ListenerConfig
 from guard.smtp.received import ListenerKind
-from guard.smtp.server import GuardHandler, GuardSMTP, ListenerConfig
+from guard.smtp.server import GuardSMTP
 from tests.conftest import ROOT
 
 
@@ -23,7 +25,7 @@ def test_importing_the_guard_leaves_the_smtp_library_as_it_is() -> None:
         "assert 'aiosmtpd' not in sys.modules, sorted(m for m in sys.modules if 'smtpd' in m)\n"
         # the whole program: the library's module is still its own
         "import aiosmtpd.smtp\n"
-        "import guard.app, guard.smtp.server, guard.smtp.front\n"
+        "import guard.app, guard.smtp.handler, guard.smtp.front\n"
         "assert aiosmtpd.smtp.inspect is inspect, aiosmtpd.smtp.inspect\n"
         "print('ok')\n"
     )

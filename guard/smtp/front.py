@@ -37,10 +37,10 @@ from guard import multiproc
 from guard.config import ConfigError, Settings
 from guard.eventloop import run_loop
 from guard.smtp.authlimit import AuthLimiter, AuthQuery, answer
+from guard.smtp.listenerconfig import ListenerConfig
 from guard.smtp.outcome import Accepted, Acceptor, Held, Outcome, Rejected, TryLater
 from guard.smtp.received import ReceivedMessage
 from guard.smtp.replies import UNAVAILABLE
-from guard.smtp.server import ListenerConfig
 
 log = logging.getLogger("guard.smtp")
 
@@ -283,8 +283,8 @@ def front_main(settings: Settings, listeners: list[tuple[ListenerConfig, socket.
 
 async def _front(settings: Settings, listeners: list[tuple[ListenerConfig, socket.socket]],
                  link: socket.socket) -> None:
+    from guard.smtp.handler import GuardHandler
     from guard.smtp.listeners import serve_listener, server_tls_context
-    from guard.smtp.server import GuardHandler
     from guard.users import UserDirectory
 
     reader, writer = await asyncio.open_unix_connection(sock=link)
