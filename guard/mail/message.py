@@ -207,7 +207,7 @@ class _SafeHeaderRegistry(HeaderRegistry):
         cls = self._classes.get(kind)
         if cls is None:  # (the stdlib makes a new class per header; one is enough)
             cls = self._classes[kind] = type(kind.__name__, (kind, self.base_class), {})
-        return cls(name, value)  # type: ignore[no-any-return]
+        return cls(name, value)
 
 
 # policy.default semantics (RFC 2231 in get_param, 8-bit bytes kept), the registry above

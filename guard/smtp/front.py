@@ -90,8 +90,8 @@ class SmtpFronts:
         # the sockets already queue connections; wait so "started" means answering, and
         # a front that cannot start (say, an unreadable users file) stops the start
         ready = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in self._ready.values())))
-        await asyncio.wait([ready, self._failed], timeout=_START_TIMEOUT,
-                           return_when=asyncio.FIRST_COMPLETED)
+        started: list[asyncio.Future[Any]] = [ready, self._failed]
+        await asyncio.wait(started, timeout=_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
         if self._failed.done() or not ready.done():
             ready.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -127,7 +127,8 @@ class SmtpFronts:
                 return
             log.error("SMTP front %d (pid %d) exited with %s; starting it again in %.0f s",
                       i, proc.pid, proc.exitcode, delay)
-            multiproc.process_gone(proc.pid)
+            if proc.pid is not None:
+                multiproc.process_gone(proc.pid)
             await asyncio.sleep(delay)
             delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
 
