@@ -25,7 +25,8 @@ from guard import metrics
 from guard.ids import new_queue_id
 from guard.logs import queue_id_var
 from guard.mail import headerscan
-from guard.mail.textdecode import decode_encoded_words, decode_header_bytes
+from guard.mail.encodedwords import decode_encoded_words
+from guard.mail.textdecode import decode_header_bytes
 from guard.smtp.outcome import Accepted, Held, Outcome, Rejected, TryLater
 from guard.smtp.received import ReceivedMessage
 from guard.store import queue as q

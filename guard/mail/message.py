@@ -30,12 +30,9 @@ from email.parser import BytesParser
 from html.parser import HTMLParser
 
 from guard.mail import headerscan
+from guard.mail.encodedwords import decode_encoded_words
 from guard.mail.mimestash import Base64Stash
-from guard.mail.textdecode import (
-    decode_declared,
-    decode_encoded_words,
-    decode_header_bytes,
-)
+from guard.mail.textdecode import decode_declared, decode_header_bytes
 
 Problem = tuple[str, str, str]  # (code, where, detail)
 

@@ -21,9 +21,10 @@ from collections.abc import Collection
 from typing import Literal
 
 from guard.mail.addresses import address_key
+from guard.mail.encodedwords import decode_encoded_words
 from guard.mail.message import parse_address_header, unfold
 from guard.mail.rewrite import field_name, split_fields
-from guard.mail.textdecode import decode_encoded_words, decode_header_bytes
+from guard.mail.textdecode import decode_header_bytes
 from guard.users import User, UserDirectory
 
 IdentityMode = Literal["enforce", "envelope", "off"]
