@@ -38,8 +38,10 @@ from guard.knowledge.lists import (
     parse_address_csv,
 )
 from guard.mail.addresses import address_key, domain_of
-from guard.mail.message import MessageView, cheap_to_read, parse_message
+from guard.mail.limits import cheap_to_read
+from guard.mail.message import parse_message
 from guard.mail.rewrite import add_headers, move_to_bcc, prefix_subject
+from guard.mail.view import MessageView
 from guard.policy import Policy, Verdict, evaluate, load_customers, load_partners
 from guard.policy.schema import Action
 from guard.smtp.outcome import Rejected
