@@ -46,6 +46,7 @@ from guard.relay.worker import DeliveryWorker
 from guard.secret import load_or_create_secret, secret_home
 from guard.smtp.authlimit import AuthLimiter, LocalAuthGate
 from guard.smtp.front import SmtpFronts
+from guard.smtp.handler import GuardHandler
 from guard.smtp.listeners import (
     bind,
     listener_plan,
@@ -53,7 +54,8 @@ from guard.smtp.listeners import (
     server_tls_context,
     upstream_loop,
 )
-from guard.smtp.server import GuardHandler
+from guard.smtp.outcome import Accepted, Held, Outcome
+from guard.smtp.received import ReceivedMessage
 from guard.store import db, knowledge, migrate, reads
 from guard.store import queue as q
 from guard.store.faults import describe, log_failure
@@ -182,13 +184,13 @@ class GuardApp:
                                  commit_timeout=s.database.commit_timeout)
         pipeline, worker, hold = self.pipeline, self.worker, self.hold
 
-        async def accept(msg: Any) -> str:
-            reply = await pipeline.accept(msg)
-            if reply.startswith("250"):
+        async def accept(msg: ReceivedMessage) -> Outcome:
+            outcome = await pipeline.accept(msg)
+            if isinstance(outcome, Accepted | Held):
                 worker.wake()
-                if " held as " in reply:
-                    hold.wake()  # the timers send the first notices now
-            return reply
+            if isinstance(outcome, Held):
+                hold.wake()  # the timers send the first notices now
+            return outcome
 
         plan = listener_plan(s, mark)
         tls = server_tls_context(s)  # here too with fronts: a bad certificate stops the start

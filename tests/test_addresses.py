@@ -26,7 +26,7 @@ from guard.hold.model import parse_hold
 from guard.inspect.domains import history_entry
 from guard.mail import addresses as A
 from guard.policy import PolicyError, load_policy
-from guard.smtp.server import ReceivedMessage
+from guard.smtp.received import ReceivedMessage
 from guard.store import db, knowledge, migrate
 from guard.store.writer import BatchWriter
 from tests.conftest import Sink, TlsFiles, submit

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from guard.smtp.server import ListenerConfig
+from guard.smtp.listenerconfig import ListenerConfig
 from tests.conftest import GuardProcess, TlsFiles, free_port, simple_message, submit, wait_for
 
 

@@ -30,12 +30,15 @@ from guard.inspect.isolate import ExtractionPool
 from guard.inspect.run import content_findings, problem_findings, recipient_findings
 from guard.mail.addresses import address_key, domain_of
 from guard.mail.digests import DIGEST_SCHEME, address_digest, canonical_digest, key_fingerprint
-from guard.mail.message import MessageView, cheap_to_read, parse_message
+from guard.mail.limits import cheap_to_read
+from guard.mail.message import parse_message
 from guard.mail.rewrite import add_headers, move_to_bcc, prefix_subject
+from guard.mail.view import MessageView
 from guard.policy import Policy, Verdict, evaluate, load_customers, load_partners
 from guard.policy.datafiles import parse_address_csv
 from guard.policy.schema import Action
-from guard.smtp.server import ReceivedMessage
+from guard.smtp.outcome import Rejected
+from guard.smtp.received import ReceivedMessage
 from guard.store import AsyncEngine, knowledge
 
 log = logging.getLogger("guard.inspect")
@@ -329,6 +332,16 @@ def apply_modifiers(data: bytes, verdict: Verdict, internal_domains: Collection[
     return None if out is data else out
 
 
+def rejection(verdict: Verdict) -> Rejected:
+    """The refusal a reject verdict asks for: its code, enhanced status code and the
+    administrator's text (guard.smtp.replies words the reply line)."""
+    if verdict.reject_code is None or verdict.reject_status is None:
+        raise ValueError(f"no refusal for action {verdict.action.value}")
+    # the verdict's UTF-8 line is "<status> <the text in the policy's language>"
+    _, _, utf8 = (verdict.reject_text_utf8 or "").partition(" ")
+    return Rejected(verdict.reject_code, verdict.reject_status, verdict.message_en, utf8)
+
+
 class PolicyDecider:
     """The pipeline's Decider: inspection and the current policy."""
 
@@ -347,7 +360,7 @@ class PolicyDecider:
                  ", ".join(sorted({r.symbol for r in v.reasons})) or "no findings",
                  sum(ins.timings.values()) * 1e3)
         if v.action == Action.REJECT:
-            return Decision(action="reject", reply=v.smtp_reply(), verdict=doc)
+            return Decision(action="reject", rejection=rejection(v), verdict=doc)
         edited = None
         if v.modifiers.tag is not None or v.modifiers.bcc:
             # a header block of 80,000 folded lines or a To of 1,000 addresses takes

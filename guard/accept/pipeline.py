@@ -1,11 +1,12 @@
 """What happens to a received message before the 250: decide, then commit.
 
-    ReceivedMessage ─▶ decide (inspection + policy) ─▶ reject (5xx, audited)
-                                                    └▶ commit (queued | held) ─▶ 250
+    ReceivedMessage ─▶ decide (inspection + policy) ─▶ Rejected (5xx, audited)
+                                                    └▶ commit ─▶ Accepted | Held (250)
 
-The 250 is sent only after the commit returned (RFC 5321 6.1, Postfix's queue
-discipline). When the database is unavailable (or does not commit within
-`database.commit_timeout`) the client gets 451 4.3.0 and sends again; a commit that
+The outcome is a type (guard.smtp.outcome); guard.smtp.replies words the reply. The
+250 is sent only after the commit returned (RFC 5321 6.1, Postfix's queue discipline).
+When the database is unavailable (or does not commit within `database.commit_timeout`)
+the outcome is TryLater: the client gets 451 4.3.0 and sends again; a commit that
 finishes after that answer is withdrawn, so the retry is not a duplicate.
 Inspection and policy plug in through `Decider`; until a policy is configured
 everything is queued as is.
@@ -24,8 +25,10 @@ from guard import metrics
 from guard.ids import new_queue_id
 from guard.logs import queue_id_var
 from guard.mail import headerscan
-from guard.mail.textdecode import decode_encoded_words, decode_header_bytes
-from guard.smtp.server import ReceivedMessage, TryLater
+from guard.mail.encodedwords import decode_encoded_words
+from guard.mail.textdecode import decode_header_bytes
+from guard.smtp.outcome import Accepted, Held, Outcome, Rejected, TryLater
+from guard.smtp.received import ReceivedMessage
 from guard.store import queue as q
 from guard.store.faults import is_unavailable, log_failure
 from guard.store.writer import BatchWriter
@@ -33,10 +36,14 @@ from guard.store.writer import BatchWriter
 log = logging.getLogger("guard.accept.pipeline")
 
 
+# A reject decision that names no refusal of its own.
+POLICY_REFUSAL = Rejected(550, "5.7.1", "Message refused by policy")
+
+
 @dataclass
 class Decision:
     action: str = "queue"  # queue | hold | reject
-    reply: str = ""  # for reject: the full SMTP reply
+    rejection: Rejected | None = None  # for reject: code, status and reason (else POLICY_REFUSAL)
     verdict: dict[str, Any] = field(default_factory=dict)  # stored: action + reasons
     hold_seconds: float | None = None
     data: bytes | None = None  # rewritten bytes (e.g. To/Cc moved to Bcc), else None
@@ -116,7 +123,7 @@ class Pipeline:
         self.loop_id = loop_id
         self.commit_timeout = commit_timeout
 
-    async def accept(self, msg: ReceivedMessage) -> str:
+    async def accept(self, msg: ReceivedMessage) -> Outcome:
         queue_id = new_queue_id()
         token = queue_id_var.set(queue_id)
         try:
@@ -128,11 +135,11 @@ class Pipeline:
             metrics.MESSAGES_REJECTED.labels("database").inc()
             log_failure(log, f"451 from=<{msg.mail_from}> rcpts={len(msg.rcpt_tos)} "
                         f"client={msg.client_ip}: queue database unavailable", e)
-            raise TryLater("queue database unavailable") from e
+            return TryLater("queue database unavailable")
         finally:
             queue_id_var.reset(token)
 
-    async def _accept(self, msg: ReceivedMessage, queue_id: str) -> str:
+    async def _accept(self, msg: ReceivedMessage, queue_id: str) -> Outcome:
         started = time.perf_counter()
         decision = await self.decide(msg, queue_id)
         summary = summarize_headers(msg.data)
@@ -165,8 +172,10 @@ class Pipeline:
             metrics.MESSAGES_REJECTED.labels("policy").inc()
             log.info("rejected from=<%s> rcpts=%d by policy", msg.mail_from,
                      len(msg.rcpt_tos))
-            return decision.reply or "550 5.7.1 Message refused by policy"
+            return decision.rejection or POLICY_REFUSAL
         metrics.MESSAGES_ACCEPTED.labels(state).inc()
         log.info("%s from=<%s> sender=%s rcpts=%d size=%d", state, msg.mail_from,
                  msg.sender, len(msg.rcpt_tos), len(data))
-        return f"250 2.0.0 Ok: {state} as {queue_id}"
+        if decision.action == "hold":
+            return Held(str(decision.verdict.get("action") or "hold"), queue_id)
+        return Accepted(state, queue_id)

@@ -61,8 +61,9 @@ class Base64Stash:
             return
         # The stored payload as the parser left it: get_payload() would decode 8-bit
         # content (held as surrogate escapes) with the part's charset, and setting that
-        # back would change what get_payload(decode=True) returns.
-        payload = part._payload
+        # back would change what get_payload(decode=True) returns. (The stored payload has
+        # no public accessor, nor a declared type.)
+        payload = getattr(part, "_payload", None)
         if isinstance(payload, str) and self._key in payload:
             part.set_payload(self._token.sub(
                 lambda m: self._runs[int(m.group(1))].decode("ascii"), payload))

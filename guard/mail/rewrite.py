@@ -22,7 +22,8 @@ from collections.abc import Callable, Collection
 from email.header import Header
 
 from guard.mail.addresses import address_key, domain_of, domain_to_unicode, in_domain_set
-from guard.mail.message import ParseLimits, decode_subject, mailbox_addr, split_address_list, unfold
+from guard.mail.headers import decode_subject, mailbox_addr, split_address_list, unfold
+from guard.mail.limits import ParseLimits
 
 __all__ = ["add_headers", "field_name", "move_to_bcc", "prefix_subject",
            "remove_recipients", "split_fields"]

@@ -4,13 +4,16 @@ raw 8-bit header bytes, and an encoding cascade for undeclared text (CSV/TXT att
 Why not just `bytes.decode(charset)`: Windows mail labelled Shift_JIS is really CP932,
 ISO-2022-JP from Outlook carries NEC row-13 characters (①, ㈱) that no Python codec
 decodes, some senders label UTF-8 as iso-2022-jp, and charset-normalizer misdetects short
-Japanese samples as Korean/Chinese. See docs pii-and-extraction.md §2.3 and §3.2.
+Japanese samples as Korean/Chinese. RFC 2047 encoded words in headers are decoded with
+the same charset map (guard.mail.encodedwords).
+
+One job, in four steps that call each other (a label → a codec, ISO-2022-JP as Windows
+writes it, the declared charset with its fallbacks, the cascade for undeclared bytes),
+which is why it stays one module.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import codecs
 import re
 
@@ -342,74 +345,3 @@ def decode_header_bytes(raw: bytes) -> str:
     if ESC in raw:
         return decode_iso2022jp(raw)
     return decode_auto(raw)
-
-
-# --- RFC 2047 encoded words ------------------------------------------------------
-
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-_HEX2 = re.compile(rb"[0-9A-Fa-f]{2}")
-
-
-def _decode_word_bytes(enc: str, payload: str) -> bytes:
-    if enc in "bB":
-        data = payload.encode("ascii", "replace")
-        data = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
-        data += b"=" * (-len(data) % 4)  # lenient padding, as MUAs are
-        try:
-            return base64.b64decode(data)
-        except binascii.Error:
-            return base64.b64decode(data[:-4])  # a lone trailing character ("X===")
-    # Q encoding: "_" is space, =XX is a byte
-    out = bytearray()
-    i = 0
-    raw = payload.encode("ascii", "replace")
-    while i < len(raw):
-        c = raw[i]
-        if c == 0x5F:
-            out.append(0x20)
-        elif c == 0x3D and _HEX2.fullmatch(raw[i + 1 : i + 3]):
-            out.append(int(raw[i + 1 : i + 3], 16))
-            i += 2
-        else:
-            out.append(c)
-        i += 1
-    return bytes(out)
-
-
-def decode_encoded_words(value: str) -> str:
-    """Decode RFC 2047 encoded words with our charset map (so ISO-2022-JP words with ①
-    and Shift_JIS-labelled CP932 words decode). Adjacent words in the same charset are
-    joined as bytes first: encoders often split one multibyte character across words.
-    Whitespace between adjacent encoded words is dropped (RFC 2047 §6.2). Never raises."""
-    if "=?" not in value:
-        return value
-    out: list[str] = []
-    pending: bytearray = bytearray()
-    pending_charset: str | None = None
-    pos = 0
-
-    def flush() -> None:
-        nonlocal pending_charset
-        if pending_charset is not None:
-            out.append(decode_declared(bytes(pending), pending_charset))
-            pending.clear()
-            pending_charset = None
-
-    for m in _ENCODED_WORD.finditer(value):
-        between = value[pos : m.start()]
-        if between and not (between.isspace() and pending_charset is not None):
-            flush()
-            out.append(between)
-        charset = m.group(1).split("*", 1)[0].lower()
-        if pending_charset is not None and charset != pending_charset:
-            flush()
-        pending_charset = charset
-        try:
-            pending.extend(_decode_word_bytes(m.group(2), m.group(3)))
-        except Exception:  # malformed word: keep it literally rather than fail
-            flush()
-            out.append(m.group(0))
-        pos = m.end()
-    flush()
-    out.append(value[pos:])
-    return "".join(out)

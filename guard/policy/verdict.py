@@ -105,13 +105,6 @@ class Verdict:
     def delivered_now(self) -> bool:
         return self.action in (Action.PASS, Action.TAG, Action.BCC)
 
-    def smtp_reply(self, *, utf8: bool = False) -> str:
-        """'550 5.7.1 ...' for a reject; Japanese only when the session allows UTF-8."""
-        if self.reject_code is None:
-            raise ValueError(f"no SMTP reply for action {self.action.value}")
-        text = self.reject_text_utf8 if utf8 and self.reject_text_utf8 else self.reject_text
-        return f"{self.reject_code} {text}"
-
     def to_json(self) -> dict[str, Any]:
         # "action" and "reasons" are a stable contract (admins' scripts, CI checks).
         return {

@@ -126,7 +126,6 @@ class LocalAuthGate:
         return self.limiter.failed(ip)
 
 
-def answer(limiter: AuthLimiter, query: AuthQuery) -> str:
-    """The main process's answer to a front: the seconds blocked, as text."""
-    left = limiter.failed(query.ip) if query.op == "failed" else limiter.blocked_for(query.ip)
-    return f"{left:.3f}"
+def answer(limiter: AuthLimiter, query: AuthQuery) -> float:
+    """The main process's answer to a front: the seconds blocked."""
+    return limiter.failed(query.ip) if query.op == "failed" else limiter.blocked_for(query.ip)

@@ -10,8 +10,10 @@ after the commit (the database stays in one process: SQLite has one writer).
 Frames both ways: request id (8 bytes), payload length (4 bytes), payload.
   front → main   id ≥ 1: a pickled ReceivedMessage or    id 0: b"ready"
                  AuthQuery (failed AUTH per address)
-  main → front   id ≥ 1: the reply line for that id      id 0: b"stop"
-                 (for an AuthQuery: seconds blocked)
+  main → front   id ≥ 1: the pickled outcome for that    id 0: b"stop"
+                 id (guard.smtp.outcome), which the
+                 front formats (guard.smtp.replies);
+                 for an AuthQuery: seconds blocked
 The link is between two processes of one program, so pickle is safe here. A front dies
 with the main process (PR_SET_PDEATHSIG, end of file on the link); a front that dies
 alone is started again, and its clients, who never got a 250, send again.
@@ -35,14 +37,17 @@ from guard import multiproc
 from guard.config import ConfigError, Settings
 from guard.eventloop import run_loop
 from guard.smtp.authlimit import AuthLimiter, AuthQuery, answer
-from guard.smtp.server import Acceptor, ListenerConfig, ReceivedMessage, TryLater, try_later_reply
+from guard.smtp.listenerconfig import ListenerConfig
+from guard.smtp.outcome import Accepted, Acceptor, Held, Outcome, Rejected, TryLater
+from guard.smtp.received import ReceivedMessage
+from guard.smtp.replies import UNAVAILABLE
 
 log = logging.getLogger("guard.smtp")
 
 _FRAME = struct.Struct("!QI")
 _PR_SET_PDEATHSIG = 1
 _START_TIMEOUT = 60.0  # a spawned interpreter imports the package first
-_ANSWER_ERROR = "451 4.3.0 Error: queue temporarily unavailable, try again later"
+_OUTCOMES = (Accepted, Held, Rejected, TryLater)
 
 
 def _frame(rid: int, payload: bytes) -> bytes:
@@ -85,8 +90,8 @@ class SmtpFronts:
         # the sockets already queue connections; wait so "started" means answering, and
         # a front that cannot start (say, an unreadable users file) stops the start
         ready = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in self._ready.values())))
-        await asyncio.wait([ready, self._failed], timeout=_START_TIMEOUT,
-                           return_when=asyncio.FIRST_COMPLETED)
+        started: list[asyncio.Future[Any]] = [ready, self._failed]
+        await asyncio.wait(started, timeout=_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
         if self._failed.done() or not ready.done():
             ready.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,7 +127,8 @@ class SmtpFronts:
                 return
             log.error("SMTP front %d (pid %d) exited with %s; starting it again in %.0f s",
                       i, proc.pid, proc.exitcode, delay)
-            multiproc.process_gone(proc.pid)
+            if proc.pid is not None:
+                multiproc.process_gone(proc.pid)
             await asyncio.sleep(delay)
             delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
 
@@ -140,20 +146,19 @@ class SmtpFronts:
             task.add_done_callback(self._answers.discard)
 
     async def _answer(self, writer: asyncio.StreamWriter, rid: int, payload: bytes) -> None:
+        result: Outcome | float
         try:
-            msg = pickle.loads(payload)
-            if isinstance(msg, AuthQuery):
-                reply = answer(self.auth_limiter, msg) if self.auth_limiter else "0"
+            request = pickle.loads(payload)
+            if isinstance(request, AuthQuery):
+                result = answer(self.auth_limiter, request) if self.auth_limiter else 0.0
             else:
-                reply = await self.accept(msg)
-        except TryLater as e:
-            reply = try_later_reply(e)
+                result = await self.accept(request)
         except Exception:
             # the accept function answers its own errors; this is a broken frame
             log.exception("a message from an SMTP front could not be handled")
-            reply = _ANSWER_ERROR
+            result = UNAVAILABLE
         if not writer.is_closing():
-            writer.write(_frame(rid, reply.encode()))
+            writer.write(_frame(rid, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)))
 
     async def stop(self, grace: float = 30.0) -> None:
         """Fronts stop listening, finish the messages they already handed over, exit."""
@@ -182,25 +187,28 @@ class SmtpFronts:
 # -- the front process --------------------------------------------------------------------
 
 class RemoteAcceptor:
-    """The front's `accept`: the message goes to the main process; its reply comes back."""
+    """The front's `accept`: the message goes to the main process; its outcome comes back."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._pending: dict[int, asyncio.Future[str]] = {}
+        self._pending: dict[int, asyncio.Future[object]] = {}
         self._next = 1
         self.stop_requested = asyncio.Event()
         self.idle = asyncio.Event()  # nothing handed over is waiting for its reply
         self.idle.set()
 
-    async def __call__(self, msg: ReceivedMessage) -> str:
-        return await self.request(msg)
+    async def __call__(self, msg: ReceivedMessage) -> Outcome:
+        outcome = await self.request(msg)
+        if not isinstance(outcome, _OUTCOMES):
+            raise TypeError(f"the main process answered {type(outcome).__name__}")
+        return outcome
 
-    async def request(self, msg: ReceivedMessage | AuthQuery) -> str:
+    async def request(self, msg: ReceivedMessage | AuthQuery) -> object:
         if self.stop_requested.is_set() and self._writer.is_closing():
             raise ConnectionError("the main process is gone")
         rid, self._next = self._next, self._next + 1
-        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         self.idle.clear()
         try:
@@ -222,7 +230,10 @@ class RemoteAcceptor:
                 continue
             fut = self._pending.get(rid)
             if fut is not None and not fut.done():
-                fut.set_result(payload.decode())
+                try:
+                    fut.set_result(pickle.loads(payload))
+                except Exception as e:  # a broken frame: that session answers 451
+                    fut.set_exception(e)
         # end of file: nobody can commit for us any more; unanswered messages get a 451
         self.stop_requested.set()
         self._writer.close()
@@ -241,10 +252,16 @@ class RemoteAuthGate:
         self.remote = remote
 
     async def blocked_for(self, ip: str) -> float:
-        return float(await self.remote.request(AuthQuery("check", ip)))
+        return await self._ask(AuthQuery("check", ip))
 
     async def failed(self, ip: str) -> float:
-        return float(await self.remote.request(AuthQuery("failed", ip)))
+        return await self._ask(AuthQuery("failed", ip))
+
+    async def _ask(self, query: AuthQuery) -> float:
+        seconds = await self.remote.request(query)
+        if not isinstance(seconds, int | float):
+            raise ValueError(f"the main process answered {type(seconds).__name__}")
+        return float(seconds)
 
 
 def _die_with_parent() -> None:
@@ -267,8 +284,8 @@ def front_main(settings: Settings, listeners: list[tuple[ListenerConfig, socket.
 
 async def _front(settings: Settings, listeners: list[tuple[ListenerConfig, socket.socket]],
                  link: socket.socket) -> None:
+    from guard.smtp.handler import GuardHandler
     from guard.smtp.listeners import serve_listener, server_tls_context
-    from guard.smtp.server import GuardHandler
     from guard.users import UserDirectory
 
     reader, writer = await asyncio.open_unix_connection(sock=link)

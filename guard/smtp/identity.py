@@ -7,7 +7,7 @@ X-Authenticated-User, or "Received" for the "(Authenticated sender: NAME)" that 
 (smtpd_sasl_authenticated_header) puts into its own, topmost, Received: line.
 
 The header is read with a bounded reader: the header section up to 256 KiB, From and
-Sender fields up to 8 KiB each, parsed by the strict address reader of guard.mail.message
+Sender fields up to 8 KiB each, parsed by the strict address reader of guard.mail.headers
 (no MIME parse on the event loop). The address is what counts; a display name or comment
 that shows another address ("ceo@example.co.jp" <alice@…>) is refused as well, since
 that is what a reader sees.
@@ -21,9 +21,10 @@ from collections.abc import Collection
 from typing import Literal
 
 from guard.mail.addresses import address_key
-from guard.mail.message import parse_address_header, unfold
+from guard.mail.encodedwords import decode_encoded_words
+from guard.mail.headers import parse_address_header, unfold
 from guard.mail.rewrite import field_name, split_fields
-from guard.mail.textdecode import decode_encoded_words, decode_header_bytes
+from guard.mail.textdecode import decode_header_bytes
 from guard.users import User, UserDirectory
 
 IdentityMode = Literal["enforce", "envelope", "off"]

@@ -9,7 +9,10 @@ import socket
 import ssl
 
 from guard.config import ConfigError, Settings, parse_hostport
-from guard.smtp.server import GuardHandler, GuardSMTP, ListenerConfig, ListenerKind
+from guard.smtp.handler import GuardHandler
+from guard.smtp.listenerconfig import ListenerConfig
+from guard.smtp.received import ListenerKind
+from guard.smtp.server import GuardSMTP
 from guard.users import UserDirectory
 
 

@@ -36,6 +36,7 @@ from guard.config import Settings, load_settings
 from guard.hold.service import HoldService
 from guard.ids import new_queue_id
 from guard.secret import load_or_create_secret
+from guard.smtp.outcome import Held, Outcome
 from guard.store import db, migrate
 from guard.store import queue as q
 from guard.store.holds_schema import hold_approvals, holds, used_tokens
@@ -335,11 +336,11 @@ class GuardThread:
         original = app.pipeline.accept
         hold = self.hold
 
-        async def accept(msg: Any) -> str:
-            reply = await original(msg)
-            if " held as " in reply:
+        async def accept(msg: Any) -> Outcome:
+            outcome = await original(msg)
+            if isinstance(outcome, Held):
                 hold.wake()  # the timers send the first notices now
-            return reply
+            return outcome
 
         app.pipeline.accept = accept
         # ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from guard.accept.decide import rejection
 from guard.inspect.finding import Finding
 from guard.policy import (
     Action,
@@ -21,6 +22,7 @@ from guard.policy import (
     load_policy,
 )
 from guard.policy.engine import UNINSPECTABLE_DEFAULT_RULE
+from guard.smtp.replies import reply
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies"
 SENDER = "sato@example.co.jp"
@@ -51,6 +53,11 @@ def run(
     **kw: Any,
 ) -> Verdict:
     return evaluate(policy, findings, sender=sender, rcpt_tos=list(rcpt), **kw)
+
+
+def smtp_reply(verdict: Verdict, utf8: bool = False) -> str:
+    """The reply a client reads for a reject verdict (the verdict carries no SMTP text)."""
+    return reply(rejection(verdict), utf8=utf8)
 
 
 # -- default and combination
@@ -485,9 +492,9 @@ def test_reject_reply_is_ascii_unless_the_session_allows_utf8() -> None:
     )
     verdict = run(policy, [f("pii.my_number")])
     assert (verdict.reject_code, verdict.reject_status) == (550, "5.7.1")
-    assert verdict.smtp_reply() == "550 5.7.1 No My Number outside"
-    assert verdict.smtp_reply().isascii()
-    assert verdict.smtp_reply(utf8=True) == (
+    assert smtp_reply(verdict) == "550 5.7.1 No My Number outside"
+    assert smtp_reply(verdict).isascii()
+    assert smtp_reply(verdict, utf8=True) == (
         "550 5.7.1 マイナンバーは送れません / No My Number outside"
     )
     assert verdict.to_json()["reject_text"] == "5.7.1 No My Number outside"
@@ -499,12 +506,12 @@ def test_reject_defaults_and_overrides() -> None:
         defaults={"internal_domains": ["example.co.jp"], "language": "ja"},
     )
     verdict = run(policy, [f("pii.my_number")])
-    assert verdict.smtp_reply().startswith("554 5.7.0 Message refused by the outbound mail policy")
-    assert verdict.smtp_reply(utf8=True) == (
+    assert smtp_reply(verdict).startswith("554 5.7.0 Message refused by the outbound mail policy")
+    assert smtp_reply(verdict, utf8=True) == (
         "554 5.7.0 送信ポリシーによりこのメールの送信を拒否しました。"
     )
     with pytest.raises(ValueError):
-        run(make(), []).smtp_reply()
+        smtp_reply(run(make(), []))
 
 
 # -- the JSON contract
@@ -720,8 +727,8 @@ def test_example_approvers(example: Policy) -> None:
 
 def test_example_my_number_reject_text(example: Policy) -> None:
     verdict = run(example, [f("pii.my_number", 0.9)], rcpt=(CUSTOMER,))
-    assert verdict.smtp_reply().startswith("550 5.7.1 Mail containing a My Number")
-    assert "マイナンバー" in verdict.smtp_reply(utf8=True)
+    assert smtp_reply(verdict).startswith("550 5.7.1 Mail containing a My Number")
+    assert "マイナンバー" in smtp_reply(verdict, utf8=True)
 
 
 def test_example_combines_delay_bcc_and_keeps_every_reason(example: Policy) -> None:
