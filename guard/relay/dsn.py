@@ -2,7 +2,7 @@
 
 Built as bytes by hand, not with email.generator: the original header block is
 embedded unchanged (text/rfc822-headers), and every value we insert is checked to be
-free of CR/LF so a hostile address cannot add headers (reliability F64).
+free of CR/LF so a hostile address cannot add headers to the DSN.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ upstream has answered, that outcome is written before anything else (the history
 learned after it) and, if the database cannot take it, kept and written again until it
 can, the lease still held: what an upstream accepted is never sent again because a
 bookkeeping write failed.
+
+Why one module of some 430 lines: the claimer, the senders, the heartbeat and the
+recording of outcomes share one piece of state — which leases this process holds and
+which outcomes are not yet written — and every rule above is about that state; split
+into modules it would have to be passed around and kept in step.
 """
 
 from __future__ import annotations
@@ -83,7 +88,8 @@ class DeliveryWorker:
         self.only_new: Callable[[str, list[tuple[str, str]]], list[tuple[str, str]]] | None = (
             None)
         # per-destination backoff: after the upstream refused a connection, nobody tries
-        # it again before this (monotonic) time (reliability B34)
+        # it again before this (monotonic) time, so a down server is not hammered by every
+        # sender at once
         self._upstream_down_until = 0.0
 
     def wake(self) -> None:
