@@ -11,7 +11,8 @@ import zipfile
 import pytest
 
 from guard.inspect.extract import ExtractLimits, extract
-from guard.inspect.isolate import _pack, _unpack
+from guard.inspect.isolate.wire import pack as _pack
+from guard.inspect.isolate.wire import unpack as _unpack
 from guard.inspect.pii.detect import scan
 from guard.inspect.readers import cellvalues, ooxml, sharedstrings, sheetml, wordml
 from guard.inspect.readers.cellvalues import cell_str
