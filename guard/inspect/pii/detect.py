@@ -54,7 +54,7 @@ from datetime import date
 from typing import Any, Protocol
 
 from guard.inspect.finding import Finding
-from guard.inspect.pii.scan import (
+from guard.inspect.pii.hits import (
     ADDRESS,
     BIRTH_DATE,
     CARD,
@@ -68,12 +68,10 @@ from guard.inspect.pii.scan import (
     Hit,
     ScanSettings,
     accept,
-    line_groups,
-    mask,
-    normalize,
-    scan_normalized,
-    value_key,
 )
+from guard.inspect.pii.masks import mask, value_key
+from guard.inspect.pii.normalize import normalize
+from guard.inspect.pii.scan import line_groups, scan_normalized
 from guard.inspect.pii.tables import PeopleList, table_text
 
 __all__ = [
