@@ -1,5 +1,5 @@
 """The sampling xlsx sheet reader: the first rows of a worksheet part read as table rows,
-the rest counted, and the workbook's list of sheets.
+the rest counted.
 
 What is read completely and what is sampled (docs/benchmarks.md "Inspection"), per sheet:
 
@@ -30,9 +30,6 @@ from dataclasses import dataclass
 
 from guard.inspect.readers.cellvalues import cell_str, excel_date
 from guard.inspect.readers.ooxml import (
-    PKG_REL,
-    R_NS,
-    S_NS,
     S_NS_B,
     Malformed,
     MiB,
@@ -47,57 +44,6 @@ from guard.inspect.readers.ooxml import (
     xml_unescape,
 )
 from guard.inspect.readers.sharedstrings import SharedStrings
-
-
-@dataclass
-class WorkbookParts:
-    sheets: list[tuple[str, str]]  # (name, zip member)
-    shared_strings: str | None
-    styles: str | None
-    is_1904: bool
-
-
-def _resolve(base: str, target: str) -> str:
-    import posixpath
-
-    if target.startswith("/"):
-        return target.lstrip("/")
-    return posixpath.normpath(posixpath.join(posixpath.dirname(base), target))
-
-
-def workbook_parts(workbook_xml: bytes, rels_xml: bytes, names: set[str]) -> WorkbookParts:
-    from defusedxml.ElementTree import fromstring
-
-    wb = fromstring(workbook_xml, forbid_dtd=True)
-    rels = fromstring(rels_xml, forbid_dtd=True)
-    if not wb.tag.startswith("{") or wb.tag[1: wb.tag.index("}")] not in S_NS:
-        raise Unsupported("workbook namespace")
-    ns = wb.tag[: wb.tag.index("}") + 1]
-    targets: dict[str, tuple[str, str]] = {}
-    by_type: dict[str, str] = {}
-    for r in rels.iter(PKG_REL):
-        rtype = (r.get("Type") or "").rsplit("/", 1)[-1]
-        if r.get("TargetMode") == "External":
-            continue
-        path = _resolve("xl/workbook.xml", r.get("Target") or "")
-        targets[r.get("Id") or ""] = (rtype, path)
-        by_type.setdefault(rtype, path)
-    sheets = []
-    for sheet in wb.iter(f"{ns}sheet"):
-        rid = next((sheet.get(f"{{{u}}}id") for u in R_NS if sheet.get(f"{{{u}}}id")), None)
-        rtype, path = targets.get(rid or "", ("", ""))
-        if rtype in ("chartsheet", "dialogsheet", "macrosheet"):
-            continue  # no cells (calamine skips them too)
-        if rtype != "worksheet" or path not in names:
-            raise Unsupported(f"sheet {sheet.get('name')!r}: no worksheet part")
-        sheets.append((sheet.get("name") or "", path))
-    pr = wb.find(f"{ns}workbookPr")
-    is_1904 = pr is not None and (pr.get("date1904") or "").lower() in ("1", "true")
-    sst = by_type.get("sharedStrings")
-    sty = by_type.get("styles")
-    return WorkbookParts(sheets, sst if sst in names else None,
-                         sty if sty in names else None, is_1904)
-
 
 _COL_CACHE: dict[bytes, int] = {}
 

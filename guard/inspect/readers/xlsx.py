@@ -14,16 +14,17 @@ import logging
 import posixpath
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 
 from guard.inspect.readers import calamine
 from guard.inspect.readers.cellvalues import styles
 from guard.inspect.readers.extraction import Extraction
 from guard.inspect.readers.limits import MiB
-from guard.inspect.readers.ooxml import Unsupported, read_chunks
+from guard.inspect.readers.ooxml import PKG_REL, R_NS, S_NS, Unsupported, read_chunks
 from guard.inspect.readers.package import embeddings, num_key, part_text
 from guard.inspect.readers.sharedstrings import SharedStrings
-from guard.inspect.readers.sheetml import SheetResult, read_sheet, workbook_parts
+from guard.inspect.readers.sheetml import SheetResult, read_sheet
 from guard.inspect.readers.ziparchive import ZipArchive
 from guard.mail.message import Attachment
 
@@ -109,6 +110,60 @@ def _xlsx(ex: Extraction, zf: ZipArchive, att: Attachment) -> None:
     for res in results:
         ex.table(where, res.rows, res.more_rows)
     ex.text(where, "\n\n".join(t for t in texts if t))
+
+
+# --- the workbook's parts ---------------------------------------------------------------------
+
+@dataclass
+class WorkbookParts:
+    """What xl/workbook.xml and its relationships name."""
+
+    sheets: list[tuple[str, str]]  # (name, zip member)
+    shared_strings: str | None
+    styles: str | None
+    is_1904: bool
+
+
+def _resolve(base: str, target: str) -> str:
+    if target.startswith("/"):
+        return target.lstrip("/")
+    return posixpath.normpath(posixpath.join(posixpath.dirname(base), target))
+
+
+def workbook_parts(workbook_xml: bytes, rels_xml: bytes, names: set[str]) -> WorkbookParts:
+    """The worksheets in order, the shared strings and styles parts, the date system.
+    Raises Unsupported for what calamine should read instead."""
+    from defusedxml.ElementTree import fromstring
+
+    wb = fromstring(workbook_xml, forbid_dtd=True)
+    rels = fromstring(rels_xml, forbid_dtd=True)
+    if not wb.tag.startswith("{") or wb.tag[1: wb.tag.index("}")] not in S_NS:
+        raise Unsupported("workbook namespace")
+    ns = wb.tag[: wb.tag.index("}") + 1]
+    targets: dict[str, tuple[str, str]] = {}
+    by_type: dict[str, str] = {}
+    for r in rels.iter(PKG_REL):
+        rtype = (r.get("Type") or "").rsplit("/", 1)[-1]
+        if r.get("TargetMode") == "External":
+            continue
+        path = _resolve("xl/workbook.xml", r.get("Target") or "")
+        targets[r.get("Id") or ""] = (rtype, path)
+        by_type.setdefault(rtype, path)
+    sheets = []
+    for sheet in wb.iter(f"{ns}sheet"):
+        rid = next((sheet.get(f"{{{u}}}id") for u in R_NS if sheet.get(f"{{{u}}}id")), None)
+        rtype, path = targets.get(rid or "", ("", ""))
+        if rtype in ("chartsheet", "dialogsheet", "macrosheet"):
+            continue  # no cells (calamine skips them too)
+        if rtype != "worksheet" or path not in names:
+            raise Unsupported(f"sheet {sheet.get('name')!r}: no worksheet part")
+        sheets.append((sheet.get("name") or "", path))
+    pr = wb.find(f"{ns}workbookPr")
+    is_1904 = pr is not None and (pr.get("date1904") or "").lower() in ("1", "true")
+    sst = by_type.get("sharedStrings")
+    sty = by_type.get("styles")
+    return WorkbookParts(sheets, sst if sst in names else None,
+                         sty if sty in names else None, is_1904)
 
 
 # --- text outside the cells ------------------------------------------------------------------
