@@ -125,13 +125,13 @@ def parse_date(m: re.Match[str], today: date) -> ParsedDate | None:
                 return ParsedDate(value.isoformat(), True, False)
         return None
     if g["pera"]:
-        year = era_year_to_gregorian(g["pera"], _year_of(g["pey"]))
-        if year is None or not _plausible_year(year, today):
+        gregorian = era_year_to_gregorian(g["pera"], _year_of(g["pey"]))
+        if gregorian is None or not _plausible_year(gregorian, today):
             return None
         month = g["pem"]
-        if month is not None and not _era_has_month(g["pera"], year, int(month)):
+        if month is not None and not _era_has_month(g["pera"], gregorian, int(month)):
             return None
-        return _partial(year, month, era=True)
+        return _partial(gregorian, month, era=True)
     if g["py"]:
         year = int(g["py"])
         if not _plausible_year(year, today):
