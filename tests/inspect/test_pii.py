@@ -19,10 +19,10 @@ from guard.inspect.pii.detect import PiiLimits, scan, scan_tables, scan_texts, v
 from guard.inspect.pii.normalize import NFKC_SAFE_RANGES, normalize
 
 LIMITS = PiiLimits(today=date(2026, 11, 1))
-HOLD_MY_NUMBER = 0.85  # design §1.4 decision policy
+HOLD_MY_NUMBER = 0.85  # where the example policy acts
 HOLD_CARD = 0.9
 
-MY_NUMBER = "621498320257"  # the published example (design §1.3)
+MY_NUMBER = "621498320257"  # a published example of a valid My Number
 
 
 @dataclass(frozen=True)

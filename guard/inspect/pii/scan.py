@@ -265,7 +265,7 @@ def _is_quoted_header_line(text: str, pos: int) -> bool:
     return head.startswith(cw.QUOTED_HEADER_PREFIXES)
 
 
-# Scores for addresses (design §1.4: 0.5 → 0.75 with a prefecture → 0.85 with a postal
+# Scores for addresses (0.75 with a prefecture and a block number → 0.85 with a postal
 # code next to it). A prefecture and a city without a block number is a place name
 # ("東京都千代田区にある本社"), not somebody's address.
 _ADDR_FULL = 0.75
@@ -398,7 +398,7 @@ def scan_normalized(text: str, settings: ScanSettings) -> list[Hit]:
 
 def line_groups(text: str, hits: list[Hit], max_gap: int) -> list[int]:
     """A record-group id per hit (hits sorted by position): same line and ≤ max_gap
-    characters from the previous hit (design §1.4 "record unit")."""
+    characters from the previous hit: one record (pii.records)."""
     ids: list[int] = []
     group = 0
     prev = -1

@@ -1,8 +1,8 @@
 """Tables: the people-list signal, and a text form of the rows for the value detectors.
 
 A table whose header row names personal-data columns (氏名, 住所, 電話, メール,
-生年月日...) and that has data rows under it is the strongest bulk signal (design §0,
-§1.4 PII_TABLE): a customer list is recognisable from its header before any value is
+生年月日...) and that has data rows under it is the strongest bulk signal
+(pii.people_list): a customer list is recognisable from its header before any value is
 validated, and it stays recognisable when its values defeat the regexes.
 
 The values in the cells are found two ways:
@@ -78,7 +78,7 @@ class PeopleList:
 class TableText:
     text: str  # one line per row, for the text scanner
     # (row index, name key) for non-empty cells of name columns: records need "name"
-    # as a kind, and no detector finds names in free text reliably (design §1.4).
+    # as a kind, and no detector finds names in free text reliably.
     names: list[tuple[int, str]] = field(default_factory=list)
     # (row index, hit) for cells read directly as their column's type (scan_cell).
     typed: list[tuple[int, Hit]] = field(default_factory=list)
