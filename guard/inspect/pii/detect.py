@@ -1,5 +1,12 @@
 """Personal-data detectors: findings for My Number, cards, phones, addresses, people lists.
 
+One job, longer than most modules: hits (from the text scanner and the table reader)
+become one finding per symbol per `where`, with distinct-value counts, records and
+masked evidence. The symbol reference below is a tenth of it; most of the rest is the
+accumulator that counts distinct values across the texts and tables of one `where`,
+which belongs with the symbols it produces (splitting them would spread each symbol's
+rule over two files).
+
 Public API:
 
     scan_texts(chunks, limits)  -> list[Finding]   # chunks: .where, .text
