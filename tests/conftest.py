@@ -322,7 +322,9 @@ USER_PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def guard_factory(tmp_path: Path, tls: TlsFiles) -> Iterator[Any]:
-    """Make guard processes: guard_factory(upstream_url, db_url=None, **GUARD_* overrides)."""
+    """Make guard processes: guard_factory(upstream_url, db_url=None, **GUARD_* overrides).
+    slow_readers=True: its extraction workers read attachments with the misbehaving
+    readers of tests/inspect/slow_readers.py (through tests/slow_worker/sitecustomize.py)."""
     made: list[GuardProcess] = []
     users_file = tmp_path / "users.yaml"
     if not users_file.exists():
@@ -332,7 +334,7 @@ def guard_factory(tmp_path: Path, tls: TlsFiles) -> Iterator[Any]:
         add_user(users_file, "bob", USER_PASSWORD, ["bob@example.co.jp"], "en")
 
     def make(upstream: str, db_url: str | None = None, start: bool = True,
-             **overrides: str) -> GuardProcess:
+             slow_readers: bool = False, **overrides: str) -> GuardProcess:
         env = {
             "GUARD_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
             "GUARD_SMTP_MODE": "submission",
@@ -353,6 +355,9 @@ def guard_factory(tmp_path: Path, tls: TlsFiles) -> Iterator[Any]:
         }
         env.update({k if k.startswith("GUARD_") else f"GUARD_{k.upper()}": v
                     for k, v in overrides.items()})
+        if slow_readers:
+            paths = [str(ROOT / "tests" / "slow_worker"), str(ROOT), os.environ.get("PYTHONPATH")]
+            env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         g = GuardProcess(tmp_path, env)
         made.append(g)
         if start:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-from guard.inspect.isolate import TEST_SLEEP as TEST_SLEEP_TYPE
+from tests.inspect.slow_readers import SLEEP, sleep_data
 
 HEAD = (b"From: Alice <alice@example.co.jp>\r\nTo: buyer@client.example\r\n"
         b"Subject: s\r\nMIME-Version: 1.0\r\n")
@@ -127,14 +128,15 @@ def plain_message(subject: str, to: str = "tanaka@example.co.jp") -> bytes:
             "明日の定例会議は10時からです。\r\n".encode("iso-2022-jp"))
 
 
-def slow_attachment_message(seconds: float) -> bytes:
+def slow_attachment_message(seconds: float, markers: Path | None = None) -> bytes:
     """An ordinary message whose attachment keeps an extraction worker busy for
-    `seconds` (only where the worker test hooks are on: GUARD_TEST_HOOKS=1)."""
+    `seconds` (only where the workers read with tests/inspect/slow_readers.py); the
+    worker writes `markers`/started when it begins."""
     return message(b'Content-Type: multipart/mixed; boundary="s"\r\n', body=(
         b"--s\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
-        b"--s\r\nContent-Type: " + TEST_SLEEP_TYPE.encode()
+        b"--s\r\nContent-Type: " + SLEEP.encode()
         + b'\r\nContent-Disposition: attachment; filename="slow.bin"\r\n\r\n'
-        + str(seconds).encode() + b"\r\n--s--\r\n"))
+        + sleep_data(seconds, markers) + b"\r\n--s--\r\n"))
 
 
 def python_steps(fn: Callable[[], object], path_part: str = "") -> int:

@@ -94,28 +94,30 @@ def guarded(guard_factory: Any, sink: Sink, tmp_path: Path) -> tuple[Any, str, P
     policy_dir = tmp_path / "policies"
     shutil.copytree(EXAMPLE_POLICY, policy_dir, ignore=shutil.ignore_patterns("samples"))
     url = f"sqlite:///{tmp_path / 'guard.db'}"
-    # one extraction worker, with the test hooks: an attachment of TEST_SLEEP_TYPE
-    # keeps it busy for as long as the test says
+    # one extraction worker, with the misbehaving test readers: a slow attachment
+    # (tests/inspect/slow_readers.py) keeps it busy for as long as the test says
     g = guard_factory(sink.url, url, policy=str(policy_dir), inspect__workers="1",
-                      test_hooks="1")
+                      slow_readers=True)
     return g, url, policy_dir
 
 
 def test_plain_mail_is_answered_first_while_hostile_headers_are_held(
-        guarded: tuple[Any, str, Path], tls: TlsFiles) -> None:
+        guarded: tuple[Any, str, Path], tls: TlsFiles, tmp_path: Path) -> None:
     g, url, _ = guarded
     # The extraction worker is kept busy (6 s) by an ordinary message with a slow
     # attachment: whatever the hostile messages cost is then not a race with the plain
     # one. Today's main parsed the 59 KB one on the event loop: every other session
     # waited for it (2-4 s here), and its own 250 came before the plain one's.
-    busy = Session(g.smtp_port, tls, [OUTSIDE], slow_attachment_message(seconds=6))
+    markers = tmp_path / "slow"
+    markers.mkdir()
+    busy = Session(g.smtp_port, tls, [OUTSIDE], slow_attachment_message(6, markers))
     hostile = {name: Session(g.smtp_port, tls, [OUTSIDE], HOSTILE[name]())
                for name in OVER_SMTP}
     plain = Session(g.smtp_port, tls, [COLLEAGUE], plain_message("定例会議の件"))
     busy.end()
-    # its attachment is in the worker by then, even on a loaded machine (a hostile
-    # message that reached the free worker first would be answered in milliseconds)
-    time.sleep(2.0)
+    # wait until its attachment is in the worker (a hostile message that reached the
+    # free worker first would be answered in milliseconds): the slow reader says so
+    wait_for(lambda: (markers / "started").exists(), 60, what="the slow attachment's reader")
     for s in hostile.values():
         s.end()
     plain.end()

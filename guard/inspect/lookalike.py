@@ -1,6 +1,6 @@
 """Look-alike addresses and domains: is this recipient a near miss of one we know?
 
-Four signals, strongest first (design: pii-and-extraction.md §4.3):
+Four signals, strongest first:
 - skeleton: UTS #39 confusable skeletons are equal ("examp1e.co.jp", Cyrillic "exаmple").
 - edit_distance: restricted Damerau-Levenshtein (OSA: one swap of neighbours counts as
   one edit) within a bound that grows with the label length ("exmaple", "abd" for
@@ -174,7 +174,7 @@ class LookalikeMatch:
 
 
 def _allowed_edits(label_len: int) -> int:
-    # Design §4.3: ≤ 1 edit for labels of 5–9 characters, ≤ 2 from 10; shorter labels
+    # ≤ 1 edit for labels of 5–9 characters, ≤ 2 from 10; shorter labels
     # are too dense ("abc"/"abd" are both real firms) to judge from the domain alone.
     if label_len >= 10:
         return 2

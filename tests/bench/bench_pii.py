@@ -42,6 +42,7 @@ from guard.inspect.pii.checkdigits import (  # noqa: E402
     my_number_check_digit,
 )
 from guard.inspect.pii.detect import PiiLimits, scan_texts  # noqa: E402
+from guard.inspect.pii.normalize import normalize  # noqa: E402
 
 IMPORT_SECONDS = time.process_time() - _t0
 
@@ -269,7 +270,7 @@ def time_scan(text: str, min_time: float, min_reps: int = 3) -> list[float]:
 
 def accuracy(corpus: Corpus) -> tuple[float, float, int, int]:
     limits = PiiLimits()
-    text = pii_scan.normalize(corpus.text)
+    text = normalize(corpus.text)
     hits = pii_scan.scan_normalized(text, limits.settings())
     found = {(h.kind, h.key) for h in hits}
     true_pos = len(found & corpus.truth)

@@ -21,7 +21,7 @@ from guard.inspect.pii.checkdigits import (
     my_number_check_digit,
 )
 
-# Published examples (design/pii-and-extraction.md §1.3).
+# Published examples of valid numbers.
 MY_NUMBER_EXAMPLE = "621498320257"
 CORPORATE_EXAMPLES = ("5835678256246", "7010705000725", "4011001098993")
 

@@ -1,7 +1,4 @@
-"""extract(): per-format text/table extraction, archives, bombs, encryption.
-
-pii-and-extraction.md §2 and §6; reliability.md tests I.86, I.88.
-"""
+"""extract(): per-format text/table extraction, archives, bombs, encryption."""
 
 from __future__ import annotations
 

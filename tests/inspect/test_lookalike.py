@@ -1,4 +1,4 @@
-"""Skeletons, script mixing and the look-alike index (design §4.3 cases)."""
+"""Skeletons, script mixing and the look-alike index."""
 
 from __future__ import annotations
 

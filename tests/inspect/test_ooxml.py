@@ -1,5 +1,6 @@
-"""The sampling xlsx reader and the fast docx/pptx text reader (guard.inspect.readers.ooxml),
-through extract(), against calamine and the defusedxml walk they replace."""
+"""The sampling xlsx reader (guard.inspect.readers.sheetml) and the fast docx/pptx text
+reader (guard.inspect.readers.wordml), through extract(), against calamine and the
+defusedxml walk they replace."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import zipfile
 
 import pytest
 
-from guard.inspect.extract import ExtractLimits, _cell_str, _trim_row, _xml_text, extract
-from guard.inspect.isolate import _pack, _unpack
+from guard.inspect.extract import ExtractLimits, extract
+from guard.inspect.isolate.wire import pack as _pack
+from guard.inspect.isolate.wire import unpack as _unpack
 from guard.inspect.pii.detect import scan
-from guard.inspect.readers import ooxml
+from guard.inspect.readers import cellvalues, ooxml, sharedstrings, sheetml, wordml
+from guard.inspect.readers.cellvalues import cell_str
+from guard.inspect.readers.extraction import trim_row
+from guard.inspect.readers.wordml import xml_text
 from guard.inspect.run import PII_LIMITS
 from guard.mail.message import Attachment, Table
 from tests.inspect import fixtures as fx
@@ -43,7 +48,7 @@ def calamine_rows(data: bytes) -> list[list[str]]:
     rows = []
     for name in wb.sheet_names:
         for row in wb.get_sheet_by_name(name).iter_rows():
-            cells = _trim_row([v.strip() if type(v) is str else _cell_str(v) for v in row])
+            cells = trim_row([v.strip() if type(v) is str else cell_str(v) for v in row])
             if cells:
                 rows.append(cells)
     return rows
@@ -134,7 +139,7 @@ def test_japanese_era_date_format_is_a_date() -> None:
 
 
 def test_number_format_kinds() -> None:
-    kind = ooxml.number_format_kind
+    kind = cellvalues.number_format_kind
     assert kind("yyyy/m/d") == kind("[$-411]ggge\"年\"m\"月\"d\"日\"") == "date"
     assert kind("[h]:mm:ss") == "duration"
     assert kind('"$"#,##0_);[Red]("$"#,##0)') == kind("0.00") == kind("#,##0*y") == ""
@@ -261,7 +266,7 @@ def test_namespace_prefixed_sheet_falls_back_to_calamine() -> None:
              "</x:worksheet>")
     data = raw_xlsx("", ["山田"], sheet_xml=sheet)
     with pytest.raises(ooxml.Unsupported):
-        ooxml.read_sheet(iter([sheet.encode()]), ["山田"], [], False, 100, None)
+        sheetml.read_sheet(iter([sheet.encode()]), ["山田"], [], False, 100, None)
     ex = extract(att("a.xlsx", data))
     assert ex.problems == []
     assert ex.tables[0].rows == [["山田", "5"]]
@@ -405,13 +410,13 @@ def _docx_with_everything() -> bytes:
 def test_docx_text_equals_the_full_parser(chunk: int) -> None:
     zf = zipfile.ZipFile(io.BytesIO(_docx_with_everything()))
     for name in ("word/document.xml", "word/header1.xml"):
-        fast = ooxml.word_text(ooxml.read_chunks(zf.open(name), chunk), "w")
-        assert fast == _xml_text(zf.open(name))
+        fast = wordml.word_text(ooxml.read_chunks(zf.open(name), chunk), "w")
+        assert fast == xml_text(zf.open(name))
     pptx = zipfile.ZipFile(io.BytesIO(fx.pptx(["スライド1", "A &amp; B"], notes=["メモ"])))
     for name in pptx.namelist():
         if name.startswith(("ppt/slides/slide", "ppt/notesSlides/")) and name.endswith(".xml"):
-            assert (ooxml.word_text(ooxml.read_chunks(pptx.open(name), chunk), "a")
-                    == _xml_text(pptx.open(name)))
+            assert (wordml.word_text(ooxml.read_chunks(pptx.open(name), chunk), "a")
+                    == xml_text(pptx.open(name)))
 
 
 _NO_GT = ["山田 太郎様", "（東京都千代田区1-2-3）", "090-1234-5678", "A&amp;B", "顧客一覧", " "]
@@ -425,16 +430,16 @@ def test_word_like_documents_equal_the_full_parser(seed: int, texts: list[str] |
     empty and self-closed paragraphs, deletions, nested and self-closed cells), read in
     pieces of every size: the same text as the defusedxml walk, through both patterns."""
     full_pieces = []
-    real_full = ooxml._word_full
-    monkeypatch.setattr(ooxml, "_word_full",
+    real_full = wordml._word_full
+    monkeypatch.setattr(wordml, "_word_full",
                         lambda *args: full_pieces.append(1) or real_full(*args))
     xml = fx.word_like_document(400, seed, texts)
-    expected = _xml_text(io.BytesIO(xml))
+    expected = xml_text(io.BytesIO(xml))
     pieces = 0
     for chunk in (4 * 1024 * 1024, 2000, 333, 97):
         chunks = list(ooxml.read_chunks(io.BytesIO(xml), chunk))
         pieces += len(chunks)
-        assert ooxml.word_text(iter(chunks), "w") == expected, chunk
+        assert wordml.word_text(iter(chunks), "w") == expected, chunk
     assert "\t" in expected and "山田 太郎様" in expected
     assert 0 < len(full_pieces) < pieces  # some pieces took the fast pattern, some not
 
@@ -469,8 +474,8 @@ _TRICKY = {
 def test_tricky_but_well_formed_xml_reads_like_the_full_parser(case: str, chunk: int) -> None:
     xml = (f'<w:document xmlns:w="{fx._W}" xmlns:x="urn:x"><w:body>{_TRICKY[case]}'
            "</w:body></w:document>").encode()
-    expected = _xml_text(io.BytesIO(xml))
-    assert ooxml.word_text(ooxml.read_chunks(io.BytesIO(xml), chunk), "w") == expected
+    expected = xml_text(io.BytesIO(xml))
+    assert wordml.word_text(ooxml.read_chunks(io.BytesIO(xml), chunk), "w") == expected
     if "hidden" in case or "attribute" in case:
         assert expected.strip()
 
@@ -485,9 +490,9 @@ def test_text_under_another_name_for_the_word_namespace_is_read(declaration: str
     xml = (f'<w:document xmlns:w="{fx._W}"><w:body><{prefix}p {declaration}><{prefix}r>'
            f"<{prefix}t>隠した本文</{prefix}t></{prefix}r></{prefix}p></w:body></w:document>"
            ).encode()
-    assert _xml_text(io.BytesIO(xml)) == "隠した本文\n"
+    assert xml_text(io.BytesIO(xml)) == "隠した本文\n"
     with pytest.raises(ooxml.Unsupported):  # → extract() reads it with the full parser
-        ooxml.word_text([xml], "w")
+        wordml.word_text([xml], "w")
     data = fx.std_zip({"[Content_Types].xml": b"<Types/>", "word/document.xml": xml})
     assert text_of(extract(att("a.docx", data))) == "隠した本文\n"
 
@@ -503,9 +508,9 @@ def test_pieces_never_cut_inside_a_paragraph_end() -> None:
                         for _ in range(rng.randint(0, 40)))
         cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, rng.randint(0, 9))))
         chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-        pieces = [b[s:e] for b, s, e in ooxml._ranges(iter(chunks), b"</p>", 1 << 20)]
+        pieces = [b[s:e] for b, s, e in ooxml.unit_ranges(iter(chunks), b"</p>", 1 << 20)]
         assert b"".join(pieces) == data
-        assert list(ooxml._units(iter(chunks), b"</p>", 1 << 20)) == pieces
+        assert list(ooxml.units(iter(chunks), b"</p>", 1 << 20)) == pieces
         assert all(p.endswith(b"</p>") for p in pieces[:-1])
         ends = {sum(map(len, pieces[:k + 1])) for k in range(len(pieces))}
         assert not any(i < e < i + 4 for e in ends for i in range(len(data))
@@ -513,13 +518,13 @@ def test_pieces_never_cut_inside_a_paragraph_end() -> None:
 
 
 def test_plain_paragraphs_take_the_fast_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ooxml, "_word_full", lambda *args: pytest.fail("full"))
+    monkeypatch.setattr(wordml, "_word_full", lambda *args: pytest.fail("full"))
     xml = (f'<w:document xmlns:w="{fx._W}"><w:body>'
            + '<w:p w:rsidR="1"><w:r><w:rPr><w:b/></w:rPr><w:t xml:space="preserve">本文 '
            '</w:t></w:r><w:r><w:t>A&amp;B</w:t></w:r></w:p><w:p><w:pPr><w:tabs>'
            '<w:tab w:val="left" w:pos="840"/></w:tabs></w:pPr><w:r><w:t>二行目</w:t></w:r>'
            "</w:p></w:body></w:document>").encode()
-    assert ooxml.word_text([xml], "w") == _xml_text(io.BytesIO(xml)) == "本文 A&B\n二行目\n"
+    assert wordml.word_text([xml], "w") == xml_text(io.BytesIO(xml)) == "本文 A&B\n二行目\n"
 
 
 def test_text_limit_cuts_a_long_document_once() -> None:
@@ -545,7 +550,7 @@ def test_slide_line_break_separates_words() -> None:
                        "ppt/presentation.xml": f'<p:presentation xmlns:p="{fx._P}"/>'.encode()})
     ex = extract(att("営業.pptx", data))
     assert ex.problems == [] and text_of(ex) == "山田 太郎\n03-1234-5678\n"
-    assert ooxml.word_text([slide], "a") == _xml_text(io.BytesIO(slide))
+    assert wordml.word_text([slide], "a") == xml_text(io.BytesIO(slide))
 
 
 def test_docx_through_extract() -> None:
@@ -627,14 +632,14 @@ def test_shared_strings_on_demand_equal_the_full_parse(special_at: int | None) -
     if special_at is not None:
         strings[special_at: special_at + len(SPECIAL)] = SPECIAL
     data = _sst_xml(strings)
-    full = ooxml.shared_strings(data)
+    full = sharedstrings.shared_strings(data)
     assert len(full) == len(strings)
-    lazy = ooxml.SharedStrings(data)
+    lazy = sharedstrings.SharedStrings(data)
     used = {0, 3, 69_999, 5}  # the last one makes it parse every step
     assert [lazy[i] for i in sorted(used)] == [full[i] for i in sorted(used)]
     expect = "\n".join(s for i, s in enumerate(full) if i not in used)
-    assert ooxml.SharedStrings(data).unused_text(used) == expect
-    only_first = ooxml.SharedStrings(data)
+    assert sharedstrings.SharedStrings(data).unused_text(used) == expect
+    only_first = sharedstrings.SharedStrings(data)
     assert only_first[1] == full[1]  # one step parsed, the rest read as text
     assert only_first.unused_text({1}) == "\n".join(full[:1] + full[2:])
     with pytest.raises(IndexError):

@@ -16,13 +16,13 @@ from guard.inspect.pii.checkdigits import is_valid_card, is_valid_my_number, my_
 from guard.inspect.pii.context_words import classify_header
 from guard.inspect.pii.dates import era_year_to_gregorian
 from guard.inspect.pii.detect import PiiLimits, scan, scan_tables, scan_texts, value_key
-from guard.inspect.pii.scan import NFKC_SAFE_RANGES, normalize
+from guard.inspect.pii.normalize import NFKC_SAFE_RANGES, normalize
 
 LIMITS = PiiLimits(today=date(2026, 11, 1))
-HOLD_MY_NUMBER = 0.85  # design §1.4 decision policy
+HOLD_MY_NUMBER = 0.85  # where the example policy acts
 HOLD_CARD = 0.9
 
-MY_NUMBER = "621498320257"  # the published example (design §1.3)
+MY_NUMBER = "621498320257"  # a published example of a valid My Number
 
 
 @dataclass(frozen=True)
@@ -717,14 +717,14 @@ def test_normalisation_examples() -> None:
 
 
 def test_candidate_spans_without_the_match_wrapper_equal_finditer() -> None:
-    from guard.inspect.pii import scan as pii_scan
+    from guard.inspect.pii import candidates
 
-    assert pii_scan._FAST_SPANS  # the installed google-re2 has the fast path
+    assert candidates._FAST_SPANS  # the installed google-re2 has the fast path
     text = ("〒100-0001 東京都千代田区千代田1-1 山田 太郎 090-1234-5678 (03)1234-5678 "
             "taro@example.jp 生年月日 昭和50年1月2日 住所 大阪市北区1-2 電話 0312345678\n"
             "order 4111111111111111 x@y.z ") * 50
     buf = text.encode()
-    fast = list(pii_scan.byte_spans(buf, fast=True))
+    fast = list(candidates.byte_spans(buf, fast=True))
     assert len(fast) > 400
-    assert fast == list(pii_scan.byte_spans(buf, fast=False))
-    assert list(pii_scan.byte_spans(b"", fast=True)) == []
+    assert fast == list(candidates.byte_spans(buf, fast=False))
+    assert list(candidates.byte_spans(b"", fast=True)) == []

@@ -1,7 +1,7 @@
 """Check digits and issuer tables for the numeric personal-data detectors.
 
 Pure functions over ASCII digit strings (callers strip separators first). The formulas
-are the statutory ones quoted in design/pii-and-extraction.md §1.3; each is cheap, but a
+are the statutory ones (the My Number and corporate number ordinances); each is cheap, but a
 check digit alone is weak evidence (10 % of random 12-digit strings pass the My Number
 check, ~2.6 % of random 16-digit strings pass Luhn + the brand table), so the detectors
 combine them with context words instead of trusting them on their own.
@@ -75,7 +75,7 @@ def luhn_valid(digits: str) -> bool:
 
 
 # (brand, inclusive IIN prefix ranges as (low, high) over the first len(low) digits,
-# allowed lengths). Table from design §1.3; Presidio's own regex misses the 2-series
+# allowed lengths). Presidio's own regex misses the 2-series
 # Mastercard range, which is why the table is explicit here.
 _BRANDS: tuple[tuple[str, tuple[tuple[str, str], ...], frozenset[int]], ...] = (
     ("visa", (("4", "4"),), frozenset({13, 16, 19})),

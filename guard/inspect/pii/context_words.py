@@ -2,7 +2,7 @@
 
 Presidio raises a match's score when a context word precedes it; it finds those words by
 token lemma, which needs a tokenizer Japanese does not have for free. Here context words
-are found as text (design §1.4: a character window around the match): the scanner
+are found as text (a character window around the match): the scanner
 searches for all of them in the same RE2 pass as the candidates, then looks up the ones
 inside each candidate's window. Japanese words match anywhere; ASCII words must not be
 glued to other ASCII letters ("tel" must not fire inside "hotel", but
@@ -10,7 +10,7 @@ glued to other ASCII letters ("tel" must not fire inside "hotel", but
 
 All words are stored NFKC-normalised and lower-cased, the same as the windows they are
 searched in. The katakana long-vowel mark ー is kept as is: mapping it to "-" silently
-killed the マイナンバー context in the design prototype.
+killed the マイナンバー context in an early prototype.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ CORPORATE = WordList(
 )
 
 # Codes that look like corporate numbers: JAN/EAN-13 barcodes pass the mod-9 check
-# about 1 time in 9 (design §1.4).
+# about 1 time in 9.
 CORPORATE_NEGATIVE = WordList(
     "corporate_number_negative",
     ("jan", "ean", "isbn", "品番", "型番", "商品コード", "バーコード", "barcode", "部品番号"),
@@ -93,7 +93,7 @@ CARD = WordList(
 )
 
 # Numbers that are business references, not people: order/invoice/slip numbers pass
-# Luhn + IIN on ~13 % of invoice lines in the design's false-positive test, and the
+# Luhn + IIN on ~13 % of invoice lines in a false-positive test on real invoices, and the
 # same reference numbers are sometimes 10-12 digits starting with 0 or passing mod-11.
 ID_NEGATIVE = WordList(
     "reference_number",
@@ -140,7 +140,7 @@ BIRTH_DATE = WordList(
 )
 
 # Lines that start with these are quoted-reply or message headers: the addresses on
-# them are the correspondents, not data being sent (design §1.4, EMAIL_ADDRESS row).
+# them are the correspondents, not data being sent.
 QUOTED_HEADER_PREFIXES: tuple[str, ...] = tuple(
     _norm(w)
     for w in (

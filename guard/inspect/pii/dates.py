@@ -1,6 +1,6 @@
 """Dates of birth: Western and Japanese-era dates, validated as real dates.
 
-A date on its own is not personal data (design §1.4: score 0 without context), so the
+A date on its own is not personal data (it scores 0 without context), so the
 scanner only runs this parser in a small window around a birth-date context word
 (生年月日, 誕生日, DOB...). That keeps the pattern off the hot path and out of the
 combined RE2 pattern, where it would compete with numeric runs for the same digits.
@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-# Era name -> (first day, last day). 明治 uses the calendar convention (1868-01-25) from
-# the design notes; 元年 = year 1. Gregorian year = first_day.year + era_year - 1.
+# Era name -> (first day, last day). 明治 starts on 1868-01-25, 明治元年1月1日 (the era
+# applies from the start of that year); 元年 = year 1. Gregorian year =
+# first_day.year + era_year - 1.
 ERAS: dict[str, tuple[date, date]] = {
     "明治": (date(1868, 1, 25), date(1912, 7, 29)),
     "大正": (date(1912, 7, 30), date(1926, 12, 24)),
@@ -125,13 +126,13 @@ def parse_date(m: re.Match[str], today: date) -> ParsedDate | None:
                 return ParsedDate(value.isoformat(), True, False)
         return None
     if g["pera"]:
-        year = era_year_to_gregorian(g["pera"], _year_of(g["pey"]))
-        if year is None or not _plausible_year(year, today):
+        gregorian = era_year_to_gregorian(g["pera"], _year_of(g["pey"]))
+        if gregorian is None or not _plausible_year(gregorian, today):
             return None
         month = g["pem"]
-        if month is not None and not _era_has_month(g["pera"], year, int(month)):
+        if month is not None and not _era_has_month(g["pera"], gregorian, int(month)):
             return None
-        return _partial(year, month, era=True)
+        return _partial(gregorian, month, era=True)
     if g["py"]:
         year = int(g["py"])
         if not _plausible_year(year, today):

@@ -1,5 +1,12 @@
 """Personal-data detectors: findings for My Number, cards, phones, addresses, people lists.
 
+One job, longer than most modules: hits (from the text scanner and the table reader)
+become one finding per symbol per `where`, with distinct-value counts, records and
+masked evidence. The symbol reference below is a tenth of it; most of the rest is the
+accumulator that counts distinct values across the texts and tables of one `where`,
+which belongs with the symbols it produces (splitting them would spread each symbol's
+rule over two files).
+
 Public API:
 
     scan_texts(chunks, limits)  -> list[Finding]   # chunks: .where, .text
@@ -11,8 +18,8 @@ card quoted five times in a reply chain is one card), `score` the best value's s
 and `evidence` holds masked samples, the kinds seen (card brands, phone types...), and
 the context words that raised or lowered scores. Full values never leave this module.
 
-Symbols and what their scores mean (design §1.4; a value "qualifies" at min_score 0.5,
-the design's hold levels are ≥ 0.85 for My Number and ≥ 0.9 for cards):
+Symbols and what their scores mean (a value "qualifies" at min_score 0.5; the example
+policy, policies/policy.yaml, acts from 0.85 for My Number and 0.9 for cards):
 
   pii.my_number         12 digits with a valid check digit: 0.35 alone (dropped),
                         0.9 next to マイナンバー/個人番号/my number. A wrong check digit
@@ -54,7 +61,7 @@ from datetime import date
 from typing import Any, Protocol
 
 from guard.inspect.finding import Finding
-from guard.inspect.pii.scan import (
+from guard.inspect.pii.hits import (
     ADDRESS,
     BIRTH_DATE,
     CARD,
@@ -68,12 +75,10 @@ from guard.inspect.pii.scan import (
     Hit,
     ScanSettings,
     accept,
-    line_groups,
-    mask,
-    normalize,
-    scan_normalized,
-    value_key,
 )
+from guard.inspect.pii.masks import mask, value_key
+from guard.inspect.pii.normalize import normalize
+from guard.inspect.pii.scan import line_groups, scan_normalized
 from guard.inspect.pii.tables import PeopleList, table_text
 
 __all__ = [
@@ -107,20 +112,22 @@ class TableLike(Protocol):
 class PiiLimits:
     """Thresholds and safety limits for the detectors (all per-tenant settable)."""
 
-    # A value counts when its score reaches this (design: "qualifies at ≥ 0.5").
+    # A value counts ("qualifies") when its score reaches this.
     min_score: float = 0.5
-    # Values at or above this are counted in evidence["strong"] (the design's hold
-    # levels: My Number ≥ 0.85, card ≥ 0.9).
+    # Values at or above this are counted in evidence["strong"] (where the example
+    # policy acts: My Number ≥ 0.85, card ≥ 0.9).
     strong_score: float = 0.85
     # Context window in characters; Japanese has no spaces, so windows, not tokens.
     context_before: int = 50
     context_after: int = 30
-    # Characters scanned per text chunk (design §6: 20 M per attachment). The rest is
-    # not scanned and the findings say evidence["truncated"] = True.
+    # Characters scanned per text chunk (as many as extraction keeps per attachment,
+    # ExtractLimits.max_text_chars). The rest is not scanned and the findings say
+    # evidence["truncated"] = True.
     max_chars: int = 20_000_000
-    # Cells read per table (design §6: 1,000,000 per workbook); the people-list row
-    # count covers all of them. The value detectors (phones, e-mails... in cells) see
-    # the first max_scan_cells, ~2 s of CPU; evidence["truncated"] says when they stopped.
+    # Cells read per table (as many as extraction reads per workbook, max_cells); the
+    # people-list row count covers all of them. The value detectors (phones, e-mails...
+    # in cells) see the first max_scan_cells, ~2 s of CPU; evidence["truncated"] says
+    # when they stopped.
     max_table_cells: int = 1_000_000
     max_scan_cells: int = 200_000
     # Header row searched for in the first rows; people list needs this many data rows.

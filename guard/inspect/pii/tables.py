@@ -1,8 +1,8 @@
 """Tables: the people-list signal, and a text form of the rows for the value detectors.
 
 A table whose header row names personal-data columns (氏名, 住所, 電話, メール,
-生年月日...) and that has data rows under it is the strongest bulk signal (design §0,
-§1.4 PII_TABLE): a customer list is recognisable from its header before any value is
+生年月日...) and that has data rows under it is the strongest bulk signal
+(pii.people_list): a customer list is recognisable from its header before any value is
 validated, and it stays recognisable when its values defeat the regexes.
 
 The values in the cells are found two ways:
@@ -22,8 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from guard.inspect.pii.cells import TYPED_CELL_CLASSES, scan_cell
 from guard.inspect.pii.context_words import classify_header
-from guard.inspect.pii.scan import TYPED_CELL_CLASSES, Hit, normalize, scan_cell
+from guard.inspect.pii.hits import Hit
+from guard.inspect.pii.normalize import normalize
 
 CELL_SEPARATOR = "\x1f"
 _LINE_BREAKS = re.compile(r"[\r\n\x1f\x0b\x0c\u2028\u2029\x85]+")
@@ -76,7 +78,7 @@ class PeopleList:
 class TableText:
     text: str  # one line per row, for the text scanner
     # (row index, name key) for non-empty cells of name columns: records need "name"
-    # as a kind, and no detector finds names in free text reliably (design §1.4).
+    # as a kind, and no detector finds names in free text reliably.
     names: list[tuple[int, str]] = field(default_factory=list)
     # (row index, hit) for cells read directly as their column's type (scan_cell).
     typed: list[tuple[int, Hit]] = field(default_factory=list)

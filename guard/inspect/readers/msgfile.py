@@ -12,7 +12,9 @@ other, an attached message (0x3701, object) recursively. String properties are U
 (type 001F), or 8-bit (001E) in the message's code page (0x3FFD, else 0x3FDE, else the
 Japanese-first detection cascade); the HTML body in its own <meta charset>, else the
 internet code page (0x3FDE, as Outlook writes it), else 0x3FFD. A body only in
-compressed RTF (0x1009) and OLE-object attachments (method 6) are reported, not read."""
+compressed RTF (0x1009) and OLE-object attachments (method 6) are reported, not read.
+
+`read_msg_file` reads one into an extraction."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from guard.inspect.readers.extraction import Extraction
+from guard.mail.message import Attachment, html_to_text
 from guard.mail.textdecode import decode_declared
 
 _ATTACH = "__attach_version1.0_#"
@@ -158,3 +162,37 @@ _META_CHARSET = re.compile(rb"""<meta[^>]*charset\s*=\s*["']?([A-Za-z0-9._-]+)""
 def _one_name(name: str) -> str:
     """A file name for `where` paths: one path component, one line."""
     return _UNSAFE_NAME.sub("_", name.strip())[:255] or "attachment"
+
+
+# --- into an extraction ------------------------------------------------------------------
+
+def read_msg_file(ex: Extraction, ole: Any, att: Attachment, depth: int) -> None:
+    """An Outlook item: its subject and body as text, its attachments like any others,
+    attached items inside it too. `ole`: the open compound file."""
+    try:
+        msg = read_msg(ole, ex.limits.parse_limits.max_parts, ex.limits.max_depth - depth)
+    except MsgError as e:
+        ex.problem("parse_error", att.where, f"Outlook .msg: {e}")
+        return
+    _add_message(ex, msg, att.where, depth)
+
+
+def _add_message(ex: Extraction, msg: MsgMessage, where: str, depth: int) -> None:
+    if msg.subject:
+        ex.text(where, msg.subject)
+    body = msg.body or (html_to_text(msg.html) if msg.html else "")
+    if body:
+        ex.text(where, body)
+    for code, detail in msg.problems:
+        ex.problem(code, where, detail)
+    for a in msg.attachments:
+        inner = f"{where}/{a.name}"
+        if a.name:
+            ex.inner_name(inner, a.name)  # names are checked too
+        if a.problem is not None:
+            ex.problem(a.problem[0], inner, a.problem[1])
+        elif a.message is not None:
+            _add_message(ex, a.message, inner, depth + 1)
+        elif a.data is not None:
+            ex.run(Attachment(filename=a.name, content_type="",
+                              data=ex.charged(a.data), where=inner), depth + 1)

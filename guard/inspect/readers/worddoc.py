@@ -12,7 +12,9 @@ row with a newline. A row's end is a paragraph mark like a cell's (\\x07); the
 paragraph properties (PAPX, in the FKP pages the PlcBtePapx names) tell them apart by
 sprmPFTtp. Fields keep their result and drop their code ("HYPERLINK …"). Formatting,
 pictures and the "fast-saved" incremental format are not read. Encrypted documents are
-reported as such (the caller turns that into uninspectable.encrypted)."""
+reported as such (uninspectable.encrypted).
+
+`read_doc` reads one into an extraction, with the files embedded in it (ObjectPool)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,10 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from guard.inspect.readers.extraction import Extraction
+from guard.mail.message import Attachment
 
 _WIDENT = 0xA5EC  # the FIB's magic number
 _FCLCB_BTE_PAPX = 13  # indexes in FibRgFcLcb97
@@ -234,3 +240,75 @@ def _field_results(text: str) -> str:
         return text  # unbalanced: the layout drops the marks, the text stays
     out.append(text[start:])
     return "".join(out)
+
+
+# --- into an extraction ------------------------------------------------------------------
+
+def read_doc(ex: Extraction, ole: Any, streams: set[str], att: Attachment, depth: int) -> None:
+    """Word 97–2003 through its piece table, and the files embedded in it (ObjectPool).
+    `ole`: the open compound file (olefile.OleFileIO), `streams`: its stream paths."""
+    try:
+        doc = doc_text(
+            lambda name: _ole_stream(ex, ole, name) if name in streams else None,
+            ex.limits.max_text_chars)
+    except DocEncrypted as e:
+        ex.problem("encrypted", att.where, str(e))
+        return
+    except DocError as e:
+        ex.problem("parse_error", att.where, f"Word .doc: {e}")
+        return
+    if doc.truncated:
+        ex.problem("too_large", att.where,
+                   f"text truncated at {ex.limits.max_text_chars} characters")
+    ex.text(att.where, doc.text)
+    _object_pool(ex, ole, streams, att, depth)
+
+
+def _ole_stream(ex: Extraction, ole: Any, name: str | list[str]) -> bytes:
+    return ex.charged(bytes(ole.openstream(name).read()))
+
+
+def _object_pool(ex: Extraction, ole: Any, streams: set[str], att: Attachment,
+                 depth: int) -> None:
+    """Objects embedded in a .doc ([MS-DOC] 2.1.5 ObjectPool): a whole file
+    ("Package": an xlsx or docx) or a packaged file (Ole10Native) is read like an
+    attachment; other objects (an Excel 97 sheet as OLE streams) are reported."""
+    objects: dict[str, set[str]] = {}
+    for s in streams:
+        parts = s.split("/")
+        if len(parts) >= 3 and parts[0] == "ObjectPool":
+            objects.setdefault(parts[1], set()).add("/".join(parts[2:]))
+    for obj, names in sorted(objects.items()):
+        where = f"{att.where}/ObjectPool/{obj}"
+        if "Package" in names:
+            data = _ole_stream(ex, ole, ["ObjectPool", obj, "Package"])
+            ex.inner_name(where, obj)
+            ex.run(Attachment(filename=obj, content_type="", data=data, where=where),
+                   depth + 1)
+        elif "\x01Ole10Native" in names:
+            raw = _ole_stream(ex, ole, ["ObjectPool", obj, "\x01Ole10Native"])
+            name, data = _ole10_native(raw)
+            ex.inner_name(f"{where}/{name}", name)
+            ex.run(Attachment(filename=name, content_type="", data=data,
+                              where=f"{where}/{name}"), depth + 1)
+        elif names & {"Workbook", "Book", "WordDocument", "PowerPoint Document",
+                      "CONTENTS", "Contents"}:
+            ex.problem("unknown_binary", where, "embedded Office object not inspected")
+
+
+def _ole10_native(raw: bytes) -> tuple[str, bytes]:
+    """(file name, bytes) of a packaged file: u32 size, u16 type, then the label, the
+    source path, two u32, the temporary path (NUL-terminated, ANSI) and the data."""
+    try:
+        pos = 6
+        label_end = raw.index(b"\x00", pos)
+        label = raw[pos:label_end].decode("cp932", "replace")
+        pos = raw.index(b"\x00", label_end + 1) + 1 + 8  # source path, two u32
+        pos = raw.index(b"\x00", pos) + 1  # temporary path
+        size = struct.unpack_from("<I", raw, pos)[0]
+        data = raw[pos + 4:pos + 4 + size]
+        if len(data) == size:
+            return (label.replace("/", "_").replace("\\", "_") or "object"), data
+    except (ValueError, struct.error):
+        pass
+    return "object", raw

@@ -18,7 +18,7 @@ import struct
 import zipfile
 import zlib
 from types import ModuleType
-from typing import IO
+from typing import IO, cast
 
 _inflate: ModuleType
 try:
@@ -78,7 +78,8 @@ class ZipArchive(zipfile.ZipFile):
         if (start is None or info.flag_bits & 0x61  # encrypted, patched, strong encryption
                 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):
             return self.open(info)
-        return _MemberReader(self._data[start: start + info.compress_size], info)
+        reader = _MemberReader(self._data[start: start + info.compress_size], info)
+        return cast(IO[bytes], reader)  # a RawIOBase is a binary file object
 
 
 def member_name(info: zipfile.ZipInfo) -> str:
@@ -114,7 +115,8 @@ class _MemberReader(io.RawIOBase):
         self._info = info
         self._stored = info.compress_type == zipfile.ZIP_STORED
         self._inflater = None if self._stored else _inflate.decompressobj(-15)
-        self._tail = b""  # compressed input the inflater has not consumed yet
+        # compressed input the inflater has not consumed yet
+        self._tail: bytes | memoryview = b""
         self._crc = 0
         self._size = 0
         self._done = False

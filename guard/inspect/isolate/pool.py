@@ -1,252 +1,33 @@
-"""Parse and extraction in worker processes, off the event loop, under time and memory
-limits (docs: pii-and-extraction.md §6 "Time", reliability.md §1.6).
+"""ExtractionPool: the main process side of the extraction workers.
 
-Why our own small pool instead of ProcessPoolExecutor: a hung C extension (pdfium,
-calamine) cannot be interrupted, and an executor cannot kill one task; a worker that dies
-breaks the whole executor. Here each worker is a multiprocessing.Process with a pipe. The
-parent sends one job at a time and waits in a thread; on timeout the worker is killed
-(SIGKILL) and replaced, and the caller gets a MessageView with a "timeout" or
-"worker_died" problem — never an exception, never a lost message.
-
-Jobs: one "parse" job per message (raw bytes -> MessageView without attachment texts),
-then one "extract" job per attachment, each with its own deadline inside the message
-deadline. The per-message decompression/text budget travels with the jobs.
+At most `workers` jobs run at once; a job takes an idle worker or starts one. The
+parent sends the job and waits for the answer in a thread (blocking pipe I/O and
+unpickling stay off the event loop), within the job's deadline by the event loop's
+clock: past it, the worker is killed, its slot freed, and the caller gets a problem.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
-import gc
 import multiprocessing as mp
 import os
 import signal
-import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import Any
 
 from guard.inspect.context import InspectContext
-from guard.inspect.extract import Budget, Extracted, ExtractLimits, extract, merge_extracted
+from guard.inspect.extract import Budget, Extracted, ExtractLimits, merge_extracted
 from guard.inspect.finding import Finding
-from guard.inspect.run import text_findings
-from guard.mail.message import Attachment, MessageView, Table, TextChunk, parse_message
+from guard.inspect.isolate.wire import unpack
+from guard.inspect.isolate.worker import WorkerSettings, worker_main
+from guard.inspect.readers.extraction import Reader
+from guard.mail.message import MessageView
 
-MiB = 1024 * 1024
-
-# Attachment content types the worker acts on only when GUARD_TEST_HOOKS=1 is set in
-# the worker (the pool passes the parent's setting at construction time).
-TEST_SLEEP = "application/x-guard-test-sleep"  # data: seconds to sleep, e.g. b"30"
-TEST_CRASH = "application/x-guard-test-crash"  # the worker kills itself with SIGSEGV
-TEST_ALLOC = "application/x-guard-test-alloc"  # data: MiB to allocate (hits RLIMIT_AS)
-TEST_SPIN = "application/x-guard-test-spin"  # burns CPU until RLIMIT_CPU stops it
-
-
-# --- moving results between processes ----------------------------------------------------
-# The parent unpickles results in an I/O thread, but pickle.loads is one C call that holds
-# the GIL, so a large result would freeze the event loop. Measured on a 14 MB CSV: 2.4 s
-# for a 400k-row table as lists of str, ~100 ms for decoding its text from UTF-8. So:
-# - big texts travel as UTF-8 bytes (unpickled by memcpy) and are decoded in slices;
-# - tables travel as one packed string each and are split back into rows by a Python
-#   loop. Both loops let the event loop take the GIL every few milliseconds.
-
-_US = "\x1f"  # between cells
-_RS = "\x1e"  # between rows
-_SLICE = 256 * 1024
-
-Wire = str | bytes
-
-
-_TABLE_BATCH = 2000  # rows per packed batch
-
-
-def _to_wire(text: str) -> Wire:
-    return text.encode("utf-8", "surrogatepass") if len(text) > _SLICE else text
-
-
-def _from_wire(data: Wire) -> str:
-    """Decode in slices: each C call is short, so the event loop gets the GIL between.
-    Texts are at most TEXT_CHUNK_CHARS long (split_text), so the final join is too."""
-    if isinstance(data, str):
-        return data
-    decoder = codecs.getincrementaldecoder("utf-8")("surrogatepass")
-    view = memoryview(data)
-    parts = [decoder.decode(view[i : i + _SLICE]) for i in range(0, len(view), _SLICE)]
-    parts.append(decoder.decode(b"", final=True))
-    return "".join(parts)
-
-
-def _pack_rows(rows: list[list[str]]) -> list[Wire]:
-    batches: list[Wire] = []
-    for b in range(0, len(rows), _TABLE_BATCH):
-        out: list[str] = []
-        for row in rows[b : b + _TABLE_BATCH]:
-            line = _US.join(row)
-            if line.count(_US) != len(row) - 1 or _RS in line:  # separators in a cell
-                line = _US.join(c.replace(_US, " ").replace(_RS, " ") for c in row)
-            out.append(line)
-        batches.append(_to_wire(_RS.join(out)))
-    return batches
-
-
-def _unpack_rows(batches: list[Wire]) -> list[list[str]]:
-    rows: list[list[str]] = []
-    for batch in batches:
-        rows.extend(line.split(_US) for line in _from_wire(batch).split(_RS))
-    return rows
-
-
-@dataclass
-class _Packed:
-    """A MessageView or Extracted with its texts and tables in wire form."""
-
-    shell: Any  # the object with texts (and tables) emptied
-    texts: list[tuple[str, Wire]]
-    tables: list[tuple[str, list[Wire], int]]  # where, packed rows, more_rows
-
-
-def _pack(obj: MessageView | Extracted) -> _Packed:
-    texts = [(t.where, _to_wire(t.text)) for t in obj.texts]
-    tables = [(t.where, _pack_rows(t.rows), t.more_rows) for t in obj.tables]
-    obj.texts, obj.tables = [], []
-    return _Packed(obj, texts, tables)
-
-
-def _unpack(packed: _Packed) -> Any:
-    obj = packed.shell
-    obj.texts = [TextChunk(where, _from_wire(data)) for where, data in packed.texts]
-    # Building 100k+ row lists would trigger several full (generation 2) collections,
-    # each walking every object in the process with the GIL held (~50-100 ms apiece,
-    # measured). The rows only reference str objects, which cannot form cycles.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        obj.tables = [Table(where, _unpack_rows(data), more)
-                      for where, data, more in packed.tables]
-    finally:
-        if was_enabled:
-            gc.enable()
-    return obj
-
-
-# --- worker side ---------------------------------------------------------------------------
-
-def _limit_resources(memory_limit_mb: int) -> None:
-    import resource
-
-    limit = memory_limit_mb * MiB
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    # a crashing parser should not write a core file of an attachment full of PII
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def _limit_cpu_for_next_job(seconds: float) -> None:
-    """RLIMIT_CPU as a backstop to the parent's wall-clock kill: if the parent is gone
-    (a crashed relay) or cannot act, a worker spinning in a C loop that never returns
-    to Python still gets SIGXCPU — whose default action needs no GIL — once this job has
-    used `seconds` of CPU. (With forkserver the worker's parent is the fork server,
-    which lives as long as any worker does, so PR_SET_PDEATHSIG would not help.)"""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    soft = int(usage.ru_utime + usage.ru_stime + seconds) + 1
-    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    if hard != resource.RLIM_INFINITY:
-        soft = min(soft, hard)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-
-
-def _detect(obj: MessageView | Extracted, ctx: InspectContext | None,
-            view: MessageView | None = None) -> tuple[_Packed, list[Finding]]:
-    """Run the text detectors here, in the worker, when a context is given: the texts
-    then stay in this process and only findings (and the non-text parts) go back."""
-    if ctx is None:
-        return _pack(obj), []
-    findings = text_findings(view if view is not None else obj, ctx)  # type: ignore[arg-type]
-    obj.texts, obj.tables = [], []
-    return _pack(obj), findings
-
-
-def _run_test_hook(att: Attachment) -> None:
-    if att.content_type == TEST_SLEEP:
-        time.sleep(float(att.data or b"3600"))
-    elif att.content_type == TEST_CRASH:
-        os.kill(os.getpid(), signal.SIGSEGV)
-    elif att.content_type == TEST_SPIN:
-        while True:
-            pass
-    elif att.content_type == TEST_ALLOC:
-        blob = bytearray(int(att.data) * MiB)
-        blob[-1] = 1
-
-
-def _worker_main(conn: Connection, memory_limit_mb: int, test_hooks: bool,
-                 limits: ExtractLimits, niceness: int, cpu_seconds_per_job: float) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    # The parent's setting at pool creation is the worker's setting: a forkserver child
-    # would otherwise inherit whatever environment the forkserver started with.
-    if test_hooks:
-        os.environ["GUARD_TEST_HOOKS"] = "1"
-    else:
-        os.environ.pop("GUARD_TEST_HOOKS", None)
-    # Import the heavy libraries before the memory limit and before the first job, so a
-    # job's time is spent on the job.
-    import defusedxml.ElementTree  # noqa: F401
-    import pypdfium2  # noqa: F401
-    import python_calamine  # noqa: F401
-
-    _limit_resources(memory_limit_mb)
-    # Extraction is batch work; the SMTP event loop should win the CPU when both want it
-    if niceness:
-        with contextlib.suppress(OSError):
-            os.nice(niceness)
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):
-            return  # the parent went away
-        if job[0] == "stop":
-            return
-        _limit_cpu_for_next_job(cpu_seconds_per_job)
-        try:
-            if job[0] == "parse":
-                _, raw, mail_from, rcpt_tos, ctx = job
-                view = parse_message(raw, mail_from, rcpt_tos, limits.parse_limits)
-                reply: tuple[str, Any] = ("ok", (*_detect(view, ctx), None))
-            elif job[0] == "extract":
-                _, att, budget, ctx, rcpt_tos = job
-                if os.environ.get("GUARD_TEST_HOOKS") == "1":
-                    _run_test_hook(att)
-                extracted = extract(att, limits, budget=budget)
-                part = MessageView(mail_from="", rcpt_tos=rcpt_tos, texts=extracted.texts,
-                                   tables=extracted.tables, inner_names=extracted.inner_names)
-                packed, findings = _detect(extracted, ctx, part)
-                reply = ("ok", (packed, findings, budget))
-            else:
-                reply = ("error", f"unknown job {job[0]!r}")
-        except MemoryError:
-            reply = ("memory", f"memory limit of {memory_limit_mb} MB reached")
-        except Exception as e:  # parse_message/extract do not raise; this is a backstop
-            reply = ("error", f"{type(e).__name__}: {e}"[:300])
-        try:
-            try:
-                conn.send(reply)
-            except MemoryError:  # the result itself did not fit
-                del reply
-                conn.send(("memory", f"memory limit of {memory_limit_mb} MB reached"))
-        except OSError:
-            return  # the parent went away (or killed us mid-send)
-
-
-# --- parent side ---------------------------------------------------------------------------
 
 @dataclass(eq=False)  # identity semantics: workers live in a set
 class _Worker:
@@ -260,7 +41,7 @@ class _Worker:
         status, payload = self.conn.recv()
         if status == "ok":  # (packed view or extraction, findings, budget or None)
             packed, findings, budget = payload
-            payload = (_unpack(packed), findings, budget)
+            payload = (unpack(packed), findings, budget)
         return status, payload
 
     def kill(self) -> None:
@@ -293,14 +74,6 @@ class _JobFailed(Exception):
         self.detail = detail
 
 
-def _failure(e: Exception) -> tuple[str, str]:
-    """(problem code, detail) for a failed job; anything unexpected counts as the worker
-    having died, so the message is held rather than the caller getting an exception."""
-    if isinstance(e, _JobFailed):
-        return e.code, e.detail
-    return "worker_died", f"{type(e).__name__}: {e}"[:300]
-
-
 def _exit_detail(proc: Any) -> str:
     code = proc.exitcode
     if code is None:
@@ -323,6 +96,8 @@ class ExtractionPool:
     (SMTP sessions) is scheduled first; 0 to disable.
     cpu_seconds_per_job: RLIMIT_CPU allowance per job, a backstop for when the parent
     cannot kill a runaway worker (default: the message deadline plus 5 s).
+    readers: the reader for each kind of attachment, in the workers (default
+    guard.inspect.extract.READERS); module-level functions, since they are pickled.
     """
 
     def __init__(
@@ -335,21 +110,25 @@ class ExtractionPool:
         max_jobs_per_worker: int = 1000,  # recycle to bound leaks in C libraries
         niceness: int = 5,
         cpu_seconds_per_job: float | None = None,
+        readers: Mapping[str, Reader] | None = None,
     ) -> None:
         self._size = max(1, workers or os.cpu_count() or 1)
         self.per_attachment_timeout = per_attachment_timeout
         self.per_message_timeout = per_message_timeout
-        self._memory_limit_mb = memory_limit_mb
         self._limits = limits or ExtractLimits()
         self._max_jobs = max_jobs_per_worker
-        self._niceness = niceness
-        self._cpu_per_job = (cpu_seconds_per_job if cpu_seconds_per_job is not None
-                             else per_message_timeout + 5)
+        self._settings = WorkerSettings(
+            memory_limit_mb=memory_limit_mb,
+            limits=self._limits,
+            niceness=niceness,
+            cpu_seconds_per_job=(cpu_seconds_per_job if cpu_seconds_per_job is not None
+                                 else per_message_timeout + 5),
+            readers=readers)
         # forkserver: workers are forked from a clean single-threaded server process, not
         # from this process with its event loop and threads
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        self._ctx = mp.get_context(method)
-        self._test_hooks = os.environ.get("GUARD_TEST_HOOKS") == "1"
+        self._ctx: ForkServerContext | SpawnContext = (
+            mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods()
+            else mp.get_context("spawn"))
         self._threads = ThreadPoolExecutor(max_workers=2 * self._size + 2,
                                            thread_name_prefix="guard-extract")
         # at most `size` jobs run at once; a job takes an idle worker or starts one, so a
@@ -363,11 +142,8 @@ class ExtractionPool:
 
     def _spawn(self) -> _Worker:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=_worker_main,
-            args=(child_conn, self._memory_limit_mb, self._test_hooks, self._limits,
-                  self._niceness, self._cpu_per_job),
-            name="guard-extract", daemon=True)
+        proc = self._ctx.Process(target=worker_main, args=(child_conn, self._settings),
+                                 name="guard-extract", daemon=True)
         proc.start()
         child_conn.close()  # so the parent sees EOF when the worker dies
         worker = _Worker(proc, parent_conn)
