@@ -15,6 +15,11 @@ negative context, no "checksum alone = certain"):
 
 Overlapping readings of one digit run are resolved by picking the best-scoring one
 (O(n)).
+
+Why one module of some 410 lines: scoring is one job. Every score reads the same scan
+state (the context-word positions, the labels, the other readings of a run); what does
+not need that state (finding candidates, reading digit runs, masking) is in the
+neighbouring modules.
 """
 
 from __future__ import annotations
