@@ -32,7 +32,7 @@ class Table:
     where: str
     rows: list[list[str]]  # first row is usually the header row; capped by limits
     # Rows after `rows` that hold a value but were counted, not read: a big sheet is
-    # sampled (guard.inspect.readers.ooxml), and row counts (people lists) must still be true.
+    # sampled (guard.inspect.readers.sheetml), and row counts (people lists) must still be true.
     more_rows: int = 0
 
 
