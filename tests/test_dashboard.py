@@ -148,8 +148,10 @@ def test_live_prometheus_answers_every_panel(tmp_path: Path) -> None:
             render.wait_until(lambda: "GuardSevereFinding" in render.firing_alerts(
                 stack.prometheus, render.load_dashboard()), 10, "GuardSevereFinding")
 
+        time.sleep(3 * stack.scrape_interval)  # scrapes after the mail, for the rates
         png = tmp_path / "dashboard.png"
-        results = render.render(stack.prometheus, png, start - 5, stack.scrape_interval)
+        # rate windows of 20 s ($__rate_interval of a 5 s scrape interval)
+        results = render.render(stack.prometheus, png, start - 5, 5.0)
 
     errors = [f"{pid}: {r.expr}: {r.error}" for pid, rs in results.items() for r in rs
               if r.error]

@@ -129,7 +129,8 @@ class TargetResult:
 
 def legend(fmt: str, labels: dict[str, str], expr: str) -> str:
     if fmt:
-        return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt)
+        name = re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt)
+        return name.strip() or "(no label)"
     shown = {k: v for k, v in labels.items() if k != "__name__"}
     if not shown:
         return labels.get("__name__", expr)
@@ -229,12 +230,27 @@ def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
     return [first + i * step for i in range(int((hi - first) / step) + 1)]
 
 
+LEGEND_MAX = 12  # legend entries drawn; more are counted
+
+
+def _legend_rows(names: list[str], width: int) -> int:
+    """Lines the legend wraps to (11 px text: about 6.2 px a character), at most 3."""
+    rows, used = (1 if names else 0), 8.0
+    for name in names:
+        item = 16 + 6.2 * len(name) + 12
+        if used + item > width and used > 8:
+            rows, used = rows + 1, 8.0
+        used += item
+    return min(rows, 3)
+
+
 def timeseries_svg(results: list[TargetResult], unit: str, w: int, h: int, start: float,
                    end: float) -> str:
     series = [s for r in results for s in r.series]
     values = [v for s in series for _, v in s.points if not math.isnan(v)]
-    legend_rows = min(3, (len(series) + 2) // 3)
-    plot_h = h - 22 - 18 * legend_rows
+    shown = series[:LEGEND_MAX]
+    svg_h = h - 18 * _legend_rows([s.name for s in shown], w) - 4
+    plot_h = svg_h - 20  # the time labels below
     left, right, top = 76, 8, 6
     pw, ph = w - left - right, plot_h - top
     lo = min([0.0, *values])
@@ -250,7 +266,7 @@ def timeseries_svg(results: list[TargetResult], unit: str, w: int, h: int, start
     def y(v: float) -> float:
         return top + ph - (v - lo) / (hi - lo) * ph
 
-    out = [f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">']
+    out = [f'<svg width="{w}" height="{svg_h}" xmlns="http://www.w3.org/2000/svg">']
     for tv in ticks:
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(tv):.1f}" y2="{y(tv):.1f}" '
                    'stroke="#2c3235"/>')
@@ -280,9 +296,9 @@ def timeseries_svg(results: list[TargetResult], unit: str, w: int, h: int, start
     if not series:
         out.append('<div class="nodata">No data</div>')
     items = [f'<span><i style="background:{PALETTE[i % len(PALETTE)]}"></i>'
-             f"{_esc(s.name)}</span>" for i, s in enumerate(series[:9])]
-    if len(series) > 9:
-        items.append(f"<span>+{len(series) - 9} more</span>")
+             f"{_esc(s.name)}</span>" for i, s in enumerate(shown)]
+    if len(series) > len(shown):
+        items.append(f"<span>+{len(series) - len(shown)} more</span>")
     out.append(f'<div class="legend">{"".join(items)}</div>')
     return "".join(out)
 
@@ -451,14 +467,19 @@ def _port_open(port: int) -> bool:
 
 
 @dataclass
-class Stack:
-    workdir: Path
+class Guard:
     smtp_port: int
     web_port: int
+    env: dict[str, str]  # its GUARD_* settings (also for `guard queue …`)
+    proc: subprocess.Popen[bytes]
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    guards: list[Guard]
     prometheus: str  # base URL
     scrape_interval: float
-    guard: subprocess.Popen[bytes]
-    prom: subprocess.Popen[bytes]
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -471,55 +492,73 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-@contextlib.contextmanager
-def demo_stack(workdir: Path, scrape_interval: float = 1.0) -> Iterator[Stack]:
-    """`guard dev` and a Prometheus scraping it, on free loopback ports, in `workdir`."""
-    smtp_port, web_port, sink_port, prom_port = (free_port() for _ in range(4))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
-    env.update({
-        "GUARD_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
-        "GUARD_WEB_LISTEN": f"127.0.0.1:{web_port}",
-        "GUARD_UPSTREAM": f"smtp://127.0.0.1:{sink_port}",  # guard dev's own sink
-        "GUARD_DATABASE_URL": f"sqlite:///{workdir / 'guard.db'}",
-        "GUARD_SECRET_FILE": str(workdir / "guard.secret"),
-        "GUARD_INSPECT__WORKERS": "1",
-        "GUARD_DELIVERY__POLL_INTERVAL": "0.2",
-    })
-    guard_log = open(workdir / "guard.log", "ab")  # closed below
-    guard = subprocess.Popen([sys.executable, "-m", "guard.cli", "dev"], cwd=workdir, env=env,
-                             stdout=guard_log, stderr=subprocess.STDOUT)
-    config = workdir / "prometheus.yml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "global": {"scrape_interval": f"{scrape_interval:g}s",
-                   "evaluation_interval": f"{scrape_interval:g}s"},
-        "rule_files": [str(ALERTS)],
-        "scrape_configs": [{"job_name": "guard", "static_configs": [
-            {"targets": [f"127.0.0.1:{web_port}"]}]}]}))
-    prom_log = open(workdir / "prometheus.log", "ab")  # closed below
-    prom = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-        cwd=workdir, stdout=prom_log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{prom_port}"
-    try:
-        def up(proc: subprocess.Popen[bytes], name: str, port: int) -> bool:
-            if proc.poll() is not None:
-                log = workdir / f"{name}.log"
-                raise RuntimeError(f"{name} exited {proc.returncode}: "
-                                   f"{log.read_text(errors='replace')[-2000:]}")
-            return _port_open(port)
+def _started(proc: subprocess.Popen[bytes], log: Path, *ports: int) -> bool:
+    if proc.poll() is not None:
+        raise RuntimeError(f"{log.stem} exited {proc.returncode}: "
+                           f"{log.read_text(errors='replace')[-2000:]}")
+    return all(_port_open(p) for p in ports)
 
-        wait_until(lambda: up(guard, "guard", smtp_port) and up(guard, "guard", web_port),
-                   30, "guard dev")
-        wait_until(lambda: up(prom, "prometheus", prom_port) and
-                   urllib.request.urlopen(f"{base}/-/ready", timeout=2).status == 200,
-                   30, "prometheus ready")
-        yield Stack(workdir, smtp_port, web_port, base, scrape_interval, guard, prom)
-    finally:
-        _stop(guard)
-        _stop(prom)
-        guard_log.close()
-        prom_log.close()
+
+@contextlib.contextmanager
+def _process(args: list[str], workdir: Path, log: Path,
+             env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(args, cwd=workdir, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            _stop(proc)
+
+
+@contextlib.contextmanager
+def demo_stack(workdir: Path, scrape_interval: float = 1.0, instances: int = 1,
+               database_url: str = "") -> Iterator[Stack]:
+    """`guard dev` (`instances` of them on one database: SQLite in `workdir` for one,
+    `database_url` for more) and a Prometheus scraping them, on free loopback ports."""
+    database_url = database_url or f"sqlite:///{workdir / 'guard.db'}"
+    with contextlib.ExitStack() as running:
+        guards = []
+        for i in range(instances):
+            smtp_port, web_port, sink_port = (free_port() for _ in range(3))
+            env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+            env.update({
+                "GUARD_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
+                "GUARD_WEB_LISTEN": f"127.0.0.1:{web_port}",
+                "GUARD_UPSTREAM": f"smtp://127.0.0.1:{sink_port}",  # guard dev's own sink
+                "GUARD_DATABASE_URL": database_url,
+                "GUARD_SECRET_FILE": str(workdir / "guard.secret"),  # shared, as required
+                "GUARD_INSPECT__WORKERS": "1",
+                "GUARD_DELIVERY__POLL_INTERVAL": "0.2",
+            })
+            log = workdir / f"guard{i + 1}.log"
+            proc = running.enter_context(_process(
+                [sys.executable, "-m", "guard.cli", "dev"], workdir, log, env))
+            # one after the other: the first creates the schema
+            wait_until(lambda: _started(proc, log, smtp_port, web_port), 30,  # noqa: B023
+                       f"guard dev {i + 1}")
+            guards.append(Guard(smtp_port, web_port, env, proc))
+        prom_port = free_port()
+        config = workdir / "prometheus.yml"
+        config.write_text(json.dumps({  # JSON is YAML
+            "global": {"scrape_interval": f"{scrape_interval:g}s",
+                       "evaluation_interval": f"{scrape_interval:g}s"},
+            "rule_files": [str(ALERTS)],
+            "scrape_configs": [{"job_name": "guard", "static_configs": [
+                {"targets": [f"127.0.0.1:{g.web_port}" for g in guards]}]}]}))
+        log = workdir / "prometheus.log"
+        prom = running.enter_context(_process(
+            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
+            workdir, log))
+        base = f"http://127.0.0.1:{prom_port}"
+        wait_until(lambda: _started(prom, log, prom_port) and urllib.request.urlopen(
+            f"{base}/-/ready", timeout=2).status == 200, 30, "prometheus ready")
+        stack = Stack(workdir, guards, base, scrape_interval)
+        # every guard scraped once: rates need samples from before the mail
+        wait_until(lambda: scraped(stack, 'up{job="guard"}') == instances, 30,
+                   "the first scrape of every guard")
+        yield stack
 
 
 def _envelope(raw: bytes) -> tuple[str, list[str]]:
@@ -548,25 +587,46 @@ def send_traffic(stack: Stack, seconds: float = 0.0, gap: float = 0.5) -> Traffi
     samples = [p.read_bytes() for p in sorted(SAMPLES.glob("*.eml"))]
     counts = Traffic()
     deadline = time.monotonic() + seconds
-    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as s:
-        def send(raw: bytes) -> None:
-            sender, rcpts = _envelope(raw)
-            try:
-                s.sendmail(sender, rcpts, raw)
-                counts.accepted += 1
-            except smtplib.SMTPResponseException:  # the policy refused it
-                counts.refused += 1
-                s.rset()
 
+    def send(s: smtplib.SMTP, raw: bytes) -> None:
+        sender, rcpts = _envelope(raw)
+        try:
+            s.sendmail(sender, rcpts, raw)
+            counts.accepted += 1
+        except smtplib.SMTPResponseException:  # the policy refused it
+            counts.refused += 1
+            s.rset()
+
+    ports = [g.smtp_port for g in stack.guards]
+    with smtplib.SMTP("127.0.0.1", ports[0], timeout=30) as s:
         for i, raw in enumerate(samples):
-            send(raw)
-            send(_internal_mail(i))
-        n = 0
-        while time.monotonic() < deadline:
-            n += 1
-            send(samples[n // 4 % len(samples)] if n % 4 == 0 else _internal_mail(n))
-            time.sleep(gap)
+            send(s, raw)
+            send(s, _internal_mail(i))
+    n = 0
+    while time.monotonic() < deadline:  # one session a message, as mail clients do
+        n += 1
+        with smtplib.SMTP("127.0.0.1", ports[n % len(ports)], timeout=30) as s:
+            send(s, samples[n // 4 % len(samples)] if n % 4 == 0 else _internal_mail(n))
+        time.sleep(gap)
     return counts
+
+
+def decide_holds(stack: Stack) -> int:
+    """An administrator releases one held message and cancels another (`guard queue`):
+    hold outcomes, notices and a near miss for the holds panels. Returns how many."""
+    def guard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "guard.cli", *args], cwd=stack.workdir,
+                              env=stack.guards[0].env, capture_output=True, text=True,
+                              timeout=60)
+
+    listing = guard("queue", "list", "--state", "held", "--json")
+    held = [m["id"] for m in json.loads(listing.stdout or "[]")]
+    done = 0
+    if held:
+        done += guard("queue", "release", held[0], "--reason", "demo").returncode == 0
+    if len(held) > 1:
+        done += guard("queue", "cancel", held[1], "--reason", "demo").returncode == 0
+    return done
 
 
 def scraped(stack: Stack, metric: str) -> float:
@@ -585,6 +645,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--demo", action="store_true",
                     help="run guard dev + Prometheus + mail here, then draw")
     ap.add_argument("--seconds", type=float, default=90, help="--demo: seconds of mail")
+    ap.add_argument("--instances", type=int, default=1,
+                    help="--demo: guards on one database (more than 1 needs --database)")
+    ap.add_argument("--database", default="",
+                    help="--demo: database URL shared by the guards (default: SQLite in a "
+                         "temporary folder), e.g. postgresql://postgres@127.0.0.1:5432/demo")
     args = ap.parse_args(argv)
     out = args.out.resolve()
     if args.demo:
@@ -592,10 +657,17 @@ def main(argv: list[str] | None = None) -> int:
             if not shutil.which(tool):
                 print(f"render.py: {tool} is not installed", file=sys.stderr)
                 return 2
+        if args.instances > 1 and not args.database.startswith("postgresql"):
+            ap.error("--instances > 1 needs --database postgresql://… (SQLite is one process)")
         with tempfile.TemporaryDirectory(prefix="guard-demo-") as d, \
-                demo_stack(Path(d)) as stack:
+                demo_stack(Path(d), instances=args.instances,
+                           database_url=args.database) as stack:
             start = time.time()
-            traffic = send_traffic(stack, seconds=args.seconds)
+            traffic = send_traffic(stack, seconds=args.seconds / 2)
+            decide_holds(stack)
+            traffic2 = send_traffic(stack, seconds=args.seconds / 2)
+            traffic.accepted += traffic2.accepted
+            traffic.refused += traffic2.refused
             time.sleep(5 * stack.scrape_interval)  # the last scrapes and rule evaluations
             # rates over 20 s ($__rate_interval for a 5 s scrape interval): smooth lines
             # from a minute or two of mail
