@@ -7,10 +7,14 @@ takes the screenshot.
     .venv/bin/python tests/dashboard/render.py --prometheus http://127.0.0.1:9090 --out d.png
     .venv/bin/python tests/dashboard/render.py --demo --out dashboard.png
 
---demo runs the whole chain on this machine: `guard dev` (SQLite, its development
-upstream) on free loopback ports, Debian's `prometheus` scraping it every second with
-deploy/prometheus/alerts.yml loaded, the example policy's sample messages and plain mail
-over SMTP for a while, then the drawing. tests/test_dashboard.py runs it briefly.
+--demo runs the whole chain on this machine: `guard dev` (SQLite and its development
+upstream; or --instances N on one --database postgresql://…) on free loopback ports,
+Debian's `prometheus` scraping it every second with deploy/prometheus/alerts.yml loaded,
+the example policy's sample messages and plain mail over SMTP for a while, then the
+drawing. tests/test_dashboard.py runs it briefly.
+
+One file of about 700 lines, one job (a picture of the dashboard from live data): it
+runs as a plain script from a checkout, with nothing to import but the standard library.
 """
 
 from __future__ import annotations
