@@ -339,6 +339,7 @@ def guard_factory(tmp_path: Path, tls: TlsFiles) -> Iterator[Any]:
             "GUARD_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
             "GUARD_SMTP_MODE": "submission",
             "GUARD_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+            "GUARD_BASE_URL": "https://guard.example.co.jp",  # `guard serve` requires one
             "GUARD_UPSTREAM": upstream,
             "GUARD_DATABASE_URL": db_url or f"sqlite:///{tmp_path / 'guard.db'}",
             "GUARD_TLS_CERT": str(tls.cert_file),
