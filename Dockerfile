@@ -36,7 +36,8 @@ RUN echo 'guard:x:10025:10025:guard:/var/lib/guard:/usr/sbin/nologin' >> /etc/pa
  && echo 'guard:x:10025:' >> /etc/group \
  && mkdir -p /var/lib/guard /etc/guard \
  && chown 10025:10025 /var/lib/guard && chmod 0750 /var/lib/guard \
- && touch /etc/guard/guard.toml
+ && printf '%s\n' '# the image'"'"'s defaults; mount your own guard.toml over this file' \
+      '[database]' 'url = "sqlite:////var/lib/guard/guard.db"' > /etc/guard/guard.toml
 COPY --from=build /opt/guard /opt/guard
 COPY policies /usr/share/guard/policies
 
@@ -47,13 +48,14 @@ COPY policies /usr/share/guard/policies
 # Not set here, on purpose: GUARD_BASE_URL (required: `guard serve` refuses to start
 # without it), GUARD_POLICY, GUARD_UPSTREAM, the TLS files. Secrets come from files:
 # GUARD_DATABASE_URL_FILE, GUARD_DATABASE_PASSWORD_FILE, GUARD_UPSTREAM_PASSWORD_FILE,
-# GUARD_SECRET_FILE (compose `secrets:`, Kubernetes Secret volumes).
+# GUARD_SECRET_FILE (compose `secrets:`, Kubernetes Secret volumes). The database URL's
+# default is in /etc/guard/guard.toml, not in GUARD_DATABASE_URL: a variable here would
+# clash with GUARD_DATABASE_URL_FILE (a value and its file both set are refused).
 ENV PATH=/opt/guard/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     GUARD_CONFIG=/etc/guard/guard.toml \
     GUARD_SMTP_LISTEN=0.0.0.0:587 \
     GUARD_WEB_LISTEN=0.0.0.0:8025 \
-    GUARD_DATABASE_URL=sqlite:////var/lib/guard/guard.db \
     GUARD_USERS_FILE=/var/lib/guard/users.yaml \
     GUARD_LOG_FORMAT=json
 VOLUME ["/var/lib/guard"]

@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -172,5 +173,74 @@ def test_the_image_runs_non_root_with_its_data_on_the_volume(
         assert [(r["state"], r["subject"]) for r in rows] == [
             ("delivered", "through the container")], rows
         assert podman(env, "exec", name, "cat", "/var/lib/guard/guard.secret").stdout == secret
+    finally:
+        sink.stop()
+
+
+def test_the_image_runs_as_the_kubernetes_manifests_run_it(
+        podman_env: dict[str, str], image: str, container: dict[str, str],
+        tmp_path: Path) -> None:
+    """The Deployment's own environment (kubectl kustomize), its Secret keys as read-only
+    files, the ConfigMap's policy, a read-only root file system: a guard on PostgreSQL
+    that keeps nothing on its volume and whose /readyz and /livez answer."""
+    import yaml
+
+    from tests.conftest import require_postgres, reset_postgres
+
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is required (.ci/run installs kubernetes-client)")
+    env, name = podman_env, container["name"]
+    url = require_postgres()
+    reset_postgres()
+    rendered = {d["kind"]: d for d in yaml.safe_load_all(subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "deploy" / "kubernetes")], check=True,
+        capture_output=True, text=True, timeout=60).stdout)}
+    (c,) = rendered["Deployment"]["spec"]["template"]["spec"]["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    keys, policy = tmp_path / "keys", tmp_path / "policy"
+    keys.mkdir()
+    policy.mkdir()
+    for key, value in {"database-url": url, "secret": "5e" * 32,
+                       "metrics-token": "m" * 32, "users.yaml": "users: {}"}.items():
+        (keys / key).write_text(value + "\n")
+        (keys / key).chmod(0o440)
+        os.chown(keys / key, 0, 10025)  # as kubelet mounts a Secret: root, fsGroup
+    for key, value in rendered["ConfigMap"]["data"].items():
+        (policy / key).write_text(value)
+    sink = Sink().start()
+    smtp, web = free_port(), free_port()
+    pod_env = {e["name"]: e.get("value", "guard-7d9f-abcde") for e in c["env"]
+               if not e["name"].startswith("GUARD_TLS_")}  # trusted mode below: no TLS
+    pod_env.update({"GUARD_UPSTREAM": sink.url, "GUARD_SMTP_MODE": "trusted",
+                    "GUARD_SMTP_LISTEN": f"127.0.0.1:{smtp}",
+                    "GUARD_WEB_LISTEN": f"127.0.0.1:{web}", "GUARD_INSPECT__WORKERS": "1"})
+    try:
+        podman(env, "run", "-d", "--name", name, "--network", "host", "--read-only",
+               "--user", "10025:10025", "--group-add", "10025", "--no-healthcheck",
+               "-v", f"{keys}:{mounts['keys']}:ro", "-v", f"{policy}:{mounts['policy']}:ro",
+               "-v", f"{container['volume']}:{mounts['data']}",
+               *[a for k, v in pod_env.items() for a in ("-e", f"{k}={v}")], image)
+        try:
+            wait_port(smtp, 60)
+        except TimeoutError:
+            logs = podman(env, "logs", name, check=False)
+            raise AssertionError(logs.stdout[-3000:] + logs.stderr[-3000:]) from None
+        wait_for(lambda: podman(env, "exec", name, "guard", "health", "--ready",
+                                check=False).returncode == 0, timeout=60, interval=1,
+                 what="/readyz")
+        ready = rendered["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            path = ready[probe]["httpGet"]["path"]
+            r = podman(env, "exec", name, "python3", "-c",
+                       f"import urllib.request as u; print(u.urlopen("
+                       f"'http://127.0.0.1:{web}{path}').status)")
+            assert r.stdout.strip() == "200", (probe, r.stdout, r.stderr)
+        with smtplib.SMTP("127.0.0.1", smtp, timeout=30) as s:
+            s.sendmail("sato@example.co.jp", ["tanaka@example.co.jp"],
+                       simple_message("k8s shape", sender="sato@example.co.jp",
+                                      to="tanaka@example.co.jp"))
+        sink.wait_count(1)
+        # stateless: the queue is in PostgreSQL, nothing was written on the volume
+        assert podman(env, "exec", name, "ls", "-A", mounts["data"]).stdout == ""
     finally:
         sink.stop()
