@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -157,11 +157,61 @@ class DatabaseSettings(_Section):
     # A received message that is not committed by then is answered 451 4.3.0 (if its
     # commit still finishes later, that copy is withdrawn: the client sends it again):
     commit_timeout: float = Field(default=30.0, gt=0)
+    # The password for the user in `url`, kept apart from it (GUARD_DATABASE_PASSWORD_FILE:
+    # a secret mounted as a file); "" = in the URL or none.
+    password: str = ""
+
+    @model_validator(mode="after")
+    def _password_into_url(self) -> DatabaseSettings:
+        if not self.password:
+            return self
+        m = _DATABASE_URL.match(self.url)
+        if m is None or m.group("username") is None or self.url.startswith("sqlite"):
+            raise ValueError("database.password needs a user in a PostgreSQL database.url "
+                             "(postgresql://guard@db.example/guard)")
+        if m.group("password") is not None:
+            raise ValueError("database.url has a password and database.password is set: "
+                             "keep one")
+        at = m.end("username")
+        self.url = f"{self.url[:at]}:{quote(self.password, safe='')}{self.url[at:]}"
+        return self
+
+
+def check_base_url(v: str) -> str:
+    """An address people open the pages at: http(s)://host[:port][/path], never the
+    0.0.0.0 a server listens on. The trailing "/" is dropped (links append "/review/…")."""
+    if not v:
+        return v
+    example = "e.g. https://guard.example.co.jp"
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"not a URL ({example})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"an http:// or https:// URL with a host ({example})")
+    if parts.query or parts.fragment or parts.username is not None:
+        raise ValueError(f"no query, fragment or user in a base URL ({example})")
+    try:
+        unspecified = ipaddress.ip_address(parts.hostname).is_unspecified
+    except ValueError:
+        unspecified = False
+    if unspecified:
+        raise ValueError(f"{parts.hostname} is where a server listens, not an address "
+                         f"people can open ({example})")
+    return v.rstrip("/")
 
 
 class WebSettings(_Section):
     listen: str = "127.0.0.1:8025"
-    base_url: str = ""  # how people reach the pages; defaults to http://<listen>
+    # How people reach the pages (review links in notices). `guard serve` refuses to
+    # start without it; `guard dev` uses http://<listen>.
+    base_url: str = ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, v: str) -> str:
+        return check_base_url(v)
 
 
 class PolicySettings(_Section):
@@ -174,7 +224,7 @@ class PolicySettings(_Section):
 class ReviewSettings(_Section):
     """Holds that people resolve: notices, review pages, link tokens."""
 
-    # How people reach the review pages; "" = web.base_url, else http://<web.listen>.
+    # How people reach the review pages; "" = web.base_url (`guard dev`: http://<web.listen>).
     base_url: str = ""
     # Upper bound on a link's life; a link never outlives the hold it belongs to.
     token_lifetime_hours: float = 72.0
@@ -208,6 +258,11 @@ class ReviewSettings(_Section):
         if isinstance(v, str):
             return [x.strip() for x in v.split(",") if x.strip()]
         return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, v: str) -> str:
+        return check_base_url(v)
 
     @field_validator("timezone")
     @classmethod
@@ -292,6 +347,7 @@ ENV_NAMES: dict[str, tuple[str, str]] = {
     "GUARD_UPSTREAM_PASSWORD": ("upstream", "password"),
     "GUARD_UPSTREAM_CA_FILE": ("upstream", "ca_file"),
     "GUARD_DATABASE_URL": ("database", "url"),
+    "GUARD_DATABASE_PASSWORD": ("database", "password"),
     "GUARD_POLICY": ("policy", "path"),
     "GUARD_WEB_LISTEN": ("web", "listen"),
     "GUARD_BASE_URL": ("web", "base_url"),
@@ -303,15 +359,63 @@ ENV_NAMES: dict[str, tuple[str, str]] = {
 }
 _LIST_KEYS = {("smtp", "trusted_networks")}
 
+# The settings that are secrets or may hold one (a password inside a URL). Each can be
+# given as a file instead of a value: GUARD_<NAME>_FILE (or GUARD_<SECTION>__<KEY>_FILE)
+# names a file whose contents, trailing newline dropped, are the value — Docker and
+# Kubernetes secrets, systemd credentials. `guard config show` masks them all. The
+# HMAC secret's file form is the older `secret_file` (GUARD_SECRET_FILE): it may also be
+# created by the guard, and its hex is read as bytes (guard/secret.py).
+SECRET_SETTINGS: frozenset[tuple[str, str]] = frozenset({
+    ("", "secret"),
+    ("database", "url"),
+    ("database", "password"),
+    ("upstream", "url"),
+    ("upstream", "password"),
+    ("metrics", "token"),  # /metrics on the web listener
+})
+FILE_SUFFIX = "_FILE"
+
 
 def _set(data: dict[str, Any], section: str, key: str, value: Any) -> None:
     target = data.setdefault(section, {}) if section else data
     target[key] = value
 
 
+def _env_target(name: str) -> tuple[str, str] | None:
+    """The (section, key) a GUARD_* variable sets, or None."""
+    if name in ENV_NAMES:
+        return ENV_NAMES[name]
+    if "__" in name:
+        section, _, key = name[len("GUARD_"):].lower().partition("__")
+        return section, key
+    return None
+
+
+def _secret_file_target(name: str) -> tuple[str, str] | None:
+    """The secret setting that GUARD_<NAME>_FILE gives as a file, or None."""
+    if not name.endswith(FILE_SUFFIX) or name in ENV_NAMES:
+        return None
+    target = _env_target(name[:-len(FILE_SUFFIX)])
+    return target if target in SECRET_SETTINGS else None
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{name}: {path} is not UTF-8 text") from e
+    value = text.rstrip("\r\n")
+    if not value:
+        raise ConfigError(f"{name}: {path} is empty")
+    return value
+
+
 def load_settings(path: str | os.PathLike[str] | None = None,
                   env: dict[str, str] | None = None) -> Settings:
-    """Read the config file (if any), then apply GUARD_* environment overrides."""
+    """Read the config file (if any), then apply GUARD_* environment overrides, secrets
+    from GUARD_*_FILE files among them."""
     env = dict(os.environ if env is None else env)
     data: dict[str, Any] = {}
     path = path or env.get("GUARD_CONFIG") or None
@@ -323,17 +427,24 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             raise ConfigError(f"{p}: config file not found") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: {e}") from e
-    for name, value in env.items():
+    set_by: dict[tuple[str, str], str] = {}  # a secret's value and its file: refused
+    for name, value in sorted(env.items()):
         if not name.startswith("GUARD_") or name == "GUARD_CONFIG":
             continue
-        if name in ENV_NAMES:
-            section, key = ENV_NAMES[name]
-        elif "__" in name:
-            section, _, key = name[len("GUARD_"):].lower().partition("__")
+        target = _secret_file_target(name)
+        if target is not None:
+            value = _read_secret_file(name, value)
         else:
-            continue
+            target = _env_target(name)
+            if target is None:
+                continue
+        if target in SECRET_SETTINGS:
+            if target in set_by:
+                raise ConfigError(f"{set_by[target]} and {name} are both set: keep one")
+            set_by[target] = name
+        section, key = target
         parsed: Any = value
-        if (section, key) in _LIST_KEYS:
+        if target in _LIST_KEYS:
             parsed = [v.strip() for v in value.split(",") if v.strip()]
         _set(data, section, key, parsed)
     secret_file = data.get("secret_file")
@@ -348,6 +459,14 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             + (f" (got {_shown(err['loc'], err['input'])!r})" if err["type"] != "missing"
                and not isinstance(err["input"], dict) else "")
             for err in e.errors())) from e
+
+
+def require_base_url(settings: Settings) -> None:
+    """`guard serve` builds review links on the address people open, which only the
+    operator knows: never a guess from the listen address (0.0.0.0 in a container)."""
+    if not (settings.web.base_url or settings.review.base_url):
+        raise ConfigError("web.base_url (GUARD_BASE_URL) is not set: the address people "
+                          "open the review pages at, e.g. https://guard.example.co.jp")
 
 
 # --- secrets: never printed (`guard config show`, error messages) ------------------------

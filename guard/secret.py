@@ -68,7 +68,11 @@ def load_or_create_secret(settings: Settings) -> bytes:
     path = secret_home(settings).path
     assert path is not None
     if not path.exists():
-        _create(path)
+        try:
+            _create(path)
+        except OSError as e:  # a read-only volume, a secret file that was not mounted
+            raise ConfigError(f"{path}: no secret there and cannot create one: "
+                              f"{e.strerror or e}") from e
     return _read(path)
 
 

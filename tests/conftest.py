@@ -335,10 +335,12 @@ def guard_factory(tmp_path: Path, tls: TlsFiles) -> Iterator[Any]:
 
     def make(upstream: str, db_url: str | None = None, start: bool = True,
              slow_readers: bool = False, **overrides: str) -> GuardProcess:
+        web = f"127.0.0.1:{free_port()}"
         env = {
             "GUARD_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
             "GUARD_SMTP_MODE": "submission",
-            "GUARD_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+            "GUARD_WEB_LISTEN": web,
+            "GUARD_BASE_URL": f"http://{web}",  # `guard serve` requires one; links open here
             "GUARD_UPSTREAM": upstream,
             "GUARD_DATABASE_URL": db_url or f"sqlite:///{tmp_path / 'guard.db'}",
             "GUARD_TLS_CERT": str(tls.cert_file),

@@ -42,6 +42,7 @@ def one_line(r: subprocess.CompletedProcess[str]) -> str:
 def _serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {"GUARD_SMTP_LISTEN": f"127.0.0.1:{free_port()}", "GUARD_SMTP_MODE": "trusted",
             "GUARD_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+            "GUARD_BASE_URL": "https://guard.example.co.jp",
             "GUARD_UPSTREAM": f"smtp://127.0.0.1:{free_port()}",
             "GUARD_DATABASE_URL": f"sqlite:///{tmp_path / 'guard.db'}", **extra}
 

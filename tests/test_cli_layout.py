@@ -35,7 +35,7 @@ def test_every_group_has_its_module() -> None:
     names = [g.__name__.rsplit(".", 1)[1] for g in main.GROUPS]
     assert names == ["serve", "users", "db", "queue", "policy", "lists", "config"]
     commands = main.build_parser()._subparsers._group_actions[0].choices
-    assert list(commands) == ["serve", "dev", "users", "db", "queue", "policy", "lists",
+    assert list(commands) == ["serve", "dev", "health", "users", "db", "queue", "policy", "lists",
                               "domains", "config"]
 
 

@@ -78,7 +78,7 @@ def test_shipped_sample_config_is_valid_and_documents_the_defaults():
     # every value in the sample equals the default, except the few that a production
     # deployment must set differently from `guard dev`
     different = {("smtp", "listen"), ("tls", "cert_file"), ("tls", "key_file"),
-                 ("upstream", "url"), ("policy", "path")}
+                 ("upstream", "url"), ("web", "base_url"), ("policy", "path")}
     for section, values in doc.items():
         if not isinstance(values, dict):
             continue

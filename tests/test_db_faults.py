@@ -215,6 +215,11 @@ def test_postgres_stopped_and_started_again_gives_451_then_250(
     status, doc, took = healthz(g)
     assert status == 503 and took < 5, doc
     assert doc["database"]["read"].startswith("error"), doc
+    # the orchestrator's probes: not ready (no mail can be taken), but alive: a
+    # database outage must not get every guard restarted
+    code, body = g.http("/readyz")
+    assert code == 503 and "database read" in body, body
+    assert g.http("/livez") == (200, "ok\n")
 
     pg_cluster.start()  # same port: the writer's kept connection died with the old server
     code, reply, _ = send(g, tls, simple_message("after restart"))

@@ -157,6 +157,16 @@ def test_nothing_listening_upstream_is_a_503_naming_refused(guard_factory, tls: 
     assert code == 503, doc
     assert doc["delivery"]["last_attempt"]["result"] == "refused", doc
     assert doc["upstream"].startswith("error"), doc
+    # mail still queues: the guard stays ready (an upstream outage must not take every
+    # guard out of a load balancer) and alive
+    code, body = g.http("/readyz")
+    assert code == 200 and json.loads(body) == {"status": "ok", "problems": []}, body
+    assert g.http("/livez") == (200, "ok\n")
+    # `guard health` (the container's HEALTHCHECK) says the same in one line
+    r = g.cli("health")
+    assert r.returncode == 1 and r.stdout.startswith("unhealthy: upstream: error"), r.stdout
+    r = g.cli("health", "--ready")
+    assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
 
 
 def test_an_upstream_that_refuses_at_the_greeting_is_a_503(guard_factory, tls: TlsFiles):

@@ -1,6 +1,6 @@
-"""The web listener: the index, /metrics, /healthz (health.py), the review pages
-(review.py, given as routes by guard/app.py) and, under `guard dev`, the development
-outbox (outbox.py). One Starlette app; each page's job is in its own module.
+"""The web listener: the index, /metrics, /healthz, /readyz and /livez (health.py), the
+review pages (review.py, given as routes by guard/app.py) and, under `guard dev`, the
+development outbox (outbox.py). One Starlette app; each page's job is in its own module.
 
 To add a page: a module of its own with a function that returns its routes, added in
 create_app(); a page about held mail asks the HoldService (as review.py does), never
@@ -37,6 +37,15 @@ def create_app(health: HealthCheck, refresh_metrics: Callable[[], Awaitable[None
         code, doc = await health.report()
         return JSONResponse(doc, status_code=code, headers={"Cache-Control": "no-store"})
 
+    async def readyz(request: Request) -> Response:
+        code, doc = await health.intake()
+        return JSONResponse(doc, status_code=code, headers={"Cache-Control": "no-store"})
+
+    async def livez(request: Request) -> Response:
+        # the event loop answers; nothing else is asked, so that a database outage never
+        # gets a liveness probe to restart every guard
+        return Response("ok\n", media_type="text/plain", headers={"Cache-Control": "no-store"})
+
     async def index(request: Request) -> Response:
         links = ["<li><a href='/metrics'>/metrics</a></li>",
                  "<li><a href='/healthz'>/healthz</a></li>"]
@@ -46,7 +55,8 @@ def create_app(health: HealthCheck, refresh_metrics: Callable[[], Awaitable[None
         return page("guard", "<h1>guard</h1><ul>" + "".join(links) + "</ul>")
 
     own: list[BaseRoute] = [Route("/", index), Route("/metrics", metrics),
-                            Route("/healthz", healthz)]
+                            Route("/healthz", healthz), Route("/readyz", readyz),
+                            Route("/livez", livez)]
     if outbox is not None:
         own += outbox_routes(outbox, tz)
     return Starlette(routes=[*routes, *own])

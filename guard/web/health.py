@@ -1,7 +1,9 @@
 """/healthz: the database (a read, and the writer's state), the upstream (a connection
 probe cached for a few seconds, and the last delivery attempt), the policy. 200 when
 all is well, 503 with the problems named otherwise; it answers within a deadline
-whatever the database does."""
+whatever the database does. /readyz is its intake part (the database only): what an
+orchestrator's readiness probe asks, so an upstream outage never takes every guard out
+of service while mail could still queue."""
 
 from __future__ import annotations
 
@@ -123,6 +125,16 @@ class HealthCheck:
             return f"error: the last delivery attempt failed ({last.result}): {last.detail}", \
                 report
         return "ok", report
+
+    async def intake(self) -> tuple[int, dict[str, Any]]:
+        """/readyz: can this guard take mail now? Its database (read and write paths), the
+        only thing a 250 waits for; an upstream outage does not count (mail queues)."""
+        read, _ = await self.database()
+        write, _ = self.write_path()
+        problems = [f"{name}: {v}" for name, v in (
+            ("database read", read), ("database write", write)) if v not in ("ok", "unknown")]
+        return (503 if problems else 200), {"status": "degraded" if problems else "ok",
+                                            "problems": problems}
 
     async def report(self) -> tuple[int, dict[str, Any]]:
         (read, oldest), up = await asyncio.gather(self.database(), self.upstream())

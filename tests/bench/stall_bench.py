@@ -118,7 +118,7 @@ def main() -> int:
     env.update({
         "GUARD_SMTP_LISTEN": f"127.0.0.1:{port}", "GUARD_SMTP_MODE": "trusted",
         "GUARD_TRUSTED_NETWORKS": "127.0.0.0/8", "GUARD_UPSTREAM": sink.url,
-        "GUARD_WEB_LISTEN": f"127.0.0.1:{web}",
+        "GUARD_WEB_LISTEN": f"127.0.0.1:{web}", "GUARD_BASE_URL": f"http://127.0.0.1:{web}",
         "GUARD_DATABASE_URL": f"sqlite:///{tmp / 'guard.db'}",
         "GUARD_SECRET_FILE": str(tmp / "secret"), "GUARD_POLICY": str(ROOT / "policies"),
         "GUARD_SMTP__MAX_MESSAGE_SIZE": str(60 * 1024 * 1024), "GUARD_LOG_LEVEL": "INFO"})
