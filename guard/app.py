@@ -158,6 +158,8 @@ class GuardApp:
     async def start(self) -> None:
         s = self.settings
         assert_library_versions()
+        if s.metrics.listen:  # a bad value stops the start here, in one line
+            parse_hostport(s.metrics.listen)
         # first: with PostgreSQL and no secret configured the guard stops here, in one line
         self.secret = load_or_create_secret(s)
         _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)

@@ -44,9 +44,12 @@ defaults:
 lists:
   suppression:
     gone: gone.csv
+groups:
+  security: {approvers: [boss@example.co.jp]}
 keywords:
   - {name: hold-me, pattern: "HOLDME", fields: [subject, body]}
   - {name: refuse-me, pattern: "REFUSEME", fields: [subject, body]}
+  - {name: approve-me, pattern: "APPROVEME", fields: [subject, body]}
 rules:
   - name: refuse-keyword
     conditions: [{symbol: keyword, evidence: {rule: refuse-me}}]
@@ -56,6 +59,11 @@ rules:
     conditions: [{symbol: keyword, evidence: {rule: hold-me}}]
     action: confirm
     message: {ja: 確認してください。, en: Please confirm.}
+  - name: approve-keyword
+    conditions: [{symbol: keyword, evidence: {rule: approve-me}}]
+    action: approve
+    approver_group: security
+    message: {ja: 承認が必要です。, en: Needs approval.}
 """
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -148,7 +156,9 @@ def test_metrics_follow_mail_through_the_guard(guard_factory: Any, sink: Sink, t
                                                tmp_path: Path) -> None:
     policy = write_policy(tmp_path / "policy")
     sink.behaviour.rcpt_replies = {"later": "451 4.3.0 try again later"}
-    g: GuardProcess = guard_factory(sink.url, policy=str(policy), metrics__token=TOKEN)
+    # an approval is late at once (nobody to escalate to: the default escalation time)
+    g: GuardProcess = guard_factory(sink.url, policy=str(policy), metrics__token=TOKEN,
+                                    review__default_escalate_after_minutes="0")
     # no token, a wrong one: 401, and nothing is read for them
     for token in (None, "wrong"):
         status, body = scrape(g.web_port, token)
@@ -158,7 +168,7 @@ def test_metrics_follow_mail_through_the_guard(guard_factory: Any, sink: Sink, t
     submit(g.smtp_port, tls, me, [ext], simple_message("plain", to=ext))
     submit(g.smtp_port, tls, me, ["later@example.net"],
            simple_message("deferred", to="later@example.net"))
-    for subject in ("HOLDME one", "HOLDME two", "HOLDME three"):
+    for subject in ("HOLDME one", "HOLDME two", "HOLDME three", "APPROVEME"):
         submit(g.smtp_port, tls, me, [ext], simple_message(subject, to=ext))
     with pytest.raises(smtplib.SMTPDataError) as refused:
         submit(g.smtp_port, tls, me, [ext], simple_message("REFUSEME", to=ext))
@@ -174,7 +184,8 @@ def test_metrics_follow_mail_through_the_guard(guard_factory: Any, sink: Sink, t
         assert status == 200
         s = parse(text)
         ok = (value(s, "guard_queue_messages", state="deferred") == 1
-              and value(s, "guard_queue_messages", state="held") == 1
+              and value(s, "guard_queue_messages", state="held") == 2
+              and value(s, "guard_holds_pending_past_escalation", kind="approve") == 1
               and value(s, "guard_hold_outcomes_total", kind="confirm", outcome="cancelled",
                         by="sender") == 1)
         return s if ok else None
@@ -182,29 +193,33 @@ def test_metrics_follow_mail_through_the_guard(guard_factory: Any, sink: Sink, t
     s = wait_for(settled, 20, 0.5, what="queue and hold gauges settled")
     sub = {"listener": "submission"}
     # intake, by listener
-    assert value(s, "guard_messages_received_total", **sub) == 6
+    assert value(s, "guard_messages_received_total", **sub) == 7
     assert value(s, "guard_messages_accepted_total", disposition="queued", **sub) == 2
-    assert value(s, "guard_messages_accepted_total", disposition="held", **sub) == 3
+    assert value(s, "guard_messages_accepted_total", disposition="held", **sub) == 4
     assert value(s, "guard_messages_rejected_total", reason="policy", **sub) == 1
     assert value(s, "guard_smtp_sessions_total", **sub) >= 6  # (+ the readiness probe)
     # verdicts by action and deciding rule; findings by symbol and scope
     assert value(s, "guard_verdicts_total", action="pass", rule="none") == 2
     assert value(s, "guard_verdicts_total", action="confirm", rule="confirm-keyword") == 3
     assert value(s, "guard_verdicts_total", action="reject", rule="refuse-keyword") == 1
-    assert value(s, "guard_findings_total", symbol="keyword", scope="external") == 4
-    assert value(s, "guard_inspection_seconds_count") == 6
+    assert value(s, "guard_verdicts_total", action="approve", rule="approve-keyword") == 1
+    assert value(s, "guard_findings_total", symbol="keyword", scope="external") == 5
+    assert value(s, "guard_inspection_seconds_count") == 7
     # holds: created, what became of them, who acted; pending and age, database-wide
     assert value(s, "guard_holds_created_total", kind="confirm", rule="confirm-keyword") == 3
     assert value(s, "guard_hold_outcomes_total", kind="confirm", outcome="confirmed",
                  by="sender") == 1
     assert value(s, "guard_hold_decision_seconds_count", kind="confirm") == 2
     assert value(s, "guard_near_misses_total", by="sender", kind="confirm") == 1
-    assert value(s, "guard_notices_sent_total", kind="held") == 3
+    assert value(s, "guard_notices_sent_total", kind="held") == 4
+    assert value(s, "guard_notices_sent_total", kind="approval_request") == 1
     assert value(s, "guard_review_requests_total", method="POST", result="200") == 2
     assert value(s, "guard_holds_pending", kind="confirm") == 1
-    assert value(s, "guard_holds_pending", kind="approve") == 0
+    assert value(s, "guard_holds_pending", kind="approve") == 1
+    assert value(s, "guard_holds_pending", kind="delay") == 0
     assert 0 < value(s, "guard_hold_oldest_pending_age_seconds", kind="confirm") < 120
-    assert value(s, "guard_holds_pending_past_escalation", kind="approve") == 0
+    assert value(s, "guard_hold_oldest_pending_age_seconds", kind="delay") == 0
+    assert value(s, "guard_holds_pending_past_escalation", kind="confirm") == 0
     # delivery: upstream attempts by result and reply class; the queue, database-wide
     assert value(s, "guard_upstream_attempts_total", result="delivered", reply_class="2xx") >= 2
     assert value(s, "guard_upstream_attempts_total", result="deferred", reply_class="4xx") >= 1
@@ -221,7 +236,7 @@ def test_metrics_follow_mail_through_the_guard(guard_factory: Any, sink: Sink, t
     digest = hashlib.sha256(hashlib.sha256(policy.read_bytes()).digest()).hexdigest()
     assert labelled(s, "guard_policy_info") == [{"sha256": digest[:12]}]
     assert value(s, "guard_policy_info", sha256=digest[:12]) == 1
-    assert value(s, "guard_policy_rules") == 2
+    assert value(s, "guard_policy_rules") == 3
     assert value(s, "guard_policy_last_reload_successful") == 1
     assert value(s, "guard_db_commit_seconds_count") > 0
     assert value(s, "guard_db_errors_total") == 0
@@ -233,7 +248,7 @@ def test_metrics_follow_mail_through_the_guard(guard_factory: Any, sink: Sink, t
     # no address, subject or id in any label
     for (_, labels) in s:
         for _, v in labels:
-            assert "@" not in v and "HOLDME" not in v, v
+            assert "@" not in v and not re.search(r"HOLDME|APPROVEME|REFUSEME", v), v
 
 
 def test_two_instances_report_the_same_database_wide_queue(
