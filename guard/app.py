@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import signal
 from collections.abc import Iterator, Sequence
@@ -56,14 +57,15 @@ from guard.smtp.listeners import (
 )
 from guard.smtp.outcome import Accepted, Held, Outcome
 from guard.smtp.received import ReceivedMessage
-from guard.store import db, knowledge, migrate, reads
+from guard.store import db, knowledge, migrate
 from guard.store import queue as q
 from guard.store.faults import describe, log_failure
 from guard.store.writer import BatchWriter
 from guard.users import UserDirectory
-from guard.web.app import create_app
+from guard.web.app import create_app, metrics_app
 from guard.web.health import HealthCheck, PolicyStatus
 from guard.web.review import review_routes
+from guard.web.scrape import MetricsEndpoint
 
 log = logging.getLogger("guard")
 
@@ -103,6 +105,15 @@ def assert_library_versions() -> None:
         raise ConfigError(f"aiosmtplib {aiosmtplib.__version__} < 5.1.3 (command injection)")
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class _QuietUvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:  # we handle signals ourselves
@@ -131,6 +142,10 @@ class GuardApp:
         self.bound: dict[str, tuple[str, int]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._web: _QuietUvicorn | None = None
+        self._metrics_web: _QuietUvicorn | None = None
+        self.metrics = MetricsEndpoint(
+            self.engine, token=settings.metrics.token,
+            default_escalate_seconds=settings.review.default_escalate_after_minutes * 60)
         self.worker: DeliveryWorker | None = None
         self.hold: HoldService | None = None
         self.pipeline: Pipeline | None = None
@@ -143,6 +158,8 @@ class GuardApp:
     async def start(self) -> None:
         s = self.settings
         assert_library_versions()
+        if s.metrics.listen:  # a bad value stops the start here, in one line
+            parse_hostport(s.metrics.listen)
         # first: with PostgreSQL and no secret configured the guard stops here, in one line
         self.secret = load_or_create_secret(s)
         _, up_host, up_port, _, _ = parse_upstream_url(s.upstream.url)
@@ -227,23 +244,43 @@ class GuardApp:
         self.worker.start()
         health = HealthCheck(self.engine, (up_host, up_port), writer=self.writer,
                              upstream=upstream, policy=self.policy_status)
-        web = create_app(health, self.refresh_queue_metrics, self.outbox, timezone_of(s),
+        web = create_app(health, self._metrics_on_web(), self.outbox, timezone_of(s),
                          routes=review_routes(self.hold, self.secret))
-        whost, wport = parse_hostport(s.web.listen)
-        self._web = _QuietUvicorn(uvicorn.Config(web, host=whost, port=wport, log_level="warning",
-                                                 lifespan="off", access_log=False))
-        self._tasks.append(asyncio.create_task(self._web.serve(), name="guard-web"))
+        self._web = await self._serve_web(web, s.web.listen, "web")
+        if s.metrics.listen:
+            self._metrics_web = await self._serve_web(metrics_app(self.metrics),
+                                                      s.metrics.listen, "metrics")
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="guard-housekeeping"))
         self._tasks.append(asyncio.create_task(self.hold.run_timers(), name="guard-holds"))
-        for _ in range(100):  # wait until the web socket is bound
-            if self._web.started:
-                break
-            await asyncio.sleep(0.02)
-        if self._web.servers:
-            self.bound["web"] = self._web.servers[0].sockets[0].getsockname()[:2]
         log.info("guard %s (leases %s) started: upstream %s, database %s", self.worker.name,
                  self.worker.owner, upstream.describe(),
                  self.engine.url.render_as_string(hide_password=True))
+
+    def _metrics_on_web(self) -> MetricsEndpoint | None:
+        """/metrics on the web listener, which serves people: not when it has a listener
+        of its own, and only with a token unless the web listener is on loopback."""
+        s = self.settings
+        if s.metrics.listen:
+            return None
+        if s.metrics.token or _loopback(parse_hostport(s.web.listen)[0]):
+            return self.metrics
+        log.warning("/metrics is not served: web.listen %s is reachable from other hosts; "
+                    "set metrics.token (GUARD_METRICS_TOKEN) or metrics.listen "
+                    "(GUARD_METRICS_LISTEN) for Prometheus", s.web.listen)
+        return None
+
+    async def _serve_web(self, app: Any, listen: str, name: str) -> _QuietUvicorn:
+        host, port = parse_hostport(listen)
+        server = _QuietUvicorn(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                              lifespan="off", access_log=False))
+        self._tasks.append(asyncio.create_task(server.serve(), name=f"guard-{name}"))
+        for _ in range(100):  # wait until the socket is bound
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        if server.servers:
+            self.bound[name] = server.servers[0].sockets[0].getsockname()[:2]
+        return server
 
     async def _open_database(self) -> None:
         """Schema, durability, and one real write: a database that cannot be read or
@@ -299,11 +336,13 @@ class GuardApp:
 
         async def changed(policy: Policy) -> None:
             metrics.POLICY_RELOADS.labels("ok").inc()
+            metrics.STATE.policy_loaded(policy.digest, len(policy.rules))
             self.policy_status.loaded(str(policy.source), len(policy.rules))
             log.info("policy loaded: %s (%d rules)", policy.source, len(policy.rules))
 
         def failed(error: Exception) -> None:
             metrics.POLICY_RELOADS.labels("error").inc()
+            metrics.STATE.policy_failed()
             self.policy_status.failed(str(error))
             log.error("policy not reloaded, keeping the last good one: %s", error)
 
@@ -335,18 +374,11 @@ class GuardApp:
             return ()
         return self.watcher.current.doc.defaults.internal_domains
 
-    async def refresh_queue_metrics(self) -> None:
-        async with self.engine.connect() as conn:
-            counts = await reads.count_by_state(conn)
-        for state in ("queued", "deferred", "held", "delivered", "bounced", "rejected",
-                      "cancelled", "expired"):
-            metrics.QUEUE_DEPTH.labels(state).set(counts.get(state, 0))
-
     async def _housekeeping(self) -> None:
         retention = self.settings.delivery.retention_days * 86400
         while True:
             try:
-                await self.refresh_queue_metrics()
+                await self.metrics.refresh()  # read between scrapes too
                 await self.writer.submit(lambda conn, now: q.purge_contents(conn, now, retention))
             except Exception as e:
                 log_failure(log, "housekeeping failed", e)
@@ -357,8 +389,9 @@ class GuardApp:
             srv.close()
         if self.fronts is not None:  # before the writer: they finish handed-over messages
             await self.fronts.stop()
-        if self._web is not None:
-            self._web.should_exit = True
+        for server in (self._web, self._metrics_web):
+            if server is not None:
+                server.should_exit = True
         if self.worker is not None:
             await self.worker.stop()
         if self.watcher is not None:
@@ -366,7 +399,7 @@ class GuardApp:
         if self.pool is not None:
             await self.pool.close()
         for t in self._tasks:
-            if t.get_name() != "guard-web":
+            if t.get_name() not in ("guard-web", "guard-metrics"):
                 t.cancel()
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -214,6 +214,16 @@ class WebSettings(_Section):
         return check_base_url(v)
 
 
+class MetricsSettings(_Section):
+    """Prometheus's /metrics (docs/metrics.md). The web listener serves people, so there
+    /metrics is served only with a token or while web.listen is a loopback address."""
+
+    # "" = /metrics on the web listener; host:port = there only (for Prometheus)
+    listen: str = ""
+    # "" = none; else requests need "Authorization: Bearer <token>" (401 without)
+    token: str = ""
+
+
 class PolicySettings(_Section):
     # file or folder; `guard serve` refuses to start without one (`guard dev` uses the
     # shipped example)
@@ -318,6 +328,7 @@ class Settings(_Section):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     inspect: InspectSettings = Field(default_factory=InspectSettings)
     log: LogSettings = Field(default_factory=LogSettings)
@@ -351,6 +362,8 @@ ENV_NAMES: dict[str, tuple[str, str]] = {
     "GUARD_POLICY": ("policy", "path"),
     "GUARD_WEB_LISTEN": ("web", "listen"),
     "GUARD_BASE_URL": ("web", "base_url"),
+    "GUARD_METRICS_LISTEN": ("metrics", "listen"),
+    "GUARD_METRICS_TOKEN": ("metrics", "token"),
     "GUARD_LOG_LEVEL": ("log", "level"),
     "GUARD_LOG_FORMAT": ("log", "format"),
     "GUARD_SECRET": ("", "secret"),

@@ -1,7 +1,8 @@
 """Metrics shared by the guard's processes (prometheus_client's multiprocess mode).
 
-With delivery in its own process (delivery.separate_process), each process writes its
-counters to small mmap files in one directory and /metrics adds them up. The directory
+With SMTP front processes (smtp.front_processes), each process writes its counters and
+histograms to small mmap files in one directory and /metrics adds them up; the gauges
+the main process knows (guard.metrics.STATE) are yielded beside them. The directory
 must be chosen before prometheus_client is first imported, so `guard serve` calls
 `enable()` before it imports the application; a child started with `spawn` inherits it.
 """
@@ -12,6 +13,10 @@ import atexit
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # prometheus_client is imported only after enable()
+    from prometheus_client.registry import Collector
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -41,8 +46,9 @@ def active() -> bool:
     return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
-def exposition() -> bytes:
-    """The /metrics text: this process's registry, or every process's files added up."""
+def exposition(main_process: Collector) -> bytes:
+    """The /metrics text: this process's registry (which holds `main_process`), or every
+    process's files added up and `main_process`'s gauges."""
     from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
     if not active():
@@ -51,6 +57,7 @@ def exposition() -> bytes:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
+    registry.register(main_process)
     return generate_latest(registry)
 
 

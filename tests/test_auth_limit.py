@@ -60,8 +60,9 @@ def test_thirty_wrong_passwords_over_ten_connections_then_the_right_one(
     assert len(re.findall(r"AUTH refused: client=127\.0\.0\.1 user=alice", logs)) == 22
     status, metrics = g.http("/metrics")
     assert status == 200
-    assert _metric(metrics, "guard_auth_failures_total") == 10
-    assert _metric(metrics, 'guard_smtp_refused_total{reason="auth_rate_limited"}') == 22
+    assert _metric(metrics, 'guard_auth_failures_total{listener="submission"}') == 10
+    assert _metric(
+        metrics, 'guard_smtp_refused_total{listener="submission",reason="auth_rate_limited"}') == 22
 
 
 def _fail2ban_regex() -> str:

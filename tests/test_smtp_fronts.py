@@ -57,7 +57,9 @@ def test_two_fronts_relay_everything_and_metrics_add_up(guard_factory, sink: Sin
     assert status == 200
     # (the test harness's own readiness probe may add a session or two)
     assert 12 <= _metric(text, 'guard_smtp_sessions_total{listener="submission"}') <= 14
-    assert _metric(text, 'guard_messages_accepted_total{disposition="queued"}') == 12
+    # (labels in name order: the multiprocess files sort them)
+    assert _metric(
+        text, 'guard_messages_accepted_total{disposition="queued",listener="submission"}') == 12
     wait_for(lambda: _metric(g.http("/metrics")[1], "guard_messages_delivered_total") == 12,
              15, what="12 delivered in /metrics")
 

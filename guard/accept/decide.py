@@ -21,9 +21,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from guard import metrics
 from guard.accept.pipeline import Decision
 from guard.inspect.context import Customer, InspectContext
-from guard.inspect.domains import registrable_domain
+from guard.inspect.domains import is_internal, registrable_domain
 from guard.inspect.extract import extract_message
 from guard.inspect.finding import Finding
 from guard.inspect.isolate import ExtractionPool
@@ -342,6 +343,19 @@ def rejection(verdict: Verdict) -> Rejected:
     return Rejected(verdict.reject_code, verdict.reject_status, verdict.message_en, utf8)
 
 
+def observe(ins: Inspection, rcpt_tos: list[str]) -> None:
+    """The relay's verdict and findings on one received message, counted once (here,
+    not in Inspector.inspect: `guard policy test` and replay inspect too). A finding
+    counts once per message and symbol, in scope "external" when any recipient is
+    outside the internal domains."""
+    metrics.INSPECTION_SECONDS.observe(sum(ins.timings.values()))
+    metrics.VERDICTS.labels(ins.verdict.action.value, ins.verdict.rule or "none").inc()
+    scope = ("external" if any(not is_internal(address_key(r), ins.context) for r in rcpt_tos)
+             else "internal")
+    for symbol in sorted({f.symbol for f in ins.findings}):
+        metrics.FINDINGS.labels(symbol, scope).inc()
+
+
 class PolicyDecider:
     """The pipeline's Decider: inspection and the current policy."""
 
@@ -354,6 +368,7 @@ class PolicyDecider:
         ins = await self.inspector.inspect(policy, msg.data, msg.mail_from, msg.rcpt_tos,
                                            msg.sender)
         v = ins.verdict
+        observe(ins, msg.rcpt_tos)
         language = msg.user.language if msg.user else ""
         doc = stored_verdict(ins, policy, msg.mail_from, language)
         log.info("verdict %s (%s) in %.1f ms", v.action.value,

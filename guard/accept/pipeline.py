@@ -132,7 +132,7 @@ class Pipeline:
             if not is_unavailable(e):
                 raise
             # one line per refused message (a traceback at most once a minute)
-            metrics.MESSAGES_REJECTED.labels("database").inc()
+            metrics.MESSAGES_REJECTED.labels(msg.listener, "database").inc()
             log_failure(log, f"451 from=<{msg.mail_from}> rcpts={len(msg.rcpt_tos)} "
                         f"client={msg.client_ip}: queue database unavailable", e)
             return TryLater("queue database unavailable")
@@ -169,13 +169,15 @@ class Pipeline:
         await self.writer.submit(commit, give_up_after=self.commit_timeout, undo=withdraw)
         metrics.ACCEPT_LATENCY.observe(time.perf_counter() - started)
         if decision.action == "reject":
-            metrics.MESSAGES_REJECTED.labels("policy").inc()
+            metrics.MESSAGES_REJECTED.labels(msg.listener, "policy").inc()
             log.info("rejected from=<%s> rcpts=%d by policy", msg.mail_from,
                      len(msg.rcpt_tos))
             return decision.rejection or POLICY_REFUSAL
-        metrics.MESSAGES_ACCEPTED.labels(state).inc()
+        metrics.MESSAGES_ACCEPTED.labels(msg.listener, state).inc()
         log.info("%s from=<%s> sender=%s rcpts=%d size=%d", state, msg.mail_from,
                  msg.sender, len(msg.rcpt_tos), len(data))
         if decision.action == "hold":
+            kind = str(decision.verdict.get("action") or "confirm")
+            metrics.HOLDS_CREATED.labels(kind, decision.verdict.get("rule") or "none").inc()
             return Held(str(decision.verdict.get("action") or "hold"), queue_id)
         return Accepted(state, queue_id)

@@ -25,8 +25,9 @@ all the ways out of "held" stand side by side. Who acts and what came of it are 
 acts.py, who may approve in approvers.py, the notices in notify/.
 
 To add a transition: a public method whose `op` opens the message under its row lock
-(`_open`), changes the state through `_transition` (the audit row and the metrics),
-consumes the link if one was used and queues its notices (`_notify`), run by `_run`;
+(`_open`), changes the state through `_transition` (the audit row; what the metrics
+count goes into the `Tally`, observed by `_run` after the commit), consumes the link if
+one was used and queues its notices (`_notify`);
 its (from, to, action) must be a move the store's table allows. Then the web form
 (web/review_form.py), the CLI (cli/queue.py) or the timers call it.
 """
@@ -39,11 +40,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from guard.config import Settings
-from guard.hold import metrics
 from guard.hold.acts import Actor, Link, Result
 from guard.hold.approvers import allowed_approvers, backup_approvers, first_approvers
-from guard.hold.model import KINDS, Hold, parse_hold
+from guard.hold.model import Hold, parse_hold
 from guard.hold.notify.notices import Event, NoticeFactory
+from guard.hold.tally import Tally, hold_kind
 from guard.mail.addresses import address_key
 from guard.mail.rewrite import move_to_bcc, remove_recipients
 from guard.store import AsyncConnection
@@ -58,7 +59,7 @@ def release_values(now: float) -> dict[str, Any]:
     return {"queued_at": now, "next_attempt_at": now, "lease_owner": None, "lease_until": None}
 
 
-Op = Callable[[AsyncConnection, float], Awaitable[Result]]
+Op = Callable[[AsyncConnection, float, Tally], Awaitable[Result]]
 
 
 class Lifecycle:
@@ -72,7 +73,12 @@ class Lifecycle:
         self.system = Actor("system", instance, "timer")
 
     async def _run(self, op: Op) -> Result:
-        res = await self.writer.submit(op)
+        async def attempt(conn: AsyncConnection, now: float) -> tuple[Result, Tally]:
+            tally = Tally()  # an op the writer runs again (its batch failed) counts once
+            return await op(conn, now, tally), tally
+
+        res, tally = await self.writer.submit(attempt)
+        tally.observe()  # committed
         if res.queued and self.on_queued is not None:
             self.on_queued()  # wake the delivery worker: released mail and notices
         return res
@@ -90,8 +96,9 @@ class Lifecycle:
             return Result("not_held", msg.state)
         return msg, parse_hold(msg.verdict, mail_from=msg.mail_from, sender=msg.sender)
 
-    async def _notify(self, conn: AsyncConnection, now: float, msg: H.MessageRow, hold: Hold,
-                      event: Event, to: Iterable[str], link_action: str | None = None) -> int:
+    async def _notify(self, conn: AsyncConnection, now: float, t: Tally, msg: H.MessageRow,
+                      hold: Hold, event: Event, to: Iterable[str],
+                      link_action: str | None = None) -> int:
         rcpts = await H.get_recipients(conn, msg.id)
         n = 0
         sent: set[str] = set()
@@ -102,10 +109,10 @@ class Lifecycle:
             notice = self.notices.make(event, msg, rcpts, hold, now, addr,
                                        link_action=link_action)
             if notice is None:
-                metrics.NOTICE_FAILURES.inc()
+                t.notices_failed.append(event.kind)
                 continue
             await q.insert_message(conn, now, notice)
-            metrics.NOTICES.labels(event.kind).inc()
+            t.notices.append(event.kind)
             n += 1
         return n
 
@@ -120,7 +127,8 @@ class Lifecycle:
             return []
         return sorted(allowed_approvers(hold, hold_row, self.settings))
 
-    async def _transition(self, conn: AsyncConnection, now: float, msg: H.MessageRow, *,
+    async def _transition(self, conn: AsyncConnection, now: float, t: Tally,
+                          msg: H.MessageRow, *,
                           to_state: str, actor: Actor, action: str,
                           detail: dict[str, Any], values: dict[str, Any] | None = None
                           ) -> bool:
@@ -128,32 +136,29 @@ class Lifecycle:
                                 actor=actor.audit_name, action=action,
                                 detail={**actor.detail(), **detail}, values=values)
         if ok:
-            metrics.HOLD_TRANSITIONS.labels(action, actor.role).inc()
-            if to_state != "held":
-                kind = msg.verdict.get("action")
-                metrics.DECISION_LATENCY.labels(kind if kind in KINDS else "confirm").observe(
-                    max(now - msg.received_at, 0.0))
+            t.moved(hold_kind(msg.verdict.get("action")), action, to_state, actor.role,
+                    now - msg.received_at)
         return ok
 
-    async def _cancel_in(self, conn: AsyncConnection, now: float, msg: H.MessageRow,
-                         hold: Hold, actor: Actor, *, action: str, reason: str, note: str,
-                         extra: dict[str, Any] | None = None) -> Result:
+    async def _cancel_in(self, conn: AsyncConnection, now: float, t: Tally,
+                         msg: H.MessageRow, hold: Hold, actor: Actor, *, action: str,
+                         reason: str, note: str, extra: dict[str, Any] | None = None) -> Result:
         """held → cancelled, recorded as a near miss, the people concerned told."""
         detail = {"reason": reason, "note": note[:1000], "near_miss": True,
                   "hold_kind": hold.kind,
                   "symbols": sorted({r.symbol for r in hold.reasons if r.symbol}),
                   **(extra or {})}
-        if not await self._transition(conn, now, msg, to_state="cancelled", actor=actor,
+        if not await self._transition(conn, now, t, msg, to_state="cancelled", actor=actor,
                                       action=action, detail=detail):
             return Result("not_held")
-        metrics.NEAR_MISSES.labels(actor.role, hold.kind).inc()
+        t.near_misses.append((actor.role, hold.kind))
         hold_row = await H.get_hold(conn, msg.id)
         told = [a for a in self._asked(hold, hold_row) if a != address_key(actor.who)]
         if actor.role != "sender":
             told.insert(0, msg.mail_from)
         kind = "rejected" if action == "reject" else "cancelled"
         shown = note or reason
-        n = await self._notify(conn, now, msg, hold, actor.event(kind, reason=shown),
+        n = await self._notify(conn, now, t, msg, hold, actor.event(kind, reason=shown),
                                told)
         return Result("rejected" if action == "reject" else "cancelled", "cancelled", n)
 
@@ -163,7 +168,7 @@ class Lifecycle:
         """First notices of a new hold (sender; approvers). Idempotent: the holds row is
         the marker, written in the same transaction as the notices."""
 
-        async def op(conn: AsyncConnection, now: float) -> Result:
+        async def op(conn: AsyncConnection, now: float, t: Tally) -> Result:
             opened = await self._open(conn, message_id, None)
             if isinstance(opened, Result):
                 return opened
@@ -191,13 +196,13 @@ class Lifecycle:
                 log.error("held for approval but no approver other than the sender: "
                           "set approvers in the policy or review.admin_addresses")
             told = [msg.mail_from] if msg.mail_from else []
-            await self._transition(conn, now, msg, to_state="held", actor=self.system,
+            await self._transition(conn, now, t, msg, to_state="held", actor=self.system,
                                    action="notified",
                                    detail={"to": told + asked, "hold_kind": hold.kind},
                                    values=values)
-            n = await self._notify(conn, now, msg, hold, Event("held", approvers=tuple(asked)),
+            n = await self._notify(conn, now, t, msg, hold, Event("held", approvers=tuple(asked)),
                                    told, "review")
-            n += await self._notify(conn, now, msg, hold, Event("approval_request"), asked,
+            n += await self._notify(conn, now, t, msg, hold, Event("approval_request"), asked,
                                     "approve")
             return Result("notified", "held", n, {"to": told + asked})
 
@@ -209,7 +214,7 @@ class Lifecycle:
         and moving To/Cc to Bcc, in the same transaction), or an admin releases."""
         drop = list(drop)
 
-        async def op(conn: AsyncConnection, now: float) -> Result:
+        async def op(conn: AsyncConnection, now: float, t: Tally) -> Result:
             opened = await self._open(conn, message_id, link)
             if isinstance(opened, Result):
                 return opened
@@ -218,7 +223,7 @@ class Lifecycle:
                 return Result("forbidden", msg.state)  # nobody approves their own mail
             dropped = await self._drop(conn, now, message_id, drop)
             if dropped and not await self._pending(conn, message_id):
-                res = await self._cancel_in(conn, now, msg, hold, actor, action="cancel",
+                res = await self._cancel_in(conn, now, t, msg, hold, actor, action="cancel",
                                             reason="all_recipients_removed", note=reason,
                                             extra={"dropped": dropped})
                 await self._consume(conn, now, message_id, link)
@@ -228,18 +233,18 @@ class Lifecycle:
             detail = {"hold_kind": hold.kind, "dropped": dropped, "bcc": bcc}
             if reason:
                 detail["reason"] = reason[:1000]
-            if not await self._transition(conn, now, msg, to_state="queued", actor=actor,
+            if not await self._transition(conn, now, t, msg, to_state="queued", actor=actor,
                                           action="release", detail=detail, values=values):
                 return Result("not_held")
             await self._consume(conn, now, message_id, link)
             n = 1
             if actor.role != "sender":
                 hold_row = await H.get_hold(conn, message_id)
-                n += await self._notify(conn, now, msg, hold,
+                n += await self._notify(conn, now, t, msg, hold,
                                         actor.event("released"),
                                         [msg.mail_from, *self._asked(hold, hold_row)])
             elif dropped:  # the sender keeps a record of whom it finally went to
-                n += await self._notify(conn, now, msg, hold,
+                n += await self._notify(conn, now, t, msg, hold,
                                         actor.event("released"), [msg.mail_from])
             return Result("released", "queued", n, {"dropped": dropped, "bcc": bcc})
 
@@ -280,12 +285,12 @@ class Lifecycle:
                      link: Link | None = None) -> Result:
         """held → cancelled by the sender or an admin: a near miss, with who and why."""
 
-        async def op(conn: AsyncConnection, now: float) -> Result:
+        async def op(conn: AsyncConnection, now: float, t: Tally) -> Result:
             opened = await self._open(conn, message_id, link)
             if isinstance(opened, Result):
                 return opened
             msg, hold = opened
-            res = await self._cancel_in(conn, now, msg, hold, actor, action="cancel",
+            res = await self._cancel_in(conn, now, t, msg, hold, actor, action="cancel",
                                         reason=reason, note=note)
             if res.ok:
                 await self._consume(conn, now, message_id, link)
@@ -316,7 +321,7 @@ class Lifecycle:
         who = address_key(actor.who)
         drop = list(drop)
 
-        async def op(conn: AsyncConnection, now: float) -> Result:
+        async def op(conn: AsyncConnection, now: float, t: Tally) -> Result:
             opened = await self._open_for_decision(conn, message_id, link, who, actor)
             if isinstance(opened, Result):
                 return opened
@@ -340,13 +345,13 @@ class Lifecycle:
             values = release_values(now) if final else {}
             await self._rewrite(conn, message_id, hold, dropped, False, values)
             if not await self._transition(
-                    conn, now, msg, to_state="queued" if final else "held", actor=actor,
+                    conn, now, t, msg, to_state="queued" if final else "held", actor=actor,
                     action="approve", detail=detail, values=values or None):
                 return Result("not_held")
             await self._consume(conn, now, message_id, link)
             told = [msg.mail_from, *(a for a in self._asked(hold, hold_row) if a != who)]
             kind = "approved" if final else "approval_partial"
-            n = await self._notify(conn, now, msg, hold,
+            n = await self._notify(conn, now, t, msg, hold,
                                    actor.event(kind, count=count), told)
             return Result(kind, "queued" if final else "held", n + (1 if final else 0),
                           {"count": count, "required": required, "dropped": dropped})
@@ -358,12 +363,12 @@ class Lifecycle:
         """An approver says no: held → cancelled (a near miss); sender and others told."""
         who = address_key(actor.who)
 
-        async def op(conn: AsyncConnection, now: float) -> Result:
+        async def op(conn: AsyncConnection, now: float, t: Tally) -> Result:
             opened = await self._open_for_decision(conn, message_id, link, who, actor)
             if isinstance(opened, Result):
                 return opened
             msg, hold, _ = opened
-            res = await self._cancel_in(conn, now, msg, hold, actor, action="reject",
+            res = await self._cancel_in(conn, now, t, msg, hold, actor, action="reject",
                                         reason="rejected", note=reason,
                                         extra={"approver": who})
             if res.ok:
@@ -376,7 +381,7 @@ class Lifecycle:
         """The hold's time is up (database clock): the rule's default applies — send for
         delay, cancel with a notice for confirm and approve (never a silent drop)."""
 
-        async def op(conn: AsyncConnection, now: float) -> Result:
+        async def op(conn: AsyncConnection, now: float, t: Tally) -> Result:
             opened = await self._open(conn, message_id, None)
             if isinstance(opened, Result):
                 return opened
@@ -387,20 +392,20 @@ class Lifecycle:
             detail = {"on_expiry": hold.on_expiry, "hold_kind": hold.kind,
                       "hold_until": msg.hold_until}
             if hold.on_expiry == "send":
-                if not await self._transition(conn, now, msg, to_state="queued", actor=self.system,
-                                              action="expire", detail=detail,
-                                              values=release_values(now)):
+                if not await self._transition(conn, now, t, msg, to_state="queued",
+                                              actor=self.system, action="expire",
+                                              detail=detail, values=release_values(now)):
                     return Result("not_held")
                 n = 1
                 if hold.kind != "delay":  # a delay was announced; anything else is news
-                    n += await self._notify(conn, now, msg, hold,
+                    n += await self._notify(conn, now, t, msg, hold,
                                             self.system.event("released"),
                                             [msg.mail_from, *self._asked(hold, hold_row)])
                 return Result("released", "queued", n)
-            if not await self._transition(conn, now, msg, to_state="expired", actor=self.system,
+            if not await self._transition(conn, now, t, msg, to_state="expired", actor=self.system,
                                           action="expire", detail=detail):
                 return Result("not_held")
-            n = await self._notify(conn, now, msg, hold, Event("expired"),
+            n = await self._notify(conn, now, t, msg, hold, Event("expired"),
                                    [msg.mail_from, *self._asked(hold, hold_row)])
             return Result("expired", "expired", n)
 
@@ -409,7 +414,7 @@ class Lifecycle:
     async def escalate(self, message_id: str) -> Result:
         """Nobody acted in time: ask the backup approvers too (once)."""
 
-        async def op(conn: AsyncConnection, now: float) -> Result:
+        async def op(conn: AsyncConnection, now: float, t: Tally) -> Result:
             opened = await self._open(conn, message_id, None)
             if isinstance(opened, Result):
                 return opened
@@ -422,9 +427,9 @@ class Lifecycle:
             targets = backup_approvers(hold, self.settings)
             if not await H.mark_escalated(conn, now, message_id):
                 return Result("already", msg.state)
-            await self._transition(conn, now, msg, to_state="held", actor=self.system,
+            await self._transition(conn, now, t, msg, to_state="held", actor=self.system,
                                    action="escalate", detail={"to": targets})
-            n = await self._notify(conn, now, msg, hold,
+            n = await self._notify(conn, now, t, msg, hold,
                                    Event("approval_request", escalated=True), targets, "approve")
             return Result("escalated", "held", n, {"to": targets})
 
@@ -435,7 +440,7 @@ class Lifecycle:
         """Remove one recipient of a held message (envelope and To/Cc); removing the last
         one cancels it."""
 
-        async def op(conn: AsyncConnection, now: float) -> Result:
+        async def op(conn: AsyncConnection, now: float, t: Tally) -> Result:
             opened = await self._open(conn, message_id, link)
             if isinstance(opened, Result):
                 return opened
@@ -444,14 +449,14 @@ class Lifecycle:
             if not dropped:
                 return Result("not_found", msg.state)
             if not await self._pending(conn, message_id):
-                res = await self._cancel_in(conn, now, msg, hold, actor, action="cancel",
+                res = await self._cancel_in(conn, now, t, msg, hold, actor, action="cancel",
                                             reason="all_recipients_removed", note="",
                                             extra={"dropped": dropped})
                 await self._consume(conn, now, message_id, link)
                 return res
             values: dict[str, Any] = {}
             await self._rewrite(conn, message_id, hold, dropped, False, values)
-            await self._transition(conn, now, msg, to_state="held", actor=actor,
+            await self._transition(conn, now, t, msg, to_state="held", actor=actor,
                                    action="drop_recipient",
                                    detail={"address": dropped[0]}, values=values or None)
             await self._consume(conn, now, message_id, link)
@@ -466,7 +471,7 @@ class Lifecycle:
         if kind not in ("delay", "confirm", "approve"):
             raise ValueError(f"unknown hold kind {kind!r}")
 
-        async def op(conn: AsyncConnection, now: float) -> Result:
+        async def op(conn: AsyncConnection, now: float, t: Tally) -> Result:
             msg = await H.lock_message(conn, message_id)
             if msg is None:
                 return Result("not_found")
@@ -489,7 +494,7 @@ class Lifecycle:
                                     values=values)
             if not ok:
                 return Result("not_held", msg.state)
-            metrics.HOLD_TRANSITIONS.labels("hold", actor.role).inc()
+            t.created.append((kind, "admin"))
             return Result("held", "held")
 
         return await self._run(op)

@@ -25,6 +25,7 @@ class Outcome:
     code: int
     reply: str
     outcome: str  # delivered | deferred | failed
+    replied: bool = True  # False: the guard's own code (connection lost, unusable address)
 
     def __post_init__(self) -> None:
         self.reply = storable(self.reply)
@@ -153,7 +154,7 @@ class Upstream:
         if eight_bit:
             if not smtp.supports_extension("8bitmime"):
                 return [Outcome(554, "5.6.3 upstream does not accept 8-bit mail (no 8BITMIME)",
-                                "failed")] * len(rcpts)
+                                "failed", replied=False)] * len(rcpts)
             options.append("BODY=8BITMIME")
         if smtp.supports_extension("size"):
             options.append(f"SIZE={len(data)}")
@@ -168,7 +169,8 @@ class Upstream:
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError) as e:
             raise UpstreamUnavailable(f"disconnected before MAIL: {e}") from e
         except ValueError as e:  # CR/LF/NUL/<> in an address (aiosmtplib ≥ 5.1.1)
-            return [Outcome(553, f"5.1.7 unusable sender address: {e}", "failed")] * len(rcpts)
+            return [Outcome(553, f"5.1.7 unusable sender address: {e}", "failed", replied=False)
+                    ] * len(rcpts)
         results: list[Outcome | None] = []
         for rcpt in rcpts:
             try:
@@ -179,10 +181,11 @@ class Upstream:
             except aiosmtplib.SMTPResponseException as e:
                 results.append(Outcome(e.code, e.message, _classify(e.code)))
             except ValueError as e:
-                results.append(Outcome(553, f"5.1.3 unusable recipient address: {e}", "failed"))
+                results.append(Outcome(553, f"5.1.3 unusable recipient address: {e}", "failed",
+                                       replied=False))
             except (aiosmtplib.SMTPException, OSError) as e:
-                return [Outcome(421, f"4.4.2 connection lost during RCPT: {e}", "deferred")
-                        ] * len(rcpts)
+                return [Outcome(421, f"4.4.2 connection lost during RCPT: {e}", "deferred",
+                                replied=False)] * len(rcpts)
         accepted = [i for i, r in enumerate(results) if r and r.outcome == "delivered"]
         if not accepted:
             await _rset(smtp)
@@ -198,7 +201,8 @@ class Upstream:
             # No reply to the final dot: the upstream may or may not have taken it.
             log.warning("no reply after DATA (%s); will retry: the message may be delivered "
                         "more than once", e)
-            final = Outcome(451, f"4.4.2 no reply after end of data: {e}", "deferred")
+            final = Outcome(451, f"4.4.2 no reply after end of data: {e}", "deferred",
+                            replied=False)
         out: list[Outcome] = []
         for i, r in enumerate(results):
             assert r is not None
@@ -211,6 +215,21 @@ class Upstream:
         else:
             worst = outcomes[0] if outcomes else Outcome(0, "", "deferred")
             self._report("rejected", f"{worst.code} {worst.reply}")
+
+
+def attempt_result(outcomes: list[Outcome]) -> tuple[str, str]:
+    """One attempt as guard_upstream_attempts_total counts it: (result, reply class).
+    delivered: the upstream took it for a recipient (2xx); deferred / bounced: it
+    answered 4xx / 5xx for every recipient; error: no usable answer (connection lost, no
+    reply to the final dot, an address the guard could not send), reply class none."""
+    if any(o.outcome == "delivered" for o in outcomes):
+        return "delivered", "2xx"
+    decisive = next((o for o in outcomes if o.outcome == "deferred"),
+                    outcomes[0] if outcomes else None)
+    if decisive is None or not decisive.replied:
+        return "error", "none"
+    return ("deferred" if decisive.outcome == "deferred" else "bounced",
+            f"{decisive.code // 100}xx")
 
 
 async def _rset(smtp: aiosmtplib.SMTP) -> None:

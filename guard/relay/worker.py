@@ -36,7 +36,7 @@ from guard.config import DeliverySettings
 from guard.ids import instance_id, new_queue_id
 from guard.inspect.domains import history_entry
 from guard.logs import queue_id_var
-from guard.relay.client import Outcome, Upstream, UpstreamUnavailable
+from guard.relay.client import Outcome, Upstream, UpstreamUnavailable, attempt_result
 from guard.relay.dsn import FailedRecipient, build_dsn
 from guard.relay.owner import LeaseOwner
 from guard.store import AsyncConnection, delivery, knowledge
@@ -286,13 +286,16 @@ class DeliveryWorker:
             try:
                 if smtp is None or not smtp.is_connected:
                     smtp = await self.upstream.connect()
-                return await self.upstream.send(smtp, env.mail_from, rcpts, data), smtp
+                outcomes = await self.upstream.send(smtp, env.mail_from, rcpts, data)
+                metrics.UPSTREAM_ATTEMPTS.labels(*attempt_result(outcomes)).inc()
+                return outcomes, smtp
             except UpstreamUnavailable as e:
                 if smtp is not None:
                     smtp.close()
                 smtp = None
                 if attempt == 1 and "before MAIL" in str(e):
                     continue  # a pooled connection went stale: one fresh try
+                metrics.UPSTREAM_ATTEMPTS.labels("error", "none").inc()
                 log.warning("upstream unavailable: %s", e)
                 self._upstream_down_until = time.monotonic() + min(
                     self.settings.min_backoff, 60.0)

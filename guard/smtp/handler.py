@@ -51,7 +51,7 @@ class GuardHandler:
             if user is None:  # auth_required already answers 530; belt and braces
                 return "530 5.7.0 Authentication required"
             if server.cfg.sender_identity != "off" and not owns(user, address):
-                metrics.SMTP_REFUSED.labels("sender_mismatch").inc()
+                metrics.SMTP_REFUSED.labels(server.cfg.kind, "sender_mismatch").inc()
                 log.warning("user %s may not send as <%s>", user.name, address)
                 return f"553 5.7.1 <{address}>: Sender address not owned by user {user.name}"
         # Only what we understand and re-create ourselves; nothing is forwarded verbatim.
@@ -72,7 +72,7 @@ class GuardHandler:
             return "452 4.5.3 Too many recipients"
         problem = recipient_problem(address)
         if problem:
-            metrics.SMTP_REFUSED.labels("bad_recipient").inc()
+            metrics.SMTP_REFUSED.labels(server.cfg.kind, "bad_recipient").inc()
             return problem
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -86,7 +86,7 @@ class GuardHandler:
         problem = identity_problem(cfg.sender_identity, cfg.kind, cfg.identity_header, user,
                                    mail_from, data, server.users)
         if problem:
-            metrics.MESSAGES_REJECTED.labels("sender_identity").inc()
+            metrics.MESSAGES_REJECTED.labels(server.cfg.kind, "sender_identity").inc()
             log.warning("refused from %s (%s): %s", user.name if user else "trusted MTA",
                         peer[0] if isinstance(peer, tuple) else "?", problem)
             return problem
@@ -108,7 +108,7 @@ class GuardHandler:
             raise
         except Exception:
             log.exception("accepting a message failed")
-            metrics.MESSAGES_REJECTED.labels("internal_error").inc()
+            metrics.MESSAGES_REJECTED.labels(server.cfg.kind, "internal_error").inc()
             outcome = replies.UNAVAILABLE
         return replies.reply(outcome)
 

@@ -121,7 +121,7 @@ class GuardSMTP(SMTP):
         ip = peer[0] if isinstance(peer, tuple) else ""
         refused = admission.refusal(self.cfg, self._counter[self.cfg.kind], ip)
         if refused:
-            metrics.SMTP_REFUSED.labels(refused[0]).inc()
+            metrics.SMTP_REFUSED.labels(self.cfg.kind, refused[0]).inc()
             await self.push(refused[1])
             if self.transport is not None:
                 self.transport.close()
@@ -153,7 +153,7 @@ class GuardSMTP(SMTP):
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         if hostname and not _EHLO_OK.fullmatch(hostname):
-            metrics.SMTP_REFUSED.labels("bad_helo").inc()
+            metrics.SMTP_REFUSED.labels(self.cfg.kind, "bad_helo").inc()
             await self.push("501 5.5.4 Invalid EHLO hostname")
             return
         await super().smtp_EHLO(hostname)
@@ -162,7 +162,7 @@ class GuardSMTP(SMTP):
     @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
         if hostname and not _EHLO_OK.fullmatch(hostname):
-            metrics.SMTP_REFUSED.labels("bad_helo").inc()
+            metrics.SMTP_REFUSED.labels(self.cfg.kind, "bad_helo").inc()
             await self.push("501 5.5.4 Invalid HELO hostname")
             return
         await super().smtp_HELO(hostname)
@@ -195,13 +195,13 @@ class GuardSMTP(SMTP):
         gate = self._failure_gate
         if gate is not None and await self._gate(gate.blocked_for, ip):
             # blocked: not even the password is checked (no scrypt for a guesser)
-            metrics.SMTP_REFUSED.labels("auth_rate_limited").inc()
+            metrics.SMTP_REFUSED.labels(self.cfg.kind, "auth_rate_limited").inc()
             log.warning("AUTH refused: client=%s user=%s (too many failures)", ip,
                         _loggable(creds.login))
             return AuthResult(success=False, handled=False, message=BLOCKED_REPLY)
         user = await asyncio.to_thread(self._users.authenticate, creds.login, creds.password)
         if user is None:
-            metrics.AUTH_FAILURES.inc()
+            metrics.AUTH_FAILURES.labels(self.cfg.kind).inc()
             # one line per failure for fail2ban (deploy/fail2ban/)
             log.warning("AUTH failed: client=%s user=%s", ip, _loggable(creds.login))
             if gate is not None:
@@ -244,7 +244,7 @@ class GuardSMTP(SMTP):
             data = await read_data(self._reader, self.data_size_limit or 0,
                                    self.cfg.data_total_timeout, self._reset_timeout)
         except DataTooLarge:
-            metrics.MESSAGES_REJECTED.labels("too_big").inc()
+            metrics.MESSAGES_REJECTED.labels(self.cfg.kind, "too_big").inc()
             await self.push("552 5.3.4 Message size exceeds fixed limit")
             self._set_post_data_state()
             return
@@ -256,11 +256,11 @@ class GuardSMTP(SMTP):
             return
         problem = data_problem(data, self.cfg, self.line_length_limit)
         if problem:
-            metrics.MESSAGES_REJECTED.labels(problem[0]).inc()
+            metrics.MESSAGES_REJECTED.labels(self.cfg.kind, problem[0]).inc()
             await self.push(problem[1])
             self._set_post_data_state()
             return
-        metrics.MESSAGES_RECEIVED.inc()
+        metrics.MESSAGES_RECEIVED.labels(self.cfg.kind).inc()
         self.envelope.content = data
         self.envelope.original_content = data
         status = await self._call_handler_hook("DATA")

@@ -404,7 +404,9 @@ class BatchWriter:
             results = [await op(conn, now) for op in ops]  # type: ignore[arg-type]
             conn.flush()
             phase = "commit"
+            began = time.perf_counter()
             await loop.run_in_executor(self._thread, tx.commit)  # fsync: off the event loop
+            metrics.DB_COMMIT_SECONDS.observe(time.perf_counter() - began)
             self._wrote = self._sqlite_changes() > self._changes
             return results
         except BaseException as e:
@@ -487,7 +489,9 @@ class BatchWriter:
             phase = "ops"
             results = [await op(conn, now) for op in ops]
             phase = "commit"
+            began = time.perf_counter()
             await conn.commit()
+            metrics.DB_COMMIT_SECONDS.observe(time.perf_counter() - began)
             self._wrote = True  # (PostgreSQL: not counted; a commit there is a round trip)
             return results
         except BaseException as e:

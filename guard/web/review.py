@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from guard.hold import metrics
+from guard import metrics
 from guard.hold.acts import Actor, Link, Result
 from guard.hold.links import EXPIRED, GONE, LinkView
 from guard.hold.notify.notices import review_base_url
