@@ -116,12 +116,21 @@ def test_every_alert_is_described_and_has_a_runbook_section() -> None:
         assert "{{" in ann["summary"] + ann["description"], r["alert"]
 
 
-def test_compose_scrape_config_is_valid() -> None:
-    r = run_promtool("check", "config", str(PROM_DIR / "prometheus.yml"))
+def test_compose_scrape_config_is_valid(tmp_path: Path) -> None:
+    # promtool opens the token file the config names: the compose secret's path exists
+    # only inside the container, so the check runs on a copy pointing at the demo secret
+    text = (PROM_DIR / "prometheus.yml").read_text()
+    token = PROM_DIR.parent / "demo" / "secrets" / "guard_metrics_token"
+    assert "/run/secrets/guard_metrics_token" in text
+    (tmp_path / "alerts.yml").write_text((PROM_DIR / "alerts.yml").read_text())
+    (tmp_path / "prometheus.yml").write_text(
+        text.replace("/run/secrets/guard_metrics_token", str(token)))
+    r = run_promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert r.returncode == 0, r.stdout + r.stderr
-    doc = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
+    doc = yaml.safe_load(text)
     (job,) = doc["scrape_configs"]
     assert job["job_name"] == "guard"
+    assert job["authorization"]["credentials_file"] == "/run/secrets/guard_metrics_token"
     assert job["static_configs"][0]["targets"] == ["guard1:8025", "guard2:8025"]
     assert doc["rule_files"] == ["alerts.yml"]
 
