@@ -317,9 +317,11 @@ async def test_postgres_that_stops_answering_at_the_commit_gives_451_and_no_dupl
     armed = {"on": False}
 
     def freeze_before_commit(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        # the audit row is the last statement of storing a message: from here on the
-        # server does not answer, so the COMMIT that follows is sent and never answered
-        if armed["on"] and statement.lstrip().upper().startswith("INSERT INTO AUDIT"):
+        # the recipients rows are the last statement of storing a message (the writer
+        # sends a transaction's inserts together at its end, one statement per table,
+        # parents first): from here on the server does not answer, so the COMMIT that
+        # follows is sent and never answered
+        if armed["on"] and statement.lstrip().upper().startswith("INSERT INTO RECIPIENTS"):
             armed["on"] = False
             pg_cluster.freeze()
 

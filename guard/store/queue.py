@@ -74,11 +74,12 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-async def _insert(conn: AsyncConnection, stmt: Any, rows: dict[str, Any] | list[dict[str, Any]]
-                  ) -> None:
-    """An INSERT whose result nobody reads: the SQLite writer groups those of one
-    transaction into one executemany per table (guard.store.writer, `defer_insert`)."""
-    defer = getattr(conn, "defer_insert", None)
+async def write_later(conn: AsyncConnection, stmt: Any,
+                      rows: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """An INSERT or UPDATE whose result nobody reads: the writer groups those of one
+    transaction into one executemany per statement, sent before the next statement or
+    the commit (guard.store.writer, `defer_write`)."""
+    defer = getattr(conn, "defer_write", None)
     if defer is not None:
         defer(stmt, rows)
     else:
@@ -88,7 +89,7 @@ async def _insert(conn: AsyncConnection, stmt: Any, rows: dict[str, Any] | list[
 async def add_audit(conn: AsyncConnection, now: float, message_id: str, actor: str,
                     action: str, from_state: str = "", to_state: str = "",
                     detail: dict[str, Any] | None = None) -> None:
-    await _insert(conn, _INSERT_AUDIT, {
+    await write_later(conn, _INSERT_AUDIT, {
         "message_id": message_id, "at": now, "actor": actor, "action": action,
         "from_state": from_state, "to_state": to_state, "detail": _json(detail or {})})
 
@@ -98,7 +99,7 @@ async def insert_message(conn: AsyncConnection, now: float, m: NewMessage) -> st
     IllegalMove if the lifecycle has no way in to `m.state`."""
     action = insert_action(m.state)
     hold_until = now + m.hold_seconds if m.hold_seconds is not None else None
-    await _insert(conn, _INSERT_MESSAGE, {
+    await write_later(conn, _INSERT_MESSAGE, {
         "id": m.id, "state": str(m.state), "mail_from": m.mail_from, "sender": m.sender,
         "client_ip": m.client_ip, "helo": m.helo, "listener": m.listener, "size": len(m.data),
         "subject": m.subject, "header_from": m.header_from,
@@ -107,12 +108,12 @@ async def insert_message(conn: AsyncConnection, now: float, m: NewMessage) -> st
         "lease_owner": None, "lease_until": None, "hold_until": hold_until, "updated_at": now})
     rstate = str(RecipientState.FAILED if m.state == State.REJECTED
                  else RecipientState.PENDING)
-    await _insert(conn, _INSERT_RECIPIENTS, [
+    await write_later(conn, _INSERT_RECIPIENTS, [
         {"message_id": m.id, "idx": i, "address": a, "state": rstate, "updated_at": now}
         for i, a in enumerate(m.rcpt_tos)])
     # a rejected message keeps its bytes too (for `guard policy replay`), purged after
     # the retention time like finished mail
-    await _insert(conn, _INSERT_CONTENT, {
+    await write_later(conn, _INSERT_CONTENT, {
         "message_id": m.id, "trace_header": m.trace_header, "data": m.data,
         "original": m.original})
     await add_audit(conn, now, m.id, m.actor, action, "", str(m.state), m.audit_detail)
