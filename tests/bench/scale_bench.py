@@ -350,6 +350,38 @@ def run_sources(guards: list[rb.Relay], sessions: int, count: int, size: int, tm
     return time.perf_counter() - t0, problems
 
 
+def run_paced(guards: list[rb.Relay], sink: rb.Sink, cluster: Cluster,
+              a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The database's work per message at the SAME load per instance for every N: each
+    guard gets `--paced-sessions` sessions that send one message a second (smtp-source
+    -w 1), `--paced-messages` in all. (At full load the instances share two cores, so
+    each gets 1/N of the mail, and group commit makes batches N times smaller: that
+    measures this machine, not what N instances on N machines would ask of the
+    database.)"""
+    base = sink.count
+    total = a.paced_messages * len(guards)
+    work = DbWork(cluster)
+    work.start()
+    t0 = time.perf_counter()
+    procs = []
+    for i, g in enumerate(guards):
+        cmd = rb.source_cmd(g.port, a.paced_sessions, a.paced_messages, a.size, False)
+        cmd[1:1] = ["-w", "1"]
+        procs.append(rb.spawn(cmd, stdout=subprocess.DEVNULL,
+                              stderr=open(tmp / f"paced-{i}.err", "wb")))
+    for p in procs:
+        try:
+            p.wait(600)
+        except subprocess.TimeoutExpired:
+            rb.stop(p, signal.SIGKILL)
+    t_done = sink.wait_for(base + total, timeout=120)
+    out: dict[str, Any] = {"messages": total, "db": work.stop(total)}
+    out["rate"] = total / ((t_done or time.perf_counter()) - t0)
+    if t_done is None:
+        out["problem"] = f"paced: sink has {sink.count - base} of {total}"
+    return out
+
+
 def guard_db_errors(g: rb.Relay) -> float:
     """guard_db_errors_total from one guard's /metrics (0 when absent)."""
     raw = ""
@@ -418,6 +450,8 @@ def run_config(name: str, cluster: Cluster | None, a: argparse.Namespace) -> dic
         if spy is not None:
             rb.stop(spy, signal.SIGINT, grace=30)
             spy = None
+        if kind == "pg" and cluster is not None and a.paced_messages:
+            r["paced"] = run_paced(guards, sink, cluster, a, tmp)
         r["guard_db_errors"] = sum(guard_db_errors(g) for g in guards)
         retried = sum(g.log.read_text(errors="replace").count("retrying one by one")
                       for g in guards)
@@ -428,16 +462,23 @@ def run_config(name: str, cluster: Cluster | None, a: argparse.Namespace) -> dic
             if k := rb.log_problems(g.log):
                 r["problems"].append(f"{k} warning/error lines in {g.log.name}")
         time.sleep(1.0)  # nothing more may arrive: each message once
-        if sink.count != base + a.messages:
-            r["problems"].append(f"sink has {sink.count - base}, sent {a.messages}")
+        expected = a.messages + (len(guards) * a.paced_messages if r.get("paced") else 0)
+        if sink.count != base + expected:
+            r["problems"].append(f"sink has {sink.count - base}, sent {expected}")
         r["loadavg_end"] = os.getloadavg()
         db = r.get("db") or {}
+        paced = (r.get("paced") or {}).get("db") or {}
         print(f"  {name:8} e2e {rb.fmt(r['e2e_rate'], '6.0f')}/s  accept "
               f"{r['accept_rate']:6.0f}/s  guards {r['guard_cpu_ms_per_msg']:.2f} ms/msg"
               + (f"  db: {db['statements_per_msg']:.1f} stmts, {db['commits_per_msg']:.2f} "
                  f"commits, {db['waits_per_msg']:.1f} waits, {db['backend_cpu_ms_per_msg']:.2f}"
                  f" ms backend CPU per msg; lock-wait samples {db['lock_wait_samples']}, "
                  f"server errors {sum(db['server_errors'].values())}" if db else "")
+              + (f"\n  {name:8} paced {r['paced']['rate']:.0f}/s ({a.paced_sessions} sessions"
+                 f" × 1 msg/s per guard): {paced['statements_per_msg']:.1f} stmts, "
+                 f"{paced['commits_per_msg']:.2f} commits, {paced['waits_per_msg']:.1f} waits,"
+                 f" {paced['backend_cpu_ms_per_msg']:.2f} ms backend CPU per msg; lock-wait "
+                 f"samples {paced['lock_wait_samples']}" if paced else "")
               + (f"  PROBLEMS: {r['problems']}" if r["problems"] else ""), flush=True)
         return r
     except Exception as e:  # one broken configuration must not lose the others
@@ -471,27 +512,40 @@ def table(results: list[dict[str, Any]], configs: list[str]) -> str:
             return f"{rate[x] / rate[y]:.2f}×"  # type: ignore[operator]
         return "–"
 
-    head = ("| config | guards | e2e msg/s | vs sqlite1 | vs pg1 | statements | commits | "
-            "waits (≈ round trips) | lock-wait samples | errors | backend CPU ms | "
-            "cluster CPU ms | guards CPU ms |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    def m(dbs: list[dict[str, Any]], key: str, spec: str) -> str:
+        v = median([d[key] for d in dbs])
+        return "–" if v is None else format(v, spec)
+
+    lines = ["Full load (all guards and PostgreSQL share this machine's cores):", "",
+             "| config | guards | e2e msg/s | vs sqlite1 | vs pg1 | guards CPU ms/msg | "
+             "PG backend CPU ms/msg |", "|---|---|---|---|---|---|---|"]
     for c in configs:
         rs = [r for r in results if r["config"] == c]
         dbs = [r["db"] for r in rs if r.get("db")]
-
-        def m(key: str, spec: str, dbs: list[dict[str, Any]] = dbs) -> str:
-            v = median([d[key] for d in dbs])
-            return "–" if v is None else format(v, spec)
-
-        errs = [sum(d["server_errors"].values()) + r.get("batches_retried", 0)
-                for r, d in zip(rs, dbs, strict=False)]
         lines.append(
             f"| {c} | {CONFIGS[c][1]} | {rb.fmt(rate[c], '.0f')} | {ratio(c, 'sqlite1')} | "
-            f"{ratio(c, 'pg1')} | {m('statements_per_msg', '.1f')} | "
-            f"{m('commits_per_msg', '.2f')} | {m('waits_per_msg', '.1f')} | "
-            f"{m('lock_wait_samples', '.0f')} | {max(errs) if errs else '–'} | "
-            f"{m('backend_cpu_ms_per_msg', '.2f')} | {m('cluster_cpu_ms_per_msg', '.2f')} | "
-            f"{rb.fmt(median([r.get('guard_cpu_ms_per_msg') for r in rs]), '.2f')} |")
+            f"{ratio(c, 'pg1')} | "
+            f"{rb.fmt(median([r.get('guard_cpu_ms_per_msg') for r in rs]), '.2f')} | "
+            f"{m(dbs, 'backend_cpu_ms_per_msg', '.2f')} |")
+    lines += ["", "Database work per message (full load | equal load per instance):", "",
+              "| config | statements | commits | waits (≈ round trips) | lock-wait samples | "
+              "errors | backend CPU ms |", "|---|---|---|---|---|---|---|"]
+    for c in configs:
+        if CONFIGS[c][0] != "pg":
+            continue
+        rs = [r for r in results if r["config"] == c]
+        full = [r["db"] for r in rs if r.get("db")]
+        paced = [r["paced"]["db"] for r in rs if (r.get("paced") or {}).get("db")]
+        errs = [sum(d["server_errors"].values()) for d in full + paced]
+        errs += [r.get("batches_retried", 0) for r in rs]
+        lines.append(
+            f"| {c} | {m(full, 'statements_per_msg', '.1f')} \\| "
+            f"{m(paced, 'statements_per_msg', '.1f')} | {m(full, 'commits_per_msg', '.2f')} "
+            f"\\| {m(paced, 'commits_per_msg', '.2f')} | {m(full, 'waits_per_msg', '.1f')} "
+            f"\\| {m(paced, 'waits_per_msg', '.1f')} | "
+            f"{m(full + paced, 'lock_wait_samples', '.0f')} | {max(errs) if errs else '–'} | "
+            f"{m(full, 'backend_cpu_ms_per_msg', '.2f')} \\| "
+            f"{m(paced, 'backend_cpu_ms_per_msg', '.2f')} |")
     return "\n".join(lines)
 
 
@@ -505,6 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=10,
                    help="concurrent SMTP sessions in all, split over the guards")
     p.add_argument("--rounds", type=int, default=1, help="repeat, interleaved; medians")
+    p.add_argument("--paced-sessions", type=int, default=10,
+                   help="per guard, one message a second each (the equal-load phase)")
+    p.add_argument("--paced-messages", type=int, default=150,
+                   help="per guard in the equal-load phase (0: skip it)")
     p.add_argument("--pg-url", default="",
                    help="an existing server (postgresql://user@host:port/any) instead of "
                         "our own cluster; the database guard_scale_bench is dropped there")
