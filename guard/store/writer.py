@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Insert, Transaction, Update, text
+from sqlalchemy import Connection, Insert, TextClause, Transaction, Update, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guard import metrics
@@ -113,7 +113,7 @@ class _PgConnection:
         self.dialect = conn.dialect
         self._pending: dict[Any, list[dict[str, Any]]] = {}
 
-    def defer_write(self, statement: Insert | Update,
+    def defer_write(self, statement: Insert | Update | TextClause,
                     rows: dict[str, Any] | list[dict[str, Any]]) -> None:
         self._pending.setdefault(statement, []).extend(
             rows if isinstance(rows, list) else [rows])
@@ -129,9 +129,11 @@ class _PgConnection:
         return await self._conn.execute(statement, parameters)
 
 
-def _table_rank(statement: Insert | Update) -> int:
-    # parents before children; deferred writes of one table keep their order (stable)
-    return _TABLE_ORDER[statement.table.name]  # type: ignore[union-attr]
+def _table_rank(statement: Any) -> int:
+    # parents before children; deferred writes of one table keep their order (stable);
+    # a statement of no one table (PostgreSQL: a whole new message in one) goes first
+    table = getattr(statement, "table", None)
+    return -1 if table is None else _TABLE_ORDER[table.name]
 
 
 _TABLE_ORDER = {t.name: i for i, t in enumerate(metadata.sorted_tables)}
