@@ -134,10 +134,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("scale-out")
     sink = Sink().start()
     guards = []
-    for name in ("G1", "G2", "G3"):
-        web = free_port()
+    ports: set[int] = set()
+    while len(ports) < 6:  # six different ones (a port just closed can come back)
+        ports.add(free_port())
+    for name, smtp, web in zip(("G1", "G2", "G3"), sorted(ports)[:3], sorted(ports)[3:],
+                               strict=True):
         env = {
-            "GUARD_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+            "GUARD_SMTP_LISTEN": f"127.0.0.1:{smtp}",
             "GUARD_SMTP_MODE": "trusted",
             "GUARD_TRUSTED_NETWORKS": "127.0.0.0/8",
             "GUARD_WEB_LISTEN": f"127.0.0.1:{web}",
@@ -172,8 +175,24 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for g in guards:
             g.start(wait=False)
         for g in guards:
-            wait_for(lambda g=g: _healthy(g), timeout=60, interval=0.2,
-                     what=f"{g.env['GUARD_INSTANCE_ID']} healthy")
+            try:
+                wait_for(lambda g=g: _healthy(g), timeout=60, interval=0.2,
+                         what=f"{g.env['GUARD_INSTANCE_ID']} healthy")
+            except AssertionError:
+                if "Address already in use" not in g.logs():
+                    raise
+                # another test on this machine took a port between free_port() and the
+                # bind: once more on new ports
+                g.stop()
+                g.env["GUARD_SMTP_LISTEN"] = f"127.0.0.1:{free_port()}"
+                web = free_port()
+                g.env["GUARD_WEB_LISTEN"] = f"127.0.0.1:{web}"
+                g.env["GUARD_BASE_URL"] = f"http://127.0.0.1:{web}"
+                g.smtp_port = int(g.env["GUARD_SMTP_LISTEN"].rsplit(":", 1)[1])
+                g.web_port = web
+                g.start(wait=False)
+                wait_for(lambda g=g: _healthy(g), timeout=60, interval=0.2,
+                         what=f"{g.env['GUARD_INSTANCE_ID']} healthy")
         yield Cluster(guards, sink, workdir)
     finally:
         for g in guards:
