@@ -322,9 +322,11 @@ async def test_postgres_that_stops_answering_at_the_commit_gives_451_and_no_dupl
     armed = {"on": False}
 
     def freeze_before_commit(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        # the audit row is the last statement of storing a message: from here on the
-        # server does not answer, so the COMMIT that follows is sent and never answered
-        if armed["on"] and statement.lstrip().upper().startswith("INSERT INTO AUDIT"):
+        # storing a message ends with its recipients' rows (on PostgreSQL the writer
+        # sends a batch of new messages as one statement that inserts into all four
+        # tables, just before the COMMIT): from here on the server does not answer, so
+        # the COMMIT that follows is sent and never answered
+        if armed["on"] and "INSERT INTO RECIPIENTS" in statement.upper():
             armed["on"] = False
             pg_cluster.freeze()
 
@@ -424,8 +426,9 @@ async def test_postgres_connection_cut_in_the_middle_of_a_batch_loses_and_duplic
     armed = {"on": False}
 
     def cut_connections(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        # the message's rows are written; every server process of the guard ends now
-        if armed["on"] and statement.lstrip().upper().startswith("INSERT INTO AUDIT"):
+        # the message's rows are written (the statement that ends with its recipients);
+        # every server process of the guard ends now
+        if armed["on"] and "INSERT INTO RECIPIENTS" in statement.upper():
             armed["on"] = False
             pg_cluster.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                             "backend_type = 'client backend' AND pid <> pg_backend_pid()")

@@ -87,16 +87,25 @@ class KnowledgeCache:
     """What the store knows, in memory: known domains (per scope), known addresses and
     the suppression digests. Per-message database reads were the largest cost of a
     small message (tests/bench); this cache is refreshed every `ttl` seconds, updated at
-    once for what this process delivers or imports, so a single instance is exact and
-    several instances lag each other by at most `ttl` (a domain delivered by another
-    instance a moment ago may still count as new: the safe direction)."""
+    once for what this process delivers, so a single instance is exact and several
+    instances lag each other by at most `ttl` (a domain delivered by another instance a
+    moment ago may still count as new: the safe direction).
 
-    def __init__(self, engine: AsyncEngine, ttl: float = 30.0, list_key: str = "") -> None:
+    Suppression lists may not lag like that (a list says who must NOT get mail): every
+    `lists_check` seconds one small query asks whether any list changed (an import by
+    `guard lists import` or by another instance's policy sync), and the entries are read
+    again at once if one did."""
+
+    def __init__(self, engine: AsyncEngine, ttl: float = 30.0, list_key: str = "",
+                 lists_check: float = 1.0) -> None:
         self.engine = engine
         self.ttl = ttl
+        self.lists_check = lists_check
         self.list_key = list_key  # ListKey.stamp of this guard's key ("" = do not check)
         self._reported: set[tuple[str, str, int]] = set()
         self._at = -1e9
+        self._lists_at = -1e9
+        self._lists_version: tuple[int, float] | None = None
         self._lock = asyncio.Lock()
         self.domains: dict[str, set[str]] = {}  # registrable domain → scopes ("" = org)
         # stable objects between changes: the look-alike index is cached on them
@@ -126,27 +135,45 @@ class KnowledgeCache:
             self.addresses = self.addresses | new
 
     async def fresh(self) -> KnowledgeCache:
-        if time.monotonic() - self._at < self.ttl:
+        now = time.monotonic()
+        if now - self._at < self.ttl and now - self._lists_at < self.lists_check:
             return self
         async with self._lock:
-            if time.monotonic() - self._at >= self.ttl:
-                async with self.engine.connect() as conn:
-                    pairs = await knowledge.all_known_domains(conn)
-                    addrs = await knowledge.all_known_addresses(conn)
-                    entries = await knowledge.all_list_entries(conn)
-                    rows = await knowledge.list_rows(conn) if self.list_key else []
-                self._report_foreign_keys(rows)
-                domains: dict[str, set[str]] = {}
-                for domain, scope in pairs:
-                    domains.setdefault(domain, set()).add(scope)
-                suppression: dict[bytes, set[str]] = {}
-                for name, digest in entries:
-                    suppression.setdefault(digest, set()).add(name)
-                self.domains, self.addresses = domains, frozenset(addrs)
-                self.all_domains = frozenset(domains)
-                self.suppression = suppression
-                self._at = time.monotonic()
+            now = time.monotonic()
+            if now - self._at >= self.ttl:
+                await self._reload()
+            elif now - self._lists_at >= self.lists_check:
+                await self._reload_lists_if_changed()
         return self
+
+    async def _reload(self) -> None:
+        async with self.engine.connect() as conn:
+            version = await knowledge.lists_version(conn)
+            pairs = await knowledge.all_known_domains(conn)
+            addrs = await knowledge.all_known_addresses(conn)
+            entries = await knowledge.all_list_entries(conn)
+            rows = await knowledge.list_rows(conn) if self.list_key else []
+        self._report_foreign_keys(rows)
+        domains: dict[str, set[str]] = {}
+        for domain, scope in pairs:
+            domains.setdefault(domain, set()).add(scope)
+        self.domains, self.addresses = domains, frozenset(addrs)
+        self.all_domains = frozenset(domains)
+        self.suppression = _suppression_index(entries)
+        self._lists_version = version
+        self._at = self._lists_at = time.monotonic()
+
+    async def _reload_lists_if_changed(self) -> None:
+        async with self.engine.connect() as conn:
+            version = await knowledge.lists_version(conn)
+            if version != self._lists_version:
+                entries = await knowledge.all_list_entries(conn)
+                rows = await knowledge.list_rows(conn) if self.list_key else []
+                self._report_foreign_keys(rows)
+                self.suppression = _suppression_index(entries)
+                self._lists_version = version
+                log.info("suppression lists changed in the store: %d entries now", len(entries))
+        self._lists_at = time.monotonic()
 
     def _report_foreign_keys(self, rows: list[knowledge.ListRow]) -> None:
         """A list hashed under another key matches nobody: say so (once per list and
@@ -165,6 +192,14 @@ class KnowledgeCache:
                           "%s: it matches nobody until it is imported again with this "
                           "guard's secret", r.name, r.key_fingerprint,
                           r.digest_scheme, self.list_key)
+
+
+def _suppression_index(entries: list[tuple[str, bytes]]) -> dict[bytes, set[str]]:
+    """digest → the names of the lists that hold it."""
+    index: dict[bytes, set[str]] = {}
+    for name, digest in entries:
+        index.setdefault(digest, set()).add(name)
+    return index
 
 
 class Knowledge(Protocol):

@@ -199,11 +199,14 @@ async def _sync_file(writer: BatchWriter, key: ListKey, name: str, path: Path,
     if (row is not None and row.source == str(path) and row.file_sha256 == listed.sha256
             and key.matches(row)):
         return result  # up to date
-    result.change = await writer.submit(lambda conn, now: knowledge.store_list(
+    # (another instance starting at the same time may sync it first: then nothing is
+    # written here)
+    result.change = c = await writer.submit(lambda conn, now: knowledge.store_list(
         conn, now, name=name, kind="file", source=str(path), file_sha256=listed.sha256,
         digests=listed.digests, key_fingerprint=key.fingerprint, digest_scheme=DIGEST_SCHEME,
-        actor=actor, action="list_sync"))
-    c = result.change
+        actor=actor, action="list_sync", only_if_changed=True))
+    if c is None:
+        return result
     log.info("list %s synced from %s: %d entries (%d added, %d removed%s)", name, path,
              c.entries, c.added, c.removed, "; hashed again with this key" if c.rekeyed else "")
     return result

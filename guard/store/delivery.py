@@ -17,7 +17,7 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.store.lifecycle import ACTIVE_STATES, RecipientState, State
-from guard.store.queue import NewMessage, add_audit, insert_message, transition
+from guard.store.queue import NewMessage, add_audit, insert_message, transition, write_later
 from guard.store.schema import contents, messages, recipients
 
 # Statements built once: SQLAlchemy memoizes a statement's cache key on the object, so
@@ -243,7 +243,7 @@ async def record_attempt(conn: AsyncConnection, now: float, message_id: str, own
 
 async def _set_recipients(conn: AsyncConnection, now: float, message_id: str,
                           results: Sequence[RecipientResult], outcomes: list[str]) -> None:
-    await conn.execute(_SET_RECIPIENT, [
+    await write_later(conn, _SET_RECIPIENT, [
         {"m": message_id, "i": r.idx, "s": str(RecipientState.PENDING) if o == "deferred" else o,
          "c": r.code, "r": r.reply[:1000], "t": now}
         for r, o in zip(results, outcomes, strict=True)])

@@ -3,11 +3,12 @@ suppression lists (as keyed hashes). SQL only; the callers compute domains and d
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -101,13 +102,40 @@ async def list_digests(conn: AsyncConnection, name: str) -> set[bytes]:
     return {bytes(r.digest) for r in rows}
 
 
+async def lists_version(conn: AsyncConnection) -> tuple[int, float]:
+    """(number of lists, latest import or sync): changes whenever a list does, read by
+    every serving instance every second (one row from a table of a few rows)."""
+    row = (await conn.execute(select(func.count(), func.max(lists.c.imported_at)))).one()
+    return int(row[0]), float(row[1] or 0.0)
+
+
+async def _lock_list(conn: AsyncConnection, name: str) -> None:
+    """Writers of one list take turns (PostgreSQL: a transaction-scoped advisory lock, so
+    two imports, or two instances syncing at start, never mix; the second one then reads
+    what the first committed). SQLite writers already take turns (BEGIN IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(b"guard.list:" + name.encode()).digest()[:8],
+                             "big", signed=True)
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
 async def store_list(conn: AsyncConnection, now: float, *, name: str, kind: str, source: str,
                      file_sha256: str, digests: Iterable[bytes], key_fingerprint: str,
-                     digest_scheme: int, actor: str, action: str) -> ListChange:
+                     digest_scheme: int, actor: str, action: str,
+                     only_if_changed: bool = False) -> ListChange | None:
     """Make a list hold exactly `digests`, in one transaction (never half-imported), and
-    write one audit row saying how many entries were added and removed."""
+    write one audit row saying how many entries were added and removed.
+
+    `only_if_changed` (a policy sync): None, and nothing written, when the store already
+    holds this file's content under this key (another instance synced it first)."""
+    await _lock_list(conn, name)
     new = set(digests)
     old_row = await list_row(conn, name)
+    if only_if_changed and old_row is not None and (
+            old_row.kind, old_row.source, old_row.file_sha256, old_row.key_fingerprint,
+            old_row.digest_scheme) == (kind, source, file_sha256, key_fingerprint,
+                                       digest_scheme):
+        return None
     old = await list_digests(conn, name) if old_row is not None else set()
     rekeyed = old_row is not None and (old_row.key_fingerprint, old_row.digest_scheme) != (
         key_fingerprint, digest_scheme)
@@ -143,6 +171,7 @@ async def store_list(conn: AsyncConnection, now: float, *, name: str, kind: str,
 async def remove_list(conn: AsyncConnection, now: float, name: str, actor: str,
                       why: str) -> int | None:
     """Drop a list and its entries (audited); None if there is no such list."""
+    await _lock_list(conn, name)
     row = await list_row(conn, name)
     if row is None:
         return None
@@ -157,6 +186,7 @@ async def remove_list(conn: AsyncConnection, now: float, name: str, actor: str,
 async def set_list_kind(conn: AsyncConnection, now: float, name: str, kind: str,
                         actor: str) -> None:
     """A list changes hands (the policy now says the store manages it): entries stay."""
+    await _lock_list(conn, name)
     row = await list_row(conn, name)
     if row is None or row.kind == kind:
         return

@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Insert, Transaction, text
+from sqlalchemy import Connection, Insert, TextClause, Transaction, Update, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guard import metrics
@@ -82,10 +82,11 @@ class _InlineConnection:
         self.dialect = conn.dialect
         self._pending: dict[Any, list[dict[str, Any]]] = {}
 
-    def defer_insert(self, statement: Insert, rows: dict[str, Any] | list[dict[str, Any]]
-                     ) -> None:
-        """Collect an INSERT nobody reads back; sent as one executemany per table before
-        the next statement or the commit (a batch of 20 messages: 4 statements, not 80)."""
+    def defer_write(self, statement: Insert | Update,
+                    rows: dict[str, Any] | list[dict[str, Any]]) -> None:
+        """Collect an INSERT or UPDATE nobody reads back; sent as one executemany per
+        statement before the next statement or the commit (a batch of 20 messages:
+        4 statements, not 80)."""
         self._pending.setdefault(statement, []).extend(
             rows if isinstance(rows, list) else [rows])
 
@@ -100,8 +101,39 @@ class _InlineConnection:
         return self._conn.execute(statement, parameters)
 
 
-def _table_rank(statement: Insert) -> int:
-    return _TABLE_ORDER[statement.table.name]
+class _PgConnection:
+    """The same for PostgreSQL, over the writer's AsyncConnection: writes nobody reads
+    back are sent as one executemany per statement (asyncpg pipelines it: one round trip)
+    before the next statement or the commit, instead of one round trip per row; the
+    statements whose results an operation reads (compare-and-set UPDATEs, claims) still
+    run at once, in order."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+        self._pending: dict[Any, list[dict[str, Any]]] = {}
+
+    def defer_write(self, statement: Insert | Update | TextClause,
+                    rows: dict[str, Any] | list[dict[str, Any]]) -> None:
+        self._pending.setdefault(statement, []).extend(
+            rows if isinstance(rows, list) else [rows])
+
+    async def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            for stmt in sorted(pending, key=_table_rank):  # parents before children
+                await self._conn.execute(stmt, pending[stmt])
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        await self.flush()  # whatever runs next sees every row written before it
+        return await self._conn.execute(statement, parameters)
+
+
+def _table_rank(statement: Any) -> int:
+    # parents before children; deferred writes of one table keep their order (stable);
+    # a statement of no one table (PostgreSQL: a whole new message in one) goes first
+    table = getattr(statement, "table", None)
+    return -1 if table is None else _TABLE_ORDER[table.name]
 
 
 _TABLE_ORDER = {t.name: i for i, t in enumerate(metadata.sorted_tables)}
@@ -487,7 +519,9 @@ class BatchWriter:
             await conn.begin()
             now = await db_now(conn)
             phase = "ops"
-            results = [await op(conn, now) for op in ops]
+            deferring = _PgConnection(conn)
+            results = [await op(deferring, now) for op in ops]  # type: ignore[arg-type]
+            await deferring.flush()
             phase = "commit"
             began = time.perf_counter()
             await conn.commit()
