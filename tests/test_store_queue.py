@@ -97,12 +97,65 @@ async def test_failed_operation_does_not_take_its_batch_down(store):
 
 
 async def test_database_clock_is_used(store):
-    engine, _ = store
+    engine, writer = store
+    import asyncio
     import time
 
     async with engine.connect() as conn:
-        now = await db.db_now(conn)
-    assert abs(now - time.time()) < 5  # same machine; other hosts may differ, the DB rules
+        before = await db.db_now(conn)
+    assert abs(before - time.time()) < 5  # same machine; other hosts may differ, the DB rules
+
+    async def now_of(conn, now):
+        return now
+
+    # the writer's `now` (on PostgreSQL read once and advanced by the monotonic clock):
+    # the database clock's, in order, never ahead of it
+    nows = []
+    for _ in range(3):
+        nows.append(await writer.submit(now_of))
+        await asyncio.sleep(0.05)
+    async with engine.connect() as conn:
+        after = await db.db_now(conn)
+    assert before <= nows[0] < nows[1] < nows[2] <= after
+    assert nows[2] - nows[0] >= 0.09
+
+
+async def test_outcomes_written_together_each_compare_and_set_alone(store):
+    """Attempts recorded in one transaction (on PostgreSQL their compare-and-sets are one
+    statement): a lost lease writes nothing of its attempt, the others one audit row each."""
+    import asyncio
+
+    engine, writer = store
+    for i in ("O1", "O2", "O3"):
+        await writer.submit(lambda c, now, i=i: q.insert_message(c, now, _msg(i)))
+    claimed = await writer.submit(lambda c, now: delivery.claim_due(c, now, "A", 30, 10))
+    envs = {c.id: c.envelope for c in claimed}
+    assert set(envs) == {"O1", "O2", "O3"}
+    # O2's lease went to B meanwhile: A's outcome for it must not be written
+    await writer.submit(lambda c, now: c.execute(text(
+        "UPDATE messages SET lease_owner = 'B' WHERE id = 'O2'")))
+    ok = [delivery.RecipientResult(0, "x@example.net", 250, "ok", "delivered"),
+          delivery.RecipientResult(1, "y@example.net", 250, "ok", "delivered")]
+    later = [delivery.RecipientResult(0, "x@example.net", 250, "ok", "delivered"),
+             delivery.RecipientResult(1, "y@example.net", 451, "later", "deferred")]
+
+    def record(mid, res):
+        return writer.submit(lambda c, now: delivery.record_attempt(
+            c, now, mid, "A", res, next_attempt_at=now + 60, give_up=False, actor="relay:A",
+            detail={}, envelope=envs[mid]))
+
+    states = await asyncio.gather(record("O1", ok), record("O2", ok), record("O3", later))
+    assert states == ["delivered", None, "deferred"]
+    async with engine.connect() as conn:
+        shown = {i: await reads.show_message(conn, i) for i in ("O1", "O2", "O3")}
+    assert [a["action"] for a in shown["O1"]["audit"]] == ["accepted", "delivered"]
+    assert [a["action"] for a in shown["O2"]["audit"]] == ["accepted"]
+    assert [a["action"] for a in shown["O3"]["audit"]] == ["accepted", "deferred"]
+    assert (shown["O2"]["state"], shown["O2"]["attempts"]) == ("queued", 0)
+    assert (shown["O3"]["state"], shown["O3"]["attempts"]) == ("deferred", 1)
+    assert shown["O3"]["lease_owner"] is None
+    assert [r["state"] for r in shown["O2"]["recipients"]] == ["pending", "pending"]
+    assert [r["state"] for r in shown["O3"]["recipients"]] == ["delivered", "pending"]
 
 
 async def test_weak_sqlite_durability_is_refused(tmp_path):

@@ -338,7 +338,7 @@ class DeliveryWorker:
         delay = backoff(attempts, self.settings)
         settings, soft = self.settings, self.settings.soft_bounce
 
-        async def op(conn: AsyncConnection, now: float) -> str | None:
+        async def op(conn: AsyncConnection, now: float) -> str | q.Later[str | None] | None:
             give_up = (not soft) and now - c.queued_at >= settings.max_lifetime
             failed = [FailedRecipient(r.address, r.code, r.reply) for r in results
                       if r.outcome == "failed" or (give_up and r.outcome == "deferred")]

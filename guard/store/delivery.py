@@ -17,7 +17,16 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.store.lifecycle import ACTIVE_STATES, RecipientState, State
-from guard.store.queue import NewMessage, add_audit, insert_message, transition, write_later
+from guard.store.queue import (
+    Later,
+    NewMessage,
+    add_audit,
+    can_transition_later,
+    insert_message,
+    transition,
+    transition_later,
+    write_later,
+)
 from guard.store.schema import contents, messages, recipients
 
 # Statements built once: SQLAlchemy memoizes a statement's cache key on the object, so
@@ -198,14 +207,16 @@ async def record_attempt(conn: AsyncConnection, now: float, message_id: str, own
                          results: Sequence[RecipientResult], *, next_attempt_at: float,
                          give_up: bool, actor: str, detail: dict[str, Any],
                          bounce: NewMessage | None = None,
-                         envelope: Envelope | None = None) -> str | None:
+                         envelope: Envelope | None = None) -> str | Later[str | None] | None:
     """Write one delivery attempt: recipient states, the message state, the audit row and
     (if any recipient failed for good) the DSN to the sender, in one transaction.
 
     Returns the new message state, or None if our lease was lost (another instance
     took the message over after our lease ran out; its attempt wins, at-least-once).
     With the `envelope` the attempt was made from (its state and the recipients that
-    were already settled), no extra reads are needed: three statements in all.
+    were already settled), no extra reads are needed: three statements in all; on the
+    PostgreSQL writer (no DSN to write) they are sent with those of the other outcomes
+    of the transaction, and the result is a Later the writer resolves before the commit.
     """
     outcomes = [("failed" if r.outcome == "deferred" and give_up else r.outcome)
                 for r in results]
@@ -218,6 +229,14 @@ async def record_attempt(conn: AsyncConnection, now: float, message_id: str, own
             key = RecipientState.PENDING if o == "deferred" else o
             counts[key] = counts.get(key, 0) + 1
         to_state, action = _final_state(counts)
+        if bounce is None and can_transition_later(conn):
+            # PostgreSQL: sent with the other outcomes of the transaction, one round trip
+            return await transition_later(
+                conn, now, message_id, known_state=envelope.state, to_state=to_state,
+                actor=actor, action=action, detail=detail, lease_owner=owner,
+                next_attempt_at=next_attempt_at,
+                then=[(_SET_RECIPIENT, _recipient_rows(now, message_id, results, outcomes))],
+                result=str(to_state))
         if not await transition(
                 conn, now, message_id, from_states=ACTIVE_STATES, to_state=to_state,
                 actor=actor, action=action, detail=detail, lease_owner=owner,
@@ -243,10 +262,15 @@ async def record_attempt(conn: AsyncConnection, now: float, message_id: str, own
 
 async def _set_recipients(conn: AsyncConnection, now: float, message_id: str,
                           results: Sequence[RecipientResult], outcomes: list[str]) -> None:
-    await write_later(conn, _SET_RECIPIENT, [
+    await write_later(conn, _SET_RECIPIENT, _recipient_rows(now, message_id, results, outcomes))
+
+
+def _recipient_rows(now: float, message_id: str, results: Sequence[RecipientResult],
+                    outcomes: list[str]) -> list[dict[str, Any]]:
+    return [
         {"m": message_id, "i": r.idx, "s": str(RecipientState.PENDING) if o == "deferred" else o,
          "c": r.code, "r": r.reply[:1000], "t": now}
-        for r, o in zip(results, outcomes, strict=True)])
+        for r, o in zip(results, outcomes, strict=True)]
 
 
 def _final_state(counts: dict[str, int]) -> tuple[State, str]:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -69,6 +69,21 @@ _INSERT_MESSAGE = insert(messages)
 _INSERT_RECIPIENTS = insert(recipients)
 _INSERT_CONTENT = insert(contents)
 _INSERT_AUDIT = insert(audit)
+
+
+T = TypeVar("T")
+
+
+class Later(Generic[T]):
+    """The result of an operation whose compare-and-set the PostgreSQL writer sends
+    with the others of its transaction in one statement (`transition_later`): known
+    once the writer has sent it, before the commit; the writer hands `value` to the
+    submitter."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
 
 
 def _json(obj: Any) -> str:
@@ -186,6 +201,50 @@ async def transition(conn: AsyncConnection, now: float, message_id: str, *,
         return False
     await add_audit(conn, now, message_id, actor, action, known_state, to_state, detail)
     return True
+
+
+# PostgreSQL: the compare-and-set of many finished delivery attempts as ONE statement
+# (arrays, one element per message), so the outcomes written together cost one round trip
+# instead of one each. Per element the same UPDATE as transition() with
+# values={attempts + 1, next_attempt_at, lease given back}; RETURNING says which matched.
+_FINISH_ATTEMPTS_PG = text(
+    "UPDATE messages AS m SET state = v.to_state, updated_at = v.now, "
+    "next_attempt_at = v.next_at, attempts = m.attempts + 1, lease_owner = NULL, "
+    "lease_until = NULL "
+    "FROM unnest(CAST(:id AS text[]), CAST(:from_state AS text[]), "
+    "CAST(:to_state AS text[]), CAST(:owner AS text[]), "
+    "CAST(:next_at AS double precision[]), CAST(:now AS double precision[])) "
+    "AS v(id, from_state, to_state, owner, next_at, now) "
+    "WHERE m.id = v.id AND m.state = v.from_state AND m.lease_owner = v.owner "
+    "RETURNING m.id")
+
+
+def can_transition_later(conn: AsyncConnection) -> bool:
+    return hasattr(conn, "defer_cas")
+
+
+async def transition_later(conn: AsyncConnection, now: float, message_id: str, *,
+                           known_state: str, to_state: str, actor: str, action: str,
+                           detail: dict[str, Any] | None, lease_owner: str,
+                           next_attempt_at: float,
+                           then: list[tuple[Any, list[dict[str, Any]]]],
+                           result: T) -> Later[T | None]:
+    """transition() for the end of a delivery attempt on PostgreSQL (the writer's
+    connection, `can_transition_later`): the same checks, compare-and-set (state and
+    lease; attempts + 1, the lease given back) and one audit row, but the UPDATE is sent
+    with those of the other attempts of the transaction as one statement. If it matched,
+    the audit row and the writes in `then` follow in the same transaction and the
+    Later's value is `result`; else nothing is written and the value is None."""
+    to_state = str(to_state)
+    check_move(str(known_state), to_state, action)
+    audit_row = {"message_id": message_id, "at": now, "actor": actor, "action": action,
+                 "from_state": str(known_state), "to_state": to_state,
+                 "detail": _json(detail or {})}
+    return await conn.defer_cas(  # type: ignore[attr-defined, no-any-return]
+        _FINISH_ATTEMPTS_PG,
+        {"id": message_id, "from_state": str(known_state), "to_state": to_state,
+         "owner": lease_owner, "next_at": next_attempt_at, "now": now},
+        [(_INSERT_AUDIT, [audit_row]), *then], result)
 
 
 async def withdraw_unanswered(conn: AsyncConnection, now: float, message_id: str,

@@ -56,6 +56,7 @@ from guard.store.faults import (
     is_unavailable,
     log_failure,
 )
+from guard.store.queue import Later
 from guard.store.schema import metadata
 
 log = logging.getLogger("guard.store")
@@ -64,6 +65,10 @@ T = TypeVar("T")
 # writes failed, then transactions commit (without writing rows) for this long: the
 # write path counts as working again
 RECOVERY_SECONDS = 30.0
+# PostgreSQL: the database clock is read at most this long ago, and advanced by this
+# host's monotonic clock in between (see BatchWriter._pg_now)
+CLOCK_READ_SECONDS = 5.0
+# an operation may return a queue.Later (PostgreSQL): its submitter gets the Later's value
 Operation = Callable[[AsyncConnection, float], Awaitable[T]]
 
 
@@ -112,21 +117,57 @@ class _PgConnection:
         self._conn = conn
         self.dialect = conn.dialect
         self._pending: dict[Any, list[dict[str, Any]]] = {}
+        self._cas: dict[Any, list[tuple[dict[str, Any], list[tuple[Any, list[dict[str, Any]]]],
+                                        Any, Later[Any]]]] = {}
+        self.sent = 0  # statements that went through
 
     def defer_write(self, statement: Insert | Update | TextClause,
                     rows: dict[str, Any] | list[dict[str, Any]]) -> None:
         self._pending.setdefault(statement, []).extend(
             rows if isinstance(rows, list) else [rows])
 
+    async def defer_cas(self, statement: TextClause, row: dict[str, Any],
+                        then: list[tuple[Any, list[dict[str, Any]]]], result: Any
+                        ) -> Later[Any]:
+        """A compare-and-set whose outcome the operation does not read itself (the end
+        of a delivery attempt, queue.transition_later): the rows of one `statement`
+        (arrays, one element per row; RETURNING the ids that matched) go as one
+        statement at the flush; `then` is written for the rows that matched, and each
+        Later gets `result` or None. The same id twice: the first is sent before."""
+        if any(c[0]["id"] == row["id"] for c in self._cas.get(statement, ())):
+            await self.flush()
+        later: Later[Any] = Later(None)
+        self._cas.setdefault(statement, []).append((row, then, result, later))
+        return later
+
     async def flush(self) -> None:
+        await self._flush_writes()
+        if self._cas:
+            cas, self._cas = self._cas, {}
+            for stmt, entries in cas.items():
+                rows = [e[0] for e in entries]
+                matched = {r[0] for r in await self._conn.execute(
+                    stmt, {k: [r[k] for r in rows] for k in rows[0]})}
+                self.sent += 1
+                for row, then, result, later in entries:
+                    if row["id"] in matched:
+                        later.value = result
+                        for then_stmt, then_rows in then:
+                            self.defer_write(then_stmt, then_rows)
+            await self._flush_writes()
+
+    async def _flush_writes(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, {}
             for stmt in sorted(pending, key=_table_rank):  # parents before children
                 await self._conn.execute(stmt, pending[stmt])
+                self.sent += 1
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         await self.flush()  # whatever runs next sees every row written before it
-        return await self._conn.execute(statement, parameters)
+        result = await self._conn.execute(statement, parameters)
+        self.sent += 1
+        return result
 
 
 def _table_rank(statement: Any) -> int:
@@ -158,7 +199,7 @@ class _TxFailed(Exception):
         self.phase = phase
         self.error = error
         self.in_doubt = in_doubt  # the COMMIT was sent, its outcome is unknown
-        self.stale = stale  # a kept connection failed before any operation ran
+        self.stale = stale  # a kept connection failed before any statement went through
 
 
 class BatchWriter:
@@ -180,6 +221,8 @@ class BatchWriter:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="guard-db-writer")
         self._pg: AsyncConnection | None = None
         self._pg_backend: tuple[int, Any] | None = None  # (pid, backend_start)
+        self._pg_clock: tuple[float, float] | None = None  # (database clock, monotonic)
+        self._pg_last_now = 0.0
         self._fence: tuple[int, Any] | None = None  # a server process whose COMMIT is in doubt
         self._undo: list[Operation[Any]] = []  # settle these before anything else
         self._wrote = False  # the last committed transaction changed rows
@@ -217,7 +260,7 @@ class BatchWriter:
             self._sqlite = None
         self._sync_engine.dispose()
 
-    async def submit(self, op: Operation[T], *, give_up_after: float | None = None,
+    async def submit(self, op: Operation[T | Later[T]], *, give_up_after: float | None = None,
                      undo: Operation[Any] | None = None) -> T:
         """Run op(conn, db_now) in a write transaction; returns once it is committed.
 
@@ -505,23 +548,47 @@ class BatchWriter:
                                        "does not end")
             await asyncio.sleep(0.05)
 
+    async def _pg_now(self, conn: AsyncConnection) -> float:
+        """The database clock, without a round trip in every transaction: read at most
+        CLOCK_READ_SECONDS ago on this connection (then the read is the transaction's
+        first statement) and advanced by the monotonic clock since. The estimate trails
+        the database by at most the read's round trip plus the two clocks' drift over
+        those seconds (NTP keeps it under 0.5 ms a second): milliseconds against leases
+        and delays of seconds, and late rather than early, so a lease is never taken
+        before the database clock says it ran out by more than that. Never goes back
+        on one connection."""
+        mono = time.monotonic()
+        if self._pg_clock is None or mono - self._pg_clock[1] >= CLOCK_READ_SECONDS:
+            db = await db_now(conn)
+            self._pg_clock = (db, time.monotonic())
+            now = db
+        else:
+            now = self._pg_clock[0] + (mono - self._pg_clock[1])
+        now = max(now, self._pg_last_now)
+        self._pg_last_now = now
+        return now
+
     async def _pg_transaction(self, ops: list[Operation[Any]], fence: bool = False
                               ) -> list[Any]:
         phase = "connect"
         kept = self._pg is not None
         conn: AsyncConnection | None = self._pg
+        deferring: _PgConnection | None = None
         try:
             if conn is None:
                 conn = self._pg = await self._pg_connect()
+                # another server process, perhaps another server: its clock, read anew
+                self._pg_clock, self._pg_last_now = None, 0.0
             phase = "begin"
             if fence and self._fence is not None:
                 await self._pg_fence(conn)
             await conn.begin()
-            now = await db_now(conn)
+            now = await self._pg_now(conn)
             phase = "ops"
             deferring = _PgConnection(conn)
             results = [await op(deferring, now) for op in ops]  # type: ignore[arg-type]
             await deferring.flush()
+            results = [r.value if isinstance(r, Later) else r for r in results]
             phase = "commit"
             began = time.perf_counter()
             await conn.commit()
@@ -538,8 +605,13 @@ class BatchWriter:
                                        and not is_unavailable(e))
             if not isinstance(e, Exception):
                 raise
+            # the database clock is not read in every transaction, so a connection that
+            # died while kept shows at the first statement of the operations (asyncpg sends
+            # BEGIN with it): stale as well if no statement had gone through
+            first = phase == "begin" or (phase == "ops" and deferring is not None
+                                         and deferring.sent == 0)
             raise _TxFailed(phase, e, in_doubt=in_doubt,
-                            stale=kept and phase == "begin" and is_unavailable(e)) from e
+                            stale=kept and first and is_unavailable(e)) from e
 
 
 async def _stop_op(conn: AsyncConnection, now: float) -> None:  # pragma: no cover - marker
