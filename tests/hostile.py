@@ -1,4 +1,4 @@
-"""Hostile header and MIME shapes (issue 13 item 15), shared by the tests and by
+"""Hostile header and MIME shapes, shared by the tests and by
 tests/bench/hostile_headers.py, which times each one.
 
 HOSTILE: shapes whose parse was slow (quadratic, or recursive) before the limits;

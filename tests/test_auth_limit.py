@@ -1,5 +1,5 @@
 """Failed AUTH is limited per client address over a time window, across connections and
-SMTP front processes (issue 13 item 18); each failure is one line fail2ban reads."""
+SMTP front processes; each failure is one line fail2ban reads."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def one_line(r: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-# --- item 6: `guard serve` needs a policy ---------------------------------------------------
+# --- `guard serve` needs a policy ---------------------------------------------------
 
 
 def _serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -100,7 +100,7 @@ def test_policy_commands_say_to_name_a_policy(tmp_path: Path) -> None:
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr
 
 
-# --- item 9: config show --------------------------------------------------------------------
+# --- config show --------------------------------------------------------------------
 
 
 def test_config_show_masks_every_secret(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_config_show_masks_every_secret(tmp_path: Path) -> None:
     assert doc["smtp"]["hostname"] == "guard.localdomain"  # the rest is shown as it is
 
 
-# --- item 11: errors, states, pipes -----------------------------------------------------------
+# --- errors, states, pipes -----------------------------------------------------------
 
 
 def test_unknown_state_names_the_valid_ones(tmp_path: Path) -> None:
@@ -215,7 +215,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path, fmt: list[str]) -> None:
     assert out[1] in ("0", "141")  # 0 if the output happened to fit into the pipe
 
 
-# --- item 11: users --------------------------------------------------------------------------
+# --- users --------------------------------------------------------------------------
 
 
 PROMPT = re.compile(rb"password for \S+(?: again)?: ")

@@ -1,4 +1,4 @@
-"""The database fails, the guard recovers and says so (issue 13, items 14, 20, 21).
+"""The database fails, the guard recovers and says so.
 
 Real faults, not mocks: a small tmpfs holding the SQLite database that the test fills
 and frees; a PostgreSQL cluster of the test's own that it stops, starts and freezes
@@ -101,7 +101,7 @@ def rows(url: str) -> list[dict[str, Any]]:
     return asyncio.run(go())
 
 
-# --- item 14: a full disk, then space again --------------------------------------------
+# --- a full disk, then space again --------------------------------------------
 
 
 # 1 MB fits SQLite's page cache (2 MB): the disk-full error comes from the COMMIT (which
@@ -238,7 +238,7 @@ def test_postgres_stopped_and_started_again_gives_451_then_250(
         "after kill", "after restart", "before"]
 
 
-# --- item 20: a database that does not answer --------------------------------------------
+# --- a database that does not answer --------------------------------------------
 
 
 def test_sqlite_write_lock_held_elsewhere_gives_451_in_bounded_time(
@@ -366,7 +366,7 @@ async def test_postgres_that_stops_answering_at_the_commit_gives_451_and_no_dupl
     assert subjects(sink) == ["before", "during"]  # once, not twice
 
 
-# --- item 21: an outage must not flood the log ------------------------------------------
+# --- an outage must not flood the log ------------------------------------------
 
 
 def test_an_outage_logs_one_line_per_refused_message(

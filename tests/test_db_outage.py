@@ -1,4 +1,4 @@
-"""A database outage while deliveries wait for the upstream (issue 13, item 19): the
+"""A database outage while deliveries wait for the upstream: the
 upstream's 250 is kept and written when the database is back; nothing is sent twice.
 
 The test runs its own PostgreSQL cluster (initdb + pg_ctl, on a free port, in a temporary

@@ -1,4 +1,4 @@
-"""One hostile message must not slow everyone else (issue 13 items 15 and 17).
+"""One hostile message must not slow everyone else.
 
 Over SMTP against the real guard: messages whose headers made the parse quadratic or
 recursive (tests/hostile.py) are sent alongside a plain one; the plain one's 250 comes

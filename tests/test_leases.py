@@ -1,4 +1,4 @@
-"""Delivery leases (issue 13, item 16): a restarted or surviving guard takes over the mail
+"""Delivery leases: a restarted or surviving guard takes over the mail
 of a dead one in seconds, a live one's slow deliveries are never taken from it, and an
 upstream's 250 is written before anything else can fail, so it is not sent twice.
 

@@ -1,4 +1,4 @@
-"""Suppression lists keep their word (issue 13 items 1, 2, 3 and two points of 11).
+"""Suppression lists keep their word.
 
 Each list has one declared source (a file the policy names, or the store), the secret
 that hashes them has one home, and `guard policy test` uses the lists `guard serve`
@@ -107,7 +107,7 @@ def suppressed_lists(row: dict) -> set[str]:
             if r["symbol"] == "suppressed"}
 
 
-# --- item 2: one home for the secret, a fingerprint on every list ------------------------
+# --- one home for the secret, a fingerprint on every list ------------------------
 
 
 def test_lists_match_whatever_directory_the_commands_run_in(tmp_path: Path, policy_dir: Path):
@@ -224,7 +224,7 @@ def test_postgres_needs_a_configured_secret(tmp_path: Path, guard_factory, sink:
     assert not (tmp_path / "guard.secret").exists()
 
 
-# --- item 1: one declared source per list ----------------------------------------------
+# --- one declared source per list ----------------------------------------------
 
 
 @pytest.fixture
@@ -376,7 +376,7 @@ def test_lists_show_and_the_audit_of_a_sync(guarded, policy_dir: Path):
     assert f"NOT this guard's key {key_fingerprint(KEY_B.encode())}" in r.stdout
 
 
-# --- item 3: `guard policy test` uses the lists the policy names ------------------------
+# --- `guard policy test` uses the lists the policy names ------------------------
 
 
 def test_policy_test_on_a_fresh_store_uses_the_policys_lists(tmp_path: Path, policy_dir: Path):
@@ -421,7 +421,7 @@ def test_policy_test_reads_store_lists_and_says_when_one_is_missing(tmp_path: Pa
     assert {"name": "withdrawn", "source": "store", "members": 1} in doc["lists"]
 
 
-# --- item 11: no silent empty history, lists show on a fresh store ----------------------
+# --- no silent empty history, lists show on a fresh store ----------------------
 
 
 def test_policy_test_without_the_database_says_so(tmp_path: Path, policy_dir: Path):

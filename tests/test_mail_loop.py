@@ -1,4 +1,4 @@
-"""Mail loops (issue 13 item 9): an upstream that is the guard itself is refused at
+"""Mail loops: an upstream that is the guard itself is refused at
 start, and a message that already passed this guard `smtp.max_passes` times is refused,
 so two guards relaying to each other stop after a few passes instead of 50 hops."""
 

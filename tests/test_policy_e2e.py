@@ -1,4 +1,4 @@
-"""Inspection and the example policy, end to end over SMTP (issue 3's user stories)."""
+"""Inspection and the example policy, end to end over SMTP."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_customer_list_to_new_outside_domain_is_held_and_internal_passes(
            people_mail("buyer@newclient.example"))
     submit(g.smtp_port, tls, "alice@example.co.jp", ["tanaka@example.co.jp"],
            people_mail("tanaka@example.co.jp", "社内向け"))
-    # upstream: the internal copy, and the hold notices (issue 4) to alice and the approver
+    # upstream: the internal copy, and the hold notices to alice and the approver
     def arrived(rcpt: str) -> list:
         return [m for m in sink.messages if m.rcpt_tos == [rcpt]]
 

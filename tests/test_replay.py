@@ -1,4 +1,4 @@
-"""`guard policy replay` (issue 13 item 7): each message inspected as it was received,
+"""`guard policy replay`: each message inspected as it was received,
 against the delivery history as it was when it arrived. An unchanged policy reproduces
 every recorded verdict; a changed one shows exactly what it changes."""
 

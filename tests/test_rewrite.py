@@ -94,7 +94,7 @@ def test_lf_only_headers_keep_lf() -> None:
     assert b"To: t@example.co.jp\n" in new
 
 
-# --- a removed recipient leaves To/Cc (issue 13 item 4) --------------------------------
+# --- a removed recipient leaves To/Cc --------------------------------
 
 
 def test_removed_recipient_leaves_only_the_fields_that_named_them() -> None:

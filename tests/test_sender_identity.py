@@ -1,5 +1,5 @@
 """Whose mail this is: the envelope sender and every From:/Sender: mailbox must belong to
-the authenticated user or an alias of theirs (issue 13 item 8), through real SMTP."""
+the authenticated user or an alias of theirs, through real SMTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Inspection under load, through the real SMTP listener (issue 3's benchmark targets).
+"""Inspection under load, through the real SMTP listener.
 
 Not a test. Run:  .venv/bin/python tests/bench/stall_bench.py [--quick]
 

@@ -472,7 +472,7 @@ def test_split_pieces_gives_the_chunks_of_the_joined_text() -> None:
         assert split_pieces(pieces, limit) == split_text("".join(pieces), limit)
 
 
-# --- hostile headers: bounded before the parse (issue 13 item 15) ----------------------
+# --- hostile headers: bounded before the parse ----------------------
 
 # within every limit, so they are parsed (a malformed address, 500 parts, comments)
 _PARSED_SHAPES = {"comments_in_ct_1300", "to_nested_comments_20000", "parts_500_in_18k"}
