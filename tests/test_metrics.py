@@ -8,14 +8,12 @@ the metrics guard/metrics.py defines."""
 from __future__ import annotations
 
 import hashlib
-import http.client
 import re
 import smtplib
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,7 +30,7 @@ from tests.conftest import (
     submit,
     wait_for,
 )
-from tests.hold.conftest import LINK, forms_of, parse_notice
+from tests.hold.conftest import LINK, forms_of, http_request, parse_notice
 
 TOKEN = "metrics-token-for-tests"
 POLICY = """\
@@ -105,27 +103,9 @@ def labelled(samples: Samples, name: str) -> list[dict[str, str]]:
 
 def _http(method: str, url: str, form: dict[str, str] | None = None,
           cookies: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
-    u = urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=30)
-    headers = {"User-Agent": "Mozilla/5.0 test", "Origin": "null",
-               "Sec-Fetch-Site": "same-origin"}
-    body = None
-    if form is not None:
-        body = urlencode(form).encode()
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    if cookies:
-        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-    try:
-        conn.request(method, u.path, body=body, headers=headers)
-        r = conn.getresponse()
-        got = {}
-        for k, v in r.getheaders():
-            if k.lower() == "set-cookie":
-                name, _, rest = v.partition("=")
-                got[name] = rest.split(";", 1)[0]
-        return r.status, r.read().decode("utf-8", "replace"), got
-    finally:
-        conn.close()
+    r = http_request(method, url, form, {"User-Agent": "Mozilla/5.0 test", "Origin": "null",
+                                         "Sec-Fetch-Site": "same-origin"}, cookies)
+    return r.status, r.body, r.cookies
 
 
 def review(link: str, op: str, **fields: str) -> None:

@@ -298,6 +298,34 @@ class HttpResult:
     cookies: dict[str, str]
 
 
+def http_request(method: str, url: str, form: dict[str, str] | None = None,
+                 headers: dict[str, str] | None = None, cookies: dict[str, str] | None = None
+                 ) -> HttpResult:
+    """One request to a guard's web listener; the cookies it sets come back by name."""
+    u = urlsplit(url)
+    path = u.path + (f"?{u.query}" if u.query else "")
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=30)
+    hdrs = dict(headers or {})
+    body = None
+    if form is not None:
+        body = urlencode(form).encode()
+        hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+    if cookies:
+        hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        data = r.read().decode("utf-8", "replace")
+        got = {}
+        for k, v in r.getheaders():
+            if k.lower() == "set-cookie":
+                name, _, rest = v.partition("=")
+                got[name] = rest.split(";", 1)[0]
+        return HttpResult(r.status, {k.lower(): v for k, v in r.getheaders()}, data, got)
+    finally:
+        conn.close()
+
+
 class GuardThread:
     """GuardApp + HoldService on their own event loop, driven from synchronous tests."""
 
@@ -407,28 +435,7 @@ class GuardThread:
     def http(self, method: str, url: str, form: dict[str, str] | None = None,
              headers: dict[str, str] | None = None, cookies: dict[str, str] | None = None
              ) -> HttpResult:
-        u = urlsplit(url)
-        path = u.path + (f"?{u.query}" if u.query else "")
-        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=30)
-        hdrs = dict(headers or {})
-        body = None
-        if form is not None:
-            body = urlencode(form).encode()
-            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
-        if cookies:
-            hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        try:
-            conn.request(method, path, body=body, headers=hdrs)
-            r = conn.getresponse()
-            data = r.read().decode("utf-8", "replace")
-            got = {}
-            for k, v in r.getheaders():
-                if k.lower() == "set-cookie":
-                    name, _, rest = v.partition("=")
-                    got[name] = rest.split(";", 1)[0]
-            return HttpResult(r.status, {k.lower(): v for k, v in r.getheaders()}, data, got)
-        finally:
-            conn.close()
+        return http_request(method, url, form, headers, cookies)
 
 
 @pytest.fixture
