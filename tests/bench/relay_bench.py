@@ -380,6 +380,26 @@ class Relay:
     web_port: int | None = None  # the guard's /metrics
 
 
+def guard_env(tmp: Path, port: int, web_port: int, sink_port: int, db_url: str
+              ) -> dict[str, str]:
+    """`guard serve`'s environment in a bench: a trusted loopback listener relaying to the
+    sink, its secret and users file in `tmp`, none of the caller's GUARD_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+    env.update({
+        "GUARD_SMTP_LISTEN": f"{HOST}:{port}",
+        "GUARD_SMTP_MODE": "trusted",
+        "GUARD_TRUSTED_NETWORKS": "127.0.0.0/8",
+        "GUARD_UPSTREAM": f"smtp://{HOST}:{sink_port}",
+        "GUARD_DATABASE_URL": db_url,
+        "GUARD_WEB_LISTEN": f"{HOST}:{web_port}",
+        "GUARD_BASE_URL": f"http://{HOST}:{web_port}",
+        "GUARD_LOG_LEVEL": "WARNING",
+        "GUARD_SECRET_FILE": str(tmp / "guard.secret"),
+        "GUARD_USERS_FILE": str(tmp / "users.yaml"),
+    })
+    return env
+
+
 def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
                 policy: str = "") -> Relay:
     port = free_port()
@@ -394,19 +414,7 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
     else:
         cmd = guard_cmd()
         web_port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
-        env.update({
-            "GUARD_SMTP_LISTEN": f"{HOST}:{port}",
-            "GUARD_SMTP_MODE": "trusted",
-            "GUARD_TRUSTED_NETWORKS": "127.0.0.0/8",
-            "GUARD_UPSTREAM": f"smtp://{HOST}:{sink_port}",
-            "GUARD_DATABASE_URL": f"sqlite:///{tmp / 'guard.db'}",
-            "GUARD_WEB_LISTEN": f"{HOST}:{web_port}",
-            "GUARD_BASE_URL": f"http://{HOST}:{web_port}",
-            "GUARD_LOG_LEVEL": "WARNING",
-            "GUARD_SECRET_FILE": str(tmp / "guard.secret"),
-            "GUARD_USERS_FILE": str(tmp / "users.yaml"),
-        })
+        env = guard_env(tmp, port, web_port, sink_port, f"sqlite:///{tmp / 'guard.db'}")
         if policy == "off":  # the relay alone: no inspection, no policy
             env["GUARD_INSPECT__ENABLED"] = "false"
         else:  # `guard serve` needs a policy: the shipped example unless told

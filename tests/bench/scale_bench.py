@@ -295,18 +295,9 @@ def start_guard(tmp: Path, name: str, db_url: str, sink_port: int, policy: str
                 ) -> rb.Relay:
     port, web_port = rb.free_port(), rb.free_port()
     log = tmp / f"guard-{name}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+    # one secret (in tmp) for all instances
+    env = rb.guard_env(tmp, port, web_port, sink_port, db_url)
     env.update({
-        "GUARD_SMTP_LISTEN": f"{HOST}:{port}",
-        "GUARD_SMTP_MODE": "trusted",
-        "GUARD_TRUSTED_NETWORKS": "127.0.0.0/8",
-        "GUARD_UPSTREAM": f"smtp://{HOST}:{sink_port}",
-        "GUARD_DATABASE_URL": db_url,
-        "GUARD_WEB_LISTEN": f"{HOST}:{web_port}",
-        "GUARD_BASE_URL": f"http://{HOST}:{web_port}",
-        "GUARD_LOG_LEVEL": "WARNING",
-        "GUARD_SECRET_FILE": str(tmp / "guard.secret"),  # one secret for all instances
-        "GUARD_USERS_FILE": str(tmp / "users.yaml"),
         "GUARD_INSTANCE_ID": name,
         "GUARD_POLICY": str(Path(policy or rb.REPO / "policies").resolve()),
     })
