@@ -7,4 +7,5 @@
     textdecode.py  bytes → text, Japanese first; encodedwords.py: RFC 2047 words
     mimestash.py   long base64 bodies kept away from the line-by-line parser
     addresses.py   address forms (keys, domains); rewrite.py: header edits on the bytes
+    replytext.py   a reason text as one SMTP reply line carries it
 """

@@ -8,20 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from guard.mail.replytext import ascii_line, one_line
 from guard.policy.compiled import Policy
 from guard.policy.schema import SENDER_GROUP, Action, Rule
-
-_SMTP_TEXT_MAX = 400  # an SMTP reply line is at most 512 octets with code and CRLF
-
-
-def _ascii_line(text: str) -> str:
-    cleaned = "".join(c if 32 <= ord(c) < 127 else " " for c in text)
-    return " ".join(cleaned.split())[:_SMTP_TEXT_MAX]
-
-
-def _one_line(text: str) -> str:
-    cleaned = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
-    return " ".join(cleaned.split())[:_SMTP_TEXT_MAX]
 
 
 def winner_parameters(policy: Policy, spec: Rule | None, action: Action, sender: str
@@ -49,9 +38,9 @@ def winner_parameters(policy: Policy, spec: Rule | None, action: Action, sender:
         out["message_ja"], out["message_en"] = ja, en
         out["reject_code"] = (spec and spec.reject_code) or defaults.reject.code
         out["reject_status"] = status
-        out["reject_text"] = _ascii_line(f"{status} {en}")
+        out["reject_text"] = ascii_line(f"{status} {en}")
         utf8 = {"ja": ja, "en": en, "both": f"{ja} / {en}"}[defaults.language]
-        out["reject_text_utf8"] = _one_line(f"{status} {utf8}")
+        out["reject_text_utf8"] = one_line(f"{status} {utf8}")
     return out
 
 

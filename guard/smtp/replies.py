@@ -7,9 +7,10 @@ control characters) and cut at 400 characters.
 
 from __future__ import annotations
 
+from guard.mail.replytext import TEXT_MAX, ascii_line, one_line
 from guard.smtp.outcome import Accepted, Held, Outcome, Rejected, TryLater
 
-TEXT_MAX = 400
+__all__ = ["TEXT_MAX", "UNAVAILABLE", "ascii_line", "one_line", "reply"]
 
 # An error of the guard itself while taking a message: the client sends again.
 UNAVAILABLE = TryLater("queue temporarily unavailable")
@@ -29,14 +30,3 @@ def reply(outcome: Outcome, *, utf8: bool = False) -> str:
         return f"451 4.3.0 Error: {outcome.reason}, try again later"
     raise TypeError(f"not an outcome: {outcome!r}")
 
-
-def ascii_line(text: str) -> str:
-    """Printable ASCII, runs of white space as one space, at most TEXT_MAX characters."""
-    cleaned = "".join(c if 32 <= ord(c) < 127 else " " for c in text)
-    return " ".join(cleaned.split())[:TEXT_MAX]
-
-
-def one_line(text: str) -> str:
-    """No control characters, runs of white space as one space, at most TEXT_MAX."""
-    cleaned = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
-    return " ".join(cleaned.split())[:TEXT_MAX]
