@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,10 @@ def write_policy(root: Path, own: bool) -> Path:
 
 
 def eml(body: str, *, to: str = "friend@gmail.com", mailer: str = "",
-        attachment: tuple[str, bytes] | None = None) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = "山田太郎 <yamada@example.co.jp>"
+        attachment: tuple[str, bytes] | None = None,
+        sender: str = "山田太郎 <yamada@example.co.jp>") -> bytes:
+    msg = EmailMessage(policy=SMTP_POLICY)  # CRLF, as SMTP carries it
+    msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = "Re: 資料"
     if mailer:
@@ -134,13 +136,13 @@ def test_outlook_reply_quoted_disclaimer_is_not_new_text(run: Any) -> None:
             "To: Yamada <yamada@example.co.jp>\n"
             "Subject: plan\n\n"
             "Please find the plan below.\n\n" + DISCLAIMER)
-    doc, findings = run(eml(body, to="john@partner.example", mailer="Microsoft Outlook 16.0"))
+    _, findings = run(eml(body, to="john@partner.example", mailer="Microsoft Outlook 16.0"))
     assert places(findings, "keyword") == ["body.disclaimer"]
     kw = next(f for f in findings if f["symbol"] == "keyword")
     assert kw["evidence"]["rule"] == "confidential"
     # the same word in the new text: a finding at `body` as well
-    doc, findings = run(eml("This is confidential, keep it inside.\n\n" + body,
-                            to="john@partner.example"))
+    _, findings = run(eml("This is confidential, keep it inside.\n\n" + body,
+                          to="john@partner.example"))
     assert sorted(places(findings, "keyword")) == ["body", "body.disclaimer"]
 
 
@@ -273,7 +275,8 @@ def check(root: Path, policy: str, csv: str, capsys: pytest.CaptureFixture[str])
 
 def test_policy_check_reports_bad_own_contacts(run: Any, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    good_csv = "支店名,郵便番号,住所,TEL\n大阪支店,530-0001,大阪府大阪市北区梅田1-1-1,06-6211-0008\n"
+    good_csv = ("支店名,郵便番号,住所,TEL\n"
+                "大阪支店,530-0001,大阪府大阪市北区梅田1-1-1,06-6211-0008\n")
     err = check(tmp_path / "a", "version: 1\ndefaults:\n  own_contacts:\n"
                 "    phones: [\"03-1234\"]\n    addresses: [\"東京都千代田区\"]\n"
                 "lists:\n  own_contacts: own.csv\n", good_csv, capsys)
