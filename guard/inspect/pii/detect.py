@@ -13,6 +13,10 @@ Public API:
     scan_tables(tables, limits) -> list[Finding]   # tables: .where, .rows
     scan(texts, tables, limits) -> list[Finding]   # both, counted together per `where`
 
+Values of the organisation's own contact data (`own`, guard.inspect.owndata) are not
+counted, nor contact data in the sender's signature (where "body.signature"); findings
+at a place where some were left out say how many in evidence["own_discounted"].
+
 One Finding per symbol per `where`. `count` is the number of DISTINCT values (the same
 card quoted five times in a reply chain is one card), `score` the best value's score,
 and `evidence` holds masked samples, the kinds seen (card brands, phone types...), and
