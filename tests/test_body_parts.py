@@ -157,6 +157,22 @@ def test_japanese_outlook_header_and_disclaimer(run: Any) -> None:
     assert places(findings, "keyword") == ["body.disclaimer"]
 
 
+def test_html_reply_quoted_below_the_outlook_block(run: Any) -> None:
+    """An HTML body is read in its text form (no `>` marks there)."""
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg["From"] = "yamada@example.co.jp"
+    msg["To"] = "john@partner.example"
+    msg["Subject"] = "RE: plan"
+    msg.set_content("Thanks, noted.\n")
+    msg.add_alternative(
+        "<html><body><div>Thanks, noted.</div><hr><div><b>From:</b> John "
+        "&lt;john@partner.example&gt;<br><b>Sent:</b> Monday, December 7, 2026<br>"
+        "<b>Subject:</b> plan</div><div>The plan is CONFIDENTIAL.</div></body></html>",
+        subtype="html")
+    _, findings = run(msg.as_bytes())
+    assert places(findings, "keyword") == ["body.quoted"]
+
+
 def test_thunderbird_wrote_line_and_quotes(run: Any) -> None:
     body = ("On 2026/12/07 10:00, John Smith wrote:\n"
             "> Here is the CONFIDENTIAL price list.\n"
@@ -182,7 +198,8 @@ def test_business_signature_to_gmail_is_not_personal_data(run: Any, own: bool) -
     assert doc["action"] == "pass"
 
 
-def test_newsletter_footer_with_company_address(run: Any) -> None:
+@pytest.mark.parametrize("own", [True, False], ids=["declared", "undeclared"])
+def test_newsletter_footer_with_company_address(run: Any, own: bool) -> None:
     body = ("Example通信 12月号\n\n今月の新サービスのご案内です。\n"
             "詳しくはウェブサイトをご覧ください。\n\n"
             "━━━━━━━━━━━━━━━━━━━━\n"
@@ -190,7 +207,7 @@ def test_newsletter_footer_with_company_address(run: Any) -> None:
             "〒100-0005 東京都千代田区丸の内1-2-3\n"
             "TEL 03-1234-5678\n"
             "━━━━━━━━━━━━━━━━━━━━\n")
-    _, findings = run(eml(body, to="member@gmail.com"))
+    _, findings = run(eml(body, to="member@gmail.com"), own=own)
     assert places(findings, "pii") == [], findings
 
 
@@ -285,3 +302,14 @@ def test_policy_check_reports_bad_own_contacts(run: Any, tmp_path: Path,
     err = check(tmp_path / "b", "version: 1\nlists:\n  own_contacts: own.csv\n",
                 "支店名,郵便番号,住所\n大阪支店,530-001,大阪府大阪市北区梅田1-1-1\n", capsys)
     assert "own.csv:2:" in err and "postal code of 7 digits" in err, err
+
+
+def test_staff_list_at_own_domain_is_still_a_people_list(run: Any) -> None:
+    """Own domains discount the addresses, not the people named next to them."""
+    staff = [["氏名", "メールアドレス"]] + [[f"社員 {i}", f"staff{i}@example.co.jp"]
+                                       for i in range(12)]
+    data = eml("社員一覧です。\n", attachment=("社員.xlsx", xlsx(staff, sheet="社員")))
+    _, findings = run(data)
+    people = next(f for f in findings if f["symbol"] == "pii.people_list")
+    assert people["count"] == 12
+    assert places(findings, "pii.email") == []

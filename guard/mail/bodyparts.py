@@ -46,7 +46,7 @@ _HEAD = 300
 # Lines read one by one (see segment); an ordinary reply chain has a few thousand.
 _MAX_LINES = 10_000
 # A signature or footer found without a "-- " line is at most this many lines.
-_SIG_MAX_LINES = 15
+_SIG_MAX_LINES = 20
 # A disclaimer is one paragraph of at most this many lines / characters.
 _DISCLAIMER_MAX_LINES = 40
 _DISCLAIMER_MAX_CHARS = 4000
@@ -225,8 +225,9 @@ def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, .
             break  # a sentence: the sender's text (a signature is not written in them)
         if _is_signature_line(head, names, domains):
             first = i
-            if _RULE.match(head) and _qualifies(heads[i:last + 1], names, domains):
-                break  # a rule line opens the footer
+            if i < last and _RULE.match(head) and _qualifies(heads[i:last + 1], names,
+                                                             domains):
+                break  # a rule line opens the footer (the one closing it is the last)
         elif len(head.strip()) > 30 or _SENTENCE_END.search(head) or _is_quoted(head):
             break
         i -= 1

@@ -95,6 +95,12 @@ def test_closing_block_needs_company_domain_rule_or_postal_and_tel() -> None:
     assert parts("本文です。\n\n" + other)[SIGNATURE] == other.strip()
 
 
+def test_footer_between_two_rules() -> None:
+    footer = "━━━━━━━━━━━━\n発行: 某社 広報部\n〒100-0005 東京都千代田区丸の内1-2-3\n━━━━━━━━━━━━"
+    got = parts("今月のお知らせです。\n\n" + footer + "\n")
+    assert got == {NEW: "今月のお知らせです。", SIGNATURE: footer}
+
+
 def test_customer_paragraph_above_the_signature_stays_new() -> None:
     body = ("お届け先: 鈴木一郎様\n〒150-0001 東京都渋谷区神宮前1-2-3\nTEL 090-1234-5678\n\n"
             "Example株式会社 物流部 佐藤\n〒100-0005 東京都千代田区丸の内1-2-3\nTEL 03-1234-5678\n")

@@ -326,6 +326,7 @@ class _Accumulator:
             own_rows = {r for r, k in zip(rows_of_hits, keep, strict=True) if not k}
             own_rows -= {r for r, h, k in zip(rows_of_hits, hits, keep, strict=True)
                          if k and h.kind in RECORD_KINDS}
+            own_rows -= {r for r, _ in table.names}  # a person's name: their entry
             hits = [h for h, k in zip(hits, keep, strict=True) if k]
             rows_of_hits = [r for r, k in zip(rows_of_hits, keep, strict=True) if k]
             # rows holding only our own data (a branch-office list) are nobody's entry
