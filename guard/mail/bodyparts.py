@@ -47,6 +47,8 @@ _HEAD = 300
 _MAX_LINES = 10_000
 # A signature or footer found without a "-- " line is at most this many lines.
 _SIG_MAX_LINES = 20
+# After a "-- " line: at most this many non-blank lines (a disclaimer may follow)
+_DASH_SIG_MAX_LINES = 40
 # A disclaimer is one paragraph of at most this many lines / characters.
 _DISCLAIMER_MAX_LINES = 40
 _DISCLAIMER_MAX_CHARS = 4000
@@ -203,7 +205,13 @@ def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, .
     """Where the signature in new-text lines [start, end) begins, or None."""
     for i in range(start, end):
         if heads[i].rstrip(" ") == "--":  # "-- " (RFC 3676), or with the space stripped
-            return i
+            # a signature is a few lines: a customer list after a "-- " is not one (its
+            # contact data would not be counted as personal data)
+            lines = sum(1 for k in range(i + 1, min(end, i + _DASH_SIG_MAX_LINES * 4))
+                        if heads[k].strip())
+            if lines <= _DASH_SIG_MAX_LINES:
+                return i
+            break
     # closing block: walk up from the last line while lines look like a signature's
     last = end - 1
     while last >= start and not heads[last].strip():

@@ -85,6 +85,11 @@ def test_dash_dash_signature() -> None:
     assert got[NEW] == "本文です。" and got[SIGNATURE] == "-- \n山田\n090-1111-2222"
 
 
+def test_a_list_after_dash_dash_is_not_a_signature() -> None:
+    rows = "".join(f"顧客{i} 090-1111-{i:04d}\n" for i in range(60))
+    assert set(parts("一覧です\n-- \n" + rows)) == {NEW}
+
+
 def test_closing_block_needs_company_domain_rule_or_postal_and_tel() -> None:
     sig = "山田太郎\nExample株式会社 営業部\nTEL 03-1234-5678\n"
     assert parts("本文です。\n\n" + sig)[SIGNATURE] == sig.strip()
