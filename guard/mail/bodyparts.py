@@ -69,11 +69,14 @@ _SENT = re.compile(r"^\s*\**(?:sent|date|送信日時|送信日|日時|日付)\*
 # "On Tue, Dec 1, 2026 at 10:00 Yamada <a@b> wrote:", "…さんは書きました:",
 # "2026年12月1日(火) 10:00 山田 <a@b>:", "2026/12/01 10:00、山田 <a@b>のメール:"
 _WROTE = re.compile(
-    r"(?:^\s*on\b.*\bwrote\s*:\s*$|^.*(?:さんは書きました|は書きました|のメール)\s*[:：]\s*$|"
+    r"(?:\bwrote\s*:\s*$|(?:さんは書きました|は書きました|のメール)\s*[:：]\s*$|"
     r"^\s*\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日.*<[^<>\s@]+@[^<>\s@]+>\s*[:：]\s*$|"
     r"^\s*\d{4}/\d{1,2}/\d{1,2}.*<[^<>\s@]+@[^<>\s@]+>\s*[:：]\s*$|"
-    r"^\s*le\b.*\ba écrit\s*:\s*$|^\s*am\b.*\bschrieb\b.*:\s*$)",
+    r"\ba écrit\s*:\s*$|^\s*am\b.*\bschrieb\b.*:\s*$)",
     re.IGNORECASE)
+# ...and a client's header line has a time or an address in it: "as John wrote:" and
+# "詳細は以下のメール:" in the sender's own text do not quote what follows
+_WHEN_OR_WHO = re.compile(r"\d{1,2}:\d{2}|@|さんは書きました")
 
 # --- signatures --------------------------------------------------------------------
 
@@ -148,13 +151,17 @@ def _reply_header(lines: list[str], heads: list[str]) -> tuple[int, bool] | None
             return _with_rule_above(i, heads), True
         if _FROM.match(head) and any(_SENT.match(heads[j]) for j in range(i + 1, min(n, i + 5))):
             return _with_rule_above(i, heads), True
-        wrote = _WROTE.match(head) is not None
+        wrote = _is_wrote(head)
         if not wrote and i + 1 < n and len(head) < 120 and heads[i + 1]:
-            wrote = _WROTE.match(head + " " + heads[i + 1]) is not None
+            wrote = _is_wrote(head + " " + heads[i + 1])
         if wrote:
             nxt = next((heads[j] for j in range(i + 1, min(n, i + 4)) if heads[j].strip()), "")
             return i, not _is_quoted(nxt)
     return None
+
+
+def _is_wrote(line: str) -> bool:
+    return _WROTE.search(line) is not None and _WHEN_OR_WHO.search(line) is not None
 
 
 def _with_rule_above(i: int, heads: list[str]) -> int:

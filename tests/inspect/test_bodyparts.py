@@ -55,11 +55,19 @@ def test_from_line_without_sent_is_new_text() -> None:
     "2026年12月7日(月) 10:00 山田 <yamada@p.example>:",
     "2026/12/07 10:00、山田 <yamada@p.example>のメール:",
     "2026/12/07 10:00 に 山田 さんは書きました:",
+    "2026/12/07 10:00, 山田 太郎 wrote:",
+    "山田 太郎 さんは書きました:",
 ])
 def test_wrote_lines(header: str) -> None:
     got = parts(f"thanks\n\n{header}\n> quoted line\n")
     assert got[NEW] == "thanks"
     assert got[QUOTED] == f"{header}\n> quoted line"
+
+
+@pytest.mark.parametrize("line", ["As John wrote:", "On Monday, as John wrote:",
+                                  "詳細は以下のメール:"])
+def test_sentences_ending_like_a_header_are_new_text(line: str) -> None:
+    assert set(parts(f"{line}\nthe plan is ready\n")) == {NEW}
 
 
 def test_wrapped_gmail_wrote_line() -> None:
