@@ -260,6 +260,15 @@ def test_customer_address_and_phone_in_new_text_still_count(run: Any) -> None:
     assert doc["action"] == "confirm"
 
 
+def test_customer_address_closing_the_body_still_counts(run: Any) -> None:
+    """No signature at all: the last block is the customer's, not the sender's."""
+    body = ("下記へ配送をお願いします。\n\n鈴木一郎様\n"
+            "〒150-0001 東京都渋谷区神宮前1-2-3\nTEL 090-1234-5678\n")
+    doc, findings = run(eml(body, to="driver@gmail.com"))
+    assert set(places(findings, "pii.address")) == {"body"}
+    assert doc["action"] == "confirm"
+
+
 def test_card_in_a_signature_is_still_reported(run: Any) -> None:
     body = ("お支払いについて\n\n-- \n山田太郎\nExample株式会社\n"
             "法人カード番号: 4111 1111 1111 1111\nTEL 03-1234-5678\n")

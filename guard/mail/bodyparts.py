@@ -95,6 +95,8 @@ _COMPANY_FORM = re.compile(
 _SENT_FROM = re.compile(
     r"^\s*(?:sent from my \S+|sent from (?:outlook|mail) for|get outlook for|"
     r"\S+\s*から送信|\S+\s*から送信されました)", re.IGNORECASE)
+# someone the mail is about or for, not the sender ("お客様" and "皆様" are not)
+_ADDRESSEE = re.compile(r"(?<!お客)(?<!皆)様|御中|殿\b|(?:お?届け|配送|送付|送り|納品|発送)先")
 _EMAIL = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
 _SENTENCE_END = re.compile(r"[。！？!?]\s*$|[。！？]")
 
@@ -192,19 +194,28 @@ def _own_domain(domain: str, domains: frozenset[str]) -> bool:
 
 
 def _qualifies(block: list[str], names: tuple[str, ...], domains: frozenset[str]) -> bool:
-    """A closing block is the sender's signature when it is set off by a rule, holds the
-    company's name or an address at its domain, a "Sent from" line, or 〒 and TEL."""
-    postal = phone = False
+    """A closing block is the sender's signature when it holds the company's name, an
+    address at its domain or a "Sent from" line; or, unless it names an addressee
+    (鈴木様, 御中, お届け先: a customer's address the sender passes on), when it is set off
+    by a rule, holds 〒 and TEL, or a company form (株式会社, Co., Ltd.) in two lines or
+    more."""
+    rule = postal = phone = company = addressee = False
+    lines = 0
     for head in block:
-        if _RULE.match(head) or _SENT_FROM.match(head) or any(n in head for n in names):
+        if _SENT_FROM.match(head) or any(n in head for n in names):
             return True
         if any(_own_domain(m.group(1), domains) for m in _EMAIL.finditer(head)):
             return True
-        if len(head) <= 60 and _COMPANY_FORM.search(head) and not _SENTENCE_END.search(head):
-            return True
+        lines += bool(head.strip())
+        rule = rule or _RULE.match(head) is not None
+        company = company or (len(head) <= 60 and _COMPANY_FORM.search(head) is not None
+                              and not _SENTENCE_END.search(head))
         postal = postal or _POSTAL_CODE.search(head) is not None
         phone = phone or _PHONE_LABEL.search(head) is not None
-    return postal and phone
+        addressee = addressee or _ADDRESSEE.search(head) is not None
+    if addressee:
+        return False
+    return rule or (postal and phone) or (company and lines >= 2)
 
 
 def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, ...],
@@ -246,14 +257,20 @@ def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, .
         elif len(head.strip()) > 30 or _SENTENCE_END.search(head) or _is_quoted(head):
             break
         i -= 1
-    if first is None or not _qualifies(heads[first:last + 1], names, domains):
+    if first is None:
+        return None
+    # a signature closes a text: a body that is only an address and a phone number is
+    # what the sender is sending, not their signature
+    def text_above(k: int) -> bool:
+        return any(heads[m].strip() and not _is_quoted(heads[m]) for m in range(start, k))
+    if not text_above(first):
         return None
     # the name line just above the company line belongs to the signature
     above = first - 1
-    if above >= start and heads[above].strip() and len(heads[above].strip()) <= 20 \
+    if heads[above].strip() and len(heads[above].strip()) <= 20 and text_above(above) \
             and not _SENTENCE_END.search(heads[above]) and not _is_quoted(heads[above]):
         first = above
-    return first
+    return first if _qualifies(heads[first:last + 1], names, domains) else None
 
 
 def _disclaimer_lines(lines: list[str], heads: list[str], labels: list[str]) -> None:

@@ -114,6 +114,24 @@ def test_footer_between_two_rules() -> None:
     assert got == {NEW: "今月のお知らせです。", SIGNATURE: footer}
 
 
+def test_a_body_of_only_contact_data_is_new_text() -> None:
+    body = "〒150-0001 東京都渋谷区神宮前1-2-3\nTEL 090-1234-5678\n"
+    assert set(parts(body)) == {NEW}
+    assert set(parts("了解\n" + body)) == {NEW, SIGNATURE}
+
+
+def test_a_company_name_in_a_one_line_reply_is_new_text() -> None:
+    assert set(parts("本文\n\n株式会社ABCの機密資料を送ります\n")) == {NEW}
+    assert set(parts("本文\n\n佐藤\n株式会社ABC 営業部\n")) == {NEW, SIGNATURE}
+
+
+@pytest.mark.parametrize("label", ["鈴木一郎様", "お届け先: 鈴木一郎", "ABC商事 御中"])
+def test_an_addressee_at_the_end_is_not_a_signature(label: str) -> None:
+    body = (f"配送をお願いします。\n\n{label}\n〒150-0001 東京都渋谷区神宮前1-2-3\n"
+            "TEL 090-1234-5678\n")
+    assert set(parts(body)) == {NEW}
+
+
 def test_customer_paragraph_above_the_signature_stays_new() -> None:
     body = ("お届け先: 鈴木一郎様\n〒150-0001 東京都渋谷区神宮前1-2-3\nTEL 090-1234-5678\n\n"
             "Example株式会社 物流部 佐藤\n〒100-0005 東京都千代田区丸の内1-2-3\nTEL 03-1234-5678\n")
