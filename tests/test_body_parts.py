@@ -322,3 +322,17 @@ def test_staff_list_at_own_domain_is_still_a_people_list(run: Any) -> None:
     people = next(f for f in findings if f["symbol"] == "pii.people_list")
     assert people["count"] == 12
     assert places(findings, "pii.email") == []
+
+
+def test_an_attachment_named_like_a_signature_is_no_hiding_place(run: Any) -> None:
+    rows = "\n".join(f"顧客{i},〒150-00{i:02d} 東京都渋谷区神宮前1-2-{i},090-1234-{i:04d}"
+                     for i in range(12))
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg["From"] = "yamada@example.co.jp"
+    msg["To"] = "friend@gmail.com"
+    msg["Subject"] = "list"
+    msg.set_content("see attached\n")
+    msg.add_attachment(rows.encode(), maintype="text", subtype="plain",
+                       filename="list.signature")
+    _, findings = run(msg.as_bytes())
+    assert "attachment:list.signature" in places(findings, "pii.records")

@@ -85,7 +85,7 @@ from guard.inspect.pii.masks import mask, value_key
 from guard.inspect.pii.normalize import normalize
 from guard.inspect.pii.scan import line_groups, scan_normalized
 from guard.inspect.pii.tables import PeopleList, table_text
-from guard.mail.bodyparts import SIGNATURE
+from guard.mail.bodyparts import SIGNATURE, part_of
 
 __all__ = [
     "PiiLimits",
@@ -256,7 +256,7 @@ class _Accumulator:
 
     def _is_own(self, where: str, hit: Hit) -> bool:
         """The organisation's own contact data, or the sender's in their signature."""
-        if hit.kind in _SENDER_KINDS and where.endswith(SIGNATURE):
+        if hit.kind in _SENDER_KINDS and part_of(where) == SIGNATURE:
             return True
         own = self.own
         if hit.kind == PHONE:
@@ -292,7 +292,7 @@ class _Accumulator:
             acc.truncated = True
         text = normalize(text)
         hits = scan_normalized(text, self.settings)
-        if self.own or where.endswith(SIGNATURE):
+        if self.own or part_of(where) == SIGNATURE:
             hits = [h for h, k in zip(hits, self._discount(acc, where, hits), strict=True) if k]
         self._add_hits(acc, hits)
         self._add_records(acc, hits, line_groups(text, hits, self.limits.record_gap))
