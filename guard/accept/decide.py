@@ -240,7 +240,8 @@ class Inspector:
             self._static = (key, InspectContext(
                 internal_domains=frozenset(policy.internal_domains),
                 partner_domains=frozenset(partners or ()), customers=customers,
-                keywords=tuple(policy.keywords), suppression_key=self.secret))
+                keywords=tuple(policy.keywords), own_contacts=policy.own_contacts,
+                suppression_key=self.secret))
         return replace(self._static[1], sender=sender)
 
     async def content(self, data: bytes, mail_from: str, rcpt_tos: list[str],
@@ -291,7 +292,8 @@ class Inspector:
             known_addresses=known.addresses,
             partner_domains=static.partner_domains,
             suppression={k: frozenset(v) for k, v in suppression.items()},
-            suppression_key=self.secret, customers=static.customers, keywords=static.keywords)
+            suppression_key=self.secret, customers=static.customers, keywords=static.keywords,
+            own_contacts=static.own_contacts)
 
     def _context_from_files(self, policy: Policy, static: InspectContext,
                             rcpt_tos: list[str]) -> InspectContext:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from guard.inspect.owndata import OwnContacts
+
 
 @dataclass(frozen=True)
 class Customer:
@@ -47,3 +49,7 @@ class InspectContext:
     suppression_key: bytes = b""
     customers: tuple[Customer, ...] = ()
     keywords: tuple[KeywordRule, ...] = ()
+    # the organisation's own addresses, phones, postal codes, names and domains
+    # (policy: defaults.own_contacts, lists.own_contacts); the internal domains are
+    # own domains too (run.py adds them)
+    own_contacts: OwnContacts = field(default_factory=OwnContacts)

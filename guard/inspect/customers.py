@@ -25,6 +25,7 @@ from guard.inspect.domains import is_internal, registrable_domain
 from guard.inspect.finding import Finding
 from guard.inspect.keywords import KeywordView, nfkc
 from guard.mail.addresses import address_key, domain_of, in_domain_set
+from guard.mail.bodyparts import part_of
 
 __all__ = ["CustomerView", "detect_customer_mismatch", "name_terms"]
 
@@ -155,9 +156,11 @@ def detect_customer_mismatch(view: CustomerView, ctx: InspectContext) -> list[Fi
 
     recipient_customers = {i for i, c in enumerate(ctx.customers)
                            if c.domains and customer_orgs(i) & orgs.keys()}
-    # customer index -> (term as found, places, best score)
-    named: dict[int, tuple[str, dict[str, None], float]] = {}
+    # (customer index, body part) -> (term as found, places, best score); a name only in
+    # quoted text, a signature or a disclaimer is a finding of its own (where body.quoted…)
+    named: dict[tuple[int, str], tuple[str, dict[str, None], float]] = {}
     for where, text, score in _places(view):
+        part = part_of(where)
         for found, owners in matcher.find(text):
             if any(i in recipient_customers for i in owners):
                 continue  # the name (maybe shared) is explained by a recipient
@@ -165,15 +168,15 @@ def detect_customer_mismatch(view: CustomerView, ctx: InspectContext) -> list[Fi
                 if all(in_domain_set(d, ctx.internal_domains)
                        for d in ctx.customers[i].domains):
                     continue  # our own company listed as a customer
-                term, where_set, best = named.get(i, (found, {}, 0.0))
+                term, where_set, best = named.get((i, part), (found, {}, 0.0))
                 if len(where_set) < _MAX_PLACES:
                     where_set.setdefault(where, None)
-                named[i] = (term, where_set, max(best, score))
+                named[i, part] = (term, where_set, max(best, score))
     recipient_names = [ctx.customers[i].name for i in sorted(recipient_customers)]
     to_ja = "、".join(recipient_names) if recipient_names else "、".join(orgs)
     to_en = ", ".join(recipient_names) if recipient_names else ", ".join(orgs)
     findings = []
-    for i, (term, where_set, score) in named.items():
+    for (i, _), (term, where_set, score) in named.items():
         customer = ctx.customers[i]
         wheres = list(where_set)
         findings.append(Finding(

@@ -23,6 +23,7 @@ import re2
 
 from guard.inspect.context import InspectContext, KeywordRule
 from guard.inspect.finding import Finding
+from guard.mail.bodyparts import part_of
 
 __all__ = [
     "AttachmentLike",
@@ -135,7 +136,7 @@ def _fields(view: KeywordView) -> dict[str, list[tuple[str, str]]]:
     if view.subject:
         fields["subject"].append(("subject", nfkc(view.subject)))
     for chunk in view.texts:
-        if chunk.where == "body" or chunk.where.startswith("body:"):
+        if chunk.where == "body" or chunk.where.startswith(("body:", "body.")):
             fields["body"].append((chunk.where, nfkc(chunk.text)))
         elif chunk.where.startswith("attachment:"):
             fields["attachment"].append((chunk.where, nfkc(chunk.text)))
@@ -161,37 +162,41 @@ def _snippet(text: str) -> str:
 
 
 def detect_keywords(view: KeywordView, ctx: InspectContext) -> list[Finding]:
-    """One finding per rule that matches; count = distinct matched strings."""
+    """One finding per rule that matches; count = distinct matched strings. Matches in
+    the body's quoted text, signature or disclaimer make a finding of their own per part
+    (where "body.quoted"…), so `where: new_text` is not set off by them."""
     if not ctx.keywords:
         return []
     fields = _fields(view)
     findings = []
     for rule in ctx.keywords:
-        finding = _apply(rule, fields)
-        if finding is not None:
-            findings.append(finding)
+        findings.extend(_apply(rule, fields))
     return findings
 
 
-def _apply(rule: KeywordRule, fields: dict[str, list[tuple[str, str]]]) -> Finding | None:
+def _apply(rule: KeywordRule, fields: dict[str, list[tuple[str, str]]]) -> list[Finding]:
     try:
         matcher = compile_pattern(rule.pattern)
     except re.error as e:
         # The policy loader rejects these; if one slips through, skip it loudly rather
         # than fail the whole inspection.
         log.error("keyword rule %r has an invalid pattern: %s", rule.name, e)
-        return None
-    distinct: dict[str, str] = {}  # case-folded -> as found
-    places: dict[str, None] = {}
+        return []
+    # body part ("" = everything else) -> (case-folded -> as found, places)
+    parts: dict[str, tuple[dict[str, str], dict[str, None]]] = {}
     for field in rule.fields:
         for where, text in fields.get(field, ()):
+            distinct, places = parts.setdefault(part_of(where), ({}, {}))
             for found in _matches(matcher, text):
                 distinct.setdefault(found.casefold(), found)
                 places.setdefault(where, None)
                 if len(distinct) >= _MAX_MATCHES:
                     break
-    if not distinct:
-        return None
+    return [_finding(rule, distinct, places) for distinct, places in parts.values()
+            if distinct]
+
+
+def _finding(rule: KeywordRule, distinct: dict[str, str], places: dict[str, None]) -> Finding:
     first_where = next(iter(places))
     snippet = _snippet(next(iter(distinct.values())))
     return Finding(

@@ -9,6 +9,8 @@ so `guard policy test` and `replay` call exactly the same functions.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from guard.inspect.context import InspectContext
 from guard.inspect.customers import detect_customer_mismatch
 from guard.inspect.finding import Finding
@@ -21,6 +23,7 @@ from guard.inspect.recipients import (
     detect_suppressed,
     detect_visible_external,
 )
+from guard.mail.bodyparts import split_bodies
 from guard.mail.message import MessageView
 
 # problem code → (Japanese, English) for people
@@ -85,8 +88,15 @@ def text_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
     # `where`: the personal-data scan reads the table (with its header row) and skips
     # the text copy, which keywords and customer names still read.
     tabled = {t.where for t in view.tables}
+    # the organisation's own contact data; its mail domains are own domains too
+    own = ctx.own_contacts
+    own = replace(own, domains=own.domains | ctx.internal_domains)
+    # the body as its parts: findings there say body, body.quoted, body.signature or
+    # body.disclaimer (guard.mail.bodyparts)
+    view = replace(view, texts=split_bodies(view.texts, own.names, own.domains))
     return [
-        *scan([t for t in view.texts if t.where not in tabled], view.tables, PII_LIMITS),
+        *scan([t for t in view.texts if t.where not in tabled], view.tables, PII_LIMITS,
+              own),
         *detect_keywords(view, ctx),
         *detect_customer_mismatch(view, ctx),
     ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guard.inspect.context import KeywordRule
+from guard.inspect.owndata import OwnContacts
 from guard.mail.addresses import address_key, domain_of
 from guard.policy.patterns import DomainSet, glob_pattern
 from guard.policy.rules import CompiledRule
@@ -29,12 +30,15 @@ class Policy:
     files: tuple[Path, ...] = ()  # YAML files read: the main file and its includes
     partners_file: Path | None = None
     customers_file: Path | None = None
+    own_contacts_file: Path | None = None  # read with the policy (into own_contacts)
     suppression_lists: Mapping[str, Path] = field(default_factory=dict)  # synced from files
     store_lists: frozenset[str] = frozenset()  # managed by `guard lists import`
     digest: str = ""  # sha256 of the YAML files, to record which policy decided
     warnings: tuple[str, ...] = ()
     internal_domains: frozenset[str] = frozenset()
     keywords: tuple[KeywordRule, ...] = ()
+    # defaults.own_contacts, the company name and lists.own_contacts, merged
+    own_contacts: OwnContacts = field(default_factory=OwnContacts)
     _internal: DomainSet = field(default_factory=lambda: DomainSet(()), repr=False)
     _exact_members: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _pattern_members: tuple[tuple[str, re.Pattern[str]], ...] = field(default=(), repr=False)
@@ -58,7 +62,8 @@ class Policy:
 
     @property
     def data_files(self) -> tuple[Path, ...]:
-        files = [self.partners_file, self.customers_file, *self.suppression_lists.values()]
+        files = [self.partners_file, self.customers_file, self.own_contacts_file,
+                 *self.suppression_lists.values()]
         return tuple(f for f in files if f is not None)
 
     @property
@@ -97,6 +102,8 @@ def compile_policy(
     files: tuple[Path, ...] = (),
     partners_file: Path | None = None,
     customers_file: Path | None = None,
+    own_contacts_file: Path | None = None,
+    own_contacts: OwnContacts | None = None,
     suppression_lists: Mapping[str, Path] | None = None,
     store_lists: frozenset[str] = frozenset(),
     digest: str = "",
@@ -120,6 +127,8 @@ def compile_policy(
         files=files,
         partners_file=partners_file,
         customers_file=customers_file,
+        own_contacts_file=own_contacts_file,
+        own_contacts=_declared_own(doc).merged(own_contacts or OwnContacts()),
         suppression_lists=dict(suppression_lists or {}),
         store_lists=store_lists,
         digest=digest,
@@ -130,6 +139,16 @@ def compile_policy(
         _exact_members={k: tuple(v) for k, v in exact.items()},
         _pattern_members=tuple(patterns),
     )
+
+
+def _declared_own(doc: PolicyDoc) -> OwnContacts:
+    """defaults.own_contacts (values already in key form) and the company name."""
+    d = doc.defaults.own_contacts
+    names = [doc.defaults.company_name, *d.names]
+    return OwnContacts(
+        names=tuple(dict.fromkeys(n.strip() for n in names if n.strip())),
+        addresses=tuple(dict.fromkeys(d.addresses)), phones=frozenset(d.phones),
+        postal_codes=frozenset(d.postal_codes), domains=frozenset(d.domains))
 
 
 def default_policy() -> Policy:

@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 from guard.inspect.context import Customer
+from guard.inspect.owndata import (
+    OwnContacts,
+    checked_address,
+    checked_phone,
+    checked_postal_code,
+)
 from guard.mail.addresses import InvalidAddress, ascii_domain, valid_address_key
 from guard.policy.csvread import (
+    Row,
     RowError,
     best_column,
     cell_at,
@@ -33,12 +40,15 @@ __all__ = [
     "CustomerParseResult",
     "DomainParseResult",
     "ListParseResult",
+    "OwnContactsParseResult",
     "load_customers",
+    "load_own_contacts",
     "load_partners",
     "parse_address_csv",
     "parse_customers_csv",
     "parse_domain",
     "parse_domains_csv",
+    "parse_own_contacts_csv",
 ]
 
 
@@ -273,6 +283,82 @@ def parse_customers_csv(data: bytes) -> CustomerParseResult:
     return CustomerParseResult(customers, [])
 
 
+# ---------------------------------------------------------------- own contact data
+
+
+class OwnContactsParseResult(NamedTuple):
+    contacts: OwnContacts  # empty when errors
+    errors: list[RowError]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+# column -> header names (compared by csvread.find_column's key: NFKC, case-folded,
+# without spaces and punctuation)
+_OWN_COLUMNS: dict[str, frozenset[str]] = {
+    "name": frozenset({"name", "office", "branch", "company", "名前", "名称", "会社名", "社名",
+                       "支店", "支店名", "拠点", "拠点名", "事業所", "事業所名", "営業所",
+                       "営業所名", "部署", "部署名"}),
+    "postal_code": frozenset({"postalcode", "postcode", "zip", "zipcode", "〒", "郵便番号"}),
+    "address": frozenset({"address", "住所", "所在地"}),
+    "phone": frozenset({"phone", "tel", "telephone", "電話", "電話番号", "代表電話", "tel番号"}),
+    "fax": frozenset({"fax", "fax番号", "ファックス", "ファクス"}),
+    "domain": frozenset({"domain", "domains", "ドメイン", "メールドメイン"}),
+}
+# several numbers or domains in one cell: "03-1234-5678 / 03-1234-5679"
+_MULTI_SPLIT = re.compile(r"[;|/／；｜、,，]+")
+
+
+def parse_own_contacts_csv(data: bytes) -> OwnContactsParseResult:
+    """The organisation's own offices from CSV bytes: a header row naming the columns
+    (name/支店名, postal_code/郵便番号/〒, address/住所, phone/TEL/電話, fax/FAX,
+    domain/ドメイン; any subset, any order), then one office a row. Phone, fax and
+    domain cells may hold several values separated by "/", ";" or "|"."""
+    empty = OwnContacts()
+    rows, errors = read_rows(data)
+    if errors:
+        return OwnContactsParseResult(empty, errors)
+    if not rows:
+        return OwnContactsParseResult(empty, [RowError(0, "", "the file holds no rows")])
+    header = rows[0]
+    cols = {k: find_column(header.cells, names) for k, names in _OWN_COLUMNS.items()}
+    if not any(c is not None for k, c in cols.items() if k != "name"):
+        return OwnContactsParseResult(empty, [RowError(
+            header.line, row_text(header.cells),
+            "expected a header row naming the columns: name, postal_code, address, "
+            "phone, fax, domain (or 支店名, 郵便番号, 住所, 電話, FAX, ドメイン)")])
+    names: dict[str, None] = {}
+    addresses: dict[str, None] = {}
+    phones: set[str] = set()
+    postal: set[str] = set()
+    domains: set[str] = set()
+    for row in rows[1:]:
+        def cell(kind: str, row: Row = row) -> str:
+            c = cols[kind]
+            return "" if c is None else cell_at(row, c)
+        try:
+            if cell("name"):
+                names[unicodedata.normalize("NFKC", cell("name"))] = None
+            if cell("postal_code"):
+                postal.add(checked_postal_code(cell("postal_code")))
+            if cell("address"):
+                addresses[checked_address(cell("address"))] = None
+            for kind in ("phone", "fax"):
+                phones.update(checked_phone(v) for v in _MULTI_SPLIT.split(cell(kind))
+                              if v.strip())
+            domains.update(parse_domain(v) for v in _MULTI_SPLIT.split(cell("domain"))
+                           if v.strip())
+        except ValueError as e:
+            errors.append(RowError(row.line, row_text(row.cells), str(e)))
+    if errors:
+        return OwnContactsParseResult(empty, errors)
+    return OwnContactsParseResult(OwnContacts(
+        names=tuple(names), addresses=tuple(addresses), phones=frozenset(phones),
+        postal_codes=frozenset(postal), domains=frozenset(domains)), [])
+
+
 # ---------------------------------------------------------------- files a policy names
 
 
@@ -298,6 +384,15 @@ def load_partners(path: str | os.PathLike[str]) -> frozenset[str]:
     if not result.ok:
         raise _row_issues(file, result.errors)
     return frozenset(result.domains)
+
+
+def load_own_contacts(path: str | os.PathLike[str]) -> OwnContacts:
+    """own_contacts.csv: one office a row (see parse_own_contacts_csv)."""
+    file = Path(path)
+    result = parse_own_contacts_csv(_read_list_file(file))
+    if not result.ok:
+        raise _row_issues(file, result.errors)
+    return result.contacts
 
 
 def load_customers(path: str | os.PathLike[str]) -> tuple[Customer, ...]:

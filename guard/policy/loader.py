@@ -15,8 +15,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from guard.inspect.owndata import OwnContacts
 from guard.policy.checks import semantic_issues
 from guard.policy.compiled import Policy, compile_policy
+from guard.policy.datafiles import load_own_contacts
 from guard.policy.explain import format_loc, issue_at, locate, validation_issue
 from guard.policy.issues import PolicyError, PolicyIssue
 from guard.policy.schema import Loc, PolicyDoc
@@ -71,6 +73,14 @@ class _Loader:
                 message += f" (first defined at {other})"
             self.issues.append(issue_at(mark, where, message, warning=issue.warning))
         data_files = self._data_files(tree, doc)
+        own_file = data_files.get(("lists", "own_contacts"))
+        own = OwnContacts()
+        if own_file is not None:
+            # read with the policy, so `policy check` shows its bad rows (file:line)
+            try:
+                own = load_own_contacts(own_file)
+            except PolicyError as e:
+                self.issues.extend(e.issues)
         if self._errors():
             raise PolicyError(self._sorted(), [*self.files, *self.missing])
         # content only: the same files loaded through another path spelling are the
@@ -84,6 +94,8 @@ class _Loader:
             files=tuple(self.files),
             partners_file=data_files.get(("lists", "partners")),
             customers_file=data_files.get(("lists", "customers")),
+            own_contacts_file=own_file,
+            own_contacts=own,
             suppression_lists={
                 str(loc[2]): p
                 for loc, p in data_files.items()
@@ -212,6 +224,8 @@ class _Loader:
             refs.append((("lists", "partners"), doc.lists.partners))
         if doc.lists.customers is not None:
             refs.append((("lists", "customers"), doc.lists.customers))
+        if doc.lists.own_contacts is not None:
+            refs.append((("lists", "own_contacts"), doc.lists.own_contacts))
         refs += [(("lists", "suppression", n), p) for n, p in doc.lists.suppression.items()
                  if isinstance(p, str)]  # {source: store} lists have no file
         out: dict[Loc, Path] = {}

@@ -29,7 +29,11 @@ from guard.policy.values import (
     Minutes,
     Name,
     OneLine,
+    OneLineList,
     PathList,
+    PhoneList,
+    PostalAddressList,
+    PostalCodeList,
     Symbol,
     check_regex,
     one_or_many,
@@ -122,6 +126,18 @@ class RejectDefaults(_Model):
         return value
 
 
+class OwnContactsDecl(_Model):
+    """The organisation's own contact data: not personal data where it appears (a
+    signature, a newsletter footer, the branch-office list). The internal domains and
+    the company name count without being repeated here."""
+
+    names: OneLineList = []  # company and branch names: a line holding one is a signature's
+    addresses: PostalAddressList = []  # compared by prefix: "東京都千代田区丸の内1-2-3"
+    phones: PhoneList = []  # phone and fax numbers
+    postal_codes: PostalCodeList = []
+    domains: DomainList = []
+
+
 class Defaults(_Model):
     internal_domains: DomainList = []
     company_name: str = ""
@@ -134,6 +150,7 @@ class Defaults(_Model):
     approver_group: GroupName | None = None
     hold: HoldDefaults = HoldDefaults()
     reject: RejectDefaults = RejectDefaults()
+    own_contacts: OwnContactsDecl = OwnContactsDecl()
 
 
 class StoreList(_Model):
@@ -158,6 +175,9 @@ class Lists(_Model):
 
     partners: FilePath | None = None
     customers: FilePath | None = None
+    # the organisation's own contact data, one office a row (name, postal_code,
+    # address, phone, fax, domain): added to defaults.own_contacts
+    own_contacts: FilePath | None = None
     # list name -> CSV file of addresses (opt-out 利用停止, withdrawn 退会, ...), synced
     # into the store on every load; or {source: store}: managed by `guard lists import`
     suppression: dict[Name, SuppressionSource] = {}

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from guard.inspect.owndata import checked_address, checked_phone, checked_postal_code
 from guard.mail.addresses import InvalidAddress, address_key, ascii_domain
 
 try:  # google-re2 is a project dependency; tolerate its absence in odd environments
@@ -147,6 +148,16 @@ AddressList = Annotated[list[Address], BeforeValidator(one_or_many)]
 AddressPatternList = Annotated[list[AddressPattern], BeforeValidator(one_or_many)]
 GroupNameList = Annotated[list[GroupName], BeforeValidator(one_or_many)]
 PathList = Annotated[list[FilePath], BeforeValidator(one_or_many)]
+
+# The organisation's own contact data (defaults.own_contacts), in the forms the
+# personal-data scan compares (guard.inspect.owndata)
+PhoneList = Annotated[list[Annotated[str, AfterValidator(checked_phone)]],
+                      BeforeValidator(one_or_many)]
+PostalCodeList = Annotated[list[Annotated[str, AfterValidator(checked_postal_code)]],
+                           BeforeValidator(one_or_many)]
+PostalAddressList = Annotated[list[Annotated[str, AfterValidator(checked_address)]],
+                              BeforeValidator(one_or_many)]
+OneLineList = Annotated[list[OneLine], BeforeValidator(one_or_many)]
 
 
 def check_regex(pattern: str) -> None:

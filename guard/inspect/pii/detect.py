@@ -13,6 +13,10 @@ Public API:
     scan_tables(tables, limits) -> list[Finding]   # tables: .where, .rows
     scan(texts, tables, limits) -> list[Finding]   # both, counted together per `where`
 
+Values of the organisation's own contact data (`own`, guard.inspect.owndata) are not
+counted, nor contact data in the sender's signature (where "body.signature"); findings
+at a place where some were left out say how many in evidence["own_discounted"].
+
 One Finding per symbol per `where`. `count` is the number of DISTINCT values (the same
 card quoted five times in a reply chain is one card), `score` the best value's score,
 and `evidence` holds masked samples, the kinds seen (card brands, phone types...), and
@@ -56,11 +60,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Protocol
 
 from guard.inspect.finding import Finding
+from guard.inspect.owndata import OwnContacts
 from guard.inspect.pii.hits import (
     ADDRESS,
     BIRTH_DATE,
@@ -80,6 +85,7 @@ from guard.inspect.pii.masks import mask, value_key
 from guard.inspect.pii.normalize import normalize
 from guard.inspect.pii.scan import line_groups, scan_normalized
 from guard.inspect.pii.tables import PeopleList, table_text
+from guard.mail.bodyparts import SIGNATURE, part_of
 
 __all__ = [
     "PiiLimits",
@@ -162,6 +168,10 @@ class PiiLimits:
         )
 
 
+# In the sender's signature (where "body.signature") these are the sender's own contact
+# data; cards, My Numbers and dates of birth there are still reported.
+_SENDER_KINDS = frozenset({PHONE, ADDRESS, POSTAL, EMAIL, NAME})
+
 _SYMBOL_ORDER = (
     MY_NUMBER, CARD, CORPORATE, PHONE, EMAIL, ADDRESS, POSTAL, BIRTH_DATE,
     "people_list", "records",
@@ -231,15 +241,43 @@ class _WhereAcc:
     records: dict[frozenset[tuple[str, str]], tuple[str, ...]] = field(default_factory=dict)
     people: list[PeopleList] = field(default_factory=list)
     truncated: bool = False
+    # (kind, key) of values not counted: the organisation's own, or in the signature
+    own: set[tuple[str, str]] = field(default_factory=set)
 
 
 class _Accumulator:
     """Collects hits per `where` across chunks and tables, then makes the findings."""
 
-    def __init__(self, limits: PiiLimits) -> None:
+    def __init__(self, limits: PiiLimits, own: OwnContacts | None = None) -> None:
         self.limits = limits
         self.settings = limits.settings()
+        self.own = own or OwnContacts()
         self.by_where: dict[str, _WhereAcc] = {}
+
+    def _is_own(self, where: str, hit: Hit) -> bool:
+        """The organisation's own contact data, or the sender's in their signature."""
+        if hit.kind in _SENDER_KINDS and part_of(where) == SIGNATURE:
+            return True
+        own = self.own
+        if hit.kind == PHONE:
+            return own.has_phone(hit.key)
+        if hit.kind == POSTAL:
+            return own.has_postal_code(hit.key)
+        if hit.kind == ADDRESS:
+            return bool(own.addresses) and own.has_address(hit.key)
+        if hit.kind == EMAIL:
+            return bool(own.domains) and own.has_email(hit.key)
+        return False
+
+    def _discount(self, acc: _WhereAcc, where: str, hits: list[Hit]) -> list[bool]:
+        """Which hits count (False: own data, remembered for evidence own_discounted)."""
+        keep = []
+        for hit in hits:
+            own = self._is_own(where, hit)
+            if own:
+                acc.own.add((hit.kind, hit.key))
+            keep.append(not own)
+        return keep
 
     def _where(self, where: str) -> _WhereAcc:
         acc = self.by_where.get(where)
@@ -254,6 +292,8 @@ class _Accumulator:
             acc.truncated = True
         text = normalize(text)
         hits = scan_normalized(text, self.settings)
+        if self.own or part_of(where) == SIGNATURE:
+            hits = [h for h, k in zip(hits, self._discount(acc, where, hits), strict=True) if k]
         self._add_hits(acc, hits)
         self._add_records(acc, hits, line_groups(text, hits, self.limits.record_gap))
 
@@ -272,8 +312,6 @@ class _Accumulator:
             more_rows=more_rows,
         )
         acc.truncated |= table.truncated
-        if table.people is not None:
-            acc.people.append(table.people)
         # Cells were normalised one by one; the joined text is scanned as is, so line
         # numbers stay row numbers.
         hits = scan_normalized(table.text, self.settings)
@@ -282,6 +320,22 @@ class _Accumulator:
             if accept(hit, self.settings):
                 hits.append(hit)
                 rows_of_hits.append(row)
+        people = table.people
+        if self.own:
+            keep = self._discount(acc, where, hits)
+            own_rows = {r for r, k in zip(rows_of_hits, keep, strict=True) if not k}
+            own_rows -= {r for r, h, k in zip(rows_of_hits, hits, keep, strict=True)
+                         if k and h.kind in RECORD_KINDS}
+            own_rows -= {r for r, _ in table.names}  # a person's name: their entry
+            hits = [h for h, k in zip(hits, keep, strict=True) if k]
+            rows_of_hits = [r for r, k in zip(rows_of_hits, keep, strict=True) if k]
+            # rows holding only our own data (a branch-office list) are nobody's entry
+            if people is not None and own_rows:
+                left = people.rows - len(own_rows)
+                people = replace(people, rows=left) if left >= lim.people_list_min_rows \
+                    else None
+        if people is not None:
+            acc.people.append(people)
         self._add_hits(acc, hits)
         names = [Hit(NAME, key, 1.0, -1, "") for _, key in table.names]
         self._add_records(
@@ -326,6 +380,8 @@ class _Accumulator:
                 if finding is not None:
                     if acc.truncated:
                         finding.evidence["truncated"] = True
+                    if acc.own:
+                        finding.evidence["own_discounted"] = len(acc.own)
                     out.append(finding)
         return out
 
@@ -431,10 +487,12 @@ def scan(
     texts: Iterable[TextLike] = (),
     tables: Iterable[TableLike] = (),
     limits: PiiLimits | None = None,
+    own: OwnContacts | None = None,
 ) -> list[Finding]:
     """Texts and tables together: distinct values are counted once per `where` even when
-    an attachment yields both (a spreadsheet's cells and its text)."""
-    acc = _Accumulator(limits or PiiLimits())
+    an attachment yields both (a spreadsheet's cells and its text). Values of `own`
+    (the organisation's contact data) are not counted."""
+    acc = _Accumulator(limits or PiiLimits(), own)
     for chunk in texts:
         acc.add_text(chunk.where, chunk.text)
     for table in tables:

@@ -1,0 +1,384 @@
+"""A text body's parts: the sender's new text, quoted text, signature and disclaimers.
+
+`segment(text)` reads the lines of one body text and tells which are quoted (`>` lines
+and everything below an Outlook reply header), which are the sender's signature or
+footer (after a `-- ` line, or a closing block of company, 〒, TEL lines) and which are
+a known confidentiality notice. Detectors then report a body finding at
+`body` (new text), `body.quoted`, `body.signature` or `body.disclaimer`, so a rule can
+look at what the sender wrote and not at the partner's disclaimer it quotes.
+
+Linear time on any input: every line is looked at a bounded number of times and each
+pattern reads at most the first `_HEAD` characters of a line (a 1 MB line with no
+newline costs one split). Heuristics, not a parser: a wrong guess moves text between
+parts of the body, never out of it (`where: body` still covers every part).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from guard.mail.view import TextChunk
+
+__all__ = [
+    "DISCLAIMER",
+    "NEW",
+    "PARTS",
+    "QUOTED",
+    "SIGNATURE",
+    "BodyPart",
+    "part_of",
+    "segment",
+    "split_bodies",
+]
+
+# The parts, as the suffix of `where` ("body" + part); NEW is the body itself.
+NEW = ""
+QUOTED = ".quoted"
+SIGNATURE = ".signature"
+DISCLAIMER = ".disclaimer"
+PARTS = (NEW, QUOTED, SIGNATURE, DISCLAIMER)
+
+# Characters of a line the patterns read: headers and signature lines are short.
+_HEAD = 300
+# Lines read one by one (see segment); an ordinary reply chain has a few thousand.
+_MAX_LINES = 10_000
+# A signature or footer found without a "-- " line is at most this many lines.
+_SIG_MAX_LINES = 20
+# After a "-- " line: at most this many non-blank lines (a disclaimer may follow)
+_DASH_SIG_MAX_LINES = 40
+# A disclaimer is one paragraph of at most this many lines / characters.
+_DISCLAIMER_MAX_LINES = 40
+_DISCLAIMER_MAX_CHARS = 4000
+# "On … wrote:" may be wrapped over two lines by the client (Gmail at 78 columns).
+_QUOTE_MARK = re.compile(r"^[ \t]{0,3}[>＞|]")
+
+# --- reply headers -----------------------------------------------------------------
+
+# "-----Original Message-----", "-----元のメッセージ-----", "---------- Forwarded message"
+_ORIGINAL = re.compile(
+    r"^\s*[-_=]{2,}\s*(?:original message|元のメッセージ|forwarded message|"
+    r"転送されたメッセージ|転送メッセージ|message d'origine|ursprüngliche nachricht)",
+    re.IGNORECASE)
+# Outlook's header block: "From: …" (差出人, 送信者) followed within a few lines by
+# "Sent: …" (送信日時, Date, 日時)
+_FROM = re.compile(r"^\s*\**(?:from|差出人|送信者|送信元)\**\s*[:：]", re.IGNORECASE)
+_SENT = re.compile(r"^\s*\**(?:sent|date|送信日時|送信日|日時|日付)\**\s*[:：]", re.IGNORECASE)
+# "On Tue, Dec 1, 2026 at 10:00 Yamada <a@b> wrote:", "…さんは書きました:",
+# "2026年12月1日(火) 10:00 山田 <a@b>:", "2026/12/01 10:00、山田 <a@b>のメール:"
+_WROTE = re.compile(
+    r"(?:\bwrote\s*:\s*$|(?:さんは書きました|は書きました|のメール)\s*[:：]\s*$|"
+    r"^\s*\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日.*<[^<>\s@]+@[^<>\s@]+>\s*[:：]\s*$|"
+    r"^\s*\d{4}/\d{1,2}/\d{1,2}.*<[^<>\s@]+@[^<>\s@]+>\s*[:：]\s*$|"
+    r"\ba écrit\s*:\s*$|^\s*am\b.*\bschrieb\b.*:\s*$)",
+    re.IGNORECASE)
+# ...and a client's header line has a time or an address in it: "as John wrote:" and
+# "詳細は以下のメール:" in the sender's own text do not quote what follows
+_WHEN_OR_WHO = re.compile(r"\d{1,2}:\d{2}|@|さんは書きました")
+
+# --- signatures --------------------------------------------------------------------
+
+# A rule line: "────", "━━━━", "-----", "=====", "*****", "_____" (4 or more)
+_RULE = re.compile(r"^\s*[─━\-=*_＝－＿~〜・]{4,}\s*$")
+_CONTACT_LABEL = re.compile(
+    r"(?:\b(?:tel|fax|phone|mobile|mob|direct|e-?mail|mail|url|web)\b|電話|携帯|"
+    r"ＴＥＬ|ＦＡＸ|〒|https?://|www\.)", re.IGNORECASE)
+_POSTAL_CODE = re.compile(r"(?:〒\s*\d{3}-?\d{4}|(?<![\d-])\d{3}-\d{4}(?![\d-]))")
+_PHONE_LABEL = re.compile(r"(?:\b(?:tel|fax|phone|mobile|direct)\b|電話|携帯|ＴＥＬ|ＦＡＸ)",
+                          re.IGNORECASE)
+_COMPANY_FORM = re.compile(
+    r"(?:株式会社|有限会社|合同会社|\(株\)|（株）|㈱|\(有\)|㈲|"
+    r"\b(?:co\.,?\s*ltd|inc|corp|corporation|llc|gmbh|k\.k)\b\.?)",
+    re.IGNORECASE)
+_SENT_FROM = re.compile(
+    r"^\s*(?:sent from my \S+|sent from (?:outlook|mail) for|get outlook for|"
+    r"\S+\s*から送信|\S+\s*から送信されました)", re.IGNORECASE)
+# someone the mail is about or for, not the sender ("お客様" and "皆様" are not)
+_ADDRESSEE = re.compile(r"(?<!お客)(?<!皆)様|御中|殿\b|(?:お?届け|配送|送付|送り|納品|発送)先")
+_EMAIL = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+_SENTENCE_END = re.compile(r"[。！？!?]\s*$|[。！？]")
+
+# --- disclaimers -------------------------------------------------------------------
+
+_EN_DISCLAIMER = (
+    re.compile(r"confidential|privileged|proprietary", re.IGNORECASE),
+    re.compile(r"intended (?:solely |only )?(?:for the )?(?:use of the )?"
+               r"(?:recipient|addressee|individual|person)|received this (?:e-?mail|message|"
+               r"communication|transmission) in error|if you are not the intended",
+               re.IGNORECASE),
+)
+_JA_DISCLAIMER = (
+    re.compile(r"(?:本|この|当)(?:電子)?(?:メール|Eメール|e-mail|email)", re.IGNORECASE),
+    re.compile(r"機密|秘密|守秘"),
+    re.compile(r"誤って|誤送信|誤配信|誤り|お心当たり|心当たりのない|宛先に誤り|削除"),
+)
+_NOTICE_WORD = re.compile(r"confidential|disclaimer|notice|注意|機密|秘密|免責|注記",
+                          re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class BodyPart:
+    part: str  # NEW, QUOTED, SIGNATURE or DISCLAIMER
+    text: str  # the part's lines, joined with "\n"
+
+
+def _head(line: str) -> str:
+    head = line[:_HEAD]
+    return head if head.isascii() else unicodedata.normalize("NFKC", head)
+
+
+def _is_quoted(line: str) -> bool:
+    return _QUOTE_MARK.match(line) is not None
+
+
+def _unquoted(line: str) -> str:
+    i = 0
+    while i < len(line) and i < 40 and line[i] in " \t>＞|":
+        i += 1
+    return line[i:]
+
+
+def _reply_header(lines: list[str], heads: list[str]) -> tuple[int, bool] | None:
+    """(index of the first reply-header line, everything below is quoted?) or None.
+    An "On … wrote:" line followed by `>` lines only quotes those lines (text below
+    them is an inline or bottom-posted answer); otherwise all below it is quoted."""
+    n = len(lines)
+    for i in range(n):
+        head = heads[i]
+        if not head or _is_quoted(head):
+            continue
+        if _ORIGINAL.match(head):
+            return _with_rule_above(i, heads), True
+        if _FROM.match(head) and any(_SENT.match(heads[j]) for j in range(i + 1, min(n, i + 5))):
+            return _with_rule_above(i, heads), True
+        wrote = _is_wrote(head)
+        if not wrote and i + 1 < n and len(head) < 120 and heads[i + 1]:
+            wrote = _is_wrote(head + " " + heads[i + 1])
+        if wrote:
+            nxt = next((heads[j] for j in range(i + 1, min(n, i + 4)) if heads[j].strip()), "")
+            return i, not _is_quoted(nxt)
+    return None
+
+
+def _is_wrote(line: str) -> bool:
+    return _WROTE.search(line) is not None and _WHEN_OR_WHO.search(line) is not None
+
+
+def _with_rule_above(i: int, heads: list[str]) -> int:
+    """Outlook puts a "________" rule above its From: block: part of the header."""
+    j = i - 1
+    while j >= 0 and not heads[j].strip():
+        j -= 1
+    return j if j >= 0 and _RULE.match(heads[j]) else i
+
+
+def _is_signature_line(head: str, names: tuple[str, ...], domains: frozenset[str]) -> bool:
+    if _RULE.match(head) or _SENT_FROM.match(head) or _CONTACT_LABEL.search(head):
+        return True
+    if _POSTAL_CODE.search(head) or any(n in head for n in names):
+        return True
+    if len(head) <= 60 and _COMPANY_FORM.search(head) and not _SENTENCE_END.search(head):
+        return True
+    return any(_own_domain(m.group(1), domains) for m in _EMAIL.finditer(head))
+
+
+def _own_domain(domain: str, domains: frozenset[str]) -> bool:
+    d = domain.lower()
+    while "." in d:
+        if d in domains:
+            return True
+        d = d.split(".", 1)[1]
+    return False
+
+
+def _qualifies(block: list[str], names: tuple[str, ...], domains: frozenset[str]) -> bool:
+    """A closing block is the sender's signature when it holds the company's name, an
+    address at its domain or a "Sent from" line; or, unless it names an addressee
+    (鈴木様, 御中, お届け先: a customer's address the sender passes on), when it is set off
+    by a rule, holds 〒 and TEL, or a company form (株式会社, Co., Ltd.) in two lines or
+    more."""
+    rule = postal = phone = company = addressee = False
+    lines = 0
+    for head in block:
+        if _SENT_FROM.match(head) or any(n in head for n in names):
+            return True
+        if any(_own_domain(m.group(1), domains) for m in _EMAIL.finditer(head)):
+            return True
+        lines += bool(head.strip())
+        rule = rule or _RULE.match(head) is not None
+        company = company or (len(head) <= 60 and _COMPANY_FORM.search(head) is not None
+                              and not _SENTENCE_END.search(head))
+        postal = postal or _POSTAL_CODE.search(head) is not None
+        phone = phone or _PHONE_LABEL.search(head) is not None
+        addressee = addressee or _ADDRESSEE.search(head) is not None
+    if addressee:
+        return False
+    return rule or (postal and phone) or (company and lines >= 2)
+
+
+def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, ...],
+                     domains: frozenset[str]) -> int | None:
+    """Where the signature in new-text lines [start, end) begins, or None."""
+    for i in range(start, end):
+        if heads[i].rstrip(" ") == "--":  # "-- " (RFC 3676), or with the space stripped
+            # a signature is a few lines: a customer list after a "-- " is not one (its
+            # contact data would not be counted as personal data)
+            lines = sum(1 for k in range(i + 1, min(end, i + _DASH_SIG_MAX_LINES * 4))
+                        if heads[k].strip())
+            if lines <= _DASH_SIG_MAX_LINES:
+                return i
+            break
+    # closing block: walk up from the last line while lines look like a signature's
+    last = end - 1
+    while last >= start and not heads[last].strip():
+        last -= 1
+    if last < start:
+        return None
+    first = None
+    i = last
+    while i >= start and last - i < _SIG_MAX_LINES:
+        head = heads[i]
+        if not head.strip():
+            # a blank line ends the block once it is a signature already (the
+            # paragraph above may be a customer's address the sender is passing on)
+            if first is not None and _qualifies(heads[first:last + 1], names, domains):
+                break
+            i -= 1
+            continue
+        if _SENTENCE_END.search(head) and not _RULE.match(head):
+            break  # a sentence: the sender's text (a signature is not written in them)
+        if _is_signature_line(head, names, domains):
+            first = i
+            if i < last and _RULE.match(head) and _qualifies(heads[i:last + 1], names,
+                                                             domains):
+                break  # a rule line opens the footer (the one closing it is the last)
+        elif len(head.strip()) > 30 or _SENTENCE_END.search(head) or _is_quoted(head):
+            break
+        i -= 1
+    if first is None:
+        return None
+    # a signature closes a text: a body that is only an address and a phone number is
+    # what the sender is sending, not their signature
+    def text_above(k: int) -> bool:
+        return any(heads[m].strip() and not _is_quoted(heads[m]) for m in range(start, k))
+    if not text_above(first):
+        return None
+    # the name line just above the company line belongs to the signature
+    above = first - 1
+    if heads[above].strip() and len(heads[above].strip()) <= 20 and text_above(above) \
+            and not _SENTENCE_END.search(heads[above]) and not _is_quoted(heads[above]):
+        first = above
+    return first if _qualifies(heads[first:last + 1], names, domains) else None
+
+
+def _disclaimer_lines(lines: list[str], heads: list[str], labels: list[str]) -> None:
+    """Mark the paragraphs that are a confidentiality notice (quoted or not)."""
+    n = len(lines)
+    i = 0
+    while i < n:
+        while i < n and not _unquoted(heads[i]).strip():
+            i += 1
+        j = i
+        chars = 0
+        while j < n and _unquoted(heads[j]).strip():
+            chars += len(lines[j])
+            j += 1
+        if i < j and j - i <= _DISCLAIMER_MAX_LINES and chars <= _DISCLAIMER_MAX_CHARS:
+            para = " ".join(_unquoted(heads[k]) for k in range(i, j))
+            if _is_disclaimer(para):
+                for k in range(_disclaimer_start(heads, i, j), j):
+                    labels[k] = DISCLAIMER
+        i = j
+
+
+def _disclaimer_start(heads: list[str], i: int, j: int) -> int:
+    """The notice may close a paragraph of other lines ("了解です / 佐藤 / 本メールは…"):
+    it starts at the last line from which the rest still reads as one, and the title
+    lines just above it ("CONFIDENTIALITY NOTICE", "【注意】")."""
+    k = j - 1
+    while k > i and not _is_disclaimer(" ".join(_unquoted(heads[m]) for m in range(k, j))):
+        k -= 1
+    while k > i and _NOTICE_WORD.search(heads[k - 1]):
+        k -= 1
+    return k
+
+
+def _is_disclaimer(para: str) -> bool:
+    if all(p.search(para) for p in _EN_DISCLAIMER):
+        return True
+    return all(p.search(para) for p in _JA_DISCLAIMER)
+
+
+def segment(text: str, names: Iterable[str] = (),
+            domains: Iterable[str] = ()) -> list[BodyPart]:
+    """The parts of one body text, in PARTS order, empty parts left out. `names` are the
+    organisation's names (a line holding one is a signature line), `domains` its mail
+    domains (an address there in a closing block makes it the signature)."""
+    own_names = tuple(unicodedata.normalize("NFKC", n) for n in names if n.strip())
+    own_domains = frozenset(d.lower() for d in domains)
+    lines = text.split("\n")
+    # Only the first _MAX_LINES lines are read line by line (a Python loop per line);
+    # the lines after them take the part the reply header implies (quoted below an
+    # Outlook header, else new text: the safe side, every rule sees new text).
+    read = lines[:_MAX_LINES]
+    heads = [_head(line).rstrip("\r") for line in read]
+    n = len(read)
+    labels = [NEW] * n
+    header = _reply_header(read, heads)
+    new_end = n
+    rest = NEW
+    if header is not None:
+        at, all_below = header
+        if all_below:
+            new_end, rest = at, QUOTED
+            for k in range(at, n):
+                labels[k] = QUOTED
+        else:
+            labels[at] = QUOTED
+    for k in range(new_end):
+        if _is_quoted(heads[k]):
+            labels[k] = QUOTED
+    # the signature: at the end of the new text, above the reply header (top posting)
+    # or at the end of the text (when all of it was read)
+    if new_end < n or len(lines) == n:
+        sig = _signature_start(heads, 0, new_end, own_names, own_domains)
+        if sig is not None:
+            for k in range(sig, new_end):
+                if labels[k] == NEW:
+                    labels[k] = SIGNATURE
+    _disclaimer_lines(read, heads, labels)
+    by_part: dict[str, list[str]] = {p: [] for p in PARTS}
+    for line, label in zip(read, labels, strict=True):
+        by_part[label].append(line)
+    by_part[rest].extend(lines[n:])
+    return [BodyPart(p, "\n".join(by_part[p])) for p in PARTS
+            if any(s.strip() for s in by_part[p])]
+
+
+def part_of(where: str) -> str:
+    """The body part a `where` names beside the new text (".quoted", ".signature",
+    ".disclaimer"), "" for the new text and anything outside the body. Detectors that
+    gather one finding over several places keep these parts in findings of their own,
+    so a rule on the new text is not set off by a quoted disclaimer."""
+    if where.startswith("body."):
+        suffix = where[4:]
+        if suffix in PARTS:
+            return suffix
+    return NEW
+
+
+def split_bodies(texts: Iterable[TextChunk], names: Iterable[str] = (),
+                 domains: Iterable[str] = ()) -> list[TextChunk]:
+    """The texts with each message body ("body") replaced by its parts, as texts at
+    "body", "body.quoted", "body.signature" and "body.disclaimer"."""
+    names, domains = tuple(names), tuple(domains)
+    out: list[TextChunk] = []
+    for chunk in texts:
+        if chunk.where != "body":
+            out.append(chunk)
+            continue
+        out.extend(TextChunk("body" + p.part, p.text)
+                   for p in segment(chunk.text, names, domains))
+    return out
