@@ -15,11 +15,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from guard.policy.checks import semantic_issues
+from guard.policy.checks import recipient_class_issues, semantic_issues, uses_recipient_classes
 from guard.policy.compiled import Policy, compile_policy
+from guard.policy.datafiles import load_customers, load_partner_kinds
 from guard.policy.explain import format_loc, issue_at, locate, validation_issue
 from guard.policy.issues import PolicyError, PolicyIssue
 from guard.policy.schema import Loc, PolicyDoc
+from guard.policy.scope import RecipientTables
 from guard.policy.yamltree import Mark, Tree, parse_file
 
 POLICY_FILE = "policy.yaml"
@@ -71,6 +73,12 @@ class _Loader:
                 message += f" (first defined at {other})"
             self.issues.append(issue_at(mark, where, message, warning=issue.warning))
         data_files = self._data_files(tree, doc)
+        tables = None
+        if uses_recipient_classes(doc) and not self._errors():
+            tables = self._tables(data_files)
+            for issue in recipient_class_issues(doc, tables):
+                mark, where = locate(tree, issue.loc)
+                self.issues.append(issue_at(mark, where, issue.message, warning=issue.warning))
         if self._errors():
             raise PolicyError(self._sorted(), [*self.files, *self.missing])
         # content only: the same files loaded through another path spelling are the
@@ -93,6 +101,7 @@ class _Loader:
                 n for n, p in doc.lists.suppression.items() if not isinstance(p, str)),
             digest=digest.hexdigest(),
             warnings=tuple(str(i) for i in self._sorted() if i.warning),
+            tables=tables,
         )
 
     def _errors(self) -> bool:
@@ -205,6 +214,22 @@ class _Loader:
         return parsed.tree
 
     # -- referenced data files
+
+    def _tables(self, data_files: dict[Loc, Path]) -> RecipientTables:
+        """Customers and partners by domain, for the scopes that name them; a bad row
+        is an error of this load (a half-read table would silently match fewer)."""
+        customers: dict[str, str] = {}
+        partners: dict[str, frozenset[str]] = {}
+        try:
+            if ("lists", "customers") in data_files:
+                for c in load_customers(data_files[("lists", "customers")]):
+                    for d in c.domains:
+                        customers.setdefault(d, c.name)
+            if ("lists", "partners") in data_files:
+                partners = load_partner_kinds(data_files[("lists", "partners")])
+        except PolicyError as e:
+            self.issues.extend(e.issues)
+        return RecipientTables(customers, partners)
 
     def _data_files(self, tree: Tree, doc: PolicyDoc) -> dict[Loc, Path]:
         refs: list[tuple[Loc, str]] = []
