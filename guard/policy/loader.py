@@ -77,7 +77,10 @@ class _Loader:
         if uses_recipient_classes(doc) and not self._errors():
             tables = self._tables(data_files)
             for issue in recipient_class_issues(doc, tables):
-                mark, where = locate(tree, issue.loc)
+                loc = issue.loc
+                if loc not in tree.values and loc[:-1] in tree.values:
+                    loc = loc[:-1]  # one class written without a list: no [0] to show
+                mark, where = locate(tree, loc)
                 self.issues.append(issue_at(mark, where, issue.message, warning=issue.warning))
         if self._errors():
             raise PolicyError(self._sorted(), [*self.files, *self.missing])
