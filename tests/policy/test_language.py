@@ -340,3 +340,17 @@ def test_min_percent_out_of_range(tmp_path: Path) -> None:
 """)
     assert errors(path) == [
         f"{path}:8:53: rules[0].conditions[0].min_percent: expected a number > 0.0; got 0"]
+
+
+def test_the_readme_examples_of_these_constructs_are_valid() -> None:
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[2] / "policies" / "README.md").read_text()
+    part = readme[readme.index("#### What the recipients are"):readme.index("### Actions")]
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", part, re.S)]
+    assert len(blocks) == 5
+    for block in blocks:
+        for item in block if isinstance(block, list) else [block]:
+            PolicyDoc.model_validate({"rules": [{"name": "r", "action": "confirm", **item}]})
