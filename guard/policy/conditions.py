@@ -91,10 +91,13 @@ class CompiledCondition:
         self.label = describe(spec)
 
     def select(self, index: FindingIndex) -> list[Finding]:
+        candidates = index.get(self.symbol)
+        if not candidates:  # the common case: most rules name symbols the message lacks
+            return []
         where, except_where, percent = self.where, self.except_where, self.min_percent
         return [
             f
-            for f in index.get(self.symbol, ())
+            for f in candidates
             if f.count >= self.min_count
             and f.score >= self.min_score
             and (where is None or where(f.where))
