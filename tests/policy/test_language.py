@@ -354,3 +354,23 @@ def test_the_readme_examples_of_these_constructs_are_valid() -> None:
     for block in blocks:
         for item in block if isinstance(block, list) else [block]:
             PolicyDoc.model_validate({"rules": [{"name": "r", "action": "confirm", **item}]})
+
+
+async def test_a_new_kind_in_partners_csv_reaches_the_scopes_on_reload(tmp_path: Path) -> None:
+    from guard.policy import PolicyWatcher
+
+    path = _policy(tmp_path, """\
+  - name: contractors
+    action: confirm
+    scope: {recipient_is: "partner:contractor"}
+""", partners="domain,kind\npartner-logistics.example,supplier\n")
+    watcher = PolicyWatcher(path, interval=60, settle=0.001)
+    await watcher.start()
+    try:
+        assert run(watcher.current, [], rcpt=(CONTRACTOR,)).action is Action.PASS
+        (tmp_path / "partners.csv").write_text(
+            "domain,kind\npartner-logistics.example,contractor\n", encoding="utf-8")
+        assert await watcher.check() is True
+        assert run(watcher.current, [], rcpt=(CONTRACTOR,)).action is Action.CONFIRM
+    finally:
+        await watcher.stop()
