@@ -197,8 +197,10 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
         print(f"  - [{r.rule}] {r.symbol}: {r.reason_ja} / {r.reason_en}")
     if not ins.verdict.reasons:
         print("  (no rule matched)")
+    if traces:
+        print("why (every rule, in file order):")
     for t in traces:
-        print("\n".join(t.lines()))
+        print("\n".join("  " + line for line in t.lines()))
     print(f"history: {doc['history']}")
     print("lists:  " + (", ".join(
         f"{u.name} ({u.source}, " + ("unavailable" if u.members is None else

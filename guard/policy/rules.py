@@ -38,9 +38,11 @@ class CompiledRule:
 
     def explain(self, index: FindingIndex) -> Trace | None:
         """Why the conditions hold or not; None for a rule without conditions."""
-        if not self.conditions.children:
+        children = self.conditions.children
+        if not children:
             return None
-        return self.conditions.explain(index)
+        # one condition: `match` says nothing, so the trace is the condition's own
+        return children[0].explain(index) if len(children) == 1 else self.conditions.explain(index)
 
 
 def _tag_mark(spec: Rule) -> TagMark | None:
