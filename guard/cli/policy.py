@@ -49,6 +49,9 @@ def add_commands(sub: Any) -> None:
                     help="test against an empty delivery history and no store (on purpose: "
                     "without it a missing database is an error)")
     pt.add_argument("--json", action="store_true")
+    pt.add_argument("--explain", action="store_true",
+                    help="say for every rule why it matched or not: each scope test, the "
+                    "except test that excluded it, each branch of its conditions")
     pt.set_defaults(func=cmd_policy_test)
     pr = pol.add_parser("replay", help="what a policy would have done with past traffic")
     pr.add_argument("--since", default="7d", help="how far back: 30m, 12h, 7d, 2w")
@@ -179,6 +182,12 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
     doc["history"] = "none (--no-history)" if args.no_history else describe(
         settings.database.url)
     doc["lists"] = [u.to_json() for u in lists.used]
+    traces = []
+    if args.explain:
+        from guard.policy.why import explain
+
+        traces = explain(policy, ins.findings, sender=mail_from, rcpt_tos=rcpts)
+        doc["explain"] = [t.to_json() for t in traces]
     if args.json:
         print(json.dumps(doc, ensure_ascii=False, indent=1))
         return 0
@@ -188,6 +197,10 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
         print(f"  - [{r.rule}] {r.symbol}: {r.reason_ja} / {r.reason_en}")
     if not ins.verdict.reasons:
         print("  (no rule matched)")
+    if traces:
+        print("why (every rule, in file order):")
+    for t in traces:
+        print("\n".join("  " + line for line in t.lines()))
     print(f"history: {doc['history']}")
     print("lists:  " + (", ".join(
         f"{u.name} ({u.source}, " + ("unavailable" if u.members is None else

@@ -8,7 +8,7 @@ file, line and column. A warning is reported and the policy still loads.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from guard.inspect.lookalike import KINDS as LOOKALIKE_KINDS
@@ -16,12 +16,17 @@ from guard.policy.schema import (
     HOLD_ACTIONS,
     SENDER_GROUP,
     Action,
+    AllOf,
     Condition,
+    ConditionGroup,
     Loc,
+    NotOf,
     PolicyDoc,
     Rule,
     Scope,
+    ScopeExcept,
 )
+from guard.policy.scope import RecipientTables
 
 # Finding families the detectors emit (guard/inspect/finding.py). A condition on another
 # family is most likely a typo that would silently never match, so the loader warns.
@@ -50,6 +55,14 @@ EVIDENCE_KEYS: dict[str, frozenset[str]] = {
     "new_domain": frozenset({"domains"}),
     "external_orgs": frozenset({"domains"}),
 }
+
+
+# Symbols whose evidence says how many lines (or table rows) there were at their place,
+# which is what a condition's min_percent is a share of.
+SYMBOLS_WITH_LINES = frozenset({"pii.records", "pii.people_list"})
+
+# How deep all/any/not may nest: deeper is unreadable, and "(A and B) or C" needs two.
+MAX_DEPTH = 4
 
 
 @dataclass(frozen=True)
@@ -124,9 +137,10 @@ def _rule_issues(doc: PolicyDoc) -> Iterator[Issue]:
                 if param == "tag":
                     message = "tag has no effect on a rejected message (nothing is delivered)"
                 yield Issue((*loc, param), message)
-        for k, group in enumerate(rule.scope.groups):
-            if group not in doc.groups:
-                yield Issue((*loc, "scope", "groups", k), _unknown_group(doc, group))
+        for scope, sloc in _scopes(rule, loc):
+            for k, group in enumerate(scope.groups):
+                if group not in doc.groups:
+                    yield Issue((*sloc, "groups", k), _unknown_group(doc, group))
         if rule.action is Action.APPROVE:
             yield from _approver_issues(doc, rule, loc)
         if rule.action is Action.REJECT and rule.message and not rule.message.en.isascii():
@@ -134,16 +148,12 @@ def _rule_issues(doc: PolicyDoc) -> Iterator[Issue]:
                 (*loc, "message", "en"),
                 "expected ASCII text: the English text goes into the SMTP reply",
             )
-        for k, cond in enumerate(rule.conditions):
-            family = cond.symbol.split(".", 1)[0]
-            if family not in KNOWN_FAMILIES:
-                yield Issue(
-                    (*loc, "conditions", k, "symbol"),
-                    f"no detector reports the family {family!r} "
-                    f"(known: {', '.join(sorted(KNOWN_FAMILIES))}); this condition never matches",
-                    warning=True,
-                )
-            yield from _evidence_issues(doc, cond, (*loc, "conditions", k), family)
+        for cond, cloc, depth in walk_conditions(rule.conditions, (*loc, "conditions")):
+            if isinstance(cond, Condition):
+                yield from _condition_issues(doc, cond, cloc)
+            elif depth == MAX_DEPTH + 1:
+                yield Issue(cloc, f"conditions nested {depth} groups deep; at most {MAX_DEPTH} "
+                                  "(all, any, not inside one another): write them flatter")
         unscoped = rule.scope == Scope() and not rule.conditions
         if unscoped and rule.action.rank >= Action.DELAY.rank and rule.enabled:
             yield Issue(
@@ -152,6 +162,44 @@ def _rule_issues(doc: PolicyDoc) -> Iterator[Issue]:
                 "every message",
                 warning=True,
             )
+
+
+def walk_conditions(items: Sequence[Condition | ConditionGroup], loc: Loc
+                    ) -> Iterator[tuple[Condition | ConditionGroup, Loc, int]]:
+    """Every condition and group with its place; depth counts the groups it is in or is."""
+    for k, item in enumerate(items):
+        yield from _walk(item, (*loc, k), 0)
+
+
+def _walk(item: Condition | ConditionGroup, loc: Loc, depth: int
+          ) -> Iterator[tuple[Condition | ConditionGroup, Loc, int]]:
+    if isinstance(item, Condition):
+        yield item, loc, depth
+        return
+    yield item, loc, depth + 1
+    if isinstance(item, NotOf):  # `not` holds one item, at ("not",)
+        yield from _walk(item.item, (*loc, "not"), depth + 1)
+        return
+    key = "all" if isinstance(item, AllOf) else "any"
+    for k, sub in enumerate(item.items):
+        yield from _walk(sub, (*loc, key, k), depth + 1)
+
+
+def _condition_issues(doc: PolicyDoc, cond: Condition, loc: Loc) -> Iterator[Issue]:
+    family = cond.symbol.split(".", 1)[0]
+    if family not in KNOWN_FAMILIES:
+        yield Issue(
+            (*loc, "symbol"),
+            f"no detector reports the family {family!r} "
+            f"(known: {', '.join(sorted(KNOWN_FAMILIES))}); this condition never matches",
+            warning=True,
+        )
+    if cond.min_percent is not None and not any(
+            s == cond.symbol or s.startswith(cond.symbol + ".") for s in SYMBOLS_WITH_LINES):
+        yield Issue((*loc, "min_percent"),
+                    f"{cond.symbol} findings carry no line count, so min_percent never holds; "
+                    f"it applies to {', '.join(sorted(SYMBOLS_WITH_LINES))}", warning=True)
+    yield from _evidence_issues(doc, cond, loc, family)
 
 
 def _evidence_issues(doc: PolicyDoc, cond: Condition, loc: Loc, family: str
@@ -182,6 +230,49 @@ def _evidence_issues(doc: PolicyDoc, cond: Condition, loc: Loc, family: str
                                 f"no list {v!r} in lists.suppression; fine if it is imported "
                                 f"with `guard lists import` (declare it `{v}: {{source: "
                                 "store}` to say so)", warning=True)
+
+
+def _scopes(rule: Rule, loc: Loc) -> Iterator[tuple[Scope | ScopeExcept, Loc]]:
+    yield rule.scope, (*loc, "scope")
+    if rule.scope.except_ is not None:
+        yield rule.scope.except_, (*loc, "scope", "except")
+
+
+def uses_recipient_classes(doc: PolicyDoc) -> bool:
+    """Whether a rule's scope says what a recipient is (the tables must be read)."""
+    return any(s.recipient_is or s.every_external_recipient_is
+               for i, rule in enumerate(doc.rules) for s, _ in _scopes(rule, ("rules", i)))
+
+
+def recipient_class_issues(doc: PolicyDoc, tables: RecipientTables) -> Iterator[Issue]:
+    """A class that needs a file the policy does not name is an error (it would never
+    hold); a partner kind no row of partners.csv has, or a list not declared, a warning
+    (the file may gain the kind; the list may be imported with `guard lists import`)."""
+    kinds = tables.kinds
+    for i, rule in enumerate(doc.rules):
+        for scope, sloc in _scopes(rule, ("rules", i)):
+            for key in ("recipient_is", "every_external_recipient_is"):
+                for k, cls in enumerate(getattr(scope, key)):
+                    here: Loc = (*sloc, key, k)
+                    if cls in ("customer", "partner") and getattr(doc.lists, cls + "s") is None:
+                        yield Issue(here, f"{cls} needs lists.{cls}s (the {cls}s.csv file)")
+                    elif cls.startswith("partner:"):
+                        kind = cls.removeprefix("partner:")
+                        if doc.lists.partners is None:
+                            yield Issue(here, f"{cls} needs lists.partners (the partners.csv "
+                                              "file, with a kind column)")
+                        elif kind not in kinds:
+                            known = ", ".join(sorted(kinds)) or "none: add a kind column"
+                            yield Issue(here, f"no partner in partners.csv has the kind {kind!r} "
+                                              f"(kinds there: {known}); this never holds "
+                                              "until one does", warning=True)
+                    elif cls.startswith("list:"):
+                        name = cls.removeprefix("list:")
+                        if name not in doc.lists.suppression:
+                            yield Issue(here, f"no list {name!r} in lists.suppression; fine "
+                                              "if it is imported with `guard lists import` "
+                                              f"(declare it `{name}: {{source: store}}` to "
+                                              "say so)", warning=True)
 
 
 def _approver_issues(doc: PolicyDoc, rule: Rule, loc: Loc) -> Iterator[Issue]:

@@ -18,6 +18,7 @@ from guard.mail.addresses import address_key, domain_of
 from guard.policy.patterns import DomainSet, glob_pattern
 from guard.policy.rules import CompiledRule
 from guard.policy.schema import Action, Defaults, Group, PolicyDoc
+from guard.policy.scope import RecipientTables
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +40,8 @@ class Policy:
     keywords: tuple[KeywordRule, ...] = ()
     # defaults.own_contacts, the company name and lists.own_contacts, merged
     own_contacts: OwnContacts = field(default_factory=OwnContacts)
+    # customers and partners by domain, for scopes that name them (recipient_is)
+    tables: RecipientTables = field(default_factory=RecipientTables)
     _internal: DomainSet = field(default_factory=lambda: DomainSet(()), repr=False)
     _exact_members: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _pattern_members: tuple[tuple[str, re.Pattern[str]], ...] = field(default=(), repr=False)
@@ -108,6 +111,7 @@ def compile_policy(
     store_lists: frozenset[str] = frozenset(),
     digest: str = "",
     warnings: tuple[str, ...] = (),
+    tables: RecipientTables | None = None,
 ) -> Policy:
     """Compile a validated document; the loader adds what it read (files, digest)."""
     exact: dict[str, list[str]] = {}
@@ -135,6 +139,7 @@ def compile_policy(
         warnings=warnings,
         internal_domains=frozenset(doc.defaults.internal_domains),
         keywords=tuple(KeywordRule(k.name, k.pattern, tuple(k.fields)) for k in doc.keywords),
+        tables=tables or RecipientTables(),
         _internal=DomainSet(doc.defaults.internal_domains),
         _exact_members={k: tuple(v) for k, v in exact.items()},
         _pattern_members=tuple(patterns),

@@ -35,6 +35,7 @@ from guard.policy.csvread import (
     row_text,
 )
 from guard.policy.issues import PolicyError, PolicyIssue
+from guard.policy.values import normalise_kind
 
 __all__ = [
     "CustomerParseResult",
@@ -43,12 +44,14 @@ __all__ = [
     "OwnContactsParseResult",
     "load_customers",
     "load_own_contacts",
+    "load_partner_kinds",
     "load_partners",
     "parse_address_csv",
     "parse_customers_csv",
     "parse_domain",
     "parse_domains_csv",
     "parse_own_contacts_csv",
+    "parse_partners_csv",
 ]
 
 
@@ -204,6 +207,39 @@ def parse_domains_csv(data: bytes) -> DomainParseResult:
     if errors:
         return DomainParseResult([], errors)
     return DomainParseResult(list(domains), [])
+
+
+_KIND_HEADERS = frozenset({"kind", "kinds", "type", "種別", "区分", "分類", "取引区分"})
+_KIND_SPLIT = re.compile(r"[;|；｜、]")
+
+
+def parse_partners_csv(data: bytes) -> tuple[dict[str, frozenset[str]], list[RowError]]:
+    """Partner domains with their kinds (contractor, supplier, …) from CSV bytes.
+
+    The domains are read as parse_domains_csv reads them; kinds come from a `kind`
+    (種別, 区分) column when the header has one, several separated by "|", compared
+    case-folded (values.normalise_kind). A partner without a kind is a partner.
+    """
+    result = parse_domains_csv(data)
+    if not result.ok:
+        return {}, result.errors
+    partners: dict[str, frozenset[str]] = {d: frozenset() for d in result.domains}
+    rows, _ = read_rows(data)
+    if not rows:
+        return partners, []
+    kind_col = find_column(rows[0].cells, _KIND_HEADERS)
+    domain_col = find_column(rows[0].cells, _DOMAIN_HEADERS,
+                             lambda k: "domain" in k or "ドメイン" in k)
+    if kind_col is None or domain_col is None:
+        return partners, []
+    for row in rows[1:]:
+        try:
+            domain = parse_domain(cell_at(row, domain_col))
+        except ValueError:
+            continue
+        kinds = {normalise_kind(k) for k in _KIND_SPLIT.split(cell_at(row, kind_col))}
+        partners[domain] = partners.get(domain, frozenset()) | {k for k in kinds if k}
+    return partners, []
 
 
 # ---------------------------------------------------------------- customers
@@ -393,6 +429,13 @@ def load_own_contacts(path: str | os.PathLike[str]) -> OwnContacts:
     if not result.ok:
         raise _row_issues(file, result.errors)
     return result.contacts
+def load_partner_kinds(path: str | os.PathLike[str]) -> dict[str, frozenset[str]]:
+    """partners.csv with its optional `kind` column: domain -> kinds."""
+    file = Path(path)
+    partners, errors = parse_partners_csv(_read_list_file(file))
+    if errors:
+        raise _row_issues(file, errors)
+    return partners
 
 
 def load_customers(path: str | os.PathLike[str]) -> tuple[Customer, ...]:

@@ -23,6 +23,7 @@ from guard.policy.parameters import winner_parameters
 from guard.policy.patterns import DomainSet
 from guard.policy.rules import CompiledRule
 from guard.policy.schema import Action
+from guard.policy.scope import Envelope, suppression_by_recipient
 from guard.policy.verdict import Modifiers, Reason, TagMark, Verdict
 
 UNINSPECTABLE_DEFAULT_RULE = "defaults.uninspectable"
@@ -40,6 +41,25 @@ def _internal_test(policy: Policy, internal: InternalTest) -> Callable[[str], bo
         internal = (internal,)
     domains = DomainSet(normalize_domain(d.strip().lstrip("@")) for d in internal)
     return lambda address: domain_of(address) in domains
+
+
+def envelope(
+    policy: Policy,
+    findings: Sequence[Finding],
+    *,
+    sender: str,
+    rcpt_tos: Sequence[str],
+    internal: InternalTest = None,
+) -> Envelope:
+    """What the rules' scopes ask about this message, worked out once for all of them."""
+    return Envelope(
+        sender=address_key(sender),
+        rcpt_tos=rcpt_tos,
+        is_internal=_internal_test(policy, internal),
+        groups_of=policy.groups_of,
+        tables=policy.tables,
+        lists=suppression_by_recipient(findings),
+    )
 
 
 @dataclass
@@ -64,27 +84,14 @@ def evaluate(
     address, or a collection of internal domains (subdomains included); by default the
     policy's defaults.internal_domains.
     """
-    is_internal = _internal_test(policy, internal)
-    sender_address = address_key(sender)
-    external = any(not is_internal(r) for r in rcpt_tos)
-    rcpt_domains = [domain_of(r) for r in rcpt_tos]
-    sender_groups: tuple[str, ...] | None = None
+    env = envelope(policy, findings, sender=sender, rcpt_tos=rcpt_tos, internal=internal)
+    sender_address = env.sender
+    external = env.external
 
     index = index_findings(findings)
     matches: list[_Match] = []
     for rule in policy.rules:
-        if rule.direction == "outbound-external" and not external:
-            continue
-        if rule.direction == "internal" and external:
-            continue
-        if rule.senders is not None and not rule.senders.match(sender_address):
-            continue
-        if rule.groups is not None:
-            if sender_groups is None:
-                sender_groups = policy.groups_of(sender_address)
-            if rule.groups.isdisjoint(sender_groups):
-                continue
-        if rule.domains is not None and not any(d in rule.domains for d in rcpt_domains):
+        if not rule.scope.applies(env):
             continue
         hits = rule.hits(index)
         if hits is not None:

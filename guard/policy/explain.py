@@ -13,13 +13,15 @@ from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
+from pydantic import Tag as FormTag
 from pydantic_core import ErrorDetails
 
 from guard.policy.issues import PolicyIssue
-from guard.policy.schema import Loc, PolicyDoc
+from guard.policy.schema import GROUP_KEYS, Loc, PolicyDoc
 from guard.policy.yamltree import Mark, Tree
 
 _IDENT = re.compile(r"^[\w-]+$")
+_FORM_TAG = re.compile(r"^\{\w+\}$")  # "{all}": which form of a union was tried
 
 
 def format_loc(loc: Loc) -> str:
@@ -62,16 +64,18 @@ def issue_at(mark: Mark, where: str, message: str, *, warning: bool = False) -> 
 
 def validation_issue(tree: Tree, err: ErrorDetails) -> PolicyIssue:
     """One pydantic error, at the position of what it is about, in an admin's words."""
-    loc: Loc = tuple(err["loc"])
-    if loc[:2] == ("lists", "suppression") and len(loc) > 3 and loc[3] in ("file", "store"):
-        loc = loc[:3] + loc[4:]  # the form's tag (schema.SuppressionSource) is not a key
+    tagged: Loc = tuple(err["loc"])
+    # the forms' tags (schema.SuppressionSource, schema.ConditionItem) are not keys
+    loc = tuple(c for i, c in enumerate(tagged) if not (
+        isinstance(c, str) and (_FORM_TAG.match(c) or (
+            tagged[:2] == ("lists", "suppression") and i == 3 and c in ("file", "store")))))
     kind: str = err["type"]
     if kind == "missing":
         mark, _ = locate(tree, loc[:-1])
         return issue_at(mark, format_loc(mark.path), f"missing required key {loc[-1]!r}")
     if kind == "extra_forbidden":
         mark, where = locate(tree, loc, key=True)
-        return issue_at(mark, where, _unknown_key(loc))
+        return issue_at(mark, where, _unknown_key(tagged))
     mark, where = locate(tree, loc)
     return issue_at(mark, where, _describe(err))
 
@@ -128,6 +132,9 @@ def _describe(err: ErrorDetails) -> str:
     if kind in _BOUNDS:
         name, sign = _BOUNDS[kind]
         return f"expected a number {sign} {ctx.get(name)}; got {got}"
+    if kind == "too_short":
+        n = ctx.get("min_length")
+        return f"expected at least {n} item{'s' if n != 1 else ''}; got {got}"
     if kind == "string_too_long":
         return f"expected at most {ctx.get('max_length')} characters; got {got}"
     if kind in ("value_error", "assertion_error"):
@@ -135,37 +142,56 @@ def _describe(err: ErrorDetails) -> str:
     return f"{err['msg']}; got {got}"
 
 
-def _unwrap(annotation: Any) -> Any:
+def _unwrap(annotation: Any, tag: str | None = None) -> Any:
+    """The type under Annotated and Optional; of a tagged union, the member `tag` names."""
     while True:
         origin = get_origin(annotation)
         if origin is Annotated:
             annotation = get_args(annotation)[0]
         elif origin in (Union, UnionType):
-            annotation = next(a for a in get_args(annotation) if a is not type(None))
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            annotation = next((a for a in members if tag is not None and any(
+                isinstance(m, FormTag) and m.tag == tag
+                for m in getattr(a, "__metadata__", ()))), members[0])
         else:
             return annotation
+
+
+def _keys(model: type[BaseModel]) -> dict[str, str]:
+    """The keys admins write (a field's alias, else its name) -> field names."""
+    return {(f.alias or name): name for name, f in model.model_fields.items()}
 
 
 def _unknown_key(loc: Loc) -> str:
     """'unknown key' plus the keys that are allowed there (and a likely spelling)."""
     annotation: Any = PolicyDoc
-    for comp in loc[:-1]:
+    for i, comp in enumerate(loc[:-1]):
+        if isinstance(comp, str) and _FORM_TAG.match(comp):
+            continue  # a union's tag: picked by _unwrap below
+        nxt = loc[i + 1] if i + 1 < len(loc) else None
+        tag = nxt if isinstance(nxt, str) and _FORM_TAG.match(nxt) else None
         annotation = _unwrap(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(str(comp))
-            if field is None:
+            name = _keys(annotation).get(str(comp))
+            if name is None:
                 break
-            annotation = field.annotation
+            annotation = annotation.model_fields[name].annotation
         elif get_origin(annotation) is list and isinstance(comp, int):
             annotation = get_args(annotation)[0]
         elif get_origin(annotation) is dict and isinstance(comp, str):
             annotation = get_args(annotation)[1]
+        if tag is not None:
+            annotation = _unwrap(annotation, tag)
     annotation = _unwrap(annotation)
     message = f"unknown key {loc[-1]!r}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        allowed = list(annotation.model_fields)
+        allowed = list(_keys(annotation))
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         if close:
             message += f" (did you mean {close[0]!r}?)"
-        message += f"; expected one of {', '.join(allowed)}"
+        if set(allowed) <= set(GROUP_KEYS):
+            message += (f"; a group holds only its {allowed[0]!r} (put {loc[-1]!r} in a "
+                        "condition inside it)")
+        else:
+            message += f"; expected one of {', '.join(allowed)}"
     return message

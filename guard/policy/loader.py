@@ -16,12 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from guard.inspect.owndata import OwnContacts
-from guard.policy.checks import semantic_issues
+from guard.policy.checks import recipient_class_issues, semantic_issues, uses_recipient_classes
 from guard.policy.compiled import Policy, compile_policy
-from guard.policy.datafiles import load_own_contacts
+from guard.policy.datafiles import load_customers, load_own_contacts, load_partner_kinds
 from guard.policy.explain import format_loc, issue_at, locate, validation_issue
 from guard.policy.issues import PolicyError, PolicyIssue
 from guard.policy.schema import Loc, PolicyDoc
+from guard.policy.scope import RecipientTables
 from guard.policy.yamltree import Mark, Tree, parse_file
 
 POLICY_FILE = "policy.yaml"
@@ -81,6 +82,15 @@ class _Loader:
                 own = load_own_contacts(own_file)
             except PolicyError as e:
                 self.issues.extend(e.issues)
+        tables = None
+        if uses_recipient_classes(doc) and not self._errors():
+            tables = self._tables(data_files)
+            for issue in recipient_class_issues(doc, tables):
+                loc = issue.loc
+                if loc not in tree.values and loc[:-1] in tree.values:
+                    loc = loc[:-1]  # one class written without a list: no [0] to show
+                mark, where = locate(tree, loc)
+                self.issues.append(issue_at(mark, where, issue.message, warning=issue.warning))
         if self._errors():
             raise PolicyError(self._sorted(), [*self.files, *self.missing])
         # content only: the same files loaded through another path spelling are the
@@ -105,6 +115,7 @@ class _Loader:
                 n for n, p in doc.lists.suppression.items() if not isinstance(p, str)),
             digest=digest.hexdigest(),
             warnings=tuple(str(i) for i in self._sorted() if i.warning),
+            tables=tables,
         )
 
     def _errors(self) -> bool:
@@ -217,6 +228,22 @@ class _Loader:
         return parsed.tree
 
     # -- referenced data files
+
+    def _tables(self, data_files: dict[Loc, Path]) -> RecipientTables:
+        """Customers and partners by domain, for the scopes that name them; a bad row
+        is an error of this load (a half-read table would silently match fewer)."""
+        customers: dict[str, str] = {}
+        partners: dict[str, frozenset[str]] = {}
+        try:
+            if ("lists", "customers") in data_files:
+                for c in load_customers(data_files[("lists", "customers")]):
+                    for d in c.domains:
+                        customers.setdefault(d, c.name)
+            if ("lists", "partners") in data_files:
+                partners = load_partner_kinds(data_files[("lists", "partners")])
+        except PolicyError as e:
+            self.issues.extend(e.issues)
+        return RecipientTables(customers, partners)
 
     def _data_files(self, tree: Tree, doc: PolicyDoc) -> dict[Loc, Path]:
         refs: list[tuple[Loc, str]] = []

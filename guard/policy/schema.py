@@ -32,8 +32,10 @@ from guard.policy.values import (
     OneLineList,
     PathList,
     PhoneList,
+    PlaceList,
     PostalAddressList,
     PostalCodeList,
+    RecipientClassList,
     Symbol,
     check_regex,
     one_or_many,
@@ -217,7 +219,11 @@ class Condition(_Model):
     symbol: Symbol  # exact ("pii.my_number") or a family ("pii")
     min_count: int = Field(default=1, ge=1)
     min_score: float = Field(default=0.0, ge=0.0, le=1.0)
-    where: str | None = None  # prefix of Finding.where: "attachment", "body", "subject"
+    # count >= this share of the finding's evidence.lines (pii.records, pii.people_list)
+    min_percent: float | None = Field(default=None, gt=0.0, le=100.0)
+    # prefixes of Finding.where ("attachment", "body", "subject") or new_text; any of them
+    where: PlaceList = []
+    except_where: PlaceList = []  # prefixes (or new_text) a finding must not be at
     # evidence values the finding must have: {list: withdrawn}, {rule: [a, b]} (any of)
     evidence: dict[str, Annotated[list[OneLine], BeforeValidator(one_or_many),
                                   Field(min_length=1)]] = {}
@@ -228,6 +234,69 @@ def _condition_shorthand(value: Any) -> Any:
     return {"symbol": value} if isinstance(value, str) else value
 
 
+class AllOf(_Model):
+    """`{all: [...]}`: every condition in the list holds."""
+
+    items: list[ConditionItem] = Field(alias="all", min_length=1)
+
+
+class AnyOf(_Model):
+    """`{any: [...]}`: at least one condition in the list holds."""
+
+    items: list[ConditionItem] = Field(alias="any", min_length=1)
+
+
+def _one_condition(value: Any) -> Any:
+    if isinstance(value, list):
+        raise ValueError(
+            "expected one condition; for several write {not: {any: [...]}} (none of them "
+            "holds) or {not: {all: [...]}} (not all of them hold)"
+        )
+    return value
+
+
+class NotOf(_Model):
+    """`{not: <condition>}`: the condition does not hold (no finding satisfies it)."""
+
+    item: Annotated[ConditionItem, BeforeValidator(_one_condition)] = Field(alias="not")
+
+
+# The keys that make a condition item a group; a group holds nothing else.
+GROUP_KEYS = ("all", "any", "not")
+
+
+def _condition_form(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in GROUP_KEYS:
+            if key in value:
+                return "{" + key + "}"
+    elif isinstance(value, AllOf | AnyOf | NotOf):
+        return "{" + {AllOf: "all", AnyOf: "any", NotOf: "not"}[type(value)] + "}"
+    return "{condition}"
+
+
+# A condition item: a condition, or a group of them. The forms' tags ("{all}") are not
+# keys; the error explainer leaves them out of the places it shows.
+ConditionItem = Annotated[
+    Annotated[Condition, BeforeValidator(_condition_shorthand), FormTag("{condition}")]
+    | Annotated[AllOf, FormTag("{all}")]
+    | Annotated[AnyOf, FormTag("{any}")]
+    | Annotated[NotOf, FormTag("{not}")],
+    Discriminator(_condition_form),
+]
+ConditionGroup = AllOf | AnyOf | NotOf
+
+
+class ScopeExcept(_Model):
+    """`scope.except`: the rule does not apply when any one of these tests holds."""
+
+    senders: AddressPatternList = []
+    groups: GroupNameList = []
+    recipient_domains: DomainPatternList = []
+    recipient_is: RecipientClassList = []
+    every_external_recipient_is: RecipientClassList = []
+
+
 class Scope(_Model):
     """Which messages a rule looks at. Empty lists mean "no limit"."""
 
@@ -235,9 +304,11 @@ class Scope(_Model):
     senders: AddressPatternList = []
     groups: GroupNameList = []
     recipient_domains: DomainPatternList = []
-
-
-ConditionItem = Annotated[Condition, BeforeValidator(_condition_shorthand)]
+    # some recipient is one of these: customer, partner, partner:KIND, list:NAME
+    recipient_is: RecipientClassList = []
+    # there are external recipients and each of them is one of these
+    every_external_recipient_is: RecipientClassList = []
+    except_: ScopeExcept | None = Field(default=None, alias="except")
 
 
 class Tag(_Model):
@@ -280,6 +351,10 @@ class Rule(_Model):
         if value is not None and not _STATUS.match(value):
             raise ValueError(f"expected an enhanced status code like 5.7.1; got {value!r}")
         return value
+
+
+for _model in (AllOf, AnyOf, NotOf, Rule):
+    _model.model_rebuild()
 
 
 class PolicyDoc(_Model):

@@ -131,6 +131,54 @@ def _one_line(value: str) -> str:
     return value
 
 
+# Named places a condition's `where` may use besides a prefix of Finding.where: the
+# body's new text, without what the sender quoted, signed or was made to append.
+NEW_TEXT = "new_text"
+NOT_NEW_TEXT = ("body.quoted", "body.signature", "body.disclaimer")
+
+
+def _place(value: str) -> str:
+    text = value.strip()
+    if not text or any((c.isspace() and c != " ") or ord(c) < 32 for c in text):
+        raise ValueError(
+            "expected a place like body, subject, attachment, attachment:名簿.xlsx or "
+            f"{NEW_TEXT}; got {value!r}"
+        )
+    return text
+
+
+# What a scope may say a recipient is: a table (customers.csv, partners.csv and a kind
+# of its `kind` column) or a suppression list the findings name.
+RECIPIENT_CLASSES = ("customer", "partner")
+RECIPIENT_PREFIXES = ("partner:", "list:")
+_KIND = re.compile(r"^[\w][\w .&/-]*$")
+
+
+def normalise_kind(value: str) -> str:
+    """A partner kind as written in partners.csv or a policy: compared case-folded."""
+    return " ".join(unicodedata.normalize("NFKC", value).split()).casefold()
+
+
+def _recipient_class(value: str) -> str:
+    text = unicodedata.normalize("NFKC", value).strip()
+    expected = ("expected customer, partner, partner:KIND (a kind in partners.csv, "
+                "like partner:contractor) or list:NAME (a suppression list)")
+    head, sep, tail = text.partition(":")
+    head = head.strip().casefold()
+    if not sep and head in RECIPIENT_CLASSES:
+        return head
+    if sep and head == "partner" and _KIND.match(tail.strip()):
+        return f"partner:{normalise_kind(tail)}"
+    if sep and head == "list" and _NAME.match(tail.strip()):
+        return f"list:{tail.strip()}"
+    hint = ""
+    if not sep and head.rstrip("s") in RECIPIENT_CLASSES:
+        hint = f" (did you mean {head.rstrip('s')!r}?)"
+    elif not sep and _KIND.match(head):
+        hint = f" (did you mean 'partner:{head}' or 'list:{head}'?)"
+    raise ValueError(f"unknown recipient class {value!r}{hint}; {expected}")
+
+
 Name = Annotated[str, AfterValidator(_name)]
 GroupName = Annotated[str, AfterValidator(_group_name)]
 Domain = Annotated[str, AfterValidator(_domain)]
@@ -148,6 +196,9 @@ AddressList = Annotated[list[Address], BeforeValidator(one_or_many)]
 AddressPatternList = Annotated[list[AddressPattern], BeforeValidator(one_or_many)]
 GroupNameList = Annotated[list[GroupName], BeforeValidator(one_or_many)]
 PathList = Annotated[list[FilePath], BeforeValidator(one_or_many)]
+PlaceList = Annotated[list[Annotated[str, AfterValidator(_place)]], BeforeValidator(one_or_many)]
+RecipientClassList = Annotated[list[Annotated[str, AfterValidator(_recipient_class)]],
+                               BeforeValidator(one_or_many)]
 
 # The organisation's own contact data (defaults.own_contacts), in the forms the
 # personal-data scan compares (guard.inspect.owndata)
