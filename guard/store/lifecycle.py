@@ -42,7 +42,7 @@ class RecipientState(StrEnum):
     PENDING = "pending"  # not settled yet: tried at the next attempt
     DELIVERED = "delivered"
     FAILED = "failed"  # 5xx, or 4xx until the message's lifetime ran out
-    DROPPED = "dropped"  # taken out of a held message by a person
+    DROPPED = "dropped"  # taken out of a held message by a person, or by a drop rule
 
 
 # Waiting for delivery: what a worker claims, retries and leases.
