@@ -19,6 +19,7 @@ from guard.config import Settings
 if TYPE_CHECKING:
     from guard.knowledge.listsync import ListKey
     from guard.policy import Policy
+    from guard.policy.verdict import Verdict
     from guard.store.access import Store
 
 SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -203,18 +204,18 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
     return 0
 
 
-def recipient_lines(v: Any, rcpts: list[str]) -> list[str]:
+def recipient_lines(v: Verdict, rcpts: list[str]) -> list[str]:
     """What happens to each recipient, and why: who a drop rule takes out, which part of
     a split goes now and which waits, and why a hold that asked to split did not."""
     out = [f"drop {d.address}: rule {d.rule}, {d.symbol}: {d.reason_en or d.reason_ja}"
            for d in v.dropped]
-    if v.action.value == "reject" and v.dropped:
+    if v.action.value == "reject" and v.dropped and not v.split:
         out.append("no recipient left: the message is refused")
     if v.split is not None:
         sp = v.split
         out.append(f"send now to {', '.join(sp.now_recipients)}: {sp.now.action.value}"
                    + (f" (rule {sp.now.rule})" if sp.now.rule else ""))
-        rules = sorted({r.rule for r in sp.held.reasons if r.action.value == sp.held.action.value})
+        rules = sorted({r.rule for r in sp.held.reasons if r.action is sp.held.action})
         out.append(f"hold ({sp.held.action.value}) {', '.join(sp.held_recipients)}: "
                    f"rule {', '.join(rules) or sp.held.rule}")
     elif v.no_split:

@@ -104,3 +104,16 @@ def test_split_on_a_rule_that_does_not_hold_is_an_error_at_its_line(tmp_path: Pa
     line = bad.splitlines().index("    split: true") + 1
     assert f"policy.yaml:{line}:" in r.stdout + r.stderr, r.stdout + r.stderr
     assert "split applies to action delay, confirm, approve, not to drop" in r.stdout + r.stderr
+
+
+def test_what_concerned_only_the_dropped_recipient_no_longer_counts(tmp_path: Path) -> None:
+    # without history example.com is new too, but only the dropped recipient is there:
+    # the first-time-domain hold (here for any direction) concerned nobody left
+    policy = POLICY.replace("    scope: {direction: outbound-external}\n", "", 1)
+    assert policy != POLICY
+    v = verdict(tmp_path, [COLLEAGUES[0], WITHDRAWN], policy)
+    assert v["action"] == "drop" and v["rule"] == "withdrawn-members"
+    assert [d["address"] for d in v["dropped"]] == [WITHDRAWN]
+    assert {r["rule"] for r in v["reasons"]} == {"withdrawn-members"}
+    assert v["explain"] == [f"drop {WITHDRAWN}: rule withdrawn-members, suppressed: "
+                            f"{WITHDRAWN} is on the suppression list 'withdrawn'"]

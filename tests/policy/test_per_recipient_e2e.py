@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import smtplib
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -33,10 +32,6 @@ def mail(to: list[str], subject: str = "ご案内") -> bytes:
     m["Subject"] = subject
     m.set_content("来月の展示会のご案内です。\n")
     return m.as_bytes()
-
-
-def db_url(tmp_path: Path) -> str:
-    return os.environ.get("GUARD_TEST_PG_URL") or f"sqlite:///{tmp_path / 'guard.db'}"
 
 
 def stored(url: str) -> list[dict[str, Any]]:
@@ -73,11 +68,11 @@ def body(data: bytes) -> bytes:
 
 
 @pytest.fixture
-def guarded(guard_factory: Any, sink: Sink, tmp_path: Path) -> tuple[Any, str]:
-    if os.environ.get("GUARD_TEST_PG_URL"):
-        pytest.skip("a fresh database per test: run on SQLite")  # pragma: no cover
+def guarded(guard_factory: Any, sink: Sink, tmp_path: Path, db_url: str) -> tuple[Any, str]:
+    """A guard with the per-recipient policy, on SQLite and on PostgreSQL (the store
+    writes dropped recipients and two messages in one transaction)."""
     write_policy(tmp_path / "policies")
-    url = db_url(tmp_path)
+    url = db_url
     g = guard_factory(sink.url, url, policy=str(tmp_path / "policies"))
     known = tmp_path / "known.csv"
     known.write_text("domain\npartner.example\nexample.com\n")
