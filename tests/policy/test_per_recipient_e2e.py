@@ -99,6 +99,7 @@ def test_a_suppressed_recipient_is_dropped_and_the_others_get_it(
     text = notice_text(notice)
     # alice reads Japanese (users file): the notice is in her language
     assert "■ 除外した宛先:\r\n  ・ito.hanako@example.com" in text
+    assert "ほかの宛先には送信します" in text
     assert "withdrawn" in text  # why: the list it is on
     assert not arrived(WITHDRAWN)
     (row,) = [m for m in stored(url) if m["sender"] != "guard"]

@@ -195,7 +195,8 @@ class NoticeFactory:
             if (w := why.get(address_key(a))) else []} for a in record.rcpt_tos if a in gone]
         hold = parse_hold(record.verdict, mail_from=record.mail_from, sender=record.sender)
         return self.make(Event("dropped"), msg, rcpts, hold, now, record.mail_from,
-                         extra={"removed_why": removed_why})
+                         extra={"removed_why": removed_why,
+                                "held": record.state == "held"})
 
     def make(self, event: Event, msg: MessageRow, rcpts: list[RecipientRow], hold: Hold,
              now: float, to: str, *, link_action: str | None = None,
@@ -220,7 +221,7 @@ class NoticeFactory:
             "required": hold.approvals_required,
             "count": event.count,
             "escalated": event.escalated, "link": link,
-            "removed_why": [], "sent_now": _sent_now(msg),
+            "removed_why": [], "sent_now": _sent_now(msg), "held": msg.state == "held",
             **reason_lines(hold, rcpts), **(extra or {})}
         # the rule's words ("held for 5 minutes") belong to the hold, not to what followed
         asks = event.kind in ("held", "approval_request")

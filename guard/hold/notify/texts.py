@@ -27,7 +27,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "subject.cancelled": ("送信を取り消しました（未送信）", "Cancelled, not sent"),
     "subject.expired": ("期限切れのため送信されませんでした", "Expired, not sent"),
     "subject.released": ("保留を解除しました（送信します）", "Released, being sent"),
-    "subject.dropped": ("一部の宛先を除外して送信しました", "Sent without some recipients"),
+    "subject.dropped": ("一部の宛先を除外しました", "Some recipients removed"),
     # page and notice labels
     "label.subject": ("件名", "Subject"),
     "label.from": ("差出人", "From"),
