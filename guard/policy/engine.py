@@ -83,7 +83,7 @@ def evaluate(
     for _ in range(len(rcpts) + 1):
         matches = _matches(policy, live, sender_address=sender_address, rcpt_tos=rcpts,
                            is_internal=is_internal)
-        newly = _drops(matches, dropped)
+        newly = _drops(matches, dropped, {address_key(r) for r in rcpts})
         if not newly:
             break
         drop_matches += [m for m in matches if m.action is Action.DROP
@@ -175,8 +175,9 @@ def _aggregate(policy: Policy, matches: list[_Match], sender_address: str,
     )
 
 
-def _drops(matches: list[_Match], dropped: dict[str, Dropped]) -> bool:
-    """Add the recipients the drop rules' findings name to `dropped`; True if any was new."""
+def _drops(matches: list[_Match], dropped: dict[str, Dropped], envelope: set[str]) -> bool:
+    """Add the recipients the drop rules' findings name to `dropped` (envelope recipients
+    only: an address only written in To/Cc gets nothing anyway); True if any was new."""
     new = False
     for m in matches:
         if m.action is not Action.DROP:
@@ -184,7 +185,7 @@ def _drops(matches: list[_Match], dropped: dict[str, Dropped]) -> bool:
         for f in m.findings:
             for a in f.recipients:
                 key = address_key(a)
-                if key and key not in dropped:
+                if key in envelope and key not in dropped:
                     message = m.rule.spec.message if m.rule is not None else None
                     dropped[key] = Dropped(
                         a, m.name, f.symbol,

@@ -73,9 +73,11 @@ _INSERT = (None,)
 MOVES: tuple[Move, ...] = tuple([
     # -- stored at DATA (the accept pipeline), or written by the guard itself
     *_moves(_INSERT, State.QUEUED, "accepted", "queue.insert_message",
-            "accepted at DATA; also the notices and DSNs the guard writes"),
+            "accepted at DATA (with a split hold: the part that goes now); also the "
+            "notices and DSNs the guard writes"),
     *_moves(_INSERT, State.HELD, "held", "queue.insert_message",
-            "accepted at DATA with a hold verdict (delay, confirm, approve)"),
+            "accepted at DATA with a hold verdict (delay, confirm, approve; with a split "
+            "hold: the part for the held recipients)"),
     *_moves(_INSERT, State.REJECTED, "rejected", "queue.insert_message",
             "answered 5xx at DATA (envelope, verdict and bytes kept for replay)"),
     # -- delivery attempts (the relay worker, holding the lease)
