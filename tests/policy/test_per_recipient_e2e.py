@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import smtplib
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -147,6 +149,15 @@ def test_a_split_hold_sends_the_known_now_and_the_new_one_after_release(
     (held_notice,) = wait_for(lambda: arrived(ALICE), what="the held part's notice")
     text = notice_text(held_notice)
     assert NEW in text and KNOWN[0] in text  # whom it waits for; who got it now
+    # the held part's review page shows its own recipient, and who got it now
+    link = re.search(r"https?://\S+/review/\S+", text)
+    assert link is not None
+    status, page = g.http(urlsplit(link.group()).path)
+    assert status == 200, page
+    assert page.count('id="rcpt-') == 1 and NEW in page
+    sent_now = re.search(r'<p class="help" id="sent-now">(.*?)</p>', page)
+    assert sent_now is not None, page
+    assert sent_now.group(1).endswith(f": {KNOWN[0]}, {KNOWN[1]}")
     assert not arrived(NEW)
     rows = {m["state"]: m for m in stored(url) if m["sender"] != "guard"}
     held, done = rows["held"], rows["delivered"]

@@ -221,7 +221,8 @@ class NoticeFactory:
             "required": hold.approvals_required,
             "count": event.count,
             "escalated": event.escalated, "link": link,
-            "removed_why": [], "sent_now": _sent_now(msg), "held": msg.state == "held",
+            "removed_why": [], "held": msg.state == "held",
+            "sent_now": [one_line(a, 320) for a in hold.sent_now[:MAX_LISTED_RECIPIENTS]],
             **reason_lines(hold, rcpts), **(extra or {})}
         # the rule's words ("held for 5 minutes") belong to the hold, not to what followed
         asks = event.kind in ("held", "approval_request")
@@ -257,15 +258,6 @@ class NoticeFactory:
             sender="guard", rcpt_tos=[to], data=data, subject=one_line(subject, 200),
             header_from=from_addr, actor="hold:notice",
             audit_detail={"notice": event.kind, "for": msg.id})
-
-
-def _sent_now(msg: MessageRow) -> list[str]:
-    """The held part of a split message: the recipients the other part went to now."""
-    split = msg.verdict.get("split")
-    if not isinstance(split, dict) or split.get("part") != "held":
-        return []
-    return [one_line(str(a), 320) for a in split.get("other_recipients") or ()
-            ][:MAX_LISTED_RECIPIENTS]
 
 
 def lang_of(value: str) -> Lang:

@@ -39,6 +39,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "label.expired_at": ("期限切れ日時", "Expired at"),
     "label.released_at": ("保留解除日時", "Released at"),
     "label.removed": ("外した宛先", "Removed recipients"),
+    "label.sent_now": ("保留せずに送信したほかの宛先", "Sent now to the other recipients"),
     "label.state": ("状態", "Status"),
     "label.reasons": ("保留の理由", "Why it is held"),
     "label.recipients": ("宛先", "Recipients"),
