@@ -198,7 +198,8 @@ class GuardApp:
                                 internal_domains=self._internal_domains)
         mark = loop_id(self.secret)
         self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide, loop_id=mark,
-                                 commit_timeout=s.database.commit_timeout)
+                                 commit_timeout=s.database.commit_timeout,
+                                 drop_notice=self.hold.notices.dropped)
         pipeline, worker, hold = self.pipeline, self.worker, self.hold
 
         async def accept(msg: ReceivedMessage) -> Outcome:

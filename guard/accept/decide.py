@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from guard import metrics
-from guard.accept.pipeline import Decision
+from guard.accept.pipeline import Decision, NowPart
+from guard.ids import new_queue_id
 from guard.inspect.context import Customer, InspectContext
 from guard.inspect.domains import is_internal, registrable_domain
 from guard.inspect.extract import extract_message
@@ -33,7 +34,7 @@ from guard.mail.addresses import address_key, domain_of
 from guard.mail.digests import DIGEST_SCHEME, address_digest, canonical_digest, key_fingerprint
 from guard.mail.limits import cheap_to_read
 from guard.mail.message import parse_message
-from guard.mail.rewrite import add_headers, move_to_bcc, prefix_subject
+from guard.mail.rewrite import add_headers, move_to_bcc, prefix_subject, remove_recipients
 from guard.mail.view import MessageView
 from guard.policy import Policy, Verdict, evaluate, load_customers, load_partners
 from guard.policy.datafiles import parse_address_csv
@@ -359,9 +360,12 @@ def stored_verdict(inspection: Inspection, policy: Policy, mail_from: str,
 
 def apply_modifiers(data: bytes, verdict: Verdict, internal_domains: Collection[str] = ()
                     ) -> bytes | None:
-    """Header edits the verdict asks for (tag, bcc: external To/Cc addresses moved out,
-    the company's kept), or None when there are none."""
+    """Header edits the verdict asks for (recipients a drop rule took out leave To/Cc;
+    tag; bcc: external To/Cc addresses moved out, the company's kept), or None when
+    there are none."""
     out = data
+    if verdict.dropped:
+        out = remove_recipients(out, [d.address for d in verdict.dropped])
     tag = verdict.modifiers.tag
     if tag is not None:
         out = prefix_subject(add_headers(out, dict(tag.headers)), tag.subject_prefix)
@@ -414,16 +418,52 @@ class PolicyDecider:
         if v.action == Action.REJECT:
             return Decision(action="reject", rejection=rejection(v), verdict=doc)
         edited = None
-        if v.modifiers.tag is not None or v.modifiers.bcc:
+        if v.modifiers.tag is not None or v.modifiers.bcc or v.dropped:
             # a header block of 80,000 folded lines or a To of 1,000 addresses takes
             # tens of ms to rewrite (bounded, linear): not on the event loop
             edited = await asyncio.to_thread(apply_modifiers, msg.data, v,
                                              ins.context.internal_domains)
+        why = {address_key(d.address): f"dropped by policy (rule {d.rule}): "
+               f"{d.reason_en or d.symbol}" for d in v.dropped}
+        # keyed by the envelope's spelling: the store's recipient rows are matched on it
+        dropped = {r: why[address_key(r)] for r in msg.rcpt_tos if address_key(r) in why}
+        if v.split is not None:
+            # one message becomes two with the same bytes: the part for the recipients no
+            # rule holds goes now, the part for the others is held (its own id and audit)
+            now_id = new_queue_id()
+            held_doc = _part_doc(doc, v.split.held, {
+                "part": "held", "other": now_id,
+                "other_recipients": list(v.split.now_recipients)})
+            now_doc = _part_doc(doc, v.split.now, {
+                "part": "now", "other": queue_id,
+                "other_recipients": list(v.split.held_recipients)})
+            now_doc["dropped"] = doc["dropped"]
+            minutes = (v.split.held.delay_minutes if v.split.held.action == Action.DELAY
+                       else v.split.held.expiry_minutes)
+            return Decision(action="hold", verdict=held_doc, data=edited,
+                            hold_seconds=minutes * 60 if minutes else None,
+                            recipients=list(v.split.held_recipients), dropped=dropped,
+                            now=NowPart(now_id, _envelope_order(
+                                msg.rcpt_tos, (*v.split.now_recipients, *dropped)), now_doc))
         if v.action in HELD:
             minutes = v.delay_minutes if v.action == Action.DELAY else v.expiry_minutes
-            return Decision(action="hold", verdict=doc, data=edited,
+            return Decision(action="hold", verdict=doc, data=edited, dropped=dropped,
                             hold_seconds=minutes * 60 if minutes else None)
-        return Decision(action="queue", verdict=doc, data=edited)
+        return Decision(action="queue", verdict=doc, data=edited, dropped=dropped)
+
+
+def _part_doc(doc: dict[str, Any], part: Verdict, split: dict[str, Any]) -> dict[str, Any]:
+    """The stored verdict of one part of a split message: that part's action and reasons,
+    the message's findings and context, and which part it is."""
+    out = {**doc, **part.to_json(), "split": split}
+    for key in ("findings", "language", "sender_address", "attachments", "internal_domains"):
+        out[key] = doc[key]
+    return out
+
+
+def _envelope_order(rcpt_tos: list[str], chosen: Collection[str]) -> list[str]:
+    keys = {address_key(a) for a in chosen}
+    return [r for r in rcpt_tos if address_key(r) in keys]
 
 
 PolicySource = Callable[[], Policy]

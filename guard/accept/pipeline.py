@@ -17,8 +17,8 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from guard import metrics
@@ -41,12 +41,31 @@ POLICY_REFUSAL = Rejected(550, "5.7.1", "Message refused by policy")
 
 
 @dataclass
+class NowPart:
+    """The part of a split message that goes now: its own id, envelope and verdict."""
+
+    id: str
+    rcpt_tos: list[str]  # in envelope order; the dropped recipients among them
+    verdict: dict[str, Any]
+
+
+@dataclass
 class Decision:
     action: str = "queue"  # queue | hold | reject
     rejection: Rejected | None = None  # for reject: code, status and reason (else POLICY_REFUSAL)
     verdict: dict[str, Any] = field(default_factory=dict)  # stored: action + reasons
     hold_seconds: float | None = None
     data: bytes | None = None  # rewritten bytes (e.g. To/Cc moved to Bcc), else None
+    recipients: list[str] | None = None  # this message's envelope, when not all of it
+    # recipients the policy took out (address → why): stored as dropped, never sent to;
+    # on the part that goes now when the message is split
+    dropped: dict[str, str] = field(default_factory=dict)
+    now: NowPart | None = None  # a split: the part for the recipients no rule holds
+
+
+# The notice that tells the sender whom the policy took out (built by hold/notify, inserted
+# in the same transaction as the message), or None when it cannot be built.
+DropNotice = Callable[[q.NewMessage, Collection[str], float], q.NewMessage | None]
 
 
 Decider = Callable[[ReceivedMessage, str], Awaitable[Decision]]
@@ -116,7 +135,9 @@ def trace_header(msg: ReceivedMessage, queue_id: str, hostname: str, loop_id: st
 
 class Pipeline:
     def __init__(self, writer: BatchWriter, hostname: str, decide: Decider = queue_everything,
-                 loop_id: str = "", commit_timeout: float | None = None) -> None:
+                 loop_id: str = "", commit_timeout: float | None = None,
+                 drop_notice: DropNotice | None = None) -> None:
+        self.drop_notice = drop_notice
         self.writer = writer
         self.hostname = hostname
         self.decide = decide
@@ -148,7 +169,8 @@ class Pipeline:
         actor = f"smtp:{msg.sender}"
         record = q.NewMessage(
             id=queue_id, state=state, mail_from=msg.mail_from, sender=msg.sender,
-            rcpt_tos=msg.rcpt_tos, data=data, trace_header=trace_header(
+            rcpt_tos=decision.recipients if decision.recipients is not None else msg.rcpt_tos,
+            data=data, trace_header=trace_header(
                 msg, queue_id, self.hostname, self.loop_id),
             # what the sender sent, when the verdict's edits changed it (policy replay)
             original=msg.data if decision.data is not None else None,
@@ -160,11 +182,36 @@ class Pipeline:
                           "client_ip": msg.client_ip,
                           "action": decision.verdict.get("action", "pass")})
 
+        records = [record]
+        part = decision.now
+        if part is not None:  # a split: the same bytes, its own id, envelope and audit
+            records.append(replace(
+                record, id=part.id, state="queued", rcpt_tos=part.rcpt_tos,
+                verdict=part.verdict, hold_seconds=None,
+                trace_header=trace_header(msg, part.id, self.hostname, self.loop_id),
+                audit_detail={**record.audit_detail, "rcpts": len(part.rcpt_tos),
+                              "action": part.verdict.get("action", "pass"),
+                              "split_from": queue_id}))
+            record.audit_detail = {**record.audit_detail, "rcpts": len(record.rcpt_tos),
+                                   "split_into": part.id}
+        carrier = records[-1]  # the message that goes now carries the dropped recipients
+        if decision.dropped:
+            carrier.audit_detail = {**carrier.audit_detail, "dropped": decision.dropped}
+
         async def commit(conn: Any, now: float) -> str:
-            return await q.insert_message(conn, now, record)
+            for r in records:
+                await q.insert_message(conn, now, r)
+            if decision.dropped and state != "rejected":
+                await q.mark_dropped(conn, now, carrier.id, carrier.rcpt_tos, decision.dropped)
+                notice = (self.drop_notice(carrier, list(decision.dropped), now)
+                          if self.drop_notice else None)
+                if notice is not None:
+                    await q.insert_message(conn, now, notice)
+            return queue_id
 
         async def withdraw(conn: Any, now: float) -> bool:
-            return await q.withdraw_unanswered(conn, now, queue_id, actor)
+            gone = [await q.withdraw_unanswered(conn, now, r.id, actor) for r in records]
+            return any(gone)
 
         await self.writer.submit(commit, give_up_after=self.commit_timeout, undo=withdraw)
         metrics.ACCEPT_LATENCY.observe(time.perf_counter() - started)
@@ -179,5 +226,6 @@ class Pipeline:
         if decision.action == "hold":
             kind = str(decision.verdict.get("action") or "confirm")
             metrics.HOLDS_CREATED.labels(kind, decision.verdict.get("rule") or "none").inc()
-            return Held(str(decision.verdict.get("action") or "hold"), queue_id)
+            return Held(str(decision.verdict.get("action") or "hold"), queue_id,
+                        part.id if part is not None else "")
         return Accepted(state, queue_id)

@@ -19,6 +19,7 @@ from guard.config import Settings
 if TYPE_CHECKING:
     from guard.knowledge.listsync import ListKey
     from guard.policy import Policy
+    from guard.policy.verdict import Verdict
     from guard.store.access import Store
 
 SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -50,8 +51,9 @@ def add_commands(sub: Any) -> None:
                     "without it a missing database is an error)")
     pt.add_argument("--json", action="store_true")
     pt.add_argument("--explain", action="store_true",
-                    help="say for every rule why it matched or not: each scope test, the "
-                    "except test that excluded it, each branch of its conditions")
+                    help="say for every rule why it matched or not (each scope test, the "
+                    "except test that excluded it, each branch of its conditions) and per "
+                    "recipient what happens (drops, split holds)")
     pt.set_defaults(func=cmd_policy_test)
     pr = pol.add_parser("replay", help="what a policy would have done with past traffic")
     pr.add_argument("--since", default="7d", help="how far back: 30m, 12h, 7d, 2w")
@@ -183,15 +185,19 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
         settings.database.url)
     doc["lists"] = [u.to_json() for u in lists.used]
     traces = []
+    explained = recipient_lines(ins.verdict, rcpts) if args.explain else []
     if args.explain:
         from guard.policy.why import explain
 
         traces = explain(policy, ins.findings, sender=mail_from, rcpt_tos=rcpts)
         doc["explain"] = [t.to_json() for t in traces]
+        doc["per_recipient"] = explained
     if args.json:
         print(json.dumps(doc, ensure_ascii=False, indent=1))
         return 0
     print(f"action: {doc['action']}" + (f"  (rule {doc['rule']})" if doc.get("rule") else ""))
+    for line in explained:
+        print(f"  {line}")
     print(f"from:   {mail_from}\nto:     {', '.join(rcpts)}")
     for r in ins.verdict.reasons:
         print(f"  - [{r.rule}] {r.symbol}: {r.reason_ja} / {r.reason_en}")
@@ -207,6 +213,27 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
                                      f"{u.members} members") + (f"; {u.note}" if u.note else "")
         + ")" for u in lists.used) or "(none)"))
     return 0
+
+
+def recipient_lines(v: Verdict, rcpts: list[str]) -> list[str]:
+    """What happens to each recipient, and why: who a drop rule takes out, which part of
+    a split goes now and which waits, and why a hold that asked to split did not."""
+    out = [f"drop {d.address}: rule {d.rule}, {d.symbol}: {d.reason_en or d.reason_ja}"
+           for d in v.dropped]
+    if v.action.value == "reject" and v.dropped and not v.split:
+        out.append("no recipient left: the message is refused")
+    if v.split is not None:
+        sp = v.split
+        out.append(f"send now to {', '.join(sp.now_recipients)}: {sp.now.action.value}"
+                   + (f" (rule {sp.now.rule})" if sp.now.rule else ""))
+        rules = sorted({r.rule for r in sp.held.reasons if r.action is sp.held.action})
+        out.append(f"hold ({sp.held.action.value}) {', '.join(sp.held_recipients)}: "
+                   f"rule {', '.join(rules) or sp.held.rule}")
+    elif v.no_split:
+        out.append(f"no split: {v.no_split}; every recipient waits")
+    elif not out:
+        out.append(f"every recipient ({len(rcpts)}): {v.action.value}")
+    return out
 
 
 def cmd_policy_replay(args: argparse.Namespace) -> int:

@@ -52,6 +52,8 @@ class Hold:
     sender_addresses: frozenset[str] = field(default_factory=frozenset)
     # the company's domains when the message was judged: "move to Bcc" keeps these
     internal_domains: tuple[str, ...] = ()
+    # the held part of a split message: the recipients the other part went to at once
+    sent_now: tuple[str, ...] = ()
 
     def reasons_for(self, address: str) -> list[Reason]:
         """The findings about one recipient, each once (two rules that matched the same
@@ -153,4 +155,11 @@ def parse_hold(verdict: Mapping[str, Any], *, mail_from: str, sender: str) -> Ho
         message_en=str(verdict.get("message_en") or ""),
         sender_addresses=frozenset(sender_addresses),
         internal_domains=tuple(str(d) for d in verdict.get("internal_domains") or ()
-                               if isinstance(d, str)))
+                               if isinstance(d, str)),
+        sent_now=_sent_now(verdict.get("split")))
+
+
+def _sent_now(split: Any) -> tuple[str, ...]:
+    if not isinstance(split, Mapping) or split.get("part") != "held":
+        return ()
+    return _addrs(split.get("other_recipients"))

@@ -83,6 +83,7 @@ _PARAM_ACTIONS: dict[str, frozenset[Action]] = {
     "reject_code": frozenset({Action.REJECT}),
     "reject_status": frozenset({Action.REJECT}),
     "tag": frozenset(Action) - {Action.REJECT},
+    "split": HOLD_ACTIONS,
 }
 
 
@@ -304,10 +305,11 @@ def _default_issues(doc: PolicyDoc) -> Iterator[Issue]:
             ("defaults", "uninspectable"),
             "uninspectable: approve needs defaults.approver_group for senders outside every group",
         )
-    if defaults.uninspectable is Action.BCC:
+    if defaults.uninspectable in (Action.BCC, Action.DROP):
         yield Issue(
             ("defaults", "uninspectable"),
-            "expected one of pass, tag, delay, confirm, approve, reject; got 'bcc'",
+            "expected one of pass, tag, delay, confirm, approve, reject; "
+            f"got {defaults.uninspectable.value!r}",
         )
     if not defaults.reject.message.en.isascii():
         yield Issue(

@@ -1,6 +1,6 @@
 """A problem in a policy, as an admin reads it: file:line:col, where, what was expected.
 
-    policies/policy.yaml:42:7: rules[3].action: expected one of pass, tag, bcc, delay,
+    policies/policy.yaml:42:7: rules[3].action: expected one of pass, tag, bcc, drop, delay,
     confirm, approve, reject; got 'hold'
 """
 

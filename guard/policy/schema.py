@@ -48,6 +48,8 @@ class Action(StrEnum):
     PASS = "pass"
     TAG = "tag"
     BCC = "bcc"
+    # the recipients the rule's findings name are taken out; the rest get the mail
+    DROP = "drop"
     DELAY = "delay"
     CONFIRM = "confirm"
     APPROVE = "approve"
@@ -153,6 +155,8 @@ class Defaults(_Model):
     hold: HoldDefaults = HoldDefaults()
     reject: RejectDefaults = RejectDefaults()
     own_contacts: OwnContactsDecl = OwnContactsDecl()
+    # hold rules hold only the recipients their findings name (a rule's `split` wins)
+    split_holds: bool = False
 
 
 class StoreList(_Model):
@@ -344,6 +348,8 @@ class Rule(_Model):
     tag: Tag | None = None
     reject_code: int | None = Field(default=None, ge=500, le=599)
     reject_status: str | None = None
+    # hold only the recipients the findings name; the others get the mail now
+    split: bool | None = None
 
     @field_validator("reject_status")
     @classmethod

@@ -75,6 +75,40 @@ class Reason:
 
 
 @dataclass(frozen=True)
+class Dropped:
+    """A recipient a drop rule took out: the mail goes to the others, never to them."""
+
+    address: str
+    rule: str
+    symbol: str
+    reason_ja: str
+    reason_en: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "rule": self.rule, "symbol": self.symbol,
+                "reason_ja": self.reason_ja, "reason_en": self.reason_en}
+
+
+@dataclass(frozen=True)
+class Split:
+    """A hold that holds only some recipients: the message becomes two, one delivered
+    now to `now_recipients` (verdict `now`), one held for `held_recipients` (`held`)."""
+
+    now_recipients: tuple[str, ...]
+    held_recipients: tuple[str, ...]
+    now: Verdict
+    held: Verdict
+
+    def to_json(self) -> dict[str, Any]:
+        def part(rcpts: tuple[str, ...], v: Verdict) -> dict[str, Any]:
+            return {"recipients": list(rcpts), "action": v.action.value, "rule": v.rule,
+                    "rules": sorted({r.rule for r in v.reasons})}
+
+        return {"now": part(self.now_recipients, self.now),
+                "held": part(self.held_recipients, self.held)}
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What to do with one message, why, and the parameters of the winning rule."""
 
@@ -96,6 +130,11 @@ class Verdict:
     reject_status: str | None = None  # enhanced status code, "5.7.1"
     reject_text: str | None = None  # ASCII, safe in any SMTP session: "5.7.1 ..."
     reject_text_utf8: str | None = None  # with Japanese, for SMTPUTF8 sessions
+    # per-recipient actions: who a drop rule took out; a hold split in two; and, when a
+    # rule asked for a split that cannot be made, why not (for --explain)
+    dropped: tuple[Dropped, ...] = ()
+    split: Split | None = None
+    no_split: str = ""
 
     @property
     def held(self) -> bool:
@@ -103,7 +142,7 @@ class Verdict:
 
     @property
     def delivered_now(self) -> bool:
-        return self.action in (Action.PASS, Action.TAG, Action.BCC)
+        return self.action in (Action.PASS, Action.TAG, Action.BCC, Action.DROP)
 
     def to_json(self) -> dict[str, Any]:
         # "action" and "reasons" are a stable contract (admins' scripts, CI checks).
@@ -125,4 +164,7 @@ class Verdict:
             "reject_code": self.reject_code,
             "reject_status": self.reject_status,
             "reject_text": self.reject_text,
+            "dropped": [d.to_json() for d in self.dropped],
+            "split": self.split.to_json() if self.split is not None else None,
+            "no_split": self.no_split,
         }

@@ -27,6 +27,7 @@ class Held:
 
     kind: str  # the verdict's action: delay | confirm | approve
     hold_id: str  # the message's queue id, which the notices and hold pages name
+    queued_id: str = ""  # a split: the part for the recipients no rule holds, sent now
 
 
 @dataclass(frozen=True)

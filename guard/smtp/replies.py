@@ -21,6 +21,9 @@ def reply(outcome: Outcome, *, utf8: bool = False) -> str:
     if isinstance(outcome, Accepted):
         return f"250 2.0.0 Ok: {outcome.state} as {outcome.id}"
     if isinstance(outcome, Held):
+        if outcome.queued_id:
+            return (f"250 2.0.0 Ok: held as {outcome.hold_id} for some recipients, "
+                    f"queued as {outcome.queued_id} for the others")
         return f"250 2.0.0 Ok: held as {outcome.hold_id}"
     if isinstance(outcome, Rejected):
         if utf8 and outcome.reason_utf8:

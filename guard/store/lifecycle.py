@@ -42,7 +42,7 @@ class RecipientState(StrEnum):
     PENDING = "pending"  # not settled yet: tried at the next attempt
     DELIVERED = "delivered"
     FAILED = "failed"  # 5xx, or 4xx until the message's lifetime ran out
-    DROPPED = "dropped"  # taken out of a held message by a person
+    DROPPED = "dropped"  # taken out of a held message by a person, or by a drop rule
 
 
 # Waiting for delivery: what a worker claims, retries and leases.
@@ -73,9 +73,11 @@ _INSERT = (None,)
 MOVES: tuple[Move, ...] = tuple([
     # -- stored at DATA (the accept pipeline), or written by the guard itself
     *_moves(_INSERT, State.QUEUED, "accepted", "queue.insert_message",
-            "accepted at DATA; also the notices and DSNs the guard writes"),
+            "accepted at DATA (with a split hold: the part that goes now); also the "
+            "notices and DSNs the guard writes"),
     *_moves(_INSERT, State.HELD, "held", "queue.insert_message",
-            "accepted at DATA with a hold verdict (delay, confirm, approve)"),
+            "accepted at DATA with a hold verdict (delay, confirm, approve; with a split "
+            "hold: the part for the held recipients)"),
     *_moves(_INSERT, State.REJECTED, "rejected", "queue.insert_message",
             "answered 5xx at DATA (envelope, verdict and bytes kept for replay)"),
     # -- delivery attempts (the relay worker, holding the lease)

@@ -164,6 +164,23 @@ async def insert_message(conn: AsyncConnection, now: float, m: NewMessage) -> st
     return m.id
 
 
+_MARK_DROPPED = update(recipients).where(
+    recipients.c.message_id == bindparam("m"), recipients.c.idx == bindparam("i"),
+    recipients.c.state == str(RecipientState.PENDING)).values(
+    state=str(RecipientState.DROPPED), last_reply=bindparam("why"), updated_at=bindparam("at"))
+
+
+async def mark_dropped(conn: AsyncConnection, now: float, message_id: str,
+                       rcpt_tos: Sequence[str], dropped: dict[str, str]) -> None:
+    """Recipients of a message stored in this transaction that the policy took out
+    (address → why): dropped, never delivered to, the reason kept as their last word.
+    The message's insert audit row names them (NewMessage.audit_detail)."""
+    rows = [{"m": message_id, "i": i, "why": dropped[a], "at": now}
+            for i, a in enumerate(rcpt_tos) if a in dropped]
+    if rows:  # run now, after the deferred INSERTs (execute flushes them first)
+        await conn.execute(_MARK_DROPPED, rows)
+
+
 async def transition(conn: AsyncConnection, now: float, message_id: str, *,
                      from_states: Iterable[str], to_state: str, actor: str, action: str,
                      detail: dict[str, Any] | None = None, lease_owner: str | None = None,

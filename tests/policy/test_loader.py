@@ -170,7 +170,7 @@ def test_error_in_included_file_names_that_file_and_its_own_index(tmp_path: Path
     )
     path = write(tmp_path, "policy.yaml", "include: [a.yaml, sub/b.yaml]\n")
     assert errors(path) == [
-        f"{inc}:3:13: rules[0].action: expected one of pass, tag, bcc, delay, confirm, "
+        f"{inc}:3:13: rules[0].action: expected one of pass, tag, bcc, drop, delay, confirm, "
         "approve, reject; got 'hold'"
     ]
 

@@ -23,7 +23,7 @@ def test_bad_action_names_line_column_and_choices(tmp_path: Path) -> None:
         """,
     )
     assert errors(path) == [
-        f"{path}:6:13: rules[1].action: expected one of pass, tag, bcc, delay, confirm, "
+        f"{path}:6:13: rules[1].action: expected one of pass, tag, bcc, drop, delay, confirm, "
         "approve, reject; got 'hold'"
     ]
 
@@ -418,6 +418,7 @@ def test_action_order() -> None:
         "pass",
         "tag",
         "bcc",
+        "drop",
         "delay",
         "confirm",
         "approve",

@@ -10,7 +10,7 @@ null sender by default, so a notice that cannot be delivered does not bounce bac
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from email.utils import parseaddr
@@ -21,19 +21,20 @@ import tzlocal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from guard.config import Settings
-from guard.hold.model import Hold
+from guard.hold.model import Hold, parse_hold
 from guard.hold.notify.language import Languages
 from guard.hold.notify.mail import NoticeError, build_notice, one_line
 from guard.hold.notify.texts import TEXTS, Lang, text
 from guard.hold.tokens import TokenSigner
 from guard.ids import new_queue_id
+from guard.mail.addresses import address_key
 from guard.store.holds import MessageRow, RecipientRow
 from guard.store.queue import NewMessage
 
 log = logging.getLogger("guard.notify")
 
 KINDS = ("held", "approval_request", "approved", "approval_partial", "rejected",
-         "cancelled", "expired", "released")
+         "cancelled", "expired", "released", "dropped")
 MIN_LINK_SECONDS = 60.0
 
 
@@ -171,8 +172,35 @@ class NoticeFactory:
                                   link_expiry(self.settings, now, msg.hold_until))
         return f"{self.base_url}/review/{msg.id}/{token}"
 
+    def dropped(self, record: NewMessage, dropped: Collection[str], now: float
+                ) -> NewMessage | None:
+        """The sender told whom a drop rule took out of a message stored in this
+        transaction, and why (the other recipients get it); None without a sender."""
+        if not record.mail_from:
+            return None
+        msg = MessageRow(
+            id=record.id, state=str(record.state), mail_from=record.mail_from,
+            sender=record.sender, subject=record.subject, header_from=record.header_from,
+            message_id_header=record.message_id_header, verdict=record.verdict,
+            received_at=now, hold_until=None, size=len(record.data), lease_owner=None,
+            lease_until=None)
+        gone = set(dropped)
+        rcpts = [RecipientRow(i, a, "dropped" if a in gone else "pending")
+                 for i, a in enumerate(record.rcpt_tos)]
+        why = {address_key(str(d.get("address") or "")): d
+               for d in record.verdict.get("dropped") or () if isinstance(d, dict)}
+        removed_why = [{"address": one_line(a, 320), "reasons": [
+            {"ja": one_line(str(w.get("reason_ja") or w.get("symbol") or ""), 200),
+             "en": one_line(str(w.get("reason_en") or w.get("symbol") or ""), 200)}]
+            if (w := why.get(address_key(a))) else []} for a in record.rcpt_tos if a in gone]
+        hold = parse_hold(record.verdict, mail_from=record.mail_from, sender=record.sender)
+        return self.make(Event("dropped"), msg, rcpts, hold, now, record.mail_from,
+                         extra={"removed_why": removed_why,
+                                "held": record.state == "held"})
+
     def make(self, event: Event, msg: MessageRow, rcpts: list[RecipientRow], hold: Hold,
-             now: float, to: str, *, link_action: str | None = None) -> NewMessage | None:
+             now: float, to: str, *, link_action: str | None = None,
+             extra: dict[str, object] | None = None) -> NewMessage | None:
         """One notice to one person, or None (logged) if it cannot be built."""
         if not to:
             return None
@@ -193,7 +221,9 @@ class NoticeFactory:
             "required": hold.approvals_required,
             "count": event.count,
             "escalated": event.escalated, "link": link,
-            **reason_lines(hold, rcpts)}
+            "removed_why": [], "held": msg.state == "held",
+            "sent_now": [one_line(a, 320) for a in hold.sent_now[:MAX_LISTED_RECIPIENTS]],
+            **reason_lines(hold, rcpts), **(extra or {})}
         # the rule's words ("held for 5 minutes") belong to the hold, not to what followed
         asks = event.kind in ("held", "approval_request")
         bodies = []

@@ -27,6 +27,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "subject.cancelled": ("送信を取り消しました（未送信）", "Cancelled, not sent"),
     "subject.expired": ("期限切れのため送信されませんでした", "Expired, not sent"),
     "subject.released": ("保留を解除しました（送信します）", "Released, being sent"),
+    "subject.dropped": ("一部の宛先を除外しました", "Some recipients removed"),
     # page and notice labels
     "label.subject": ("件名", "Subject"),
     "label.from": ("差出人", "From"),
@@ -38,6 +39,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "label.expired_at": ("期限切れ日時", "Expired at"),
     "label.released_at": ("保留解除日時", "Released at"),
     "label.removed": ("外した宛先", "Removed recipients"),
+    "label.sent_now": ("保留せずに送信したほかの宛先", "Sent now to the other recipients"),
     "label.state": ("状態", "Status"),
     "label.reasons": ("保留の理由", "Why it is held"),
     "label.recipients": ("宛先", "Recipients"),
