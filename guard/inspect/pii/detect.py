@@ -46,14 +46,21 @@ policy, policies/policy.yaml, acts from 0.85 for My Number and 0.9 for cards):
   pii.people_list       a table whose header has ≥ 2 personal-data column classes (one
                         of them name or e-mail) with values that fit, and ≥ min rows;
                         count = data rows. 0.75, +0.1 for ≥ 3 classes, +0.1 for ID,
-                        date-of-birth or sensitive (病歴, 性別...) columns.
+                        date-of-birth or sensitive (病歴, 性別...) columns. The table is
+                        a spreadsheet's or CSV's, or one found in a text (a list pasted
+                        into the body, a Word table, a PDF roster: texttables).
   pii.records           lines/rows holding ≥ 2 different kinds of personal data (name,
                         phone, e-mail, address, birth date, My Number, card); count =
                         distinct records.
+
+pii.records and pii.people_list carry evidence["lines"]: the non-empty lines of the
+texts and the data rows of the tables at that `where`, so a policy can relate the count
+to the size of the message.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -79,7 +86,8 @@ from guard.inspect.pii.hits import (
 from guard.inspect.pii.masks import mask, value_key
 from guard.inspect.pii.normalize import normalize
 from guard.inspect.pii.scan import line_groups, scan_normalized
-from guard.inspect.pii.tables import PeopleList, table_text
+from guard.inspect.pii.tables import PeopleList, TableText, table_text
+from guard.inspect.pii.texttables import find_tables as tables_in
 
 __all__ = [
     "PiiLimits",
@@ -162,6 +170,8 @@ class PiiLimits:
         )
 
 
+_NON_EMPTY_LINE = re.compile(r"^[ \t\u3000]*[^\s\u3000]", re.MULTILINE)
+
 _SYMBOL_ORDER = (
     MY_NUMBER, CARD, CORPORATE, PHONE, EMAIL, ADDRESS, POSTAL, BIRTH_DATE,
     "people_list", "records",
@@ -231,6 +241,9 @@ class _WhereAcc:
     records: dict[frozenset[tuple[str, str]], tuple[str, ...]] = field(default_factory=dict)
     people: list[PeopleList] = field(default_factory=list)
     truncated: bool = False
+    # non-empty lines of the texts and data rows of the tables here: evidence["lines"]
+    # of pii.records and pii.people_list, so a policy can ask for a share of them
+    lines: int = 0
 
 
 class _Accumulator:
@@ -247,11 +260,22 @@ class _Accumulator:
             acc = self.by_where[where] = _WhereAcc()
         return acc
 
-    def add_text(self, where: str, text: str) -> None:
+    def add_text(self, where: str, text: str, tabled: bool = False) -> None:
+        """`tabled`: the text is a copy of a table given too (a spreadsheet's text): its
+        lines are the table's rows, counted there, and it is not searched for tables."""
         acc = self._where(where)
         if len(text) > self.limits.max_chars:
             text = text[: self.limits.max_chars]
             acc.truncated = True
+        if not tabled:
+            acc.lines += sum(1 for _ in _NON_EMPTY_LINE.finditer(text))
+        # A people list pasted into the text (a body, a Word table, a PDF roster) is
+        # read as a table too; only a people list counts, so other aligned text (an
+        # invoice's line items) reads exactly as before.
+        for found in () if tabled else tables_in(text, self.limits.max_table_cells):
+            table = self._table(found.rows)
+            if table.people is not None:
+                self._apply_table(acc, table)
         text = normalize(text)
         hits = scan_normalized(text, self.settings)
         self._add_hits(acc, hits)
@@ -259,8 +283,13 @@ class _Accumulator:
 
     def add_table(self, where: str, rows: Sequence[Sequence[Any]], more_rows: int = 0) -> None:
         acc = self._where(where)
+        table = self._table(rows, more_rows)
+        acc.lines += table.data_rows
+        self._apply_table(acc, table)
+
+    def _table(self, rows: Sequence[Sequence[Any]], more_rows: int = 0) -> TableText:
         lim = self.limits
-        table = table_text(
+        return table_text(
             rows,
             header_rows=lim.header_rows,
             min_rows=lim.people_list_min_rows,
@@ -271,6 +300,8 @@ class _Accumulator:
             today=self.settings.today or date.today(),
             more_rows=more_rows,
         )
+
+    def _apply_table(self, acc: _WhereAcc, table: TableText) -> None:
         acc.truncated |= table.truncated
         if table.people is not None:
             acc.people.append(table.people)
@@ -371,7 +402,7 @@ class _Accumulator:
             score=round(min(0.6 + 0.1 * (widest - 2), 0.9), 3),
             count=len(acc.records),
             where=where,
-            evidence={"kinds": dict(combos.most_common())},
+            evidence={"kinds": dict(combos.most_common()), "lines": acc.lines},
             reason_ja=ja,
             reason_en=en,
         )
@@ -394,6 +425,7 @@ class _Accumulator:
                 "classes": classes,
                 "rows": rows,
                 "tables": len(acc.people),
+                "lines": acc.lines,
             },
             reason_ja=f"個人情報の一覧表（{ja_cls}）{rows}行",
             reason_en=f"people list ({en_cls}), {rows} row{'s' if rows != 1 else ''}",
@@ -435,8 +467,11 @@ def scan(
     """Texts and tables together: distinct values are counted once per `where` even when
     an attachment yields both (a spreadsheet's cells and its text)."""
     acc = _Accumulator(limits or PiiLimits())
+    tables = list(tables)
+    # a spreadsheet's text copy is not searched for tables: its Table is the table
+    tabled = {t.where for t in tables}
     for chunk in texts:
-        acc.add_text(chunk.where, chunk.text)
+        acc.add_text(chunk.where, chunk.text, tabled=chunk.where in tabled)
     for table in tables:
         # rows the extractor counted but did not read (guard.mail.message.Table.more_rows)
         acc.add_table(table.where, table.rows, getattr(table, "more_rows", 0))

@@ -1,9 +1,15 @@
 """PDF: the text layer of each page through pdfium, pypdf when pdfium cannot open the
-file. A PDF with (almost) no text is reported: a scan or an image cannot be read."""
+file. A PDF with (almost) no text is reported: a scan or an image cannot be read.
+
+A table's cells are separate text objects with wide gaps between them; pdfium joins
+them with one generated space, like words. Where such a gap is wider than the text is
+high, the space becomes a tab, so a roster's rows read as rows of cells
+(guard.inspect.pii.texttables) and not as one sentence."""
 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from guard.inspect.readers.extraction import Extraction
 from guard.mail.message import Attachment
@@ -32,7 +38,7 @@ def read(ex: Extraction, att: Attachment, depth: int) -> None:
             try:
                 textpage = page.get_textpage()
                 try:
-                    t = textpage.get_text_bounded()
+                    t = _columns(textpage) or textpage.get_text_bounded()
                 finally:
                     textpage.close()
             finally:
@@ -70,3 +76,40 @@ def _result(ex: Extraction, att: Attachment, out: list[str], pages: int) -> None
     if pages and len(text.strip()) < ex.limits.min_pdf_chars_per_page * pages:
         ex.problem("no_text", att.where, "no text layer (scanned or image-only PDF)")
     ex.text(att.where, text)
+
+
+# A gap between two text objects on one line at least this many times the taller
+# neighbouring glyph's height is a column gap (words are ~0.25 em apart, cells more).
+_COLUMN_GAP = 1.5
+_MAX_GAPS = 5000  # generated spaces measured per page (each costs three pdfium calls)
+
+
+def _columns(textpage: Any) -> str | None:
+    """The page's text with column gaps as tabs, or None when it has none (or pdfium's
+    text and char lists do not line up: then the plain text is used)."""
+    import pypdfium2.raw as pdfium_c
+
+    n = textpage.count_chars()
+    text: str = textpage.get_text_range(0, n)
+    if len(text) != n:
+        return None
+    out: list[str] = []
+    last = 0
+    checked = 0
+    i = text.find(" ", 1)
+    while 0 < i < n - 1 and checked < _MAX_GAPS:
+        checked += 1
+        if (pdfium_c.FPDFText_IsGenerated(textpage.raw, i) == 1
+                and text[i - 1] not in "\r\n" and text[i + 1] not in "\r\n"):
+            _, bottom, right, top = textpage.get_charbox(i - 1)
+            nleft, nbottom, _, ntop = textpage.get_charbox(i + 1)
+            height = max(top - bottom, ntop - nbottom)
+            if height > 0 and nleft - right >= _COLUMN_GAP * height:
+                out.append(text[last:i])
+                out.append("\t")
+                last = i + 1
+        i = text.find(" ", i + 1)
+    if not out:
+        return None
+    out.append(text[last:])
+    return "".join(out)
