@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from guard.inspect.envelope import CLIENT_NAMES
 from guard.inspect.lookalike import KINDS as LOOKALIKE_KINDS
 from guard.policy.schema import (
     HOLD_ACTIONS,
@@ -37,6 +38,9 @@ KNOWN_FAMILIES = frozenset(
         "customer_mismatch",
         "keyword",
         "malformed",
+        "bulk",
+        "envelope",
+        "client",
     }
 )
 
@@ -49,6 +53,7 @@ EVIDENCE_KEYS: dict[str, frozenset[str]] = {
     "lookalike": frozenset({"kind", "resembles"}),
     "new_domain": frozenset({"domains"}),
     "external_orgs": frozenset({"domains"}),
+    "client": frozenset({"name"}),
 }
 
 
@@ -175,6 +180,11 @@ def _evidence_issues(doc: PolicyDoc, cond: Condition, loc: Loc, family: str
                 if v not in LOOKALIKE_KINDS:
                     yield Issue((*loc, "evidence", key),
                                 f"expected one of {', '.join(LOOKALIKE_KINDS)}; got {v!r}")
+        elif (family, key) == ("client", "name"):
+            for v in values:
+                if v.lower() not in CLIENT_NAMES:
+                    yield Issue((*loc, "evidence", key),
+                                f"expected one of {', '.join(CLIENT_NAMES)}; got {v!r}")
         elif (family, key) == ("suppressed", "list"):
             for v in values:
                 if v not in doc.lists.suppression:
