@@ -364,7 +364,7 @@ def pdf_table(rows: list[list[str]], xs: list[int], y0: int = 720, dy: int = 18)
         b"<< /Type /Font /Subtype /Type0 /BaseFont /HeiseiKakuGo-W5 /Encoding /UniJIS-UCS2-H"
         b" /DescendantFonts [<< /Type /Font /Subtype /CIDFontType0 /BaseFont /HeiseiKakuGo-W5"
         b" /CIDSystemInfo << /Registry (Adobe) /Ordering (Japan1) /Supplement 2 >>"
-        b" /DW 1000 >>] >>",
+        b" /DW 1000 /W [1 631 500] >>] >>",  # half-width Latin and digits: 500
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]"
         b" /Resources << /Font << /F1 3 0 R >> >> /Contents 5 0 R >>",
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",

@@ -145,6 +145,22 @@ def test_a_word_97_table_is_a_people_list() -> None:
     assert f is not None and f.count == 4 and f.where == "attachment:名簿.doc"
 
 
+def test_a_pdf_roster_keeps_its_columns_when_a_cell_is_empty() -> None:
+    rows = [["社員名簿"], ["氏名", "住所", "電話番号", "メール"],
+            ["山田 太郎", "", "090-1234-5678", "a@example.jp"],
+            ["佐藤 花子", "東京都渋谷区渋谷2-2-2", "", "b@example.jp"],
+            ["鈴木 一郎", "大阪府大阪市北区梅田3-3-3", "070-3456-7890", "c@example.jp"],
+            [], ["以上、よろしく お願いします。"]]
+    data = fx.pdf_table(rows, [72, 150, 320, 420])
+    ex = extract(Attachment("名簿.pdf", "application/pdf", data, "attachment:名簿.pdf"))
+    [text] = [t.text for t in ex.texts]
+    assert "山田 太郎\t\t090-1234-5678\ta@example.jp\n" in text
+    assert "\n以上、よろしく お願いします。" in text  # prose keeps its spaces
+    f = people(scan(ex.texts, ex.tables, PII_LIMITS))
+    assert f is not None and f.count == 3
+    assert f.evidence["classes"] == ["address", "email", "name", "phone"]
+
+
 # --- through `guard policy test --json` ------------------------------------------------
 
 def _eml(body: str = "", attachment: tuple[str, bytes, str] | None = None) -> bytes:

@@ -82,6 +82,7 @@ def _result(ex: Extraction, att: Attachment, out: list[str], pages: int) -> None
 # neighbouring glyph's height is a column gap (words are ~0.25 em apart, cells more).
 _COLUMN_GAP = 1.5
 _MAX_GAPS = 5000  # generated spaces measured per page (each costs three pdfium calls)
+_SLACK = 2.0  # points a cell may start left of its column (a right-aligned cell starts right)
 
 
 def _columns(textpage: Any) -> str | None:
@@ -93,8 +94,7 @@ def _columns(textpage: Any) -> str | None:
     text: str = textpage.get_text_range(0, n)
     if len(text) != n:
         return None
-    out: list[str] = []
-    last = 0
+    gaps: dict[int, float] = {}  # index of a gap's generated space -> x of the next cell
     checked = 0
     i = text.find(" ", 1)
     while 0 < i < n - 1 and checked < _MAX_GAPS:
@@ -105,11 +105,55 @@ def _columns(textpage: Any) -> str | None:
             nleft, nbottom, _, ntop = textpage.get_charbox(i + 1)
             height = max(top - bottom, ntop - nbottom)
             if height > 0 and nleft - right >= _COLUMN_GAP * height:
-                out.append(text[last:i])
-                out.append("\t")
-                last = i + 1
+                gaps[i] = nleft
         i = text.find(" ", i + 1)
-    if not out:
+    if not gaps:
         return None
-    out.append(text[last:])
-    return "".join(out)
+    # each line: its text, or its cells with the x where each starts
+    lines: list[str | list[tuple[float, str]]] = []
+    pos = 0
+    for line in text.split("\r\n"):
+        end = pos + len(line)
+        cuts = [g for g in range(pos, end) if g in gaps] if line.count(" ") else []
+        if cuts:
+            cells = [(textpage.get_charbox(pos)[0], text[pos:cuts[0]])]
+            cells += [(gaps[g], text[g + 1:nxt]) for g, nxt in zip(cuts, [*cuts[1:], end],
+                                                                    strict=True)]
+            lines.append(cells)
+        else:
+            lines.append(line)
+        pos = end + 2
+    return "\r\n".join(_laid_out(lines))
+
+
+def _laid_out(lines: list[str | list[tuple[float, str]]]) -> list[str]:
+    """Rows of cells as tab-separated lines, each cell in its column: a block of
+    consecutive rows takes its columns from its fullest row (the last one: a data row,
+    whose cells start where the column does; a centred header starts further right), so
+    a row with an empty cell keeps the others in their columns."""
+    out: list[str] = []
+    k = 0
+    while k < len(lines):
+        line = lines[k]
+        if isinstance(line, str):
+            out.append(line)
+            k += 1
+            continue
+        block: list[list[tuple[float, str]]] = []
+        while k < len(lines) and not isinstance(lines[k], str):
+            block.append(lines[k])  # type: ignore[arg-type]
+            k += 1
+        widest = max(len(r) for r in block)
+        starts = [x for x, _ in [r for r in block if len(r) == widest][-1]]
+        for row in block:
+            if len(row) == widest:
+                out.append("\t".join(c for _, c in row))
+                continue
+            cells = [""] * widest
+            col = 0
+            for x, cell in row:
+                while col + 1 < widest and starts[col + 1] <= x + _SLACK:
+                    col += 1
+                cells[col] = f"{cells[col]} {cell}" if cells[col] else cell
+            out.append("\t".join(cells))
+    return out
