@@ -272,8 +272,12 @@ class _Accumulator:
         # A people list pasted into the text (a body, a Word table, a PDF roster) is
         # read as a table too; only a people list counts, so other aligned text (an
         # invoice's line items) reads exactly as before.
+        # The value scan of the tables in one text shares one max_scan_cells allowance,
+        # however many tables the text holds; their rows are all counted.
+        allowance = self.limits.max_scan_cells
         for found in () if tabled else tables_in(text, self.limits.max_table_cells):
-            table = self._table(found.rows)
+            table = self._table(found.rows, max_scan_cells=allowance)
+            allowance = max(0, allowance - sum(map(len, found.rows)))
             if table.people is not None:
                 self._apply_table(acc, table)
         text = normalize(text)
@@ -287,7 +291,8 @@ class _Accumulator:
         acc.lines += table.data_rows
         self._apply_table(acc, table)
 
-    def _table(self, rows: Sequence[Sequence[Any]], more_rows: int = 0) -> TableText:
+    def _table(self, rows: Sequence[Sequence[Any]], more_rows: int = 0,
+               max_scan_cells: int | None = None) -> TableText:
         lim = self.limits
         return table_text(
             rows,
@@ -296,7 +301,7 @@ class _Accumulator:
             column_sample=lim.column_sample,
             column_ratio=lim.column_valid_ratio,
             max_cells=lim.max_table_cells,
-            max_scan_cells=lim.max_scan_cells,
+            max_scan_cells=lim.max_scan_cells if max_scan_cells is None else max_scan_cells,
             today=self.settings.today or date.today(),
             more_rows=more_rows,
         )
