@@ -31,7 +31,7 @@ _SHOWN = 120  # characters of a raw value kept in evidence
 CLIENT_NAMES = ("outlook", "thunderbird", "apple_mail", "iphone", "gmail", "copier",
                 "unknown")
 
-_BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
+BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
 
 # (name, pattern over X-Mailer / User-Agent). Order matters: iPhone Mail before Apple
 # Mail, copiers before anything generic.
@@ -82,7 +82,7 @@ def detect_bulk(view: HeaderFieldsView) -> list[Finding]:
             reason_ja="一斉配信の印（List-Unsubscribe ヘッダー）があります",
             reason_en="the message carries a List-Unsubscribe header (bulk mail)"))
     precedence = fields.get("precedence", "").strip().lower()
-    if precedence in _BULK_PRECEDENCE:
+    if precedence in BULK_PRECEDENCE:
         out.append(Finding(
             "bulk.precedence", score=1.0, where="header:precedence",
             evidence={"value": precedence},

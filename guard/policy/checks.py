@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from guard.inspect.envelope import CLIENT_NAMES
+from guard.inspect.envelope import BULK_PRECEDENCE, CLIENT_NAMES
 from guard.inspect.lookalike import KINDS as LOOKALIKE_KINDS
 from guard.policy.schema import (
     HOLD_ACTIONS,
@@ -54,6 +54,7 @@ EVIDENCE_KEYS: dict[str, frozenset[str]] = {
     "new_domain": frozenset({"domains"}),
     "external_orgs": frozenset({"domains"}),
     "client": frozenset({"name"}),
+    "bulk": frozenset({"value"}),  # bulk.precedence: bulk, list or junk
 }
 
 
@@ -180,6 +181,12 @@ def _evidence_issues(doc: PolicyDoc, cond: Condition, loc: Loc, family: str
                 if v not in LOOKALIKE_KINDS:
                     yield Issue((*loc, "evidence", key),
                                 f"expected one of {', '.join(LOOKALIKE_KINDS)}; got {v!r}")
+        elif (family, key) == ("bulk", "value"):
+            for v in values:
+                if v.lower() not in BULK_PRECEDENCE:
+                    yield Issue((*loc, "evidence", key),
+                                f"expected one of {', '.join(sorted(BULK_PRECEDENCE))}; "
+                                f"got {v!r}")
         elif (family, key) == ("client", "name"):
             for v in values:
                 if v.lower() not in CLIENT_NAMES:

@@ -104,7 +104,7 @@ POLICY = """\
         conditions: [{symbol: envelope.bcc_only, min_count: 3}]
         action: confirm
       - name: newsletter
-        conditions: [bulk]
+        conditions: [bulk.list_unsubscribe, {symbol: bulk.precedence, evidence: {value: Bulk}}]
         action: tag
         tag: {headers: {X-Bulk: "yes"}}
 """
