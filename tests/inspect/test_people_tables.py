@@ -20,7 +20,7 @@ from guard.inspect.extract import extract
 from guard.inspect.pii.detect import scan
 from guard.inspect.pii.texttables import find_tables
 from guard.inspect.run import PII_LIMITS
-from guard.mail.message import Attachment, Table
+from guard.mail.message import Attachment, Table, parse_message
 from tests.conftest import PASS_ALL, ROOT
 from tests.inspect import fixtures as fx
 
@@ -159,6 +159,20 @@ def test_a_pdf_roster_keeps_its_columns_when_a_cell_is_empty() -> None:
     f = people(scan(ex.texts, ex.tables, PII_LIMITS))
     assert f is not None and f.count == 3
     assert f.evidence["classes"] == ["address", "email", "name", "phone"]
+
+
+def test_an_excel_range_pasted_into_an_html_mail_is_a_people_list() -> None:
+    """Outlook sends a pasted range as an HTML table, a line break at every tag."""
+    cells = "".join(
+        "\n <tr height=18>\n" + "".join(f"  <td class=xl65\n  width=80>{c}</td>\n" for c in r)
+        + " </tr>" for r in [HEADER, *ROWS])
+    html = (f"<html><body><p>名簿です</p>\n<table border=0 cellpadding=0>{cells}\n</table>"
+            "<p>以上</p></body></html>")
+    raw = ("From: a@example.co.jp\r\nTo: b@client.example\r\nSubject: x\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html)
+    view = parse_message(raw.encode(), "a@example.co.jp", ["b@client.example"])
+    f = people(scan(view.texts, view.tables, PII_LIMITS))
+    assert f is not None and (f.where, f.count) == ("body", 4)
 
 
 # --- through `guard policy test --json` ------------------------------------------------
