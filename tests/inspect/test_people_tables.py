@@ -173,6 +173,18 @@ def test_an_excel_range_pasted_into_an_html_mail_is_a_people_list() -> None:
     view = parse_message(raw.encode(), "a@example.co.jp", ["b@client.example"])
     f = people(scan(view.texts, view.tables, PII_LIMITS))
     assert f is not None and (f.where, f.count) == ("body", 4)
+    # sent as multipart/alternative, the plain form (tabs) and the HTML form are one
+    # table and the same lines
+    plain = "名簿です\n" + "\n".join("\t".join(r) for r in [HEADER, *ROWS]) + "\n以上\n"
+    alternative = ("From: a@example.co.jp\r\nTo: b@client.example\r\nSubject: x\r\n"
+                   'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="a"\r\n'
+                   "\r\n--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + plain
+                   + "\r\n--a\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html
+                   + "\r\n--a--\r\n")
+    view = parse_message(alternative.encode(), "a@example.co.jp", ["b@client.example"])
+    assert len([t for t in view.texts if t.where == "body"]) == 2
+    f = people(scan(view.texts, view.tables, PII_LIMITS))
+    assert f is not None and (f.count, f.evidence["tables"], f.evidence["lines"]) == (4, 1, 7)
 
 
 # --- through `guard policy test --json` ------------------------------------------------

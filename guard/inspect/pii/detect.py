@@ -53,14 +53,13 @@ policy, policies/policy.yaml, acts from 0.85 for My Number and 0.9 for cards):
                         phone, e-mail, address, birth date, My Number, card); count =
                         distinct records.
 
-pii.records and pii.people_list carry evidence["lines"]: the non-empty lines of the
-texts and the data rows of the tables at that `where`, so a policy can relate the count
-to the size of the message.
+pii.records and pii.people_list carry evidence["lines"]: the distinct non-empty lines
+of the texts and the data rows of the tables at that `where`, so a policy can relate
+the count to the size of the message.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -170,7 +169,9 @@ class PiiLimits:
         )
 
 
-_NON_EMPTY_LINE = re.compile(r"^[ \t\u3000]*[^\s\u3000]", re.MULTILINE)
+def _line_key(line: str) -> str:
+    return " ".join(line.split())
+
 
 _SYMBOL_ORDER = (
     MY_NUMBER, CARD, CORPORATE, PHONE, EMAIL, ADDRESS, POSTAL, BIRTH_DATE,
@@ -241,9 +242,14 @@ class _WhereAcc:
     records: dict[frozenset[tuple[str, str]], tuple[str, ...]] = field(default_factory=dict)
     people: list[PeopleList] = field(default_factory=list)
     truncated: bool = False
-    # non-empty lines of the texts and data rows of the tables here: evidence["lines"]
-    # of pii.records and pii.people_list, so a policy can ask for a share of them
-    lines: int = 0
+    # distinct non-empty lines of the texts (hashes) and data rows of the tables here:
+    # evidence["lines"] of pii.records and pii.people_list, for a share of them
+    line_keys: set[int] = field(default_factory=set)
+    table_rows: int = 0
+
+    @property
+    def lines(self) -> int:
+        return len(self.line_keys) + self.table_rows
 
 
 class _Accumulator:
@@ -268,7 +274,9 @@ class _Accumulator:
             text = text[: self.limits.max_chars]
             acc.truncated = True
         if not tabled:
-            acc.lines += sum(1 for _ in _NON_EMPTY_LINE.finditer(text))
+            # distinct lines, whitespace collapsed: a multipart/alternative body gives
+            # its plain and HTML forms at one `where`, and each line counts once
+            acc.line_keys.update(hash(k) for k in map(_line_key, text.splitlines()) if k)
         # A people list pasted into the text (a body, a Word table, a PDF roster) is
         # read as a table too; only a people list counts, so other aligned text (an
         # invoice's line items) reads exactly as before.
@@ -288,7 +296,7 @@ class _Accumulator:
     def add_table(self, where: str, rows: Sequence[Sequence[Any]], more_rows: int = 0) -> None:
         acc = self._where(where)
         table = self._table(rows, more_rows)
-        acc.lines += table.data_rows
+        acc.table_rows += table.data_rows
         self._apply_table(acc, table)
 
     def _table(self, rows: Sequence[Sequence[Any]], more_rows: int = 0,
@@ -415,21 +423,23 @@ class _Accumulator:
     def _people_finding(self, where: str, acc: _WhereAcc) -> Finding | None:
         if not acc.people:
             return None
-        rows = sum(p.rows for p in acc.people)
-        columns = list(dict.fromkeys(h for p in acc.people for h, _ in p.columns))
-        classes = sorted({c for p in acc.people for c in p.classes})
+        # the same table twice at one `where` (a body's plain and HTML forms) is one
+        people = list(dict.fromkeys(acc.people))
+        rows = sum(p.rows for p in people)
+        columns = list(dict.fromkeys(h for p in people for h, _ in p.columns))
+        classes = sorted({c for p in people for c in p.classes})
         ja_cls = "・".join(_CLASS_JA[c] for c in classes)
         en_cls = ", ".join(_CLASS_EN[c] for c in classes)
         return Finding(
             symbol="pii.people_list",
-            score=max(p.score for p in acc.people),
+            score=max(p.score for p in people),
             count=rows,
             where=where,
             evidence={
                 "columns": columns,
                 "classes": classes,
                 "rows": rows,
-                "tables": len(acc.people),
+                "tables": len(people),
                 "lines": acc.lines,
             },
             reason_ja=f"個人情報の一覧表（{ja_cls}）{rows}行",
