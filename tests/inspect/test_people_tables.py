@@ -189,13 +189,14 @@ def test_an_excel_range_pasted_into_an_html_mail_is_a_people_list() -> None:
 
 # --- through `guard policy test --json` ------------------------------------------------
 
-def _eml(body: str = "", attachment: tuple[str, bytes, str] | None = None) -> bytes:
+def _eml(body: str = "", attachment: tuple[str, bytes, str] | None = None,
+         charset: str = "utf-8") -> bytes:
     subject = Header("名簿の件", "utf-8").encode()
     head = (f"From: tanaka@example.co.jp\r\nTo: partner@client.example\r\n"
             f"Subject: {subject}\r\nMessage-ID: <1@example.co.jp>\r\nMIME-Version: 1.0\r\n")
     if attachment is None:
-        return (head + "Content-Type: text/plain; charset=utf-8\r\n"
-                "Content-Transfer-Encoding: 8bit\r\n\r\n").encode() + body.encode()
+        return (head + f"Content-Type: text/plain; charset={charset}\r\n"
+                "Content-Transfer-Encoding: 8bit\r\n\r\n").encode() + body.encode(charset)
     name, data, ctype = attachment
     part = fx.attachment(name, data, ctype)
     text = fx.Part("text/plain; charset=utf-8", body.encode() or b"x", "8bit")
@@ -223,6 +224,8 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 CASES: dict[str, tuple[bytes, str]] = {
     "body-tabs": (_eml(tab_pasted()), "body"),
+    # a business system's export, mailed as Shift_JIS (CP932) text with CRLF lines
+    "body-cp932": (_eml(tab_pasted().replace("\n", "\r\n"), charset="cp932"), "body"),
     "docx-table": (_eml("名簿を添付します", ("名簿.docx", fx.docx(["社員名簿"], [HEADER, *ROWS]),
                                              DOCX)), "attachment:名簿.docx"),
     "pdf-roster": (_eml("名簿を添付します", ("名簿.pdf", fx.pdf_table(
