@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from guard.inspect.context import InspectContext
 from guard.inspect.customers import detect_customer_mismatch
+from guard.inspect.envelope import detect_bcc_only, detect_bulk, detect_client
 from guard.inspect.finding import Finding
 from guard.inspect.keywords import detect_keywords
 from guard.inspect.pii.detect import PiiLimits, scan
@@ -113,6 +114,10 @@ def recipient_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
         *detect_suppressed(view, ctx),
         *detect_visible_external(view, ctx),
         *detect_external_orgs(view, ctx),
+        # header and envelope shape (cheap, from the fields the parser kept)
+        *detect_bulk(view),
+        *detect_bcc_only(view, ctx),
+        *detect_client(view),
     ]
 
 

@@ -49,6 +49,8 @@ from guard.mail.mimestash import Base64Stash
 from guard.mail.parts import defect_problems, html_to_text, part_filename
 from guard.mail.textdecode import decode_declared
 from guard.mail.view import (
+    SHAPE_FIELDS,
+    SHAPE_VALUE_MAX,
     TEXT_CHUNK_CHARS,
     Attachment,
     MessageView,
@@ -145,6 +147,9 @@ def _read_header_values(values: dict[str, list[str]], view: MessageView,
         return
     view.subject = subject
     view.texts.append(TextChunk("subject", subject))
+    for key in SHAPE_FIELDS:
+        if values.get(key):
+            view.header_fields[key] = " ".join(values[key][0].split())[:SHAPE_VALUE_MAX]
     for key, label in _ADDRESS_HEADERS:
         addrs, problems = parse_address_header(
             label, values.get(key, []), limits.max_addresses_per_header)
@@ -154,7 +159,8 @@ def _read_header_values(values: dict[str, list[str]], view: MessageView,
         target.extend(addrs)
 
 
-_READ_FIELDS = (b"subject", b"from", b"to", b"cc", b"reply-to")
+_READ_FIELDS = (b"subject", b"from", b"to", b"cc", b"reply-to",
+                *(f.encode() for f in SHAPE_FIELDS))
 
 
 def _read_headers_only(raw: bytes, view: MessageView, limits: ParseLimits) -> None:

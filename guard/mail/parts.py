@@ -60,6 +60,9 @@ def part_filename(part: Message) -> str:
     return ""
 
 
+_SPACES = re.compile(r"[ \t\r\n\f]+")
+
+
 class _HTMLText(HTMLParser):
     _SKIP = frozenset({"script", "style", "template"})
     _BLOCK = frozenset({"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6",
@@ -69,24 +72,39 @@ class _HTMLText(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
         self._skip = 0
+        self._tables = 0  # open <table> elements
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self._tables += 1
         if tag in self._SKIP:
             self._skip += 1
+        elif tag == "tr" and self.out and self.out[-1].endswith("\n"):
+            pass  # the previous row's end: rows are consecutive lines, no blank between
         elif tag in self._BLOCK:
             self.out.append("\n")
         elif tag in ("td", "th"):
             self.out.append("\t")
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._tables = max(0, self._tables - 1)
         if tag in self._SKIP:
             self._skip = max(0, self._skip - 1)
         elif tag in self._BLOCK:
             self.out.append("\n")
 
     def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.out.append(data)
+        if self._skip:
+            return
+        if self._tables:
+            # Inside a table the source's line breaks between and within cells are
+            # layout (Excel's HTML has one per tag), not text: a row stays one line of
+            # tab-separated cells.
+            data = _SPACES.sub(" ", data)
+            if data == " ":
+                return
+        self.out.append(data)
 
 
 def html_to_text(html: str) -> str:

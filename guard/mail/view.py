@@ -36,6 +36,13 @@ class Table:
     more_rows: int = 0
 
 
+# Header fields kept for the detectors of the message's shape (guard.inspect.envelope):
+# the first value of each, cut to SHAPE_VALUE_MAX characters.
+SHAPE_FIELDS = ("list-unsubscribe", "precedence", "x-mailer", "user-agent",
+                "message-id", "thread-index")
+SHAPE_VALUE_MAX = 300
+
+
 @dataclass
 class MessageView:
     mail_from: str
@@ -46,6 +53,9 @@ class MessageView:
     cc_addrs: list[str] = field(default_factory=list)
     reply_to: list[str] = field(default_factory=list)
     header_problems: list[str] = field(default_factory=list)
+    # the first value of the fields guard.inspect.envelope reads (List-Unsubscribe,
+    # Precedence, X-Mailer, User-Agent, Message-ID, Thread-Index), lower-case names
+    header_fields: dict[str, str] = field(default_factory=dict)
     # long texts come as consecutive chunks with the same where (see split_text)
     texts: list[TextChunk] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)

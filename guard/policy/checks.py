@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from guard.inspect.envelope import BULK_PRECEDENCE, CLIENT_NAMES
 from guard.inspect.lookalike import KINDS as LOOKALIKE_KINDS
 from guard.policy.schema import (
     HOLD_ACTIONS,
@@ -42,6 +43,9 @@ KNOWN_FAMILIES = frozenset(
         "customer_mismatch",
         "keyword",
         "malformed",
+        "bulk",
+        "envelope",
+        "client",
     }
 )
 
@@ -54,6 +58,8 @@ EVIDENCE_KEYS: dict[str, frozenset[str]] = {
     "lookalike": frozenset({"kind", "resembles"}),
     "new_domain": frozenset({"domains"}),
     "external_orgs": frozenset({"domains"}),
+    "client": frozenset({"name"}),
+    "bulk": frozenset({"value"}),  # bulk.precedence: bulk, list or junk
 }
 
 
@@ -224,6 +230,17 @@ def _evidence_issues(doc: PolicyDoc, cond: Condition, loc: Loc, family: str
                 if v not in LOOKALIKE_KINDS:
                     yield Issue((*loc, "evidence", key),
                                 f"expected one of {', '.join(LOOKALIKE_KINDS)}; got {v!r}")
+        elif (family, key) == ("bulk", "value"):
+            for v in values:
+                if v.lower() not in BULK_PRECEDENCE:
+                    yield Issue((*loc, "evidence", key),
+                                f"expected one of {', '.join(sorted(BULK_PRECEDENCE))}; "
+                                f"got {v!r}")
+        elif (family, key) == ("client", "name"):
+            for v in values:
+                if v.lower() not in CLIENT_NAMES:
+                    yield Issue((*loc, "evidence", key),
+                                f"expected one of {', '.join(CLIENT_NAMES)}; got {v!r}")
         elif (family, key) == ("suppressed", "list"):
             for v in values:
                 if v not in doc.lists.suppression:

@@ -26,10 +26,12 @@ def _same(value: str) -> str:
 
 # Evidence values compared in one form on both sides: an organisation's registrable
 # domain in A-labels ("Mail.例え.jp" finds "xn--r8jz45g.jp"), an address by its key or
-# a domain in A-labels (guard.mail.addresses); names (lists, keyword rules, customers,
-# kinds) as written.
+# a domain in A-labels (guard.mail.addresses); a client name and a Precedence value in
+# lower case; names (lists, keyword rules, customers, kinds) as written.
 _EVIDENCE_FORM: dict[str, EvidenceForm] = {
-    "domains": registrable_domain, "resembles": _address_or_domain}
+    "domains": registrable_domain, "resembles": _address_or_domain,
+    # the sending client (guard.inspect.envelope): "Outlook" in a policy is outlook
+    "name": str.lower, "value": str.lower}
 
 
 def evidence_form(key: str) -> EvidenceForm:

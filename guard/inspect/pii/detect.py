@@ -50,10 +50,16 @@ policy, policies/policy.yaml, acts from 0.85 for My Number and 0.9 for cards):
   pii.people_list       a table whose header has ≥ 2 personal-data column classes (one
                         of them name or e-mail) with values that fit, and ≥ min rows;
                         count = data rows. 0.75, +0.1 for ≥ 3 classes, +0.1 for ID,
-                        date-of-birth or sensitive (病歴, 性別...) columns.
+                        date-of-birth or sensitive (病歴, 性別...) columns. The table is
+                        a spreadsheet's or CSV's, or one found in a text (a list pasted
+                        into the body, a Word table, a PDF roster: texttables).
   pii.records           lines/rows holding ≥ 2 different kinds of personal data (name,
                         phone, e-mail, address, birth date, My Number, card); count =
                         distinct records.
+
+pii.records and pii.people_list carry evidence["lines"]: the distinct non-empty lines
+of the texts and the data rows of the tables at that `where`, so a policy can relate
+the count to the size of the message.
 """
 
 from __future__ import annotations
@@ -84,7 +90,8 @@ from guard.inspect.pii.hits import (
 from guard.inspect.pii.masks import mask, value_key
 from guard.inspect.pii.normalize import normalize
 from guard.inspect.pii.scan import line_groups, scan_normalized
-from guard.inspect.pii.tables import PeopleList, table_text
+from guard.inspect.pii.tables import PeopleList, TableText, table_text
+from guard.inspect.pii.texttables import find_tables as tables_in
 from guard.mail.bodyparts import SIGNATURE, part_of
 
 __all__ = [
@@ -171,6 +178,9 @@ class PiiLimits:
 # In the sender's signature (where "body.signature") these are the sender's own contact
 # data; cards, My Numbers and dates of birth there are still reported.
 _SENDER_KINDS = frozenset({PHONE, ADDRESS, POSTAL, EMAIL, NAME})
+def _line_key(line: str) -> str:
+    return " ".join(line.split())
+
 
 _SYMBOL_ORDER = (
     MY_NUMBER, CARD, CORPORATE, PHONE, EMAIL, ADDRESS, POSTAL, BIRTH_DATE,
@@ -243,6 +253,14 @@ class _WhereAcc:
     truncated: bool = False
     # (kind, key) of values not counted: the organisation's own, or in the signature
     own: set[tuple[str, str]] = field(default_factory=set)
+    # distinct non-empty lines of the texts (hashes) and data rows of the tables here:
+    # evidence["lines"] of pii.records and pii.people_list, for a share of them
+    line_keys: set[int] = field(default_factory=set)
+    table_rows: int = 0
+
+    @property
+    def lines(self) -> int:
+        return len(self.line_keys) + self.table_rows
 
 
 class _Accumulator:
@@ -285,11 +303,28 @@ class _Accumulator:
             acc = self.by_where[where] = _WhereAcc()
         return acc
 
-    def add_text(self, where: str, text: str) -> None:
+    def add_text(self, where: str, text: str, tabled: bool = False) -> None:
+        """`tabled`: the text is a copy of a table given too (a spreadsheet's text): its
+        lines are the table's rows, counted there, and it is not searched for tables."""
         acc = self._where(where)
         if len(text) > self.limits.max_chars:
             text = text[: self.limits.max_chars]
             acc.truncated = True
+        if not tabled:
+            # distinct lines, whitespace collapsed: a multipart/alternative body gives
+            # its plain and HTML forms at one `where`, and each line counts once
+            acc.line_keys.update(hash(k) for k in map(_line_key, text.splitlines()) if k)
+        # A people list pasted into the text (a body, a Word table, a PDF roster) is
+        # read as a table too; only a people list counts, so other aligned text (an
+        # invoice's line items) reads exactly as before.
+        # The value scan of the tables in one text shares one max_scan_cells allowance,
+        # however many tables the text holds; their rows are all counted.
+        allowance = self.limits.max_scan_cells
+        for found in () if tabled else tables_in(text, self.limits.max_table_cells):
+            table = self._table(found.rows, max_scan_cells=allowance)
+            allowance = max(0, allowance - sum(map(len, found.rows)))
+            if table.people is not None:
+                self._apply_table(acc, where, table)
         text = normalize(text)
         hits = scan_normalized(text, self.settings)
         if self.own or part_of(where) == SIGNATURE:
@@ -299,18 +334,27 @@ class _Accumulator:
 
     def add_table(self, where: str, rows: Sequence[Sequence[Any]], more_rows: int = 0) -> None:
         acc = self._where(where)
+        table = self._table(rows, more_rows)
+        acc.table_rows += table.data_rows
+        self._apply_table(acc, where, table)
+
+    def _table(self, rows: Sequence[Sequence[Any]], more_rows: int = 0,
+               max_scan_cells: int | None = None) -> TableText:
         lim = self.limits
-        table = table_text(
+        return table_text(
             rows,
             header_rows=lim.header_rows,
             min_rows=lim.people_list_min_rows,
             column_sample=lim.column_sample,
             column_ratio=lim.column_valid_ratio,
             max_cells=lim.max_table_cells,
-            max_scan_cells=lim.max_scan_cells,
+            max_scan_cells=lim.max_scan_cells if max_scan_cells is None else max_scan_cells,
             today=self.settings.today or date.today(),
             more_rows=more_rows,
         )
+
+    def _apply_table(self, acc: _WhereAcc, where: str, table: TableText) -> None:
+        lim = self.limits
         acc.truncated |= table.truncated
         # Cells were normalised one by one; the joined text is scanned as is, so line
         # numbers stay row numbers.
@@ -427,7 +471,7 @@ class _Accumulator:
             score=round(min(0.6 + 0.1 * (widest - 2), 0.9), 3),
             count=len(acc.records),
             where=where,
-            evidence={"kinds": dict(combos.most_common())},
+            evidence={"kinds": dict(combos.most_common()), "lines": acc.lines},
             reason_ja=ja,
             reason_en=en,
         )
@@ -435,21 +479,24 @@ class _Accumulator:
     def _people_finding(self, where: str, acc: _WhereAcc) -> Finding | None:
         if not acc.people:
             return None
-        rows = sum(p.rows for p in acc.people)
-        columns = list(dict.fromkeys(h for p in acc.people for h, _ in p.columns))
-        classes = sorted({c for p in acc.people for c in p.classes})
+        # the same table twice at one `where` (a body's plain and HTML forms) is one
+        people = list(dict.fromkeys(acc.people))
+        rows = sum(p.rows for p in people)
+        columns = list(dict.fromkeys(h for p in people for h, _ in p.columns))
+        classes = sorted({c for p in people for c in p.classes})
         ja_cls = "・".join(_CLASS_JA[c] for c in classes)
         en_cls = ", ".join(_CLASS_EN[c] for c in classes)
         return Finding(
             symbol="pii.people_list",
-            score=max(p.score for p in acc.people),
+            score=max(p.score for p in people),
             count=rows,
             where=where,
             evidence={
                 "columns": columns,
                 "classes": classes,
                 "rows": rows,
-                "tables": len(acc.people),
+                "tables": len(people),
+                "lines": acc.lines,
             },
             reason_ja=f"個人情報の一覧表（{ja_cls}）{rows}行",
             reason_en=f"people list ({en_cls}), {rows} row{'s' if rows != 1 else ''}",
@@ -493,8 +540,11 @@ def scan(
     an attachment yields both (a spreadsheet's cells and its text). Values of `own`
     (the organisation's contact data) are not counted."""
     acc = _Accumulator(limits or PiiLimits(), own)
+    tables = list(tables)
+    # a spreadsheet's text copy is not searched for tables: its Table is the table
+    tabled = {t.where for t in tables}
     for chunk in texts:
-        acc.add_text(chunk.where, chunk.text)
+        acc.add_text(chunk.where, chunk.text, tabled=chunk.where in tabled)
     for table in tables:
         # rows the extractor counted but did not read (guard.mail.message.Table.more_rows)
         acc.add_table(table.where, table.rows, getattr(table, "more_rows", 0))

@@ -84,6 +84,9 @@ class TableText:
     typed: list[tuple[int, Hit]] = field(default_factory=list)
     people: PeopleList | None = None
     truncated: bool = False
+    # rows with a value below the header (all rows with a value when there is none),
+    # counted like the people list's rows: the table's share of evidence["lines"]
+    data_rows: int = 0
 
 
 def _find_header(
@@ -237,4 +240,6 @@ def table_text(
                 names.append((i, re.sub(r"\s+", "", row[c])))
         lines.append(CELL_SEPARATOR.join(parts))
     truncated = truncated or bool(rest)
-    return TableText("\n".join(lines), names, typed, people, truncated)
+    data_rows = (sum(1 for row in data if any(row))
+                 + sum(1 for row in rest if any(map(_has_value, row))) + more_rows)
+    return TableText("\n".join(lines), names, typed, people, truncated, data_rows)

@@ -1,9 +1,15 @@
 """PDF: the text layer of each page through pdfium, pypdf when pdfium cannot open the
-file. A PDF with (almost) no text is reported: a scan or an image cannot be read."""
+file. A PDF with (almost) no text is reported: a scan or an image cannot be read.
+
+A table's cells are separate text objects with wide gaps between them; pdfium joins
+them with one generated space, like words. Where such a gap is wider than the text is
+high, the space becomes a tab, so a roster's rows read as rows of cells
+(guard.inspect.pii.texttables) and not as one sentence."""
 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from guard.inspect.readers.extraction import Extraction
 from guard.mail.message import Attachment
@@ -32,7 +38,7 @@ def read(ex: Extraction, att: Attachment, depth: int) -> None:
             try:
                 textpage = page.get_textpage()
                 try:
-                    t = textpage.get_text_bounded()
+                    t = _columns(textpage) or textpage.get_text_bounded()
                 finally:
                     textpage.close()
             finally:
@@ -70,3 +76,84 @@ def _result(ex: Extraction, att: Attachment, out: list[str], pages: int) -> None
     if pages and len(text.strip()) < ex.limits.min_pdf_chars_per_page * pages:
         ex.problem("no_text", att.where, "no text layer (scanned or image-only PDF)")
     ex.text(att.where, text)
+
+
+# A gap between two text objects on one line at least this many times the taller
+# neighbouring glyph's height is a column gap (words are ~0.25 em apart, cells more).
+_COLUMN_GAP = 1.5
+_MAX_GAPS = 5000  # generated spaces measured per page (each costs three pdfium calls)
+_SLACK = 2.0  # points a cell may start left of its column (a right-aligned cell starts right)
+
+
+def _columns(textpage: Any) -> str | None:
+    """The page's text with column gaps as tabs, or None when it has none (or pdfium's
+    text and char lists do not line up: then the plain text is used)."""
+    import pypdfium2.raw as pdfium_c
+
+    n = textpage.count_chars()
+    text: str = textpage.get_text_range(0, n)
+    if len(text) != n:
+        return None
+    gaps: dict[int, float] = {}  # index of a gap's generated space -> x of the next cell
+    checked = 0
+    i = text.find(" ", 1)
+    while 0 < i < n - 1 and checked < _MAX_GAPS:
+        checked += 1
+        if (pdfium_c.FPDFText_IsGenerated(textpage.raw, i) == 1
+                and text[i - 1] not in "\r\n" and text[i + 1] not in "\r\n"):
+            _, bottom, right, top = textpage.get_charbox(i - 1)
+            nleft, nbottom, _, ntop = textpage.get_charbox(i + 1)
+            height = max(top - bottom, ntop - nbottom)
+            if height > 0 and nleft - right >= _COLUMN_GAP * height:
+                gaps[i] = nleft
+        i = text.find(" ", i + 1)
+    if not gaps:
+        return None
+    # each line: its text, or its cells with the x where each starts
+    lines: list[str | list[tuple[float, str]]] = []
+    pos = 0
+    for line in text.split("\r\n"):
+        end = pos + len(line)
+        cuts = [g for g in range(pos, end) if g in gaps] if line.count(" ") else []
+        if cuts:
+            cells = [(textpage.get_charbox(pos)[0], text[pos:cuts[0]])]
+            cells += [(gaps[g], text[g + 1:nxt]) for g, nxt in zip(cuts, [*cuts[1:], end],
+                                                                    strict=True)]
+            lines.append(cells)
+        else:
+            lines.append(line)
+        pos = end + 2
+    return "\r\n".join(_laid_out(lines))
+
+
+def _laid_out(lines: list[str | list[tuple[float, str]]]) -> list[str]:
+    """Rows of cells as tab-separated lines, each cell in its column: a block of
+    consecutive rows takes its columns from its fullest row (the last one: a data row,
+    whose cells start where the column does; a centred header starts further right), so
+    a row with an empty cell keeps the others in their columns."""
+    out: list[str] = []
+    k = 0
+    while k < len(lines):
+        line = lines[k]
+        if isinstance(line, str):
+            out.append(line)
+            k += 1
+            continue
+        block: list[list[tuple[float, str]]] = []
+        while k < len(lines) and not isinstance(lines[k], str):
+            block.append(lines[k])  # type: ignore[arg-type]
+            k += 1
+        widest = max(len(r) for r in block)
+        starts = [x for x, _ in [r for r in block if len(r) == widest][-1]]
+        for row in block:
+            if len(row) == widest:
+                out.append("\t".join(c for _, c in row))
+                continue
+            cells = [""] * widest
+            col = 0
+            for x, cell in row:
+                while col + 1 < widest and starts[col + 1] <= x + _SLACK:
+                    col += 1
+                cells[col] = f"{cells[col]} {cell}" if cells[col] else cell
+            out.append("\t".join(cells))
+    return out
