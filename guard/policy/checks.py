@@ -35,6 +35,9 @@ KNOWN_FAMILIES = frozenset(
         "external_orgs",
         "uninspectable",
         "customer_mismatch",
+        "customer_to_noncustomer",
+        "new_address",
+        "sender_volume",
         "keyword",
         "malformed",
     }
@@ -46,8 +49,10 @@ EVIDENCE_KEYS: dict[str, frozenset[str]] = {
     "suppressed": frozenset({"list"}),
     "keyword": frozenset({"rule"}),
     "customer_mismatch": frozenset({"named"}),
+    "customer_to_noncustomer": frozenset({"named"}),
     "lookalike": frozenset({"kind", "resembles"}),
     "new_domain": frozenset({"domains"}),
+    "new_address": frozenset({"domains"}),
     "external_orgs": frozenset({"domains"}),
 }
 
