@@ -17,7 +17,9 @@ from guard.inspect.pii.detect import PiiLimits, scan
 from guard.inspect.recipients import (
     detect_external_orgs,
     detect_lookalike,
+    detect_new_address,
     detect_new_domain,
+    detect_sender_volume,
     detect_suppressed,
     detect_visible_external,
 )
@@ -99,10 +101,12 @@ def content_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
 def recipient_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
     return [
         *detect_new_domain(view, ctx),
+        *detect_new_address(view, ctx),
         *detect_lookalike(view, ctx),
         *detect_suppressed(view, ctx),
         *detect_visible_external(view, ctx),
         *detect_external_orgs(view, ctx),
+        *detect_sender_volume(view, ctx),
     ]
 
 
