@@ -8,11 +8,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, delete, distinct, func, insert, not_, or_, select, update
+from sqlalchemy import (
+    and_,
+    case,
+    delete,
+    distinct,
+    func,
+    insert,
+    literal_column,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from guard.store.db import db_now
+from guard.store.db import SQLITE_NOW, is_sqlite
 from guard.store.lifecycle import RecipientState, State
 from guard.store.queue import add_audit
 from guard.store.schema import (
@@ -158,13 +170,18 @@ async def sender_volume(conn: AsyncConnection, sender: str, these: Sequence[str]
     recipients a person dropped do not count), outside the internal domains (and their
     subdomains). `these`: the new message's external recipients, lower-cased.
     `until`: the moment to count back from (default: the database clock now)."""
+    # the database clock inside the query (no round trip of its own per message), in a
+    # form the planner takes as a constant, so the time range is an index range too
+    # (PostgreSQL's clock_timestamp() is volatile: it would filter every row instead)
+    moment: Any = until
     if until is None:
-        until = await db_now(conn)
+        moment = literal_column(SQLITE_NOW if is_sqlite(conn) else
+                                "CAST(EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION)")
     addr = func.lower(recipients.c.address)
     outside = [not_(or_(addr.like("%@" + _like_escape(d), escape="\\"),
                         addr.like("%." + _like_escape(d), escape="\\")))
                for d in sorted(set(internal_domains)) if d]
-    in_hour = messages.c.received_at >= until - 3600
+    in_hour = messages.c.received_at >= moment - 3600
     mine = addr.in_(sorted(set(these))) if these else None
     cols = [func.count(distinct(case((in_hour, addr)))), func.count(distinct(addr))]
     if mine is not None:
@@ -174,8 +191,8 @@ async def sender_volume(conn: AsyncConnection, sender: str, these: Sequence[str]
         select(*cols).select_from(messages.join(
             recipients, recipients.c.message_id == messages.c.id))
         .where(messages.c.sender == sender,
-               messages.c.received_at >= until - 86400,
-               messages.c.received_at < until,
+               messages.c.received_at >= moment - 86400,
+               messages.c.received_at < moment,
                messages.c.state != State.REJECTED.value,
                recipients.c.state != RecipientState.DROPPED.value,
                *outside))).one()
