@@ -2,12 +2,14 @@
 
 Each stored message is inspected again as it was received (the bytes before the
 verdict's edits: a Bcc fix or a tag changed what was relayed, not what was sent)
-against the delivery history as it was when it arrived: the known domains (org-wide
-and per sender) and addresses whose first_seen is before its received_at. With an
-unchanged policy every recorded verdict comes out again.
+against the delivery history as it was when it arrived: the known domains and addresses
+(org-wide and per sender) whose first_seen is before its received_at, and the sender's
+volume counted from the stored messages received before it. With an unchanged policy
+every recorded verdict comes out again.
 
 Not reproducible (today's state is used): suppression list membership, the partners
-and customers files. Nor is the running guard's cache lag: history learned in the
+and customers files, and for the sender's volume the states of earlier messages (one
+held then and refused since no longer counts). Nor is the running guard's cache lag: history learned in the
 moment between a message's inspection and its commit, or learned by another instance
 or imported by `guard domains import` less than the cache's 30 s before.
 """
