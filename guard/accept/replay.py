@@ -9,9 +9,10 @@ every recorded verdict comes out again.
 
 Not reproducible (today's state is used): suppression list membership, the partners
 and customers files, and for the sender's volume the states of earlier messages (one
-held then and refused since no longer counts). Nor is the running guard's cache lag: history learned in the
-moment between a message's inspection and its commit, or learned by another instance
-or imported by `guard domains import` less than the cache's 30 s before.
+held then and refused since no longer counts). Nor is the running guard's cache lag:
+history learned in the moment between a message's inspection and its commit, or
+learned by another instance or imported by `guard domains import` less than the
+cache's 30 s before (new domains; new addresses are asked of the store each time).
 """
 
 from __future__ import annotations

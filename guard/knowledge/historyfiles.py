@@ -9,6 +9,7 @@ misread file never teaches half a history.
 
 from __future__ import annotations
 
+import gzip
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -17,7 +18,14 @@ from datetime import UTC, datetime
 
 from guard.inspect.domains import registrable_domain
 from guard.mail.addresses import domain_of, in_domain_set, valid_address_key
-from guard.policy.csvread import RowError, decode_csv_bytes, find_column, read_rows, row_text
+from guard.policy.csvread import (
+    RowError,
+    decode_csv_bytes,
+    find_column,
+    header_key,
+    read_rows,
+    row_text,
+)
 from guard.store.knowledge import ORG, Seen
 
 __all__ = ["FORMATS", "HistoryFile", "Sent", "detect_format", "parse_history", "seen_rows"]
@@ -76,9 +84,9 @@ def detect_format(data: bytes) -> str:
         text = decode_csv_bytes(data[:65536])
     except (ValueError, UnicodeDecodeError):
         return "addressbook"  # the parse says what is wrong with it
-    head = text.splitlines()[:50]
-    if any(_POSTFIX_ANY.search(line) for line in head):
+    if _POSTFIX_ANY.search(text):
         return "postfix"
+    head = text.splitlines()[:1]
     if head and find_column(re.split(r"[,\t]", head[0].replace('"', "")), _RCPT_HEADERS) \
             is not None:
         return "exchange"
@@ -87,6 +95,11 @@ def detect_format(data: bytes) -> str:
 
 def parse_history(data: bytes, fmt: str | None = None, *, now: float | None = None
                   ) -> HistoryFile:
+    if data.startswith(b"\x1f\x8b"):  # a rotated log, gzipped (maillog.1.gz)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            return HistoryFile(fmt or "postfix", errors=[RowError(0, "", f"bad gzip file: {e}")])
     fmt = fmt or detect_format(data)
     parser: Callable[[bytes, float], HistoryFile] = {
         "addressbook": _address_book, "postfix": _postfix, "exchange": _exchange}[fmt]
@@ -106,16 +119,28 @@ def _key(cell: str) -> str:
         raise ValueError(f"invalid address {cell.strip()!r}: {e}") from None
 
 
+def _mail_header(key: str) -> bool:
+    return "mail" in key or "メール" in key or "アドレス" in key
+
+
 def _address_book(data: bytes, now: float) -> HistoryFile:
-    """Every cell holding an "@" in any column (Outlook: E-mail Address, E-mail 2
-    Address…; Thunderbird: Primary Email; Google: E-mail 1 - Value), header rows and
-    contacts without an address skipped."""
+    """The cells holding an "@" in the e-mail columns (Outlook: E-mail Address, E-mail
+    2 Address…; Thunderbird: Primary Email; Google: E-mail 1 - Value; 電子メール アドレス),
+    or in any column when the header names none; contacts without an address skipped.
+    A note's "@yamada" is no address: only the e-mail columns are read when named."""
     out = HistoryFile("addressbook")
     rows, errors = read_rows(data)
     out.errors = errors
+    columns: set[int] | None = None
+    if rows and not any("@" in c or "＠" in c for c in rows[0].cells):
+        header = rows.pop(0).cells
+        named = {i for i, c in enumerate(header) if _mail_header(header_key(c))}
+        columns = named or None
     for row in rows:
         found = False
-        for cell in row.cells:
+        for i, cell in enumerate(row.cells):
+            if columns is not None and i not in columns:
+                continue
             if "@" not in cell and "＠" not in cell:
                 continue
             for part in _CELL_SPLIT.split(cell.replace("＠", "@")):
@@ -151,11 +176,8 @@ def _syslog_time(line: str, now: float) -> float | None:
 
 def _postfix(data: bytes, now: float) -> HistoryFile:
     out = HistoryFile("postfix")
-    try:
-        text = decode_csv_bytes(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        out.errors.append(RowError(0, "", str(e)))
-        return out
+    # a log is no CSV: a stray byte (a subject logged by a header check) is no error
+    text = data.decode("utf-8", errors="replace")
     senders: dict[str, str] = {}  # queue id -> envelope sender (qmgr's line comes first)
     for n, line in enumerate(text.splitlines(), 1):
         m = _POSTFIX_FROM.search(line)
