@@ -210,7 +210,7 @@ def write_policy(folder: Path, case: Case) -> Path:
             conditions: [new_domain]
             action: confirm
           - name: customer
-            conditions: [customer_mismatch]
+            conditions: [customer_mismatch, customer_to_noncustomer]
             action: confirm
           - name: approval
             scope: {{senders: ["*@*"]}}

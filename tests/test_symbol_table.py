@@ -80,6 +80,12 @@ def static_symbols() -> tuple[set[str], set[str]]:
             arg = node.args[0] if node.args else next(
                 (k.value for k in node.keywords if k.arg == "symbol"), None)
             where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            if isinstance(arg, ast.IfExp):  # MISMATCH if ... else TO_NONCUSTOMER
+                branches = [arg.body, arg.orelse]
+                if all(isinstance(b, ast.Name) and b.id in constants for b in branches):
+                    found.update(constants[b.id] for b in branches
+                                 if isinstance(b, ast.Name))
+                    continue
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 if arg.value:  # (the engine's reason for a rule without conditions)
                     found.add(arg.value)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -113,17 +113,34 @@ class KnowledgeCache:
         self.all_domains: frozenset[str] = frozenset()
         self.addresses: frozenset[str] = frozenset()
         self.suppression: dict[bytes, set[str]] = {}  # digest → list names
+        # (address, sender) pairs this process wrote: per-sender addresses are not kept
+        # in memory (new_address asks the store), only what spares a second write
+        self._sender_addresses: set[tuple[str, str]] = set()
 
     def invalidate(self) -> None:
         self._at = -1e9
 
     def unknown(self, sender: str, delivered: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The pairs the store does not have yet (the rest need no write: last_seen is
+        """The pairs the store may not have yet (the rest need no write: last_seen is
         refreshed only when something new is learned)."""
         return [(a, d) for a, d in delivered
-                if a not in self.addresses or sender not in self.domains.get(d, ())]
+                if a not in self.addresses or sender not in self.domains.get(d, ())
+                or (a, sender) not in self._sender_addresses]
+
+    async def recipient_facts(self, scope: str, sender: str, keys: Sequence[str],
+                              lowered: Sequence[str], internal: frozenset[str]
+                              ) -> tuple[set[str], knowledge.Volume]:
+        """Exact, from the store at this moment (not the cache): which of these
+        recipients are known in `scope`, and the sender's recent volume."""
+        async with self.engine.connect() as conn:
+            known = await knowledge.known_among(conn, keys, scope)
+            volume = await knowledge.sender_volume(conn, sender, lowered, internal)
+        return known, volume
 
     def learned(self, sender: str, delivered: list[tuple[str, str]]) -> None:
+        if len(self._sender_addresses) > 500_000:
+            self._sender_addresses.clear()  # bounded: at worst a few rows written again
+        self._sender_addresses.update((a, sender) for a, _ in delivered)
         new_domain = False
         for _, domain in delivered:
             if domain:
@@ -195,6 +212,22 @@ class KnowledgeCache:
                           r.digest_scheme, self.list_key)
 
 
+def _external(rcpt_tos: Sequence[str], ctx: InspectContext) -> list[tuple[str, str]]:
+    """(as given, comparison key) of the distinct external envelope recipients."""
+    out: dict[str, str] = {}
+    for r in rcpt_tos:
+        key = address_key(r)
+        if key and not is_internal(key, ctx):
+            out.setdefault(key, r)
+    return [(given, key) for key, given in out.items()]
+
+
+def _with_own_volume(ctx: InspectContext, rcpt_tos: Sequence[str]) -> InspectContext:
+    """Without a store: the sender's volume is this message's external recipients."""
+    n = len({given.lower() for given, _ in _external(rcpt_tos, ctx)})
+    return replace(ctx, sender_volume=(n, n)) if n else ctx
+
+
 def _suppression_index(entries: list[tuple[str, bytes]]) -> dict[bytes, set[str]]:
     """digest → the names of the lists that hold it."""
     index: dict[bytes, set[str]] = {}
@@ -210,6 +243,14 @@ class Knowledge(Protocol):
     domains: dict[str, set[str]]
     all_domains: frozenset[str]
     addresses: frozenset[str]
+
+    async def recipient_facts(self, scope: str, sender: str, keys: Sequence[str],
+                              lowered: Sequence[str], internal: frozenset[str]
+                              ) -> tuple[set[str], knowledge.Volume]:
+        """Which of these recipient keys are known in `scope` (knowledge.ORG or a
+        sender), and `sender`'s volume before this message (lowered: the envelope
+        recipients as given, lower-cased, as the store's count compares them)."""
+        ...
 
 
 class Inspector:
@@ -268,7 +309,8 @@ class Inspector:
         if history is not None:
             known = history
         elif self.engine is None or self.known is None:
-            return self._context_from_files(policy, static, rcpt_tos)
+            return _with_own_volume(self._context_from_files(policy, static, rcpt_tos),
+                                    rcpt_tos)
         else:
             known = await self.known.fresh()
         index = self.suppression
@@ -287,10 +329,22 @@ class Inspector:
             digest = self._digest(r)
             for name in index.get(digest, ()):
                 suppression.setdefault(name, set()).add(digest)
+        external = _external(rcpt_tos, static)
+        known_recipients: set[str] = set()
+        volume = (0, 0)
+        if external:
+            scope = scope_key if policy.new_address_scope == "sender" else knowledge.ORG
+            lowered = sorted({given.lower() for given, _ in external})
+            known_recipients, v = await known.recipient_facts(
+                scope, scope_key, sorted({k for _, k in external}), lowered,
+                static.internal_domains)
+            volume = (v.hour + len(lowered) - v.hour_overlap,
+                      v.day + len(lowered) - v.day_overlap)
         return InspectContext(
             sender=static.sender, internal_domains=static.internal_domains,
             known_domains=known_domains, all_known_domains=known.all_domains,
-            known_addresses=known.addresses,
+            known_addresses=known.addresses, known_recipients=frozenset(known_recipients),
+            sender_volume=volume,
             partner_domains=static.partner_domains,
             suppression={k: frozenset(v) for k, v in suppression.items()},
             suppression_key=self.secret, customers=static.customers, keywords=static.keywords,

@@ -2,20 +2,24 @@
 
 Each stored message is inspected again as it was received (the bytes before the
 verdict's edits: a Bcc fix or a tag changed what was relayed, not what was sent)
-against the delivery history as it was when it arrived: the known domains (org-wide
-and per sender) and addresses whose first_seen is before its received_at. With an
-unchanged policy every recorded verdict comes out again.
+against the delivery history as it was when it arrived: the known domains and addresses
+(org-wide and per sender) whose first_seen is before its received_at, and the sender's
+volume counted from the stored messages received before it. With an unchanged policy
+every recorded verdict comes out again.
 
 Not reproducible (today's state is used): suppression list membership, the partners
-and customers files. Nor is the running guard's cache lag: history learned in the
-moment between a message's inspection and its commit, or learned by another instance
-or imported by `guard domains import` less than the cache's 30 s before.
+and customers files, and for the sender's volume the states of earlier messages (one
+held then and refused since no longer counts). Nor is the running guard's cache lag:
+history learned in the moment between a message's inspection and its commit, or
+learned by another instance or imported by `guard domains import` less than the
+cache's 30 s before (new domains; new addresses are asked of the store each time).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +32,16 @@ HELD = ("delay", "confirm", "approve")
 
 class HistoryAsOf:
     """The known domains and addresses as of a moment, moved forward message by message
-    (replay goes in time order; a step back starts again from the beginning)."""
+    (replay goes in time order; a step back starts again from the beginning). Also the
+    history a file seeds for `guard policy test --history` (no engine: the sender's
+    volume is then the message's own recipients)."""
 
     def __init__(self, domains: list[tuple[str, str, float]],
-                 addresses: list[tuple[str, float]]) -> None:
+                 addresses: list[tuple[str, str, float]],
+                 engine: AsyncEngine | None = None) -> None:
         self._domain_rows = sorted(domains, key=lambda r: r[2])
-        self._address_rows = sorted(addresses, key=lambda r: r[1])
+        self._address_rows = sorted(addresses, key=lambda r: r[2])
+        self._engine = engine
         self._reset()
 
     def _reset(self) -> None:
@@ -41,6 +49,7 @@ class HistoryAsOf:
         self._next_domain = self._next_address = 0
         self.domains: dict[str, set[str]] = {}
         self._addresses: set[str] = set()
+        self._scoped: set[tuple[str, str]] = set()  # (address, scope)
         # frozensets are replaced only when something was added: the look-alike index
         # is cached on their identity
         self.all_domains: frozenset[str] = frozenset()
@@ -59,15 +68,29 @@ class HistoryAsOf:
             self.domains.setdefault(domain, set()).add(scope)
             self._next_domain += 1
         arows = self._address_rows
-        while self._next_address < len(arows) and arows[self._next_address][1] < moment:
-            self._addresses.add(arows[self._next_address][0])
+        while self._next_address < len(arows) and arows[self._next_address][2] < moment:
+            address, scope, _ = arows[self._next_address]
+            self._scoped.add((address, scope))
+            if scope == knowledge.ORG:
+                self._addresses.add(address)
+                new_address = True
             self._next_address += 1
-            new_address = True
         if new_domain:
             self.all_domains = frozenset(self.domains)
         if new_address:
             self.addresses = frozenset(self._addresses)
         return self
+
+    async def recipient_facts(self, scope: str, sender: str, keys: Sequence[str],
+                              lowered: Sequence[str], internal: frozenset[str]
+                              ) -> tuple[set[str], knowledge.Volume]:
+        known = {k for k in keys if (k, scope) in self._scoped}
+        if self._engine is None or self._at == -math.inf:
+            return known, knowledge.Volume(0, 0, 0, 0)
+        async with self._engine.connect() as conn:  # the store's count before the moment
+            volume = await knowledge.sender_volume(conn, sender, lowered, internal,
+                                                   until=self._at)
+        return known, volume
 
 
 @dataclass
@@ -120,7 +143,7 @@ async def replay(engine: AsyncEngine, inspector: Inspector, policy: Policy,
     report = ReplayReport()
     async with engine.connect() as conn:
         history = HistoryAsOf(await knowledge.domain_history(conn),
-                              await knowledge.address_history(conn))
+                              await knowledge.address_history(conn), engine)
         report.without_bytes = await reads.count_without_bytes(conn, since)
     last = ""
     while True:

@@ -49,6 +49,12 @@ def add_commands(sub: Any) -> None:
     pt.add_argument("--no-history", action="store_true",
                     help="test against an empty delivery history and no store (on purpose: "
                     "without it a missing database is an error)")
+    pt.add_argument("--history", metavar="FILE",
+                    help="test against the history this file seeds (an address book, a "
+                    "Postfix log, an Exchange message trace, as `guard history import` "
+                    "reads them) and no store")
+    pt.add_argument("--history-format", choices=("addressbook", "postfix", "exchange"),
+                    help="the --history file's format (default: detected)")
     pt.add_argument("--json", action="store_true")
     pt.add_argument("--explain", action="store_true",
                     help="say for every rule why it matched or not (each scope test, the "
@@ -154,20 +160,27 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
     policy = _policy_or_error(args, settings)
     if policy is None:
         return 1
+    if args.history and args.no_history:
+        return fail("--history and --no-history: give one")
+    seeded = None
+    if args.history:
+        seeded = _seeded_history(args, settings, policy)
+        if isinstance(seeded, int):
+            return seeded
 
     async def go() -> tuple[Any, ListSet]:
         # the same history and lists as `guard serve` with this policy; an empty history
         # only when asked for (--no-history), never because the database was not found
         async with contextlib.AsyncExitStack() as stack:
             engine = None
-            if not args.no_history:
+            if not args.no_history and seeded is None:
                 engine = (await stack.enter_async_context(
                     open_store(settings.database.url))).engine
             key = _read_key(settings, store=engine is not None)
             lists = await lists_as_served(policy, key, engine)
             inspector = Inspector(engine, key.key, suppression=lists.index)
             ins = await inspector.inspect(policy, data, mail_from, rcpts,
-                                          args.sender or mail_from)
+                                          args.sender or mail_from, history=seeded)
             return ins, lists
 
     try:
@@ -181,8 +194,9 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
     doc = ins.verdict.to_json()
     doc["findings"] = [f.to_json() for f in ins.findings]
     doc["envelope"] = {"from": mail_from, "to": rcpts}
-    doc["history"] = "none (--no-history)" if args.no_history else describe(
-        settings.database.url)
+    doc["history"] = ("none (--no-history)" if args.no_history else
+                      f"seeded from {args.history} (no store)" if args.history else
+                      describe(settings.database.url))
     doc["lists"] = [u.to_json() for u in lists.used]
     traces = []
     explained = recipient_lines(ins.verdict, rcpts) if args.explain else []
@@ -234,6 +248,25 @@ def recipient_lines(v: Verdict, rcpts: list[str]) -> list[str]:
     elif not out:
         out.append(f"every recipient ({len(rcpts)}): {v.action.value}")
     return out
+
+
+def _seeded_history(args: argparse.Namespace, settings: Settings, policy: Policy
+                    ) -> Any:
+    """The history a file seeds (as `guard history import` would store it), or an exit
+    code after its bad rows were printed."""
+    import math
+
+    from guard.accept.replay import HistoryAsOf
+    from guard.cli.history import read_history, sender_scope
+    from guard.knowledge.historyfiles import seen_rows
+
+    parsed = read_history(args.history, args.history_format)
+    if isinstance(parsed, int):
+        return parsed
+    domains, addresses, _ = seen_rows(parsed.sent, policy.internal_domains,
+                                      sender_scope(settings), time.time())
+    return HistoryAsOf([(d.value, d.scope, d.first_seen) for d in domains],
+                       [(a.value, a.scope, a.first_seen) for a in addresses]).at(math.inf)
 
 
 def cmd_policy_replay(args: argparse.Namespace) -> int:

@@ -43,6 +43,13 @@ class InspectContext:
     all_known_domains: frozenset[str] = frozenset()
     # full addresses already delivered to; look-alike checks compare against these
     known_addresses: frozenset[str] = frozenset()
+    # this message's external recipients (comparison form) already mailed in the scope
+    # the policy chose (org-wide, or by this sender): the others are new_address. Read
+    # from the store for each message, so every instance answers alike.
+    known_recipients: frozenset[str] = frozenset()
+    # distinct external recipients this sender sent to in the last hour and the last 24
+    # hours, this message's included; (0, 0) = nothing to count (no external recipient)
+    sender_volume: tuple[int, int] = (0, 0)
     partner_domains: frozenset[str] = frozenset()
     # suppression list name -> set of HMAC-SHA256 digests of normalised addresses
     suppression: Mapping[str, frozenset[bytes]] = field(default_factory=dict)

@@ -1,8 +1,13 @@
-"""customer_mismatch: the mail names one customer but goes to another organisation.
+"""customer_mismatch: the mail names one customer but goes to another customer.
 
 The mission's case: a file meant for customer B attached to the mail for customer A
 (a small laptop screen at home, the wrong file picked). The file name or its text
-names B; none of the recipients is at B's domains; some recipient is outside.
+names B; a recipient is at A's domains, none at B's.
+
+With no customer among the recipients (a customer's plan sent to the contracted
+warehouse, a translator, a printer) naming a customer is ordinary work, not a
+mismatch: that is reported as `customer_to_noncustomer` instead, for a policy that
+asks for "names a customer, to a non-customer".
 
 Names match on NFKC text, ignoring case. Latin names match as whole words ("ABC" not
 inside "ABCD"); Japanese names as substrings (there are no spaces to delimit words).
@@ -30,6 +35,10 @@ from guard.mail.bodyparts import part_of
 __all__ = ["CustomerView", "detect_customer_mismatch", "name_terms"]
 
 # Shorter names or cores match too much ("AB", "日本") to say anything.
+# a recipient is a customer and the content names another one; no recipient is one
+MISMATCH = "customer_mismatch"
+TO_NONCUSTOMER = "customer_to_noncustomer"
+
 _MIN_TERM = 2
 _MIN_CORE = 3
 # Where a name is strong evidence (the file itself) versus a mention in the mail text.
@@ -134,7 +143,9 @@ def _places(view: CustomerView) -> list[tuple[str, str, float]]:
 
 
 def detect_customer_mismatch(view: CustomerView, ctx: InspectContext) -> list[Finding]:
-    """One finding per customer named in the mail while none of its domains is a recipient."""
+    """One finding per customer named in the mail while none of its domains is a
+    recipient: `customer_mismatch` when another customer is a recipient,
+    `customer_to_noncustomer` when no recipient is a customer."""
     matcher = _matcher(ctx.customers)
     if matcher is None:
         return []
@@ -173,14 +184,17 @@ def detect_customer_mismatch(view: CustomerView, ctx: InspectContext) -> list[Fi
                     where_set.setdefault(where, None)
                 named[i, part] = (term, where_set, max(best, score))
     recipient_names = [ctx.customers[i].name for i in sorted(recipient_customers)]
-    to_ja = "、".join(recipient_names) if recipient_names else "、".join(orgs)
-    to_en = ", ".join(recipient_names) if recipient_names else ", ".join(orgs)
+    if recipient_names:
+        to_ja, to_en = "、".join(recipient_names), ", ".join(recipient_names)
+    else:
+        to_ja = "、".join(orgs) + "（顧客ではありません）"
+        to_en = ", ".join(orgs) + " (not a customer)"
     findings = []
     for (i, _), (term, where_set, score) in named.items():
         customer = ctx.customers[i]
         wheres = list(where_set)
         findings.append(Finding(
-            "customer_mismatch",
+            MISMATCH if recipient_names else TO_NONCUSTOMER,
             score=score,
             where=wheres[0],
             evidence={"named": customer.name, "matched": term, "where": wheres,

@@ -1,4 +1,5 @@
-"""Recipient detectors: new domains, look-alikes, suppression lists, exposure in To/Cc.
+"""Recipient detectors: new domains and addresses, look-alikes, suppression lists,
+exposure in To/Cc, the sender's recent volume.
 
 Decisions are made on the SMTP envelope (who really receives the mail); the To/Cc
 headers only matter for what recipients can see of each other.
@@ -28,7 +29,9 @@ __all__ = [
     "HeaderView",
     "detect_external_orgs",
     "detect_lookalike",
+    "detect_new_address",
     "detect_new_domain",
+    "detect_sender_volume",
     "detect_suppressed",
     "detect_visible_external",
     "mask_address",
@@ -115,6 +118,47 @@ def detect_new_domain(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
             reason_en=f"first message to {_shown(org)}",
         ))
     return findings
+
+
+def detect_new_address(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
+    """One finding per external address never mailed before (in the scope the policy
+    chose): once anyone wrote to gmail.com the domain is known, each private address
+    still is new the first time. A new domain's addresses are new too."""
+    findings = []
+    for given, addr in _external(view, ctx):
+        if addr in ctx.known_recipients or "@" not in addr:
+            continue
+        org = registrable_domain(domain_of(addr))
+        shown = address_form(given)
+        findings.append(Finding(
+            "new_address",
+            score=1.0,
+            where="rcpt",
+            evidence={"domains": [org], "address": mask_address(shown)},
+            recipients=(given,),
+            reason_ja=f"初めての送信先アドレス {shown}",
+            reason_en=f"first message to {shown}",
+        ))
+    return findings
+
+
+def detect_sender_volume(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
+    """sender_volume.hour and .day: distinct external recipients this sender wrote to
+    in the last hour and 24 hours, this message's included (counted by the store, as
+    Exchange Online's outbound recipient limits count). The policy sets the limit."""
+    hour, day = ctx.sender_volume
+    if not day:
+        return []
+    return [Finding(
+        f"sender_volume.{window}",
+        score=1.0,
+        count=n,
+        where="rcpt",
+        evidence={"recipients": n},
+        reason_ja=f"この送信者は{ja}に社外の {n} 宛先へ送信しています",
+        reason_en=f"this sender wrote to {n} external recipients in the last {en}",
+    ) for window, n, ja, en in (("hour", hour, "直近1時間", "hour"),
+                                ("day", day, "直近24時間", "24 hours")) if n]
 
 
 _KIND_JA = {

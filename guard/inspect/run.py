@@ -20,7 +20,9 @@ from guard.inspect.pii.detect import PiiLimits, scan
 from guard.inspect.recipients import (
     detect_external_orgs,
     detect_lookalike,
+    detect_new_address,
     detect_new_domain,
+    detect_sender_volume,
     detect_suppressed,
     detect_visible_external,
 )
@@ -110,6 +112,7 @@ def content_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
 def recipient_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
     return [
         *detect_new_domain(view, ctx),
+        *detect_new_address(view, ctx),
         *detect_lookalike(view, ctx),
         *detect_suppressed(view, ctx),
         *detect_visible_external(view, ctx),
@@ -118,6 +121,7 @@ def recipient_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
         *detect_bulk(view),
         *detect_bcc_only(view, ctx),
         *detect_client(view),
+        *detect_sender_volume(view, ctx),
     ]
 
 

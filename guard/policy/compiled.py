@@ -60,6 +60,10 @@ class Policy:
         return self.doc.defaults.new_domain_scope
 
     @property
+    def new_address_scope(self) -> str:
+        return self.doc.defaults.new_address_scope
+
+    @property
     def language(self) -> str:
         return self.doc.defaults.language
 

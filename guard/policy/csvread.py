@@ -24,6 +24,7 @@ __all__ = [
     "cell_at",
     "decode_csv_bytes",
     "find_column",
+    "header_key",
     "looks_domainish",
     "read_rows",
     "row_text",
@@ -143,6 +144,11 @@ def _header_key(cell: str) -> str:
     """"E-Mail アドレス", "ｅメール", "mail_address" -> comparable header names."""
     s = unicodedata.normalize("NFKC", cell).casefold()
     return re.sub(r"[\s\-_・.:：*()（）]", "", s)
+
+
+def header_key(cell: str) -> str:
+    """A header cell as compared with known names ("E-Mail アドレス" -> "emailアドレス")."""
+    return _header_key(cell)
 
 
 def find_column(row: Sequence[str], names: frozenset[str],

@@ -174,6 +174,14 @@ def _is_domain(cell: str) -> bool:
     return True
 
 
+def _are_domains(cell: str) -> bool:
+    parts = [p for p in _DOMAIN_SPLIT.split(cell) if p]
+    return bool(parts) and all(_is_domain(p) for p in parts)
+
+
+# Several domains in one cell: ";", "|", "," or spaces (full-width too).
+_DOMAIN_SPLIT = re.compile(r"[;|,\s；｜、，]+")
+
 _DOMAIN_HEADERS = frozenset({
     "domain", "domains", "ドメイン", "メールドメイン", "maildomain", "partner",
     "partners", "partnerdomain", "partnerdomains", "取引先ドメイン",
@@ -181,7 +189,8 @@ _DOMAIN_HEADERS = frozenset({
 
 
 def parse_domains_csv(data: bytes) -> DomainParseResult:
-    """Domains (partner domains, internal domains) from CSV bytes, one per row."""
+    """Domains (partner domains, internal domains, a customers file's domains column)
+    from CSV bytes: one or several a row, separated like customers' domains."""
     rows, errors = read_rows(data)
     if errors:
         return DomainParseResult([], errors)
@@ -189,19 +198,21 @@ def parse_domains_csv(data: bytes) -> DomainParseResult:
         return DomainParseResult([], [RowError(0, "", "the file holds no domains")])
     first = rows[0]
     col = None
-    if not any(_is_domain(c) for c in first.cells):
+    if not any(_are_domains(c) for c in first.cells):
         col = find_column(first.cells, _DOMAIN_HEADERS, lambda k: "domain" in k or "ドメイン" in k)
         if col is not None or not any(looks_domainish(c) for c in first.cells):
             rows = rows[1:]
     if col is None:
-        col = best_column(rows, _is_domain)
+        col = best_column(rows, _are_domains)
     if col is None:
         return DomainParseResult([], [RowError(0, "", "no column of domains found")])
     domains: dict[str, None] = {}
     for row in rows:
+        # one cell may hold several (customers.csv: "greenfarm.co.jp|gf-mail.jp")
         cell = cell_at(row, col)
         try:
-            domains[parse_domain(cell)] = None
+            for part in _DOMAIN_SPLIT.split(cell.strip()) if cell.strip() else [cell]:
+                domains[parse_domain(part)] = None
         except ValueError as e:
             errors.append(RowError(row.line, row_text(row.cells), str(e)))
     if errors:
@@ -254,7 +265,6 @@ _ALIAS_HEADERS = frozenset({
 })
 # Aliases are separated by ";" or "|" (full-width too); domains also by "," or spaces.
 _ALIAS_SPLIT = re.compile(r"[;|；｜]")
-_DOMAIN_SPLIT = re.compile(r"[;|,\s；｜、，]+")
 
 
 def parse_customers_csv(data: bytes) -> CustomerParseResult:

@@ -147,6 +147,8 @@ class Defaults(_Model):
     company_name: str = ""
     language: Language = "both"
     new_domain_scope: NewDomainScope = "org"
+    # new_address: first message to this address from anyone (org) or from this sender
+    new_address_scope: NewDomainScope = "org"
     # Attachments that cannot be inspected (encrypted ZIP, PPAP, over the size limit) in
     # mail to outside addresses, when no rule says otherwise: the safe default holds.
     uninspectable: Action = Action.CONFIRM

@@ -8,12 +8,34 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import (
+    and_,
+    case,
+    delete,
+    distinct,
+    func,
+    insert,
+    literal_column,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from guard.store.db import SQLITE_NOW, is_sqlite
+from guard.store.lifecycle import RecipientState, State
 from guard.store.queue import add_audit
-from guard.store.schema import known_addresses, known_domains, list_entries, lists, store_meta
+from guard.store.schema import (
+    known_addresses,
+    known_domains,
+    list_entries,
+    lists,
+    messages,
+    recipients,
+    store_meta,
+)
 
 ORG = ""  # the org-wide scope of known_domains
 
@@ -39,8 +61,10 @@ async def learn_delivered(conn: AsyncConnection, now: float, sender: str,
     # first_seen and source stay as they were; last_seen moves
     await _upsert(conn, known_domains, rows, ("domain", "scope"), ("last_seen",))
     await _upsert(conn, known_addresses,
-                  [{"address": a, "first_seen": now, "last_seen": now} for a, _ in pairs],
-                  ("address",), ("last_seen",))
+                  [{"address": a, "scope": s, "first_seen": now, "last_seen": now,
+                    "source": "delivered"} for a in sorted({a for a, _ in pairs})
+                   for s in (ORG, sender)],
+                  ("address", "scope"), ("last_seen",))
 
 
 async def import_domains(conn: AsyncConnection, now: float, domains: Iterable[str],
@@ -54,10 +78,128 @@ async def import_domains(conn: AsyncConnection, now: float, domains: Iterable[st
     return len(rows)
 
 
+@dataclass(frozen=True)
+class Seen:
+    """One domain or address known from an imported history (`guard history import`)."""
+
+    value: str  # registrable domain, or address in comparison form
+    scope: str  # ORG, or the sender who wrote to it
+    first_seen: float
+
+
+def _seen_rows(seen: Iterable[Seen], key: str, now: float) -> list[dict[str, Any]]:
+    first: dict[tuple[str, str], float] = {}
+    for s in seen:
+        k = (s.value, s.scope)
+        first[k] = min(first.get(k, s.first_seen), s.first_seen)
+    # a time ahead of the database clock (a log host's skewed clock) counts as now
+    return [{key: v, "scope": sc, "first_seen": min(t, now), "last_seen": min(t, now),
+             "source": "import"} for (v, sc), t in sorted(first.items())]
+
+
+async def _upsert_seen(conn: AsyncConnection, table: Any, key: str,
+                       rows: list[dict[str, Any]]) -> None:
+    """Insert, or move first_seen back to an older imported time (a row the guard
+    learned itself keeps its source and last_seen)."""
+    ins = (postgresql.insert(table) if conn.dialect.name == "postgresql"
+           else sqlite.insert(table))
+    stmt = ins.on_conflict_do_update(
+        index_elements=[key, "scope"],
+        set_={"first_seen": case((ins.excluded.first_seen < table.c.first_seen,
+                                  ins.excluded.first_seen), else_=table.c.first_seen)})
+    for i in range(0, len(rows), 5000):
+        await conn.execute(stmt, rows[i:i + 5000])
+
+
+async def import_history(conn: AsyncConnection, now: float, domains: Iterable[Seen],
+                         addresses: Iterable[Seen], actor: str, source: str,
+                         detail: dict[str, Any]) -> tuple[int, int]:
+    """Mark domains and addresses known (source "import", their first-seen times), in
+    one transaction with one audit row; (domain rows, address rows) written."""
+    drows = _seen_rows(domains, "domain", now)
+    arows = _seen_rows(addresses, "address", now)
+    await _upsert_seen(conn, known_domains, "domain", drows)
+    await _upsert_seen(conn, known_addresses, "address", arows)
+    await add_audit(conn, now, "-", actor, "history_import", detail={
+        "source": source, "domains": len(drows), "addresses": len(arows), **detail})
+    return len(drows), len(arows)
+
+
 async def all_known_addresses(conn: AsyncConnection, limit: int = 200_000) -> list[str]:
+    """Org-wide known addresses, most recent first (the look-alike cache)."""
     rows = await conn.execute(select(known_addresses.c.address)
+                              .where(known_addresses.c.scope == ORG)
                               .order_by(known_addresses.c.last_seen.desc()).limit(limit))
     return [r.address for r in rows]
+
+
+async def known_among(conn: AsyncConnection, addresses: Sequence[str],
+                      scope: str) -> set[str]:
+    """Which of these addresses (comparison form) are known in this scope: one lookup by
+    primary key per message, so every instance answers alike at once."""
+    found: set[str] = set()
+    wanted = sorted(set(addresses))
+    for i in range(0, len(wanted), 500):
+        rows = await conn.execute(select(known_addresses.c.address).where(
+            known_addresses.c.scope == scope,
+            known_addresses.c.address.in_(wanted[i:i + 500])))
+        found.update(r.address for r in rows)
+    return found
+
+
+@dataclass(frozen=True)
+class Volume:
+    """Distinct external recipients one sender sent to before a moment, and how many of
+    a new message's recipients are among them, in the last hour and day."""
+
+    hour: int
+    day: int
+    hour_overlap: int
+    day_overlap: int
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def sender_volume(conn: AsyncConnection, sender: str, these: Sequence[str],
+                        internal_domains: Iterable[str], until: float | None = None
+                        ) -> Volume:
+    """Count as Exchange Online's outbound recipient limits do: distinct recipients
+    (compared without case), of held, queued and delivered mail (rejected mail and
+    recipients a person dropped do not count), outside the internal domains (and their
+    subdomains). `these`: the new message's external recipients, lower-cased.
+    `until`: the moment to count back from (default: the database clock now)."""
+    # the database clock inside the query (no round trip of its own per message), in a
+    # form the planner takes as a constant, so the time range is an index range too
+    # (PostgreSQL's clock_timestamp() is volatile: it would filter every row instead)
+    moment: Any = until
+    if until is None:
+        moment = literal_column(SQLITE_NOW if is_sqlite(conn) else
+                                "CAST(EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION)")
+    addr = func.lower(recipients.c.address)
+    outside = [not_(or_(addr.like("%@" + _like_escape(d), escape="\\"),
+                        addr.like("%." + _like_escape(d), escape="\\")))
+               for d in sorted(set(internal_domains)) if d]
+    in_hour = messages.c.received_at >= moment - 3600
+    mine = addr.in_(sorted(set(these))) if these else None
+    cols = [func.count(distinct(case((in_hour, addr)))), func.count(distinct(addr))]
+    if mine is not None:
+        cols += [func.count(distinct(case((and_(in_hour, mine), addr)))),
+                 func.count(distinct(case((mine, addr))))]
+    row = (await conn.execute(
+        select(*cols).select_from(messages.join(
+            recipients, recipients.c.message_id == messages.c.id))
+        .where(messages.c.sender == sender,
+               messages.c.received_at >= moment - 86400,
+               messages.c.received_at < moment,
+               messages.c.state != State.REJECTED.value,
+               recipients.c.state != RecipientState.DROPPED.value,
+               *outside))).one()
+    values = [int(v or 0) for v in row]
+    if mine is None:
+        values += [0, 0]
+    return Volume(*values)
 
 
 @dataclass
@@ -225,6 +367,8 @@ async def domain_history(conn: AsyncConnection) -> list[tuple[str, str, float]]:
     return [(r.domain, r.scope, r.first_seen) for r in rows]
 
 
-async def address_history(conn: AsyncConnection) -> list[tuple[str, float]]:
-    rows = await conn.execute(select(known_addresses.c.address, known_addresses.c.first_seen))
-    return [(r.address, r.first_seen) for r in rows]
+async def address_history(conn: AsyncConnection) -> list[tuple[str, str, float]]:
+    """Every (address, scope, first_seen), like domain_history."""
+    rows = await conn.execute(select(known_addresses.c.address, known_addresses.c.scope,
+                                     known_addresses.c.first_seen))
+    return [(r.address, r.scope, r.first_seen) for r in rows]

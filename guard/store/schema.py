@@ -43,6 +43,8 @@ messages = Table(
     Column("updated_at", Float, nullable=False),
     Index("ix_messages_due", "state", "next_attempt_at"),
     Index("ix_messages_received", "received_at"),
+    # the sender_volume count: one sender's messages of the last day
+    Index("ix_messages_sender_received", "sender", "received_at"),
 )
 
 recipients = Table(
@@ -98,12 +100,16 @@ known_domains = Table(
     Column("source", String(16), nullable=False),  # delivered | import
 )
 
-# Full addresses delivered to: what look-alike recipients are compared against.
+# Full addresses (comparison form) delivered to, org-wide (scope "") and per sender,
+# like known_domains: what look-alike recipients are compared against (org-wide) and
+# what new_address asks (in the scope the policy chose); seeded by `guard history import`.
 known_addresses = Table(
     "known_addresses", metadata,
     Column("address", String(320), primary_key=True),
+    Column("scope", String(320), primary_key=True),
     Column("first_seen", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
+    Column("source", String(16), nullable=False),  # delivered | import
 )
 
 # Suppression lists (opt-out, withdrawn members, …): keyed hashes, never addresses.

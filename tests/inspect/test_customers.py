@@ -67,12 +67,24 @@ def test_internal_mail_may_name_any_customer() -> None:
     assert detect_customer_mismatch(view, CTX) == []
 
 
-def test_unknown_external_recipient() -> None:
+def test_no_customer_among_the_recipients_is_no_mismatch() -> None:
+    # a customer's plan sent to the contracted warehouse: ordinary work, reported as
+    # customer_to_noncustomer for a policy that asks for it, never as a mismatch
     view = View(rcpt_tos=["someone@elsewhere.com"], attachments=[attach("Acme_quote.pdf")])
     found = detect_customer_mismatch(view, CTX)
-    assert [f.evidence["named"] for f in found] == ["Acme Co., Ltd."]
+    assert [(f.symbol, f.evidence["named"]) for f in found] == [
+        ("customer_to_noncustomer", "Acme Co., Ltd.")]
     assert found[0].evidence["recipient_orgs"] == ["elsewhere.com"]
     assert found[0].evidence["recipient_customers"] == []
+    assert "not a customer" in found[0].reason_en
+
+
+def test_a_customer_and_a_warehouse_naming_a_third_is_a_mismatch() -> None:
+    view = View(rcpt_tos=["suzuki@a-shoji.co.jp", "desk@souko.example"],
+                attachments=[attach("ビー物産様_出荷計画.xlsx")])
+    found = detect_customer_mismatch(view, CTX)
+    assert [(f.symbol, f.evidence["named"]) for f in found] == [
+        ("customer_mismatch", "ビー物産株式会社")]
 
 
 def test_latin_names_match_whole_words_only() -> None:
@@ -106,4 +118,5 @@ def test_customers_from_csv() -> None:
     ctx = InspectContext(customers=tuple(parsed.customers))
     view = View(rcpt_tos=["x@other.co.jp"], attachments=[attach("A商事_見積.xlsx")])
     found = detect_customer_mismatch(view, ctx)
-    assert [f.evidence["named"] for f in found] == ["エー商事株式会社"]
+    assert [(f.symbol, f.evidence["named"]) for f in found] == [
+        ("customer_to_noncustomer", "エー商事株式会社")]
