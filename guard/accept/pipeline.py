@@ -29,6 +29,7 @@ from guard.mail.encodedwords import decode_encoded_words
 from guard.mail.textdecode import decode_header_bytes
 from guard.smtp.outcome import Accepted, Held, Outcome, Rejected, TryLater
 from guard.smtp.received import ReceivedMessage
+from guard.store import links
 from guard.store import queue as q
 from guard.store.faults import is_unavailable, log_failure
 from guard.store.writer import BatchWriter
@@ -47,6 +48,8 @@ class Decision:
     verdict: dict[str, Any] = field(default_factory=dict)  # stored: action + reasons
     hold_seconds: float | None = None
     data: bytes | None = None  # rewritten bytes (e.g. To/Cc moved to Bcc), else None
+    # a held PPAP password mail: the held attachment mail it is released or cancelled with
+    link_to: str | None = None
 
 
 Decider = Callable[[ReceivedMessage, str], Awaitable[Decision]]
@@ -161,7 +164,10 @@ class Pipeline:
                           "action": decision.verdict.get("action", "pass")})
 
         async def commit(conn: Any, now: float) -> str:
-            return await q.insert_message(conn, now, record)
+            stored = await q.insert_message(conn, now, record)
+            if decision.link_to and state == "held":
+                await links.add_link(conn, now, queue_id, decision.link_to)
+            return stored
 
         async def withdraw(conn: Any, now: float) -> bool:
             return await q.withdraw_unanswered(conn, now, queue_id, actor)

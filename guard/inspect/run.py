@@ -14,6 +14,7 @@ from guard.inspect.customers import detect_customer_mismatch
 from guard.inspect.finding import Finding
 from guard.inspect.keywords import detect_keywords
 from guard.inspect.pii.detect import PiiLimits, scan
+from guard.inspect.ppap import detect_ppap_password
 from guard.inspect.recipients import (
     detect_external_orgs,
     detect_lookalike,
@@ -103,6 +104,7 @@ def recipient_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
         *detect_suppressed(view, ctx),
         *detect_visible_external(view, ctx),
         *detect_external_orgs(view, ctx),
+        *detect_ppap_password(view, ctx),
     ]
 
 

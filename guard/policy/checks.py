@@ -37,6 +37,7 @@ KNOWN_FAMILIES = frozenset(
         "customer_mismatch",
         "keyword",
         "malformed",
+        "ppap",
     }
 )
 
@@ -49,6 +50,7 @@ EVIDENCE_KEYS: dict[str, frozenset[str]] = {
     "lookalike": frozenset({"kind", "resembles"}),
     "new_domain": frozenset({"domains"}),
     "external_orgs": frozenset({"domains"}),
+    "ppap": frozenset({"state"}),
 }
 
 

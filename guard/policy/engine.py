@@ -17,15 +17,23 @@ from dataclasses import dataclass
 
 from guard.inspect.finding import Finding
 from guard.mail.addresses import address_key, domain_of, normalize_domain
+from guard.mail.replytext import ascii_line, one_line
 from guard.policy.compiled import Policy
 from guard.policy.conditions import index_findings
 from guard.policy.parameters import winner_parameters
 from guard.policy.patterns import DomainSet
 from guard.policy.rules import CompiledRule
 from guard.policy.schema import Action
-from guard.policy.verdict import Modifiers, Reason, TagMark, Verdict
+from guard.policy.verdict import LinkedTo, Modifiers, Reason, TagMark, Verdict
 
 UNINSPECTABLE_DEFAULT_RULE = "defaults.uninspectable"
+LINKED_PASSWORD_RULE = "defaults.linked_password"
+PPAP_SYMBOL = "ppap.password"
+# states of the attachment mail: still held (the password mail waits with it), or
+# stopped (the password mail is refused with it); any other state (queued, delivered,
+# …): the password mail follows the rules like any mail
+_WAITING = frozenset({"held"})
+_STOPPED = frozenset({"rejected", "cancelled", "expired"})
 
 # who is internal: a test of an address, internal domains, or None (the policy's)
 InternalTest = Callable[[str], bool] | Collection[str] | None
@@ -103,6 +111,9 @@ def evaluate(
         ]
         if loose:
             matches.append(_Match(None, UNINSPECTABLE_DEFAULT_RULE, default, loose))
+    link = _linked_password(policy, findings, matches)
+    if link is not None:
+        matches.append(link[0])
 
     if not matches:
         return Verdict(action=Action.PASS)
@@ -110,16 +121,58 @@ def evaluate(
     for m in matches[1:]:
         if m.action.rank > winner.action.rank:
             winner = m
+    linked_to = None
+    if link is not None and winner.action.rank <= link[0].action.rank:
+        # a rule that asks for more (approve, reject) keeps the password mail to itself
+        linked_to = link[1]
+        winner = link[0]
     reasons = [reason for m in matches for reason in _reasons(m)]
     modifiers = Modifiers() if winner.action is Action.REJECT else _modifiers(matches)
+    params = winner_parameters(policy, winner.rule.spec if winner.rule is not None else None,
+                               winner.action, sender_address)
+    if linked_to is not None and linked_to.effect == "refuse":
+        params.update(_refusal_texts(policy, linked_to))
     return Verdict(
         action=winner.action,
         modifiers=modifiers,
         reasons=reasons,
         rule=winner.name,
-        **winner_parameters(policy, winner.rule.spec if winner.rule is not None else None,
-                            winner.action, sender_address),
+        linked_to=linked_to,
+        **params,
     )
+
+
+def _linked_password(policy: Policy, findings: Sequence[Finding], matches: list[_Match]
+                     ) -> tuple[_Match, LinkedTo] | None:
+    """defaults.linked_password: a password mail no rule covers goes with the attachment
+    mail it follows — held while that one is held, refused when that one was stopped."""
+    if policy.defaults.linked_password != "hold_with_attachment":
+        return None
+    covered = {id(f) for m in matches for f in m.findings}
+    for f in findings:
+        if f.symbol != PPAP_SYMBOL or id(f) in covered:
+            continue
+        state = str(f.evidence.get("state", ""))
+        queue_id = str(f.evidence.get("queue_id", ""))
+        if state in _WAITING:
+            return (_Match(None, LINKED_PASSWORD_RULE, Action.CONFIRM, [f]),
+                    LinkedTo(queue_id, "hold", state))
+        if state in _STOPPED:
+            return (_Match(None, LINKED_PASSWORD_RULE, Action.REJECT, [f]),
+                    LinkedTo(queue_id, "refuse", state))
+    return None
+
+
+def _refusal_texts(policy: Policy, link: LinkedTo) -> dict[str, str]:
+    """The refusal of a password mail says why: its attachment mail was not sent."""
+    status = policy.defaults.reject.status
+    ja = (f"このパスワードに対応する暗号化添付メール（{link.queue_id}）は送信されなかったため、"
+          "このメールも送信しません。")
+    en = (f"The encrypted attachment mail this password belongs to ({link.queue_id}) was "
+          "not sent, so this mail is not sent either.")
+    utf8 = {"ja": ja, "en": en, "both": f"{ja} / {en}"}[policy.defaults.language]
+    return {"message_ja": ja, "message_en": en, "reject_text": ascii_line(f"{status} {en}"),
+            "reject_text_utf8": one_line(f"{status} {utf8}")}
 
 
 def _reasons(m: _Match) -> Iterable[Reason]:

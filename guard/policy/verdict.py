@@ -75,6 +75,20 @@ class Reason:
 
 
 @dataclass(frozen=True)
+class LinkedTo:
+    """A PPAP password mail goes with the encrypted-attachment mail `queue_id`
+    (defaults.linked_password): `hold` = held until, and released or cancelled with,
+    that mail; `refuse` = refused because that mail was refused or cancelled."""
+
+    queue_id: str
+    effect: str  # hold | refuse
+    state: str  # the state of that mail when this one was inspected
+
+    def to_json(self) -> dict[str, Any]:
+        return {"queue_id": self.queue_id, "effect": self.effect, "state": self.state}
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What to do with one message, why, and the parameters of the winning rule."""
 
@@ -96,6 +110,7 @@ class Verdict:
     reject_status: str | None = None  # enhanced status code, "5.7.1"
     reject_text: str | None = None  # ASCII, safe in any SMTP session: "5.7.1 ..."
     reject_text_utf8: str | None = None  # with Japanese, for SMTPUTF8 sessions
+    linked_to: LinkedTo | None = None  # a password mail that goes with an attachment mail
 
     @property
     def held(self) -> bool:
@@ -125,4 +140,5 @@ class Verdict:
             "reject_code": self.reject_code,
             "reject_status": self.reject_status,
             "reject_text": self.reject_text,
+            "linked_to": self.linked_to.to_json() if self.linked_to else None,
         }

@@ -1,0 +1,34 @@
+"""Linked messages (a PPAP password mail and its encrypted-attachment mail), and an
+index for a sender's recent mail (the password mail's lookup).
+
+Revision ID: 0005_ppap
+Revises: 0004
+Create Date: 2026-12-07
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005_ppap"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "message_links",
+        sa.Column("message_id", sa.String(32),
+                  sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("linked_to", sa.String(32), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    op.create_index("ix_message_links_linked_to", "message_links", ["linked_to"])
+    op.create_index("ix_messages_sender_received", "messages", ["sender", "received_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_messages_sender_received", "messages")
+    op.drop_index("ix_message_links_linked_to", "message_links")
+    op.drop_table("message_links")
