@@ -40,12 +40,12 @@ _ANNOUNCE = re.compile(
     _PW + r"[^\n]{0,20}?(?:[:：=＝]|は|を(?:お送り|お知らせ|ご連絡|送付|送り|通知)"
     r"|(?:送付|通知|連絡|のご案内|のお知らせ))"
     r"|(?:解凍|展開|開封)[^\n]{0,6}" + _PW
-    + r"|" + _PW + r"\s+(?:is|for\s+the\s+(?:attached|zip|file|previous))",
+    + r"|" + _PW + r"\s+(?:is|below|follows|for\s+the\s+(?:attached|zip|file|previous))",
     re.IGNORECASE)
 # a value after the announcement: a run of printable ASCII (half- or full-width),
 # ended by です / 。 / the line end
 _VALUE = re.compile(
-    _PW + r"[^\n:：=＝]{0,12}?(?:[:：=＝]|は|\s+is)\s*[「『\"']?"
+    _PW + r"[^\n:：=＝]{0,30}?(?:[:：=＝]|は|\s+is)\s*[「『\"']?"
     r"([!-~！-～]{4,64})[」』\"']?\s*(?:です|となります|になります|。|\.|$)",
     re.IGNORECASE | re.MULTILINE)
 
