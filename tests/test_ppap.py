@@ -8,8 +8,11 @@ end to end over SMTP with the shipped policy (the zip is held as uninspectable).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import smtplib
+import subprocess
+import sys
 import time
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -94,20 +97,21 @@ def guarded(guard_factory, sink: Sink, tmp_path: Path, db_url: str) -> tuple[Any
     return guard_factory(sink.url, db_url, policy=str(d)), db_url
 
 
-def sender_page(g: Any, sink: Sink, queue_id: str) -> tuple[str, Any]:
-    """The review link of the sender's held notice for `queue_id`, and its page."""
-    def find() -> str:
+def sender_page(g: Any, sink: Sink, queue_id: str) -> tuple[str, Any, str]:
+    """The review link of the sender's held notice for `queue_id`, its page, and the
+    notice's text."""
+    def find() -> Any:
         for m in sink.messages:
             if m.rcpt_tos == [ALICE] and b"X-Guard-Notice: held" in m.data:
                 n = parse_notice(m.data)
                 if n.for_id == queue_id:
-                    return n.link
-        return ""
+                    return n
+        return None
 
-    link = wait_for(find, what=f"held notice for {queue_id}")
-    page = http_request("GET", link, headers={"User-Agent": "Mozilla/5.0 test"})
+    notice = wait_for(find, what=f"held notice for {queue_id}")
+    page = http_request("GET", notice.link, headers={"User-Agent": "Mozilla/5.0 test"})
     assert page.status == 200
-    return link, page
+    return notice.link, page, notice.body
 
 
 def confirm(g: Any, link: str, page: Any) -> Any:
@@ -118,7 +122,7 @@ def confirm(g: Any, link: str, page: Any) -> Any:
 
 
 def test_password_mail_waits_for_its_zip_and_goes_with_it(guarded, sink: Sink,
-                                                           tls: TlsFiles, tmp_path: Path):
+                                                           tls: TlsFiles):
     g, url = guarded
     submit(g.smtp_port, tls, ALICE, [PARTNER], zip_mail())
     zip_row = row(url, "資料送付", "held")
@@ -139,18 +143,9 @@ def test_password_mail_waits_for_its_zip_and_goes_with_it(guarded, sink: Sink,
     assert other and not other[0]["verdict"].get("linked_to")
     assert "ppap.password" not in json.dumps(other[0]["verdict"])
 
-    # `guard policy test` with the guard's store sees the same link; without it, none
-    eml = tmp_path / "pw.eml"
-    eml.write_bytes(password_mail())
-    out = g.cli("policy", "test", str(eml), "--sender", "alice", "--json")
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert doc["linked_to"]["queue_id"] == zip_row["id"]
-    explained = g.cli("policy", "test", str(eml), "--sender", "alice")
-    assert f"linked to {zip_row['id']}" in explained.stdout, explained.stdout
-
     # the password mail's page says it waits; its sender cannot send it alone
-    pw_link, pw_page = sender_page(g, sink, pw["id"])
+    pw_link, pw_page, pw_notice = sender_page(g, sink, pw["id"])
+    assert zip_row["id"] in pw_notice  # "sent or cancelled together with …"
     assert 'id="waits-for"' in pw_page.body and zip_row["id"] in pw_page.body
     forms = forms_of(pw_page.body)
     assert [f["op"] for f in forms if "op" in f] == ["cancel"]  # no confirm form
@@ -161,7 +156,7 @@ def test_password_mail_waits_for_its_zip_and_goes_with_it(guarded, sink: Sink,
     assert refused.status == 403, refused.status
     assert row(url, "パスワード送付")["state"] == "held"
     # the zip's page names the password mail waiting with it
-    zip_link, zip_page = sender_page(g, sink, zip_row["id"])
+    zip_link, zip_page, _ = sender_page(g, sink, zip_row["id"])
     assert 'id="linked"' in zip_page.body and pw["id"] in zip_page.body
 
     ok = confirm(g, zip_link, zip_page)
@@ -188,8 +183,13 @@ def test_cancelled_zip_takes_its_password_mail_and_refuses_the_next(guarded, sin
            password_mail(body="Password for the attached file: Xk9pQ2zw\n"))
     pw = row(url, "パスワード送付", "held")
     assert pw["verdict"]["linked_to"]["queue_id"] == zip_row["id"]
-    out = g.cli("queue", "cancel", zip_row["id"], "--reason", "wrong_attachment")
-    assert out.returncode == 0, out.stderr
+    # the sender cancels the zip on its page ("wrong attachment")
+    link, page, _ = sender_page(g, sink, zip_row["id"])
+    (form,) = [f for f in forms_of(page.body) if f.get("op") == "cancel"]
+    done = http_request("POST", link, form={**form, "cancel_reason": "wrong_attachment"},
+                        cookies=page.cookies, headers={"Origin": link.split("/review")[0],
+                                                       "User-Agent": "Mozilla/5.0 test"})
+    assert done.status == 200, done.body
     assert row(url, "パスワード送付", "cancelled")
     (moved,) = [a for a in audit(url, pw["id"]) if a["action"] == "cancel"]
     assert moved["detail"]["reason"] == "linked_cancelled"
@@ -199,5 +199,54 @@ def test_cancelled_zip_takes_its_password_mail_and_refuses_the_next(guarded, sin
         submit(g.smtp_port, tls, ALICE, [PARTNER], password_mail())
     assert e.value.smtp_code == 550
     assert zip_row["id"].encode() in e.value.smtp_error
-    time.sleep(1.0)
+    time.sleep(0.5)
     assert not [m for m in sink.messages if PARTNER in m.rcpt_tos]
+
+
+def stored_zip(url: str) -> str:
+    """A held zip mail of alice's in a fresh store, as the relay records it (the stored
+    findings name the encrypted attachment)."""
+    import asyncio
+
+    from guard.ids import new_queue_id
+    from guard.store import migrate
+    from guard.store import queue as q
+
+    qid = new_queue_id()
+    finding = {"symbol": "uninspectable.encrypted", "where": "attachment:資料.zip"}
+
+    async def go() -> None:
+        engine = db.create_engine(url)
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            await q.insert_message(conn, time.time() - 120, q.NewMessage(
+                id=qid, state="held", mail_from=ALICE, sender="alice", rcpt_tos=[PARTNER],
+                data=zip_mail(), subject="資料送付", actor="smtp:alice",
+                verdict={"action": "confirm", "reasons": [finding], "findings": [finding]}))
+        await engine.dispose()
+
+    asyncio.run(go())
+    return qid
+
+
+def test_policy_test_asks_the_guards_store_like_the_relay(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'guard.db'}"
+    zip_id = stored_zip(url)
+    eml = tmp_path / "pw.eml"
+    eml.write_bytes(password_mail())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+    env.update(GUARD_DATABASE_URL=url, GUARD_POLICY=str(EXAMPLE_POLICY))
+
+    def policy_test(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "guard.cli", "policy", "test", str(eml),
+                              "--sender", "alice", *args], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    doc = json.loads(policy_test("--json"))
+    assert doc["linked_to"] == {"queue_id": zip_id, "effect": "hold", "state": "held"}
+    assert doc["rule"] == "defaults.linked_password"
+    (f,) = [x for x in doc["findings"] if x["symbol"] == "ppap.password"]
+    assert f["evidence"]["after_minutes"] == 2
+    assert f"link:   linked to {zip_id} (held): held until it is released" in policy_test()

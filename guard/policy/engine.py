@@ -132,6 +132,11 @@ def evaluate(
                                winner.action, sender_address)
     if linked_to is not None and linked_to.effect == "refuse":
         params.update(_refusal_texts(policy, linked_to))
+    elif linked_to is not None:  # the held notice and the page say what it waits for
+        params["message_ja"] = ("このパスワードのメールは、暗号化添付メール"
+                                f"（{linked_to.queue_id}）と一緒に送信または取り消しされます。")
+        params["message_en"] = (f"This password mail is sent or cancelled together with the "
+                                f"encrypted attachment mail {linked_to.queue_id}.")
     return Verdict(
         action=winner.action,
         modifiers=modifiers,

@@ -36,6 +36,7 @@ def test_held_with_the_held_zip() -> None:
         "queue_id": "Q1", "effect": "hold", "state": "held"}
     assert v.to_json()["linked_to"]["queue_id"] == "Q1"
     assert [r.symbol for r in v.reasons] == ["ppap.password"]
+    assert "Q1" in v.message_ja and "Q1" in v.message_en  # the held notice says so
 
 
 def test_refused_with_a_refused_or_cancelled_zip() -> None:
@@ -88,3 +89,15 @@ def test_errors_have_positions(tmp_path: Path) -> None:
     assert found[0].startswith(f"{path}:2:20: defaults.linked_password: expected one of "
                                "hold_with_attachment, policy; got 'hold'"), found
     assert found[1].startswith(f"{path}:3:28: defaults.linked_password_minutes"), found
+
+
+async def test_without_a_store_nothing_is_linked() -> None:
+    """`guard policy test --no-history`: no store to ask, so no ppap.password finding
+    and no link, whatever the mail says."""
+    from guard.accept.decide import Inspector
+    from tests.test_ppap import ALICE, password_mail
+
+    ins = await Inspector(None, b"k" * 32).inspect(make(), password_mail(), ALICE,
+                                                   [OUTSIDE], "alice")
+    assert "ppap.password" not in {f.symbol for f in ins.findings}
+    assert ins.verdict.linked_to is None
