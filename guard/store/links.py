@@ -16,7 +16,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Float, ForeignKey, Index, String, Table, insert, select, text
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.store.db import now_sql
@@ -81,9 +92,18 @@ def _has_encrypted(verdict: str | None) -> bool:
 
 async def add_link(conn: AsyncConnection, now: float, message_id: str, linked_to: str,
                    kind: str = "ppap") -> None:
-    """Part of the transaction that stores `message_id` (after its row)."""
+    """Part of the transaction that stores `message_id` (after its row). Its hold lasts
+    at least as long as the one it goes with, so its own expiry never cancels it while
+    an approver still has the attachment mail (approve holds last two days, confirm
+    holds one)."""
     await conn.execute(insert(message_links).values(
         message_id=message_id, linked_to=linked_to, kind=kind, created_at=now))
+    lead = (await conn.execute(select(messages.c.hold_until).where(
+        messages.c.id == linked_to))).scalar()
+    if lead is not None:
+        await conn.execute(update(messages).where(
+            messages.c.id == message_id, messages.c.hold_until.is_not(None),
+            messages.c.hold_until < lead).values(hold_until=lead))
 
 
 async def linked_to(conn: AsyncConnection, message_id: str) -> str | None:

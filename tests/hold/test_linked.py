@@ -16,8 +16,9 @@ from tests.hold.conftest import ALICE, BOSS, Harness, verdict
 ADMIN = Actor("admin", "root", "cli")
 
 
-async def linked_pair(hs: Harness, zip_verdict: dict[str, Any]) -> tuple[str, str]:
-    zip_id = await hs.put(zip_verdict)
+async def linked_pair(hs: Harness, zip_verdict: dict[str, Any], zip_seconds: float = 3600
+                      ) -> tuple[str, str]:
+    zip_id = await hs.put(zip_verdict, hold_seconds=zip_seconds)
     pw = await hs.put(verdict("confirm"))
     await hs.writer.submit(lambda conn, now: links.add_link(conn, now, pw, zip_id))
     return zip_id, pw
@@ -75,3 +76,11 @@ async def test_alone_only_an_admin_releases_it_and_cancelling_is_open(hs: Harnes
     zip3, pw3 = await linked_pair(hs, verdict("confirm"))
     assert (await hs.lc.release(zip3, ADMIN)).ok
     assert await hs.state(pw3) == "queued"
+
+
+async def test_its_hold_lasts_as_long_as_the_one_it_goes_with(hs: Harness):
+    zip_id, pw = await linked_pair(hs, verdict("approve"), zip_seconds=2 * 86400)
+    assert (await hs.row(pw))["hold_until"] == (await hs.row(zip_id))["hold_until"]
+    # a zip that ends sooner does not shorten it
+    zip2, pw2 = await linked_pair(hs, verdict("confirm"), zip_seconds=60)
+    assert (await hs.row(pw2))["hold_until"] > (await hs.row(zip2))["hold_until"]
