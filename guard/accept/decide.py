@@ -24,11 +24,12 @@ from typing import Any, Protocol
 from guard import metrics
 from guard.accept.pipeline import Decision, NowPart
 from guard.ids import new_queue_id
-from guard.inspect.context import Customer, InspectContext
+from guard.inspect.context import Customer, InspectContext, RecentEncrypted
 from guard.inspect.domains import is_internal, registrable_domain
 from guard.inspect.extract import extract_message
 from guard.inspect.finding import Finding
 from guard.inspect.isolate import ExtractionPool
+from guard.inspect.ppap import MAX_ATTACHMENT_BYTES, password_announcement
 from guard.inspect.run import content_findings, problem_findings, recipient_findings
 from guard.mail.addresses import address_key, domain_of
 from guard.mail.digests import DIGEST_SCHEME, address_digest, canonical_digest, key_fingerprint
@@ -41,11 +42,13 @@ from guard.policy.datafiles import parse_address_csv
 from guard.policy.schema import Action
 from guard.smtp.outcome import Rejected
 from guard.smtp.received import ReceivedMessage
-from guard.store import AsyncEngine, knowledge
+from guard.store import AsyncEngine, knowledge, links
 
 log = logging.getLogger("guard.inspect")
 
 MAX_STORED_FINDINGS = 200
+# a password mail is short: a bigger message is not read a second time for one
+_PASSWORD_MAIL_BYTES = 64 * 1024
 
 
 @dataclass
@@ -381,6 +384,29 @@ class Inspector:
             return frozenset()
         return frozenset(address_digest(self.secret, a) for a in parsed.addresses)
 
+    async def recent_encrypted(self, policy: Policy, data: bytes, view: MessageView,
+                               ctx: InspectContext, scope_key: str
+                               ) -> tuple[InspectContext, MessageView]:
+        """For a message that announces a password: the sender's encrypted-attachment
+        mail of the last `defaults.linked_password_minutes`, from the store (one query;
+        none for any other message, and none without a store); and the view with its
+        body texts for the recipient stage."""
+        if self.engine is None:
+            return ctx, view
+        if not view.texts and len(data) <= _PASSWORD_MAIL_BYTES and all(
+                len(a.data) <= MAX_ATTACHMENT_BYTES for a in view.attachments):
+            # read in a worker (a tiny attachment): its texts stayed there; the body of
+            # a message this small is read again here (no extraction)
+            view = parse_message(data, view.mail_from, list(view.rcpt_tos))
+        if password_announcement(view) is None:
+            return ctx, view
+        async with self.engine.connect() as conn:
+            rows = await links.recent_encrypted(
+                conn, scope_key, policy.defaults.linked_password_minutes * 60)
+        return replace(ctx, recent_encrypted=tuple(
+            RecentEncrypted(r.id, r.state, r.seconds_ago,
+                            frozenset(address_key(a) for a in r.recipients)) for r in rows)), view
+
     async def inspect(self, policy: Policy, data: bytes, mail_from: str, rcpt_tos: list[str],
                       scope_key: str, history: Knowledge | None = None) -> Inspection:
         """history: the delivery history to judge by (default: the store's, now)."""
@@ -389,7 +415,10 @@ class Inspector:
         view, findings = await self.content(data, mail_from, rcpt_tos, static)
         t1 = time.perf_counter()
         ctx = await self.full_context(policy, static, scope_key, rcpt_tos, history)
-        findings = findings + recipient_findings(view, ctx)
+        read = view
+        if history is None:
+            ctx, read = await self.recent_encrypted(policy, data, view, ctx, scope_key)
+        findings = findings + recipient_findings(read, ctx)
         verdict = evaluate(policy, findings, sender=mail_from, rcpt_tos=rcpt_tos)
         t2 = time.perf_counter()
         return Inspection(view, findings, verdict, ctx,
@@ -501,8 +530,10 @@ class PolicyDecider:
                                 msg.rcpt_tos, (*v.split.now_recipients, *dropped)), now_doc))
         if v.action in HELD:
             minutes = v.delay_minutes if v.action == Action.DELAY else v.expiry_minutes
+            link = v.linked_to
             return Decision(action="hold", verdict=doc, data=edited, dropped=dropped,
-                            hold_seconds=minutes * 60 if minutes else None)
+                            hold_seconds=minutes * 60 if minutes else None,
+                            link_to=link.queue_id if link and link.effect == "hold" else None)
         return Decision(action="queue", verdict=doc, data=edited, dropped=dropped)
 
 

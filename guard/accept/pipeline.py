@@ -29,6 +29,7 @@ from guard.mail.encodedwords import decode_encoded_words
 from guard.mail.textdecode import decode_header_bytes
 from guard.smtp.outcome import Accepted, Held, Outcome, Rejected, TryLater
 from guard.smtp.received import ReceivedMessage
+from guard.store import links
 from guard.store import queue as q
 from guard.store.faults import is_unavailable, log_failure
 from guard.store.writer import BatchWriter
@@ -61,6 +62,8 @@ class Decision:
     # on the part that goes now when the message is split
     dropped: dict[str, str] = field(default_factory=dict)
     now: NowPart | None = None  # a split: the part for the recipients no rule holds
+    # a held PPAP password mail: the held attachment mail it is released or cancelled with
+    link_to: str | None = None
 
 
 # The notice that tells the sender whom the policy took out (built by hold/notify, inserted
@@ -201,6 +204,8 @@ class Pipeline:
         async def commit(conn: Any, now: float) -> str:
             for r in records:
                 await q.insert_message(conn, now, r)
+            if decision.link_to and state == "held":
+                await links.add_link(conn, now, queue_id, decision.link_to)
             if decision.dropped and state != "rejected":
                 await q.mark_dropped(conn, now, carrier.id, carrier.rcpt_tos, decision.dropped)
                 notice = (self.drop_notice(carrier, list(decision.dropped), now)

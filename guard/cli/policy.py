@@ -221,6 +221,11 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
         print("why (every rule, in file order):")
     for t in traces:
         print("\n".join("  " + line for line in t.lines()))
+    link = ins.verdict.linked_to
+    if link is not None:  # defaults.linked_password: a PPAP password mail and its zip
+        print(f"link:   linked to {link.queue_id} ({link.state}): " + (
+            "held until it is released, cancelled with it" if link.effect == "hold"
+            else "refused, as that mail was not sent"))
     print(f"history: {doc['history']}")
     print("lists:  " + (", ".join(
         f"{u.name} ({u.source}, " + ("unavailable" if u.members is None else

@@ -47,7 +47,7 @@ from guard.hold.notify.notices import Event, NoticeFactory
 from guard.hold.tally import Tally, hold_kind
 from guard.mail.addresses import address_key
 from guard.mail.rewrite import move_to_bcc, remove_recipients
-from guard.store import AsyncConnection
+from guard.store import AsyncConnection, links
 from guard.store import holds as H
 from guard.store import queue as q
 from guard.store.writer import BatchWriter
@@ -57,6 +57,11 @@ log = logging.getLogger("guard.hold")
 
 def release_values(now: float) -> dict[str, Any]:
     return {"queued_at": now, "next_attempt_at": now, "lease_owner": None, "lease_until": None}
+
+
+# A linked password mail released with its attachment mail is due this much later, so
+# the attachment mail is delivered first (claims go in next_attempt_at order).
+LINKED_AFTER_SECONDS = 2.0
 
 
 Op = Callable[[AsyncConnection, float, Tally], Awaitable[Result]]
@@ -160,7 +165,41 @@ class Lifecycle:
         shown = note or reason
         n = await self._notify(conn, now, t, msg, hold, actor.event(kind, reason=shown),
                                told)
+        n += await self._follow(conn, now, t, msg, actor, "cancel")
         return Result("rejected" if action == "reject" else "cancelled", "cancelled", n)
+
+    async def _follow(self, conn: AsyncConnection, now: float, t: Tally,
+                      leader: H.MessageRow, actor: Actor, outcome: str) -> int:
+        """The held password mails linked to `leader` (PPAP) go with it, in its
+        transaction, each with its own audit row naming the link: released a moment
+        after it ("release"), or cancelled with it ("cancel"). How many were queued."""
+        queued = 0
+        for mid in await links.followers(conn, leader.id):
+            msg = await H.lock_message(conn, mid)
+            if msg is None or msg.state != "held":
+                continue
+            detail: dict[str, Any] = {"linked_to": leader.id, "with": outcome,
+                                      "hold_kind": hold_kind(msg.verdict.get("action"))}
+            if outcome == "release":
+                if await self._transition(conn, now, t, msg, to_state="queued", actor=actor,
+                                          action="release", detail=detail,
+                                          values=release_values(now + LINKED_AFTER_SECONDS)):
+                    queued += 1
+                continue
+            detail.update(reason="linked_cancelled", near_miss=True)
+            if await self._transition(conn, now, t, msg, to_state="cancelled", actor=actor,
+                                      action="cancel", detail=detail):
+                t.near_misses.append((actor.role, str(detail["hold_kind"])))
+        return queued
+
+    async def _waits_for(self, conn: AsyncConnection, message_id: str) -> str | None:
+        """The held attachment mail a password mail waits for (None: it waits for
+        nothing, or that mail is no longer held)."""
+        leader = await links.linked_to(conn, message_id)
+        if leader is None:
+            return None
+        row = await H.get_message(conn, leader)
+        return leader if row is not None and row.state == "held" else None
 
     # --- the transitions --------------------------------------------------------------
 
@@ -221,6 +260,9 @@ class Lifecycle:
             msg, hold = opened
             if actor.role == "sender" and hold.kind == "approve":
                 return Result("forbidden", msg.state)  # nobody approves their own mail
+            if actor.role == "sender" and await self._waits_for(conn, message_id):
+                # a password mail goes with its attachment mail, not before it
+                return Result("forbidden", msg.state, detail={"waits_for": True})
             dropped = await self._drop(conn, now, message_id, drop)
             if dropped and not await self._pending(conn, message_id):
                 res = await self._cancel_in(conn, now, t, msg, hold, actor, action="cancel",
@@ -237,7 +279,7 @@ class Lifecycle:
                                           action="release", detail=detail, values=values):
                 return Result("not_held")
             await self._consume(conn, now, message_id, link)
-            n = 1
+            n = 1 + await self._follow(conn, now, t, msg, actor, "release")
             if actor.role != "sender":
                 hold_row = await H.get_hold(conn, message_id)
                 n += await self._notify(conn, now, t, msg, hold,
@@ -349,11 +391,13 @@ class Lifecycle:
                     action="approve", detail=detail, values=values or None):
                 return Result("not_held")
             await self._consume(conn, now, message_id, link)
+            followed = await self._follow(conn, now, t, msg, actor, "release") if final else 0
             told = [msg.mail_from, *(a for a in self._asked(hold, hold_row) if a != who)]
             kind = "approved" if final else "approval_partial"
             n = await self._notify(conn, now, t, msg, hold,
                                    actor.event(kind, count=count), told)
-            return Result(kind, "queued" if final else "held", n + (1 if final else 0),
+            return Result(kind, "queued" if final else "held",
+                          n + (1 if final else 0) + followed,
                           {"count": count, "required": required, "dropped": dropped})
 
         return await self._run(op)
@@ -396,7 +440,7 @@ class Lifecycle:
                                               actor=self.system, action="expire",
                                               detail=detail, values=release_values(now)):
                     return Result("not_held")
-                n = 1
+                n = 1 + await self._follow(conn, now, t, msg, self.system, "release")
                 if hold.kind != "delay":  # a delay was announced; anything else is news
                     n += await self._notify(conn, now, t, msg, hold,
                                             self.system.event("released"),
@@ -407,6 +451,7 @@ class Lifecycle:
                 return Result("not_held")
             n = await self._notify(conn, now, t, msg, hold, Event("expired"),
                                    [msg.mail_from, *self._asked(hold, hold_row)])
+            n += await self._follow(conn, now, t, msg, self.system, "cancel")
             return Result("expired", "expired", n)
 
         return await self._run(op)

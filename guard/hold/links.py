@@ -8,7 +8,7 @@ message is gone ("gone")."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from guard.config import Settings
 from guard.hold.approvers import allowed_approvers
@@ -17,6 +17,7 @@ from guard.hold.tokens import LinkToken, TokenError, TokenExpired, TokenSigner
 from guard.mail.addresses import address_key
 from guard.store import AsyncEngine
 from guard.store import holds as H
+from guard.store import links as L
 from guard.store.db import db_now
 
 SENDER_OPS = {"delay": ("send_now", "cancel"), "confirm": ("confirm", "cancel"),
@@ -46,6 +47,10 @@ class LinkView:
     used: bool
     data: bytes | None = None
     ops: tuple[str, ...] = ()
+    # PPAP: the attachment mail this password mail goes with, and the password mails
+    # that go with this one
+    waits_for: L.LinkedMessage | None = None
+    linked: list[L.LinkedMessage] = field(default_factory=list)
 
 
 class ReviewLinks:
@@ -87,6 +92,11 @@ class ReviewLinks:
                             await H.get_approvals(conn, message_id),
                             await H.nonce_used(conn, token.nonce))
             view.ops = allowed_ops(role, hold.kind)
+            view.waits_for, view.linked = await L.linked_messages(conn, message_id)
+            if role == "sender" and view.waits_for and view.waits_for.state == "held":
+                # it goes with its attachment mail, never before it (hold.lifecycle
+                # refuses it too); cancelling it alone is always open
+                view.ops = tuple(op for op in view.ops if op == "cancel")
             if with_content and msg.state == "held" and not view.used:
                 view.data = await H.get_content(conn, message_id)
         return view

@@ -32,6 +32,17 @@ class KeywordRule:
 
 
 @dataclass(frozen=True)
+class RecentEncrypted:
+    """One of the sender's recent messages with an encrypted attachment (a PPAP zip),
+    as the store has it: a password mail that follows is linked to it."""
+
+    queue_id: str
+    state: str  # held, queued, delivered, rejected, cancelled, ...
+    seconds_ago: float  # how long before the message being inspected it was received
+    recipients: frozenset[str]  # address keys (guard.mail.addresses.address_key)
+
+
+@dataclass(frozen=True)
 class InspectContext:
     sender: str = ""  # authenticated identity (or MAIL FROM on a trusted listener)
     internal_domains: frozenset[str] = frozenset()  # registrable domains of the company
@@ -60,3 +71,6 @@ class InspectContext:
     # (policy: defaults.own_contacts, lists.own_contacts); the internal domains are
     # own domains too (run.py adds them)
     own_contacts: OwnContacts = field(default_factory=OwnContacts)
+    # the sender's encrypted-attachment mail of the last minutes, newest first: asked of
+    # the store only for a message that announces a password (inspect/ppap.py)
+    recent_encrypted: tuple[RecentEncrypted, ...] = ()

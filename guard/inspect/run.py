@@ -17,6 +17,7 @@ from guard.inspect.envelope import detect_bcc_only, detect_bulk, detect_client
 from guard.inspect.finding import Finding
 from guard.inspect.keywords import detect_keywords
 from guard.inspect.pii.detect import PiiLimits, scan
+from guard.inspect.ppap import detect_ppap_password
 from guard.inspect.recipients import (
     detect_external_orgs,
     detect_lookalike,
@@ -122,6 +123,7 @@ def recipient_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
         *detect_bcc_only(view, ctx),
         *detect_client(view),
         *detect_sender_volume(view, ctx),
+        *detect_ppap_password(view, ctx),
     ]
 
 

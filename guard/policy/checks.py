@@ -49,6 +49,7 @@ KNOWN_FAMILIES = frozenset(
         "bulk",
         "envelope",
         "client",
+        "ppap",
     }
 )
 
@@ -65,6 +66,7 @@ EVIDENCE_KEYS: dict[str, frozenset[str]] = {
     "external_orgs": frozenset({"domains"}),
     "client": frozenset({"name"}),
     "bulk": frozenset({"value"}),  # bulk.precedence: bulk, list or junk
+    "ppap": frozenset({"state"}),
 }
 
 

@@ -31,9 +31,16 @@ from guard.policy.patterns import DomainSet
 from guard.policy.rules import CompiledRule
 from guard.policy.schema import HOLD_ACTIONS, Action
 from guard.policy.scope import Envelope, suppression_by_recipient
-from guard.policy.verdict import Dropped, Modifiers, Reason, Split, TagMark, Verdict
+from guard.policy.verdict import Dropped, LinkedTo, Modifiers, Reason, Split, TagMark, Verdict
 
 UNINSPECTABLE_DEFAULT_RULE = "defaults.uninspectable"
+LINKED_PASSWORD_RULE = "defaults.linked_password"
+PPAP_SYMBOL = "ppap.password"
+# states of the attachment mail: still held (the password mail waits with it), or
+# stopped (the password mail is refused with it); any other state (queued, delivered,
+# …): the password mail follows the rules like any mail
+_WAITING = frozenset({"held"})
+_STOPPED = frozenset({"rejected", "cancelled", "expired"})
 
 # who is internal: a test of an address, internal domains, or None (the policy's)
 InternalTest = Callable[[str], bool] | Collection[str] | None
@@ -71,10 +78,11 @@ def envelope(
 
 @dataclass
 class _Match:
-    rule: CompiledRule | None  # None: the implicit uninspectable default
+    rule: CompiledRule | None  # None: an implicit default (uninspectable, linked password)
     name: str
     action: Action
     findings: list[Finding]
+    link: LinkedTo | None = None  # defaults.linked_password: the zip mail it goes with
 
 
 def evaluate(
@@ -147,6 +155,9 @@ def _matches(policy: Policy, findings: Sequence[Finding], *, rcpt_tos: Sequence[
         ]
         if loose:
             matches.append(_Match(None, UNINSPECTABLE_DEFAULT_RULE, default, loose))
+    link = _linked_password(policy, findings, matches)
+    if link is not None:
+        matches.append(link)
     return matches
 
 
@@ -170,15 +181,30 @@ def _aggregate(policy: Policy, matches: list[_Match], sender_address: str,
         return Verdict(action=Action.DROP, modifiers=_modifiers(matches), reasons=reasons,
                        rule=drop_matches[0].name if drop_matches else None,
                        dropped=tuple(dropped.values()))
+    linked_to = None
+    link = next((m for m in matches if m.link is not None), None)
+    if link is not None and winner.action.rank <= link.action.rank:
+        # a rule that asks for more (approve, reject) keeps the password mail to itself
+        linked_to = link.link
+        winner = link
     modifiers = Modifiers() if winner.action is Action.REJECT else _modifiers(matches)
+    params = winner_parameters(policy, winner.rule.spec if winner.rule is not None else None,
+                               winner.action, sender_address)
+    if linked_to is not None and linked_to.effect == "refuse":
+        params.update(_refusal_texts(policy, linked_to))
+    elif linked_to is not None:  # the held notice and the page say what it waits for
+        params["message_ja"] = ("このパスワードのメールは、暗号化添付メール"
+                                f"（{linked_to.queue_id}）と一緒に送信または取り消しされます。")
+        params["message_en"] = (f"This password mail is sent or cancelled together with the "
+                                f"encrypted attachment mail {linked_to.queue_id}.")
     return Verdict(
         action=winner.action,
         modifiers=modifiers,
         reasons=reasons,
         rule=winner.name,
         dropped=tuple(dropped.values()),
-        **winner_parameters(policy, winner.rule.spec if winner.rule is not None else None,
-                            winner.action, sender_address),
+        linked_to=linked_to,
+        **params,
     )
 
 
@@ -279,6 +305,39 @@ def _maybe_split(policy: Policy, verdict: Verdict, matches: list[_Match],
     if not held_v.held:
         return refused("the held recipients alone would not be held")
     return replace(verdict, split=Split(tuple(now), tuple(wait), now_v, held_v))
+
+
+def _linked_password(policy: Policy, findings: Sequence[Finding], matches: list[_Match]
+                     ) -> _Match | None:
+    """defaults.linked_password: a password mail no rule covers goes with the attachment
+    mail it follows — held while that one is held, refused when that one was stopped."""
+    if policy.defaults.linked_password != "hold_with_attachment":
+        return None
+    covered = {id(f) for m in matches for f in m.findings}
+    for f in findings:
+        if f.symbol != PPAP_SYMBOL or id(f) in covered:
+            continue
+        state = str(f.evidence.get("state", ""))
+        queue_id = str(f.evidence.get("queue_id", ""))
+        if state in _WAITING:
+            return _Match(None, LINKED_PASSWORD_RULE, Action.CONFIRM, [f],
+                          LinkedTo(queue_id, "hold", state))
+        if state in _STOPPED:
+            return _Match(None, LINKED_PASSWORD_RULE, Action.REJECT, [f],
+                          LinkedTo(queue_id, "refuse", state))
+    return None
+
+
+def _refusal_texts(policy: Policy, link: LinkedTo) -> dict[str, str]:
+    """The refusal of a password mail says why: its attachment mail was not sent."""
+    status = policy.defaults.reject.status
+    ja = (f"このパスワードに対応する暗号化添付メール（{link.queue_id}）は送信されなかったため、"
+          "このメールも送信しません。")
+    en = (f"The encrypted attachment mail this password belongs to ({link.queue_id}) was "
+          "not sent, so this mail is not sent either.")
+    utf8 = {"ja": ja, "en": en, "both": f"{ja} / {en}"}[policy.defaults.language]
+    return {"message_ja": ja, "message_en": en, "reject_text": ascii_line(f"{status} {en}"),
+            "reject_text_utf8": one_line(f"{status} {utf8}")}
 
 
 def _reasons(m: _Match) -> Iterable[Reason]:

@@ -152,6 +152,12 @@ class Defaults(_Model):
     # Attachments that cannot be inspected (encrypted ZIP, PPAP, over the size limit) in
     # mail to outside addresses, when no rule says otherwise: the safe default holds.
     uninspectable: Action = Action.CONFIRM
+    # A PPAP password mail (ppap.password) that no rule covers: hold_with_attachment =
+    # held with the encrypted-attachment mail it follows while that one is held, refused
+    # when that one was refused or cancelled; policy = only the rules decide.
+    linked_password: Literal["hold_with_attachment", "policy"] = "hold_with_attachment"
+    # how long after the attachment mail a password mail is linked to it
+    linked_password_minutes: int = Field(default=60, ge=1, le=1440)
     # Approvers for senders that belong to no group (rules with approver_group @sender).
     approver_group: GroupName | None = None
     hold: HoldDefaults = HoldDefaults()

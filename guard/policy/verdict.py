@@ -109,6 +109,20 @@ class Split:
 
 
 @dataclass(frozen=True)
+class LinkedTo:
+    """A PPAP password mail goes with the encrypted-attachment mail `queue_id`
+    (defaults.linked_password): `hold` = held until, and released or cancelled with,
+    that mail; `refuse` = refused because that mail was refused or cancelled."""
+
+    queue_id: str
+    effect: str  # hold | refuse
+    state: str  # the state of that mail when this one was inspected
+
+    def to_json(self) -> dict[str, Any]:
+        return {"queue_id": self.queue_id, "effect": self.effect, "state": self.state}
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What to do with one message, why, and the parameters of the winning rule."""
 
@@ -135,6 +149,7 @@ class Verdict:
     dropped: tuple[Dropped, ...] = ()
     split: Split | None = None
     no_split: str = ""
+    linked_to: LinkedTo | None = None  # a password mail that goes with an attachment mail
 
     @property
     def held(self) -> bool:
@@ -167,4 +182,5 @@ class Verdict:
             "dropped": [d.to_json() for d in self.dropped],
             "split": self.split.to_json() if self.split is not None else None,
             "no_split": self.no_split,
+            "linked_to": self.linked_to.to_json() if self.linked_to else None,
         }

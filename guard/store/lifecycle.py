@@ -110,7 +110,8 @@ MOVES: tuple[Move, ...] = tuple([
     Move(State.HELD, State.HELD, "drop_recipient", "hold.lifecycle.drop_recipient",
          "one recipient taken out, others remain"),
     Move(State.HELD, State.QUEUED, "release", "hold.lifecycle.release",
-         "the sender confirms or sends now, or an admin releases"),
+         "the sender confirms or sends now, or an admin releases (a linked PPAP password "
+         "mail: with its attachment mail, `hold.lifecycle._follow`)"),
     Move(State.HELD, State.QUEUED, "approve", "hold.lifecycle.approve",
          "the last approval needed"),
     Move(State.HELD, State.QUEUED, "expire", "hold.lifecycle.expire",
@@ -119,7 +120,8 @@ MOVES: tuple[Move, ...] = tuple([
          "the hold's time is up and its default is cancel"),
     Move(State.HELD, State.CANCELLED, "cancel",
          "hold.lifecycle.cancel, hold.lifecycle.release, hold.lifecycle.drop_recipient",
-         "the sender or an admin cancels, or the last recipient is taken out"),
+         "the sender or an admin cancels, or the last recipient is taken out (a linked "
+         "PPAP password mail: with its attachment mail)"),
     Move(State.HELD, State.CANCELLED, "reject", "hold.lifecycle.reject",
          "an approver says no"),
 ])

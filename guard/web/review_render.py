@@ -147,5 +147,6 @@ class ReviewRenderer:
                                           for x in hold.reasons),
             bcc_recommended=any(x.symbol.startswith("visible_external") for x in hold.reasons),
             cancel_reasons=CANCEL_REASONS, form=form or {},
+            waits_for=page.waits_for, linked=page.linked,
             policy_message={"ja": hold.message_ja, "en": hold.message_en}
             if (hold.message_ja or hold.message_en) else None)

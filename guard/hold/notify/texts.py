@@ -121,6 +121,13 @@ TEXTS: dict[str, tuple[str, str]] = {
     "help.intro.approver": ("宛先・添付ファイル・理由を確かめて、承認するか差し戻してください。",
                             "Check the recipients, attachments and reasons, then approve or "
                             "reject."),
+    "help.waits_for": ("このパスワードのメールは、次の暗号化添付メールと一緒に"
+                       "送信・取り消しされます。単独では送信できません（取り消しはできます）:",
+                       "This password mail is sent or cancelled together with the encrypted "
+                       "attachment mail below; it cannot be sent on its own (it can be "
+                       "cancelled):"),
+    "help.linked": ("このメールと一緒に送信・取り消しされるパスワードのメール:",
+                    "Password mails sent or cancelled together with this mail:"),
     "help.preview_html": ("HTML メールのため、文字だけを表示しています。",
                           "HTML mail: shown as text only."),
     "help.truncated": ("（長いため途中までを表示しています）", "(cut: too long to show)"),
