@@ -1,0 +1,306 @@
+"""Policy errors and warnings in the admin's language (Japanese), English as the fallback.
+
+The messages are built in English where the problem is found (explain.py, checks.py,
+values.py, loader.py, yamltree.py, the CSV readers); this module translates a finished
+message, so the code that finds a problem stays one language and a message without a
+catalog entry still reaches the admin, in English. file:line:column and the place in
+the policy (`rules[3].action`) are never translated: they are what the admin looks up.
+
+Each catalog entry is an English template and its Japanese text. A placeholder is
+  {name}      copied as it is (a key, a value, a file name);
+  {msg_name}  itself a message, translated again (a message with a suffix);
+  {ph_name}   a phrase of PHRASES (the entry does not apply when it is not one);
+  {v_name}    a value shown to the admin, translated when it is one of PHRASES.
+tests/test_policy_i18n.py checks that every entry is still produced by the code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+from guard.policy.issues import PolicyIssue
+
+LANGUAGES = ("en", "ja")
+
+# Parts of messages that are composed in several places (explain._SIMPLE, explain._show).
+PHRASES: dict[str, str] = {
+    "expected text": "文字列を指定してください",
+    "expected a whole number": "整数を指定してください",
+    "expected a number": "数値を指定してください",
+    "expected true or false": "true または false を指定してください",
+    "expected a list": "リストを指定してください",
+    "expected a mapping (key: value)": "マッピング（キー: 値）を指定してください",
+    "expected non-empty text": "空でない文字列を指定してください",
+    "nothing (null)": "空（null）",
+    "a mapping": "マッピング",
+    "a list": "リスト",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    en: str
+    ja: str
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        out = ""
+        for literal, name in _split(self.en):
+            out += re.escape(literal)
+            if name:
+                out += f"(?P<{name}>.+?)"
+        return re.compile(out, re.DOTALL)
+
+    def literals(self) -> list[str]:
+        """The fixed parts of the English template (what the code must still produce)."""
+        return [lit for lit, _ in _split(self.en) if lit]
+
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def _split(template: str) -> list[tuple[str, str]]:
+    """'a {x} b' -> [('a ', 'x'), (' b', '')]; '{{' and '}}' are literal braces."""
+    parts: list[tuple[str, str]] = []
+    pos = 0
+    text = template.replace("{{", "\0").replace("}}", "\1")
+    for m in _FIELD.finditer(text):
+        parts.append((text[pos:m.start()], m.group(1)))
+        pos = m.end()
+    parts.append((text[pos:], ""))
+    return [(lit.replace("\0", "{").replace("\1", "}"), name) for lit, name in parts]
+
+
+# More specific templates first: the first entry that matches the whole message wins.
+CATALOG: tuple[Entry, ...] = (
+    # a suffix the loader adds to a message (checks.Issue.other)
+    Entry("{msg} (first defined at {where})", "{msg}（最初の定義: {where}）"),
+    # -- keys and values (explain.py)
+    Entry("missing required key {key}", "必須のキー {key} がありません"),
+    Entry("unknown key {key} (did you mean {close}?); expected one of {allowed}",
+          "不明なキー {key} です（{close} の誤りではありませんか？）。"
+          "ここで使えるキー: {allowed}"),
+    Entry("unknown key {key}; expected one of {allowed}",
+          "不明なキー {key} です。ここで使えるキー: {allowed}"),
+    Entry("unknown key {key}", "不明なキー {key} です"),
+    Entry("expected one of {choices}; got {v_got}",
+          "次のいずれかを指定してください: {choices}（指定された値: {v_got}）"),
+    Entry("expected a number {sign} {bound}; got {v_got}",
+          "{sign} {bound} の数値を指定してください（指定された値: {v_got}）"),
+    Entry("expected at most {n} characters; got {v_got}",
+          "{n} 文字以内で指定してください（指定された値: {v_got}）"),
+    # -- values (values.py, schema.py)
+    Entry("expected a domain name like example.co.jp or *.example.co.jp; got {got}",
+          "example.co.jp や *.example.co.jp のようなドメイン名を指定してください"
+          "（指定された値: {got}）"),
+    Entry("expected a domain name like example.co.jp; got {got}",
+          "example.co.jp のようなドメイン名を指定してください（指定された値: {got}）"),
+    Entry("expected an address or pattern like tanaka@example.co.jp or *@example.co.jp; "
+          "got {got}",
+          "tanaka@example.co.jp や *@example.co.jp のようなアドレスまたはパターンを"
+          "指定してください（指定された値: {got}）"),
+    Entry("expected a mail address like tanaka@example.co.jp (no wildcards); got {got}",
+          "tanaka@example.co.jp のようなメールアドレスを指定してください"
+          "（ワイルドカードは使えません。指定された値: {got}）"),
+    Entry("expected a name of ASCII letters, digits, '_', '-' or '.'; got {got}",
+          "名前には半角英数字と '_'、'-'、'.' だけを使ってください（指定された値: {got}）"),
+    Entry("expected a group name without spaces; got {got}",
+          "グループ名に空白は使えません（指定された値: {got}）"),
+    Entry("expected a finding symbol like pii.my_number or a family like pii; got {got}",
+          "pii.my_number のようなシンボル、または pii のようなファミリーを指定してください"
+          "（指定された値: {got}）"),
+    Entry("expected text on one line without control characters; got {got}",
+          "制御文字を含まない 1 行の文字列を指定してください（指定された値: {got}）"),
+    Entry("expected a valid regular expression; got {got} ({error})",
+          "正規表現として正しくありません: {got}（{error}）"),
+    Entry("expected a regular expression RE2 supports (no backreferences or look-around); "
+          "got {got} ({error})",
+          "RE2 で使えない正規表現です（後方参照と先読み・後読みは使えません）: {got}（{error}）"),
+    Entry("expected an enhanced status code like 5.7.1; got {got}",
+          "5.7.1 のような拡張ステータスコードを指定してください（指定された値: {got}）"),
+    Entry("expected header names starting with X-; got {got}",
+          "X- で始まるヘッダー名を指定してください（指定された値: {got}）"),
+    # -- the document as a whole (checks.py)
+    Entry("unknown group {name}; expected one of (no groups are defined) or sender",
+          "不明なグループ {name} です（グループが 1 つも定義されていません）。"
+          "sender を指定するか、groups: にグループを定義してください"),
+    Entry("unknown group {name}; expected one of (no groups are defined)",
+          "不明なグループ {name} です（グループが 1 つも定義されていません）"),
+    Entry("unknown group {name}; expected one of {known} or sender",
+          "不明なグループ {name} です。次のいずれかを指定してください: {known}、sender"),
+    Entry("unknown group {name}; expected one of {known}",
+          "不明なグループ {name} です。次のいずれかを指定してください: {known}"),
+    Entry("expected at least {need} approvers for approvals_required {n}; got {have}",
+          "approvals_required {n} には承認者が {need} 人以上必要です（現在 {have} 人）"),
+    Entry("escalate_after needs backup_approvers to escalate to",
+          "escalate_after を使うには、エスカレーション先の backup_approvers が必要です"),
+    Entry("duplicate rule name {name}", "ルール名 {name} が重複しています"),
+    Entry("duplicate keyword name {name}", "キーワード名 {name} が重複しています"),
+    Entry("tag has no effect on a rejected message (nothing is delivered)",
+          "拒否されるメールには何も配信されないため、tag は効果がありません"),
+    Entry("{param} applies to action {allowed}, not to {action}",
+          "{param} はアクション {allowed} で使うキーです（{action} には使えません）"),
+    Entry("expected ASCII text: the English text goes into the SMTP reply",
+          "英語の文は SMTP 応答に入るため、ASCII 文字だけで書いてください"),
+    Entry("no detector reports the family {family} (known: {known}); "
+          "this condition never matches",
+          "ファミリー {family} を報告する検出器はありません（既知のファミリー: {known}）。"
+          "この条件は一致しません"),
+    Entry("this rule has no scope and no conditions: it will {action} every message",
+          "このルールには scope も conditions もありません。すべてのメールに {action} が"
+          "適用されます"),
+    Entry("unknown evidence {key} for {family} (known: none: {family2} has no evidence to "
+          "test)",
+          "{family} に証拠キー {key} はありません（{family2} には条件に使える証拠がありません）"),
+    Entry("unknown evidence {key} for {family} (known: {known})",
+          "{family} に証拠キー {key} はありません（使えるキー: {known}）"),
+    Entry("no keyword named {name}; expected one of (no keywords are defined)",
+          "キーワード {name} は定義されていません（キーワードが 1 つも定義されていません）"),
+    Entry("no keyword named {name}; expected one of {names}",
+          "キーワード {name} は定義されていません。次のいずれかを指定してください: {names}"),
+    Entry("no list {name} in lists.suppression; fine if it is imported with "
+          "`guard lists import` (declare it `{decl}: {{source: store}}` to say so)",
+          "lists.suppression にリスト {name} がありません。`guard lists import` で取り込む"
+          "リストであれば問題ありません（その場合は `{decl}: {{source: store}}` と宣言して"
+          "ください）"),
+    Entry("approval by the sender's group needs defaults.approver_group for senders "
+          "outside every group",
+          "送信者のグループによる承認には、どのグループにも属さない送信者のために "
+          "defaults.approver_group が必要です"),
+    Entry("uninspectable: approve needs defaults.approver_group for senders outside every "
+          "group",
+          "uninspectable: approve には、どのグループにも属さない送信者のために "
+          "defaults.approver_group が必要です"),
+    Entry("group {name} has no approvers", "グループ {name} に承認者（approvers）がいません"),
+    # -- files and includes (loader.py, yamltree.py)
+    Entry("policy file not found", "ポリシーファイルが見つかりません"),
+    Entry("file not found: {path}", "ファイルが見つかりません: {path}"),
+    Entry("include cycle: {cycle}", "include が循環しています: {cycle}"),
+    Entry("{path} is included twice", "{path} が 2 回 include されています"),
+    Entry("expected a file name or a list of file names",
+          "ファイル名、またはファイル名のリストを指定してください"),
+    Entry("already set at {where}", "すでに {where} で設定されています"),
+    Entry("cannot read: {reason}", "読み込めません: {reason}"),
+    Entry("expected UTF-8 text (save the file as UTF-8)",
+          "UTF-8 のテキストではありません（ファイルを UTF-8 で保存してください）"),
+    Entry("expected a mapping of sections (defaults:, groups:, rules: ...)",
+          "セクションのマッピング（defaults:、groups:、rules: など）を書いてください"),
+    Entry("YAML syntax error: {problem}", "YAML の構文エラー: {problem}"),
+    Entry("YAML error: {problem}", "YAML のエラー: {problem}"),
+    Entry("document too large (too many nodes or alias expansions)",
+          "文書が大きすぎます（ノードまたはエイリアスの展開が多すぎます）"),
+    Entry("recursive YAML alias", "YAML のエイリアスが自分自身を参照しています"),
+    Entry("unsupported YAML tag {tag}", "使えない YAML タグです: {tag}"),
+    Entry("unsupported YAML node", "使えない YAML ノードです"),
+    Entry("expected a plain text key", "キーには単純な文字列を使ってください"),
+    Entry("expected a text key; got {key} (quote it)",
+          "キーは文字列にしてください（指定された値: {key}。引用符で囲んでください）"),
+    Entry("duplicate key {key} (first at line {line})",
+          "キー {key} が重複しています（最初の定義: {line} 行目）"),
+    # -- CSV data files (csvread.py, datafiles.py)
+    Entry("the file is not UTF-8, Shift_JIS (cp932) or EUC-JP text",
+          "ファイルが UTF-8、Shift_JIS（cp932）、EUC-JP のいずれのテキストでもありません"),
+    Entry("the file is larger than {n} MB", "ファイルが {n} MB を超えています"),
+    Entry("the file contains NUL bytes: not a text CSV file",
+          "ファイルに NUL バイトが含まれています（テキストの CSV ファイルではありません）"),
+    Entry("unreadable CSV: {error}", "CSV として読めません: {error}"),
+    Entry("the file holds no addresses", "ファイルにアドレスがありません"),
+    Entry("the file holds no domains", "ファイルにドメインがありません"),
+    Entry("the file holds no customers", "ファイルに顧客がありません"),
+    Entry("no column of e-mail addresses found", "メールアドレスの列が見つかりません"),
+    Entry("no column of domains found", "ドメインの列が見つかりません"),
+    Entry("the header has no name column", "見出し行に名前の列がありません"),
+    Entry("empty address", "アドレスが空です"),
+    Entry("invalid address: {error}", "アドレスが正しくありません: {error}"),
+    Entry("empty customer name", "顧客名が空です"),
+    Entry("customer {name} is already on line {line}",
+          "顧客 {name} はすでに {line} 行目にあります"),
+    Entry("empty domain", "ドメインが空です"),
+    Entry("{got} is an address, not a domain",
+          "{got} はアドレスです。ドメインを指定してください"),
+    Entry("{got} has no dot: not a mail domain",
+          "{got} にはドットがないため、メールのドメインではありません"),
+    Entry("{got} is not a valid domain", "{got} はドメインとして正しくありません"),
+    # -- the generic pydantic form last: "<what was expected>; got <value>"
+    Entry("{ph_expected}; got {v_got}", "{ph_expected}（指定された値: {v_got}）"),
+)
+
+
+def translate(message: str, lang: str, catalog: tuple[Entry, ...] = CATALOG) -> str:
+    """One message in `lang`; the English message when no entry fits."""
+    if lang != "ja":
+        return message
+    return _translate(message, catalog) or message
+
+
+def _translate(message: str, catalog: tuple[Entry, ...]) -> str | None:
+    for entry in catalog:
+        m = entry.pattern.fullmatch(message)
+        if m is None:
+            continue
+        values = _values(m.groupdict(), catalog)
+        if values is not None:
+            return entry.ja.format_map(values)
+    return None
+
+
+def _values(found: Mapping[str, str], catalog: tuple[Entry, ...]) -> dict[str, str] | None:
+    out: dict[str, str] = {}
+    for name, text in found.items():
+        if name.startswith("msg"):
+            sub = _translate(text, catalog)
+            if sub is None:  # the inner message has no entry: the whole one is English
+                return None
+            out[name] = sub
+        elif name.startswith("ph_"):
+            if text not in PHRASES:
+                return None
+            out[name] = PHRASES[text]
+        elif name.startswith("v_"):
+            out[name] = PHRASES.get(text, text)
+        else:
+            out[name] = text
+    return out
+
+
+def entry_for(message: str, catalog: tuple[Entry, ...] = CATALOG) -> Entry | None:
+    """The catalog entry that translates a message as a whole (for tests and tooling)."""
+    for entry in catalog:
+        m = entry.pattern.fullmatch(message)
+        if m is not None and _values(m.groupdict(), catalog) is not None:
+            return entry
+    return None
+
+
+def localize_issue(issue: PolicyIssue, lang: str) -> str:
+    """An issue as one line in `lang`: position and place as in English, message translated."""
+    if lang != "ja":
+        return str(issue)
+    pos = issue.file
+    if issue.line is not None:
+        pos += f":{issue.line}:{issue.column}"
+    prefix = "警告: " if issue.warning else ""
+    message = translate(issue.message, lang)
+    return f"{pos}: {prefix}{issue.where}: {message}" if issue.where else \
+        f"{pos}: {prefix}{message}"
+
+
+def localize_line(line: str, lang: str) -> str:
+    """A line already printed as `str(PolicyIssue)` (a compiled policy's warnings, a list
+    source's error): the longest tail after ': ' that is a known message is translated."""
+    if lang != "ja":
+        return line
+    line = line.replace(": warning: ", ": 警告: ", 1)
+    start = 0
+    while True:
+        cut = line.find(": ", start)
+        if cut < 0:
+            whole = _translate(line, CATALOG) if start == 0 else None
+            return whole or line
+        done = _translate(line[cut + 2:], CATALOG)
+        if done is not None:
+            return line[: cut + 2] + done
+        start = cut + 2

@@ -1,0 +1,293 @@
+"""Policy errors in Japanese: the catalog (guard/policy/i18n.py) has no dead entries, and
+real errors come out in Japanese through the `guard` command, positions unchanged."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from guard.cli.policy import language
+from guard.policy.i18n import CATALOG, PHRASES, Entry, entry_for, localize_line, translate
+from tests.conftest import ROOT
+
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+# One real English message per catalog entry (the text the code produces today).
+SAMPLES = [
+    "missing required key 'name'",
+    "unknown key 'groupz' (did you mean 'groups'?); expected one of direction, senders, groups",
+    "unknown key 'zzz'; expected one of direction, senders, groups",
+    "unknown key 'zzz'",
+    "expected one of pass, tag, bcc, delay, confirm, approve, reject; got 'hold'",
+    "expected a number >= 1; got 0",
+    "expected at most 200 characters; got 'xxx'",
+    "expected a domain name like example.co.jp or *.example.co.jp; got 'a b'",
+    "expected a domain name like example.co.jp; got 'a b'",
+    "expected an address or pattern like tanaka@example.co.jp or *@example.co.jp; got 'x'",
+    "expected a mail address like tanaka@example.co.jp (no wildcards); got '*@x.jp'",
+    "expected a name of ASCII letters, digits, '_', '-' or '.'; got '規則'",
+    "expected a group name without spaces; got 'a b'",
+    "expected a finding symbol like pii.my_number or a family like pii; got 'PII'",
+    "expected text on one line without control characters; got 'a\\nb'",
+    "expected a valid regular expression; got '(' (missing ), unterminated subpattern at "
+    "position 0)",
+    "expected a regular expression RE2 supports (no backreferences or look-around); "
+    "got '(a)\\\\1' (invalid escape sequence: \\1)",
+    "expected an enhanced status code like 5.7.1; got '57'",
+    "expected header names starting with X-; got 'Subject'",
+    "unknown group 'x'; expected one of (no groups are defined) or sender",
+    "unknown group 'x'; expected one of (no groups are defined)",
+    "unknown group 'marketing'; expected one of sales, hr or sender",
+    "unknown group 'marketing'; expected one of sales, hr",
+    "expected at least 2 approvers for approvals_required 2; got 1",
+    "escalate_after needs backup_approvers to escalate to",
+    "duplicate rule name 'a'",
+    "duplicate keyword name 'k'",
+    "tag has no effect on a rejected message (nothing is delivered)",
+    "delay_minutes applies to action delay, not to confirm",
+    "expected ASCII text: the English text goes into the SMTP reply",
+    "no detector reports the family 'pi' (known: keyword, pii); this condition never matches",
+    "this rule has no scope and no conditions: it will delay every message",
+    "unknown evidence 'x' for pii (known: none: pii has no evidence to test)",
+    "unknown evidence 'lst' for suppressed (known: list)",
+    "no keyword named 'x'; expected one of (no keywords are defined)",
+    "no keyword named 'x'; expected one of confidential",
+    "no list 'w' in lists.suppression; fine if it is imported with `guard lists import` "
+    "(declare it `w: {source: store}` to say so)",
+    "approval by the sender's group needs defaults.approver_group for senders outside "
+    "every group",
+    "uninspectable: approve needs defaults.approver_group for senders outside every group",
+    "group 'hr' has no approvers",
+    "duplicate rule name 'a' (first defined at policy.yaml:3:11)",
+    "policy file not found",
+    "file not found: policies/groups.yaml",
+    "include cycle: policy.yaml -> groups.yaml -> policy.yaml",
+    "policies/groups.yaml is included twice",
+    "expected a file name or a list of file names",
+    "already set at policy.yaml:2:1",
+    "cannot read: Permission denied",
+    "expected UTF-8 text (save the file as UTF-8)",
+    "expected a mapping of sections (defaults:, groups:, rules: ...)",
+    "YAML syntax error: found character '\\t' that cannot start any token",
+    "YAML error: unacceptable character #x0007",
+    "document too large (too many nodes or alias expansions)",
+    "recursive YAML alias",
+    "unsupported YAML tag !foo",
+    "unsupported YAML node",
+    "expected a plain text key",
+    "expected a text key; got 1 (quote it)",
+    "duplicate key 'rules' (first at line 3)",
+    "the file is not UTF-8, Shift_JIS (cp932) or EUC-JP text",
+    "the file is larger than 50 MB",
+    "the file contains NUL bytes: not a text CSV file",
+    "unreadable CSV: unexpected end of data",
+    "the file holds no addresses",
+    "the file holds no domains",
+    "the file holds no customers",
+    "no column of e-mail addresses found",
+    "no column of domains found",
+    "the header has no name column",
+    "empty address",
+    "invalid address: no '@'",
+    "empty customer name",
+    "customer 'ABC商事' is already on line 2",
+    "empty domain",
+    "'a@b.jp' is an address, not a domain",
+    "'nodot' has no dot: not a mail domain",
+    "'-x-.jp' is not a valid domain",
+    "expected a whole number; got 'ten'",
+]
+
+
+def test_every_entry_translates_a_real_message() -> None:
+    """Every entry is used: one sample each, translated into Japanese by that entry."""
+    used: set[Entry] = set()
+    for sample in SAMPLES:
+        entry = entry_for(sample)
+        assert entry is not None, f"no catalog entry for {sample!r}"
+        used.add(entry)
+        ja = translate(sample, "ja")
+        assert ja != sample and _JAPANESE.search(ja), (sample, ja)
+        assert translate(sample, "en") == sample
+    dead = [e.en for e in CATALOG if e not in used]
+    assert not dead, f"catalog entries no sample uses: {dead}"
+
+
+@cache
+def _source_literals() -> tuple[str, ...]:
+    """The constant parts of every string the policy code writes (f-strings split at their
+    fields; adjacent literals are one string to the parser)."""
+    out: list[str] = []
+    for path in sorted((ROOT / "guard" / "policy").glob("*.py")):
+        if path.name == "i18n.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                out.append(node.value)
+    return tuple(out)
+
+
+@cache
+def _produced(fragment: str) -> bool:
+    """Whether the code writes this text, in one literal or in pieces joined at run time."""
+    if not fragment.strip() or any(fragment in lit for lit in _source_literals()):
+        return True
+    # pieces of two characters at least: any one character is somewhere in the code
+    return any(_produced(fragment[:i]) and _produced(fragment[i:])
+               for i in range(2, len(fragment) - 1))
+
+
+def test_no_dead_entries_every_entry_is_still_written_by_the_code() -> None:
+    """An English message reworded in the code leaves its entry dead: this fails, naming it."""
+    dead = [(e.en, lit) for e in CATALOG for lit in e.literals() if not _produced(lit)]
+    assert not dead, "catalog text the policy code no longer writes: " + "; ".join(
+        f"{lit!r} (entry {en!r})" for en, lit in dead)
+    phrases = [p for p in PHRASES if not _produced(p)]
+    assert not phrases, f"phrases the policy code no longer writes: {phrases}"
+
+
+def test_unknown_messages_stay_english() -> None:
+    assert translate("something new went wrong", "ja") == "something new went wrong"
+    assert translate("Input should be a valid UUID; got 'x'", "ja") == \
+        "Input should be a valid UUID; got 'x'"
+
+
+def test_localize_line_keeps_the_position() -> None:
+    line = "p.yaml:9:7: warning: rules[2].action: this rule has no scope and no conditions: " \
+        "it will delay every message"
+    assert localize_line(line, "ja") == (
+        "p.yaml:9:7: 警告: rules[2].action: このルールには scope も conditions もありません。"
+        "すべてのメールに delay が適用されます")
+    assert localize_line(line, "en") == line
+
+
+@pytest.mark.parametrize(("env", "flag", "expected"), [
+    ({"LANG": "ja_JP.UTF-8"}, None, "ja"),
+    ({"LC_MESSAGES": "ja_JP.eucJP", "LANG": "C"}, None, "ja"),
+    ({"LC_ALL": "C.UTF-8", "LANG": "ja_JP.UTF-8"}, None, "en"),  # LC_ALL wins, as in POSIX
+    ({"LC_ALL": "ja_JP.UTF-8", "LANG": "en_US.UTF-8"}, None, "ja"),
+    ({}, None, "en"),
+    ({"LANG": "ja_JP.UTF-8"}, "en", "en"),
+    ({"LANG": "C"}, "ja", "ja"),
+])
+def test_language_from_flag_and_locale(env: dict[str, str], flag: str | None,
+                                       expected: str) -> None:
+    class Args:
+        lang = flag
+
+    assert language(Args(), env) == expected  # type: ignore[arg-type]
+
+
+# --- through the real command -------------------------------------------------------
+
+
+def _guard(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("GUARD_", "LC_", "LANG"))}
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", "guard.cli", *args], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _write(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def _positions(text: str) -> list[str]:
+    return [line.split(": ", 1)[0] for line in text.strip().splitlines()]
+
+
+VALIDATION = """\
+version: 1
+keywords:
+  - name: repeated
+    pattern: "(a)\\\\1"
+rules:
+  - name: hold-all
+    action: hold
+  - name: by-group
+    action: tag
+    scope:
+      groupz: [sales]
+"""
+
+SEMANTIC = """\
+version: 1
+groups:
+  sales: {members: ["*@example.co.jp"]}
+rules:
+  - name: marketing-only
+    action: tag
+    scope: {groups: [marketing]}
+"""
+
+WARNING = """\
+version: 1
+rules:
+  - name: slow-down
+    action: delay
+"""
+
+
+def test_real_errors_in_japanese_through_the_cli(tmp_path: Path) -> None:
+    v = _write(tmp_path / "v", {"policy.yaml": VALIDATION})
+    en = _guard(v, "policy", "check", "policy.yaml")
+    ja = _guard(v, "policy", "check", "policy.yaml", "--lang", "ja")
+    assert en.returncode == ja.returncode == 1
+    assert "did you mean 'groups'?" in en.stderr
+    assert "不明なキー 'groupz' です（'groups' の誤りではありませんか？）" in ja.stderr
+    assert "rules[0].action: 次のいずれかを指定してください: pass, tag, bcc, delay, " \
+        "confirm, approve, reject（指定された値: 'hold'）" in ja.stderr
+    assert "keywords[0].pattern: RE2 で使えない正規表現です" in ja.stderr
+    assert _positions(ja.stderr) == _positions(en.stderr) == [
+        "policy.yaml:4:14", "policy.yaml:7:13", "policy.yaml:11:7"]
+    # the locale asks for Japanese just as the flag does; LC_ALL=C overrides LANG
+    assert _guard(v, "policy", "check", "policy.yaml", LANG="ja_JP.UTF-8").stderr == ja.stderr
+    assert _guard(v, "policy", "check", "policy.yaml", LANG="ja_JP.UTF-8",
+                  LC_ALL="C").stderr == en.stderr
+
+    s = _write(tmp_path / "s", {"policy.yaml": SEMANTIC})
+    r = _guard(s, "policy", "check", "policy.yaml", "--lang", "ja")
+    assert r.returncode == 1
+    assert r.stderr.strip() == ("policy.yaml:7:22: rules[0].scope.groups[0]: 不明なグループ "
+                                "'marketing' です。次のいずれかを指定してください: sales")
+
+    c = _write(tmp_path / "c", {"policy.yaml": "version: 1\ninclude: [groups.yaml]\n",
+                                "groups.yaml": "include: [policy.yaml]\n"})
+    r = _guard(c, "policy", "check", "policy.yaml", "--lang", "ja")
+    assert r.stderr.strip() == ("groups.yaml:1:11: include[0]: include が循環しています: "
+                                "policy.yaml -> groups.yaml -> policy.yaml")
+
+    w = _write(tmp_path / "w", {"policy.yaml": WARNING})
+    r = _guard(w, "policy", "check", "policy.yaml", "--lang", "ja")
+    assert r.returncode == 0
+    assert "policy.yaml:4:13: 警告: rules[0].action: このルールには scope も conditions も" \
+        "ありません" in r.stderr
+    assert "OK — ルール 1 件、グループ 0 件、配信停止リスト 0 件" in r.stdout
+
+
+def test_bad_csv_in_japanese_through_policy_test(tmp_path: Path) -> None:
+    p = _write(tmp_path / "p", {
+        "policy.yaml": "version: 1\nlists:\n  partners: partners.csv\n"
+                       "rules:\n  - {name: mark, action: tag}\n",
+        "partners.csv": "domain\nsato@partner.example\nnodot\n",
+        "m.eml": "From: sato@example.co.jp\nTo: buyer@client.example\nSubject: t\n\nhi\n"})
+    args = ("policy", "test", "--no-history", "--policy", "policy.yaml", "m.eml")
+    en = _guard(p, *args)
+    ja = _guard(p, *args, LANG="ja_JP.UTF-8")
+    assert en.returncode == ja.returncode == 1
+    assert "'sato@partner.example' is an address, not a domain" in en.stderr
+    csv = p.resolve() / "partners.csv"
+    assert ja.stderr.strip() == (
+        f"guard: {csv}:2:1: 'sato@partner.example' はアドレスです。ドメインを指定して"
+        f"ください {csv}:3:1: 'nodot' にはドットがないため、メールのドメインではありません")
