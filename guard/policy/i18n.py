@@ -10,8 +10,11 @@ Each catalog entry is an English template and its Japanese text. A placeholder i
   {name}      copied as it is (a key, a value, a file name);
   {msg_name}  itself a message, translated again (a message with a suffix);
   {ph_name}   a phrase of PHRASES (the entry does not apply when it is not one);
-  {v_name}    a value shown to the admin, translated when it is one of PHRASES.
-tests/test_policy_i18n.py checks that every entry is still produced by the code.
+  {v_name}    a value shown to the admin, translated when it is one of PHRASES;
+  {t_name}    a message translated when an entry fits, else kept (PyYAML's details).
+An entry's `origin` is the package whose code writes its English text: guard's policy
+code, or PyYAML for the details of a YAML syntax error. tests/test_policy_i18n.py checks
+that every entry is still produced by that code (no dead entries).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ PHRASES: dict[str, str] = {
 class Entry:
     en: str
     ja: str
+    origin: str = "guard.policy"  # or "yaml": PyYAML writes the English text
 
     @cached_property
     def pattern(self) -> re.Pattern[str]:
@@ -88,8 +92,14 @@ CATALOG: tuple[Entry, ...] = (
     Entry("unknown key {key}", "不明なキー {key} です"),
     Entry("expected one of {choices}; got {v_got}",
           "次のいずれかを指定してください: {choices}（指定された値: {v_got}）"),
-    Entry("expected a number {sign} {bound}; got {v_got}",
-          "{sign} {bound} の数値を指定してください（指定された値: {v_got}）"),
+    Entry("expected a number >= {bound}; got {v_got}",
+          "{bound} 以上の数値を指定してください（指定された値: {v_got}）"),
+    Entry("expected a number > {bound}; got {v_got}",
+          "{bound} より大きい数値を指定してください（指定された値: {v_got}）"),
+    Entry("expected a number <= {bound}; got {v_got}",
+          "{bound} 以下の数値を指定してください（指定された値: {v_got}）"),
+    Entry("expected a number < {bound}; got {v_got}",
+          "{bound} 未満の数値を指定してください（指定された値: {v_got}）"),
     Entry("expected at most {n} characters; got {v_got}",
           "{n} 文字以内で指定してください（指定された値: {v_got}）"),
     # -- values (values.py, schema.py)
@@ -188,7 +198,7 @@ CATALOG: tuple[Entry, ...] = (
           "UTF-8 のテキストではありません（ファイルを UTF-8 で保存してください）"),
     Entry("expected a mapping of sections (defaults:, groups:, rules: ...)",
           "セクションのマッピング（defaults:、groups:、rules: など）を書いてください"),
-    Entry("YAML syntax error: {problem}", "YAML の構文エラー: {problem}"),
+    Entry("YAML syntax error: {t_problem}", "YAML の構文エラー: {t_problem}"),
     Entry("YAML error: {problem}", "YAML のエラー: {problem}"),
     Entry("document too large (too many nodes or alias expansions)",
           "文書が大きすぎます（ノードまたはエイリアスの展開が多すぎます）"),
@@ -200,6 +210,45 @@ CATALOG: tuple[Entry, ...] = (
           "キーは文字列にしてください（指定された値: {key}。引用符で囲んでください）"),
     Entry("duplicate key {key} (first at line {line})",
           "キー {key} が重複しています（最初の定義: {line} 行目）"),
+    # -- what PyYAML says of a syntax error (yamltree.py adds "(<context>)")
+    Entry("{msg_problem} ({t_context})", "{t_context}、{msg_problem}"),
+    Entry("found character {char} that cannot start any token",
+          "ここに {char} は書けません（字下げにタブを使っていないか確かめてください。"
+          "YAML の字下げは空白だけです）", "yaml"),
+    Entry("expected <block end>, but found {found}",
+          "字下げがそろっていません（{found} がありました）", "yaml"),
+    Entry("expected the node content, but found {found}",
+          "値があるはずの場所に {found} がありました（閉じていない括弧や引用符がないか"
+          "確かめてください）", "yaml"),
+    Entry("mapping values are not allowed here",
+          "ここに「キー: 値」は書けません（値にコロンと空白を含めるなら引用符で囲んで"
+          "ください）", "yaml"),
+    Entry("sequence entries are not allowed here",
+          "ここにリストの項目（- ）は書けません（字下げを確かめてください）", "yaml"),
+    Entry("could not find expected ':'", "':' が見つかりません", "yaml"),
+    Entry("found undefined alias {name}", "定義されていないエイリアス {name} です", "yaml"),
+    Entry("found unknown escape character {char}",
+          "不明なエスケープ文字 {char} です（\\ を含む正規表現は '...' の単一引用符で"
+          "囲んでください）", "yaml"),
+    Entry("found unexpected end of stream",
+          "ファイルが途中で終わっています（閉じていない引用符がないか確かめてください）",
+          "yaml"),
+    Entry("expected ',' or ']', but got {found}",
+          "',' か ']' があるはずの場所に {found} がありました", "yaml"),
+    Entry("expected ',' or '}}', but got {found}",
+          "',' か '}}' があるはずの場所に {found} がありました", "yaml"),
+    Entry("could not determine a constructor for the tag {tag}",
+          "使えない YAML タグです: {tag}", "yaml"),
+    Entry("while scanning for the next token", "次の字句を読んでいるとき", "yaml"),
+    Entry("while scanning a simple key", "キーを読んでいるとき", "yaml"),
+    Entry("while scanning a quoted scalar", "引用符で囲んだ値を読んでいるとき", "yaml"),
+    Entry("while scanning a double-quoted scalar", "二重引用符で囲んだ値を読んでいるとき",
+          "yaml"),
+    Entry("while parsing a block mapping", "マッピングを読んでいるとき", "yaml"),
+    Entry("while parsing a block collection", "リストを読んでいるとき", "yaml"),
+    Entry("while parsing a flow node", "値を読んでいるとき", "yaml"),
+    Entry("while parsing a flow sequence", "[ ] のリストを読んでいるとき", "yaml"),
+    Entry("while parsing a flow mapping", "{{ }} のマッピングを読んでいるとき", "yaml"),
     # -- CSV data files (csvread.py, datafiles.py)
     Entry("the file is not UTF-8, Shift_JIS (cp932) or EUC-JP text",
           "ファイルが UTF-8、Shift_JIS（cp932）、EUC-JP のいずれのテキストでもありません"),
@@ -233,25 +282,34 @@ def translate(message: str, lang: str, catalog: tuple[Entry, ...] = CATALOG) -> 
     """One message in `lang`; the English message when no entry fits."""
     if lang != "ja":
         return message
-    return _translate(message, catalog) or message
+    return _translate(message, catalog, []) or message
 
 
-def _translate(message: str, catalog: tuple[Entry, ...]) -> str | None:
+def entries_for(message: str, catalog: tuple[Entry, ...] = CATALOG) -> tuple[Entry, ...]:
+    """The catalog entries that translate a message, the outer one first (for tests)."""
+    used: list[Entry] = []
+    return tuple(used) if _translate(message, catalog, used) is not None else ()
+
+
+def _translate(message: str, catalog: tuple[Entry, ...], used: list[Entry]) -> str | None:
     for entry in catalog:
         m = entry.pattern.fullmatch(message)
         if m is None:
             continue
-        values = _values(m.groupdict(), catalog)
+        inner: list[Entry] = []
+        values = _values(m.groupdict(), catalog, inner)
         if values is not None:
+            used += [entry, *inner]
             return entry.ja.format_map(values)
     return None
 
 
-def _values(found: Mapping[str, str], catalog: tuple[Entry, ...]) -> dict[str, str] | None:
+def _values(found: Mapping[str, str], catalog: tuple[Entry, ...], used: list[Entry]
+            ) -> dict[str, str] | None:
     out: dict[str, str] = {}
     for name, text in found.items():
         if name.startswith("msg"):
-            sub = _translate(text, catalog)
+            sub = _translate(text, catalog, used)
             if sub is None:  # the inner message has no entry: the whole one is English
                 return None
             out[name] = sub
@@ -261,18 +319,11 @@ def _values(found: Mapping[str, str], catalog: tuple[Entry, ...]) -> dict[str, s
             out[name] = PHRASES[text]
         elif name.startswith("v_"):
             out[name] = PHRASES.get(text, text)
+        elif name.startswith("t_"):
+            out[name] = _translate(text, catalog, used) or text
         else:
             out[name] = text
     return out
-
-
-def entry_for(message: str, catalog: tuple[Entry, ...] = CATALOG) -> Entry | None:
-    """The catalog entry that translates a message as a whole (for tests and tooling)."""
-    for entry in catalog:
-        m = entry.pattern.fullmatch(message)
-        if m is not None and _values(m.groupdict(), catalog) is not None:
-            return entry
-    return None
 
 
 def localize_issue(issue: PolicyIssue, lang: str) -> str:
@@ -298,9 +349,9 @@ def localize_line(line: str, lang: str) -> str:
     while True:
         cut = line.find(": ", start)
         if cut < 0:
-            whole = _translate(line, CATALOG) if start == 0 else None
+            whole = _translate(line, CATALOG, []) if start == 0 else None
             return whole or line
-        done = _translate(line[cut + 2:], CATALOG)
+        done = _translate(line[cut + 2:], CATALOG, [])
         if done is not None:
             return line[: cut + 2] + done
         start = cut + 2
