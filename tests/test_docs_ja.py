@@ -51,21 +51,28 @@ def mapping() -> dict[Path, Path]:
     return out
 
 
-def _blocks(text: str) -> tuple[list[Heading], list[str]]:
+@dataclass(frozen=True)
+class Block:
+    text: str  # fences included
+    line: int
+
+
+def _blocks(text: str) -> tuple[list[Heading], list[Block]]:
     """The headings (outside code) and the fenced code blocks of a Markdown page."""
     headings: list[Heading] = []
-    blocks: list[str] = []
+    blocks: list[Block] = []
+    start = 0
     fence: str | None = None
     current: list[str] = []
     for n, line in enumerate(text.splitlines(), 1):
         m = _FENCE.match(line)
         if fence is None and m:
-            fence, current = m.group(1), [line]
+            fence, current, start = m.group(1), [line], n
             continue
         if fence is not None:
             current.append(line)
             if line.strip() == fence:
-                blocks.append("\n".join(current))
+                blocks.append(Block("\n".join(current), start))
                 fence = None
             continue
         h = _HEADING.match(line)
@@ -102,16 +109,29 @@ def heading_problems(en_page: Path, ja_page: Path) -> list[str]:
 
 
 def code_problems(en_page: Path, ja_page: Path) -> list[str]:
+    """Code blocks aligned like the headings, so that one block added in English is
+    reported once (with where it goes), not as every later block differing."""
     _, en = _blocks(en_page.read_text(encoding="utf-8"))
     _, ja = _blocks(ja_page.read_text(encoding="utf-8"))
     out: list[str] = []
-    for n, (e, j) in enumerate(zip(en, ja, strict=False), 1):
-        if e != j:
-            diff = "\n".join(difflib.unified_diff(e.splitlines(), j.splitlines(), "en", "ja",
-                                                  lineterm="", n=0))
-            out.append(f"{_rel(ja_page)}: code block {n} differs from {_rel(en_page)}:\n{diff}")
-    if len(en) != len(ja):
-        out.append(f"{_rel(ja_page)}: {len(ja)} code blocks; {_rel(en_page)} has {len(en)}")
+    matcher = difflib.SequenceMatcher(a=[b.text for b in en], b=[b.text for b in ja],
+                                      autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        if op == "replace" and i2 - i1 == j2 - j1:  # edited in place: show the edit
+            for e, j in zip(en[i1:i2], ja[j1:j2], strict=True):
+                diff = "\n".join(difflib.unified_diff(
+                    e.text.splitlines(), j.text.splitlines(), "en", "ja", lineterm="", n=0))
+                out.append(f"{_rel(ja_page)}:{j.line}: code block differs from "
+                           f"{_rel(en_page)}:{e.line}:\n{diff}")
+            continue
+        after = f"after the block at line {ja[j1 - 1].line}" if j1 else "before the first block"
+        for e in en[i1:i2]:
+            out.append(f"{_rel(ja_page)}: missing the code block of {_rel(en_page)}:{e.line} "
+                       f"({e.text.splitlines()[1:2]}); copy it {after}")
+        for j in ja[j1:j2]:
+            out.append(f"{_rel(ja_page)}:{j.line}: code block not in {_rel(en_page)}")
     return out
 
 
@@ -157,6 +177,12 @@ def test_the_check_can_fail(tmp_path: Path) -> None:
     assert headings == ["ja.md: missing ### 'Scope' (en.md:7); add it after line 6 "
                         "('ポリシー') as `### <日本語> <!-- en: Scope -->`"], headings
     assert len(code) == 1 and "-guard dev" in code[0] and "+guard serve" in code[0], code
+    # a block added to the English page is reported once, with where it goes
+    en.write_text("# Title\n```sh\nguard new\n```\n```sh\nguard dev\n```\n", encoding="utf-8")
+    ja.write_text("# タイトル <!-- en: Title -->\n```sh\nguard dev\n```\n", encoding="utf-8")
+    assert code_problems(en, ja) == [
+        "ja.md: missing the code block of en.md:2 (['guard new']); copy it before the "
+        "first block"], code_problems(en, ja)
 
 
 def test_links_between_pages_resolve() -> None:
