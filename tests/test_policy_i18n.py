@@ -121,6 +121,22 @@ SAMPLES = [
     "'nodot' has no dot: not a mail domain",
     "'-x-.jp' is not a valid domain",
     "expected a whole number; got 'ten'",
+    "list opt_out: lists/opt_out.csv has bad rows (line 2: empty address; line 3: invalid "
+    "address: no '@'): the guard has no entries for it",
+    "list opt_out: lists/opt_out.csv has bad rows (line 2: empty address): the guard keeps "
+    "the 120 entries of the last good sync",
+    "list withdrawn is managed in the store, which this test does not read (--no-history)",
+    "list withdrawn is managed in the store but has not been imported: "
+    "`guard lists import withdrawn FILE`",
+    "list opt_out: the policy names the file lists/opt_out.csv, but the store manages this "
+    "list (imported with `guard lists import`, 12 entries): declare it "
+    "`opt_out: {source: store}`, or run `guard lists remove opt_out` to let the file take "
+    "over",
+    "list withdrawn (managed in the store) was hashed with key 0123abcd (digest scheme "
+    "hmac-sha256-v1), this guard's key is 4567ef01 (scheme hmac-sha256-v1, secret: "
+    "/var/lib/guard/guard.secret): run with the secret it was imported with, or, if the "
+    "secret was changed on purpose, import it again with this guard's settings "
+    "(`guard lists import withdrawn FILE --new-key`)",
 ]
 
 
@@ -140,6 +156,7 @@ def test_every_entry_translates_a_real_message() -> None:
 
 
 _ORIGINS = {"guard.policy": ROOT / "guard" / "policy",
+            "guard.knowledge": ROOT / "guard" / "knowledge",
             "yaml": Path(yaml.__file__).parent}
 
 
@@ -323,3 +340,20 @@ def test_bad_csv_in_japanese_through_policy_test(tmp_path: Path) -> None:
     assert ja.stderr.strip() == (
         f"guard: {csv}:2:1: 'sato@partner.example' はアドレスです。ドメインを指定して"
         f"ください {csv}:3:1: 'nodot' にはドットがないため、メールのドメインではありません")
+
+
+def test_bad_suppression_list_in_japanese_through_policy_test(tmp_path: Path) -> None:
+    """A bad opt-out CSV: `guard policy test` warns, in Japanese, naming the rows."""
+    p = _write(tmp_path / "p", {
+        "policy.yaml": "version: 1\nlists:\n  suppression:\n    opt_out: opt_out.csv\n"
+                       "rules:\n  - {name: mark, action: tag}\n",
+        "opt_out.csv": "email,date\n,2026-12-01\nyamada.example.co.jp,2026-12-02\n",
+        "m.eml": "From: sato@example.co.jp\nTo: buyer@client.example\nSubject: t\n\nhi\n"})
+    r = _guard(p, "policy", "test", "--no-history", "--policy", "policy.yaml", "m.eml",
+               "--lang", "ja")
+    assert r.returncode == 0, r.stderr
+    warning = next(line for line in r.stderr.splitlines() if "opt_out" in line)
+    assert warning.startswith("警告: リスト opt_out: "), warning
+    assert "に誤った行があります（2 行目: アドレスが空です。3 行目: アドレスが正しくありません: " \
+        in warning
+    assert warning.endswith("）。このリストに使えるエントリーはありません"), warning

@@ -177,7 +177,7 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
     from guard.config import describe_database as describe
     from guard.knowledge.listsync import ListKeyError, ListSet, ListSourceError, lists_as_served
     from guard.policy import PolicyError
-    from guard.policy.i18n import localize_issue
+    from guard.policy.i18n import localize_issue, translate
     from guard.store.access import StoreNotReady, open_store
 
     lang = language(args)
@@ -215,9 +215,10 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
     except StoreNotReady as e:
         return fail(f"{e}; or --no-history to test against an empty history on purpose")
     except (ListSourceError, ListKeyError) as e:
-        return fail(str(e))
+        return fail(translate(str(e), lang))
     for w in lists.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {w}" if lang == "en" else f"警告: {translate(w, lang)}",
+              file=sys.stderr)
     doc = ins.verdict.to_json()
     doc["findings"] = [f.to_json() for f in ins.findings]
     doc["envelope"] = {"from": mail_from, "to": rcpts}
@@ -245,7 +246,9 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
     from guard.accept.decide import Inspector
     from guard.accept.replay import HELD, ReplayReport, replay
     from guard.knowledge.listsync import ListKeyError, ListSet, ListSourceError, lists_as_served
+    from guard.policy.i18n import translate
 
+    lang = language(args)
     settings = settings_of(args)
     policy = _policy_or_error(args, settings)
     if policy is None:
@@ -261,9 +264,10 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
     try:
         report, lists = with_store(settings, go)
     except (ListSourceError, ListKeyError) as e:
-        return fail(str(e))
+        return fail(translate(str(e), lang))
     for w in lists.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {w}" if lang == "en" else f"警告: {translate(w, lang)}",
+              file=sys.stderr)
     before, after, changed = report.before, report.after, report.changed
     if args.json:
         print(json.dumps({"messages": len(report.messages), "without_bytes": report.without_bytes,

@@ -13,7 +13,8 @@ Each catalog entry is an English template and its Japanese text. A placeholder i
   {v_name}    a value shown to the admin, translated when it is one of PHRASES;
   {t_name}    a message translated when an entry fits, else kept (PyYAML's details).
 An entry's `origin` is the package whose code writes its English text: guard's policy
-code, or PyYAML for the details of a YAML syntax error. tests/test_policy_i18n.py checks
+code, guard.knowledge for the suppression lists a policy names (what `guard policy test`
+says of them), or PyYAML for the details of a YAML syntax error. tests/test_policy_i18n.py checks
 that every entry is still produced by that code (no dead entries).
 """
 
@@ -47,7 +48,7 @@ PHRASES: dict[str, str] = {
 class Entry:
     en: str
     ja: str
-    origin: str = "guard.policy"  # or "yaml": PyYAML writes the English text
+    origin: str = "guard.policy"  # or "guard.knowledge", or "yaml" (PyYAML's text)
 
     @cached_property
     def pattern(self) -> re.Pattern[str]:
@@ -273,6 +274,43 @@ CATALOG: tuple[Entry, ...] = (
     Entry("{got} has no dot: not a mail domain",
           "{got} にはドットがないため、メールのドメインではありません"),
     Entry("{got} is not a valid domain", "{got} はドメインとして正しくありません"),
+    # -- suppression lists as `guard policy test` reads them (knowledge/listsync.py)
+    Entry("list {name}: {path} has bad rows ({t_rows}): the guard has no entries for it",
+          "リスト {name}: {path} に誤った行があります（{t_rows}）。このリストに使える"
+          "エントリーはありません", "guard.knowledge"),
+    Entry("list {name}: {path} has bad rows ({t_rows}): the guard keeps the {n} entries "
+          "of the last good sync",
+          "リスト {name}: {path} に誤った行があります（{t_rows}）。前回正しく同期した "
+          "{n} 件のエントリーを使い続けます", "guard.knowledge"),
+    Entry("line {line}: {t_reason}", "{line} 行目: {t_reason}", "guard.knowledge"),
+    Entry("list {name} is managed in the store, which this test does not read "
+          "(--no-history)",
+          "リスト {name} はストアで管理されていますが、このテストはストアを読みません"
+          "（--no-history）", "guard.knowledge"),
+    Entry("list {name} is managed in the store but has not been imported: "
+          "`guard lists import {name2} FILE`",
+          "リスト {name} はストアで管理するリストですが、まだ取り込まれていません: "
+          "`guard lists import {name2} FILE`", "guard.knowledge"),
+    Entry("list {name}: the policy names the file {path}, but the store manages this list "
+          "(imported with `guard lists import`, {n} entries): declare it "
+          "`{name2}: {{source: store}}`, or run `guard lists remove {name3}` to let the file "
+          "take over",
+          "リスト {name}: ポリシーはファイル {path} を指定していますが、このリストはストアで"
+          "管理されています（`guard lists import` で取り込み済み、{n} 件）。"
+          "`{name2}: {{source: store}}` と宣言するか、`guard lists remove {name3}` を実行して"
+          "ファイルに管理を移してください", "guard.knowledge"),
+    Entry("list {name} (managed in the store) was hashed with key {old} (digest scheme "
+          "{old_scheme}), this guard's key is {new} (scheme {new_scheme}, secret: {where}): "
+          "run with the secret it was imported with, or, if the secret was changed on "
+          "purpose, import it again with this guard's settings "
+          "(`guard lists import {name2} FILE --new-key`)",
+          "リスト {name}（ストアで管理）は鍵 {old}（ダイジェスト方式 {old_scheme}）で"
+          "ハッシュされていますが、この guard の鍵は {new}（方式 {new_scheme}、シークレット: "
+          "{where}）です。取り込んだときのシークレットで実行するか、意図してシークレットを"
+          "変えたのであれば、この guard の設定で取り込み直してください"
+          "（`guard lists import {name2} FILE --new-key`）", "guard.knowledge"),
+    # -- several problems on one line ("; ".join), each translated; English if one is not
+    Entry("{msg_first}; {msg_rest}", "{msg_first}。{msg_rest}", "guard.knowledge"),
     # -- the generic pydantic form last: "<what was expected>; got <value>"
     Entry("{ph_expected}; got {v_got}", "{ph_expected}（指定された値: {v_got}）"),
 )
