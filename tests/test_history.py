@@ -352,7 +352,7 @@ def test_sender_volume_reads_an_index_range_on_a_large_store(tmp_path: Path) -> 
     SQLite answers it from ix_messages_sender_received (a range of the index, not a scan
     of the table; ~4 ms here, ~10 ms on PostgreSQL, measured by hand: no timing asserted).
     """
-    from sqlalchemy import event, text
+    from sqlalchemy import event
 
     from guard.store import migrate
 

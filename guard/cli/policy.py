@@ -18,7 +18,7 @@ from guard.config import Settings
 
 if TYPE_CHECKING:
     from guard.knowledge.listsync import ListKey
-    from guard.policy import Policy
+    from guard.policy import Policy, PolicyError
     from guard.policy.verdict import Verdict
     from guard.store.access import Store
 
@@ -33,11 +33,32 @@ def parse_since(text: str) -> float:
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
+def language(args: argparse.Namespace, env: dict[str, str] | None = None) -> str:
+    """--lang, else the locale (LC_ALL, then LC_MESSAGES, then LANG, as POSIX reads them):
+    "ja" for a Japanese one, else "en"."""
+    import os
+
+    if getattr(args, "lang", None):
+        return str(args.lang)
+    env = dict(os.environ) if env is None else env
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        if env.get(name):
+            return "ja" if env[name].lower().startswith("ja") else "en"
+    return "en"
+
+
+def _add_lang(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lang", choices=("en", "ja"),
+                        help="language of policy errors (default: from LC_ALL, LC_MESSAGES, "
+                        "LANG)")
+
+
 def add_commands(sub: Any) -> None:
     pol = sub.add_parser("policy", help="check and try policies").add_subparsers(
         dest="policy_cmd", required=True)
     pc = pol.add_parser("check", help="validate a policy (file or folder)")
     pc.add_argument("path", nargs="?")
+    _add_lang(pc)
     pc.set_defaults(func=cmd_policy_check)
     pt = pol.add_parser("test", help="the verdict for a message, without sending it")
     pt.add_argument("message", help="an .eml file")
@@ -60,12 +81,24 @@ def add_commands(sub: Any) -> None:
                     help="say for every rule why it matched or not (each scope test, the "
                     "except test that excluded it, each branch of its conditions) and per "
                     "recipient what happens (drops, split holds)")
+    _add_lang(pt)
     pt.set_defaults(func=cmd_policy_test)
     pr = pol.add_parser("replay", help="what a policy would have done with past traffic")
     pr.add_argument("--since", default="7d", help="how far back: 30m, 12h, 7d, 2w")
     pr.add_argument("--policy", help="the policy to try (default: the configured one)")
     pr.add_argument("--json", action="store_true")
+    _add_lang(pr)
     pr.set_defaults(func=cmd_policy_replay)
+
+
+def _print_errors(e: PolicyError, lang: str) -> None:
+    """A policy's errors, one per line on stderr, in the admin's language."""
+    from guard.policy.i18n import localize_issue
+
+    if not e.issues:
+        print(str(e), file=sys.stderr)
+    for issue in e.issues:
+        print(localize_issue(issue, lang), file=sys.stderr)
 
 
 def _policy_or_error(args: argparse.Namespace, settings: Settings) -> Policy | None:
@@ -75,7 +108,7 @@ def _policy_or_error(args: argparse.Namespace, settings: Settings) -> Policy | N
     try:
         return load_policy_at(policy_path(args, settings))
     except PolicyError as e:
-        print(str(e), file=sys.stderr)
+        _print_errors(e, language(args))
         return None
 
 
@@ -103,18 +136,25 @@ def _read_key(settings: Settings, *, store: bool = True) -> ListKey:
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
     from guard.policy import PolicyError
+    from guard.policy.i18n import localize_line
 
+    lang = language(args)
     settings = settings_of(args)
     path = Path(args.path) if args.path else policy_path(args, settings)
     try:
         policy = load_policy_at(path)
     except PolicyError as e:
-        print(str(e), file=sys.stderr)
+        _print_errors(e, lang)
         return 1
     for w in policy.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    print(f"{path}: OK — {len(policy.rules)} rules, {len(policy.groups)} groups, "
-          f"{len(policy.suppression_lists) + len(policy.store_lists)} suppression lists")
+        print(f"warning: {w}" if lang == "en" else localize_line(w, lang), file=sys.stderr)
+    lists = len(policy.suppression_lists) + len(policy.store_lists)
+    if lang == "ja":
+        print(f"{path}: OK — ルール {len(policy.rules)} 件、グループ {len(policy.groups)} 件、"
+              f"配信停止リスト {lists} 件")
+    else:
+        print(f"{path}: OK — {len(policy.rules)} rules, {len(policy.groups)} groups, "
+              f"{lists} suppression lists")
     return 0
 
 
@@ -147,8 +187,11 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
     from guard.accept.decide import Inspector
     from guard.config import describe_database as describe
     from guard.knowledge.listsync import ListKeyError, ListSet, ListSourceError, lists_as_served
+    from guard.policy import PolicyError
+    from guard.policy.i18n import localize_issue, translate
     from guard.store.access import StoreNotReady, open_store
 
+    lang = language(args)
     settings = settings_of(args)
     data = Path(args.message).read_bytes()
     if b"\r\n" not in data:  # a file saved with Unix line ends: SMTP would carry CRLF
@@ -185,12 +228,15 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
 
     try:
         ins, lists = asyncio.run(go())
+    except PolicyError as e:  # a data file the policy names (partners, customers) is bad
+        return fail(" ".join(localize_issue(i, lang) for i in e.issues) or str(e), 1)
     except StoreNotReady as e:
         return fail(f"{e}; or --no-history to test against an empty history on purpose")
     except (ListSourceError, ListKeyError) as e:
-        return fail(str(e))
+        return fail(translate(str(e), lang))
     for w in lists.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {w}" if lang == "en" else f"警告: {translate(w, lang)}",
+              file=sys.stderr)
     doc = ins.verdict.to_json()
     doc["findings"] = [f.to_json() for f in ins.findings]
     doc["envelope"] = {"from": mail_from, "to": rcpts}
@@ -278,7 +324,9 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
     from guard.accept.decide import Inspector
     from guard.accept.replay import HELD, ReplayReport, replay
     from guard.knowledge.listsync import ListKeyError, ListSet, ListSourceError, lists_as_served
+    from guard.policy.i18n import translate
 
+    lang = language(args)
     settings = settings_of(args)
     policy = _policy_or_error(args, settings)
     if policy is None:
@@ -294,9 +342,10 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
     try:
         report, lists = with_store(settings, go)
     except (ListSourceError, ListKeyError) as e:
-        return fail(str(e))
+        return fail(translate(str(e), lang))
     for w in lists.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {w}" if lang == "en" else f"警告: {translate(w, lang)}",
+              file=sys.stderr)
     before, after, changed = report.before, report.after, report.changed
     if args.json:
         print(json.dumps({"messages": len(report.messages), "without_bytes": report.without_bytes,
