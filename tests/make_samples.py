@@ -26,7 +26,7 @@ PEOPLE = [["氏名", "住所", "電話番号", "メールアドレス", "生年�
 # file name → (expected action, expected winning rule)
 SAMPLES: dict[str, tuple[str, str]] = {
     "01-first-time-domain-iso2022jp.eml": ("delay", "first-time-domain"),
-    "02-people-list-xlsx-external.eml": ("approve", "personal-data-attachment"),
+    "02-people-list-xlsx-external.eml": ("approve", "personal-data-external"),
     "03-my-number-external.eml": ("reject", "my-number-external"),
     "04-withdrawn-member.eml": ("approve", "suppressed-recipient"),
     "05-confidential-docx.eml": ("approve", "confidential-keyword"),
@@ -36,7 +36,7 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "09-lookalike-partner.eml": ("confirm", "lookalike-recipient"),
     "10-people-list-internal.eml": ("tag", "internal-personal-data-mark"),
     "11-several-organisations.eml": ("confirm", "several-organisations"),
-    "12-forwarded-outlook-item.eml": ("approve", "personal-data-attachment"),
+    "12-forwarded-outlook-item.eml": ("approve", "personal-data-external"),
 }
 
 
