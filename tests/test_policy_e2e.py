@@ -92,7 +92,7 @@ def test_customer_list_to_new_outside_domain_is_held_and_internal_passes(
     assert held["recipients"] == ["buyer@newclient.example"]
     assert held["verdict"]["action"] == "approve"
     rules = {r["rule"] for r in held["verdict"]["reasons"]}
-    assert {"personal-data-attachment", "first-time-domain"} <= rules
+    assert {"personal-data-external", "first-time-domain"} <= rules
     people = [r for r in held["verdict"]["reasons"] if r["symbol"] == "pii.people_list"]
     assert people[0]["count"] == 12 and people[0]["where"].endswith("顧客一覧.xlsx")
     assert held["verdict"]["approvers"] == ["security@example.co.jp"]

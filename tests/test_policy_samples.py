@@ -7,6 +7,7 @@ import pytest
 from guard.accept.decide import Inspector
 from guard.policy import load_policy
 from tests.conftest import EXAMPLE_POLICY, ROOT
+from tests.make_corpus import build as build_corpus
 from tests.make_samples import SAMPLES, build
 
 SAMPLE_DIR = ROOT / "policies" / "samples"
@@ -39,4 +40,4 @@ async def test_shipped_sample_triggers_its_rule(policy, name: str):
 def test_generator_writes_every_listed_sample():
     built = build()
     assert set(built) == set(SAMPLES)
-    assert {p.name for p in SAMPLE_DIR.glob("*.eml")} == set(SAMPLES)
+    assert {p.name for p in SAMPLE_DIR.glob("*.eml")} == set(SAMPLES) | set(build_corpus())

@@ -626,7 +626,7 @@ CUSTOMER = "yamada@sakura-shoji.example"
             SENDER,
             (CUSTOMER,),
             "approve",
-            "personal-data-attachment",
+            "personal-data-external",
         ),
         (
             [f("pii.people_list", 0.85, 9, "attachment:名簿.xlsx")],
@@ -640,8 +640,26 @@ CUSTOMER = "yamada@sakura-shoji.example"
             SENDER,
             (CUSTOMER,),
             "approve",
-            "personal-data-attachment",
+            "personal-data-external",
         ),
+        # anywhere in the message: a card with context or a people list in the body
+        (
+            [f("pii.card", 0.95, 1, "body")],
+            SENDER,
+            (CUSTOMER,),
+            "approve",
+            "personal-data-external",
+        ),
+        ([f("pii.card", 0.5, 1, "body")], SENDER, (CUSTOMER,), "pass", None),
+        (
+            [f("pii.people_list", 0.85, 12, "body")],
+            SENDER,
+            (CUSTOMER,),
+            "approve",
+            "personal-data-external",
+        ),
+        # records in the body are not counted yet: the company's own branch offices are
+        ([f("pii.records", 0.7, 12, "body")], SENDER, (CUSTOMER,), "pass", None),
         (
             [f("pii.my_number", 0.9, 1, "attachment:a.pdf")],
             SENDER,
@@ -665,7 +683,7 @@ CUSTOMER = "yamada@sakura-shoji.example"
             SENDER,
             (CUSTOMER,),
             "approve",
-            "personal-data-attachment",
+            "personal-data-external",
         ),
         (
             [f("pii.records", 0.7, 2, "attachment:x.docx")],
