@@ -14,8 +14,11 @@ Each catalog entry is an English template and its Japanese text. A placeholder i
   {t_name}    a message translated when an entry fits, else kept (PyYAML's details).
 An entry's `origin` is the package whose code writes its English text: guard's policy
 code, guard.knowledge for the suppression lists a policy names (what `guard policy test`
-says of them), or PyYAML for the details of a YAML syntax error. tests/test_policy_i18n.py checks
-that every entry is still produced by that code (no dead entries).
+says of them) and an old system's delivery history (`guard history import`, `guard policy
+test --history`), guard.inspect for own contact data, guard.cli for what those commands
+add around it, or PyYAML for the details of a YAML syntax error.
+tests/test_policy_i18n.py checks that every entry is still produced by that code (no dead
+entries).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ PHRASES: dict[str, str] = {
 class Entry:
     en: str
     ja: str
-    origin: str = "guard.policy"  # or guard.knowledge, guard.inspect, "yaml" (PyYAML's)
+    origin: str = "guard.policy"  # or guard.knowledge, guard.inspect, guard.cli, "yaml"
 
     @cached_property
     def pattern(self) -> re.Pattern[str]:
@@ -380,6 +383,30 @@ CATALOG: tuple[Entry, ...] = (
           "{where}）です。取り込んだときのシークレットで実行するか、意図してシークレットを"
           "変えたのであれば、この guard の設定で取り込み直してください"
           "（`guard lists import {name2} FILE --new-key`）", "guard.knowledge"),
+    # -- an old system's delivery history (knowledge/historyfiles.py), as
+    #    `guard history import` and `guard policy test --history` report it (cli/history.py)
+    Entry("no RecipientAddress column in the header",
+          "見出し行に RecipientAddress の列がありません", "guard.knowledge"),
+    Entry("no delivered recipients found (read as {fmt})",
+          "配信した宛先が見つかりません（{fmt} として読み込み）", "guard.knowledge"),
+    Entry("no syslog time at the start", "行の先頭に syslog の時刻がありません",
+          "guard.knowledge"),
+    Entry("bad gzip file: {error}", "gzip ファイルとして読めません: {error}",
+          "guard.knowledge"),
+    Entry("invalid address {got}: {error}", "アドレス {got} が正しくありません: {error}",
+          "guard.knowledge"),
+    Entry("unreadable time {got}", "時刻 {got} を読めません", "guard.knowledge"),
+    Entry("history {path} (read as {fmt}): nothing imported ({n} bad rows, {m} not shown)",
+          "履歴 {path}（{fmt} として読み込み）: 何も取り込んでいません（誤った行 {n} 行。"
+          "うち {m} 行は表示していません）", "guard.cli"),
+    Entry("history {path} (read as {fmt}): nothing imported ({n} bad rows)",
+          "履歴 {path}（{fmt} として読み込み）: 何も取り込んでいません（誤った行 {n} 行）",
+          "guard.cli"),
+    Entry("cannot read {path}: {reason}", "{path} を読み込めません: {reason}", "guard.cli"),
+    Entry("cannot tell the internal domains: the policy does not load ({first}); fix it "
+          "first (`guard policy check`) or give --policy",
+          "社内ドメインが分かりません: ポリシーを読み込めません（{first}）。先にポリシーを"
+          "直す（`guard policy check`）か、--policy を指定してください", "guard.cli"),
     # -- several problems on one line ("; ".join), each translated; English if one is not
     Entry("{msg_first}; {msg_rest}", "{msg_first}。{msg_rest}", "guard.knowledge"),
     # -- the generic pydantic form last: "<what was expected>; got <value>"
