@@ -11,6 +11,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
+import email_validator
 import pytest
 import yaml
 
@@ -183,6 +184,15 @@ SAMPLES = [
     "history maillog (read as postfix): nothing imported (2 bad rows)",
     "history maillog (read as postfix): nothing imported (80 bad rows, 30 not shown)",
     "cannot read maillog: No such file or directory",
+    "An email address must have an @-sign.",
+    "invalid address: There must be something before the @-sign.",
+    "The part after the @-sign is not valid. It should have a period.",
+    "The part after the @-sign is a special-use or reserved name that cannot be used with "
+    "email.",
+    "An email address cannot have two periods in a row.",
+    "An email address cannot have a period and a hyphen next to each other.",
+    "The email address contains invalid characters before the @-sign: SPACE.",
+    "The part after the @-sign contains invalid characters: '_'.",
     "cannot tell the internal domains: the policy does not load (policy.yaml:3:5: "
     "rules[0].action: expected one of pass, tag; got 'hold'); fix it first "
     "(`guard policy check`) or give --policy",
@@ -208,6 +218,7 @@ _ORIGINS = {"guard.policy": ROOT / "guard" / "policy",
             "guard.knowledge": ROOT / "guard" / "knowledge",
             "guard.inspect": ROOT / "guard" / "inspect",
             "guard.cli": ROOT / "guard" / "cli",
+            "email_validator": Path(email_validator.__file__).parent,
             "yaml": Path(yaml.__file__).parent}
 
 
@@ -449,7 +460,8 @@ def test_bad_history_rows_in_japanese_through_policy_test_and_history_import(
                 LANG="ja_JP.UTF-8")
     assert ja.returncode == 1
     lines = ja.stderr.strip().splitlines()
-    assert lines[0].startswith("maillog:2: アドレス 'buyer@' が正しくありません: "), lines
+    assert lines[0].startswith("maillog:2: アドレス 'buyer@' が正しくありません: "
+                               "@ の後に何もありません。: Dec  1 09:15:03 mx"), lines
     assert lines[1] == ("maillog:3: 行の先頭に syslog の時刻がありません: " +
                         MAILLOG.splitlines()[2]), lines
     assert lines[2] == ("履歴 maillog（postfix として読み込み）: 何も取り込んでいません"

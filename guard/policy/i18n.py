@@ -16,7 +16,8 @@ An entry's `origin` is the package whose code writes its English text: guard's p
 code, guard.knowledge for the suppression lists a policy names (what `guard policy test`
 says of them) and an old system's delivery history (`guard history import`, `guard policy
 test --history`), guard.inspect for own contact data, guard.cli for what those commands
-add around it, or PyYAML for the details of a YAML syntax error.
+add around it, email_validator for why an address is not valid, or PyYAML for
+the details of a YAML syntax error.
 tests/test_policy_i18n.py checks that every entry is still produced by that code (no dead
 entries).
 """
@@ -51,7 +52,7 @@ PHRASES: dict[str, str] = {
 class Entry:
     en: str
     ja: str
-    origin: str = "guard.policy"  # or guard.knowledge, guard.inspect, guard.cli, "yaml"
+    origin: str = "guard.policy"  # or guard.knowledge, .inspect, .cli, "yaml", ...
 
     @cached_property
     def pattern(self) -> re.Pattern[str]:
@@ -338,7 +339,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("no column of domains found", "ドメインの列が見つかりません"),
     Entry("the header has no name column", "見出し行に名前の列がありません"),
     Entry("empty address", "アドレスが空です"),
-    Entry("invalid address: {error}", "アドレスが正しくありません: {error}"),
+    Entry("invalid address: {t_error}", "アドレスが正しくありません: {t_error}"),
     Entry("empty customer name", "顧客名が空です"),
     Entry("customer {name} is already on line {line}",
           "顧客 {name} はすでに {line} 行目にあります"),
@@ -393,7 +394,7 @@ CATALOG: tuple[Entry, ...] = (
           "guard.knowledge"),
     Entry("bad gzip file: {error}", "gzip ファイルとして読めません: {error}",
           "guard.knowledge"),
-    Entry("invalid address {got}: {error}", "アドレス {got} が正しくありません: {error}",
+    Entry("invalid address {got}: {t_error}", "アドレス {got} が正しくありません: {t_error}",
           "guard.knowledge"),
     Entry("unreadable time {got}", "時刻 {got} を読めません", "guard.knowledge"),
     Entry("history {path} (read as {fmt}): nothing imported ({n} bad rows, {m} not shown)",
@@ -407,6 +408,26 @@ CATALOG: tuple[Entry, ...] = (
           "first (`guard policy check`) or give --policy",
           "社内ドメインが分かりません: ポリシーを読み込めません（{first}）。先にポリシーを"
           "直す（`guard policy check`）か、--policy を指定してください", "guard.cli"),
+    # -- why an address is not valid (email-validator's words, inside "invalid address")
+    Entry("An email address must have an @-sign.", "@ がありません。", "email_validator"),
+    Entry("There must be something after the @-sign.", "@ の後に何もありません。",
+          "email_validator"),
+    Entry("There must be something before the @-sign.", "@ の前に何もありません。",
+          "email_validator"),
+    Entry("The part after the @-sign is not valid. It should have a period.",
+          "@ の後の部分が正しくありません（ドットが必要です）。", "email_validator"),
+    Entry("The part after the @-sign is a special-use or reserved name that cannot be used "
+          "with email.",
+          "@ の後の部分は、メールには使えない特別な用途の名前（予約済みの名前）です。",
+          "email_validator"),
+    Entry("An email address cannot have two periods in a row.",
+          "ドットを 2 つ続けることはできません。", "email_validator"),
+    Entry("An email address cannot have a period and a hyphen next to each other.",
+          "ドットとハイフンを隣り合わせにすることはできません。", "email_validator"),
+    Entry("The email address contains invalid characters before the @-sign: {chars}.",
+          "@ の前に使えない文字があります: {chars}。", "email_validator"),
+    Entry("The part after the @-sign contains invalid characters: {chars}.",
+          "@ の後に使えない文字があります: {chars}。", "email_validator"),
     # -- several problems on one line ("; ".join), each translated; English if one is not
     Entry("{msg_first}; {msg_rest}", "{msg_first}。{msg_rest}", "guard.knowledge"),
     # -- the generic pydantic form last: "<what was expected>; got <value>"
