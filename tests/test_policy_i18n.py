@@ -11,10 +11,11 @@ import sys
 from functools import cache
 from pathlib import Path
 
+import email_validator
 import pytest
 import yaml
 
-from guard.cli.policy import language
+from guard.cli.common import language
 from guard.policy.i18n import CATALOG, PHRASES, Entry, entries_for, localize_line, translate
 from tests.conftest import ROOT
 
@@ -173,6 +174,28 @@ SAMPLES = [
     "/var/lib/guard/guard.secret): run with the secret it was imported with, or, if the "
     "secret was changed on purpose, import it again with this guard's settings "
     "(`guard lists import withdrawn FILE --new-key`)",
+    # an old system's history: guard history import, guard policy test --history
+    "no RecipientAddress column in the header",
+    "no delivered recipients found (read as postfix)",
+    "no syslog time at the start",
+    "bad gzip file: Compressed file ended before the end-of-stream marker was reached",
+    "invalid address 'yamada@': There must be something after the @-sign.",
+    "unreadable time 'yesterday'",
+    "history maillog (read as postfix): nothing imported (2 bad rows)",
+    "history maillog (read as postfix): nothing imported (80 bad rows, 30 not shown)",
+    "cannot read maillog: No such file or directory",
+    "An email address must have an @-sign.",
+    "invalid address: There must be something before the @-sign.",
+    "The part after the @-sign is not valid. It should have a period.",
+    "The part after the @-sign is a special-use or reserved name that cannot be used with "
+    "email.",
+    "An email address cannot have two periods in a row.",
+    "An email address cannot have a period and a hyphen next to each other.",
+    "The email address contains invalid characters before the @-sign: SPACE.",
+    "The part after the @-sign contains invalid characters: '_'.",
+    "cannot tell the internal domains: the policy does not load (policy.yaml:3:5: "
+    "rules[0].action: expected one of pass, tag; got 'hold'); fix it first "
+    "(`guard policy check`) or give --policy",
 ]
 
 
@@ -194,6 +217,8 @@ def test_every_entry_translates_a_real_message() -> None:
 _ORIGINS = {"guard.policy": ROOT / "guard" / "policy",
             "guard.knowledge": ROOT / "guard" / "knowledge",
             "guard.inspect": ROOT / "guard" / "inspect",
+            "guard.cli": ROOT / "guard" / "cli",
+            "email_validator": Path(email_validator.__file__).parent,
             "yaml": Path(yaml.__file__).parent}
 
 
@@ -395,3 +420,53 @@ def test_bad_suppression_list_in_japanese_through_policy_test(tmp_path: Path) ->
     assert "に誤った行があります（2 行目: アドレスが空です。3 行目: アドレスが正しくありません: " \
         in warning
     assert warning.endswith("）。このリストに使えるエントリーはありません"), warning
+
+
+def test_split_and_linked_password_errors_in_japanese_through_the_cli(tmp_path: Path) -> None:
+    """Keys merged with per-recipient actions and PPAP: `split` on a rule that does not
+    hold, a `linked_password` that is not one of its values."""
+    s = _write(tmp_path / "s", {"policy.yaml": "version: 1\nrules:\n  - name: mark\n"
+                                "    action: tag\n    split: true\n"})
+    r = _guard(s, "policy", "check", "policy.yaml", "--lang", "ja")
+    assert r.returncode == 1
+    assert r.stderr.strip() == ("policy.yaml:5:12: rules[0].split: split はアクション delay, "
+                                "confirm, approve で使うキーです（tag には使えません）")
+    lp = _write(tmp_path / "lp", {"policy.yaml": "version: 1\ndefaults:\n"
+                                  "  linked_password: hold\nrules: []\n"})
+    r = _guard(lp, "policy", "check", "policy.yaml", "--lang", "ja")
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        "policy.yaml:3:20: defaults.linked_password: 次のいずれかを指定してください: "
+        "hold_with_attachment, policy（指定された値: 'hold'）")
+
+
+MAILLOG = """\
+Dec  1 09:15:02 mx postfix/qmgr[123]: 4AB12: from=<sato@example.co.jp>, size=100, nrcpt=1
+Dec  1 09:15:03 mx postfix/smtp[456]: 4AB12: to=<buyer@>, relay=mx.client.example, status=sent
+garbage postfix/smtp[456]: 4AB13: to=<buyer@client.example>, relay=x, status=sent (250 ok)
+"""
+
+
+def test_bad_history_rows_in_japanese_through_policy_test_and_history_import(
+        tmp_path: Path) -> None:
+    """`guard policy test --history` and `guard history import` name each bad row of a
+    Postfix log in Japanese, positions and the row's text unchanged."""
+    p = _write(tmp_path / "p", {
+        "policy.yaml": "version: 1\ndefaults:\n  internal_domains: [example.co.jp]\n"
+                       "rules:\n  - {name: mark, action: tag}\n",
+        "maillog": MAILLOG,
+        "m.eml": "From: sato@example.co.jp\nTo: buyer@client.example\nSubject: t\n\nhi\n"})
+    ja = _guard(p, "policy", "test", "--policy", "policy.yaml", "m.eml", "--history", "maillog",
+                LANG="ja_JP.UTF-8")
+    assert ja.returncode == 1
+    lines = ja.stderr.strip().splitlines()
+    assert lines[0].startswith("maillog:2: アドレス 'buyer@' が正しくありません: "
+                               "@ の後に何もありません。: Dec  1 09:15:03 mx"), lines
+    assert lines[1] == ("maillog:3: 行の先頭に syslog の時刻がありません: " +
+                        MAILLOG.splitlines()[2]), lines
+    assert lines[2] == ("履歴 maillog（postfix として読み込み）: 何も取り込んでいません"
+                        "（誤った行 2 行）"), lines
+    imported = _guard(p, "history", "import", "maillog", "--policy", "policy.yaml", "--dry-run",
+                      "--lang", "ja")
+    assert imported.returncode == 1
+    assert imported.stderr == ja.stderr

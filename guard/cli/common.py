@@ -24,6 +24,24 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+def language(args: argparse.Namespace, env: dict[str, str] | None = None) -> str:
+    """--lang, else the locale (LC_ALL, then LC_MESSAGES, then LANG, as POSIX reads them):
+    "ja" for a Japanese one, else "en"."""
+    if getattr(args, "lang", None):
+        return str(args.lang)
+    env = dict(os.environ) if env is None else env
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        if env.get(name):
+            return "ja" if env[name].lower().startswith("ja") else "en"
+    return "en"
+
+
+def add_lang(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lang", choices=("en", "ja"),
+                        help="language of errors (default: from LC_ALL, LC_MESSAGES, "
+                        "LANG)")
+
+
 DEV_DEFAULTS = {
     "GUARD_SMTP_LISTEN": "127.0.0.1:2525",
     "GUARD_SMTP_MODE": "trusted",

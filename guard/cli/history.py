@@ -10,7 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guard.cli.common import fail, load_policy_at, os_user, policy_path, settings_of, with_store
+from guard.cli.common import (
+    add_lang,
+    fail,
+    language,
+    load_policy_at,
+    os_user,
+    policy_path,
+    settings_of,
+    with_store,
+)
 from guard.config import Settings
 
 if TYPE_CHECKING:
@@ -33,27 +42,31 @@ def add_commands(sub: Any) -> None:
     hi.add_argument("--policy", help="policy file or folder, for its internal domains "
                     "(default: the configured one)")
     hi.add_argument("--dry-run", action="store_true", help="read and count; store nothing")
+    add_lang(hi)
     hi.set_defaults(func=cmd_history_import)
 
 
-def read_history(path: str, fmt: str | None) -> HistoryFile | int:
-    """The parsed file, or an exit code after printing its bad rows (one line each)."""
+def read_history(path: str, fmt: str | None, lang: str = "en") -> HistoryFile | int:
+    """The parsed file, or an exit code after printing its bad rows (one line each, in
+    `lang`: the reasons are in the policy errors' catalog)."""
     from guard.knowledge.historyfiles import parse_history
+    from guard.policy.i18n import translate
 
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        return fail(f"cannot read {path}: {e.strerror}")
+        return fail(translate(f"cannot read {path}: {e.strerror}", lang))
     parsed = parse_history(data, fmt)
     if not parsed.ok:
         for bad in parsed.errors[:50]:
             where = f"{path}:{bad.line}" if bad.line else path
-            print(f"{where}: {bad.reason}" + (f": {bad.text}" if bad.text else ""),
-                  file=sys.stderr)
+            print(f"{where}: {translate(bad.reason, lang)}"
+                  + (f": {bad.text}" if bad.text else ""), file=sys.stderr)
         more = len(parsed.errors) - 50
-        print(f"history {path} (read as {parsed.format}): nothing imported "
-              f"({len(parsed.errors)} bad rows" + (f", {more} not shown" if more > 0 else "")
-              + ")", file=sys.stderr)
+        print(translate(f"history {path} (read as {parsed.format}): nothing imported "
+                        f"({len(parsed.errors)} bad rows"
+                        + (f", {more} not shown" if more > 0 else "") + ")", lang),
+              file=sys.stderr)
         return 1
     return parsed
 
@@ -78,16 +91,20 @@ def sender_scope(settings: Settings) -> Callable[[str], str]:
 def cmd_history_import(args: argparse.Namespace) -> int:
     from guard.knowledge.historyfiles import seen_rows
     from guard.policy import PolicyError
+    from guard.policy.i18n import localize_issue, translate
     from guard.store import knowledge
 
     settings = settings_of(args)
+    lang = language(args)
     try:  # internal recipients are no history: the policy says which domains are ours
         policy = load_policy_at(policy_path(args, settings))
     except PolicyError as e:
-        first = str(e).splitlines()[0] if str(e) else "invalid"
-        return fail(f"cannot tell the internal domains: the policy does not load ({first}); "
-                    "fix it first (`guard policy check`) or give --policy")
-    parsed = read_history(args.file, args.format)
+        first = (localize_issue(e.issues[0], lang) if e.issues else
+                 str(e).splitlines()[0] if str(e) else "invalid")
+        return fail(translate(
+            f"cannot tell the internal domains: the policy does not load ({first}); "
+            "fix it first (`guard policy check`) or give --policy", lang))
+    parsed = read_history(args.file, args.format, lang)
     if isinstance(parsed, int):
         return parsed
     now = time.time()

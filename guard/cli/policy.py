@@ -13,7 +13,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guard.cli.common import fail, load_policy_at, policy_path, settings_of, with_store
+from guard.cli.common import (
+    add_lang,
+    fail,
+    language,
+    load_policy_at,
+    policy_path,
+    settings_of,
+    with_store,
+)
 from guard.config import Settings
 
 if TYPE_CHECKING:
@@ -33,32 +41,12 @@ def parse_since(text: str) -> float:
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
-def language(args: argparse.Namespace, env: dict[str, str] | None = None) -> str:
-    """--lang, else the locale (LC_ALL, then LC_MESSAGES, then LANG, as POSIX reads them):
-    "ja" for a Japanese one, else "en"."""
-    import os
-
-    if getattr(args, "lang", None):
-        return str(args.lang)
-    env = dict(os.environ) if env is None else env
-    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        if env.get(name):
-            return "ja" if env[name].lower().startswith("ja") else "en"
-    return "en"
-
-
-def _add_lang(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lang", choices=("en", "ja"),
-                        help="language of policy errors (default: from LC_ALL, LC_MESSAGES, "
-                        "LANG)")
-
-
 def add_commands(sub: Any) -> None:
     pol = sub.add_parser("policy", help="check and try policies").add_subparsers(
         dest="policy_cmd", required=True)
     pc = pol.add_parser("check", help="validate a policy (file or folder)")
     pc.add_argument("path", nargs="?")
-    _add_lang(pc)
+    add_lang(pc)
     pc.set_defaults(func=cmd_policy_check)
     pt = pol.add_parser("test", help="the verdict for a message, without sending it")
     pt.add_argument("message", help="an .eml file")
@@ -81,13 +69,13 @@ def add_commands(sub: Any) -> None:
                     help="say for every rule why it matched or not (each scope test, the "
                     "except test that excluded it, each branch of its conditions) and per "
                     "recipient what happens (drops, split holds)")
-    _add_lang(pt)
+    add_lang(pt)
     pt.set_defaults(func=cmd_policy_test)
     pr = pol.add_parser("replay", help="what a policy would have done with past traffic")
     pr.add_argument("--since", default="7d", help="how far back: 30m, 12h, 7d, 2w")
     pr.add_argument("--policy", help="the policy to try (default: the configured one)")
     pr.add_argument("--json", action="store_true")
-    _add_lang(pr)
+    add_lang(pr)
     pr.set_defaults(func=cmd_policy_replay)
 
 
@@ -311,7 +299,7 @@ def _seeded_history(args: argparse.Namespace, settings: Settings, policy: Policy
     from guard.cli.history import read_history, sender_scope
     from guard.knowledge.historyfiles import seen_rows
 
-    parsed = read_history(args.history, args.history_format)
+    parsed = read_history(args.history, args.history_format, language(args))
     if isinstance(parsed, int):
         return parsed
     domains, addresses, _ = seen_rows(parsed.sent, policy.internal_domains,

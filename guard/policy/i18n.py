@@ -14,8 +14,12 @@ Each catalog entry is an English template and its Japanese text. A placeholder i
   {t_name}    a message translated when an entry fits, else kept (PyYAML's details).
 An entry's `origin` is the package whose code writes its English text: guard's policy
 code, guard.knowledge for the suppression lists a policy names (what `guard policy test`
-says of them), or PyYAML for the details of a YAML syntax error. tests/test_policy_i18n.py checks
-that every entry is still produced by that code (no dead entries).
+says of them) and an old system's delivery history (`guard history import`, `guard policy
+test --history`), guard.inspect for own contact data, guard.cli for what those commands
+add around it, email_validator for why an address is not valid, or PyYAML for
+the details of a YAML syntax error.
+tests/test_policy_i18n.py checks that every entry is still produced by that code (no dead
+entries).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ PHRASES: dict[str, str] = {
 class Entry:
     en: str
     ja: str
-    origin: str = "guard.policy"  # or guard.knowledge, guard.inspect, "yaml" (PyYAML's)
+    origin: str = "guard.policy"  # or guard.knowledge, .inspect, .cli, "yaml", ...
 
     @cached_property
     def pattern(self) -> re.Pattern[str]:
@@ -335,7 +339,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("no column of domains found", "ドメインの列が見つかりません"),
     Entry("the header has no name column", "見出し行に名前の列がありません"),
     Entry("empty address", "アドレスが空です"),
-    Entry("invalid address: {error}", "アドレスが正しくありません: {error}"),
+    Entry("invalid address: {t_error}", "アドレスが正しくありません: {t_error}"),
     Entry("empty customer name", "顧客名が空です"),
     Entry("customer {name} is already on line {line}",
           "顧客 {name} はすでに {line} 行目にあります"),
@@ -380,6 +384,50 @@ CATALOG: tuple[Entry, ...] = (
           "{where}）です。取り込んだときのシークレットで実行するか、意図してシークレットを"
           "変えたのであれば、この guard の設定で取り込み直してください"
           "（`guard lists import {name2} FILE --new-key`）", "guard.knowledge"),
+    # -- an old system's delivery history (knowledge/historyfiles.py), as
+    #    `guard history import` and `guard policy test --history` report it (cli/history.py)
+    Entry("no RecipientAddress column in the header",
+          "見出し行に RecipientAddress の列がありません", "guard.knowledge"),
+    Entry("no delivered recipients found (read as {fmt})",
+          "配信した宛先が見つかりません（{fmt} として読み込み）", "guard.knowledge"),
+    Entry("no syslog time at the start", "行の先頭に syslog の時刻がありません",
+          "guard.knowledge"),
+    Entry("bad gzip file: {error}", "gzip ファイルとして読めません: {error}",
+          "guard.knowledge"),
+    Entry("invalid address {got}: {t_error}", "アドレス {got} が正しくありません: {t_error}",
+          "guard.knowledge"),
+    Entry("unreadable time {got}", "時刻 {got} を読めません", "guard.knowledge"),
+    Entry("history {path} (read as {fmt}): nothing imported ({n} bad rows, {m} not shown)",
+          "履歴 {path}（{fmt} として読み込み）: 何も取り込んでいません（誤った行 {n} 行。"
+          "うち {m} 行は表示していません）", "guard.cli"),
+    Entry("history {path} (read as {fmt}): nothing imported ({n} bad rows)",
+          "履歴 {path}（{fmt} として読み込み）: 何も取り込んでいません（誤った行 {n} 行）",
+          "guard.cli"),
+    Entry("cannot read {path}: {reason}", "{path} を読み込めません: {reason}", "guard.cli"),
+    Entry("cannot tell the internal domains: the policy does not load ({first}); fix it "
+          "first (`guard policy check`) or give --policy",
+          "社内ドメインが分かりません: ポリシーを読み込めません（{first}）。先にポリシーを"
+          "直す（`guard policy check`）か、--policy を指定してください", "guard.cli"),
+    # -- why an address is not valid (email-validator's words, inside "invalid address")
+    Entry("An email address must have an @-sign.", "@ がありません。", "email_validator"),
+    Entry("There must be something after the @-sign.", "@ の後に何もありません。",
+          "email_validator"),
+    Entry("There must be something before the @-sign.", "@ の前に何もありません。",
+          "email_validator"),
+    Entry("The part after the @-sign is not valid. It should have a period.",
+          "@ の後の部分が正しくありません（ドットが必要です）。", "email_validator"),
+    Entry("The part after the @-sign is a special-use or reserved name that cannot be used "
+          "with email.",
+          "@ の後の部分は、メールには使えない特別な用途の名前（予約済みの名前）です。",
+          "email_validator"),
+    Entry("An email address cannot have two periods in a row.",
+          "ドットを 2 つ続けることはできません。", "email_validator"),
+    Entry("An email address cannot have a period and a hyphen next to each other.",
+          "ドットとハイフンを隣り合わせにすることはできません。", "email_validator"),
+    Entry("The email address contains invalid characters before the @-sign: {chars}.",
+          "@ の前に使えない文字があります: {chars}。", "email_validator"),
+    Entry("The part after the @-sign contains invalid characters: {chars}.",
+          "@ の後に使えない文字があります: {chars}。", "email_validator"),
     # -- several problems on one line ("; ".join), each translated; English if one is not
     Entry("{msg_first}; {msg_rest}", "{msg_first}。{msg_rest}", "guard.knowledge"),
     # -- the generic pydantic form last: "<what was expected>; got <value>"
