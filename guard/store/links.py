@@ -16,37 +16,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import (
-    Column,
-    Float,
-    ForeignKey,
-    Index,
-    String,
-    Table,
-    insert,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.store.db import now_sql
-from guard.store.schema import messages, metadata, recipients
+from guard.store.holds_schema import message_links
+from guard.store.schema import messages, recipients
 
 ENCRYPTED_SYMBOL = "uninspectable.encrypted"
-
-message_links = Table(
-    "message_links", metadata,
-    Column("message_id", String(32), ForeignKey("messages.id", ondelete="CASCADE"),
-           primary_key=True),
-    Column("linked_to", String(32), nullable=False),  # the message it goes with
-    Column("kind", String(16), nullable=False),  # ppap
-    Column("created_at", Float, nullable=False),
-    Index("ix_message_links_linked_to", "linked_to"),
-)
-
-# a sender's recent mail, read for every password mail
-Index("ix_messages_sender_received", messages.c.sender, messages.c.received_at)
 
 
 @dataclass(frozen=True)
