@@ -59,11 +59,16 @@ def only(audit: list[dict[str, Any]], action: str) -> dict[str, Any]:
     return a
 
 
-async def test_a_recipient_removed_from_the_zip_mail_does_not_get_its_password(hs: Harness):
-    zip_id, pw = await pair(hs, verdict("approve"), zip_rcpts=[BOB, CAROL],
+@pytest.mark.parametrize("kind", ["approve", "confirm"])
+async def test_a_recipient_removed_from_the_zip_mail_does_not_get_its_password(
+        hs: Harness, kind: str):
+    zip_id, pw = await pair(hs, verdict(kind), zip_rcpts=[BOB, CAROL],
                             pw_rcpts=[BOB, CAROL])
-    res = await hs.lc.approve(zip_id, APPROVER, drop=[CAROL])
-    assert res.code == "approved"
+    if kind == "approve":  # the approver takes CAROL out as they approve
+        res = await hs.lc.approve(zip_id, APPROVER, drop=[CAROL])
+    else:  # the sender confirms without her
+        res = await hs.lc.release(zip_id, Actor("sender", ALICE, "web"), drop=[CAROL])
+    assert res.ok, res
     assert await hs.state(pw) == "queued"
     assert await hs.rcpt_states(pw) == {BOB: "pending", CAROL: "dropped"}
     a = only(await hs.audit(pw), "release")
