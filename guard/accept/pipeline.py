@@ -25,6 +25,7 @@ from guard import metrics
 from guard.ids import new_queue_id
 from guard.logs import queue_id_var
 from guard.mail import headerscan
+from guard.mail.addresses import address_key
 from guard.mail.encodedwords import decode_encoded_words
 from guard.mail.textdecode import decode_header_bytes
 from guard.smtp.outcome import Accepted, Held, Outcome, Rejected, TryLater
@@ -201,24 +202,38 @@ class Pipeline:
         if decision.dropped:
             carrier.audit_detail = {**carrier.audit_detail, "dropped": decision.dropped}
 
+        linked = bool(decision.link_to) and state == "held"
+        if linked:
+            # decided with the attachment mail it goes with, never by its own expiry
+            record.verdict = {**record.verdict, "on_expiry": "cancel"}
+        notices: list[str] = []  # the drop notice this commit stored (the undo takes it back)
+
         async def commit(conn: Any, now: float) -> str:
+            notices.clear()  # the writer may run this again (its batch failed)
             for r in records:
                 await q.insert_message(conn, now, r)
-            if decision.link_to and state == "held":
-                await links.add_link(conn, now, queue_id, decision.link_to)
+            final = state
+            if linked and decision.link_to:
+                final = await links.add_link(conn, now, queue_id, decision.link_to,
+                                             actor=actor, key=address_key)
             if decision.dropped and state != "rejected":
                 await q.mark_dropped(conn, now, carrier.id, carrier.rcpt_tos, decision.dropped)
                 notice = (self.drop_notice(carrier, list(decision.dropped), now)
                           if self.drop_notice else None)
                 if notice is not None:
                     await q.insert_message(conn, now, notice)
-            return queue_id
+                    notices.append(notice.id)
+            return final
 
         async def withdraw(conn: Any, now: float) -> bool:
             gone = [await q.withdraw_unanswered(conn, now, r.id, actor) for r in records]
+            if any(gone):  # the sender is not told about mail that was not accepted
+                for nid in notices:
+                    await q.withdraw_unanswered(conn, now, nid, actor)
             return any(gone)
 
-        await self.writer.submit(commit, give_up_after=self.commit_timeout, undo=withdraw)
+        final = await self.writer.submit(commit, give_up_after=self.commit_timeout,
+                                         undo=withdraw)
         metrics.ACCEPT_LATENCY.observe(time.perf_counter() - started)
         if decision.action == "reject":
             metrics.MESSAGES_REJECTED.labels(msg.listener, "policy").inc()
@@ -228,6 +243,11 @@ class Pipeline:
         metrics.MESSAGES_ACCEPTED.labels(msg.listener, state).inc()
         log.info("%s from=<%s> sender=%s rcpts=%d size=%d", state, msg.mail_from,
                  msg.sender, len(msg.rcpt_tos), len(data))
+        if decision.action == "hold" and final != "held" and part is None:
+            # a password mail whose attachment mail was decided while it was inspected:
+            # it went the same way (links.add_link); nothing is held
+            log.info("linked to %s, decided meanwhile: %s", decision.link_to, final)
+            return Accepted(final, queue_id)
         if decision.action == "hold":
             kind = str(decision.verdict.get("action") or "confirm")
             metrics.HOLDS_CREATED.labels(kind, decision.verdict.get("rule") or "none").inc()

@@ -59,9 +59,7 @@ def release_values(now: float) -> dict[str, Any]:
     return {"queued_at": now, "next_attempt_at": now, "lease_owner": None, "lease_until": None}
 
 
-# A linked password mail released with its attachment mail is due this much later, so
-# the attachment mail is delivered first (claims go in next_attempt_at order).
-LINKED_AFTER_SECONDS = 2.0
+LINKED_AFTER_SECONDS = links.LINKED_AFTER_SECONDS
 
 
 Op = Callable[[AsyncConnection, float, Tally], Awaitable[Result]]
@@ -172,7 +170,9 @@ class Lifecycle:
                       leader: H.MessageRow, actor: Actor, outcome: str) -> int:
         """The held password mails linked to `leader` (PPAP) go with it, in its
         transaction, each with its own audit row naming the link: released a moment
-        after it ("release"), or cancelled with it ("cancel"). How many were queued."""
+        after it ("release") to the recipients it goes to (the others dropped, and out of
+        To/Cc; none left: cancelled), or cancelled with it ("cancel"). How many were
+        queued."""
         queued = 0
         for mid in await links.followers(conn, leader.id):
             msg = await H.lock_message(conn, mid)
@@ -181,10 +181,24 @@ class Lifecycle:
             detail: dict[str, Any] = {"linked_to": leader.id, "with": outcome,
                                       "hold_kind": hold_kind(msg.verdict.get("action"))}
             if outcome == "release":
-                if await self._transition(conn, now, t, msg, to_state="queued", actor=actor,
-                                          action="release", detail=detail,
-                                          values=release_values(now + LINKED_AFTER_SECONDS)):
-                    queued += 1
+                dropped, left = await links.confine(conn, now, mid, leader.id, address_key)
+                if left:
+                    values = release_values(now + LINKED_AFTER_SECONDS)
+                    if dropped:
+                        detail.update(dropped=dropped, dropped_why=links.NOT_A_RECIPIENT)
+                        hold = parse_hold(msg.verdict, mail_from=msg.mail_from,
+                                          sender=msg.sender)
+                        await self._rewrite(conn, mid, hold, dropped, False, values)
+                    if await self._transition(conn, now, t, msg, to_state="queued",
+                                              actor=actor, action="release", detail=detail,
+                                              values=values):
+                        queued += 1
+                    continue
+                # the attachment mail goes to none of its recipients: nor does it
+                detail.update({"with": "cancel", "reason": "linked_recipients_removed",
+                               "dropped": dropped})
+                await self._transition(conn, now, t, msg, to_state="cancelled", actor=actor,
+                                       action="cancel", detail=detail)
                 continue
             detail.update(reason="linked_cancelled", near_miss=True)
             if await self._transition(conn, now, t, msg, to_state="cancelled", actor=actor,
@@ -432,10 +446,20 @@ class Lifecycle:
             msg, hold = opened
             if msg.hold_until is None or msg.hold_until > now:
                 return Result("not_due", msg.state)  # someone extended it, or a stale list
+            leader = await self._waits_for(conn, message_id)
+            if leader is not None:
+                # a password mail is decided with its attachment mail, not before it:
+                # its hold ends when that one's does (notify() may have set it sooner)
+                lead = await H.get_message(conn, leader)
+                await links.ends_with(conn, message_id, lead.hold_until if lead else None)
+                return Result("not_due", msg.state)
+            # a linked password mail is never sent by its own expiry
+            on_expiry = ("cancel" if await links.linked_to(conn, message_id) is not None
+                         else hold.on_expiry)
             hold_row = await H.get_hold(conn, message_id)
-            detail = {"on_expiry": hold.on_expiry, "hold_kind": hold.kind,
+            detail = {"on_expiry": on_expiry, "hold_kind": hold.kind,
                       "hold_until": msg.hold_until}
-            if hold.on_expiry == "send":
+            if on_expiry == "send":
                 if not await self._transition(conn, now, t, msg, to_state="queued",
                                               actor=self.system, action="expire",
                                               detail=detail, values=release_values(now)):

@@ -4,6 +4,8 @@
                     the kind, when it was notified, when to escalate (and whether it did)
     hold_approvals  who approved (one row per approver; two-approval mode counts them)
     used_tokens     nonces of link tokens that have acted: a token acts once
+    message_links   one row per linked message (a PPAP password mail): the message it
+                    goes with, the kind, when it was linked (read and written by links.py)
 """
 
 from __future__ import annotations
@@ -40,4 +42,14 @@ used_tokens = Table(
     # kept until the token would have expired anyway, then purged by the timers
     Column("expires_at", Float, nullable=False),
     Index("ix_used_tokens_expires", "expires_at"),
+)
+
+message_links = Table(
+    "message_links", metadata,
+    Column("message_id", String(32), ForeignKey("messages.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("linked_to", String(32), nullable=False),  # the message it goes with
+    Column("kind", String(16), nullable=False),  # ppap
+    Column("created_at", Float, nullable=False),
+    Index("ix_message_links_linked_to", "linked_to"),
 )

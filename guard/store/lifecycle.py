@@ -109,9 +109,10 @@ MOVES: tuple[Move, ...] = tuple([
          "nobody acted in time: the backup approvers are asked"),
     Move(State.HELD, State.HELD, "drop_recipient", "hold.lifecycle.drop_recipient",
          "one recipient taken out, others remain"),
-    Move(State.HELD, State.QUEUED, "release", "hold.lifecycle.release",
+    Move(State.HELD, State.QUEUED, "release", "hold.lifecycle.release, links.add_link",
          "the sender confirms or sends now, or an admin releases (a linked PPAP password "
-         "mail: with its attachment mail, `hold.lifecycle._follow`)"),
+         "mail: with its attachment mail, `hold.lifecycle._follow`, or as it is stored "
+         "when that mail was released meanwhile, `links.add_link`)"),
     Move(State.HELD, State.QUEUED, "approve", "hold.lifecycle.approve",
          "the last approval needed"),
     Move(State.HELD, State.QUEUED, "expire", "hold.lifecycle.expire",
@@ -119,9 +120,11 @@ MOVES: tuple[Move, ...] = tuple([
     Move(State.HELD, State.EXPIRED, "expire", "hold.lifecycle.expire",
          "the hold's time is up and its default is cancel"),
     Move(State.HELD, State.CANCELLED, "cancel",
-         "hold.lifecycle.cancel, hold.lifecycle.release, hold.lifecycle.drop_recipient",
+         "hold.lifecycle.cancel, hold.lifecycle.release, hold.lifecycle.drop_recipient, "
+         "links.add_link",
          "the sender or an admin cancels, or the last recipient is taken out (a linked "
-         "PPAP password mail: with its attachment mail)"),
+         "PPAP password mail: with its attachment mail, or when none of its recipients "
+         "is one that mail goes to)"),
     Move(State.HELD, State.CANCELLED, "reject", "hold.lifecycle.reject",
          "an approver says no"),
 ])

@@ -110,6 +110,8 @@ known_addresses = Table(
     Column("first_seen", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
     Column("source", String(16), nullable=False),  # delivered | import
+    # the look-alike cache's reload: org-wide addresses, most recent first
+    Index("ix_known_addresses_scope_last_seen", "scope", "last_seen"),
 )
 
 # Suppression lists (opt-out, withdrawn members, …): keyed hashes, never addresses.

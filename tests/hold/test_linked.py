@@ -20,7 +20,8 @@ async def linked_pair(hs: Harness, zip_verdict: dict[str, Any], zip_seconds: flo
                       ) -> tuple[str, str]:
     zip_id = await hs.put(zip_verdict, hold_seconds=zip_seconds)
     pw = await hs.put(verdict("confirm"))
-    await hs.writer.submit(lambda conn, now: links.add_link(conn, now, pw, zip_id))
+    await hs.writer.submit(lambda conn, now: links.add_link(
+        conn, now, pw, zip_id, actor="smtp:alice", key=str.lower))
     return zip_id, pw
 
 
