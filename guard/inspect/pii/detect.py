@@ -14,8 +14,10 @@ Public API:
     scan(texts, tables, limits) -> list[Finding]   # both, counted together per `where`
 
 Values of the organisation's own contact data (`own`, guard.inspect.owndata) are not
-counted, nor contact data in the sender's signature (where "body.signature"); findings
-at a place where some were left out say how many in evidence["own_discounted"].
+counted, nor contact data in the sender's signature (where "body.signature") while it
+is one person's block (at most one record and three values of each kind: a list put
+after a "-- " line counts in full); findings at a place where some were left out say
+how many in evidence["own_discounted"].
 
 One Finding per symbol per `where`. `count` is the number of DISTINCT values (the same
 card quoted five times in a reply chain is one card), `score` the best value's score,
@@ -178,6 +180,27 @@ class PiiLimits:
 # In the sender's signature (where "body.signature") these are the sender's own contact
 # data; cards, My Numbers and dates of birth there are still reported.
 _SENDER_KINDS = frozenset({PHONE, ADDRESS, POSTAL, EMAIL, NAME})
+# ...while the signature is one person's block: at most this many records (a line with
+# 2+ kinds) and distinct values of each kind (a TEL, a FAX and a mobile). Beyond that
+# it is a list put where a signature goes, and all its values count.
+_SENDER_MAX_RECORDS = 1
+_SENDER_MAX_VALUES = 3
+
+
+def _one_persons_block(hits: list[Hit], groups: list[int]) -> bool:
+    """Whether the contact data of a signature is what one sender's block holds."""
+    values: dict[str, set[str]] = {}
+    kinds_by_group: dict[int, set[str]] = {}
+    for hit, group in zip(hits, groups, strict=True):
+        if hit.kind in _SENDER_KINDS:
+            values.setdefault(hit.kind, set()).add(hit.key)
+        if hit.kind in RECORD_KINDS:
+            kinds_by_group.setdefault(group, set()).add(hit.kind)
+    records = sum(len(kinds) >= 2 for kinds in kinds_by_group.values())
+    return records <= _SENDER_MAX_RECORDS and all(
+        len(v) <= _SENDER_MAX_VALUES for v in values.values())
+
+
 def _line_key(line: str) -> str:
     return " ".join(line.split())
 
@@ -272,9 +295,10 @@ class _Accumulator:
         self.own = own or OwnContacts()
         self.by_where: dict[str, _WhereAcc] = {}
 
-    def _is_own(self, where: str, hit: Hit) -> bool:
-        """The organisation's own contact data, or the sender's in their signature."""
-        if hit.kind in _SENDER_KINDS and part_of(where) == SIGNATURE:
+    def _is_own(self, hit: Hit, sender_block: bool) -> bool:
+        """The organisation's own contact data, or the sender's in their signature
+        (`sender_block`: the text is a signature that holds one person's block)."""
+        if sender_block and hit.kind in _SENDER_KINDS:
             return True
         own = self.own
         if hit.kind == PHONE:
@@ -287,11 +311,12 @@ class _Accumulator:
             return bool(own.domains) and own.has_email(hit.key)
         return False
 
-    def _discount(self, acc: _WhereAcc, where: str, hits: list[Hit]) -> list[bool]:
+    def _discount(self, acc: _WhereAcc, hits: list[Hit], sender_block: bool = False
+                  ) -> list[bool]:
         """Which hits count (False: own data, remembered for evidence own_discounted)."""
         keep = []
         for hit in hits:
-            own = self._is_own(where, hit)
+            own = self._is_own(hit, sender_block)
             if own:
                 acc.own.add((hit.kind, hit.key))
             keep.append(not own)
@@ -327,8 +352,12 @@ class _Accumulator:
                 self._apply_table(acc, where, table)
         text = normalize(text)
         hits = scan_normalized(text, self.settings)
-        if self.own or part_of(where) == SIGNATURE:
-            hits = [h for h, k in zip(hits, self._discount(acc, where, hits), strict=True) if k]
+        if self.own:
+            hits = [h for h, k in zip(hits, self._discount(acc, hits), strict=True) if k]
+        if part_of(where) == SIGNATURE and _one_persons_block(
+                hits, line_groups(text, hits, self.limits.record_gap)):
+            hits = [h for h, k in zip(hits, self._discount(acc, hits, True), strict=True)
+                    if k]
         self._add_hits(acc, hits)
         self._add_records(acc, hits, line_groups(text, hits, self.limits.record_gap))
 
@@ -366,7 +395,7 @@ class _Accumulator:
                 rows_of_hits.append(row)
         people = table.people
         if self.own:
-            keep = self._discount(acc, where, hits)
+            keep = self._discount(acc, hits)
             own_rows = {r for r, k in zip(rows_of_hits, keep, strict=True) if not k}
             own_rows -= {r for r, h, k in zip(rows_of_hits, hits, keep, strict=True)
                          if k and h.kind in RECORD_KINDS}
