@@ -103,7 +103,7 @@ def test_thirty_lines_after_a_dash_line_are_not_a_signature(run: Any) -> None:
 def test_a_team_block_in_the_signature_counts(run: Any) -> None:
     # four people's mobiles in a "signature": not the sender's own block
     team = ["営業部 連絡先", *people(4)]
-    doc, findings = run(INTRO + "よろしくお願いします。\n\n-- \n" + "\n".join(team) + "\n")
+    _, findings = run(INTRO + "よろしくお願いします。\n\n-- \n" + "\n".join(team) + "\n")
     assert count(findings, "pii.records", "body.signature") == 4
     assert count(findings, "pii.phone", "body.signature") == 4
 
@@ -114,3 +114,48 @@ def test_one_persons_signature_is_still_not_personal_data(run: Any) -> None:
     doc, findings = run(INTRO + "よろしくお願いします。\n\n-- \n" + sig)
     assert doc["action"] == "pass"
     assert [f for f in findings if f["symbol"].startswith("pii.")] == [], findings
+
+
+# ---------------------------------------------------------------- 3. guard policy check
+
+CHECKED = """\
+version: 1
+defaults:
+  internal_domains: [example.co.jp]
+rules:
+  - name: unless-approved
+    conditions:
+      - not: {symbol: aproved}
+    action: confirm
+  - name: typo-places
+    conditions:
+      - {symbol: keyword, where: bdy}
+      - {symbol: pii, where: body, except_where: [quoted]}
+      - {symbol: pii, where: [new_text, attachment:名簿.xlsx, header:to, body.all]}
+    action: confirm
+"""
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_check_rejects_negated_unknown_symbols_and_unknown_places(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        lang: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "policy.yaml").write_text(CHECKED, encoding="utf-8")
+    capsys.readouterr()
+    rc = guard_main(["policy", "check", "policy.yaml", "--lang", lang])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert rc != 0, text
+    lines = [ln for ln in text.splitlines() if ln.startswith("policy.yaml:")]
+    if lang == "en":
+        assert any(ln.startswith("policy.yaml:7:") and "holds for every message" in ln
+                   and "warning" not in ln for ln in lines), text
+        assert any(ln.startswith("policy.yaml:11:") and "unknown place 'bdy'" in ln
+                   and "did you mean body?" in ln for ln in lines), text
+        assert any(ln.startswith("policy.yaml:12:") and "unknown place 'quoted'" in ln
+                   and "did you mean body.quoted?" in ln for ln in lines), text
+    else:
+        assert any("すべてのメール" in ln for ln in lines), text
+        assert sum("場所" in ln for ln in lines) == 2, text
+    assert not any(":13:" in ln for ln in lines), text  # known places pass
