@@ -159,3 +159,93 @@ def test_check_rejects_negated_unknown_symbols_and_unknown_places(
         assert any("すべてのメール" in ln for ln in lines), text
         assert sum("場所" in ln for ln in lines) == 2, text
     assert not any(":13:" in ln for ln in lines), text  # known places pass
+
+
+# ---------------------------------------------------------------- 2. the whole body
+
+SPLIT_POLICY = """\
+version: 1
+defaults:
+  internal_domains: [example.co.jp]
+keywords:
+  - {name: secret, pattern: "極秘|社外秘|部外秘|confidential"}
+rules:
+  - name: %s
+    conditions: [%s]
+    action: confirm
+"""
+
+REPLY_HEADER = ("\n-----Original Message-----\nFrom: 佐藤 <sato@partner.example>\n"
+                "Sent: Monday, December 7, 2026 10:00 AM\nSubject: 名簿\n\n")
+
+
+@pytest.fixture
+def split_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+              capsys: pytest.CaptureFixture[str]) -> Any:
+    """`guard policy test --json` with a one-rule policy: the verdict document."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("GUARD_CONFIG", "GUARD_POLICY", "GUARD_SECRET_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GUARD_SECRET", SECRET)
+
+    def go(condition: str, body: str) -> dict[str, Any]:
+        (tmp_path / "policy.yaml").write_text(SPLIT_POLICY % ("r", condition),
+                                              encoding="utf-8")
+        (tmp_path / "m.eml").write_bytes(eml(body))
+        capsys.readouterr()
+        rc = guard_main(["policy", "test", "m.eml", "--json", "--no-history",
+                         "--policy", "policy.yaml"])
+        out = capsys.readouterr()
+        assert rc == 0, out.err
+        doc: dict[str, Any] = json.loads(out.out)
+        return doc
+    return go
+
+
+SPLIT_LIST = INTRO + "\n".join(people(6)) + "\n" + REPLY_HEADER + "\n".join(people(6, 6))
+
+
+@pytest.mark.parametrize("condition", [
+    "{symbol: pii.records, min_count: 10}",
+    "{symbol: pii.records, min_count: 10, where: body}",
+    "{symbol: pii.phone, min_count: 10, where: body.all}",
+])
+def test_a_list_split_by_a_reply_header_is_counted_whole(split_run: Any,
+                                                         condition: str) -> None:
+    doc = split_run(condition, SPLIT_LIST)
+    assert doc["action"] == "confirm", doc["findings"]
+    whole = [f for f in doc["findings"] if f["where"] == "body.all"]
+    assert {f["symbol"]: f["count"] for f in whole}["pii.records"] == 12
+    # one reason for the rule: the whole body's count, not the parts' as well
+    assert [(r["symbol"], r["where"]) for r in doc["reasons"]] == [
+        (condition.split(",")[0].split(": ")[1], "body.all")]
+    assert "whole body" in doc["reasons"][0]["reason_en"]
+
+
+@pytest.mark.parametrize("condition", [
+    "{symbol: pii.records, min_count: 10, where: new_text}",
+    "{symbol: pii.records, min_count: 10, except_where: body.quoted}",
+    "{symbol: pii.records, min_count: 10, where: body, except_where: [body.signature]}",
+    "{symbol: pii.records, min_count: 10, where: body.quoted}",
+])
+def test_the_whole_body_is_not_a_part(split_run: Any, condition: str) -> None:
+    assert split_run(condition, SPLIT_LIST)["action"] == "pass"
+
+
+def test_no_whole_body_finding_when_a_part_has_the_count(split_run: Any) -> None:
+    # the same six people quoted back: the body's count is six, as at each part
+    body = INTRO + "\n".join(people(6)) + "\n" + REPLY_HEADER + "\n".join(people(6))
+    doc = split_run("{symbol: pii.records, min_count: 6}", body)
+    assert doc["action"] == "confirm"
+    assert not [f for f in doc["findings"] if f["where"] == "body.all"]
+    assert split_run("{symbol: pii.records, min_count: 7}", body)["action"] == "pass"
+
+
+def test_keywords_split_by_a_reply_header_are_counted_whole(split_run: Any) -> None:
+    body = "極秘と社外秘の資料です。\n" + REPLY_HEADER + "部外秘です。confidential\n"
+    cond = "{symbol: keyword, evidence: {rule: [secret]}, min_count: 4, where: body}"
+    doc = split_run(cond, body)
+    assert doc["action"] == "confirm", doc["findings"]
+    assert [(r["where"], r["count"]) for r in doc["reasons"]] == [("body.all", 4)]
+    cond = "{symbol: keyword, evidence: {rule: [secret]}, min_count: 4, where: new_text}"
+    assert split_run(cond, body)["action"] == "pass"

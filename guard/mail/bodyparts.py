@@ -28,7 +28,9 @@ __all__ = [
     "PARTS",
     "QUOTED",
     "SIGNATURE",
+    "WHOLE",
     "BodyPart",
+    "body_part",
     "part_of",
     "segment",
     "split_bodies",
@@ -40,6 +42,10 @@ QUOTED = ".quoted"
 SIGNATURE = ".signature"
 DISCLAIMER = ".disclaimer"
 PARTS = (NEW, QUOTED, SIGNATURE, DISCLAIMER)
+# Not a part: the whole body, all parts together. A detector that counts distinct values
+# reports this place too when the parts' own counts split a count (a 12-row list, 6 rows
+# above a reply header and 6 below), so a rule on the body sees the body's count.
+WHOLE = ".all"
 
 # Characters of a line the patterns read: headers and signature lines are short.
 _HEAD = 300
@@ -373,6 +379,16 @@ def segment(text: str, names: Iterable[str] = (),
     by_part[rest].extend(lines[n:])
     return [BodyPart(p, "\n".join(by_part[p])) for p in PARTS
             if any(s.strip() for s in by_part[p])]
+
+
+def body_part(where: str) -> str | None:
+    """The part a message body's `where` is ("body" -> NEW, "body.quoted" -> QUOTED),
+    None for any other place (subject, attachments, the whole body)."""
+    if where == "body":
+        return NEW
+    if where.startswith("body.") and where[4:] in PARTS:
+        return where[4:]
+    return None
 
 
 def part_of(where: str) -> str:

@@ -19,7 +19,9 @@ is one person's block (at most one record and three values of each kind: a list 
 after a "-- " line counts in full); findings at a place where some were left out say
 how many in evidence["own_discounted"].
 
-One Finding per symbol per `where`. `count` is the number of DISTINCT values (the same
+One Finding per symbol per `where`, and one at "body.all" (the body's parts together)
+for a symbol whose count there is higher than at each part. `count` is the number of
+DISTINCT values (the same
 card quoted five times in a reply chain is one card), `score` the best value's score,
 and `evidence` holds masked samples, the kinds seen (card brands, phone types...), and
 the context words that raised or lowered scores. Full values never leave this module.
@@ -94,7 +96,7 @@ from guard.inspect.pii.normalize import normalize
 from guard.inspect.pii.scan import line_groups, scan_normalized
 from guard.inspect.pii.tables import PeopleList, TableText, table_text
 from guard.inspect.pii.texttables import find_tables as tables_in
-from guard.mail.bodyparts import SIGNATURE, part_of
+from guard.mail.bodyparts import SIGNATURE, WHOLE, body_part, part_of
 
 __all__ = [
     "PiiLimits",
@@ -442,20 +444,44 @@ class _Accumulator:
     def findings(self) -> list[Finding]:
         out: list[Finding] = []
         for where, acc in self.by_where.items():
-            for kind in _SYMBOL_ORDER:
-                finding = None
-                if kind == "people_list":
-                    finding = self._people_finding(where, acc)
-                elif kind == "records":
-                    finding = self._records_finding(where, acc)
-                elif kind in acc.kinds:
-                    finding = self._kind_finding(where, kind, acc.kinds[kind])
-                if finding is not None:
-                    if acc.truncated:
-                        finding.evidence["truncated"] = True
-                    if acc.own:
-                        finding.evidence["own_discounted"] = len(acc.own)
-                    out.append(finding)
+            out += self._findings_at(where, acc)
+        return out + self._whole_body(out)
+
+    def _findings_at(self, where: str, acc: _WhereAcc) -> list[Finding]:
+        out: list[Finding] = []
+        for kind in _SYMBOL_ORDER:
+            finding = None
+            if kind == "people_list":
+                finding = self._people_finding(where, acc)
+            elif kind == "records":
+                finding = self._records_finding(where, acc)
+            elif kind in acc.kinds:
+                finding = self._kind_finding(where, kind, acc.kinds[kind])
+            if finding is not None:
+                if acc.truncated:
+                    finding.evidence["truncated"] = True
+                if acc.own:
+                    finding.evidence["own_discounted"] = len(acc.own)
+                out.append(finding)
+        return out
+
+    def _whole_body(self, found: list[Finding]) -> list[Finding]:
+        """Findings at "body.all" (the body's parts together) for the symbols whose
+        distinct count there is higher than at any one part: only those, so a rule on
+        the body sees its count and nothing is said twice otherwise."""
+        parts = [acc for where, acc in self.by_where.items() if body_part(where) is not None]
+        if len(parts) < 2:
+            return []
+        most: dict[str, int] = {}
+        for f in found:
+            if body_part(f.where) is not None:
+                most[f.symbol] = max(most.get(f.symbol, 0), f.count)
+        where = "body" + WHOLE
+        out = []
+        for f in self._findings_at(where, _merged(parts)):
+            if f.count > most.get(f.symbol, 0):
+                out.append(replace(f, reason_ja=f.reason_ja + "（本文全体）",
+                                   reason_en=f.reason_en + " (whole body)"))
         return out
 
     def _kind_finding(self, where: str, kind: str, acc: _KindAcc) -> Finding | None:
@@ -530,6 +556,33 @@ class _Accumulator:
             reason_ja=f"個人情報の一覧表（{ja_cls}）{rows}行",
             reason_en=f"people list ({en_cls}), {rows} row{'s' if rows != 1 else ''}",
         )
+
+
+def _merged(accs: list[_WhereAcc]) -> _WhereAcc:
+    """Several places' accumulators as one (each value, record and line once)."""
+    out = _WhereAcc()
+    for acc in accs:
+        for name, kind in acc.kinds.items():
+            into = out.kinds.setdefault(name, _KindAcc())
+            for key, value in kind.values.items():
+                old = into.values.get(key)
+                if old is None:
+                    into.values[key] = _Value(value.score, value.raw, len(into.values))
+                elif value.score > old.score:
+                    old.score = value.score
+            into.details.update(kind.details)
+            into.context |= kind.context
+            into.negative |= kind.negative
+        for record, kinds in acc.records.items():
+            seen = out.records.get(record)
+            if seen is None or len(kinds) > len(seen):
+                out.records[record] = kinds
+        out.people += acc.people
+        out.truncated |= acc.truncated
+        out.own |= acc.own
+        out.line_keys |= acc.line_keys
+        out.table_rows += acc.table_rows
+    return out
 
 
 def _samples(kind: str, values: list[_Value], limit: int) -> list[str]:
