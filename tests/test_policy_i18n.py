@@ -59,6 +59,12 @@ SAMPLES = [
     "delay_minutes applies to action delay, not to confirm",
     "expected ASCII text: the English text goes into the SMTP reply",
     "no detector reports the family 'pi' (known: keyword, pii); this condition never matches",
+    "no detector reports the family 'aproved' (known: keyword, pii); under not, this "
+    "condition holds for every message",
+    "unknown place 'quoted': no finding is there, so this never holds; did you mean "
+    "body.quoted? (places: subject, body, new_text, attachment:NAME, header:NAME)",
+    "unknown place 'xyz': no finding is there, so this never holds (places: subject, body, "
+    "new_text, attachment:NAME, header:NAME)",
     "this rule has no scope and no conditions: it will delay every message",
     "unknown evidence 'x' for pii (known: none: pii has no evidence to test)",
     "unknown evidence 'lst' for suppressed (known: list)",

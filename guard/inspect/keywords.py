@@ -16,6 +16,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from functools import cache, lru_cache
 from typing import Any, Protocol
 
@@ -23,7 +24,7 @@ import re2
 
 from guard.inspect.context import InspectContext, KeywordRule
 from guard.inspect.finding import Finding
-from guard.mail.bodyparts import part_of
+from guard.mail.bodyparts import WHOLE, body_part, part_of
 
 __all__ = [
     "AttachmentLike",
@@ -164,7 +165,8 @@ def _snippet(text: str) -> str:
 def detect_keywords(view: KeywordView, ctx: InspectContext) -> list[Finding]:
     """One finding per rule that matches; count = distinct matched strings. Matches in
     the body's quoted text, signature or disclaimer make a finding of their own per part
-    (where "body.quoted"…), so `where: new_text` is not set off by them."""
+    (where "body.quoted"…), so `where: new_text` is not set off by them; when the parts
+    split a count, one more finding at "body.all" has the whole body's."""
     if not ctx.keywords:
         return []
     fields = _fields(view)
@@ -192,8 +194,36 @@ def _apply(rule: KeywordRule, fields: dict[str, list[tuple[str, str]]]) -> list[
                 places.setdefault(where, None)
                 if len(distinct) >= _MAX_MATCHES:
                     break
-    return [_finding(rule, distinct, places) for distinct, places in parts.values()
-            if distinct]
+    out = [_finding(rule, distinct, places) for distinct, places in parts.values()
+           if distinct]
+    whole = _whole_body(rule, matcher, fields, out)
+    return out if whole is None else [*out, whole]
+
+
+def _whole_body(rule: KeywordRule, matcher: Any, fields: dict[str, list[tuple[str, str]]],
+                found: list[Finding]) -> Finding | None:
+    """The rule's finding at "body.all" (the body's parts together) when it counts more
+    distinct matches than any one finding: a rule on the body sees the body's count."""
+    if len(found) < 2:  # one part matched (or none): its finding has the count
+        return None
+    distinct: dict[str, str] = {}
+    places: dict[str, None] = {}
+    for field in rule.fields:
+        for where, text in fields.get(field, ()):
+            if body_part(where) is None:
+                continue
+            for match in _matches(matcher, text):
+                distinct.setdefault(match.casefold(), match)
+                places.setdefault(where, None)
+                if len(distinct) >= _MAX_MATCHES:
+                    break
+    if len({body_part(w) for w in places}) < 2 or \
+            len(distinct) <= max(f.count for f in found):
+        return None
+    whole = _finding(rule, distinct, places)
+    return replace(whole, where="body" + WHOLE,
+                   reason_ja=whole.reason_ja.replace(f"（{whole.where}）", "（本文全体）"),
+                   reason_en=whole.reason_en.replace(f"({whole.where})", "(whole body)"))
 
 
 def _finding(rule: KeywordRule, distinct: dict[str, str], places: dict[str, None]) -> Finding:

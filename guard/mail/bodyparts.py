@@ -28,7 +28,9 @@ __all__ = [
     "PARTS",
     "QUOTED",
     "SIGNATURE",
+    "WHOLE",
     "BodyPart",
+    "body_part",
     "part_of",
     "segment",
     "split_bodies",
@@ -40,6 +42,10 @@ QUOTED = ".quoted"
 SIGNATURE = ".signature"
 DISCLAIMER = ".disclaimer"
 PARTS = (NEW, QUOTED, SIGNATURE, DISCLAIMER)
+# Not a part: the whole body, all parts together. A detector that counts distinct values
+# reports this place too when the parts' own counts split a count (a 12-row list, 6 rows
+# above a reply header and 6 below), so a rule on the body sees the body's count.
+WHOLE = ".all"
 
 # Characters of a line the patterns read: headers and signature lines are short.
 _HEAD = 300
@@ -47,8 +53,10 @@ _HEAD = 300
 _MAX_LINES = 10_000
 # A signature or footer found without a "-- " line is at most this many lines.
 _SIG_MAX_LINES = 20
-# After a "-- " line: at most this many non-blank lines (a disclaimer may follow)
-_DASH_SIG_MAX_LINES = 40
+# After a "-- " line: at most this many non-blank lines, besides a disclaimer that may
+# follow. A full Japanese business signature (rules, name, company, department, 〒 and
+# address, TEL, FAX, mobile, e-mail, URL) is 10-13 lines.
+_DASH_SIG_MAX_LINES = 15
 # A disclaimer is one paragraph of at most this many lines / characters.
 _DISCLAIMER_MAX_LINES = 40
 _DISCLAIMER_MAX_CHARS = 4000
@@ -218,6 +226,23 @@ def _qualifies(block: list[str], names: tuple[str, ...], domains: frozenset[str]
     return rule or (postal and phone) or (company and lines >= 2)
 
 
+def _dash_block_lines(heads: list[str], start: int, end: int) -> int:
+    """Non-blank lines in [start, end), not counting paragraphs that are a disclaimer."""
+    lines = 0
+    k = start
+    while k < end:
+        if not heads[k].strip():
+            k += 1
+            continue
+        j = k
+        while j < end and heads[j].strip():
+            j += 1
+        if not _is_disclaimer(" ".join(heads[k:j])):
+            lines += j - k
+        k = j
+    return lines
+
+
 def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, ...],
                      domains: frozenset[str]) -> int | None:
     """Where the signature in new-text lines [start, end) begins, or None."""
@@ -225,9 +250,8 @@ def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, .
         if heads[i].rstrip(" ") == "--":  # "-- " (RFC 3676), or with the space stripped
             # a signature is a few lines: a customer list after a "-- " is not one (its
             # contact data would not be counted as personal data)
-            lines = sum(1 for k in range(i + 1, min(end, i + _DASH_SIG_MAX_LINES * 4))
-                        if heads[k].strip())
-            if lines <= _DASH_SIG_MAX_LINES:
+            if _dash_block_lines(heads, i + 1, min(end, i + _DASH_SIG_MAX_LINES * 4)) \
+                    <= _DASH_SIG_MAX_LINES:
                 return i
             break
     # closing block: walk up from the last line while lines look like a signature's
@@ -355,6 +379,16 @@ def segment(text: str, names: Iterable[str] = (),
     by_part[rest].extend(lines[n:])
     return [BodyPart(p, "\n".join(by_part[p])) for p in PARTS
             if any(s.strip() for s in by_part[p])]
+
+
+def body_part(where: str) -> str | None:
+    """The part a message body's `where` is ("body" -> NEW, "body.quoted" -> QUOTED),
+    None for any other place (subject, attachments, the whole body)."""
+    if where == "body":
+        return NEW
+    if where.startswith("body.") and where[4:] in PARTS:
+        return where[4:]
+    return None
 
 
 def part_of(where: str) -> str:

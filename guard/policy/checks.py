@@ -8,6 +8,7 @@ file, line and column. A warning is reported and the policy still loads.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from guard.policy.schema import (
     ScopeExcept,
 )
 from guard.policy.scope import RecipientTables
+from guard.policy.values import NEW_TEXT
 
 # Finding families the detectors emit (guard/inspect/finding.py). A condition on another
 # family is most likely a typo that would silently never match, so the loader warns.
@@ -164,7 +166,7 @@ def _rule_issues(doc: PolicyDoc) -> Iterator[Issue]:
             )
         for cond, cloc, depth in walk_conditions(rule.conditions, (*loc, "conditions")):
             if isinstance(cond, Condition):
-                yield from _condition_issues(doc, cond, cloc)
+                yield from _condition_issues(doc, cond, cloc, negated="not" in cloc)
             elif depth == MAX_DEPTH + 1:
                 yield Issue(cloc, f"conditions nested {depth} groups deep; at most {MAX_DEPTH} "
                                   "(all, any, not inside one another): write them flatter")
@@ -199,21 +201,57 @@ def _walk(item: Condition | ConditionGroup, loc: Loc, depth: int
         yield from _walk(sub, (*loc, key, k), depth + 1)
 
 
-def _condition_issues(doc: PolicyDoc, cond: Condition, loc: Loc) -> Iterator[Issue]:
+def _condition_issues(doc: PolicyDoc, cond: Condition, loc: Loc, negated: bool = False
+                      ) -> Iterator[Issue]:
     family = cond.symbol.split(".", 1)[0]
-    if family not in KNOWN_FAMILIES:
+    if family not in KNOWN_FAMILIES and negated:
+        # never matching under `not` is matching every message: not a harmless typo
+        yield Issue(
+            (*loc, "symbol"),
+            f"no detector reports the family {family!r} "
+            f"(known: {', '.join(sorted(KNOWN_FAMILIES))}); under not, this condition "
+            "holds for every message",
+        )
+    elif family not in KNOWN_FAMILIES:
         yield Issue(
             (*loc, "symbol"),
             f"no detector reports the family {family!r} "
             f"(known: {', '.join(sorted(KNOWN_FAMILIES))}); this condition never matches",
             warning=True,
         )
+    for key in ("where", "except_where"):
+        for k, place in enumerate(getattr(cond, key)):
+            if not known_place(place):
+                yield Issue((*loc, key, k), _unknown_place(place))
     if cond.min_percent is not None and not any(
             s == cond.symbol or s.startswith(cond.symbol + ".") for s in SYMBOLS_WITH_LINES):
         yield Issue((*loc, "min_percent"),
                     f"{cond.symbol} findings carry no line count, so min_percent never holds; "
                     f"it applies to {', '.join(sorted(SYMBOLS_WITH_LINES))}", warning=True)
     yield from _evidence_issues(doc, cond, loc, family)
+
+
+# The places findings are at (Finding.where), as a condition names them: exactly, or
+# as the start of an open-ended one ("attachment:list.xlsx", "header:to").
+KNOWN_PLACES = ("subject", "body", "body.quoted", "body.signature", "body.disclaimer",
+                "body.all", NEW_TEXT, "attachment", "rcpt", "header", "headers", "message",
+                "part")
+_OPEN_PLACES = ("attachment:", "header:", "part:")
+
+
+def known_place(place: str) -> bool:
+    """Whether a `where` value names a place some finding can be at (`where` is a
+    prefix test, so "attachment" covers every attachment)."""
+    return place in KNOWN_PLACES or place.startswith(_OPEN_PLACES)
+
+
+def _unknown_place(place: str) -> str:
+    close = difflib.get_close_matches(place, KNOWN_PLACES, n=1, cutoff=0.6)
+    if f"body.{place}" in KNOWN_PLACES:
+        close = [f"body.{place}"]
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return (f"unknown place {place!r}: no finding is there, so this never holds{hint} "
+            f"(places: {', '.join(KNOWN_PLACES)}, attachment:NAME, header:NAME)")
 
 
 def _evidence_issues(doc: PolicyDoc, cond: Condition, loc: Loc, family: str

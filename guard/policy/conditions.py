@@ -22,7 +22,7 @@ from typing import Any
 from guard.inspect.finding import Finding
 from guard.policy.evidence import evidence_form, evidence_has
 from guard.policy.schema import AllOf, Condition, ConditionGroup, NotOf
-from guard.policy.values import NEW_TEXT, NOT_NEW_TEXT
+from guard.policy.values import NEW_TEXT, NOT_NEW_TEXT, WHOLE_BODY
 
 # findings by symbol and by every family prefix (index_findings)
 FindingIndex = Mapping[str, list[Finding]]
@@ -46,14 +46,23 @@ def index_findings(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
     return index
 
 
-def _place_test(places: Sequence[str]) -> Callable[[str], bool] | None:
-    """A test of Finding.where: a prefix of it, or the named place new_text."""
+def _place_test(places: Sequence[str], excluding: bool = False
+                ) -> Callable[[str], bool] | None:
+    """A test of Finding.where: a prefix of it, or the named place new_text.
+
+    The whole body (WHOLE_BODY, all its parts together) is not new text; and when the
+    places are left out (`excluding`, except_where), leaving out any part of the body
+    leaves out the whole body too, which holds that part."""
     if not places:
         return None
     prefixes = tuple(p for p in places if p != NEW_TEXT)
     new_text = NEW_TEXT in places
+    whole = excluding and (new_text or any(
+        p.startswith("body") or WHOLE_BODY.startswith(p) for p in prefixes))
 
     def test(where: str) -> bool:
+        if where == WHOLE_BODY:
+            return whole or (bool(prefixes) and where.startswith(prefixes))
         if prefixes and where.startswith(prefixes):
             return True
         return new_text and (where == "body" or (
@@ -82,7 +91,7 @@ class CompiledCondition:
         self.min_score = spec.min_score
         self.min_percent = spec.min_percent
         self.where = _place_test(spec.where)
-        self.except_where = _place_test(spec.except_where)
+        self.except_where = _place_test(spec.except_where, excluding=True)
         evidence = []
         for key, values in spec.evidence.items():
             form = evidence_form(key)

@@ -220,6 +220,19 @@ CATALOG: tuple[Entry, ...] = (
           "this condition never matches",
           "ファミリー {family} を報告する検出器はありません（既知のファミリー: {known}）。"
           "この条件は一致しません"),
+    Entry("no detector reports the family {family} (known: {known}); under not, this "
+          "condition holds for every message",
+          "ファミリー {family} を報告する検出器はありません（既知のファミリー: {known}）。"
+          "not の中では、この条件はすべてのメールで成り立ちます"),
+    Entry("unknown place {place}: no finding is there, so this never holds; did you mean "
+          "{guess}? (places: {places}, attachment:NAME, header:NAME)",
+          "不明な場所 {place} です。そこに検出結果はないため、この条件は成り立ちません。"
+          "{guess} の誤りではありませんか？（場所: {places}、attachment:ファイル名、"
+          "header:ヘッダー名）"),
+    Entry("unknown place {place}: no finding is there, so this never holds (places: "
+          "{places}, attachment:NAME, header:NAME)",
+          "不明な場所 {place} です。そこに検出結果はないため、この条件は成り立ちません"
+          "（場所: {places}、attachment:ファイル名、header:ヘッダー名）"),
     Entry("this rule has no scope and no conditions: it will {action} every message",
           "このルールには scope も conditions もありません。すべてのメールに {action} が"
           "適用されます"),

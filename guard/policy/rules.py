@@ -11,6 +11,7 @@ from guard.inspect.finding import Finding
 from guard.policy.conditions import FindingIndex, Group, Trace, compile_item
 from guard.policy.schema import Action, Rule
 from guard.policy.scope import CompiledScope
+from guard.policy.values import NOT_NEW_TEXT, WHOLE_BODY
 from guard.policy.verdict import TagMark
 
 
@@ -34,7 +35,8 @@ class CompiledRule:
         """The findings that make this rule match, or None if it does not match."""
         if not self.conditions.children:
             return []
-        return self.conditions.hits(index)
+        found = self.conditions.hits(index)
+        return None if found is None else _one_reason_per_count(found)
 
     def explain(self, index: FindingIndex) -> Trace | None:
         """Why the conditions hold or not; None for a rule without conditions."""
@@ -43,6 +45,20 @@ class CompiledRule:
             return None
         # one condition: `match` says nothing, so the trace is the condition's own
         return children[0].explain(index) if len(children) == 1 else self.conditions.explain(index)
+
+
+def _one_reason_per_count(found: list[Finding]) -> list[Finding]:
+    """Without the body-part findings of a symbol the whole body's finding (WHOLE_BODY,
+    a higher count over the same parts) is there for: one reason says it, not three."""
+    whole = {_what(f) for f in found if f.where == WHOLE_BODY}
+    if not whole:
+        return found
+    return [f for f in found if f.where == WHOLE_BODY or _what(f) not in whole
+            or not (f.where == "body" or f.where.startswith(NOT_NEW_TEXT))]
+
+
+def _what(f: Finding) -> tuple[str, object]:
+    return f.symbol, f.evidence.get("rule")  # a keyword finding is its rule's
 
 
 def _tag_mark(spec: Rule) -> TagMark | None:

@@ -135,6 +135,8 @@ def _one_line(value: str) -> str:
 # body's new text, without what the sender quoted, signed or was made to append.
 NEW_TEXT = "new_text"
 NOT_NEW_TEXT = ("body.quoted", "body.signature", "body.disclaimer")
+# The body's parts together (guard.mail.bodyparts.WHOLE): counts over the whole body.
+WHOLE_BODY = "body.all"
 
 
 def _place(value: str) -> str:

@@ -14,10 +14,14 @@ Public API:
     scan(texts, tables, limits) -> list[Finding]   # both, counted together per `where`
 
 Values of the organisation's own contact data (`own`, guard.inspect.owndata) are not
-counted, nor contact data in the sender's signature (where "body.signature"); findings
-at a place where some were left out say how many in evidence["own_discounted"].
+counted, nor contact data in the sender's signature (where "body.signature") while it
+is one person's block (at most one record and three values of each kind: a list put
+after a "-- " line counts in full); findings at a place where some were left out say
+how many in evidence["own_discounted"].
 
-One Finding per symbol per `where`. `count` is the number of DISTINCT values (the same
+One Finding per symbol per `where`, and one at "body.all" (the body's parts together)
+for a symbol whose count there is higher than at each part. `count` is the number of
+DISTINCT values (the same
 card quoted five times in a reply chain is one card), `score` the best value's score,
 and `evidence` holds masked samples, the kinds seen (card brands, phone types...), and
 the context words that raised or lowered scores. Full values never leave this module.
@@ -92,7 +96,7 @@ from guard.inspect.pii.normalize import normalize
 from guard.inspect.pii.scan import line_groups, scan_normalized
 from guard.inspect.pii.tables import PeopleList, TableText, table_text
 from guard.inspect.pii.texttables import find_tables as tables_in
-from guard.mail.bodyparts import SIGNATURE, part_of
+from guard.mail.bodyparts import SIGNATURE, WHOLE, body_part, part_of
 
 __all__ = [
     "PiiLimits",
@@ -178,6 +182,27 @@ class PiiLimits:
 # In the sender's signature (where "body.signature") these are the sender's own contact
 # data; cards, My Numbers and dates of birth there are still reported.
 _SENDER_KINDS = frozenset({PHONE, ADDRESS, POSTAL, EMAIL, NAME})
+# ...while the signature is one person's block: at most this many records (a line with
+# 2+ kinds) and distinct values of each kind (a TEL, a FAX and a mobile). Beyond that
+# it is a list put where a signature goes, and all its values count.
+_SENDER_MAX_RECORDS = 1
+_SENDER_MAX_VALUES = 3
+
+
+def _one_persons_block(hits: list[Hit], groups: list[int]) -> bool:
+    """Whether the contact data of a signature is what one sender's block holds."""
+    values: dict[str, set[str]] = {}
+    kinds_by_group: dict[int, set[str]] = {}
+    for hit, group in zip(hits, groups, strict=True):
+        if hit.kind in _SENDER_KINDS:
+            values.setdefault(hit.kind, set()).add(hit.key)
+        if hit.kind in RECORD_KINDS:
+            kinds_by_group.setdefault(group, set()).add(hit.kind)
+    records = sum(len(kinds) >= 2 for kinds in kinds_by_group.values())
+    return records <= _SENDER_MAX_RECORDS and all(
+        len(v) <= _SENDER_MAX_VALUES for v in values.values())
+
+
 def _line_key(line: str) -> str:
     return " ".join(line.split())
 
@@ -272,9 +297,10 @@ class _Accumulator:
         self.own = own or OwnContacts()
         self.by_where: dict[str, _WhereAcc] = {}
 
-    def _is_own(self, where: str, hit: Hit) -> bool:
-        """The organisation's own contact data, or the sender's in their signature."""
-        if hit.kind in _SENDER_KINDS and part_of(where) == SIGNATURE:
+    def _is_own(self, hit: Hit, sender_block: bool) -> bool:
+        """The organisation's own contact data, or the sender's in their signature
+        (`sender_block`: the text is a signature that holds one person's block)."""
+        if sender_block and hit.kind in _SENDER_KINDS:
             return True
         own = self.own
         if hit.kind == PHONE:
@@ -287,11 +313,12 @@ class _Accumulator:
             return bool(own.domains) and own.has_email(hit.key)
         return False
 
-    def _discount(self, acc: _WhereAcc, where: str, hits: list[Hit]) -> list[bool]:
+    def _discount(self, acc: _WhereAcc, hits: list[Hit], sender_block: bool = False
+                  ) -> list[bool]:
         """Which hits count (False: own data, remembered for evidence own_discounted)."""
         keep = []
         for hit in hits:
-            own = self._is_own(where, hit)
+            own = self._is_own(hit, sender_block)
             if own:
                 acc.own.add((hit.kind, hit.key))
             keep.append(not own)
@@ -327,8 +354,12 @@ class _Accumulator:
                 self._apply_table(acc, where, table)
         text = normalize(text)
         hits = scan_normalized(text, self.settings)
-        if self.own or part_of(where) == SIGNATURE:
-            hits = [h for h, k in zip(hits, self._discount(acc, where, hits), strict=True) if k]
+        if self.own:
+            hits = [h for h, k in zip(hits, self._discount(acc, hits), strict=True) if k]
+        if part_of(where) == SIGNATURE and _one_persons_block(
+                hits, line_groups(text, hits, self.limits.record_gap)):
+            hits = [h for h, k in zip(hits, self._discount(acc, hits, True), strict=True)
+                    if k]
         self._add_hits(acc, hits)
         self._add_records(acc, hits, line_groups(text, hits, self.limits.record_gap))
 
@@ -366,7 +397,7 @@ class _Accumulator:
                 rows_of_hits.append(row)
         people = table.people
         if self.own:
-            keep = self._discount(acc, where, hits)
+            keep = self._discount(acc, hits)
             own_rows = {r for r, k in zip(rows_of_hits, keep, strict=True) if not k}
             own_rows -= {r for r, h, k in zip(rows_of_hits, hits, keep, strict=True)
                          if k and h.kind in RECORD_KINDS}
@@ -413,20 +444,44 @@ class _Accumulator:
     def findings(self) -> list[Finding]:
         out: list[Finding] = []
         for where, acc in self.by_where.items():
-            for kind in _SYMBOL_ORDER:
-                finding = None
-                if kind == "people_list":
-                    finding = self._people_finding(where, acc)
-                elif kind == "records":
-                    finding = self._records_finding(where, acc)
-                elif kind in acc.kinds:
-                    finding = self._kind_finding(where, kind, acc.kinds[kind])
-                if finding is not None:
-                    if acc.truncated:
-                        finding.evidence["truncated"] = True
-                    if acc.own:
-                        finding.evidence["own_discounted"] = len(acc.own)
-                    out.append(finding)
+            out += self._findings_at(where, acc)
+        return out + self._whole_body(out)
+
+    def _findings_at(self, where: str, acc: _WhereAcc) -> list[Finding]:
+        out: list[Finding] = []
+        for kind in _SYMBOL_ORDER:
+            finding = None
+            if kind == "people_list":
+                finding = self._people_finding(where, acc)
+            elif kind == "records":
+                finding = self._records_finding(where, acc)
+            elif kind in acc.kinds:
+                finding = self._kind_finding(where, kind, acc.kinds[kind])
+            if finding is not None:
+                if acc.truncated:
+                    finding.evidence["truncated"] = True
+                if acc.own:
+                    finding.evidence["own_discounted"] = len(acc.own)
+                out.append(finding)
+        return out
+
+    def _whole_body(self, found: list[Finding]) -> list[Finding]:
+        """Findings at "body.all" (the body's parts together) for the symbols whose
+        distinct count there is higher than at any one part: only those, so a rule on
+        the body sees its count and nothing is said twice otherwise."""
+        parts = [acc for where, acc in self.by_where.items() if body_part(where) is not None]
+        if len(parts) < 2:
+            return []
+        most: dict[str, int] = {}
+        for f in found:
+            if body_part(f.where) is not None:
+                most[f.symbol] = max(most.get(f.symbol, 0), f.count)
+        where = "body" + WHOLE
+        out = []
+        for f in self._findings_at(where, _merged(parts)):
+            if f.count > most.get(f.symbol, 0):
+                out.append(replace(f, reason_ja=f.reason_ja + "（本文全体）",
+                                   reason_en=f.reason_en + " (whole body)"))
         return out
 
     def _kind_finding(self, where: str, kind: str, acc: _KindAcc) -> Finding | None:
@@ -501,6 +556,33 @@ class _Accumulator:
             reason_ja=f"個人情報の一覧表（{ja_cls}）{rows}行",
             reason_en=f"people list ({en_cls}), {rows} row{'s' if rows != 1 else ''}",
         )
+
+
+def _merged(accs: list[_WhereAcc]) -> _WhereAcc:
+    """Several places' accumulators as one (each value, record and line once)."""
+    out = _WhereAcc()
+    for acc in accs:
+        for name, kind in acc.kinds.items():
+            into = out.kinds.setdefault(name, _KindAcc())
+            for key, value in kind.values.items():
+                old = into.values.get(key)
+                if old is None:
+                    into.values[key] = _Value(value.score, value.raw, len(into.values))
+                elif value.score > old.score:
+                    old.score = value.score
+            into.details.update(kind.details)
+            into.context |= kind.context
+            into.negative |= kind.negative
+        for record, kinds in acc.records.items():
+            seen = out.records.get(record)
+            if seen is None or len(kinds) > len(seen):
+                out.records[record] = kinds
+        out.people += acc.people
+        out.truncated |= acc.truncated
+        out.own |= acc.own
+        out.line_keys |= acc.line_keys
+        out.table_rows += acc.table_rows
+    return out
 
 
 def _samples(kind: str, values: list[_Value], limit: int) -> list[str]:
