@@ -12,6 +12,7 @@ import urllib.parse
 
 import pytest
 
+from guard.mail.flowed import unflow
 from guard.mail.message import (
     MessageView,
     ParseLimits,
@@ -85,6 +86,33 @@ def test_unknown_or_refused_charset_falls_back_to_detection(label: str) -> None:
     text = "顧客リストを送付します。よろしくお願いします。"
     view = parse(fx.single_part(text.encode("cp932"), f"text/plain; charset={label}"))
     assert body(view).strip() == text
+
+
+def test_format_flowed_soft_breaks_are_joined_before_the_scan() -> None:
+    # Thunderbird breaks a long row after a space (RFC 3676): the row is one line again;
+    # a quoted flowed paragraph keeps its quote mark; "-- " and hard breaks stay
+    raw = ("山田 太郎 〒100-0001 東京都千代田区千代田1-1 \r\n携帯 090-1234-5678\r\n"
+           "次の行\r\n> quoted line broken \r\n> here\r\n-- \r\n佐藤").encode()
+    view = parse(fx.single_part(raw, "text/plain; charset=utf-8; format=flowed"))
+    assert body(view).split("\n")[:5] == [
+        "山田 太郎 〒100-0001 東京都千代田区千代田1-1 携帯 090-1234-5678", "次の行",
+        "> quoted line broken here", "-- ", "佐藤"]
+    # DelSp=yes: the space before the break was inserted by the sender and goes
+    view = parse(fx.single_part(b"abc \r\ndef\r\n",
+                                "text/plain; charset=utf-8; format=flowed; delsp=yes"))
+    assert body(view).split("\n")[0] == "abcdef"
+    # without format=flowed a trailing space is no soft break
+    view = parse(fx.single_part(b"abc \r\ndef\r\n", "text/plain; charset=utf-8"))
+    assert "abcdef" not in body(view) and "abc def" not in body(view)
+
+
+def test_format_flowed_unflow_is_linear() -> None:
+    # one long paragraph of 200,000 soft-broken lines: one pass, not a quadratic join
+    text = "word \n" * 200_000 + "end"
+    start = time.perf_counter()
+    out = unflow(text)
+    assert time.perf_counter() - start < 2.0
+    assert out == "word " * 200_000 + "end"
 
 
 def test_quoted_printable_utf8_and_html_body() -> None:
