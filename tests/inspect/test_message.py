@@ -129,6 +129,19 @@ def test_quoted_printable_utf8_and_html_body() -> None:
     assert "秘密" not in text and "color" not in text
 
 
+def test_outlook_html_paragraphs_are_consecutive_lines() -> None:
+    # Outlook writes each line as <p class=MsoNormal>, an empty line as <p>&nbsp;</p>,
+    # with a line break in the source between them: a block stays one block of lines
+    html = ("<html><body>\r\n<p class=MsoNormal>佐藤<o:p></o:p></p>\r\n"
+            "<p class=MsoNormal>&nbsp;</p>\r\n<p class=MsoNormal>CONFIDENTIALITY NOTICE: for"
+            "</p>\r\n<p class=MsoNormal>the intended recipient</p>\r\n"
+            "<div>a<br><br>b</div><pre>x\n\ny</pre></body></html>")
+    view = parse(fx.single_part(html.encode(), "text/html; charset=utf-8"))
+    lines = [x.strip() for x in body(view).strip().split("\n")]
+    assert lines == ["佐藤", "", "CONFIDENTIALITY NOTICE: for", "the intended recipient",
+                     "a", "", "b", "x", "", "y"]
+
+
 # --- subject and filenames -------------------------------------------------------------
 
 def test_rfc2047_subject_utf8_split_across_words() -> None:
