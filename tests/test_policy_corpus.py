@@ -68,6 +68,19 @@ def test_the_cp932_system_mail_is_read_as_cp932(verdicts: dict[str, dict]) -> No
     assert rows and max(f["count"] for f in rows) >= 15, doc["findings"]
 
 
+def test_an_opted_out_recipient_is_taken_out_and_the_others_get_the_mail(
+        verdicts: dict[str, dict]) -> None:
+    # 利用停止: only the one on opt_out is dropped; nothing holds the two others
+    doc = verdicts["28-outlook-opted-out-among-three.eml"]
+    assert [(d["address"], d["rule"]) for d in doc["dropped"]] == [
+        ("yamada.taro@example.com", "opted-out-recipient")]
+    assert doc["action"] == "drop" and doc["split"] is None
+    # the only recipient opted out: every recipient dropped, refused at once
+    doc = verdicts["22-iphone-opted-out.eml"]
+    assert doc["action"] == "reject" and [d["address"] for d in doc["dropped"]] == [
+        "yamada.taro@example.com"]
+
+
 def test_tables_and_pending_features_agree() -> None:
     assert set(NEEDS) <= set(CORPUS)
     assert not set(SAMPLES) & set(CORPUS)
