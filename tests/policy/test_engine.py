@@ -658,8 +658,11 @@ CUSTOMER = "yamada@sakura-shoji.example"
             "approve",
             "personal-data-external",
         ),
-        # records in the body are not counted yet: the company's own branch offices are
-        ([f("pii.records", 0.7, 12, "body")], SENDER, (CUSTOMER,), "pass", None),
+        # records in the body count too (own contact data is discounted by the scan, so a
+        # branch-office table gives no findings to begin with)
+        ([f("pii.records", 0.7, 12, "body")], SENDER, (CUSTOMER,), "approve",
+         "personal-data-external"),
+        ([f("pii.records", 0.7, 9, "body")], SENDER, (CUSTOMER,), "pass", None),
         (
             [f("pii.my_number", 0.9, 1, "attachment:a.pdf")],
             SENDER,
