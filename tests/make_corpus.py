@@ -35,7 +35,11 @@ CORPUS: dict[str, tuple[str, str | None]] = {
     "15-outlook-roster-docx.eml": ("approve", "personal-data-external"),
     "17-outlook-members-visible-to.eml": ("bcc", "many-visible-recipients"),
     "19-thunderbird-records-in-body.eml": ("approve", "personal-data-external"),
-    "22-iphone-opted-out.eml": ("approve", "suppressed-recipient"),
+    # the only recipient asked us to stop (利用停止): dropped, so nothing is sent and the
+    # sender's phone shows the refusal at once
+    "22-iphone-opted-out.eml": ("reject", "opted-out-recipient"),
+    # one of three recipients asked us to stop: taken out, the two others get the mail
+    "28-outlook-opted-out-among-three.eml": ("drop", "opted-out-recipient"),
     "23-iphone-new-gmail-address.eml": ("delay", "first-time-private-address"),
     "24-copier-ricoh-roster-pdf.eml": ("approve", "personal-data-external"),
     "25-copier-canon-my-number-pdf.eml": ("reject", "my-number-external"),
@@ -50,20 +54,7 @@ CORPUS: dict[str, tuple[str, str | None]] = {
 }
 
 # samples whose expected verdict needs a feature not merged yet: "helper/feature"
-NEEDS: dict[str, str] = {
-    "14-outlook-reply-disclaimer.eml":
-        "segments+lang/body.disclaimer, body.quoted and except_where on the keyword rule",
-    "17-outlook-members-visible-to.eml":
-        "segments/body.signature: the sender's signature is not personal data",
-    "18-outlook-signature-private.eml":
-        "segments/body.signature: the sender's signature is not personal data",
-    "19-thunderbird-records-in-body.eml":
-        "tables/pii.people_list for a table pasted in the body (or segments/own_contacts, "
-        "so that pii.records in the body can be held without holding the branch offices)",
-    "21-thunderbird-plan-to-warehouse.eml":
-        "history/customer_mismatch only with a customer among the recipients",
-    "23-iphone-new-gmail-address.eml": "history/new_address for free-mail domains",
-}
+NEEDS: dict[str, str] = {}
 
 # The delivery history the verdicts assume (`guard domains import` and delivered
 # addresses): the company has mailed its customers and private Gmail addresses before.
@@ -447,6 +438,24 @@ def outlook_signature_private() -> bytes:
         "alternative", "----=_NextPart_000_0007_01DB5F4A.7C8D9EA0", [plain, rich])
 
 
+def outlook_opted_out_among_three() -> bytes:
+    text = f"""\
+各位
+
+いつもお世話になっております。Example株式会社の佐藤です。
+12月の定例説明会は、12月10日(木) 14時から本社8階会議室で行います。
+ご出席の可否を12月4日までにお知らせください。
+
+{SIGNATURE}"""
+    to = ", ".join([f"{_word('加藤 真一')} <kato@sakura-shoji.example>",
+                    f"{_word('山田 太郎')} <yamada.taro@example.com>",
+                    f"{_word('鈴木 花子')} <suzuki.hanako@example.com>"])
+    head = _outlook_head(f"{_word('佐藤 一郎')} <sato@example.co.jp>", to,
+                         "12月の定例説明会のご案内", "Thu, 26 Nov 2026 11:02:15 +0900",
+                         "000801db5fd1$1a2b3c40$5d6e7f80$", "AQHbX9EaKzxAXW5/gBjD4k5n2a0Qxg==")
+    return _headers(head) + _outlook_alternative(text, "----=_NextPart_000_0008_01DB5FD1.1A2B3C40")
+
+
 # --- Thunderbird --------------------------------------------------------------------------
 
 def _flowed(text: str) -> bytes:
@@ -704,4 +713,5 @@ def build() -> dict[str, bytes]:
         "25-copier-canon-my-number-pdf.eml": copier_canon_my_number(),
         "26-cp932-invoice-csv.eml": system_invoice(),
         "27-cp932-shipping-notice-csv.eml": system_shipping_notice(),
+        "28-outlook-opted-out-among-three.eml": outlook_opted_out_among_three(),
     }

@@ -68,6 +68,41 @@ def test_the_cp932_system_mail_is_read_as_cp932(verdicts: dict[str, dict]) -> No
     assert rows and max(f["count"] for f in rows) >= 15, doc["findings"]
 
 
+def test_an_opted_out_recipient_is_taken_out_and_the_others_get_the_mail(
+        verdicts: dict[str, dict]) -> None:
+    # 利用停止: only the one on opt_out is dropped; nothing holds the two others
+    doc = verdicts["28-outlook-opted-out-among-three.eml"]
+    assert [(d["address"], d["rule"]) for d in doc["dropped"]] == [
+        ("yamada.taro@example.com", "opted-out-recipient")]
+    assert doc["action"] == "drop" and doc["split"] is None
+    # the only recipient opted out: every recipient dropped, refused at once
+    doc = verdicts["22-iphone-opted-out.eml"]
+    assert doc["action"] == "reject" and [d["address"] for d in doc["dropped"]] == [
+        "yamada.taro@example.com"]
+
+
+def test_a_forwarded_confidential_memo_in_quoted_text_is_still_held(tmp_path: Path) -> None:
+    # the keyword rule leaves out only a disclaimer: 社外秘 quoted from a colleague's
+    # memo is what the rule is for, quoted or not
+    eml = tmp_path / "fwd.eml"
+    eml.write_bytes((
+        "From: sato@example.co.jp\r\nTo: suzuki@partner-logistics.example\r\n"
+        "Subject: FW: 来期計画\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        "鈴木様\r\n\r\nご参考までに転送します。\r\n\r\n"
+        "-----Original Message-----\r\n差出人: 田中 <tanaka@example.co.jp>\r\n"
+        "送信日時: 2026年11月20日 10:00\r\n宛先: 営業部\r\n件名: 来期計画\r\n\r\n"
+        "【社外秘】来期の値上げ計画です。取引先には未公表です。\r\n").encode())
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = guard_main(["policy", "test", str(eml), "--json", "--no-history",
+                           "--policy", str(POLICY)])
+    assert code == 0
+    doc = json.loads(buf.getvalue())
+    assert (doc["action"], doc["rule"]) == ("approve", "confidential-keyword")
+    assert [r["where"] for r in doc["reasons"] if r["symbol"] == "keyword"] == ["body.quoted"]
+
+
 def test_tables_and_pending_features_agree() -> None:
     assert set(NEEDS) <= set(CORPUS)
     assert not set(SAMPLES) & set(CORPUS)

@@ -228,8 +228,9 @@ def test_cli_policy_check_test_and_lists(guarded, tmp_path: Path, policy_dir: Pa
 
 def test_a_rule_on_one_list_by_its_evidence(guarded, sink: Sink, tls: TlsFiles,
                                            policy_dir: Path):
-    """An admin makes withdrawn members a refusal, while opted-out recipients still go to
-    approval: a condition on the finding's evidence (the list name), hot-reloaded."""
+    """An admin makes withdrawn members a refusal, while opted-out recipients keep the
+    shipped rule (dropped): a condition on the finding's evidence (the list name),
+    hot-reloaded."""
     g, url = guarded
     policy = policy_dir / "policy.yaml"
     policy.write_text(policy.read_text().replace("  - name: suppressed-recipient\n", (
@@ -247,25 +248,30 @@ def test_a_rule_on_one_list_by_its_evidence(guarded, sink: Sink, tls: TlsFiles,
                plain_mail("ito.hanako@example.com", "キャンペーンのお知らせです。"))
     assert refused.value.smtp_code == 550
     assert "Withdrawn members get no mail." in refused.value.smtp_error.decode()
-    assert submit(g.smtp_port, tls, "alice@example.co.jp", ["kobayashi@example.net"],
-                  plain_mail("kobayashi@example.net", "キャンペーンのお知らせです。")) == {}
-    (held,) = wait_for(lambda: [r for r in _rows(url) if r["state"] == "held"], what="held")
-    assert held["recipients"] == ["kobayashi@example.net"]
-    assert held["verdict"]["action"] == "approve"
+    # opt_out is the shipped opted-out-recipient rule's (drop): the only recipient is
+    # taken out, so the mail is refused with that rule's text, not the withdrawn one's
+    with pytest.raises(smtplib.SMTPDataError) as dropped:
+        submit(g.smtp_port, tls, "alice@example.co.jp", ["kobayashi@example.net"],
+               plain_mail("kobayashi@example.net", "キャンペーンのお知らせです。"))
+    assert dropped.value.smtp_code == 550
+    assert "asked us to stop (opt-out)" in dropped.value.smtp_error.decode()
+    assert not [r for r in _rows(url) if r["state"] == "held"]
     assert not [m for m in sink.messages if "kobayashi@example.net" in m.rcpt_tos]
 
 
 def test_suppression_list_file_is_reimported_when_it_changes(guarded, sink: Sink,
                                                              tls: TlsFiles, policy_dir: Path):
-    g, url = guarded
+    g, _ = guarded
     lst = policy_dir / "lists" / "opt_out.csv"
     lst.write_text(lst.read_text() + "late.optout@partner-logistics.example,2026-11-23,new\n")
     wait_for(lambda: "opt_out.csv: 4 entries" in g.logs(), what="re-import logged")
-    submit(g.smtp_port, tls, "alice@example.co.jp", ["late.optout@partner-logistics.example"],
-           plain_mail("late.optout@partner-logistics.example", "ご案内"))
-    rows = wait_for(lambda: [r for r in _rows(url) if r["state"] == "held"], what="held")
-    assert any(r["symbol"] == "suppressed" and r["evidence"]["list"] == "opt_out"
-               for r in rows[0]["verdict"]["reasons"])
+    # the new entry is on opt_out now: the shipped drop rule takes that recipient out
+    # (a partner's address would otherwise pass), and the other one gets the mail
+    rcpts = ["late.optout@partner-logistics.example", "suzuki@partner-logistics.example"]
+    submit(g.smtp_port, tls, "alice@example.co.jp", rcpts, plain_mail(rcpts[1], "ご案内"))
+    (got,) = wait_for(lambda: [m for m in sink.messages if rcpts[1] in m.rcpt_tos],
+                      what="the other recipient's copy")
+    assert got.rcpt_tos == [rcpts[1]]
     # a broken edit leaves the imported entries in place, with the bad line reported
     lst.write_text(lst.read_text() + "this is not an address\n")
     wait_for(lambda: "not imported" in g.logs(), what="bad list reported")

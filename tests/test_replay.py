@@ -115,8 +115,8 @@ def test_replay_reproduces_every_verdict_and_shows_a_policy_change(
     text = text.replace("    conditions:\n      - new_domain\n    action: delay\n"
                         "    delay_minutes: 5\n",
                         "    conditions:\n      - new_domain\n    action: confirm\n", 1)
-    text = text.replace("    conditions:\n      - suppressed\n    action: approve\n",
-                        "    conditions:\n      - suppressed\n    action: reject\n", 1)
+    text = text.replace("      - suppressed\n    action: approve\n",
+                        "      - suppressed\n    action: reject\n", 1)
     policy.write_text(text)
     assert g.cli("policy", "check", str(changed)).returncode == 0
     doc = replay(g, "--policy", str(changed))

@@ -15,11 +15,28 @@ from guard.inspect.context import InspectContext
 from guard.mail.addresses import address_key, domain_of, in_domain_set, normalize_domain
 
 __all__ = [
+    "FREE_MAIL_DOMAINS",
     "history_entry",
+    "is_free_mail",
     "is_internal",
     "public_suffix",
     "registrable_domain",
 ]
+
+
+# Free-mail and mobile-carrier providers: a mailbox there is a person's, not an
+# organisation's (six members at gmail.com and docomo.ne.jp are not six companies).
+# The guard's one list of them; a policy names the domains it means in its own scopes.
+FREE_MAIL_DOMAINS: frozenset[str] = frozenset({
+    "gmail.com", "googlemail.com",
+    "yahoo.co.jp", "ymail.ne.jp", "yahoo.com",
+    "outlook.jp", "outlook.com", "hotmail.com", "hotmail.co.jp", "live.jp", "live.com",
+    "msn.com",
+    "icloud.com", "me.com", "mac.com",
+    "aol.com", "proton.me", "protonmail.com",
+    "docomo.ne.jp", "ezweb.ne.jp", "au.com", "softbank.ne.jp", "i.softbank.jp",
+    "ymobile.ne.jp", "rakuten.jp",
+})
 
 
 @cache
@@ -51,6 +68,11 @@ def public_suffix(domain: str) -> str:
 def is_internal(address: str, ctx: InspectContext) -> bool:
     """True if the address belongs to the company (its domain under an internal domain)."""
     return in_domain_set(domain_of(address), ctx.internal_domains)
+
+
+def is_free_mail(domain: str) -> bool:
+    """True if the domain (or a parent) is a free-mail or carrier provider's."""
+    return in_domain_set(domain, FREE_MAIL_DOMAINS)
 
 
 def history_entry(address: str) -> tuple[str, str]:

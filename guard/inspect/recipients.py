@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Protocol
 
 from guard.inspect.context import InspectContext
-from guard.inspect.domains import is_internal, registrable_domain
+from guard.inspect.domains import is_free_mail, is_internal, registrable_domain
 from guard.inspect.finding import Finding
 from guard.inspect.lookalike import build_index
 from guard.mail.addresses import (
@@ -258,9 +258,12 @@ def detect_visible_external(view: HeaderView, ctx: InspectContext) -> list[Findi
 
 
 def detect_external_orgs(view: EnvelopeView, ctx: InspectContext) -> list[Finding]:
-    """Several external organisations in one message (n ≥ 2 distinct registrable domains)."""
+    """Several external organisations in one message (n ≥ 2 distinct registrable domains).
+    Private addresses at free-mail providers are people, not organisations: not counted."""
     by_org: dict[str, list[str]] = {}
     for given, addr in _external(view, ctx):
+        if is_free_mail(domain_of(addr)):
+            continue
         by_org.setdefault(registrable_domain(domain_of(addr)), []).append(given)
     by_org.pop("", None)
     n = len(by_org)

@@ -29,6 +29,7 @@ from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
 from email.parser import BytesParser
 
+from guard.mail.flowed import unflow
 from guard.mail.headers import (
     decode_subject,
     mailbox_addr,
@@ -266,6 +267,9 @@ class _Walk:
             text = decode_declared(data, charset)
             if ctype == "text/html":
                 text = html_to_text(text)
+            elif str(part.get_param("format", "")).lower() == "flowed":
+                delsp = str(part.get_param("delsp", "")).lower() == "yes"
+                text = unflow(text, delsp)
             self.add_text(body_where, text)
             return
         self.view.attachments.append(

@@ -73,25 +73,40 @@ class _HTMLText(HTMLParser):
         self.out: list[str] = []
         self._skip = 0
         self._tables = 0  # open <table> elements
+        self._pre = 0  # open <pre> elements: their line breaks are text
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "table":
             self._tables += 1
+        elif tag == "pre":
+            self._pre += 1
         if tag in self._SKIP:
             self._skip += 1
         elif tag == "tr" and self.out and self.out[-1].endswith("\n"):
             pass  # the previous row's end: rows are consecutive lines, no blank between
-        elif tag in self._BLOCK:
+        elif tag == "br":
             self.out.append("\n")
+        elif tag in self._BLOCK:
+            self._break()
         elif tag in ("td", "th"):
             self.out.append("\t")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "table":
             self._tables = max(0, self._tables - 1)
+        elif tag == "pre":
+            self._pre = max(0, self._pre - 1)
         if tag in self._SKIP:
             self._skip = max(0, self._skip - 1)
         elif tag in self._BLOCK:
+            self._break()
+
+    def _break(self) -> None:
+        # A block starts or ends a line, once: Outlook writes every line as its own
+        # <p class=MsoNormal> (no margin), which reads as consecutive lines, and an empty
+        # line as <p>&nbsp;</p>. A blank line between each would split a block of text
+        # (a disclaimer, a signature) into one-line paragraphs.
+        if not self.out or not self.out[-1].endswith("\n"):
             self.out.append("\n")
 
     def handle_data(self, data: str) -> None:
@@ -104,6 +119,10 @@ class _HTMLText(HTMLParser):
             data = _SPACES.sub(" ", data)
             if data == " ":
                 return
+        elif (not self._pre and (not self.out or self.out[-1].endswith("\n"))
+              and not data.strip(" \t\r\n\f")):
+            # the source's line break between two blocks is layout, not an empty line
+            return
         self.out.append(data)
 
 

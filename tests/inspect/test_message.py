@@ -12,6 +12,7 @@ import urllib.parse
 
 import pytest
 
+from guard.mail.flowed import unflow
 from guard.mail.message import (
     MessageView,
     ParseLimits,
@@ -87,6 +88,33 @@ def test_unknown_or_refused_charset_falls_back_to_detection(label: str) -> None:
     assert body(view).strip() == text
 
 
+def test_format_flowed_soft_breaks_are_joined_before_the_scan() -> None:
+    # Thunderbird breaks a long row after a space (RFC 3676): the row is one line again;
+    # a quoted flowed paragraph keeps its quote mark; "-- " and hard breaks stay
+    raw = ("山田 太郎 〒100-0001 東京都千代田区千代田1-1 \r\n携帯 090-1234-5678\r\n"
+           "次の行\r\n> quoted line broken \r\n> here\r\n-- \r\n佐藤").encode()
+    view = parse(fx.single_part(raw, "text/plain; charset=utf-8; format=flowed"))
+    assert body(view).split("\n")[:5] == [
+        "山田 太郎 〒100-0001 東京都千代田区千代田1-1 携帯 090-1234-5678", "次の行",
+        "> quoted line broken here", "-- ", "佐藤"]
+    # DelSp=yes: the space before the break was inserted by the sender and goes
+    view = parse(fx.single_part(b"abc \r\ndef\r\n",
+                                "text/plain; charset=utf-8; format=flowed; delsp=yes"))
+    assert body(view).split("\n")[0] == "abcdef"
+    # without format=flowed a trailing space is no soft break
+    view = parse(fx.single_part(b"abc \r\ndef\r\n", "text/plain; charset=utf-8"))
+    assert "abcdef" not in body(view) and "abc def" not in body(view)
+
+
+def test_format_flowed_unflow_is_linear() -> None:
+    # one long paragraph of 200,000 soft-broken lines: one pass, not a quadratic join
+    text = "word \n" * 200_000 + "end"
+    start = time.perf_counter()
+    out = unflow(text)
+    assert time.perf_counter() - start < 2.0
+    assert out == "word " * 200_000 + "end"
+
+
 def test_quoted_printable_utf8_and_html_body() -> None:
     html = ("<html><head><style>p{color:red}</style><script>var x='秘密';</script></head>"
             "<body><p>氏名：山田&amp;花子</p><table><tr><td>電話</td><td>03-1234-5678</td>"
@@ -99,6 +127,19 @@ def test_quoted_printable_utf8_and_html_body() -> None:
     assert "氏名：山田&花子" in text
     assert "03-1234-5678" in text
     assert "秘密" not in text and "color" not in text
+
+
+def test_outlook_html_paragraphs_are_consecutive_lines() -> None:
+    # Outlook writes each line as <p class=MsoNormal>, an empty line as <p>&nbsp;</p>,
+    # with a line break in the source between them: a block stays one block of lines
+    html = ("<html><body>\r\n<p class=MsoNormal>佐藤<o:p></o:p></p>\r\n"
+            "<p class=MsoNormal>&nbsp;</p>\r\n<p class=MsoNormal>CONFIDENTIALITY NOTICE: for"
+            "</p>\r\n<p class=MsoNormal>the intended recipient</p>\r\n"
+            "<div>a<br><br>b</div><pre>x\n\ny</pre></body></html>")
+    view = parse(fx.single_part(html.encode(), "text/html; charset=utf-8"))
+    lines = [x.strip() for x in body(view).strip().split("\n")]
+    assert lines == ["佐藤", "", "CONFIDENTIALITY NOTICE: for", "the intended recipient",
+                     "a", "", "b", "x", "", "y"]
 
 
 # --- subject and filenames -------------------------------------------------------------

@@ -212,3 +212,14 @@ def test_external_orgs_counts_registrable_domains() -> None:
 def test_external_orgs_single_organisation() -> None:
     view = View(rcpt_tos=["a@client1.co.jp", "b@MAIL.CLIENT1.CO.JP", "yamada@ourcorp.co.jp"])
     assert detect_external_orgs(view, CTX) == []
+
+
+def test_external_orgs_does_not_count_private_free_mail_addresses() -> None:
+    # six members at gmail/yahoo/icloud/docomo are six people, not six companies
+    members = ["k.yamamoto@gmail.com", "mika@yahoo.co.jp", "h.kimura@icloud.com",
+               "s.hayashi@docomo.ne.jp", "yuko@ezweb.ne.jp", "t.mori@i.softbank.jp"]
+    assert detect_external_orgs(View(rcpt_tos=members), CTX) == []
+    (f,) = detect_external_orgs(View(rcpt_tos=[*members, "a@client1.co.jp", "b@client2.com"]),
+                                CTX)
+    assert (f.count, f.evidence["domains"]) == (2, ["client1.co.jp", "client2.com"])
+    assert f.recipients == ("a@client1.co.jp", "b@client2.com")

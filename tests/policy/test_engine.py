@@ -658,8 +658,25 @@ CUSTOMER = "yamada@sakura-shoji.example"
             "approve",
             "personal-data-external",
         ),
-        # records in the body are not counted yet: the company's own branch offices are
-        ([f("pii.records", 0.7, 12, "body")], SENDER, (CUSTOMER,), "pass", None),
+        # records in the body count too (own contact data is discounted by the scan, so a
+        # branch-office table gives no findings to begin with)
+        ([f("pii.records", 0.7, 12, "body")], SENDER, (CUSTOMER,), "approve",
+         "personal-data-external"),
+        ([f("pii.records", 0.7, 9, "body")], SENDER, (CUSTOMER,), "pass", None),
+        # a mass mailing from one mailbox: 200 outside recipients in an hour, or 1000 a day
+        ([f("sender_volume.hour", count=200, where="rcpt")], SENDER, (CUSTOMER,), "approve",
+         "mass-mailing-from-a-mailbox"),
+        ([f("sender_volume.hour", count=199, where="rcpt"),
+          f("sender_volume.day", count=999, where="rcpt")], SENDER, (CUSTOMER,), "pass", None),
+        ([f("sender_volume.day", count=1000, where="rcpt")], SENDER, (CUSTOMER,), "approve",
+         "mass-mailing-from-a-mailbox"),
+        # a first message to a private address; a new address at a company is no such thing
+        ([f("new_address", where="rcpt", evidence={"domains": ["gmail.com"]},
+            recipients=("new.friend@gmail.com",))], SENDER, ("new.friend@gmail.com",),
+         "delay", "first-time-private-address"),
+        ([f("new_address", where="rcpt", evidence={"domains": ["sakura-shoji.example"]},
+            recipients=(CUSTOMER,))], SENDER, (CUSTOMER, "old.friend@gmail.com"), "pass",
+         None),
         (
             [f("pii.my_number", 0.9, 1, "attachment:a.pdf")],
             SENDER,
