@@ -69,7 +69,8 @@ async def seed(url: str, n: int, per: int, repeat: bool) -> None:
                     for i in ids])
                 await conn.execute(recipients.insert(), [
                     {"message_id": f"m{i:08d}", "idx": j, "updated_at": now,
-                     "address": f"r{(i % 30) if repeat else i}-{j}@c{i % 97}.example"}
+                     "address": (f"r{i % 30}-{j}@c{i % 30}.example" if repeat
+                                 else f"r{i}-{j}@c{i % 97}.example")}
                     for i in ids for j in range(per)])
     finally:
         await engine.dispose()
