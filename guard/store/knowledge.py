@@ -208,7 +208,7 @@ async def sender_volume(conn: AsyncConnection, sender: str, these: Sequence[str]
     now = until
     while True:
         at = messages.c.received_at
-        query = (select(at, addr.label("address"), moment.label("now")
+        query = (select(at.label("at"), addr.label("address"), moment.label("now")
                         if now is None else literal(now).label("now"))
                  .select_from(messages.outerjoin(recipients, and_(
                      recipients.c.message_id == messages.c.id, *counted)))
@@ -219,22 +219,29 @@ async def sender_volume(conn: AsyncConnection, sender: str, these: Sequence[str]
                  .order_by(at.desc()))
         if size and bound != "==":
             query = query.limit(size)
-        rows = (await conn.execute(query)).all()
+        page = query.subquery()
+        # each address once per page (the database folds repeats), with its latest
+        # time (in the hour or not) and the page's extent
+        rows = (await conn.execute(
+            select(page.c.address, func.max(page.c.at).label("latest"),
+                   func.min(page.c.at).label("oldest"), func.count().label("n"),
+                   func.max(page.c.now).label("now"))
+            .group_by(page.c.address))).all()
         if not rows:
             break
         now = float(rows[0].now)
         for r in rows:
             if r.address is not None:
                 day.add(r.address)
-                if r.received_at >= now - 3600:
+                if r.latest >= now - 3600:
                     hour.add(r.address)
-        oldest = min(r.received_at for r in rows)
+        oldest = min(r.oldest for r in rows)
         if want and len(day) >= want and (len(hour) >= want or oldest < now - 3600):
             break  # enough: the hour's messages all came before the older ones
         start_of_day = now - 86400
         if bound == "==":  # that instant is done: on below it
             bound = "<"
-        elif not size or len(rows) < size:
+        elif not size or sum(r.n for r in rows) < size:
             break  # the day is done
         elif bound == "<=" and oldest == upper:  # a whole page of one instant
             bound = "=="
