@@ -559,3 +559,8 @@ def test_running_guard_second_mail_is_known_and_volume_holds(
     reasons = json.loads(held[0].verdict)["reasons"]
     assert [(r["symbol"], r["count"]) for r in reasons] == [("sender_volume.hour", 3)]
     assert not [m for m in sink.messages if "a@x.example" in m.rcpt_tos]
+    # replay asks the store as the relay did: the same verdicts, the mass mailing included
+    r = g.cli("policy", "replay", "--since", "1h", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["changed"] == 0 and doc["after"].get("confirm") == 1, doc
