@@ -338,6 +338,13 @@ def test_sender_volume_counts_distinct_external_recipients(cli: Any, tmp_path: P
         (90000, "delivered", ["f@older.example"]),  # yesterday
     ]))
     asyncio.run(_seed_messages(cli.url, "bob", [(60, "delivered", ["z1@q.example"])]))
+    # a rule that asks for more: the store counts up to 51, so these counts are exact
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy.read_text().replace("groups:", """\
+  - name: wide-volume
+    conditions: [{symbol: sender_volume.day, min_count: 50}]
+    action: tag
+groups:"""))
     doc = verdict(cli, tmp_path, "c@y.example", "new@w.example", "suzuki@example.co.jp")
     found = {s: f[0]["count"] for s, f in symbols(doc).items() if s.startswith("sender_")}
     # hour: a, b, c (stored) + new (this message); day: + d, e
@@ -345,6 +352,89 @@ def test_sender_volume_counts_distinct_external_recipients(cli: Any, tmp_path: P
     assert doc["rule"] == "mass-mailing" and doc["action"] == "approve"
     reason = next(r for r in doc["reasons"] if r["rule"] == "mass-mailing")
     assert reason["reason_en"] == "this sender wrote to 4 external recipients in the last hour"
+
+
+def test_sender_volume_stops_at_what_the_policy_asks(cli: Any, tmp_path: Path) -> None:
+    """mass-mailing asks for 3 this hour: the store stops counting at 4 and the finding
+    says "at least"; reading 300 more recipients costs no more statements."""
+    asyncio.run(_seed_messages(cli.url, "alice", [
+        (60 + i, "delivered", [f"r{i}@x{i % 7}.example"]) for i in range(300)]))
+    doc = verdict(cli, tmp_path, "new@w.example")
+    found = {s: f[0] for s, f in symbols(doc).items() if s.startswith("sender_")}
+    assert {s: f["count"] for s, f in found.items()} == {
+        "sender_volume.hour": 4, "sender_volume.day": 4}
+    assert found["sender_volume.hour"]["evidence"] == {"recipients": 4, "at_least": True}
+    reason = next(r for r in doc["reasons"] if r["rule"] == "mass-mailing")
+    assert reason["reason_en"] == (
+        "this sender wrote to at least 4 external recipients in the last hour")
+
+
+def test_no_volume_rule_no_count(cli: Any, tmp_path: Path) -> None:
+    """Without a rule on sender_volume the store is not asked (the policy knows which
+    symbols its rules name); a rule inside a group, under `not`, still asks."""
+    from guard.policy import load_policy
+
+    asyncio.run(_seed_messages(cli.url, "alice", [(60, "delivered", ["a@x.example"])]))
+    policy = tmp_path / "policy.yaml"
+    text = policy.read_text()
+    policy.write_text(text.replace("sender_volume.hour, min_count: 3", "pii.my_number"))
+    assert load_policy(policy).sender_volume_cap == 0
+    assert not [s for s in symbols(verdict(cli, tmp_path, "new@w.example"))
+                if s.startswith("sender_volume")]
+    policy.write_text(text.replace(
+        "- {symbol: sender_volume.hour, min_count: 3}",
+        "- {any: [pii.my_number, {not: {symbol: sender_volume, min_count: 7}}]}"))
+    compiled = load_policy(policy)
+    assert compiled.sender_volume_cap == 8
+    assert compiled.uses("sender_volume.day") and not compiled.uses("ppap")
+    found = {s: f[0]["count"] for s, f in symbols(verdict(cli, tmp_path, "n@w.example")).items()
+             if s.startswith("sender_volume")}
+    assert found == {"sender_volume.hour": 2, "sender_volume.day": 2}
+
+
+async def _volume(url: str, *these: str, cap: int = 0, sender: str = "carol"
+                  ) -> tuple[knowledge.Volume, int]:
+    """The count, and how many statements over messages it took."""
+    from sqlalchemy import event
+
+    engine = db.create_engine(url)
+    statements: list[str] = []
+    event.listen(engine.sync_engine, "before_cursor_execute",
+                 lambda *a: statements.append(a[2]) if "messages" in a[2] else None)
+    try:
+        async with engine.connect() as conn:
+            v = await knowledge.sender_volume(conn, sender, these, ["example.co.jp"],
+                                              cap=cap)
+        return v, len(statements)
+    finally:
+        await engine.dispose()
+
+
+def test_sender_volume_cap_on_the_store(cli: Any) -> None:
+    """The capped count on both databases: a busy sender's count stops at the cap in one
+    statement; below the cap it is exact, across pages, messages sharing one instant
+    (more than a page of them) and recipients written to again and again."""
+    asyncio.run(_seed_messages(cli.url, "carol", [
+        (7200 + i, "delivered", [f"far{i}@x.example", "tanaka@example.co.jp"])
+        for i in range(20)] + [
+        (30, "held", [f"same{i % 3}@y.example"]) for i in range(150)]))
+    # below the cap: 3 this hour (150 messages at one instant) + 20 earlier + the new one
+    v, _ = asyncio.run(_volume(cli.url, "new@w.example", cap=101))
+    assert (v.hour, v.day) == (4, 24) and not v.at_least(v.day)
+    v, _ = asyncio.run(_volume(cli.url, "new@w.example"))  # no cap
+    assert (v.hour, v.day) == (4, 24)
+    # a cap below the day: it stops there, and says so
+    v, statements = asyncio.run(_volume(cli.url, "new@w.example", "same1@y.example", cap=10))
+    assert (v.hour, v.day) == (4, 10) and v.at_least(v.day) and not v.at_least(v.hour)
+    # a sender with 500 recipients today: the cap in one statement over messages
+    asyncio.run(_seed_messages(cli.url, "dave", [
+        (5 + i, "delivered", [f"busy{i}@z.example"]) for i in range(500)]))
+    v, statements = asyncio.run(_volume(cli.url, "new@w.example", cap=301, sender="dave"))
+    assert (v.hour, v.day, v.at_least(v.day)) == (301, 301, True)
+    assert statements == 1
+    # this message alone reaches the cap: no statement at all
+    v, statements = asyncio.run(_volume(cli.url, "a@w.example", "b@w.example", cap=2))
+    assert (v.day, statements) == (2, 0)
 
 
 def test_sender_volume_reads_an_index_range_on_a_large_store(tmp_path: Path) -> None:
@@ -385,7 +475,7 @@ def test_sender_volume_reads_an_index_range_on_a_large_store(tmp_path: Path) -> 
             async with engine.connect() as conn:
                 v = await knowledge.sender_volume(conn, "user7", ["r7@x7.example"],
                                                   ["example.co.jp"])
-                assert (v.day, v.day_overlap) == (100, 1)
+                assert v.day == 100  # r7 is one of user7's 100: counted once
                 assert seen, "sender_volume ran no query over messages and recipients"
                 plan = []
                 for statement, params in list(seen):
@@ -469,3 +559,8 @@ def test_running_guard_second_mail_is_known_and_volume_holds(
     reasons = json.loads(held[0].verdict)["reasons"]
     assert [(r["symbol"], r["count"]) for r in reasons] == [("sender_volume.hour", 3)]
     assert not [m for m in sink.messages if "a@x.example" in m.rcpt_tos]
+    # replay asks the store as the relay did: the same verdicts, the mass mailing included
+    r = g.cli("policy", "replay", "--since", "1h", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["changed"] == 0 and doc["after"].get("confirm") == 1, doc

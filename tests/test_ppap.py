@@ -29,6 +29,7 @@ from tests.inspect.fixtures import RawEntry, raw_zip
 ALICE = "alice@example.co.jp"
 PARTNER = "tantou@partner-logistics.example"
 OTHER = "someone@other-partner.example"
+COLLEAGUE = "bob@example.co.jp"
 
 
 def zip_mail(to: str = PARTNER) -> bytes:
@@ -138,9 +139,11 @@ def test_password_mail_waits_for_its_zip_and_goes_with_it(guarded, sink: Sink,
 
     # a short mail about a password to someone the zip did not go to is not linked
     submit(g.smtp_port, tls, ALICE, [OTHER], password_mail(OTHER, "パスワードは後ほど。"))
-    time.sleep(0.3)
-    other = [r for r in rows(url) if r["recipients"] == [OTHER]]
-    assert other and not other[0]["verdict"].get("linked_to")
+    # stored with its verdict, decided once, before the 250 that submit waited for
+    other = wait_for(lambda: [r for r in rows(url) if r["recipients"] == [OTHER]],
+                     what="the mail to another partner stored")
+    assert other[0]["verdict"]["rule"] != "defaults.linked_password"
+    assert not other[0]["verdict"].get("linked_to")
     assert "ppap.password" not in json.dumps(other[0]["verdict"])
 
     # the password mail's page says it waits; its sender cannot send it alone
@@ -199,8 +202,19 @@ def test_cancelled_zip_takes_its_password_mail_and_refuses_the_next(guarded, sin
         submit(g.smtp_port, tls, ALICE, [PARTNER], password_mail())
     assert e.value.smtp_code == 550
     assert zip_row["id"].encode() in e.value.smtp_error
-    time.sleep(0.5)
+    # a mail inside the company sent after all that passes: once it has arrived, the
+    # cancelled two had their chance to be (wrongly) delivered before it
+    marker = EmailMessage(policy=SMTP_POLICY)
+    marker["From"], marker["To"], marker["Subject"] = ALICE, COLLEAGUE, "打ち合わせ"
+    marker.set_content("明日の打ち合わせは10時からです。\n")
+    submit(g.smtp_port, tls, ALICE, [COLLEAGUE], marker.as_bytes())
+    wait_for(lambda: [m for m in sink.messages if m.rcpt_tos == [COLLEAGUE]],
+             what="the later internal mail delivered")
     assert not [m for m in sink.messages if PARTNER in m.rcpt_tos]
+    assert sorted((r["subject"], r["state"]) for r in rows(url)
+                  if r["recipients"] == [PARTNER]) == [("パスワード送付", "cancelled"),
+                                                       ("パスワード送付", "rejected"),
+                                                       ("資料送付", "cancelled")]
 
 
 def stored_zip(url: str) -> str:

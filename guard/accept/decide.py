@@ -131,13 +131,17 @@ class KnowledgeCache:
                 or (a, sender) not in self._sender_addresses]
 
     async def recipient_facts(self, scope: str, sender: str, keys: Sequence[str],
-                              lowered: Sequence[str], internal: frozenset[str]
-                              ) -> tuple[set[str], knowledge.Volume]:
+                              lowered: Sequence[str], internal: frozenset[str],
+                              volume_cap: int) -> tuple[set[str], knowledge.Volume]:
         """Exact, from the store at this moment (not the cache): which of these
-        recipients are known in `scope`, and the sender's recent volume."""
+        recipients are known in `scope`, and the sender's recent volume (only when a
+        rule asks: volume_cap > 0)."""
+        volume = knowledge.Volume(0, 0)
         async with self.engine.connect() as conn:
             known = await knowledge.known_among(conn, keys, scope)
-            volume = await knowledge.sender_volume(conn, sender, lowered, internal)
+            if volume_cap:
+                volume = await knowledge.sender_volume(conn, sender, lowered, internal,
+                                                       cap=volume_cap)
         return known, volume
 
     def learned(self, sender: str, delivered: list[tuple[str, str]]) -> None:
@@ -248,11 +252,12 @@ class Knowledge(Protocol):
     addresses: frozenset[str]
 
     async def recipient_facts(self, scope: str, sender: str, keys: Sequence[str],
-                              lowered: Sequence[str], internal: frozenset[str]
-                              ) -> tuple[set[str], knowledge.Volume]:
+                              lowered: Sequence[str], internal: frozenset[str],
+                              volume_cap: int) -> tuple[set[str], knowledge.Volume]:
         """Which of these recipient keys are known in `scope` (knowledge.ORG or a
-        sender), and `sender`'s volume before this message (lowered: the envelope
-        recipients as given, lower-cased, as the store's count compares them)."""
+        sender), and `sender`'s volume with this message (lowered: the envelope
+        recipients as given, lower-cased, as the store's count compares them), counted
+        up to volume_cap (Policy.sender_volume_cap; 0 = not asked: Volume(0, 0))."""
         ...
 
 
@@ -334,20 +339,18 @@ class Inspector:
                 suppression.setdefault(name, set()).add(digest)
         external = _external(rcpt_tos, static)
         known_recipients: set[str] = set()
-        volume = (0, 0)
+        volume = knowledge.Volume(0, 0)
         if external:
             scope = scope_key if policy.new_address_scope == "sender" else knowledge.ORG
             lowered = sorted({given.lower() for given, _ in external})
-            known_recipients, v = await known.recipient_facts(
+            known_recipients, volume = await known.recipient_facts(
                 scope, scope_key, sorted({k for _, k in external}), lowered,
-                static.internal_domains)
-            volume = (v.hour + len(lowered) - v.hour_overlap,
-                      v.day + len(lowered) - v.day_overlap)
+                static.internal_domains, policy.sender_volume_cap)
         return InspectContext(
             sender=static.sender, internal_domains=static.internal_domains,
             known_domains=known_domains, all_known_domains=known.all_domains,
             known_addresses=known.addresses, known_recipients=frozenset(known_recipients),
-            sender_volume=volume,
+            sender_volume=(volume.hour, volume.day), sender_volume_cap=volume.cap,
             partner_domains=static.partner_domains,
             suppression={k: frozenset(v) for k, v in suppression.items()},
             suppression_key=self.secret, customers=static.customers, keywords=static.keywords,

@@ -82,14 +82,16 @@ class HistoryAsOf:
         return self
 
     async def recipient_facts(self, scope: str, sender: str, keys: Sequence[str],
-                              lowered: Sequence[str], internal: frozenset[str]
-                              ) -> tuple[set[str], knowledge.Volume]:
+                              lowered: Sequence[str], internal: frozenset[str],
+                              volume_cap: int) -> tuple[set[str], knowledge.Volume]:
         known = {k for k in keys if (k, scope) in self._scoped}
-        if self._engine is None or self._at == -math.inf:
-            return known, knowledge.Volume(0, 0, 0, 0)
+        if not volume_cap:
+            return known, knowledge.Volume(0, 0)
+        if self._engine is None or self._at == -math.inf:  # nothing before: its own
+            return known, knowledge.Volume(len(lowered), len(lowered), volume_cap)
         async with self._engine.connect() as conn:  # the store's count before the moment
             volume = await knowledge.sender_volume(conn, sender, lowered, internal,
-                                                   until=self._at)
+                                                   until=self._at, cap=volume_cap)
         return known, volume
 
 

@@ -61,6 +61,9 @@ class InspectContext:
     # distinct external recipients this sender sent to in the last hour and the last 24
     # hours, this message's included; (0, 0) = nothing to count (no external recipient)
     sender_volume: tuple[int, int] = (0, 0)
+    # the store stopped counting there (the most a rule asks for, plus one): a count
+    # at or above it is a lower bound; 0 = the counts are exact
+    sender_volume_cap: int = 0
     partner_domains: frozenset[str] = frozenset()
     # suppression list name -> set of HMAC-SHA256 digests of normalised addresses
     suppression: Mapping[str, frozenset[bytes]] = field(default_factory=dict)

@@ -149,16 +149,26 @@ def detect_sender_volume(view: EnvelopeView, ctx: InspectContext) -> list[Findin
     hour, day = ctx.sender_volume
     if not day:
         return []
-    return [Finding(
-        f"sender_volume.{window}",
-        score=1.0,
-        count=n,
-        where="rcpt",
-        evidence={"recipients": n},
-        reason_ja=f"この送信者は{ja}に社外の {n} 宛先へ送信しています",
-        reason_en=f"this sender wrote to {n} external recipients in the last {en}",
-    ) for window, n, ja, en in (("hour", hour, "直近1時間", "hour"),
-                                ("day", day, "直近24時間", "24 hours")) if n]
+    cap = ctx.sender_volume_cap
+    findings = []
+    for window, n, ja, en in (("hour", hour, "直近1時間", "hour"),
+                              ("day", day, "直近24時間", "24 hours")):
+        if not n:
+            continue
+        # the store stops counting past the largest count a rule asks for
+        at_least = bool(cap) and n >= cap
+        findings.append(Finding(
+            f"sender_volume.{window}",
+            score=1.0,
+            count=n,
+            where="rcpt",
+            evidence={"recipients": n, **({"at_least": True} if at_least else {})},
+            reason_ja=(f"この送信者は{ja}に社外の {n} 宛先{'以上' if at_least else ''}"
+                       "へ送信しています"),
+            reason_en=(f"this sender wrote to {'at least ' if at_least else ''}{n} external "
+                       f"recipients in the last {en}"),
+        ))
+    return findings
 
 
 _KIND_JA = {

@@ -8,7 +8,7 @@ new one and swaps it in whole.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,17 @@ from guard.inspect.owndata import OwnContacts
 from guard.mail.addresses import address_key, domain_of
 from guard.policy.patterns import DomainSet, glob_pattern
 from guard.policy.rules import CompiledRule
-from guard.policy.schema import Action, Defaults, Group, PolicyDoc
+from guard.policy.schema import (
+    Action,
+    AllOf,
+    AnyOf,
+    Condition,
+    ConditionGroup,
+    Defaults,
+    Group,
+    NotOf,
+    PolicyDoc,
+)
 from guard.policy.scope import RecipientTables
 
 
@@ -42,6 +52,12 @@ class Policy:
     own_contacts: OwnContacts = field(default_factory=OwnContacts)
     # customers and partners by domain, for scopes that name them (recipient_is)
     tables: RecipientTables = field(default_factory=RecipientTables)
+    # the symbols the enabled rules' conditions name (exact or a family), so the
+    # decision asks the store only for what some rule can use
+    symbols: frozenset[str] = frozenset()
+    # how far the store counts sender_volume.*: the largest count a rule can ask for,
+    # plus one (a count there is "at least"); 0 = no rule names sender_volume
+    sender_volume_cap: int = 0
     _internal: DomainSet = field(default_factory=lambda: DomainSet(()), repr=False)
     _exact_members: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _pattern_members: tuple[tuple[str, re.Pattern[str]], ...] = field(default=(), repr=False)
@@ -77,6 +93,11 @@ class Policy:
     def watched_files(self) -> tuple[Path, ...]:
         """Files whose change means "reload": the YAML files and the lists they name."""
         return (*self.files, *self.data_files)
+
+    def uses(self, family: str) -> bool:
+        """Whether a rule's condition names this symbol, its family or one inside it."""
+        return any(s == family or s.startswith(family + ".") or family.startswith(s + ".")
+                   for s in self.symbols)
 
     def is_internal(self, address: str) -> bool:
         return domain_of(address) in self._internal
@@ -128,9 +149,11 @@ def compile_policy(
         compiled = glob_pattern(globs)
         if compiled is not None:
             patterns.append((name, compiled))
+    rules = [r for r in doc.rules if r.enabled]
+    conditions = [c for r in rules for item in r.conditions for c in _conditions(item)]
     return Policy(
         doc=doc,
-        rules=tuple(CompiledRule(r) for r in doc.rules if r.enabled),
+        rules=tuple(CompiledRule(r) for r in rules),
         source=source,
         files=files,
         partners_file=partners_file,
@@ -144,10 +167,30 @@ def compile_policy(
         internal_domains=frozenset(doc.defaults.internal_domains),
         keywords=tuple(KeywordRule(k.name, k.pattern, tuple(k.fields)) for k in doc.keywords),
         tables=tables or RecipientTables(),
+        symbols=frozenset(c.symbol for c in conditions),
+        sender_volume_cap=_volume_cap(conditions),
         _internal=DomainSet(doc.defaults.internal_domains),
         _exact_members={k: tuple(v) for k, v in exact.items()},
         _pattern_members=tuple(patterns),
     )
+
+
+def _conditions(item: Condition | ConditionGroup) -> Iterator[Condition]:
+    if isinstance(item, Condition):
+        yield item
+    elif isinstance(item, NotOf):
+        yield from _conditions(item.item)
+    elif isinstance(item, AllOf | AnyOf):
+        for child in item.items:
+            yield from _conditions(child)
+
+
+def _volume_cap(conditions: list[Condition]) -> int:
+    """One more than any min_count a sender_volume condition asks for (its only test of
+    size: it has no evidence keys), so a count that reaches it decides every rule alike."""
+    asked = [c.min_count for c in conditions
+             if c.symbol == "sender_volume" or c.symbol.startswith("sender_volume.")]
+    return max(asked) + 1 if asked else 0
 
 
 def _declared_own(doc: PolicyDoc) -> OwnContacts:
