@@ -24,7 +24,7 @@ import zipfile
 from email.header import Header
 from urllib.parse import quote
 
-from tests.inspect.fixtures import docx, xlsx
+from tests.inspect.fixtures import docx, pdf_file, xlsx
 
 # --- the verdicts ------------------------------------------------------------------------
 
@@ -174,18 +174,7 @@ def cjk_pdf(lines: list[str]) -> bytes:
         b"<< /Type /FontDescriptor /FontName /MS-Gothic /Flags 4 /FontBBox [0 -141 1000 859] "
         b"/ItalicAngle 0 /Ascent 859 /Descent -141 /CapHeight 859 /StemV 80 >>",
     ]
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for num, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % num + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    for off in offsets:
-        out += b"%010d 00000 n \n" % off
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1,
-                                                                              xref)
-    return bytes(out)
+    return pdf_file(objs)
 
 
 # --- the company and the people in its mail ----------------------------------------------

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from guard.inspect.extract import extract
 from guard.inspect.isolate import ExtractionPool
 from guard.mail.message import Attachment, parse_message
-from tests.inspect.fixtures import raw_xlsx, word_like_document
+from tests.inspect.fixtures import pdf_file, raw_xlsx, word_like_document
 
 SEI = ["山田", "佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "中村", "小林", "加藤"]
 MEI = ["太郎", "花子", "一郎", "美咲", "健太", "陽子", "翔", "さくら", "大輔", "由美"]
@@ -117,17 +117,7 @@ def make_pdf(pages: int, lines_per_page: int = 60, seed: int = 3) -> bytes:
         objs.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     objs[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
     objs[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {pages} >>".encode()
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for num, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % num + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objs) + 1, xref)
-    return bytes(out)
+    return pdf_file(objs, b"%PDF-1.4\n")
 
 
 def make_csv(n_rows: int, seed: int = 4) -> bytes:

@@ -313,6 +313,21 @@ def pptx(slides: list[str], notes: list[str] | None = None) -> bytes:
 
 # --- PDF -------------------------------------------------------------------------------
 
+
+def pdf_file(objs: list[bytes], header: bytes = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n") -> bytes:
+    """Objects 1..n (1 the catalog) written as a PDF with its xref table and trailer."""
+    out = bytearray(header)
+    offsets = []
+    for num, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % num + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objs) + 1, xref)
+    return bytes(out)
+
 def pdf(pages: list[list[str]]) -> bytes:
     """A small valid PDF with Helvetica text lines, xref offsets computed."""
     objs: list[bytes] = []
@@ -333,18 +348,7 @@ def pdf(pages: list[list[str]]) -> bytes:
                     f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>"
                     .encode())
         objs.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for num, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % num + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    for off in offsets:
-        out += b"%010d 00000 n \n" % off
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1,
-                                                                              xref)
-    return bytes(out)
+    return pdf_file(objs)
 
 
 def pdf_table(rows: list[list[str]], xs: list[int], y0: int = 720, dy: int = 18) -> bytes:
@@ -369,18 +373,7 @@ def pdf_table(rows: list[list[str]], xs: list[int], y0: int = 720, dy: int = 18)
         b" /Resources << /Font << /F1 3 0 R >> >> /Contents 5 0 R >>",
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
     ]
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for num, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % num + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    for off in offsets:
-        out += b"%010d 00000 n \n" % off
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1,
-                                                                              xref)
-    return bytes(out)
+    return pdf_file(objs)
 
 
 def encrypted_pdf(lines: list[str], password: str = "secret") -> bytes:
