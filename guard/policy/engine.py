@@ -242,13 +242,10 @@ def _all_dropped(policy: Policy, drop_matches: list[_Match], dropped: dict[str, 
     params = winner_parameters(policy, spec, Action.REJECT, sender_address)
     if spec is None or spec.message is None:  # say why, not the generic refusal
         why = next(iter(dropped.values()))
-        ja = f"すべての宛先が除外されたため送信しません（{why.reason_ja or why.symbol}）"
-        en = f"Not sent: every recipient was dropped ({why.reason_en or why.symbol})"
-        status = params["reject_status"]
-        utf8 = {"ja": ja, "en": en, "both": f"{ja} / {en}"}[policy.defaults.language]
-        params.update(message_ja=ja, message_en=ascii_line(en),
-                      reject_text=ascii_line(f"{status} {en}"),
-                      reject_text_utf8=one_line(f"{status} {utf8}"))
+        params.update(_refusal(
+            policy, params["reject_status"],
+            f"すべての宛先が除外されたため送信しません（{why.reason_ja or why.symbol}）",
+            f"Not sent: every recipient was dropped ({why.reason_en or why.symbol})"))
     return Verdict(action=Action.REJECT,
                    reasons=[r for m in drop_matches for r in _reasons(m)],
                    rule=first.name, dropped=tuple(dropped.values()), **params)
@@ -330,13 +327,20 @@ def _linked_password(policy: Policy, findings: Sequence[Finding], matches: list[
 
 def _refusal_texts(policy: Policy, link: LinkedTo) -> dict[str, str]:
     """The refusal of a password mail says why: its attachment mail was not sent."""
-    status = policy.defaults.reject.status
-    ja = (f"このパスワードに対応する暗号化添付メール（{link.queue_id}）は送信されなかったため、"
-          "このメールも送信しません。")
-    en = (f"The encrypted attachment mail this password belongs to ({link.queue_id}) was "
-          "not sent, so this mail is not sent either.")
+    return _refusal(
+        policy, policy.defaults.reject.status,
+        f"このパスワードに対応する暗号化添付メール（{link.queue_id}）は送信されなかったため、"
+        "このメールも送信しません。",
+        f"The encrypted attachment mail this password belongs to ({link.queue_id}) was "
+        "not sent, so this mail is not sent either.")
+
+
+def _refusal(policy: Policy, status: str, ja: str, en: str) -> dict[str, str]:
+    """A refusal's texts that say why: for people (ja, en) and as SMTP reply lines (ASCII,
+    and with Japanese for SMTPUTF8 sessions, per defaults.language)."""
     utf8 = {"ja": ja, "en": en, "both": f"{ja} / {en}"}[policy.defaults.language]
-    return {"message_ja": ja, "message_en": en, "reject_text": ascii_line(f"{status} {en}"),
+    return {"message_ja": ja, "message_en": ascii_line(en),
+            "reject_text": ascii_line(f"{status} {en}"),
             "reject_text_utf8": one_line(f"{status} {utf8}")}
 
 
