@@ -46,7 +46,7 @@ def bar_chart(rows: Sequence[tuple[str, int]], title: str) -> str:
         return ""
     top = max(n for _k, n in rows) or 1
     width = LABEL + BAR_WIDTH + 50
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' role='img' width='{width}' "
+    parts = [f"<svg role='img' width='{width}' "
              f"height='{ROW * len(rows) + 4}' aria-label='{html.escape(title, True)}'>"]
     for i, (key, n) in enumerate(rows):
         y = i * ROW + 2
