@@ -290,8 +290,7 @@ class GuardApp:
         def facts() -> PolicyFacts:
             if self.watcher is None:  # a decider given in code: no policy to name rules
                 return PolicyFacts((), lambda sender: None)
-            policy = self.watcher.current
-            return PolicyFacts(tuple(r.name for r in policy.doc.rules), policy.group_of)
+            return PolicyFacts.of(self.watcher.current)
 
         return ReportPages(self.engine, facts, timezone_of(s), allowed).routes()
 

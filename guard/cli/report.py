@@ -44,8 +44,7 @@ def _facts(args: argparse.Namespace, settings: Any) -> PolicyFacts:
     from guard.cli.common import load_policy_at
     from guard.report.read import PolicyFacts
 
-    policy = load_policy_at(policy_path(args, settings))
-    return PolicyFacts(tuple(r.name for r in policy.doc.rules), policy.group_of)
+    return PolicyFacts.of(load_policy_at(policy_path(args, settings)))
 
 
 def cmd_near_misses(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
 
+from guard.policy import Policy
 from guard.report import nearmiss, rules
 from guard.report.periods import Period
 from guard.store import AsyncConnection
@@ -21,6 +22,21 @@ class PolicyFacts:
 
     rules: tuple[str, ...]
     group_of: Callable[[str], str | None]
+
+    @classmethod
+    def of(cls, policy: Policy) -> PolicyFacts:
+        """Every rule of the policy (disabled ones too: they are still the policy's),
+        and a department as people know it: "営業部 / Sales (sales)"."""
+        names: dict[str, str] = {}
+        for name, group in policy.groups.items():
+            label = " / ".join(t for t in (group.label.ja, group.label.en) if t)
+            names[name] = f"{label} ({name})" if label else name
+
+        def department(sender: str) -> str | None:
+            group = policy.group_of(sender)
+            return None if group is None else names.get(group, group)
+
+        return cls(tuple(r.name for r in policy.doc.rules), department)
 
 
 async def near_miss_report(conn: AsyncConnection, period: Period, facts: PolicyFacts,
