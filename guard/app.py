@@ -44,6 +44,7 @@ from guard.knowledge.listsync import (
 from guard.policy import Policy, PolicyWatcher
 from guard.relay.client import Upstream
 from guard.relay.worker import DeliveryWorker
+from guard.report.read import PolicyFacts
 from guard.secret import load_or_create_secret, secret_home
 from guard.smtp.authlimit import AuthLimiter, LocalAuthGate
 from guard.smtp.front import SmtpFronts
@@ -64,6 +65,7 @@ from guard.store.writer import BatchWriter
 from guard.users import UserDirectory
 from guard.web.app import create_app, metrics_app
 from guard.web.health import HealthCheck, PolicyStatus
+from guard.web.reports import ReportPages
 from guard.web.review import review_routes
 from guard.web.scrape import MetricsEndpoint
 
@@ -246,7 +248,8 @@ class GuardApp:
         health = HealthCheck(self.engine, (up_host, up_port), writer=self.writer,
                              upstream=upstream, policy=self.policy_status)
         web = create_app(health, self._metrics_on_web(), self.outbox, timezone_of(s),
-                         routes=review_routes(self.hold, self.secret))
+                         routes=[*review_routes(self.hold, self.secret),
+                                 *self._report_routes()])
         self._web = await self._serve_web(web, s.web.listen, "web")
         if s.metrics.listen:
             self._metrics_web = await self._serve_web(metrics_app(self.metrics),
@@ -269,6 +272,27 @@ class GuardApp:
                     "set metrics.token (GUARD_METRICS_TOKEN) or metrics.listen "
                     "(GUARD_METRICS_LISTEN) for Prometheus", s.web.listen)
         return None
+
+    def _report_routes(self) -> list[Any]:
+        """/reports/…: people's pages with no login of their own, so guarded like
+        /metrics on this listener: the metrics token when one is set, else loopback only."""
+        s = self.settings
+        if s.metrics.token:
+            allowed = self.metrics.allowed
+        elif _loopback(parse_hostport(s.web.listen)[0]):
+            allowed = None
+        else:
+            log.warning("/reports is not served: web.listen %s is reachable from other "
+                        "hosts; set metrics.token (GUARD_METRICS_TOKEN) to serve it",
+                        s.web.listen)
+            return []
+
+        def facts() -> PolicyFacts:
+            if self.watcher is None:  # a decider given in code: no policy to name rules
+                return PolicyFacts((), lambda sender: None)
+            return PolicyFacts.of(self.watcher.current)
+
+        return ReportPages(self.engine, facts, timezone_of(s), allowed).routes()
 
     async def _serve_web(self, app: Any, listen: str, name: str) -> _QuietUvicorn:
         host, port = parse_hostport(listen)

@@ -220,7 +220,8 @@ class MetricsSettings(_Section):
 
     # "" = /metrics on the web listener; host:port = there only (for Prometheus)
     listen: str = ""
-    # "" = none; else requests need "Authorization: Bearer <token>" (401 without)
+    # "" = none; else requests need "Authorization: Bearer <token>" (401 without); the
+    # /reports/ pages on the web listener are guarded by the same token
     token: str = ""
 
 

@@ -1,0 +1,105 @@
+"""`guard report near-misses|rules`: the near misses of a month (staff training) and
+the yearly review of the rules (PDCA). Read-only; the figures come from
+guard/report/ (the same functions as the web pages), the rules and departments from
+the policy (--policy, else the configured one), months and weeks in review.timezone."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from guard.cli.common import UsageError, policy_path, settings_of, with_store
+
+if TYPE_CHECKING:
+    from guard.report.nearmiss import NearMissReport
+    from guard.report.read import PolicyFacts
+    from guard.report.rules import RulesReport
+    from guard.store.access import Store
+
+FORMATS = ("md", "csv", "json")
+
+
+def add_commands(sub: Any) -> None:
+    rep = sub.add_parser("report", help="reports: near misses, the yearly rule review")
+    rs = rep.add_subparsers(dest="report_cmd", required=True)
+    nm = rs.add_parser("near-misses", help="near misses (ヒヤリハット) of one month")
+    nm.add_argument("--month", required=True, help="YYYY-MM (in review.timezone)")
+    nm.add_argument("--format", choices=FORMATS, default="md")
+    nm.add_argument("--names", action="store_true",
+                    help="name the top senders (anonymised otherwise)")
+    nm.add_argument("--policy", help="the policy for departments (default: the configured one)")
+    nm.set_defaults(func=cmd_near_misses)
+    ru = rs.add_parser("rules", help="the yearly review of the rules")
+    ru.add_argument("--year", required=True, help="YYYY (in review.timezone)")
+    ru.add_argument("--format", choices=FORMATS, default="md")
+    ru.add_argument("--min-holds", type=int, default=10,
+                    help="holds a rule needs before it can be called a rubber stamp")
+    ru.add_argument("--policy", help="the policy whose rules are reviewed "
+                                     "(default: the configured one)")
+    ru.set_defaults(func=cmd_rules)
+
+
+def _facts(args: argparse.Namespace, settings: Any) -> PolicyFacts:
+    from guard.cli.common import load_policy_at
+    from guard.report.read import PolicyFacts
+
+    return PolicyFacts.of(load_policy_at(policy_path(args, settings)))
+
+
+def cmd_near_misses(args: argparse.Namespace) -> int:
+    from guard.hold.notify.notices import timezone_of
+    from guard.report import periods, render
+    from guard.report.read import near_miss_report
+
+    settings = settings_of(args)
+    tz = timezone_of(settings)
+    try:
+        period = periods.month(args.month, tz)
+    except periods.PeriodError as e:
+        raise UsageError(str(e)) from None
+    facts = _facts(args, settings)
+
+    async def run(store: Store) -> NearMissReport:
+        async with store.engine.connect() as conn:
+            return await near_miss_report(conn, period, facts, tz, names=args.names)
+
+    r = with_store(settings, run)
+    if args.format == "md":
+        out = render.near_miss_markdown(r)
+    elif args.format == "csv":
+        out = render.near_miss_csv(r)
+    else:
+        out = render.dump_json(render.near_miss_json(r))
+    sys.stdout.write(out)
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from guard.hold.notify.notices import timezone_of
+    from guard.report import periods, render
+    from guard.report.read import rules_report
+
+    settings = settings_of(args)
+    tz = timezone_of(settings)
+    try:
+        period = periods.year(args.year, tz)
+    except periods.PeriodError as e:
+        raise UsageError(str(e)) from None
+    if args.min_holds < 1:
+        raise UsageError("--min-holds must be at least 1")
+    facts = _facts(args, settings)
+
+    async def run(store: Store) -> RulesReport:
+        async with store.engine.connect() as conn:
+            return await rules_report(conn, period, facts, min_holds=args.min_holds)
+
+    r = with_store(settings, run)
+    if args.format == "md":
+        out = render.rules_markdown(r)
+    elif args.format == "csv":
+        out = render.rules_csv(r)
+    else:
+        out = render.dump_json(render.rules_json(r))
+    sys.stdout.write(out)
+    return 0
