@@ -380,7 +380,8 @@ class GuardApp:
         while True:
             try:
                 await self.metrics.refresh()  # read between scrapes too
-                await self.writer.submit(lambda conn, now: retention.purge(conn, now, ages))
+                await self.writer.submit(lambda conn, now: retention.purge(
+                    conn, now, ages, limit=retention.SWEEP_LIMIT))
             except Exception as e:
                 log_failure(log, "housekeeping failed", e)
             await asyncio.sleep(60)

@@ -175,3 +175,29 @@ def test_audit_export_and_lookup(db_url: str, tmp_path: Path) -> None:
 def test_export_refuses_a_bad_time(tmp_path: Path, bad: str) -> None:
     r = guard(tmp_path, f"sqlite:///{tmp_path / 'g.db'}", "audit", "export", "--since", bad)
     assert r.returncode == 2 and "not 30d" in r.stderr
+
+
+def test_the_sweep_goes_in_bounded_steps(db_url: str, tmp_path: Path) -> None:
+    """The sweep of `guard serve` (limit per run), as guard/app.py calls it."""
+    from guard.store import retention
+
+    seed(db_url, tmp_path)
+    ages = retention.Ages(7 * DAY, 365 * DAY)
+
+    async def sweep() -> retention.Counts:
+        engine = db.create_engine(db_url)
+        writer = BatchWriter(engine)
+        writer.start()
+        try:
+            return await writer.submit(lambda c, now: retention.purge(c, now, ages, limit=1))
+        finally:
+            await writer.close()
+            await engine.dispose()
+
+    first = asyncio.run(sweep())
+    assert (first.bodies, first.messages, first.audit_rows) == (1, 1, 1)  # one of each
+    # (which body went first is the database's choice; ANCIENT's row took its body along)
+    second = asyncio.run(sweep())
+    assert (second.messages, second.audit_rows) == (0, 0)
+    assert state_of(db_url)["bodies"] == ["HELD", "NEW"]
+    assert not [a for a in state_of(db_url)["audit"] if a[1] == "purge"]  # the sweep is silent

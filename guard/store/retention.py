@@ -92,12 +92,23 @@ async def plan(conn: AsyncConnection, now: float, ages: Ages) -> Counts:
     return counts
 
 
+# the sweep's most rows of each kind per run: the first sweep after an upgrade (a year
+# of rows due at once) must not hold the single writer for long; the rest goes a
+# minute later
+SWEEP_LIMIT = 5000
+_KEYS = {"bodies": contents.c.message_id, "messages": messages.c.id, "audit_rows": audit.c.id}
+
+
 async def purge(conn: AsyncConnection, now: float, ages: Ages,
-                actor: str | None = None) -> Counts:
-    """Delete what is past its time, in one transaction. With `actor` (`guard purge`),
-    one audit row with the counts is written, at `now`: it is itself kept."""
+                actor: str | None = None, limit: int | None = None) -> Counts:
+    """Delete what is past its time (at most `limit` rows of each kind), in one
+    transaction. With `actor` (`guard purge`), one audit row with the counts is
+    written, at `now`: it is itself kept."""
     counts = Counts()
     for kind, (table, cond, _age) in _targets(now, ages).items():
+        if limit is not None:
+            key = _KEYS[kind]
+            cond = key.in_(select(key).where(cond).limit(limit))
         res = await conn.execute(delete(table).where(cond))
         setattr(counts, kind, res.rowcount or 0)
     if actor is not None:
