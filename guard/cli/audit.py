@@ -142,7 +142,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     if "@" not in args.address:
         raise UsageError(f"{args.address!r} is not an address")
     actor = f"cli:{args.actor or os_user()}"
-    detail_base = {"address_masked": mask(args.address),
+    detail_base = {"os_user": os_user(), "address_masked": mask(args.address),
                    "address_hmac": _keyed(settings, args.address)}
 
     async def go(store: Store) -> list[records.Recorded]:
