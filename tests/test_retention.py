@@ -166,6 +166,12 @@ def test_audit_export_and_lookup(db_url: str, tmp_path: Path) -> None:
     assert detail["found"] == 4 and detail["address_masked"] == "T***@EXAMPLE.NET"
     assert ADDR not in rows[0].detail.lower()
 
+    r = guard(tmp_path, db_url, "lookup", ADDR)  # text: one tab-separated line each
+    lines = [line.split("\t") for line in r.stdout.splitlines()]
+    assert lines[0][0] == "NEW" and lines[0][2:] == ["to", "delivered", "rule-NEW", "見積書"]
+    assert len(lines) == 4 and "4 messages" in r.stderr
+    assert len(query_rows(db_url, select(audit.c.id).where(audit.c.action == "lookup"))) == 2
+
     sent = json.loads(guard(tmp_path, db_url, "lookup", "alice@example.co.jp",
                             "--format", "json").stdout)
     assert {f["direction"] for f in sent} == {"from"}
