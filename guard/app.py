@@ -58,8 +58,7 @@ from guard.smtp.listeners import (
 )
 from guard.smtp.outcome import Accepted, Held, Outcome
 from guard.smtp.received import ReceivedMessage
-from guard.store import db, knowledge, migrate
-from guard.store import queue as q
+from guard.store import db, knowledge, migrate, retention
 from guard.store.faults import describe, log_failure
 from guard.store.writer import BatchWriter
 from guard.users import UserDirectory
@@ -400,11 +399,13 @@ class GuardApp:
         return self.watcher.current.doc.defaults.internal_domains
 
     async def _housekeeping(self) -> None:
-        retention = self.settings.delivery.retention_days * 86400
+        ages = retention.Ages(self.settings.delivery.retention_days * retention.DAY,
+                              self.settings.retention.audit_days * retention.DAY)
         while True:
             try:
                 await self.metrics.refresh()  # read between scrapes too
-                await self.writer.submit(lambda conn, now: q.purge_contents(conn, now, retention))
+                await self.writer.submit(lambda conn, now: retention.purge(
+                    conn, now, ages, limit=retention.SWEEP_LIMIT))
             except Exception as e:
                 log_failure(log, "housekeeping failed", e)
             await asyncio.sleep(60)

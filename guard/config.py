@@ -144,6 +144,12 @@ class DeliverySettings(_Section):
     retention_days: float = 7.0
 
 
+class RetentionSettings(_Section):
+    # Audit rows and the rows of finished messages (what reports read) are kept this
+    # long, then purged; the bytes go sooner (delivery.retention_days).
+    audit_days: float = Field(default=365.0, gt=0)
+
+
 class DatabaseSettings(_Section):
     url: str = "sqlite:///guard.db"
     auto_upgrade: bool = True
@@ -334,6 +340,7 @@ class Settings(_Section):
     inspect: InspectSettings = Field(default_factory=InspectSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     # Secret for HMACs (list digests, link tokens). "" = generated once into secret_file.
     secret: str = ""
     # "" = guard.secret beside the SQLite database file (PostgreSQL: set secret or

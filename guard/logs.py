@@ -52,3 +52,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     # aiosmtpd logs every DATA line at DEBUG and peers at INFO; keep it quiet.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # The database drivers and the SMTP client log statements with their values (message
+    # bytes, review-token nonces) and the lines they send at DEBUG: never, even when the
+    # guard itself is at DEBUG (tests/test_logs_private.py).
+    for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool", "aiosmtplib"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from guard.store import queue as q
-from guard.store import reads
+from guard.store import reads, retention
 from tests.conftest import EXAMPLE_POLICY, Sink, TlsFiles, submit, wait_for
 from tests.test_policy_e2e import _rows, plain_mail
 from tests.test_store_queue import store  # noqa: F401 - the fixture
@@ -143,7 +143,9 @@ async def test_rejected_bytes_are_kept_for_replay_and_purged_like_the_rest(store
         page = {m.id: m for m in await reads.stored_page(conn, 0)}
     assert page["R1"].data == data and page["R1"].received_action == "reject"
     assert page["Q1"].data == b"as received"  # replay reads what the sender sent
-    assert await writer.submit(lambda c, now: q.purge_contents(c, now + 10, 5)) == 1
+    ages = retention.Ages(body_seconds=5, audit_seconds=365 * retention.DAY)
+    purged = await writer.submit(lambda c, now: retention.purge(c, now + 10, ages))
+    assert purged.bodies == 1
     async with engine.connect() as conn:
         assert [m.id for m in await reads.stored_page(conn, 0)] == ["Q1"]  # queued: kept
         assert await reads.count_without_bytes(conn, 0) == 1

@@ -19,6 +19,7 @@ from guard.store import AsyncEngine
 from guard.store import holds as H
 from guard.store import links as L
 from guard.store.db import db_now
+from guard.store.lifecycle import FINAL_STATES
 
 SENDER_OPS = {"delay": ("send_now", "cancel"), "confirm": ("confirm", "cancel"),
               "approve": ("cancel",)}
@@ -46,6 +47,8 @@ class LinkView:
     approvals: list[str]
     used: bool
     data: bytes | None = None
+    # a finished message whose bytes the retention sweep deleted: the page says so
+    bytes_purged: bool = False
     ops: tuple[str, ...] = ()
     # PPAP: the attachment mail this password mail goes with, and the password mails
     # that go with this one
@@ -99,6 +102,8 @@ class ReviewLinks:
                 view.ops = tuple(op for op in view.ops if op == "cancel")
             if with_content and msg.state == "held" and not view.used:
                 view.data = await H.get_content(conn, message_id)
+            elif msg.state in FINAL_STATES:
+                view.bytes_purged = not await H.has_content(conn, message_id)
         return view
 
     async def content(self, message_id: str) -> bytes | None:

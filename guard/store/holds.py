@@ -105,6 +105,13 @@ async def get_content(conn: AsyncConnection, message_id: str) -> bytes | None:
     return bytes(row.data) if row is not None else None
 
 
+async def has_content(conn: AsyncConnection, message_id: str) -> bool:
+    """Whether the bytes are still stored (guard/store/retention.py purges them)."""
+    row = (await conn.execute(select(contents.c.message_id).where(
+        contents.c.message_id == message_id))).first()
+    return row is not None
+
+
 async def replace_content(conn: AsyncConnection, message_id: str, data: bytes) -> None:
     """The edited bytes to deliver; the bytes as received stay in `original` (replay)."""
     await conn.execute(update(contents).where(contents.c.message_id == message_id)

@@ -19,7 +19,6 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import (
     ColumnElement,
     bindparam,
-    delete,
     insert,
     or_,
     select,
@@ -30,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.store.lifecycle import (
     ACTIVE_STATES,
-    FINAL_STATES,
     IllegalMove,
     RecipientState,
     State,
@@ -350,12 +348,3 @@ async def _retry(conn: AsyncConnection, now: float, row: Any, actor: str) -> boo
         conn, now, row.id, from_states=(row.state,), to_state=row.state, actor=actor,
         action="retry", detail={"next_attempt_was": row.next_attempt_at},
         known_state=row.state, values={"next_attempt_at": now})
-
-
-async def purge_contents(conn: AsyncConnection, now: float, older_than: float) -> int:
-    """Drop the bytes of finished messages after the retention time (rows and audit stay)."""
-    done = select(messages.c.id).where(
-        messages.c.state.in_(FINAL_STATES),
-        messages.c.updated_at < now - older_than)
-    res = await conn.execute(delete(contents).where(contents.c.message_id.in_(done)))
-    return res.rowcount or 0

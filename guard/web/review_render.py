@@ -149,4 +149,10 @@ class ReviewRenderer:
             cancel_reasons=CANCEL_REASONS, form=form or {},
             waits_for=page.waits_for, linked=page.linked,
             policy_message={"ja": hold.message_ja, "en": hold.message_en}
-            if (hold.message_ja or hold.message_en) else None)
+            if (hold.message_ja or hold.message_en) else None,
+            purged=self._purged() if page.bytes_purged else None)
+
+    def _purged(self) -> dict[str, str]:
+        days = f"{self.settings.delivery.retention_days:g}"
+        ja, en = TEXTS["help.purged"]
+        return {"ja": ja.format(days=days), "en": en.format(days=days)}

@@ -48,6 +48,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "label.risky_attachments": ("注意が必要な添付ファイル", "Attachments to check"),
     "label.preview": ("本文（テキスト表示）", "Body (shown as plain text)"),
     "label.approvals": ("承認", "Approvals"),
+    # {days}: delivery.retention_days
+    "help.purged": ("このメールの本文は保存期間（{days}日）を過ぎたため削除されました",
+                    "This message's body was deleted: its retention period ({days} days) "
+                    "is over"),
     "label.link": ("確認ページ", "Review page"),
     "label.internal": ("社内", "internal"),
     "label.no_reason": ("理由なし", "no specific reason"),
