@@ -170,7 +170,8 @@ def test_metrics_follow_mail_through_the_guard(guard_factory: Any, sink: Sink, t
                         by="sender") == 1)
         return s if ok else None
 
-    s = wait_for(settled, 20, 0.5, what="queue and hold gauges settled")
+    # (the gauges are read at most every 5 s; a loaded machine needs more than that)
+    s = wait_for(settled, 60, 0.5, what="queue and hold gauges settled")
     sub = {"listener": "submission"}
     # intake, by listener
     assert value(s, "guard_messages_received_total", **sub) == 7
