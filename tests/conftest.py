@@ -386,3 +386,29 @@ def simple_message(subject: str = "test", body: str = "hello", sender: str =
                    "alice@example.co.jp", to: str = "bob@example.net") -> bytes:
     return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
             f"Message-ID: <{time.time_ns()}@example.co.jp>\r\n\r\n{body}\r\n").encode()
+
+
+@pytest.fixture
+def policy_test_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     capsys: pytest.CaptureFixture[str]) -> Any:
+    """`guard policy test MESSAGE --json --no-history --policy POLICY` in this process,
+    in tmp_path with no configuration but a secret: the verdict document."""
+    import json
+
+    from guard.cli.main import main as guard_main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("GUARD_CONFIG", "GUARD_POLICY", "GUARD_SECRET_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GUARD_SECRET", "k" * 43)
+
+    def go(message: bytes, policy: Path | str) -> dict[str, Any]:
+        (tmp_path / "m.eml").write_bytes(message)
+        capsys.readouterr()
+        rc = guard_main(["policy", "test", "m.eml", "--json", "--no-history",
+                         "--policy", str(policy)])
+        out = capsys.readouterr()
+        assert rc == 0, out.err
+        doc: dict[str, Any] = json.loads(out.out)
+        return doc
+    return go

@@ -5,7 +5,6 @@ catches conditions that cannot mean what they say."""
 
 from __future__ import annotations
 
-import json
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
@@ -14,8 +13,6 @@ from typing import Any
 import pytest
 
 from guard.cli.main import main as guard_main
-
-SECRET = "k" * 43
 
 POLICY = """\
 version: 1
@@ -50,23 +47,12 @@ def eml(body: str, to: str = "friend@gmail.com") -> bytes:
 
 
 @pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> Any:
+def run(tmp_path: Path, policy_test_json: Any) -> Any:
     """`guard policy test --json` in this process: (verdict document, findings)."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("GUARD_CONFIG", "GUARD_POLICY", "GUARD_SECRET_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GUARD_SECRET", SECRET)
     (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
 
     def go(body: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        (tmp_path / "m.eml").write_bytes(eml(body))
-        capsys.readouterr()
-        rc = guard_main(["policy", "test", "m.eml", "--json", "--no-history",
-                         "--policy", str(tmp_path / "policy.yaml")])
-        out = capsys.readouterr()
-        assert rc == 0, out.err
-        doc: dict[str, Any] = json.loads(out.out)
+        doc: dict[str, Any] = policy_test_json(eml(body), tmp_path / "policy.yaml")
         return doc, doc["findings"]
     return go
 
@@ -180,24 +166,12 @@ REPLY_HEADER = ("\n-----Original Message-----\nFrom: 佐藤 <sato@partner.exampl
 
 
 @pytest.fixture
-def split_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-              capsys: pytest.CaptureFixture[str]) -> Any:
+def split_run(tmp_path: Path, policy_test_json: Any) -> Any:
     """`guard policy test --json` with a one-rule policy: the verdict document."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("GUARD_CONFIG", "GUARD_POLICY", "GUARD_SECRET_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GUARD_SECRET", SECRET)
-
     def go(condition: str, body: str) -> dict[str, Any]:
         (tmp_path / "policy.yaml").write_text(SPLIT_POLICY % ("r", condition),
                                               encoding="utf-8")
-        (tmp_path / "m.eml").write_bytes(eml(body))
-        capsys.readouterr()
-        rc = guard_main(["policy", "test", "m.eml", "--json", "--no-history",
-                         "--policy", "policy.yaml"])
-        out = capsys.readouterr()
-        assert rc == 0, out.err
-        doc: dict[str, Any] = json.loads(out.out)
+        doc: dict[str, Any] = policy_test_json(eml(body), "policy.yaml")
         return doc
     return go
 

@@ -5,7 +5,6 @@ that the company's own address, phones and branch offices are not personal data.
 
 from __future__ import annotations
 
-import json
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
@@ -15,8 +14,6 @@ import pytest
 
 from guard.cli.main import main as guard_main
 from tests.inspect.fixtures import xlsx
-
-SECRET = "k" * 43
 
 POLICY = """\
 version: 1
@@ -99,23 +96,11 @@ def eml(body: str, *, to: str = "friend@gmail.com", mailer: str = "",
 
 
 @pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> Any:
+def run(tmp_path: Path, policy_test_json: Any) -> Any:
     """`guard policy test --json` in this process: (the verdict document, findings)."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("GUARD_CONFIG", "GUARD_POLICY", "GUARD_SECRET_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GUARD_SECRET", SECRET)
-
     def go(data: bytes, *, own: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        (tmp_path / "m.eml").write_bytes(data)
         policy = write_policy(tmp_path / ("own" if own else "plain"), own)
-        capsys.readouterr()
-        rc = guard_main(["policy", "test", "m.eml", "--json", "--no-history",
-                         "--policy", str(policy)])
-        out = capsys.readouterr()
-        assert rc == 0, out.err
-        doc: dict[str, Any] = json.loads(out.out)
+        doc: dict[str, Any] = policy_test_json(data, policy)
         return doc, doc["findings"]
     return go
 
