@@ -39,6 +39,7 @@ def _message(id: str, state: str, subject: str = "") -> q.NewMessage:
                         mail_from="alice@example.co.jp", sender="alice",
                         rcpt_tos=[ADDR], data=f"Subject: {id}\r\n\r\nbody of {id}\r\n".encode(),
                         listener="submission", subject=subject,
+                        header_from="経理 <finance@example.co.jp>" if id == "NEW" else "",
                         verdict={"action": state, "rule": f"rule-{id}"},
                         hold_seconds=3600 if state == "held" else None, actor="smtp:alice")
 
@@ -175,6 +176,14 @@ def test_audit_export_and_lookup(db_url: str, tmp_path: Path) -> None:
     sent = json.loads(guard(tmp_path, db_url, "lookup", "alice@example.co.jp",
                             "--format", "json").stdout)
     assert {f["direction"] for f in sent} == {"from"}
+
+    # the From: header counts as "from" (a shared mailbox sent as someone else), by the
+    # whole address: a tail of it matches nothing
+    by_header = json.loads(guard(tmp_path, db_url, "lookup", "Finance@example.co.jp",
+                                 "--format", "json").stdout)
+    assert [(f["id"], f["direction"]) for f in by_header] == [("NEW", "from")]
+    assert json.loads(guard(tmp_path, db_url, "lookup", "ance@example.co.jp",
+                            "--format", "json").stdout) == []
 
 
 @pytest.mark.parametrize("bad", ["yesterday", "2026-13-01"])

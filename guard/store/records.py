@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from email.utils import getaddresses
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -57,23 +58,32 @@ class Recorded:
 
 
 async def messages_of(conn: AsyncConnection, address: str) -> list[Recorded]:
-    """Every stored message sent by `address` (envelope sender or authenticated user) or
-    to it (a recipient), newest first; compared case-insensitively."""
+    """Every stored message sent by `address` (envelope sender, authenticated user or the
+    From: header) or to it (a recipient), newest first; compared case-insensitively."""
     addr = address.strip().lower()
     to_ids = select(recipients.c.message_id).where(func.lower(recipients.c.address) == addr)
     sent = or_(func.lower(messages.c.mail_from) == addr, func.lower(messages.c.sender) == addr)
+    # From: is stored as written ("山田 <a@b>"): SQL finds the candidates, the parsed
+    # field decides (a@b.co.jp must not match xa@b.co.jp)
+    in_from = func.lower(messages.c.header_from).contains(addr, autoescape=True)
     rows = (await conn.execute(
         select(messages.c.id, messages.c.received_at, messages.c.state, messages.c.subject,
-               messages.c.verdict, sent.label("sent"), messages.c.id.in_(to_ids).label("got"))
-        .where(or_(sent, messages.c.id.in_(to_ids)))
+               messages.c.verdict, messages.c.header_from, sent.label("sent"),
+               messages.c.id.in_(to_ids).label("got"))
+        .where(or_(sent, in_from, messages.c.id.in_(to_ids)))
         .order_by(messages.c.received_at.desc(), messages.c.id))).all()
     out = []
     for r in rows:
+        from_header = any(a.strip().lower() == addr
+                          for _name, a in getaddresses([r.header_from or ""]))
+        if not (r.sent or r.got or from_header):
+            continue
         try:
             rule = str(json.loads(r.verdict or "{}").get("rule") or "")
         except (ValueError, AttributeError):
             rule = ""
-        direction = ",".join(d for d, yes in (("from", r.sent), ("to", r.got)) if yes)
+        direction = ",".join(d for d, yes in (("from", r.sent or from_header),
+                                              ("to", r.got)) if yes)
         out.append(Recorded(r.id, r.received_at, direction, r.state, r.subject or "", rule))
     return out
 
