@@ -321,11 +321,27 @@ def test_the_report_of_a_held_then_approved_card_message(
     assert page.status == 200
     assert "クレジットカード番号" in page.body and "credit card numbers" in page.body
     assert "class='may_apply'" in page.body and "@page{size:A4" in page.body
+    # --- then the sender finds it went to the wrong Bob: the incident on the same mail ---
+    shown = http_request("GET", f"{g.base}/misdelivery?id={qid}", headers=basic("alice"))
+    done = http_request("POST", f"{g.base}/misdelivery",
+                        form={**form_fields(shown.body), "wrong": BOB,
+                              "note": "別の取引先の Bob さんに送ってしまいました"},
+                        headers=basic("alice"))
+    assert done.status == 200, done.body
+    r = g.call(report())
+    assert r.kind == "misdelivery" and r.incident is not None
+    assert r.first["to_whom"] == f"{BOB} (example.net, 社外 / external)"
+    assert r.first["how_many"].startswith("宛先 1 件、個人データ 3 件（推定）")
+    assert "誤送信の報告 / misdelivery reported" in [f"{d.ja} / {d.en}" for d in r.decisions]
+    assert "may meet the reporting criteria" in r.appi_prompt
+    from guard.incident import render
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "incident-report.md").write_text(render.markdown(r), encoding="utf-8")
     pdf, png = print_page(f"{g.base}/reports/incidents/{qid}", tmp_path)
     if pdf is not None:
         assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 10_000
         assert png is not None and png.read_bytes().startswith(b"\x89PNG")
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "incident-page.png").write_bytes(png.read_bytes())
         (ARTIFACTS / "incident-page.pdf").write_bytes(pdf.read_bytes())
 
