@@ -271,6 +271,11 @@ def test_the_report_of_a_held_then_approved_card_message(
     res = g.call(g.hold.lifecycle.approve(qid, Actor("approver", BOSS, "web", "192.0.2.20")))
     assert res.code == "approved", res
     g.delivered("X-Test-Hold: card")
+    # the sender's "approved, being sent" notice carries the way to report a misdelivery
+    (told,) = g.sink_notices(1, "approved", ALICE)
+    report_link = f"{g.base}/misdelivery?id={qid}"
+    assert report_link in told.body and "誤送信の報告" in told.body
+    assert all(report_link not in n.body for n in g.sink_notices(1, "approval_request"))
     wait_for(lambda: g.call(g.harness.state(qid)) == "delivered", what="delivered")
 
     async def report() -> Any:
@@ -322,7 +327,7 @@ def test_the_report_of_a_held_then_approved_card_message(
     assert "クレジットカード番号" in page.body and "credit card numbers" in page.body
     assert "class='may_apply'" in page.body and "@page{size:A4" in page.body
     # --- then the sender finds it went to the wrong Bob: the incident on the same mail ---
-    shown = http_request("GET", f"{g.base}/misdelivery?id={qid}", headers=basic("alice"))
+    shown = http_request("GET", report_link, headers=basic("alice"))
     done = http_request("POST", f"{g.base}/misdelivery",
                         form={**form_fields(shown.body), "wrong": BOB,
                               "note": "別の取引先の Bob さんに送ってしまいました"},
