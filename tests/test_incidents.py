@@ -369,7 +369,7 @@ def print_page(url: str, out: Path) -> tuple[Path | None, Path | None]:
     pdf, png = out / "incident.pdf", out / "incident.png"
     subprocess.run([*args, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", url],
                    capture_output=True, timeout=90, check=False)
-    subprocess.run([*args, "--window-size=1100,2400", "--hide-scrollbars",
+    subprocess.run([*args, "--window-size=1000,3700", "--hide-scrollbars",
                     f"--screenshot={png}", url], capture_output=True, timeout=90,
                    check=False)
     assert pdf.exists(), "chromium printed no PDF"
