@@ -208,6 +208,19 @@ def test_a_sender_reports_a_misdelivery_on_the_web(guarded: GuardThread,
     rc, out, err = cli(capsys, monkeypatch, g, "report", "incident", "IXXXX")
     assert rc == 2 and "no incident or message IXXXX" in err
 
+    # an officer puts a message on record (a severe event): the same report, kind severe
+    rc, out, err = cli(capsys, monkeypatch, g, "incident", "open", earlier, "--note", "確認")
+    assert rc == 0, err
+    sev = re.search(r"incident (I[0-9A-Z]+) opened", out)
+    assert sev is not None
+    (c,) = rows(g, select(audit).where(audit.c.action == "incident_opened"))
+    assert c.message_id == earlier and json.loads(c.detail)["incident"] == sev.group(1)
+    rc, out, err = cli(capsys, monkeypatch, g, "report", "incident", sev.group(1),
+                       "--format", "json")
+    assert rc == 0 and json.loads(out)["kind"] == "severe"
+    rc, out, err = cli(capsys, monkeypatch, g, "incident", "open", "NOSUCH")
+    assert rc == 2 and err.strip() == "guard: no message NOSUCH is recorded"
+
     # the officer's findings, later
     rc, out, err = cli(capsys, monkeypatch, g, "incident", "update", iid, "--cause",
                        "宛先の自動補完で別の Bob を選んだ", "--final")

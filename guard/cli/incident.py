@@ -1,5 +1,6 @@
-"""`guard incident report|update`: a misdelivery reported for a sender (a helpdesk, an
-admin) and the officer's findings on an incident. The report of an incident is
+"""`guard incident report|open|update`: a misdelivery reported for a sender (a helpdesk,
+an admin), a message an officer puts on record as an incident, and the officer's
+findings on an incident. The report of an incident is
 `guard report incident ID` (cli/report.py). The web page a sender uses
 (web/incidents.py) calls the same function, guard/incident/desk.report_misdelivery."""
 
@@ -29,6 +30,11 @@ def add_commands(sub: Any) -> None:
     rep.add_argument("--note", default="", help="what the sender says happened")
     rep.add_argument("--by", help="who reports it (default: the account running this)")
     rep.set_defaults(func=cmd_report)
+    op = isub.add_parser("open", help="put a message on record as an incident (a severe "
+                                      "hold, a release after an override)")
+    op.add_argument("queue_id")
+    op.add_argument("--note", default="", help="why it is an incident")
+    op.set_defaults(func=cmd_open)
     up = isub.add_parser("update", help="the officer's findings on an incident")
     up.add_argument("incident_id")
     for name in ("cause", "harm", "measures", "notes"):
@@ -69,6 +75,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"the same sender's other messages to them: {len(opened.others)}")
     for o in opened.others:
         print(f"  {o.id}  {o.address}  {o.state}  {o.subject}")
+    print(f"report: guard report incident {inc.id}")
+    return 0
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    from guard.incident.desk import open_severe
+    from guard.store.incidents import IncidentError
+
+    opened_by = f"cli:{os_user()}"
+
+    async def go(store: Store) -> Incident:
+        assert store.writer is not None
+        try:
+            return await open_severe(store.engine, store.writer, queue_id=args.queue_id,
+                                     opened_by=opened_by, note=args.note)
+        except IncidentError as e:
+            raise UsageError(str(e)) from None
+
+    inc = with_store(settings_of(args), go, write=True)
+    print(f"incident {inc.id} opened on message {inc.message_id}")
     print(f"report: guard report incident {inc.id}")
     return 0
 

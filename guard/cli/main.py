@@ -6,7 +6,7 @@ anything else); the traceback of an unexpected error only with --debug or GUARD_
 Each command group is one module with an `add_commands(sub)` and its `cmd_*` functions:
 serve.py (serve, dev), users.py, db.py, queue.py (list, show, release, cancel, retry),
 policy.py (check, test, replay), lists.py (lists, domains), history.py (history import),
-incident.py (incident report, update), report.py (report near-misses, rules, incident),
+incident.py (incident report, open, update), report.py (report near-misses, rules, incident),
 retention.py (purge), audit.py (audit export, lookup),
 config.py (config show).
 To add a command: put it in its group's module (or a new module for a new group, added

@@ -91,6 +91,19 @@ async def report_misdelivery(engine: AsyncEngine, writer: BatchWriter, *, queue_
     return Opened(incident, others)
 
 
+async def open_severe(engine: AsyncEngine, writer: BatchWriter, *, queue_id: str,
+                      opened_by: str, note: str = "") -> Incident:
+    """An officer puts a message on record as an incident (a severe hold, a release
+    after an override): one transaction, the incident row and `incident_opened`."""
+    iid = new_incident_id()
+
+    async def op(conn: AsyncConnection, now: float) -> Incident:
+        return await I.open_incident(conn, now, incident_id=iid, message_id=queue_id,
+                                     kind="severe", opened_by=opened_by, note=note)
+
+    return await writer.submit(op)
+
+
 def orgs_of(policy: Policy | None) -> Orgs:
     """Recipients' organisations as the policy knows them (internal domains, customers,
     partners); without a policy, only their registrable domains."""
