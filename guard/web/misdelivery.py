@@ -172,7 +172,7 @@ class MisdeliveryPage:
     def _ask(self) -> Response:
         return document("誤送信の報告 / Report a misdelivery", (
             f"<h1>{_h('誤送信の報告', 'I sent this to the wrong person')}</h1>"
-            "<form method='get' action='/misdelivery'><p><label>Message-ID "
+            "<form method='get' action='misdelivery'><p><label>Message-ID "
             "（またはキューID / or queue id）<br><input name='id' size='60' required></label>"
             "</p><p><button type='submit'>探す / Find</button></p></form>"
             "<p>送信済みメールのヘッダーにある Message-ID を入力してください。<br><span "
@@ -185,7 +185,7 @@ class MisdeliveryPage:
             "Message-ID を確かめてください（保存期間を過ぎた記録は削除されています）。<br>"
             f"<span class='en'>No message you sent is recorded as {html.escape(ident)}. "
             "Check the Message-ID (records are purged after the retention time).</span></p>"
-            "<p><a href='/misdelivery'>戻る / Back</a></p>"), 404)
+            "<p><a href='misdelivery'>戻る / Back</a></p>"), 404)
 
     @staticmethod
     def _error(ja: str, en: str) -> str:
@@ -207,7 +207,7 @@ class MisdeliveryPage:
                 f"<td>{html.escape(m.message_id_header)}</td></tr>"
                 f"<tr><th>{_h('キューID', 'Queue id')}</th><td>{html.escape(m.id)}</td></tr>"
                 f"<tr><th>{_h('状態', 'State')}</th><td>{html.escape(m.state)}</td></tr></table>"
-                "<form method='post' action='/misdelivery'>"
+                "<form method='post' action='misdelivery'>"
                 f"<input type='hidden' name='queue_id' value='{html.escape(m.id, True)}'>"
                 f"<input type='hidden' name='check' value='{self._token(user, m.id)}'>"
                 f"<h2>{_h('誤って送った宛先を選んでください', 'Tick the wrong recipients')}</h2>"
