@@ -388,3 +388,38 @@ def print_page(url: str, out: Path) -> tuple[Path | None, Path | None]:
     assert pdf.exists(), "chromium printed no PDF"
     assert png.exists(), "chromium took no screenshot"
     return pdf, png
+
+
+def test_through_guard_serve_an_authenticated_sender_reports_their_mail(
+        guard_factory: Any, sink: Sink, tls: Any):
+    """`guard serve` in submission mode: the messages.sender column is the SMTP user
+    ("alice"), and the page signs her in with the same user and password."""
+    from tests.conftest import USER_PASSWORD, simple_message, submit
+
+    g = guard_factory(sink.url)
+    data = simple_message(subject="請求書", to="bob@example.net")
+    mid = re.search(rb"Message-ID: (<[^>]+>)", data)
+    assert mid is not None
+    submit(g.smtp_port, tls, ALICE, [BOB], data)
+    base = f"http://127.0.0.1:{g.web_port}/misdelivery"
+
+    def auth(user: str) -> dict[str, str]:
+        return basic(user, USER_PASSWORD)
+
+    def page() -> Any:
+        r = http_request("GET", f"{base}?id={mid.group(1).decode()}", headers=auth("alice"))
+        return r if "<td>delivered</td>" in r.body else None
+
+    shown = wait_for(page, what="the message delivered and shown to its sender")
+    assert http_request("GET", f"{base}?id={mid.group(1).decode()}",
+                        headers=auth("bob")).status == 404
+    done = http_request("POST", base, form={**form_fields(shown.body), "wrong": BOB},
+                        headers=auth("alice"))
+    assert done.status == 200, done.body
+    iid = re.search(r"<strong id='incident'>(I[0-9A-Z]+)</strong>", done.body)
+    assert iid is not None
+    r = g.cli("report", "incident", iid.group(1), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["who"]["sender"] == "alice" and doc["incident"]["opened_by"] == f"web:{ALICE}"
+    assert doc["state"] == "delivered" and [x["wrong"] for x in doc["where"]] == [True]
