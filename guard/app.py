@@ -64,6 +64,8 @@ from guard.store.writer import BatchWriter
 from guard.users import UserDirectory
 from guard.web.app import create_app, metrics_app
 from guard.web.health import HealthCheck, PolicyStatus
+from guard.web.incidents import IncidentReportPage
+from guard.web.misdelivery import MisdeliveryPage
 from guard.web.reports import ReportPages
 from guard.web.review import review_routes
 from guard.web.scrape import MetricsEndpoint
@@ -248,7 +250,7 @@ class GuardApp:
                              upstream=upstream, policy=self.policy_status)
         web = create_app(health, self._metrics_on_web(), self.outbox, timezone_of(s),
                          routes=[*review_routes(self.hold, self.secret),
-                                 *self._report_routes()])
+                                 *self._report_routes(), *self._misdelivery_routes()])
         self._web = await self._serve_web(web, s.web.listen, "web")
         if s.metrics.listen:
             self._metrics_web = await self._serve_web(metrics_app(self.metrics),
@@ -291,7 +293,20 @@ class GuardApp:
                 return PolicyFacts((), lambda sender: None)
             return PolicyFacts.of(self.watcher.current)
 
-        return ReportPages(self.engine, facts, timezone_of(s), allowed).routes()
+        def policy() -> Policy | None:
+            return None if self.watcher is None else self.watcher.current
+
+        return [*ReportPages(self.engine, facts, timezone_of(s), allowed).routes(),
+                *IncidentReportPage(self.engine, policy, timezone_of(s), allowed).routes()]
+
+    def _misdelivery_routes(self) -> list[Any]:
+        """/misdelivery: a sender reports mail sent to the wrong person. It has its own
+        sign-in (the SMTP users, HTTP Basic), its failures counted with SMTP AUTH's."""
+        s = self.settings
+        assert self.writer is not None
+        gate = self.auth_limiter if s.smtp.auth_failures_per_address else None
+        return MisdeliveryPage(self.engine, self.writer, UserDirectory(s.smtp.users_file),
+                               self.secret, gate).routes()
 
     async def _serve_web(self, app: Any, listen: str, name: str) -> _QuietUvicorn:
         host, port = parse_hostport(listen)

@@ -33,12 +33,12 @@ def test_every_group_has_its_module() -> None:
     from guard.cli import main
 
     names = [g.__name__.rsplit(".", 1)[1] for g in main.GROUPS]
-    assert names == ["serve", "users", "db", "queue", "policy", "lists", "history", "report",
-                     "retention", "audit", "config"]
+    assert names == ["serve", "users", "db", "queue", "policy", "lists", "history",
+                     "incident", "report", "retention", "audit", "config"]
     commands = main.build_parser()._subparsers._group_actions[0].choices
     assert list(commands) == ["serve", "dev", "health", "users", "db", "queue", "policy", "lists",
-                              "domains", "history", "report", "purge", "audit", "lookup",
-                              "config"]
+                              "domains", "history", "incident", "report", "purge", "audit",
+                              "lookup", "config"]
 
 
 @pytest.mark.parametrize("command", [["queue", "retry", "--all"], ["queue", "retry", "X"]])

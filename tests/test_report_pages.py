@@ -75,6 +75,11 @@ def test_report_pages_show_the_held_mail_and_need_the_token(guarded: GuardThread
     assert "@media print" in page.body
     assert "送信者A / Sender A" in page.body and ALICE not in page.body
     assert "default-src 'none'" in page.headers["content-security-policy"]
+    # the incident report of a message is guarded the same way
+    incident = f"{g.base}/reports/incidents/{approved}"
+    assert http_request("GET", incident).status == 401
+    shown = http_request("GET", incident, headers=auth)
+    assert shown.status == 200 and "承認 / approved" in shown.body
     named = http_request("GET", url + "&names=1", headers=auth)
     assert ALICE in named.body
 
@@ -100,5 +105,6 @@ def test_without_a_token_the_pages_are_served_only_on_loopback(tmp_path: Path):
         s = make_settings(tmp_path, GUARD_WEB_LISTEN=listen, GUARD_METRICS_TOKEN="")
         return [r.path for r in GuardApp(s)._report_routes()]
 
-    assert routes("127.0.0.1:8025") == ["/reports/near-misses", "/reports/rules"]
+    assert routes("127.0.0.1:8025") == ["/reports/near-misses", "/reports/rules",
+                                        "/reports/incidents/{id}"]
     assert routes("0.0.0.0:8025") == []

@@ -14,6 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 import guard.store.holds_schema  # noqa: F401  (its tables join the metadata)
+import guard.store.incidents as _incidents  # noqa: F401  (its table joins the metadata)
 from guard.store import db, knowledge, migrate
 from guard.store.schema import known_addresses, metadata
 

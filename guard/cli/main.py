@@ -6,7 +6,8 @@ anything else); the traceback of an unexpected error only with --debug or GUARD_
 Each command group is one module with an `add_commands(sub)` and its `cmd_*` functions:
 serve.py (serve, dev), users.py, db.py, queue.py (list, show, release, cancel, retry),
 policy.py (check, test, replay), lists.py (lists, domains), history.py (history import),
-report.py (report near-misses, rules), retention.py (purge), audit.py (audit export, lookup),
+incident.py (incident report, open, update), report.py (report near-misses, rules, incident),
+retention.py (purge), audit.py (audit export, lookup),
 config.py (config show).
 To add a command: put it in its group's module (or a new module for a new group, added
 to GROUPS below), import what it needs inside the function (the parser is built before
@@ -29,6 +30,7 @@ from guard.cli import (
     config,
     db,
     history,
+    incident,
     lists,
     policy,
     queue,
@@ -41,7 +43,8 @@ from guard.cli.common import UsageError
 from guard.config import ConfigError
 
 # in the order `guard --help` lists them
-GROUPS = (serve, users, db, queue, policy, lists, history, report, retention, audit, config)
+GROUPS = (serve, users, db, queue, policy, lists, history, incident, report, retention, audit,
+          config)
 
 
 class _Parser(argparse.ArgumentParser):

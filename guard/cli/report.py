@@ -1,5 +1,6 @@
-"""`guard report near-misses|rules`: the near misses of a month (staff training) and
-the yearly review of the rules (PDCA). Read-only; the figures come from
+"""`guard report near-misses|rules|incident`: the near misses of a month (staff
+training), the yearly review of the rules (PDCA) and the report of one incident
+(guard/incident/, the same as /reports/incidents/ID). Read-only; the figures come from
 guard/report/ (the same functions as the web pages), the rules and departments from
 the policy (--policy, else the configured one), months and weeks in review.timezone."""
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from guard.cli.common import UsageError, policy_path, settings_of, with_store
 
 if TYPE_CHECKING:
+    from guard.incident.report import IncidentReport
     from guard.report.nearmiss import NearMissReport
     from guard.report.read import PolicyFacts
     from guard.report.rules import RulesReport
@@ -38,6 +40,13 @@ def add_commands(sub: Any) -> None:
     ru.add_argument("--policy", help="the policy whose rules are reviewed "
                                      "(default: the configured one)")
     ru.set_defaults(func=cmd_rules)
+    inc = rs.add_parser("incident", help="the incident report (first report, 5W1H, the "
+                                         "five viewpoints, the APPI prompt)")
+    inc.add_argument("id", help="an incident id (I…) or a message's queue id")
+    inc.add_argument("--format", choices=FORMATS, default="md")
+    inc.add_argument("--policy", help="the policy for organisations and departments "
+                                      "(default: the configured one, if any)")
+    inc.set_defaults(func=cmd_incident)
 
 
 def _facts(args: argparse.Namespace, settings: Any) -> PolicyFacts:
@@ -103,3 +112,41 @@ def cmd_rules(args: argparse.Namespace) -> int:
         out = render.dump_json(render.rules_json(r))
     sys.stdout.write(out)
     return 0
+
+
+def cmd_incident(args: argparse.Namespace) -> int:
+    from guard.config import ConfigError
+    from guard.hold.notify.notices import timezone_of
+    from guard.incident import render
+    from guard.incident.desk import load_report
+
+    settings = settings_of(args)
+    tz = timezone_of(settings)
+    try:
+        policy: Any = _facts_policy(args, settings)
+    except ConfigError:
+        if args.policy:
+            raise
+        policy = None  # no policy configured: organisations by domain only
+
+    async def run(store: Store) -> IncidentReport | None:
+        async with store.engine.connect() as conn:
+            return await load_report(conn, args.id, tz, policy=policy)
+
+    r = with_store(settings, run)
+    if r is None:
+        raise UsageError(f"no incident or message {args.id} is recorded (or it was purged)")
+    if args.format == "md":
+        out = render.markdown(r)
+    elif args.format == "csv":
+        out = render.csv_text(r)
+    else:
+        out = render.dump_json(r)
+    sys.stdout.write(out)
+    return 0
+
+
+def _facts_policy(args: argparse.Namespace, settings: Any) -> Any:
+    from guard.cli.common import load_policy_at
+
+    return load_policy_at(policy_path(args, settings))

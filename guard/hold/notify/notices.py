@@ -55,6 +55,8 @@ ACTED_LABEL = {"approved": "label.approved_at", "approval_partial": "label.appro
                "rejected": "label.rejected_at", "cancelled": "label.cancelled_at",
                "expired": "label.expired_at", "released": "label.released_at"}
 MAX_LISTED_RECIPIENTS = 50
+# notices that tell the sender their mail is being sent (they carry the misdelivery link)
+SENDING = frozenset({"approved", "released"})
 
 
 def review_base_url(settings: Settings) -> str:
@@ -221,6 +223,9 @@ class NoticeFactory:
             "required": hold.approvals_required,
             "count": event.count,
             "escalated": event.escalated, "link": link,
+            # mail that is going out: where its sender reports it sent to the wrong person
+            "misdelivery_link": (f"{self.base_url}/misdelivery?id={msg.id}"
+                                 if is_sender and event.kind in SENDING else ""),
             "removed_why": [], "held": msg.state == "held",
             "sent_now": [one_line(a, 320) for a in hold.sent_now[:MAX_LISTED_RECIPIENTS]],
             **reason_lines(hold, rcpts), **(extra or {})}
