@@ -487,7 +487,8 @@ class PostfixMaster:
     master daemon's (it daemonizes: `postfix start`), poll() is None while it lives.
     Queue files are fsync'd as always (Postfix has no switch for that)."""
 
-    def __init__(self, tmp: Path, port: int, sink_port: int) -> None:
+    def __init__(self, tmp: Path, port: int, sink_port: int,
+                 extra: dict[str, Any] | None = None) -> None:
         self.dir = tmp / "postfix"
         self.conf = self.dir / "etc"
         self.queue = self.dir / "spool"
@@ -517,6 +518,7 @@ class PostfixMaster:
             "smtpd_tls_security_level": "none", "message_size_limit": 64 * MIB,
             "maillog_file": self.log, "maillog_file_prefixes": tmp,
             "append_dot_mydomain": "no",
+            **(extra or {}),
         }
         (self.conf / "main.cf").write_text(
             "".join(f"{k} = {v}\n" for k, v in settings.items()))
