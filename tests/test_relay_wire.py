@@ -128,9 +128,9 @@ def _through_smtp_sink(dump: Path) -> None:
         proc.wait(10)
     # smtp-sink's dump: its X- fields and Received:, then the lines, dots unstuffed, LF
     # for CRLF, and an empty line at the end; one file per message, named by time
-    dumps = sorted(dump.iterdir(), key=lambda p: p.stat().st_mtime_ns)
-    for (name, data), f in zip(MESSAGES.items(), dumps, strict=True):
-        raw = f.read_bytes()
+    dumps = {_message_id(f.read_bytes()): f.read_bytes() for f in dump.iterdir()}
+    for name, data in MESSAGES.items():
+        raw = dumps[_message_id(data)]
         start = re.search(rb"\nReceived: from [^\n]*(\n[ \t][^\n]*)*\n", raw)
         assert start, name
         assert raw[start.end():] == arrived(data).replace(b"\r\n", b"\n") + b"\n", name
@@ -153,16 +153,20 @@ def test_through_a_real_postfix_relay(sink: Sink) -> None:
     finally:
         pf.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    by_id = {re.search(rb"Message-ID: <([^>]+)>", m.data).group(1): m  # type: ignore[union-attr]
-             for m in got}
+    by_id = {_message_id(m.data): m for m in got}
     for name, data in MESSAGES.items():
-        mid = re.search(rb"Message-ID: <([^>]+)>", data).group(1)  # type: ignore[union-attr]
-        m = by_id[mid]
+        m = by_id[_message_id(data)]
         received = re.match(rb"Received: [^\r]*\r\n([ \t][^\r]*\r\n)*", m.data)
         assert received and b"(Postfix)" in received.group(0), name
         assert m.data[received.end():] == arrived(data), name
         if name == "8bit":
             assert "BODY=8BITMIME" in m.mail_options
+
+
+def _message_id(data: bytes) -> bytes:
+    found = re.search(rb"Message-ID: <([^>]+)>", data)
+    assert found
+    return found.group(1)
 
 
 def _listening(port: int) -> bool:
