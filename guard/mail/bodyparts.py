@@ -171,6 +171,10 @@ def _reply_header(lines: list[str], heads: list[str]) -> tuple[int, bool] | None
 
 
 def _is_wrote(line: str) -> bool:
+    # every _WROTE form ends in a colon: the unanchored search tries each of its forms
+    # at every position (~14 µs a line, 57 ms for a 100 KiB body), the test costs ~0.1 µs
+    if not line.rstrip().endswith((":", "：")):
+        return False
     return _WROTE.search(line) is not None and _WHEN_OR_WHO.search(line) is not None
 
 
