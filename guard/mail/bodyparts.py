@@ -162,7 +162,9 @@ def _reply_header(lines: list[str], heads: list[str]) -> tuple[int, bool] | None
         if _FROM.match(head) and any(_SENT.match(heads[j]) for j in range(i + 1, min(n, i + 5))):
             return _with_rule_above(i, heads), True
         wrote = _is_wrote(head)
-        if not wrote and i + 1 < n and len(head) < 120 and heads[i + 1]:
+        # (the joined line ends as the next one does: no colon there, no "wrote:")
+        if not wrote and i + 1 < n and len(head) < 120 and heads[i + 1] \
+                and heads[i + 1].rstrip().endswith((":", "：")):
             wrote = _is_wrote(head + " " + heads[i + 1])
         if wrote:
             nxt = next((heads[j] for j in range(i + 1, min(n, i + 4)) if heads[j].strip()), "")
