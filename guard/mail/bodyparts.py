@@ -74,6 +74,9 @@ _ORIGINAL = re.compile(
 # "Sent: …" (送信日時, Date, 日時)
 _FROM = re.compile(r"^\s*\**(?:from|差出人|送信者|送信元)\**\s*[:：]", re.IGNORECASE)
 _SENT = re.compile(r"^\s*\**(?:sent|date|送信日時|送信日|日時|日付)\**\s*[:：]", re.IGNORECASE)
+# what _ORIGINAL or _FROM can start with after leading white space: a test before the two
+# regexes on every line ("" for an all-space line, which neither matches)
+_ORIGINAL_OR_FROM_FIRST = frozenset("-_=*fF差送")
 # "On Tue, Dec 1, 2026 at 10:00 Yamada <a@b> wrote:", "…さんは書きました:",
 # "2026年12月1日(火) 10:00 山田 <a@b>:", "2026/12/01 10:00、山田 <a@b>のメール:"
 _WROTE = re.compile(
@@ -157,10 +160,13 @@ def _reply_header(lines: list[str], heads: list[str]) -> tuple[int, bool] | None
         head = heads[i]
         if not head or _is_quoted(head):
             continue
-        if _ORIGINAL.match(head):
-            return _with_rule_above(i, heads), True
-        if _FROM.match(head) and any(_SENT.match(heads[j]) for j in range(i + 1, min(n, i + 5))):
-            return _with_rule_above(i, heads), True
+        # both header forms start (after spaces) with one of these characters
+        if head.lstrip()[:1] in _ORIGINAL_OR_FROM_FIRST:
+            if _ORIGINAL.match(head):
+                return _with_rule_above(i, heads), True
+            if _FROM.match(head) and any(_SENT.match(heads[j])
+                                         for j in range(i + 1, min(n, i + 5))):
+                return _with_rule_above(i, heads), True
         wrote = _is_wrote(head)
         # (the joined line ends as the next one does: no colon there, no "wrote:")
         if not wrote and i + 1 < n and len(head) < 120 and heads[i + 1] \
