@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Relay benchmark (issue "Core relay"): one command, one run, three paths, same harness.
+"""Relay benchmark (issues "Core relay", 18): one command, one run, four paths, same harness.
 
     (a) smtp-source → smtp-sink                          the ceiling of this machine
     (b) smtp-source → bare_relay.py → smtp-sink          the floor: ~50 lines of aiosmtpd +
                                                          SQLite (WAL, FULL, commit before 250)
                                                          + pooled aiosmtplib delivery
+    (p) smtp-source → Postfix 3.7 → smtp-sink            a private stock Postfix relay (Debian's
+                                                         package, queue fsync'd), started here
     (c) smtp-source → `guard serve` → smtp-sink          the product, started as a user would
 
 For every cell (message size × concurrent sessions) and path it measures:
@@ -20,7 +22,7 @@ if this driver dies: PR_SET_PDEATHSIG), every wait is bounded. Each cell gets a 
 a fresh relay process and a fresh database in a temporary directory on the same disk as
 /tmp (fsync is real there; do not point TMPDIR at a tmpfs).
 
-    .venv/bin/python tests/bench/relay_bench.py --quick            # 3-4 minutes today
+    .venv/bin/python tests/bench/relay_bench.py --quick --rounds 3  # a b p c ×3, ~15 minutes
     .venv/bin/python tests/bench/relay_bench.py                    # full: ≥ 5 s per cell
     .venv/bin/python tests/bench/relay_bench.py --cells 4096x10 --rounds 3
     .venv/bin/python tests/bench/relay_bench.py --memory           # 20,000 msgs through c
@@ -626,14 +628,19 @@ def guard_metrics(web_port: int) -> dict[str, Any]:
 
 
 def log_problems(log: Path) -> int:
-    """Lines at WARNING or above in a relay's log (the guard runs at GUARD_LOG_LEVEL=WARNING)."""
+    """Lines at WARNING or above in a relay's log (the guard runs at GUARD_LOG_LEVEL=WARNING;
+    Postfix's maillog: warning/error/fatal/panic, mail deferred or bounced)."""
+    return len(log_problem_lines(log))
+
+
+def log_problem_lines(log: Path) -> list[str]:
     try:
         text = log.read_text(errors="replace")
     except OSError:
-        return 0
-    return sum(1 for ln in text.splitlines()
-               if re.search(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b"
-                            r"|\b(warning|error|fatal|panic):|status=(deferred|bounced)", ln))
+        return []
+    return [ln for ln in text.splitlines()
+            if re.search(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b"
+                         r"|\b(warning|error|fatal|panic):|status=(deferred|bounced)", ln)]
 
 
 # --------------------------------------------------------------------------- one cell
@@ -678,7 +685,10 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
             out = o.profile / f"guard-{size // KIB}k-s{sessions}.txt"
             gil = ["--gil"] if o.profile_gil else []
             spy = spawn([str(REPO / ".venv" / "bin" / "py-spy"), "record", "--format", "raw",
-                         "--rate", "200", "--nonblocking", "--threads", *gil, "-p", str(pid),
+                         # --subprocesses: the extraction workers inspect every message
+                         # > 16 KiB; at 100 KiB they, not the main process, are the limit
+                         "--rate", "200", "--nonblocking", "--threads", "--subprocesses",
+                         *gil, "-p", str(pid),
                          "-o", str(out)], stdout=subprocess.DEVNULL,
                         stderr=open(tmp / "py-spy.err", "wb"))
             time.sleep(1.0)
@@ -729,9 +739,10 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
             r["mem_end"] = proc_status(pid) if pid else {}
             if relay is not None and relay.proc.poll() is not None:
                 r["problems"].append(f"relay exited with {relay.proc.returncode}")
-            n = log_problems(relay.log) if relay is not None else 0
-            if n:
-                r["problems"].append(f"{n} warning/error lines in {variant}'s log")
+            lines = log_problem_lines(relay.log) if relay is not None else []
+            if lines:
+                r["problems"].append(f"{len(lines)} warning/error lines in {variant}'s log")
+                r["log_problem_lines"] = lines[:10]
         for phase in ("idle", "loaded"):
             if (r.get(phase) or {}).get("errors"):
                 r["problems"].append(f"{phase} probe errors: {r[phase]['errors']}")
@@ -870,9 +881,17 @@ def summarize_profile(path: Path, top: int = 25) -> str:
         k = int(n)
         frames = stack.split(";")
         total += k
-        threads[re.sub(r"thread \(\d+\): |-\d+", "", frames[0])] += k
+        # with --subprocesses a child's stack starts "process MAIN;…process CHILD:CMDLINE;
+        # thread (TID): NAME;frames…": label the samples main / spawn (the SMTP front) /
+        # forkserver (extraction workers), by thread
+        procs = [f for f in frames if f.startswith("process ")]
+        proc = "" if not procs else "main " if len(procs) == 1 else (
+            "forkserver " if "forkserver" in procs[-1] else "spawn ")
+        thread = next((f for f in frames if f.startswith("thread (")), frames[0])
+        threads[proc + re.sub(r"thread \(\d+\): |-\d+", "", thread)] += k
         names = [re.sub(r" \((.*?)/(site-packages|lib/python3\.\d+|main)/", r" (", f)
-                 for f in frames[1:]]
+                 for f in frames[1:]
+                 if not f.startswith(("process ", "thread (", " main(", "<module> (<string>)"))]
         names = [re.sub(r":\d+\)$", ")", f) for f in names]  # per function, not per line
         if names:
             own[names[-1]] += k
