@@ -62,6 +62,7 @@ _DISCLAIMER_MAX_LINES = 40
 _DISCLAIMER_MAX_CHARS = 4000
 # "On … wrote:" may be wrapped over two lines by the client (Gmail at 78 columns).
 _QUOTE_MARK = re.compile(r"^[ \t]{0,3}[>＞|]")
+_QUOTE_FIRST = frozenset(" \t>＞|")  # what a line _QUOTE_MARK matches starts with
 
 # --- reply headers -----------------------------------------------------------------
 
@@ -141,7 +142,8 @@ def _head(line: str) -> str:
 
 
 def _is_quoted(line: str) -> bool:
-    return _QUOTE_MARK.match(line) is not None
+    # most lines start with a letter: no regex call for them (it runs twice per line)
+    return line[:1] in _QUOTE_FIRST and _QUOTE_MARK.match(line) is not None
 
 
 def _unquoted(line: str) -> str:
