@@ -62,6 +62,7 @@ _DISCLAIMER_MAX_LINES = 40
 _DISCLAIMER_MAX_CHARS = 4000
 # "On … wrote:" may be wrapped over two lines by the client (Gmail at 78 columns).
 _QUOTE_MARK = re.compile(r"^[ \t]{0,3}[>＞|]")
+_QUOTE_FIRST = frozenset(" \t>＞|")  # what a line _QUOTE_MARK matches starts with
 
 # --- reply headers -----------------------------------------------------------------
 
@@ -74,6 +75,9 @@ _ORIGINAL = re.compile(
 # "Sent: …" (送信日時, Date, 日時)
 _FROM = re.compile(r"^\s*\**(?:from|差出人|送信者|送信元)\**\s*[:：]", re.IGNORECASE)
 _SENT = re.compile(r"^\s*\**(?:sent|date|送信日時|送信日|日時|日付)\**\s*[:：]", re.IGNORECASE)
+# what _ORIGINAL or _FROM can start with after leading white space: a test before the two
+# regexes on every line ("" for an all-space line, which neither matches)
+_ORIGINAL_OR_FROM_FIRST = frozenset("-_=*fF差送")
 # "On Tue, Dec 1, 2026 at 10:00 Yamada <a@b> wrote:", "…さんは書きました:",
 # "2026年12月1日(火) 10:00 山田 <a@b>:", "2026/12/01 10:00、山田 <a@b>のメール:"
 _WROTE = re.compile(
@@ -138,7 +142,8 @@ def _head(line: str) -> str:
 
 
 def _is_quoted(line: str) -> bool:
-    return _QUOTE_MARK.match(line) is not None
+    # most lines start with a letter: no regex call for them (it runs twice per line)
+    return line[:1] in _QUOTE_FIRST and _QUOTE_MARK.match(line) is not None
 
 
 def _unquoted(line: str) -> str:
@@ -157,12 +162,17 @@ def _reply_header(lines: list[str], heads: list[str]) -> tuple[int, bool] | None
         head = heads[i]
         if not head or _is_quoted(head):
             continue
-        if _ORIGINAL.match(head):
-            return _with_rule_above(i, heads), True
-        if _FROM.match(head) and any(_SENT.match(heads[j]) for j in range(i + 1, min(n, i + 5))):
-            return _with_rule_above(i, heads), True
+        # both header forms start (after spaces) with one of these characters
+        if head.lstrip()[:1] in _ORIGINAL_OR_FROM_FIRST:
+            if _ORIGINAL.match(head):
+                return _with_rule_above(i, heads), True
+            if _FROM.match(head) and any(_SENT.match(heads[j])
+                                         for j in range(i + 1, min(n, i + 5))):
+                return _with_rule_above(i, heads), True
         wrote = _is_wrote(head)
-        if not wrote and i + 1 < n and len(head) < 120 and heads[i + 1]:
+        # (the joined line ends as the next one does: no colon there, no "wrote:")
+        if not wrote and i + 1 < n and len(head) < 120 and heads[i + 1] \
+                and heads[i + 1].rstrip().endswith((":", "：")):
             wrote = _is_wrote(head + " " + heads[i + 1])
         if wrote:
             nxt = next((heads[j] for j in range(i + 1, min(n, i + 4)) if heads[j].strip()), "")
@@ -171,6 +181,10 @@ def _reply_header(lines: list[str], heads: list[str]) -> tuple[int, bool] | None
 
 
 def _is_wrote(line: str) -> bool:
+    # every _WROTE form ends in a colon: the unanchored search tries each of its forms
+    # at every position (~14 µs a line, 57 ms for a 100 KiB body), the test costs ~0.1 µs
+    if not line.rstrip().endswith((":", "：")):
+        return False
     return _WROTE.search(line) is not None and _WHEN_OR_WHO.search(line) is not None
 
 

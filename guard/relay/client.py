@@ -1,5 +1,7 @@
 """Talking to the upstream server with aiosmtplib: one attempt, results per recipient.
 
+The message goes out in its DATA wire form made by relay/wire.py (C scans, no regex).
+
 Security (reliability 1.5): STARTTLS is required with certificate checks unless the
 admin explicitly configured smtp:// (plain) or smtps:// (implicit TLS); never the
 opportunistic default. Client MAIL parameters are never forwarded: we derive BODY and
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from guard.config import UpstreamSettings, parse_upstream_url
+from guard.relay.wire import send_data, wire_form
 
 log = logging.getLogger("guard.relay")
 
@@ -191,7 +194,8 @@ class Upstream:
             await _rset(smtp)
             return [r for r in results if r is not None]
         try:
-            resp = await smtp.data(data, timeout=self.settings.data_timeout)
+            # as is, not re-encoded by SMTP.data (see relay/wire.py)
+            resp = await send_data(smtp, wire_form(data), self.settings.data_timeout)
             final = Outcome(resp.code, resp.message, _classify(resp.code))
         except aiosmtplib.SMTPDataError as e:
             final = Outcome(e.code, e.message, _classify(e.code))

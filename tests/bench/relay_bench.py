@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Relay benchmark (issue "Core relay"): one command, one run, three paths, same harness.
+"""Relay benchmark (issues "Core relay", 18): one command, one run, four paths, same harness.
 
     (a) smtp-source → smtp-sink                          the ceiling of this machine
     (b) smtp-source → bare_relay.py → smtp-sink          the floor: ~50 lines of aiosmtpd +
                                                          SQLite (WAL, FULL, commit before 250)
                                                          + pooled aiosmtplib delivery
+    (p) smtp-source → Postfix 3.7 → smtp-sink            a private stock Postfix relay (Debian's
+                                                         package, queue fsync'd), started here
     (c) smtp-source → `guard serve` → smtp-sink          the product, started as a user would
 
 For every cell (message size × concurrent sessions) and path it measures:
@@ -20,7 +22,7 @@ if this driver dies: PR_SET_PDEATHSIG), every wait is bounded. Each cell gets a 
 a fresh relay process and a fresh database in a temporary directory on the same disk as
 /tmp (fsync is real there; do not point TMPDIR at a tmpfs).
 
-    .venv/bin/python tests/bench/relay_bench.py --quick            # 3-4 minutes today
+    .venv/bin/python tests/bench/relay_bench.py --quick --rounds 3  # a b p c ×3, ~15 minutes
     .venv/bin/python tests/bench/relay_bench.py                    # full: ≥ 5 s per cell
     .venv/bin/python tests/bench/relay_bench.py --cells 4096x10 --rounds 3
     .venv/bin/python tests/bench/relay_bench.py --memory           # 20,000 msgs through c
@@ -71,9 +73,10 @@ MIB = 1024 * 1024
 # full: each cell lasts ≥ 5 s at the rates measured on the 2-core research VM
 # (a ≈ 5-6.7k msg/s at 4 KiB and 1.4k at 100 KiB; relays ≈ 400-700 and 130-300).
 QUICK = {("a", 4096): 2000, ("a", 102400): 500, ("b", 4096): 2000, ("b", 102400): 500,
-         ("c", 4096): 2000, ("c", 102400): 500}
+         ("p", 4096): 2000, ("p", 102400): 1000, ("c", 4096): 2000, ("c", 102400): 1000}
 FULL = {("a", 4096): 40000, ("a", 102400): 10000, ("b", 4096): 4000, ("b", 102400): 1200,
-        ("c", 4096): 5000, ("c", 102400): 2000}
+        ("p", 4096): 5000, ("p", 102400): 3000, ("c", 4096): 5000, ("c", 102400): 2000}
+VARIANTS = ("a", "b", "p", "c")
 SIZES = (4096, 102400)
 SESSIONS = (10, 50)
 
@@ -169,12 +172,25 @@ def descendants(pid: int) -> list[int]:
 
 
 def proc_cpu(pid: int, tree: bool = False) -> float:
-    """utime + stime of the process (all threads), plus live descendants if tree; s."""
+    """utime + stime of the process (all threads), plus live descendants if tree, plus
+    (cutime + cstime) the children each of them has already reaped: Postfix's master
+    reaps an smtpd after max_use sessions, and that CPU must not vanish; s."""
     total = 0.0
     for p in [pid, *(descendants(pid) if tree else [])]:
         st = _stat(p)
         if st:
-            total += (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+            total += sum(int(x) for x in st[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def tree_pss_kib(pid: int) -> int:
+    """Σ Pss (proportional set size: shared pages split between their users) over the
+    process and its live descendants, now: what the tree really holds in memory, where
+    Σ VmHWM counts Postfix's twenty processes' shared libraries twenty times."""
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError), open(f"/proc/{p}/smaps_rollup") as f:
+            total += next((int(ln.split()[1]) for ln in f if ln.startswith("Pss:")), 0)
     return total
 
 
@@ -374,7 +390,7 @@ def has_uvloop() -> bool:
 
 @dataclass
 class Relay:
-    proc: subprocess.Popen[bytes]
+    proc: Any  # subprocess.Popen, or PostfixMaster
     port: int
     log: Path
     web_port: int | None = None  # the guard's /metrics
@@ -405,6 +421,15 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
     port = free_port()
     log = tmp / f"{variant}.log"
     web_port = None
+    if variant == "p":
+        pf = PostfixMaster(tmp, port, sink_port)
+        try:
+            wait_listening(port, pf, 30)  # type: ignore[arg-type]
+        except Exception as e:
+            pf.stop()
+            raise RuntimeError(f"postfix did not start: {e}: "
+                               f"{pf.log.read_text(errors='replace')[-800:]}") from e
+        return Relay(pf, port, pf.log)
     if variant == "b":
         cmd = [sys.executable, str(BARE), "--listen", f"{HOST}:{port}",
                "--upstream", f"{HOST}:{sink_port}", "--db", str(tmp / "bare.db")]
@@ -429,9 +454,121 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
     return Relay(proc, port, log, web_port)
 
 
+POSTFIX = shutil.which("postfix", path="/usr/sbin:/usr/bin") or "/usr/sbin/postfix"
+# Debian's master.cf.dist without chroot (the queue is in a temporary directory) and with
+# the smtpd on the bench's port; only what a relay uses (no local delivery, no pickup of
+# sendmail drops matters here, but master wants the standard services).
+POSTFIX_MASTER_CF = """\
+{port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+class PostfixMaster:
+    """A private Postfix instance (Debian's package, stock settings except what makes it
+    a loopback relay to the sink) in `tmp`, shaped like a Popen for the driver: pid is the
+    master daemon's (it daemonizes: `postfix start`), poll() is None while it lives.
+    Queue files are fsync'd as always (Postfix has no switch for that)."""
+
+    def __init__(self, tmp: Path, port: int, sink_port: int,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.dir = tmp / "postfix"
+        self.conf = self.dir / "etc"
+        self.queue = self.dir / "spool"
+        self.data = self.dir / "lib"
+        for d in (self.conf, self.queue, self.data):
+            d.mkdir(parents=True)
+        # the postfix user must reach the queue through mkdtemp's 0700 directory
+        for d in (tmp, self.dir, self.conf, self.queue):
+            d.chmod(0o755)
+        shutil.chown(self.data, "postfix", "postfix")
+        self.log = self.dir / "maillog"
+        settings = {
+            "compatibility_level": "3.6",
+            "config_directory": self.conf, "queue_directory": self.queue,
+            "data_directory": self.data, "mail_owner": "postfix",
+            "setgid_group": "postdrop",
+            "myhostname": "postfix-bench.local", "mydomain": "postfix-bench.local",
+            "myorigin": "$myhostname", "inet_interfaces": HOST, "inet_protocols": "ipv4",
+            "mydestination": "", "local_recipient_maps": "", "local_transport": "error:no local",
+            "relay_domains": "", "relayhost": f"[{HOST}]:{sink_port}",
+            "mynetworks": "127.0.0.0/8",
+            "smtpd_relay_restrictions": "permit_mynetworks, reject",
+            "smtpd_recipient_restrictions": "",
+            "disable_dns_lookups": "yes", "smtp_host_lookup": "native",
+            "smtpd_peername_lookup": "no", "biff": "no", "alias_maps": "",
+            "alias_database": "", "smtp_tls_security_level": "none",
+            "smtpd_tls_security_level": "none", "message_size_limit": 64 * MIB,
+            "maillog_file": self.log, "maillog_file_prefixes": tmp,
+            "append_dot_mydomain": "no",
+            **(extra or {}),
+        }
+        (self.conf / "main.cf").write_text(
+            "".join(f"{k} = {v}\n" for k, v in settings.items()))
+        (self.conf / "master.cf").write_text(POSTFIX_MASTER_CF.format(port=f"{HOST}:{port}"))
+        self.returncode: int | None = None
+        run = subprocess.run([POSTFIX, "-c", str(self.conf), "start"], capture_output=True,
+                             text=True, timeout=60)
+        if run.returncode != 0:  # (the postfix command logs to syslog, or a tty)
+            logged = self.log.read_text(errors="replace") if self.log.exists() else ""
+            raise RuntimeError(f"postfix start: {run.stdout} {run.stderr} {logged}"[-800:])
+        pidfile = self.queue / "pid" / "master.pid"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                self.pid = int(pidfile.read_text().split()[0])
+                if _stat(self.pid) is not None:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"no live postfix master after start ({pidfile})")
+
+    def poll(self) -> int | None:
+        st = _stat(self.pid)
+        if st is None or st[0] in ("Z", "X"):
+            self.returncode = self.returncode if self.returncode is not None else -1
+            return self.returncode
+        return None
+
+    def stop(self) -> None:
+        """`postfix stop`, a bounded wait for the master, then SIGKILL by its PID."""
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run([POSTFIX, "-c", str(self.conf), "stop"], capture_output=True,
+                           timeout=30)
+        tree = descendants(self.pid)
+        deadline = time.monotonic() + 10
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in [self.pid, *tree]:
+            with contextlib.suppress(ProcessLookupError):
+                if _stat(pid) is not None:
+                    os.kill(pid, signal.SIGKILL)
+
+
 def stop_relay(relay: Relay) -> None:
     """SIGTERM the relay (the guard shuts down its workers), then end by PID whatever of
     its process tree is still alive."""
+    if isinstance(relay.proc, PostfixMaster):
+        relay.proc.stop()
+        return
     tree = descendants(relay.proc.pid)
     stop(relay.proc, signal.SIGTERM, grace=15)
     for pid in tree:
@@ -491,13 +628,19 @@ def guard_metrics(web_port: int) -> dict[str, Any]:
 
 
 def log_problems(log: Path) -> int:
-    """Lines at WARNING or above in a relay's log (the guard runs at GUARD_LOG_LEVEL=WARNING)."""
+    """Lines at WARNING or above in a relay's log (the guard runs at GUARD_LOG_LEVEL=WARNING;
+    Postfix's maillog: warning/error/fatal/panic, mail deferred or bounced)."""
+    return len(log_problem_lines(log))
+
+
+def log_problem_lines(log: Path) -> list[str]:
     try:
         text = log.read_text(errors="replace")
     except OSError:
-        return 0
-    return sum(1 for ln in text.splitlines()
-               if re.search(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b", ln))
+        return []
+    return [ln for ln in text.splitlines()
+            if re.search(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b"
+                         r"|\b(warning|error|fatal|panic):|status=(deferred|bounced)", ln)]
 
 
 # --------------------------------------------------------------------------- one cell
@@ -516,7 +659,7 @@ class Opts:
 
 
 def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dict[str, Any]:
-    label = {"a": "a direct", "b": "b bare", "c": "c guard"}[variant]
+    label = {"a": "a direct", "b": "b bare", "p": "p postfix", "c": "c guard"}[variant]
     r: dict[str, Any] = {"variant": variant, "size": size, "sessions": sessions,
                          "messages": count, "problems": [], "loadavg_start": os.getloadavg()}
     if variant == "b":
@@ -542,7 +685,10 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
             out = o.profile / f"guard-{size // KIB}k-s{sessions}.txt"
             gil = ["--gil"] if o.profile_gil else []
             spy = spawn([str(REPO / ".venv" / "bin" / "py-spy"), "record", "--format", "raw",
-                         "--rate", "200", "--nonblocking", "--threads", *gil, "-p", str(pid),
+                         # --subprocesses: the extraction workers inspect every message
+                         # > 16 KiB; at 100 KiB they, not the main process, are the limit
+                         "--rate", "200", "--nonblocking", "--threads", "--subprocesses",
+                         *gil, "-p", str(pid),
                          "-o", str(out)], stdout=subprocess.DEVNULL,
                         stderr=open(tmp / "py-spy.err", "wb"))
             time.sleep(1.0)
@@ -569,6 +715,7 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
             r["cpu_ms_per_msg"] = (cpu1 - cpu0) / count * 1e3 if cpu0 is not None else None
             r["mem_after_load"] = proc_status(pid)
             r["tree_hwm_mib"] = tree_hwm_kib(pid) / KIB
+            r["tree_pss_mib"] = tree_pss_kib(pid) / KIB
             r["processes"] = 1 + len(descendants(pid))
             r["threads_after_load"] = threads(pid)
         if relay is not None and relay.web_port:
@@ -592,9 +739,10 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
             r["mem_end"] = proc_status(pid) if pid else {}
             if relay is not None and relay.proc.poll() is not None:
                 r["problems"].append(f"relay exited with {relay.proc.returncode}")
-            n = log_problems(relay.log) if relay is not None else 0
-            if n:
-                r["problems"].append(f"{n} warning/error lines in {variant}'s log")
+            lines = log_problem_lines(relay.log) if relay is not None else []
+            if lines:
+                r["problems"].append(f"{len(lines)} warning/error lines in {variant}'s log")
+                r["log_problem_lines"] = lines[:10]
         for phase in ("idle", "loaded"):
             if (r.get(phase) or {}).get("errors"):
                 r["problems"].append(f"{phase} probe errors: {r[phase]['errors']}")
@@ -733,9 +881,17 @@ def summarize_profile(path: Path, top: int = 25) -> str:
         k = int(n)
         frames = stack.split(";")
         total += k
-        threads[re.sub(r"thread \(\d+\): |-\d+", "", frames[0])] += k
+        # with --subprocesses a child's stack starts "process MAIN;…process CHILD:CMDLINE;
+        # thread (TID): NAME;frames…": label the samples main / spawn (the SMTP front) /
+        # forkserver (extraction workers), by thread
+        procs = [f for f in frames if f.startswith("process ")]
+        proc = "" if not procs else "main " if len(procs) == 1 else (
+            "forkserver " if "forkserver" in procs[-1] else "spawn ")
+        thread = next((f for f in frames if f.startswith("thread (")), frames[0])
+        threads[proc + re.sub(r"thread \(\d+\): |-\d+", "", thread)] += k
         names = [re.sub(r" \((.*?)/(site-packages|lib/python3\.\d+|main)/", r" (", f)
-                 for f in frames[1:]]
+                 for f in frames[1:]
+                 if not f.startswith(("process ", "thread (", " main(", "<module> (<string>)"))]
         names = [re.sub(r":\d+\)$", ")", f) for f in names]  # per function, not per line
         if names:
             own[names[-1]] += k
@@ -766,12 +922,16 @@ def rng(xs: list[float | None], spec: str = ".0f") -> str:
 def table(results: list[dict[str, Any]], cells: list[tuple[int, int]], variants: list[str]
           ) -> str:
     names = {"a": "a: smtp-source → smtp-sink", "b": "b: bare relay (floor)",
-             "c": "c: guard serve"}
+             "p": "p: Postfix 3.7 relay", "c": "c: guard serve"}
     rows = ["| size | sessions | path | msgs | accept msg/s | **e2e msg/s** | "
             "t250 idle p50 / p99 ms | t250 loaded p50 / p99 ms | VmHWM MiB | CPU ms/msg | "
             "problems |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    ratio_rows = ["| size | sessions | a e2e msg/s | b e2e msg/s | c e2e msg/s | **c/a** | "
-                  "**c/b** | b/a |", "|---|---|---|---|---|---|---|---|"]
+    ratio_rows = ["| size | sessions | a e2e msg/s | b e2e msg/s | p e2e msg/s | c e2e msg/s | "
+                  "**c/p** | c/b | c/a | CPU ms/msg b / p / c | Σ VmHWM MiB p / c | "
+                  "Σ PSS MiB p / c |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lat_rows = ["| size | sessions | path | t250 loaded p50 / p99 ms | t250 idle p50 / p99 ms |",
+                "|---|---|---|---|---|"]
     for size, sess in cells:
         e2e: dict[str, float | None] = {}
         for v in variants:
@@ -799,15 +959,43 @@ def table(results: list[dict[str, Any]], cells: list[tuple[int, int]], variants:
                 f"{tree_note(col('tree_hwm_mib'), col('vmhwm_mib'))} | "
                 f"{fmt(median(col('cpu_ms_per_msg')), '.2f')} | {probs or ''} |")
 
-        def ratio(x: str, y: str, e2e: dict[str, float | None] = e2e) -> str:
-            a, b = e2e.get(x), e2e.get(y)
-            return f"{a / b:.3f}" if a and b else "–"
+        cell = [r for r in results if (r["size"], r["sessions"]) == (size, sess)]
+
+        def ratio(x: str, y: str, cell: list[dict[str, Any]] = cell) -> str:
+            """Median of the per-round ratios (paths of one round ran back to back), with
+            their min–max."""
+            rounds: dict[int, dict[str, float | None]] = {}
+            for r in cell:
+                rounds.setdefault(r.get("round", 0), {})[r["variant"]] = r.get("e2e_rate")
+            rs = [d[x] / d[y] for d in rounds.values() if d.get(x) and d.get(y)]  # type: ignore[operator]
+            return (f"{statistics.median(rs):.2f}{rng(list(rs), '.2f')}" if rs else "–")
+
+        def med(v: str, key: str, cell: list[dict[str, Any]] = cell) -> float | None:
+            return median([r.get(key) for r in cell if r["variant"] == v])
 
         ratio_rows.append(
             f"| {size // KIB} KiB | {sess} | {fmt(e2e.get('a'), '.0f')} | "
-            f"{fmt(e2e.get('b'), '.0f')} | {fmt(e2e.get('c'), '.0f')} | **{ratio('c', 'a')}** | "
-            f"**{ratio('c', 'b')}** | {ratio('b', 'a')} |")
-    return "\n".join(rows) + "\n\n" + "\n".join(ratio_rows)
+            f"{fmt(e2e.get('b'), '.0f')} | {fmt(e2e.get('p'), '.0f')} | "
+            f"{fmt(e2e.get('c'), '.0f')} | **{ratio('c', 'p')}** | {ratio('c', 'b')} | "
+            f"{ratio('c', 'a')} | {fmt(med('b', 'cpu_ms_per_msg'), '.2f')} / "
+            f"{fmt(med('p', 'cpu_ms_per_msg'), '.2f')} / {fmt(med('c', 'cpu_ms_per_msg'), '.2f')}"
+            f" | {fmt(med('p', 'tree_hwm_mib'), '.0f')} / {fmt(med('c', 'tree_hwm_mib'), '.0f')}"
+            f" | {fmt(med('p', 'tree_pss_mib'), '.0f')} / {fmt(med('c', 'tree_pss_mib'), '.0f')} |")
+        for v in variants:
+            vs = [r for r in cell if r["variant"] == v]
+            if v == "a" or not vs:
+                continue
+
+            def q(phase: str, vs: list[dict[str, Any]] = vs) -> str:
+                p50 = median([(r.get(phase) or {}).get("p50_ms") for r in vs])
+                p99s = [(r.get(phase) or {}).get("p99_ms") for r in vs]
+                if p50 is None:
+                    return "–"
+                return f"{p50:.1f} / {fmt(median(p99s), '.1f')}{rng(p99s, '.1f')}"
+            lat_rows.append(f"| {size // KIB} KiB | {sess} | {names[v]} | {q('loaded')} | "
+                            f"{q('idle')} |")
+    return ("\n".join(rows) + "\n\n" + "\n".join(ratio_rows) + "\n\n"
+            + "\n".join(lat_rows))
 
 
 def tree_note(tree: list[float | None], main: list[float | None]) -> str:
@@ -864,7 +1052,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cells", default="",
                    help="size×sessions, comma separated (default 4096x10,4096x50,"
                         "102400x10,102400x50; '4kx10' works too)")
-    p.add_argument("--variants", default="a,b,c", help="subset of a,b,c")
+    p.add_argument("--variants", default="a,b,p,c",
+                   help="subset of a,b,p,c (p: a private Postfix relay), run in this order")
     p.add_argument("--messages", type=int, default=0, help="override messages per cell")
     p.add_argument("--rounds", type=int, default=1,
                    help="repeat each cell, interleaved a b c a b c …; medians are reported")
@@ -891,7 +1080,7 @@ def main(argv: list[str] | None = None) -> int:
     for tool in (SMTP_SOURCE, SMTP_SINK):
         if not os.access(tool, os.X_OK):
             p.error(f"{tool} not found: apt-get install postfix (the daemon is not needed)")
-    variants = [v for v in a.variants.split(",") if v in ("a", "b", "c")]
+    variants = [v for v in a.variants.split(",") if v in VARIANTS]
     cells = parse_cells(a.cells) if a.cells else [(s, n) for s in SIZES for n in SESSIONS]
     o = Opts(quick=a.quick, reuse=a.reuse, use_uvloop=a.uvloop,
              idle_n=100 if a.quick else 400, load_n=400,
@@ -933,10 +1122,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = []
         for size, sess in cells:
-            for _ in range(a.rounds):
+            for rnd in range(a.rounds):
                 for v in variants:
                     count = a.messages or (QUICK if a.quick else FULL)[(v, size)]
-                    results.append(run_cell(v, size, sess, count, o))
+                    results.append(run_cell(v, size, sess, count, o) | {"round": rnd})
         info["results"] = results
         md = table(results, cells, variants)
         info["table_md"] = md

@@ -62,9 +62,20 @@ def _pieces(line: str) -> list[tuple[int, str]]:
     return out
 
 
+def _has_gap(line: str) -> bool:
+    """_GAP.search(line), by C substring tests: a regex search with a leading `*` tries
+    every position (6.7 ms per 100 KiB of prose, the plain tests ~0.3)."""
+    return "\t" in line or "  " in line or "\u3000" in line
+
+
+def _unquote(line: str) -> str:
+    """Without its first run of "> " markers; the regex only where there is a '>'."""
+    return _QUOTE.sub("", line, count=1) if ">" in line else line
+
+
 def _header_cells(line: str) -> tuple[bool, list[tuple[int, str]]] | None:
     """(tab-separated?, cells) when the line reads as a header of a people list."""
-    if len(line) > _HEADER_MAX_CHARS or not _GAP.search(line):
+    if len(line) > _HEADER_MAX_CHARS or not _has_gap(line):
         return None
     tabbed = "\t" in line
     if tabbed:
@@ -96,7 +107,7 @@ def find_tables(text: str, max_cells: int) -> list[TextTable]:
     cells_left = max_cells
     i = 0
     while i < len(lines) and cells_left > 0:
-        line = _QUOTE.sub("", lines[i], count=1).rstrip("\r")
+        line = _unquote(lines[i]).rstrip("\r")
         header = _header_cells(line)
         i += 1
         if header is None:
@@ -107,7 +118,7 @@ def find_tables(text: str, max_cells: int) -> list[TextTable]:
         cells_left -= len(head)
         first = i - 1
         while i < len(lines) and cells_left > 0:
-            row_line = _QUOTE.sub("", lines[i], count=1).rstrip("\r")
+            row_line = _unquote(lines[i]).rstrip("\r")
             if not row_line.strip() or len(row_line) > _ROW_MAX_CHARS:
                 break
             if tabbed:
