@@ -62,6 +62,7 @@ from guard.store import db, knowledge, migrate, retention
 from guard.store.faults import describe, log_failure
 from guard.store.writer import BatchWriter
 from guard.users import UserDirectory
+from guard.viewlink import ViewLinks
 from guard.web.app import create_app, metrics_app
 from guard.web.health import HealthCheck, PolicyStatus
 from guard.web.incidents import IncidentReportPage
@@ -276,17 +277,9 @@ class GuardApp:
 
     def _report_routes(self) -> list[Any]:
         """/reports/…: people's pages with no login of their own, so guarded like
-        /metrics on this listener: the metrics token when one is set, else loopback only."""
+        /metrics on this listener: the metrics token when one is set, else loopback only.
+        An incident report also opens with the view link of an officer's alert mail."""
         s = self.settings
-        if s.metrics.token:
-            allowed = self.metrics.allowed
-        elif _loopback(parse_hostport(s.web.listen)[0]):
-            allowed = None
-        else:
-            log.warning("/reports is not served: web.listen %s is reachable from other "
-                        "hosts; set metrics.token (GUARD_METRICS_TOKEN) to serve it",
-                        s.web.listen)
-            return []
 
         def facts() -> PolicyFacts:
             if self.watcher is None:  # a decider given in code: no policy to name rules
@@ -296,8 +289,21 @@ class GuardApp:
         def policy() -> Policy | None:
             return None if self.watcher is None else self.watcher.current
 
+        def incidents(allowed: Any) -> list[Any]:
+            return IncidentReportPage(self.engine, policy, timezone_of(s), allowed,
+                                      ViewLinks(self.secret)).routes()
+
+        if s.metrics.token:
+            allowed = self.metrics.allowed
+        elif _loopback(parse_hostport(s.web.listen)[0]):
+            allowed = None
+        else:
+            log.warning("/reports is served only to the links of alert mails: web.listen %s "
+                        "is reachable from other hosts; set metrics.token "
+                        "(GUARD_METRICS_TOKEN) to serve it", s.web.listen)
+            return incidents(lambda request: False)
         return [*ReportPages(self.engine, facts, timezone_of(s), allowed).routes(),
-                *IncidentReportPage(self.engine, policy, timezone_of(s), allowed).routes()]
+                *incidents(allowed)]
 
     def _misdelivery_routes(self) -> list[Any]:
         """/misdelivery: a sender reports mail sent to the wrong person. It has its own

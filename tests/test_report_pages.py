@@ -5,6 +5,7 @@ through the hold lifecycle, then the pages read with and without the metrics tok
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from guard.hold.acts import Actor
+from guard.viewlink import ViewLinks
 from tests.conftest import Sink, free_port, wait_for
 from tests.hold.conftest import (
     ALICE,
@@ -80,6 +82,19 @@ def test_report_pages_show_the_held_mail_and_need_the_token(guarded: GuardThread
     assert http_request("GET", incident).status == 401
     shown = http_request("GET", incident, headers=auth)
     assert shown.status == 200 and "承認 / approved" in shown.body
+    # … or with the view link an officer's alert mail carries: for this id, unexpired
+    assert g.app is not None
+    links = ViewLinks(g.app.secret)
+    good = links.sign(approved, time.time() + 600)
+    by_link = http_request("GET", f"{incident}?k={good}")
+    assert by_link.status == 200 and "承認 / approved" in by_link.body
+    for bad in (links.sign(cancelled, time.time() + 600),  # another message's link
+                links.sign(approved, time.time() - 1),  # expired
+                good[:-2] + ("AA" if not good.endswith("AA") else "BB"),  # tampered
+                ViewLinks(b"another guard's secret").sign(approved, time.time() + 600)):
+        assert http_request("GET", f"{incident}?k={bad}").status == 401
+    # a link opens that report only, never the other pages
+    assert http_request("GET", f"{url}&k={good}").status == 401
     named = http_request("GET", url + "&names=1", headers=auth)
     assert ALICE in named.body
 
@@ -107,4 +122,5 @@ def test_without_a_token_the_pages_are_served_only_on_loopback(tmp_path: Path):
 
     assert routes("127.0.0.1:8025") == ["/reports/near-misses", "/reports/rules",
                                         "/reports/incidents/{id}"]
-    assert routes("0.0.0.0:8025") == []
+    # reachable from other hosts with no token: only an alert mail's link opens a report
+    assert routes("0.0.0.0:8025") == ["/reports/incidents/{id}"]

@@ -2,11 +2,14 @@
 gives the PDF), Japanese with English alongside. `id` is an incident id or the guard's
 queue id: a message with an incident shows it, one without shows the incident-style
 report of what the guard recorded (so a severe hold is reportable too). Guarded like the
-other /reports pages (web/reports.py): the metrics token, or a loopback listener."""
+other /reports pages (web/reports.py): the metrics token, or a loopback listener; or a
+view link (`?k=`, guard/viewlink.py) for this very id, which the officers' alert mails
+carry so that the report opens on a phone."""
 
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Callable, Sequence
 from datetime import tzinfo
 from typing import Any
@@ -20,6 +23,7 @@ from guard.incident.desk import load_report
 from guard.incident.report import UNKNOWN, IncidentReport
 from guard.policy import Policy
 from guard.store import AsyncEngine
+from guard.viewlink import ViewLinks
 from guard.web.plain import SECURITY_HEADERS
 from guard.web.reports import STYLE
 
@@ -130,19 +134,25 @@ def document(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 class IncidentReportPage:
     def __init__(self, engine: AsyncEngine, policy: Callable[[], Policy | None], tz: tzinfo,
-                 allowed: Callable[[Request], bool] | None) -> None:
+                 allowed: Callable[[Request], bool] | None,
+                 links: ViewLinks | None = None) -> None:
         """`allowed` None: every request (the listener is on loopback)."""
         self.engine = engine
         self.policy = policy
         self.tz = tz
         self.allowed = allowed
+        self.links = links
 
     async def show(self, request: Request) -> Response:
-        if self.allowed is not None and not self.allowed(request):
-            return PlainTextResponse(
-                "401 Unauthorized: /reports needs the metrics bearer token\n", status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="guard reports"'})
         ident = str(request.path_params["id"])[:64]
+        link = request.query_params.get("k", "")[:200]
+        by_link = bool(link) and self.links is not None and self.links.allows(
+            link, ident, time.time())
+        if self.allowed is not None and not self.allowed(request) and not by_link:
+            return PlainTextResponse(
+                "401 Unauthorized: /reports needs the metrics bearer token or a valid link "
+                "from an alert mail\n", status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="guard reports"'})
         async with self.engine.connect() as conn:
             r = await load_report(conn, ident, self.tz, policy=self.policy())
         if r is None:
