@@ -18,7 +18,8 @@ _SAFE_CLASS = "".join(f"{a}-{b}" for a, b in NFKC_SAFE_RANGES)
 _UNSAFE_RUN = re.compile(f"[^{_SAFE_CLASS}]+")
 
 
-_WIDE_PUNCTUATION = tuple((c, unicodedata.normalize("NFKC", c)) for c in "（）：，．！？［］＝／＿＆　")
+_WIDE_PUNCTUATION = tuple((c, unicodedata.normalize("NFKC", c))
+                          for c in "（）：，．！？［］＝／＿＆　")
 
 
 def normalize(text: str) -> str:
