@@ -336,8 +336,10 @@ class _KindAcc:
             old.score = hit.score
         if hit.detail:
             self.details[hit.detail] += 1
-        self.context.update(hit.context)
-        self.negative.update(hit.negative)
+        if hit.context:  # most hits in a list have none: skip the calls
+            self.context.update(hit.context)
+        if hit.negative:
+            self.negative.update(hit.negative)
 
 
 @dataclass
