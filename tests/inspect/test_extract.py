@@ -177,7 +177,7 @@ def test_a_big_csv_is_sampled_and_its_other_rows_counted() -> None:
     error after the sample is the same problem a full read gives. The text has all."""
     rows = ["氏名,住所,電話"] + [f"山田{i},東京都千代田区{i},090-1234-{i:04d}"
                               for i in range(3000)]
-    plain = "\r\n".join(rows[:1500] + [",,", " , ,", ""] + rows[1500:]) + "\r\n"
+    plain = "\r\n".join([*rows[:1500], ",,", " , ,", "", *rows[1500:]]) + "\r\n"
     assert _csv_rows(plain.encode("cp932"), 30) == (10, 2991, [])
     assert _csv_rows(plain.encode("cp932"), 10**6) == (3001, 0, [])
     quoted = plain.replace("山田2999,", '"山田\r\n2999",')
