@@ -189,6 +189,11 @@ def test_a_big_csv_is_sampled_and_its_other_rows_counted() -> None:
     assert sampled[0] + sampled[1] == full[0] and sampled[2] == full[2]
     ex = extract(att("big.csv", plain.encode("cp932")), ExtractLimits(sheet_sample_cells=30))
     assert "090-1234-2999" in text_of(ex)
+    # a sample cut by the cell limit, not by its size, is reported as for sheets
+    ex = extract(att("big.csv", plain.encode("cp932")),
+                 ExtractLimits(sheet_sample_cells=30, max_cells=21))
+    assert len(ex.tables[0].rows) == 7 and ex.tables[0].more_rows == 2994
+    assert [p[0] for p in ex.problems] == ["too_large"]
 
 
 def test_tsv_and_iso2022jp_text() -> None:

@@ -52,6 +52,10 @@ def _read(ex: Extraction, att: Attachment, tsv: bool) -> None:
                 more, error = _count_rows(text, buf.tell(), reader, delimiter)
                 if error:
                     ex.problem("parse_error", att.where, f"csv: {error}")
+                if more and sample < lim.sheet_sample_cells:
+                    # the sample was cut by the cell limit (of an archive's files
+                    # together), not by the sample size: as for sheets
+                    ex.problem("too_large", att.where, f"cell limit {lim.max_cells} reached")
                 break
     except csv.Error as e:
         ex.problem("parse_error", att.where, f"csv: {e}")
