@@ -24,6 +24,7 @@ import re2
 
 from guard.inspect.context import InspectContext, KeywordRule
 from guard.inspect.finding import Finding
+from guard.inspect.pii.normalize import normalize
 from guard.mail.bodyparts import WHOLE, body_part, part_of
 
 __all__ = [
@@ -76,10 +77,11 @@ class KeywordView(Protocol):
 
 
 def nfkc(text: str) -> str:
-    """NFKC, skipping the copy when the text already is (extractors usually normalise)."""
-    if text.isascii() or unicodedata.is_normalized("NFKC", text):
-        return text
-    return unicodedata.normalize("NFKC", text)
+    """NFKC, applied only to the runs of characters it can change (the same text:
+    guard.inspect.pii.normalize); the same object when nothing changes. On Japanese
+    text with a few full-width characters, whole-text NFKC (and is_normalized) takes
+    the slow path over all of it: ~2.5x the time on a 17 M-character Word roster."""
+    return normalize(text)
 
 
 _REGEX_SYNTAX = frozenset("\\^$.|?*+()[]{}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import cached_property
 
 __all__ = [
     "OwnContacts",
@@ -130,7 +131,20 @@ class OwnContacts:
         key = address_key(found)
         if len(key) < 4:
             return False
-        return any(_prefix_of(key, a) or _prefix_of(a, key) for a in self.addresses)
+        # either starts the other, so they share their first 4 characters (a declared
+        # key has 4 or more): only those are compared (a list's every row asks)
+        by_start = self._addresses_by_start
+        return any(_prefix_of(key, a) or _prefix_of(a, key)
+                   for a in (*by_start.get(key[:4], ()), *by_start.get("", ())))
+
+    @cached_property
+    def _addresses_by_start(self) -> dict[str, tuple[str, ...]]:
+        """Declared keys by their first 4 characters ("": shorter ones, always tried)."""
+        by_start: dict[str, tuple[str, ...]] = {}
+        for a in self.addresses:
+            start = a[:4] if len(a) >= 4 else ""
+            by_start[start] = (*by_start.get(start, ()), a)
+        return by_start
 
     def has_domain(self, domain: str) -> bool:
         d = domain.lower().rstrip(".")

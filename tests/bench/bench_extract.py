@@ -1,11 +1,18 @@
-"""Scan-throughput micro-benchmark for attachment extraction and MIME parsing.
+"""Inspection throughput: attachment extraction and the personal-data scan, MIME parsing.
 
-Not a test. Run:  .venv/bin/python tests/bench/bench_extract.py [--quick]
+Not a test. Run:  .venv/bin/python tests/bench/bench_extract.py [--quick] [--full]
 
 Generates Japanese customer-list style files in memory (xlsx / docx / pdf / csv, about
-5-10 MB each), times guard.inspect.extract.extract() on each, and prints MB/s of input.
-Then times a ~10 MB xlsx end to end through ExtractionPool (worker process, pipe
-transfer included) and parse_message() on large messages.
+5-10 MB each) and prints, per format, MB/s of input for guard.inspect.extract.extract()
+alone and for extract + the text detectors the extraction worker runs on each attachment
+(guard.inspect.run.text_findings: personal data, keywords, customer names, with the
+example policy's context) — "inspected" as the guard inspects a real message. Medians of
+--repeat runs. Then times a ~10 MB xlsx end to end through ExtractionPool (worker
+process, pipe transfer and the detectors included) and parse_message() on large messages.
+--full also runs tests/bench/stall_bench.py (a real `guard serve` on 127.0.0.1): the
+10 MB xlsx decision time through SMTP and EHLO latency while three ~30 MB messages are
+inspected. GUARD_BENCH_ROOT=/path/to/other/checkout measures that checkout's guard code
+with this script (for a before/after in one run).
 
 The xlsx and docx are written as raw OOXML (shared strings, like Excel writes them)
 because openpyxl / python-docx take minutes to write files this size.
@@ -17,6 +24,7 @@ import argparse
 import asyncio
 import base64
 import io
+import os
 import random
 import statistics
 import sys
@@ -26,12 +34,17 @@ from collections.abc import Callable
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, os.environ.get("GUARD_BENCH_ROOT") or str(Path(__file__).resolve().parents[2]))
 
+from guard.accept.decide import Inspector
 from guard.inspect.extract import extract
 from guard.inspect.isolate import ExtractionPool
-from guard.mail.message import Attachment, parse_message
+from guard.inspect.run import text_findings
+from guard.mail.message import Attachment, MessageView, parse_message
+from guard.policy import load_policy
 from tests.inspect.fixtures import pdf_file, raw_xlsx, word_like_document
+
+ROOT = Path(sys.path[0])
 
 SEI = ["山田", "佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "中村", "小林", "加藤"]
 MEI = ["太郎", "花子", "一郎", "美咲", "健太", "陽子", "翔", "さくら", "大輔", "由美"]
@@ -135,43 +148,79 @@ def _zip(members: dict[str, str]) -> bytes:
 
 
 def timed(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    times = []
+    seconds, _cpu, result = timed_cpu(fn, repeat)
+    return seconds, result
+
+
+def timed_cpu(fn: Callable[[], object], repeat: int) -> tuple[float, float, object]:
+    """Median wall-clock and CPU seconds (this process) of `repeat` runs, and a result.
+    CPU time is the steadier figure on a shared machine: other load stretches wall time."""
+    times, cpus = [], []
     result: object = None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(times), statistics.median(cpus), result
 
 
-def bench_formats(quick: bool) -> None:
+def static_context() -> object:
+    """The example policy's context, as the guard builds it for a message from FROM."""
+    return Inspector(None, b"k" * 32).static_context(load_policy(ROOT / "policies"),
+                                                     "sato@example.co.jp")
+
+
+def inspect_attachment(att: Attachment, ctx: object) -> tuple[object, list[object]]:
+    """What the extraction worker does with one attachment: extract, then the detectors."""
+    ex = extract(att)
+    part = MessageView(mail_from="", rcpt_tos=["buyer@new-client.example"],
+                       texts=ex.texts, tables=ex.tables, inner_names=ex.inner_names)
+    return ex, text_findings(part, ctx)  # type: ignore[arg-type]
+
+
+def bench_formats(quick: bool, repeat: int, only: set[str] | None = None) -> dict[str, float]:
     scale = 0.25 if quick else 1.0
     print("Generating files ...", flush=True)
-    files = {
-        "xlsx": ("customers.xlsx", make_xlsx(int(90_000 * scale))),
-        "docx": ("staff.docx", make_docx(int(180_000 * scale))),
-        "docx-w": ("word.docx", make_word_docx(int(25_000 * scale))),
-        "pdf": ("list.pdf", make_pdf(int(900 * scale))),
-        "csv": ("customers.csv", make_csv(int(90_000 * scale))),
+    makers = {
+        "xlsx": ("customers.xlsx", lambda: make_xlsx(int(90_000 * scale))),
+        "docx": ("staff.docx", lambda: make_docx(int(180_000 * scale))),
+        "docx-w": ("word.docx", lambda: make_word_docx(int(25_000 * scale))),
+        "pdf": ("list.pdf", lambda: make_pdf(int(900 * scale))),
+        "csv": ("customers.csv", lambda: make_csv(int(90_000 * scale))),
     }
-    print(f"{'format':<6} {'input MB':>9} {'seconds':>8} {'MB/s':>7} {'XML MB':>7} "
-          f"{'XML MB/s':>8} {'text chars':>11} {'rows':>7}  problems")
-    for kind, (name, data) in files.items():
+    ctx = static_context()
+    print("MB/s of input file; wall = median wall-clock, cpu = median CPU time of this "
+          "process;\n'+scan' = extract + the detectors (personal data, keywords, customers)")
+    print(f"{'format':<6} {'input MB':>8} {'extract s':>9} {'wall MB/s':>9} {'cpu MB/s':>8} "
+          f"{'+scan s':>8} {'wall MB/s':>9} {'cpu MB/s':>8} {'XML MB':>6} {'text chars':>11} "
+          f"{'rows':>7} {'findings':>8}  problems")
+    out: dict[str, float] = {}
+    for kind, (name, make) in makers.items():
+        if only and kind not in only:
+            continue
+        data = make()
         att = Attachment(filename=name, content_type="", data=data, where=f"attachment:{name}")
-        seconds, ex = timed(lambda att=att: extract(att), 1 if kind == "pdf" else 3)
+        seconds, cpu, ex = timed_cpu(lambda att=att: extract(att), repeat)
+        both, both_cpu, (_, findings) = timed_cpu(  # type: ignore[misc]
+            lambda att=att: inspect_attachment(att, ctx), repeat)
         chars = sum(len(t.text) for t in ex.texts)  # type: ignore[attr-defined]
         # rows read + rows counted after a sampled sheet (Table.more_rows)
         rows = sum(len(t.rows) + t.more_rows for t in ex.tables)  # type: ignore[attr-defined]
         mb = len(data) / 1e6
         xml = ""
-        if data[:2] == b"PK":  # what the reader goes through: MB inflated, and MB/s of it
-            size = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist()) / 1e6
-            xml = f"{size:>7.1f} {size / seconds:>8.0f}"
-        print(f"{kind:<6} {mb:>9.2f} {seconds:>8.3f} {mb / seconds:>7.2f} {xml:>16} "
-              f"{chars:>11,} {rows:>7,}  {ex.problems}")  # type: ignore[attr-defined]
+        if data[:2] == b"PK":  # what the reader goes through: MB inflated
+            members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+            xml = f"{sum(i.file_size for i in members) / 1e6:.1f}"
+        print(f"{kind:<6} {mb:>8.2f} {seconds:>9.3f} {mb / seconds:>9.1f} {mb / cpu:>8.1f} "
+              f"{both:>8.3f} {mb / both:>9.1f} {mb / both_cpu:>8.1f} {xml:>6} {chars:>11,} "
+              f"{rows:>7,} {len(findings):>8}  {ex.problems}",  # type: ignore[attr-defined]
+              flush=True)
+        out[kind] = mb / both
+    return out
 
 
-async def bench_pool(quick: bool) -> None:
+async def bench_pool(quick: bool, repeat: int) -> None:
     data = make_xlsx(int(170_000 * (0.25 if quick else 1.0)), seed=9)  # ~10 MB
     mb = len(data) / 1e6
     att = Attachment(filename="big.xlsx", content_type="", data=data,
@@ -188,15 +237,36 @@ async def bench_pool(quick: bool) -> None:
            b"Content-Transfer-Encoding: base64\r\n\r\n"
            + base64.encodebytes(data).replace(b"\n", b"\r\n") + b"--b--\r\n")
     pool = ExtractionPool(workers=1, niceness=0)  # raw speed, not scheduling policy
+    ctx = static_context()
+    times = []
     try:
         await pool.inspect_message(raw[:2000] + b"\r\n--b--\r\n", "a", ["b"])  # warm up
-        start = time.perf_counter()
-        view = await pool.inspect_message(raw, "a@example.jp", ["b@example.com"])
-        total = time.perf_counter() - start
+        cpus = []
+        for _ in range(repeat):
+            start, cpu = time.perf_counter(), time.process_time() + _cpu_of(pool.pids())
+            view, findings = await pool.inspect_and_detect(
+                raw, "sato@example.co.jp", ["buyer@new-client.example"], ctx)  # type: ignore[arg-type]
+            times.append(time.perf_counter() - start)
+            cpus.append(time.process_time() + _cpu_of(pool.pids()) - cpu)
     finally:
         await pool.close()
     print(f"{mb:.1f} MB xlsx in a {len(raw) / 1e6:.1f} MB message through ExtractionPool "
-          f"(parse + extract + transfer): {total:.2f} s, problems={view.problems}")
+          f"(parse + extract + detectors + transfer): median {statistics.median(times):.2f} s "
+          f"{[round(t, 2) for t in times]}, CPU (this process and the worker) median "
+          f"{statistics.median(cpus):.2f} s {[round(t, 2) for t in cpus]}, {len(findings)} "
+          f"findings, problems={view.problems}")
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """utime + stime of these processes, seconds (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def bench_mime(quick: bool) -> None:
@@ -227,14 +297,29 @@ def bench_mime(quick: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="quarter-size inputs")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
+    ap.add_argument("--only", help="comma-separated formats (xlsx,docx,docx-w,pdf,csv)")
     ap.add_argument("--formats-only", action="store_true",
                     help="only the per-format table (no pool, no MIME)")
+    ap.add_argument("--full", action="store_true",
+                    help="also stall_bench.py: 10 MB xlsx decision and EHLO under load")
+    ap.add_argument("--pool-only", action="store_true",
+                    help="only the 10 MB xlsx through ExtractionPool")
     args = ap.parse_args()
-    bench_formats(args.quick)
+    if not args.pool_only:
+        bench_formats(args.quick, args.repeat, set(args.only.split(",")) if args.only else None)
     if args.formats_only:
         return
-    asyncio.run(bench_pool(args.quick))
+    asyncio.run(bench_pool(args.quick, args.repeat))
+    if args.pool_only:
+        return
     bench_mime(args.quick)
+    if args.full:
+        import subprocess
+
+        print("\nstall_bench.py (a real guard serve on 127.0.0.1):", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "tests/bench/stall_bench.py")]
+                       + (["--quick"] if args.quick else []), check=False)
 
 
 if __name__ == "__main__":

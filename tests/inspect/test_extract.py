@@ -165,6 +165,37 @@ def test_large_cp932_csv_sample_cut_mid_character() -> None:
     assert ex.tables[0].rows[-1] == ["山田太郎", "東京都千代田区", "090-1234-5678"]
 
 
+def _csv_rows(data: bytes, sample: int) -> tuple[int, int, list[tuple[str, str, str]]]:
+    ex = extract(att("big.csv", data), ExtractLimits(sheet_sample_cells=sample))
+    table = ex.tables[0]
+    return len(table.rows), table.more_rows, ex.problems
+
+
+def test_a_big_csv_is_sampled_and_its_other_rows_counted() -> None:
+    """The first sheet_sample_cells cells are rows, the rest counted: lines of only
+    delimiters and spaces are not rows, a quoted cell may hold a line break, and an
+    error after the sample is the same problem a full read gives. The text has all."""
+    rows = ["氏名,住所,電話"] + [f"山田{i},東京都千代田区{i},090-1234-{i:04d}"
+                              for i in range(3000)]
+    plain = "\r\n".join([*rows[:1500], ",,", " , ,", "", *rows[1500:]]) + "\r\n"
+    assert _csv_rows(plain.encode("cp932"), 30) == (10, 2991, [])
+    assert _csv_rows(plain.encode("cp932"), 10**6) == (3001, 0, [])
+    quoted = plain.replace("山田2999,", '"山田\r\n2999",')
+    assert _csv_rows(quoted.encode("cp932"), 30) == (10, 2991, [])
+    broken = plain.replace("山田2999,", "山田\r2999,")
+    full = _csv_rows(broken.encode("cp932"), 10**6)
+    assert full[2] and full[2][0][0] == "parse_error"
+    sampled = _csv_rows(broken.encode("cp932"), 30)
+    assert sampled[0] + sampled[1] == full[0] and sampled[2] == full[2]
+    ex = extract(att("big.csv", plain.encode("cp932")), ExtractLimits(sheet_sample_cells=30))
+    assert "090-1234-2999" in text_of(ex)
+    # a sample cut by the cell limit, not by its size, is reported as for sheets
+    ex = extract(att("big.csv", plain.encode("cp932")),
+                 ExtractLimits(sheet_sample_cells=30, max_cells=21))
+    assert len(ex.tables[0].rows) == 7 and ex.tables[0].more_rows == 2994
+    assert [p[0] for p in ex.problems] == ["too_large"]
+
+
 def test_tsv_and_iso2022jp_text() -> None:
     ex = extract(att("a.tsv", "氏名\t電話\n山田\t090-1111-2222\n".encode("cp932")))
     assert ex.tables[0].rows[1] == ["山田", "090-1111-2222"]

@@ -164,6 +164,22 @@ def test_finding_tables_is_linear_and_bounded(monkeypatch: pytest.MonkeyPatch) -
     assert work.classified == 5_000 * len(HEADER)
 
 
+def test_lines_without_a_column_gap_are_skipped_in_one_search(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a line with a gap (tab, two spaces, a full-width space) can be a header: a
+    roster written as sentences is not read line by line, and a table after it, or in a
+    quoted reply, is found at its line."""
+    prose = "".join(f"山田 太郎{i}様の連絡先は 090-1234-{i % 10000:04d} です。\n"
+                    for i in range(50_000))
+    table = "\n".join("\t".join(r) for r in [HEADER, *ROWS])
+    text = prose + "> " + table.replace("\n", "\n> ") + "\n\n" + prose + table
+    work = _Counted(monkeypatch)
+    found = find_tables(text, max_cells=100_000)
+    assert [t.first_line for t in found] == [50_000, 100_000 + len(ROWS) + 2]
+    assert all(t.rows == [HEADER, *ROWS] for t in found)
+    assert work.lines <= 2 * (len(ROWS) + 2), work.lines
+
+
 def test_a_word_97_table_is_a_people_list() -> None:
     rows = "".join("\x07".join(r) + "\x07\x1d" for r in [HEADER, *ROWS])
     data = fx.word97_doc([("社員名簿\r" + rows + "以上\r", False)])

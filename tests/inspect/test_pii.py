@@ -646,6 +646,43 @@ def test_truncation_is_reported() -> None:
     assert found["pii.phone"].evidence["truncated"] is True
 
 
+def _roster(n: int, start: int = 0) -> str:
+    """n lines of a dense roster: a phone and an e-mail address on each."""
+    return "".join(f"顧客{i} 携帯 090-{1000 + i // 9000:04d}-{1000 + i % 9000:04d} "
+                   f"mail user{i}@example.jp\n" for i in range(start, start + n))
+
+
+def test_a_text_is_value_scanned_up_to_its_budget() -> None:
+    """Past max_scan_values candidates only My Numbers and cards with their context
+    words are read; the findings say the scan was truncated, and records/counts are of
+    the part read (a dense 900,000-value roster took 20 s before)."""
+    limits = PiiLimits(today=date(2026, 11, 1), max_scan_values=40)
+    tail = (f"マイナンバー {MY_NUMBER} です。\n" + _roster(30, 100)
+            + "カード番号 4111-1111-1111-1111 有効期限 12/28\n" + _roster(30, 200)
+            + "携帯 080-9999-1234 (no context word for a strong kind)\n")
+    found = texts(_roster(30) + tail, limits=limits)
+    assert found["pii.phone"].count == 20  # the 40th candidate ends line 20
+    assert found["pii.email"].count == 20
+    assert found["pii.phone"].evidence["truncated"] is True
+    assert found["pii.records"].count == 20
+    assert found["pii.my_number"].score >= HOLD_MY_NUMBER
+    assert found["pii.card"].score >= HOLD_CARD
+    # the same text within the budget: everything counted, nothing truncated
+    whole = texts(_roster(30) + tail)
+    assert whole["pii.phone"].count == 91 and "truncated" not in whole["pii.phone"].evidence
+    assert whole["pii.my_number"].score == found["pii.my_number"].score
+
+
+def test_the_value_budget_is_per_where_across_chunks() -> None:
+    limits = PiiLimits(today=date(2026, 11, 1), max_scan_values=40)
+    found = texts(_roster(15), _roster(15, 15), _roster(15, 30), limits=limits)
+    assert found["pii.phone"].count == 20
+    assert found["pii.phone"].evidence["truncated"] is True
+    # a strong value in a chunk after the budget ran out is still found
+    found = texts(_roster(30), f"個人番号: {MY_NUMBER}\n", limits=limits)
+    assert found["pii.my_number"].score >= HOLD_MY_NUMBER
+
+
 def test_plain_text_has_no_findings() -> None:
     text = (
         "いつもお世話になっております。来週の打ち合わせは11月12日（水）14:00からです。"
@@ -703,8 +740,9 @@ def test_partial_normalisation_equals_full_nfkc() -> None:
         "abcXYZ019 -\n" "あかさがぱ" "アカガヴー・" "漢字東京都" "、。「」"  # safe
         "０１９ＡＺａｚ－（）：＠　" "ｱｶﾞﾊﾟｰﾒﾙ" "\u3099\u309a\u0301\u0308"  # changed / combining
         "①㈱℡ﬁ²" "가각\u1100\u1161\u11a8" "é" "ヿゟ"
+        "，．！？［］＝／＿＆<=>\u0338"  # replaced in bulk; = + U+0338 composes to ≠
     )
-    for _ in range(2000):
+    for _ in range(4000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
         assert normalize(text) == unicodedata.normalize("NFKC", text), repr(text)
 

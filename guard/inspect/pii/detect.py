@@ -74,8 +74,12 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Protocol
 
+import re2
+
 from guard.inspect.finding import Finding
 from guard.inspect.owndata import OwnContacts
+from guard.inspect.pii import context_words as cw
+from guard.inspect.pii.candidates import WORD_K, candidate_kind, char_spans
 from guard.inspect.pii.hits import (
     ADDRESS,
     BIRTH_DATE,
@@ -147,6 +151,14 @@ class PiiLimits:
     # when they stopped.
     max_table_cells: int = 1_000_000
     max_scan_cells: int = 200_000
+    # The same for a text: the value detectors read it up to the end of the line of its
+    # max_scan_values-th value candidate (e-mail, digit run, prefecture address); a
+    # Word roster of 900,000 values took 20 s. After that only the windows around My
+    # Number and card context words are read (max_strong_windows of them), so a My
+    # Number or card number with its words is still found anywhere in the text; other
+    # values there are not counted, and evidence["truncated"] says so.
+    max_scan_values: int = 200_000
+    max_strong_windows: int = 2_000
     # Header row searched for in the first rows; people list needs this many data rows.
     header_rows: int = 10
     people_list_min_rows: int = 3
@@ -201,6 +213,65 @@ def _one_persons_block(hits: list[Hit], groups: list[int]) -> bool:
     records = sum(len(kinds) >= 2 for kinds in kinds_by_group.values())
     return records <= _SENDER_MAX_RECORDS and all(
         len(v) <= _SENDER_MAX_VALUES for v in values.values())
+
+
+# Context words of the values a policy acts on one by one (a single My Number or card
+# number is a reason to hold); searched for in the part of a text after the value cut.
+_STRONG_KINDS = frozenset({MY_NUMBER, CARD})
+_STRONG_WORDS = re2.compile(cw.word_pattern({*cw.MY_NUMBER.words, *cw.CARD.words}).encode())
+# characters around a context word that can hold the value it qualifies (the scanner's
+# context windows are 50 before and 30 after a value), and some slack
+_WINDOW_BEFORE, _WINDOW_AFTER = 60, 90
+
+
+def _value_cut(text: str, max_values: int) -> tuple[int | None, int]:
+    """Where the value scan of `text` stops, and the value candidates before it: the end
+    of the line that holds its `max_values`-th candidate (None: it has fewer, read it
+    all). Counted on the text before normalisation (full-width digits are not counted:
+    the cut comes later)."""
+    if max_values <= 0:
+        return 0, 0
+    seen = 0
+    for start, end in char_spans(text):
+        if candidate_kind(text[start:end]) != WORD_K:
+            seen += 1
+            if seen >= max_values:
+                cut = text.find("\n", end)
+                return (None if cut < 0 else cut + 1), seen
+    return None, seen
+
+
+def _strong_hits(rest: str, offset: int, settings: ScanSettings, max_windows: int
+                 ) -> list[Hit]:
+    """My Number and card hits in the windows around their context words in `rest`
+    (the text after the value cut, which starts at character `offset`)."""
+    windows: list[tuple[int, int]] = []
+    buf = rest.encode("utf-8")
+    byte_pos = char_pos = 0
+    for m in _STRONG_WORDS.finditer(buf):
+        bs, be = m.span()
+        # byte offsets to characters, each byte decoded once (candidates.char_spans)
+        char_pos += len(buf[byte_pos:bs].decode("utf-8"))
+        byte_pos = bs
+        word_end = char_pos + len(buf[bs:be].decode("utf-8"))
+        if buf[bs] < 0x80 and cw.glued_after(rest, word_end):  # "hotels", "example"
+            continue
+        start, end = max(0, char_pos - _WINDOW_BEFORE), word_end + _WINDOW_AFTER
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], end)
+        elif len(windows) >= max_windows:
+            break
+        else:
+            windows.append((start, end))
+    hits: list[Hit] = []
+    for start, end in windows:
+        # a window starts at a line start where it can, as the scanner's windows do
+        line = rest.rfind("\n", 0, start) + 1 if start else 0
+        start = line if start - line < _WINDOW_BEFORE else start
+        piece = normalize(rest[start:end])
+        hits += [replace(h, pos=offset + start + h.pos)
+                 for h in scan_normalized(piece, settings) if h.kind in _STRONG_KINDS]
+    return hits
 
 
 def _line_key(line: str) -> str:
@@ -265,8 +336,10 @@ class _KindAcc:
             old.score = hit.score
         if hit.detail:
             self.details[hit.detail] += 1
-        self.context.update(hit.context)
-        self.negative.update(hit.negative)
+        if hit.context:  # most hits in a list have none: skip the calls
+            self.context.update(hit.context)
+        if hit.negative:
+            self.negative.update(hit.negative)
 
 
 @dataclass
@@ -282,6 +355,8 @@ class _WhereAcc:
     # evidence["lines"] of pii.records and pii.people_list, for a share of them
     line_keys: set[int] = field(default_factory=set)
     table_rows: int = 0
+    # value candidates the texts here may still have read (PiiLimits.max_scan_values)
+    values_left: int = 0
 
     @property
     def lines(self) -> int:
@@ -327,7 +402,7 @@ class _Accumulator:
     def _where(self, where: str) -> _WhereAcc:
         acc = self.by_where.get(where)
         if acc is None:
-            acc = self.by_where[where] = _WhereAcc()
+            acc = self.by_where[where] = _WhereAcc(values_left=self.limits.max_scan_values)
         return acc
 
     def add_text(self, where: str, text: str, tabled: bool = False) -> None:
@@ -352,8 +427,17 @@ class _Accumulator:
             allowance = max(0, allowance - sum(map(len, found.rows)))
             if table.people is not None:
                 self._apply_table(acc, where, table)
+        cut, seen = _value_cut(text, acc.values_left)
+        acc.values_left -= seen
+        rest = ""
+        if cut is not None:
+            text, rest = text[:cut], text[cut:]
+            acc.truncated = True
         text = normalize(text)
         hits = scan_normalized(text, self.settings)
+        if rest:
+            hits += _strong_hits(rest, len(text), self.settings,
+                                 self.limits.max_strong_windows)
         if self.own:
             hits = [h for h, k in zip(hits, self._discount(acc, hits), strict=True) if k]
         if part_of(where) == SIGNATURE and _one_persons_block(

@@ -18,6 +18,10 @@ _SAFE_CLASS = "".join(f"{a}-{b}" for a, b in NFKC_SAFE_RANGES)
 _UNSAFE_RUN = re.compile(f"[^{_SAFE_CLASS}]+")
 
 
+_WIDE_PUNCTUATION = tuple((c, unicodedata.normalize("NFKC", c))
+                          for c in "（）：，．！？［］＝／＿＆　")
+
+
 def normalize(text: str) -> str:
     """NFKC, applied only to the runs of characters it can change.
 
@@ -28,7 +32,16 @@ def normalize(text: str) -> str:
     with the safe character before it, so a combining mark still composes with its
     base (か + U+3099 → が); the safe character after a run can never compose with it.
     """
-    if text.isascii():
+    if text.isascii() or unicodedata.is_normalized("NFKC", text):
+        return text  # a quick check in C for most text: ~1.5 ms per MiB
+    # The commonest full-width punctuation, replaced in bulk first: NFKD of the result
+    # is NFKD of the text (each becomes its own NFKC form, one ASCII character or a
+    # space, class 0), so NFKC is too; a roster with （…） on every line had 2 runs a
+    # line for the loop below.
+    for wide, narrow in _WIDE_PUNCTUATION:
+        if wide in text:
+            text = text.replace(wide, narrow)
+    if unicodedata.is_normalized("NFKC", text):
         return text
     out: list[str] = []
     pos = 0

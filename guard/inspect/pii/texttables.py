@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from guard.inspect.pii.context_words import classify_header
@@ -100,13 +101,36 @@ def _aligned_row(pieces: list[tuple[int, str]], starts: list[int]) -> list[str]:
     return cells
 
 
+_GAP_START = re.compile(r"\t|  |\u3000")
+
+
+def _gap_lines(text: str) -> Iterator[int]:
+    """Indexes of the lines of `text` (split at "\n") that hold a column gap, in order."""
+    line, last, pos = 0, 0, 0
+    while (m := _GAP_START.search(text, pos)) is not None:
+        line += text.count("\n", last, m.start())
+        last = m.start()
+        yield line
+        end = text.find("\n", m.start())
+        if end < 0:
+            return
+        pos = end + 1
+
+
 def find_tables(text: str, max_cells: int) -> list[TextTable]:
     """The people-list-shaped tables in `text`, within `max_cells` cells in all."""
     tables: list[TextTable] = []
     lines = text.split("\n")
+    # Only a line with a column gap can be a header: find those in one search (removing
+    # a quote marker never makes a gap), not line by line (a roster of 180,000 lines
+    # without any gap cost 1.7 s here).
+    candidates = _gap_lines(text)
     cells_left = max_cells
     i = 0
     while i < len(lines) and cells_left > 0:
+        i = next((c for c in candidates if c >= i), len(lines))
+        if i == len(lines):
+            break
         line = _unquote(lines[i]).rstrip("\r")
         header = _header_cells(line)
         i += 1

@@ -28,9 +28,10 @@ class ExtractLimits:
     ratio_after_bytes: int = 1 * MiB  # ... checked once this much has been produced
     max_xml_part_bytes: int = 200 * MiB  # one OOXML/ODF XML part, uncompressed
     max_cells: int = 1_000_000  # per workbook / CSV
-    # xlsx: cells read per sheet; later rows are counted and their strings go to the
-    # text (guard.inspect.readers.sheetml). Above the personal-data scan's 20k cells per
-    # table (guard.inspect.run.PII_LIMITS), with room for header search and column sampling.
+    # xlsx and CSV: cells read per sheet; later rows are counted and their strings go to
+    # the text (guard.inspect.readers.sheetml, csvfile). Above the personal-data scan's
+    # 20k cells per table (guard.inspect.run.PII_LIMITS), with room for header search
+    # and column sampling.
     sheet_sample_cells: int = 25_000
     max_sheets: int = 100
     max_pdf_pages: int = 1000
