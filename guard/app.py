@@ -29,7 +29,6 @@ from guard.config import (
     parse_upstream_url,
 )
 from guard.devsink import CaptureHandler, capture_protocol_factory
-from guard.hold.notify.notices import timezone_of
 from guard.hold.service import HoldService
 from guard.ids import instance_id
 from guard.inspect.isolate import ExtractionPool
@@ -41,6 +40,7 @@ from guard.knowledge.listsync import (
     key_mismatches,
     sync_policy_lists,
 )
+from guard.ownmail import timezone_of
 from guard.policy import Policy, PolicyWatcher
 from guard.relay.client import Upstream
 from guard.relay.worker import DeliveryWorker

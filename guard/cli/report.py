@@ -48,7 +48,7 @@ def _facts(args: argparse.Namespace, settings: Any) -> PolicyFacts:
 
 
 def cmd_near_misses(args: argparse.Namespace) -> int:
-    from guard.hold.notify.notices import timezone_of
+    from guard.ownmail import timezone_of
     from guard.report import periods, render
     from guard.report.read import near_miss_report
 
@@ -76,7 +76,7 @@ def cmd_near_misses(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from guard.hold.notify.notices import timezone_of
+    from guard.ownmail import timezone_of
     from guard.report import periods, render
     from guard.report.read import rules_report
 
