@@ -1,0 +1,156 @@
+"""What the alert dispatcher (guard/alert/) reads and keeps: audit rows after its
+cursor, the messages they are about, and its own state.
+
+Its state is one row of `store_meta` ("alerts"), JSON: the last audit id read, the
+severe events gathered but not yet mailed, when each set of recipients was last mailed,
+and the last digest. `lock_state` takes that row's lock (FOR UPDATE on PostgreSQL;
+SQLite's writer holds the database lock already), so a pass that reads it, queues alert
+mail and writes it back is one transaction, and two instances never mail the same
+events: the second waits, then reads the state the first one left.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from guard.store.schema import audit, messages, recipients, store_meta
+
+STATE_NAME = "alerts"
+READ_LIMIT = 2000  # audit rows per pass; a backlog is read over several passes
+GUARD_SENDER = "guard"  # the guard's own notices, alerts and DSNs: never an event
+
+
+@dataclass
+class AlertState:
+    after: int = 0  # the last audit id read
+    pending: list[int] = field(default_factory=list)  # severe events' audit ids, not mailed
+    sent: dict[str, float] = field(default_factory=dict)  # recipients key -> last mail time
+    digest_day: str = ""  # the local day of the last digest (YYYY-MM-DD)
+    digest_until: float = 0.0  # the end of the period the last digest covered
+
+    def to_json(self) -> str:
+        return json.dumps({"after": self.after, "pending": self.pending, "sent": self.sent,
+                           "digest_day": self.digest_day, "digest_until": self.digest_until},
+                          separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> AlertState:
+        d = json.loads(text or "{}")
+        return cls(after=int(d.get("after", 0)),
+                   pending=[int(x) for x in d.get("pending") or []],
+                   sent={str(k): float(v) for k, v in (d.get("sent") or {}).items()},
+                   digest_day=str(d.get("digest_day") or ""),
+                   digest_until=float(d.get("digest_until") or 0.0))
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: float
+    message_id: str
+    actor: str
+    action: str
+    from_state: str
+    to_state: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    id: str
+    mail_from: str
+    sender: str
+    received_at: float
+    state: str
+    verdict: dict[str, Any]
+    recipients: tuple[str, ...]
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    try:
+        v = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return v if isinstance(v, dict) else {}
+
+
+async def lock_state(conn: AsyncConnection, now: float) -> AlertState:
+    """The dispatcher's state, locked until the transaction ends. The first time, the
+    cursor starts at the newest audit row: a new guard does not mail its history."""
+    newest = (await conn.execute(select(func.max(audit.c.id)))).scalar_one_or_none() or 0
+    ins = (postgresql.insert(store_meta) if conn.dialect.name == "postgresql"
+           else sqlite.insert(store_meta))
+    await conn.execute(ins.on_conflict_do_nothing(index_elements=["name"]), {
+        "name": STATE_NAME, "value": AlertState(after=int(newest)).to_json(),
+        "updated_at": now})
+    value = (await conn.execute(
+        select(store_meta.c.value).where(store_meta.c.name == STATE_NAME).with_for_update()
+    )).scalar_one()
+    return AlertState.from_json(value)
+
+
+async def save_state(conn: AsyncConnection, now: float, state: AlertState) -> None:
+    """Write the state back (its row is locked by lock_state in this transaction)."""
+    await conn.execute(store_meta.update().where(store_meta.c.name == STATE_NAME).values(
+        value=state.to_json(), updated_at=now))
+
+
+def _event(r: Any) -> AuditEvent:
+    return AuditEvent(int(r.id), float(r.at), r.message_id, r.actor, r.action,
+                      r.from_state, r.to_state, _json(r.detail))
+
+
+async def read_after(conn: AsyncConnection, after: int, limit: int = READ_LIMIT
+                     ) -> list[AuditEvent]:
+    """Audit rows after `after`, oldest first."""
+    rows = await conn.execute(select(audit).where(audit.c.id > after)
+                              .order_by(audit.c.id).limit(limit))
+    return [_event(r) for r in rows]
+
+
+async def read_ids(conn: AsyncConnection, ids: Sequence[int]) -> list[AuditEvent]:
+    """These audit rows (the gathered events), oldest first; purged ones are gone."""
+    out: list[AuditEvent] = []
+    for i in range(0, len(ids), 500):  # bounded IN lists
+        rows = await conn.execute(select(audit).where(audit.c.id.in_(list(ids[i:i + 500]))))
+        out += [_event(r) for r in rows]
+    return sorted(out, key=lambda e: e.id)
+
+
+async def read_between(conn: AsyncConnection, since: float, until: float,
+                       actions: Iterable[str]) -> list[AuditEvent]:
+    """Audit rows with these actions in (since, until]: what the digest counts."""
+    rows = await conn.execute(
+        select(audit).where(audit.c.at > since, audit.c.at <= until,
+                            audit.c.action.in_(list(actions))).order_by(audit.c.id))
+    return [_event(r) for r in rows]
+
+
+async def message_facts(conn: AsyncConnection, ids: Iterable[str]
+                        ) -> dict[str, MessageFacts]:
+    """The messages the events are about: envelope, verdict and recipients. The guard's
+    own mail is left out (it is never an event)."""
+    wanted = sorted(set(ids))
+    out: dict[str, MessageFacts] = {}
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i:i + 500]
+        rcpts: dict[str, list[str]] = {}
+        for r in await conn.execute(
+                select(recipients.c.message_id, recipients.c.address)
+                .where(recipients.c.message_id.in_(chunk))
+                .order_by(recipients.c.message_id, recipients.c.idx)):
+            rcpts.setdefault(r.message_id, []).append(r.address)
+        for m in await conn.execute(
+                select(messages.c.id, messages.c.mail_from, messages.c.sender,
+                       messages.c.received_at, messages.c.state, messages.c.verdict)
+                .where(messages.c.id.in_(chunk), messages.c.sender != GUARD_SENDER)):
+            out[m.id] = MessageFacts(m.id, m.mail_from, m.sender, float(m.received_at),
+                                     m.state, _json(m.verdict), tuple(rcpts.get(m.id, ())))
+    return out
