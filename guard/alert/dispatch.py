@@ -158,16 +158,9 @@ class AlertDispatcher:
         policy = self.policy()
         facts = self._facts(policy)
         # 1. past the cursor: the settled rows, in id order, up to the first one that is not
-        rows = await A.read_after(conn, state.after)
-        taken = []
-        for r in rows:
-            if r.at > now - a.settle_seconds:
-                break
-            taken.append(r)
-        if taken:
-            state.after = taken[-1].id
-            report.read = len(taken)
-        wanted = [r for r in taken if r.action in ACTIONS]
+        wanted, state.after = await A.read_settled(conn, state.after, now - a.settle_seconds,
+                                                   ACTIONS)
+        report.read = len(wanted)
         msgs = await A.message_facts(conn, {r.message_id for r in wanted})
         for r in wanted:
             e = classify(r, msgs.get(r.message_id), facts)

@@ -107,12 +107,24 @@ def _event(r: Any) -> AuditEvent:
                       r.from_state, r.to_state, _json(r.detail))
 
 
-async def read_after(conn: AsyncConnection, after: int, limit: int = READ_LIMIT
-                     ) -> list[AuditEvent]:
-    """Audit rows after `after`, oldest first."""
-    rows = await conn.execute(select(audit).where(audit.c.id > after)
-                              .order_by(audit.c.id).limit(limit))
-    return [_event(r) for r in rows]
+async def read_settled(conn: AsyncConnection, after: int, cut: float,
+                       actions: Iterable[str], limit: int = READ_LIMIT
+                       ) -> tuple[list[AuditEvent], int]:
+    """The rows with these actions after `after`, up to (not including) the first row of
+    any action that is newer than `cut` (it, and what follows it, may still have older
+    ids committing behind it); and the id to read after next time. Oldest first."""
+    bound = (await conn.execute(select(func.min(audit.c.id)).where(
+        audit.c.id > after, audit.c.at > cut))).scalar_one_or_none()
+    scope = [audit.c.id > after]
+    if bound is not None:
+        scope.append(audit.c.id < bound)
+    rows = [_event(r) for r in await conn.execute(
+        select(audit).where(*scope, audit.c.action.in_(list(actions)))
+        .order_by(audit.c.id).limit(limit))]
+    if len(rows) == limit:  # more to read: on from the last one read
+        return rows, rows[-1].id
+    last = (await conn.execute(select(func.max(audit.c.id)).where(*scope))).scalar_one_or_none()
+    return rows, int(last) if last is not None else after
 
 
 async def read_ids(conn: AsyncConnection, ids: Sequence[int]) -> list[AuditEvent]:
