@@ -155,6 +155,7 @@ class AlertDispatcher:
         a = self.settings.alerts
         report = PassReport()
         state = await A.lock_state(conn, now)
+        before = state.to_json()
         policy = self.policy()
         facts = self._facts(policy)
         # 1. past the cursor: the settled rows, in id order, up to the first one that is not
@@ -172,7 +173,8 @@ class AlertDispatcher:
         state.sent = {k: t for k, t in state.sent.items() if t > now - a.min_interval_seconds}
         # 3. the digest
         report.queued += await self._digest(conn, now, state, policy, facts)
-        await A.save_state(conn, now, state)
+        if state.to_json() != before:  # (an idle pass writes nothing)
+            await A.save_state(conn, now, state)
         for q in report.queued:
             await insert_message(conn, now, q.message)
         report.gathered = len(state.pending)
