@@ -106,6 +106,18 @@ def _rows(url: str) -> list[dict[str, Any]]:
     return asyncio.run(go())
 
 
+def _show(url: str, mid: str) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        engine = db.create_engine(url)
+        async with engine.connect() as conn:
+            got = await reads.show_message(conn, mid)
+        await engine.dispose()
+        assert got is not None
+        return got
+
+    return asyncio.run(go())
+
+
 def _held(url: str, rcpt: str) -> str:
     return wait_for(lambda: next((r["id"] for r in _rows(url) if r["state"] == "held"
                                   and rcpt in r["recipients"]), None), 30,
@@ -156,6 +168,14 @@ def test_first_report_override_misdelivery_digest_and_never_held(
                    f"Details: http://127.0.0.1:{g.web_port}/reports/incidents/{held}"):
         assert needle in en, (needle, en)
     assert "buyer@" not in body  # organisation and domain only (show_addresses: false)
+    # each alert mail's one audit row (its `accepted`) names the events it covers
+    first = [r for r in _rows(url) if r["sender"] == "guard" and "重大" in r["subject"]]
+    assert len(first) == 2
+    [accepted] = _show(url, first[0]["id"])["audit"][:1]
+    held_audit = [a["id"] for a in _show(url, held)["audit"] if a["action"] == "held"]
+    assert (accepted["action"], accepted["actor"]) == ("accepted", "guard:alert")
+    assert accepted["detail"] == {"alert": "first", "events": held_audit,
+                                  "messages": [held], "count": 1}
     assert max(len(line) for line in body.splitlines()) < 100  # a phone screen
     print("\n--- first report ---\n" + subject + "\n\n" + body)
 
@@ -211,6 +231,9 @@ def test_first_report_override_misdelivery_digest_and_never_held(
     assert "保留 1 件、拒否 0 件、ヒヤリハット 0 件" in body  # the keyword hold
     assert "重大な事象（通知済み）: 2 件" in body  # the card mail and the misdelivered one
     assert "ルール別: secret-outside 1" in body
+    _, metrics = g.http("/metrics")
+    for kind, n in (("first", 6), ("digest", 1)):  # one per recipient
+        assert f'guard_alerts_sent_total{{kind="{kind}"}} {n}.0' in metrics, kind
     g.stop()
     g.start()
     time.sleep(2)  # several passes of the restarted guard
