@@ -6,6 +6,7 @@ about the Prometheus alert rules.)"""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import textwrap
 import threading
@@ -17,7 +18,7 @@ from email.policy import default as DEFAULT_POLICY
 from pathlib import Path
 from typing import Any
 
-from guard.store import db, queue, reads
+from guard.store import db, knowledge, queue, reads
 from tests.conftest import GuardProcess, Sink, TlsFiles, submit, wait_for
 
 POLICY = """\
@@ -292,3 +293,33 @@ def test_a_burst_of_50_is_one_mail_with_the_count_once_over_two_instances(
     assert len(re.findall(r"/reports/incidents/\w+", body)) == 10  # 5 listed, twice
     assert "buyer" not in body
     print("\n--- burst ---\n" + subject + "\n\n" + body)
+
+
+def _alert_state(url: str) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        engine = db.create_engine(url)
+        async with engine.connect() as conn:
+            got = await knowledge.get_meta(conn, "alerts")
+        await engine.dispose()
+        return json.loads(got or "{}")
+
+    return asyncio.run(go())
+
+
+def test_a_gathered_event_survives_a_kill_and_is_mailed_once(
+        guard_factory: Any, sink: Sink, tls: TlsFiles, tmp_path: Path, db_url: str) -> None:
+    policy = _policy(tmp_path)
+    g = guard_factory(sink.url, db_url, policy=str(policy),
+                      **_alert_settings(GUARD_ALERTS__GATHER_SECONDS="3"))
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["buyer@client.example"],
+           _mail("buyer@client.example", PEOPLE))
+    wait_for(lambda: _alert_state(db_url).get("pending"), 30, what="the event gathered")
+    g.kill()  # before its gather window ends: the event is only in the database
+    assert not _alerts(sink)
+    g.start()
+    wait_for(lambda: len(_alerts(sink)) >= 2, 30, what="the first report after the restart")
+    time.sleep(1)  # more passes: nothing more may come
+    got = _alerts(sink, "first")
+    assert sorted(r for r, _, _ in got) == sorted(OFFICERS)
+    assert "内容: 名簿 12 行" in got[0][2] and "12 people's records" in got[0][1]
+    assert _alert_state(db_url)["pending"] == []
