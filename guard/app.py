@@ -196,7 +196,7 @@ class GuardApp:
             self.worker.on_learned = self.inspector.known.learned
             self.worker.only_new = self.inspector.known.unknown
         assert self.decide is not None
-        self.alerts = alerts = AlertDispatcher(self.writer, s, self._current_policy,
+        self.alerts = alerts = AlertDispatcher(self.engine, self.writer, s, self._current_policy,
                                                on_queued=self.worker.wake)
         worker_wake = self.worker.wake
 

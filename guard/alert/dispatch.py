@@ -13,7 +13,8 @@ state in a locked `store_meta` row):
    last alert mail `alerts.min_interval_seconds` ago, one mail: a first report for one
    message, a burst (counted, each message once) for several;
 3. once a local day at `alerts.digest_hour`: the digest of the less severe events to
-   `digest_to`;
+   `digest_to` (read before the transaction, so the writer never waits on a day's
+   events; queued only if the state still says it is due from the same time);
 4. the alert mail is queued as new messages from the guard (never inspected nor held,
    delivered by the normal worker), their `accepted` audit row naming the events, and
    the state written back.
@@ -41,8 +42,9 @@ from guard.ids import new_queue_id
 from guard.mail.notice import NoticeError, build_notice, one_line
 from guard.ownmail import notice_from_address, review_base_url, timezone_of
 from guard.policy import Policy
-from guard.store import AsyncConnection
+from guard.store import AsyncConnection, AsyncEngine
 from guard.store import alerts as A
+from guard.store.db import db_now
 from guard.store.faults import log_failure
 from guard.store.queue import NewMessage, insert_message
 from guard.store.writer import BatchWriter
@@ -60,6 +62,17 @@ class Queued:
     message: NewMessage
 
 
+@dataclass(frozen=True)
+class Digest:
+    day: str  # the local day it is for
+    after: float  # the state's digest_until it was read after (compare-and-set)
+    until: float
+    to: tuple[str, ...]
+    subject: str
+    body: str
+    detail: dict[str, object]
+
+
 @dataclass
 class PassReport:
     queued: list[Queued] = field(default_factory=list)
@@ -73,9 +86,10 @@ def recipients_key(addresses: tuple[str, ...]) -> str:
 
 
 class AlertDispatcher:
-    def __init__(self, writer: BatchWriter, settings: Settings,
+    def __init__(self, engine: AsyncEngine, writer: BatchWriter, settings: Settings,
                  policy: Callable[[], Policy | None], *,
                  on_queued: Callable[[], None] | None = None) -> None:
+        self.engine = engine
         self.writer = writer
         self.settings = settings
         self.policy = policy
@@ -89,7 +103,15 @@ class AlertDispatcher:
         self._wake.set()
 
     async def tick(self) -> PassReport:
-        report: PassReport = await self.writer.submit(self._pass)
+        # a day's events are read before the write, so the writer (every other write
+        # waits on it) never waits on that read; the pass queues the digest only if the
+        # state still says it is due from the same time (else another instance sent it)
+        digest = await self._digest_due()
+
+        async def one_pass(conn: AsyncConnection, now: float) -> PassReport:
+            return await self._pass(conn, now, digest)
+
+        report: PassReport = await self.writer.submit(one_pass)
         for q in report.queued:  # counted once committed
             metrics.ALERTS_SENT.labels(q.kind).inc()
         if report.queued:
@@ -151,7 +173,8 @@ class AlertDispatcher:
         return Words(self.tz, self.base_url, policy.doc.alerts.show_addresses, department,
                      policy.tables.customer)
 
-    async def _pass(self, conn: AsyncConnection, now: float) -> PassReport:
+    async def _pass(self, conn: AsyncConnection, now: float, digest: Digest | None
+                    ) -> PassReport:
         a = self.settings.alerts
         report = PassReport()
         state = await A.lock_state(conn, now)
@@ -172,7 +195,11 @@ class AlertDispatcher:
             report.queued += await self._due(conn, now, state, policy, facts, report)
         state.sent = {k: t for k, t in state.sent.items() if t > now - a.min_interval_seconds}
         # 3. the digest
-        report.queued += await self._digest(conn, now, state, policy, facts)
+        if digest is not None and state.digest_day != digest.day and \
+                state.digest_until == digest.after:
+            report.queued += self._mail("digest", digest.to, digest.subject, digest.body, now,
+                                        policy, digest.detail, "")
+            state.digest_day, state.digest_until = digest.day, digest.until
         if state.to_json() != before:  # (an idle pass writes nothing)
             await A.save_state(conn, now, state)
         for q in report.queued:
@@ -220,17 +247,24 @@ class AlertDispatcher:
         report.next_due_in = min(waits) if waits else None
         return queued
 
-    async def _digest(self, conn: AsyncConnection, now: float, state: A.AlertState,
-                      policy: Policy | None, facts: Facts) -> list[Queued]:
-        a = self.settings.alerts
+    async def _digest_due(self) -> Digest | None:
+        """The digest, if one is due: its recipients, its words, and the period it covers
+        (from the end of the last one, or a day back the first time)."""
+        policy = self.policy()
         to = tuple(sorted(set(policy.doc.alerts.digest_to))) if policy is not None else ()
-        local = datetime.fromtimestamp(now, self.tz)
-        day = local.date().isoformat()
-        if not to or local.hour < a.digest_hour or state.digest_day == day:
-            return []
-        since = state.digest_until or now - 86400.0
-        rows = await A.read_between(conn, since, now, ACTIONS)
-        msgs = await A.message_facts(conn, {r.message_id for r in rows})
+        if not to:
+            return None
+        async with self.engine.connect() as conn:
+            now = await db_now(conn)
+            local = datetime.fromtimestamp(now, self.tz)
+            day = local.date().isoformat()
+            state = await A.read_state(conn) or A.AlertState()
+            if local.hour < self.settings.alerts.digest_hour or state.digest_day == day:
+                return None
+            since = state.digest_until or now - 86400.0
+            rows = await A.read_between(conn, since, now, ACTIONS)
+            msgs = await A.message_facts(conn, {r.message_id for r in rows})
+        facts = self._facts(policy)
         minor: list[Event] = []
         severe: set[str] = set()
         for r in rows:
@@ -242,10 +276,9 @@ class AlertDispatcher:
             else:
                 minor.append(e)
         subject, body = digest(day, since, now, minor, len(severe), self._words(policy))
-        state.digest_day, state.digest_until = day, now
-        detail = {"alert": "digest", "day": day, "since": since, "until": now,
-                  "events": len(minor), "severe": len(severe)}
-        return self._mail("digest", to, subject, body, now, policy, detail, "")
+        return Digest(day, state.digest_until, now, to, subject, body,
+                      {"alert": "digest", "day": day, "since": since, "until": now,
+                       "events": len(minor), "severe": len(severe)})
 
     def _mail(self, kind: str, rcpts: tuple[str, ...], subject: str, body: str, now: float,
               policy: Policy | None, detail: dict[str, object], about: str) -> list[Queued]:

@@ -100,6 +100,14 @@ async def lock_state(conn: AsyncConnection, now: float) -> AlertState:
     return AlertState.from_json(value)
 
 
+async def read_state(conn: AsyncConnection) -> AlertState | None:
+    """The state as it is, without a lock (None before the first pass): to see whether a
+    digest is due before reading its events outside the writer."""
+    value = (await conn.execute(select(store_meta.c.value).where(
+        store_meta.c.name == STATE_NAME))).scalar_one_or_none()
+    return None if value is None else AlertState.from_json(value)
+
+
 async def save_state(conn: AsyncConnection, now: float, state: AlertState) -> None:
     """Write the state back (its row is locked by lock_state in this transaction)."""
     await conn.execute(store_meta.update().where(store_meta.c.name == STATE_NAME).values(
