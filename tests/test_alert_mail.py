@@ -189,6 +189,7 @@ def test_first_report_override_misdelivery_digest_and_never_held(
     assert "判断: 管理者 boss@example.co.jp" in override[0]
     assert "Decided by: an administrator boss@example.co.jp" in override[0]
     assert "重大な保留が解除され、送信されます" in override[0]
+    print("\n--- override ---\n" + override[0])
     wait_for(lambda: [m for m in sink.messages if m.rcpt_tos == ["buyer@client.example"]],
              30, what="the released mail delivered")
 
@@ -216,6 +217,7 @@ def test_first_report_override_misdelivery_digest_and_never_held(
     assert "送信者が誤送信を報告しました（インシデント INC-7）" in mis[0][1]
     assert "宛先: other.example（1 人）" in mis[0][1]
     assert "判断: 送信者 alice@example.co.jp" in mis[0][1]
+    print("\n--- misdelivery ---\n" + mis[0][0] + "\n\n" + mis[0][1])
 
     # the alert mail reached the officers although a rule holds every mail to colleagues
     rows = _rows(url)
@@ -232,6 +234,7 @@ def test_first_report_override_misdelivery_digest_and_never_held(
     assert "保留 1 件、拒否 0 件、ヒヤリハット 0 件" in body  # the keyword hold
     assert "重大な事象（通知済み）: 2 件" in body  # the card mail and the misdelivered one
     assert "ルール別: secret-outside 1" in body
+    print("\n--- digest ---\n" + subject + "\n\n" + body)
     _, metrics = g.http("/metrics")
     for kind, n in (("first", 6), ("digest", 1)):  # one per recipient
         assert f'guard_alerts_sent_total{{kind="{kind}"}} {n}.0' in metrics, kind

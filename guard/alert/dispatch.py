@@ -186,13 +186,17 @@ class AlertDispatcher:
                                                    ACTIONS)
         report.read = len(wanted)
         msgs = await A.message_facts(conn, {r.message_id for r in wanted})
+        gathered = len(state.pending)
         for r in wanted:
             e = classify(r, msgs.get(r.message_id), facts)
             if e is not None and e.severe and self._recipients(policy, e.sender):
                 state.pending.append(r.id)
-        # 2. what is due of the gathered events
-        if state.pending:
+        # 2. what is due of the gathered events (read again only when something is new
+        # or due: a burst waiting for min_interval_seconds is not re-read every tick)
+        if state.pending and (len(state.pending) > gathered or now >= state.next_due):
             report.queued += await self._due(conn, now, state, policy, facts, report)
+        elif state.pending:
+            report.next_due_in = state.next_due - now
         state.sent = {k: t for k, t in state.sent.items() if t > now - a.min_interval_seconds}
         # 3. the digest
         if digest is not None and state.digest_day != digest.day and \
@@ -245,6 +249,7 @@ class AlertDispatcher:
             state.sent[key] = now
         state.pending = sorted(keep)
         report.next_due_in = min(waits) if waits else None
+        state.next_due = now + min(waits) if waits else 0.0
         return queued
 
     async def _digest_due(self) -> Digest | None:

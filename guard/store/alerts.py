@@ -34,10 +34,12 @@ class AlertState:
     sent: dict[str, float] = field(default_factory=dict)  # recipients key -> last mail time
     digest_day: str = ""  # the local day of the last digest (YYYY-MM-DD)
     digest_until: float = 0.0  # the end of the period the last digest covered
+    next_due: float = 0.0  # when the gathered events are next due (nothing new meanwhile)
 
     def to_json(self) -> str:
         return json.dumps({"after": self.after, "pending": self.pending, "sent": self.sent,
-                           "digest_day": self.digest_day, "digest_until": self.digest_until},
+                           "digest_day": self.digest_day, "digest_until": self.digest_until,
+                           "next_due": self.next_due},
                           separators=(",", ":"))
 
     @classmethod
@@ -47,7 +49,8 @@ class AlertState:
                    pending=[int(x) for x in d.get("pending") or []],
                    sent={str(k): float(v) for k, v in (d.get("sent") or {}).items()},
                    digest_day=str(d.get("digest_day") or ""),
-                   digest_until=float(d.get("digest_until") or 0.0))
+                   digest_until=float(d.get("digest_until") or 0.0),
+                   next_due=float(d.get("next_due") or 0.0))
 
 
 @dataclass(frozen=True)
