@@ -216,7 +216,8 @@ def test_first_report_override_misdelivery_digest_and_never_held(
     assert mis[0][0] == "[guard] 重大: 誤送信の報告 / Severe: misdelivery reported"
     assert "送信者が誤送信を報告しました（インシデント INC-7）" in mis[0][1]
     assert "宛先: other.example（1 人）" in mis[0][1]
-    assert "判断: 送信者 alice@example.co.jp" in mis[0][1]
+    assert "報告: 送信者 alice@example.co.jp" in mis[0][1]
+    assert "Reported by: the sender alice@example.co.jp" in mis[0][1]
     print("\n--- misdelivery ---\n" + mis[0][0] + "\n\n" + mis[0][1])
 
     # the alert mail reached the officers although a rule holds every mail to colleagues

@@ -174,10 +174,11 @@ def first_report(events: Sequence[Event], w: Words) -> tuple[str, str]:
                 f"To: {recipients_text(last, w, 'en')}",
                 f"Data: {data_en(last)}"]
     for e in events:
+        reported = e.kind == "misdelivery"
         ja_lines.append(f"対応: {action_ja(e)}")
-        ja_lines.append(f"判断: {decider(e, 'ja')}")
+        ja_lines.append(f"{'報告' if reported else '判断'}: {decider(e, 'ja')}")
         en_lines.append(f"Action: {action_en(e)}")
-        en_lines.append(f"Decided by: {decider(e, 'en')}")
+        en_lines.append(f"{'Reported by' if reported else 'Decided by'}: {decider(e, 'en')}")
     if last.rule:
         ja_lines.append(f"ルール: {one_line(last.rule, 80)}")
         en_lines.append(f"Rule: {one_line(last.rule, 80)}")
