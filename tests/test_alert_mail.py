@@ -137,8 +137,7 @@ def test_first_report_override_misdelivery_digest_and_never_held(
         guard_factory: Any, sink: Sink, tls: TlsFiles, tmp_path: Path) -> None:
     policy = _policy(tmp_path)
     url = f"sqlite:///{tmp_path / 'guard.db'}"
-    g: GuardProcess = guard_factory(sink.url, url, policy=str(policy), **_alert_settings(
-        GUARD_ALERTS__DIGEST_HOUR="0"))
+    g: GuardProcess = guard_factory(sink.url, url, policy=str(policy), **_alert_settings())
     # a less severe hold (a keyword) first: the digest's, never a first report
     submit(g.smtp_port, tls, "alice@example.co.jp", ["someone@partner.example"],
            _mail("someone@partner.example", "社外秘の資料です。\n"))
@@ -226,24 +225,47 @@ def test_first_report_override_misdelivery_digest_and_never_held(
     assert len(alerts) == 6 and {r["state"] for r in alerts} == {"delivered"}
     assert not [r for r in rows if r["state"] == "held" and set(r["recipients"]) & OFFICERS]
 
-    # the digest: once the policy names its recipients, once a day, across a restart
+    _, metrics = g.http("/metrics")
+    assert 'guard_alerts_sent_total{kind="first"} 6.0' in metrics  # one per recipient
+    assert not _alerts(sink, "digest")  # nobody to send it to
+
+
+def test_the_digest_comes_once_a_day_and_not_again_after_a_restart(
+        guard_factory: Any, sink: Sink, tls: TlsFiles, tmp_path: Path) -> None:
+    policy = _policy(tmp_path, digest=True)
+    url = f"sqlite:///{tmp_path / 'guard.db'}"
+    # west of the date line: a new guard sends no digest for the day it starts on
+    g: GuardProcess = guard_factory(sink.url, url, policy=str(policy), **_alert_settings(
+        GUARD_ALERTS__DIGEST_HOUR="0", GUARD_REVIEW__TIMEZONE="Etc/GMT+12"))
+    for i in range(2):  # two less severe holds (a keyword), one then cancelled: a near miss
+        submit(g.smtp_port, tls, "alice@example.co.jp", [f"p{i}@partner.example"],
+               _mail(f"p{i}@partner.example", "社外秘の資料です。\n"))
+    cancelled = _held(url, "p1@partner.example")
+    _held(url, "p0@partner.example")
+    done = g.cli("queue", "cancel", cancelled, "--reason", "wrong_recipient",
+                 "--by", "boss@example.co.jp")
+    assert done.returncode == 0, done.stderr
+    submit(g.smtp_port, tls, "alice@example.co.jp", ["buyer@client.example"],
+           _mail("buyer@client.example", CARD))
+    wait_for(lambda: len(_alerts(sink, "first")) == 2, 30, what="the severe hold's report")
     assert not _alerts(sink, "digest")
-    _policy(tmp_path, digest=True)
+    # east of it: the next day, whose digest hour has come
+    g.stop()
+    g.env["GUARD_REVIEW__TIMEZONE"] = "Etc/GMT-14"
+    g.start()
     wait_for(lambda: _alerts(sink, "digest"), 30, what="the digest")
     [(to, subject, body)] = _alerts(sink, "digest")
     assert to == "digest@example.co.jp" and subject.startswith("[guard] 日次ダイジェスト ")
-    assert "保留 1 件、拒否 0 件、ヒヤリハット 0 件" in body  # the keyword hold
-    assert "重大な事象（通知済み）: 2 件" in body  # the card mail and the misdelivered one
-    assert "ルール別: secret-outside 1" in body
+    for needle in ("保留 2 件、拒否 0 件、ヒヤリハット 1 件", "重大な事象（通知済み）: 1 件",
+                   "ルール別: secret-outside 3", "検出別: keyword 3", "部署別: 営業部 / Sales 3",
+                   "Held 2, refused 0, near misses 1", "/reports/near-misses"):
+        assert needle in body, (needle, body)
     print("\n--- digest ---\n" + subject + "\n\n" + body)
-    _, metrics = g.http("/metrics")
-    for kind, n in (("first", 6), ("digest", 1)):  # one per recipient
-        assert f'guard_alerts_sent_total{{kind="{kind}"}} {n}.0' in metrics, kind
     g.stop()
     g.start()
     time.sleep(2)  # several passes of the restarted guard
     assert len(_alerts(sink, "digest")) == 1
-    assert len(_alerts(sink)) == 7
+    assert len(_alerts(sink)) == 3
 
 
 def _send_many(port: int, tls: TlsFiles, numbers: range, errors: list[BaseException],

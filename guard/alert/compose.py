@@ -251,7 +251,7 @@ def digest(day: str, since: float, until: float, minor: Sequence[Event], severe:
     rules = Counter(e.rule or "-" for e in minor)
     symbols = Counter(s for e in minor for s in e.symbols)
     depts = Counter(w.department(e.sender) or "(none)" for e in minor)
-    period = f"{_time(since, w.tz)} 〜 {_time(until, w.tz)}"
+    period = _period(since, until, w.tz)
     subject = f"[guard] 日次ダイジェスト {day} / Daily digest {day}"
     ja = [f"日次ダイジェスト {day}",
           f"期間: {period}",
@@ -263,7 +263,7 @@ def digest(day: str, since: float, until: float, minor: Sequence[Event], severe:
           f"部署別: {_summary(_ranked(depts), '、') or '-'}",
           f"詳細: {w.base_url}/reports/near-misses"]
     en = [f"Daily digest {day}",
-          f"Period: {_time(since, w.tz)} to {_time(until, w.tz)}",
+          f"Period: {period}",
           f"Held {kinds['held']}, refused {kinds['rejected']}, "
           f"near misses {kinds['near_miss']}",
           f"Severe events (already reported): {severe}",

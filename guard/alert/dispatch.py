@@ -177,7 +177,7 @@ class AlertDispatcher:
                     ) -> PassReport:
         a = self.settings.alerts
         report = PassReport()
-        state = await A.lock_state(conn, now)
+        state = await A.lock_state(conn, now, self._first_state(now))
         before = state.to_json()
         policy = self.policy()
         facts = self._facts(policy)
@@ -201,6 +201,8 @@ class AlertDispatcher:
         # 3. the digest
         if digest is not None and state.digest_day != digest.day and \
                 state.digest_until == digest.after:
+            # (nobody to send it to: the day is marked all the same, so a digest_to added
+            # later starts with the next day's events, not with months of them)
             report.queued += self._mail("digest", digest.to, digest.subject, digest.body, now,
                                         policy, digest.detail, "")
             state.digest_day, state.digest_until = digest.day, digest.until
@@ -252,21 +254,32 @@ class AlertDispatcher:
         state.next_due = now + min(waits) if waits else 0.0
         return queued
 
+    def _digest_day(self, now: float) -> str | None:
+        """The local day whose digest is due at `now` (its hour has come), else None."""
+        local = datetime.fromtimestamp(now, self.tz)
+        if local.hour < self.settings.alerts.digest_hour:
+            return None
+        return local.date().isoformat()
+
+    def _first_state(self, now: float) -> A.AlertState:
+        """A new guard's state: its first digest at the next digest hour, covering the
+        time from now (a guard started at 10:00 sends none until tomorrow's)."""
+        return A.AlertState(digest_day=self._digest_day(now) or "", digest_until=now)
+
     async def _digest_due(self) -> Digest | None:
         """The digest, if one is due: its recipients, its words, and the period it covers
-        (from the end of the last one, or a day back the first time)."""
+        (from the end of the last one)."""
         policy = self.policy()
         to = tuple(sorted(set(policy.doc.alerts.digest_to))) if policy is not None else ()
-        if not to:
-            return None
         async with self.engine.connect() as conn:
             now = await db_now(conn)
-            local = datetime.fromtimestamp(now, self.tz)
-            day = local.date().isoformat()
-            state = await A.read_state(conn) or A.AlertState()
-            if local.hour < self.settings.alerts.digest_hour or state.digest_day == day:
-                return None
+            day = self._digest_day(now)
+            state = await A.read_state(conn)
+            if state is None or day is None or state.digest_day == day:
+                return None  # (no state yet: the first pass starts it)
             since = state.digest_until or now - 86400.0
+            if not to:
+                return Digest(day, state.digest_until, now, (), "", "", {})
             rows = await A.read_between(conn, since, now, ACTIONS)
             msgs = await A.message_facts(conn, {r.message_id for r in rows})
         facts = self._facts(policy)

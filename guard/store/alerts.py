@@ -87,18 +87,19 @@ def _json(text: str | None) -> dict[str, Any]:
 _LOCK_STATE = select(store_meta.c.value).where(store_meta.c.name == STATE_NAME).with_for_update()
 
 
-async def lock_state(conn: AsyncConnection, now: float) -> AlertState:
-    """The dispatcher's state, locked until the transaction ends. The first time, the
-    cursor starts at the newest audit row: a new guard does not mail its history."""
+async def lock_state(conn: AsyncConnection, now: float, first: AlertState) -> AlertState:
+    """The dispatcher's state, locked until the transaction ends. The first time it is
+    `first` with the cursor at the newest audit row: a new guard does not mail its
+    history."""
     value = (await conn.execute(_LOCK_STATE)).scalar_one_or_none()
     if value is None:
         newest = (await conn.execute(select(func.max(audit.c.id)))).scalar_one_or_none()
+        first.after = int(newest or 0)
         ins = (postgresql.insert(store_meta) if conn.dialect.name == "postgresql"
                else sqlite.insert(store_meta))
         # two instances starting together: one inserts, the other waits and finds it
         await conn.execute(ins.on_conflict_do_nothing(index_elements=["name"]), {
-            "name": STATE_NAME, "value": AlertState(after=int(newest or 0)).to_json(),
-            "updated_at": now})
+            "name": STATE_NAME, "value": first.to_json(), "updated_at": now})
         value = (await conn.execute(_LOCK_STATE)).scalar_one()
     return AlertState.from_json(value)
 
