@@ -318,9 +318,10 @@ class AlertSettings(_Section):
     # How often the dispatcher reads the audit trail (it also wakes when a message is
     # held or refused).
     tick_seconds: float = Field(default=5.0, gt=0)
-    # An audit row is read once it is this old: longer than a write transaction of the
-    # guard lasts, so a row committed late by another instance is never passed over.
-    settle_seconds: float = Field(default=3.0, ge=0)
+    # An audit id missing behind the ones read (a write of another instance that had
+    # its id but had not committed yet) is looked for this long, then taken to be one
+    # rolled back: longer than any write of the guard lasts.
+    gap_wait_seconds: float = Field(default=600.0, gt=0)
     # Severe events are gathered this long after the first one, so a burst is one mail.
     gather_seconds: float = Field(default=15.0, ge=0)
     # At most one alert mail per this many seconds to the same recipients; what happens

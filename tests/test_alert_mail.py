@@ -126,7 +126,7 @@ def _held(url: str, rcpt: str) -> str:
 
 
 def _alert_settings(**kw: str) -> dict[str, str]:
-    base = {"GUARD_ALERTS__TICK_SECONDS": "0.3", "GUARD_ALERTS__SETTLE_SECONDS": "0.2",
+    base = {"GUARD_ALERTS__TICK_SECONDS": "0.3",
             "GUARD_ALERTS__GATHER_SECONDS": "0.5", "GUARD_ALERTS__MIN_INTERVAL_SECONDS": "0",
             "GUARD_REVIEW__TIMEZONE": "Asia/Tokyo", "GUARD_REVIEW__TICK_SECONDS": "0.5",
             "GUARD_POLICY__RELOAD_INTERVAL": "0.3"}

@@ -4,10 +4,11 @@ Every instance runs it on a timer (`alerts.tick_seconds`, and at once when a mes
 held or refused). One pass is ONE write transaction (guard/store/alerts.py keeps the
 state in a locked `store_meta` row):
 
-1. read the audit rows after the cursor that are `alerts.settle_seconds` old (a row
-   another instance is still committing has an older id than rows already visible,
-   but never by more than a transaction lasts), oldest first, and move the cursor
-   past them; the severe events among them join the gathered ones;
+1. read the audit rows after the cursor, oldest first, and move the cursor past them;
+   an id missing among them (another instance's write that had its id but had not
+   committed yet: PostgreSQL hands ids out at the insert) is looked for again on every
+   pass until `alerts.gap_wait_seconds`; the severe events among them join the
+   gathered ones;
 2. for each set of recipients (the policy's officers, plus the sender's department's
    `by_group` addresses): once its first event is `alerts.gather_seconds` old and its
    last alert mail `alerts.min_interval_seconds` ago, one mail: a first report for one
@@ -54,6 +55,7 @@ log = logging.getLogger("guard.alert")
 ACTOR = "guard:alert"
 GUARD_SENDER = "guard"  # messages.sender of the guard's own mail (left out of reports)
 MIN_SLEEP = 0.05
+MAX_GAPS = 10_000  # missing ids looked for at once (a flood of rollbacks stays bounded)
 
 
 @dataclass
@@ -76,7 +78,8 @@ class Digest:
 @dataclass
 class PassReport:
     queued: list[Queued] = field(default_factory=list)
-    read: int = 0  # audit rows the cursor moved past
+    read: int = 0  # audit rows of interest read past the cursor
+    backlog: bool = False  # more audit rows are waiting
     gathered: int = 0  # severe events waiting after the pass
     next_due_in: float | None = None  # seconds until gathered events are due
 
@@ -129,16 +132,13 @@ class AlertDispatcher:
                 report = await self.tick()
                 if report.next_due_in is not None:
                     sleep = min(sleep, max(report.next_due_in, MIN_SLEEP))
-                if report.read >= A.READ_LIMIT:
-                    sleep = MIN_SLEEP  # a backlog: read on
+                if report.backlog:
+                    sleep = MIN_SLEEP  # read on
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 log_failure(log, "alerts failed; trying again at the next tick", e)
-            if self._wake.is_set():
-                # a fresh row is read once it has settled
-                self._wake.clear()
-                sleep = min(sleep, a.settle_seconds + MIN_SLEEP)
+            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), sleep)
 
@@ -181,10 +181,22 @@ class AlertDispatcher:
         before = state.to_json()
         policy = self.policy()
         facts = self._facts(policy)
-        # 1. past the cursor: the settled rows, in id order, up to the first one that is not
-        wanted, state.after = await A.read_settled(conn, state.after, now - a.settle_seconds,
-                                                   ACTIONS)
-        report.read = len(wanted)
+        # 1. past the cursor, and the ids it skipped that may have committed since
+        read_from = state.after
+        read = await A.read_after(conn, state.after, ACTIONS)
+        state.after = read.after
+        wanted = read.rows
+        if state.gaps:
+            found = await A.read_ids(conn, sorted(state.gaps))
+            for r in found:
+                del state.gaps[r.id]
+            wanted = sorted([*wanted, *(r for r in found if r.action in ACTIONS)],
+                            key=lambda r: r.id)
+            state.gaps = {i: t for i, t in state.gaps.items() if t > now - a.gap_wait_seconds}
+        for i in read.missing[:MAX_GAPS - len(state.gaps)]:
+            state.gaps[i] = now
+        report.read = len(read.rows)
+        report.backlog = read.after - read_from >= A.READ_LIMIT
         msgs = await A.message_facts(conn, {r.message_id for r in wanted})
         gathered = len(state.pending)
         for r in wanted:

@@ -35,11 +35,16 @@ class AlertState:
     digest_day: str = ""  # the local day of the last digest (YYYY-MM-DD)
     digest_until: float = 0.0  # the end of the period the last digest covered
     next_due: float = 0.0  # when the gathered events are next due (nothing new meanwhile)
+    # audit ids missing after the cursor when it moved past them -> when first missed: a
+    # transaction of another process that had its id but had not committed yet (looked
+    # for again), or one rolled back (forgotten after gap_wait_seconds)
+    gaps: dict[int, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps({"after": self.after, "pending": self.pending, "sent": self.sent,
                            "digest_day": self.digest_day, "digest_until": self.digest_until,
-                           "next_due": self.next_due},
+                           "next_due": self.next_due,
+                           "gaps": {str(k): v for k, v in self.gaps.items()}},
                           separators=(",", ":"))
 
     @classmethod
@@ -50,7 +55,8 @@ class AlertState:
                    sent={str(k): float(v) for k, v in (d.get("sent") or {}).items()},
                    digest_day=str(d.get("digest_day") or ""),
                    digest_until=float(d.get("digest_until") or 0.0),
-                   next_due=float(d.get("next_due") or 0.0))
+                   next_due=float(d.get("next_due") or 0.0),
+                   gaps={int(k): float(v) for k, v in (d.get("gaps") or {}).items()})
 
 
 @dataclass(frozen=True)
@@ -123,24 +129,30 @@ def _event(r: Any) -> AuditEvent:
                       r.from_state, r.to_state, _json(r.detail))
 
 
-async def read_settled(conn: AsyncConnection, after: int, cut: float,
-                       actions: Iterable[str], limit: int = READ_LIMIT
-                       ) -> tuple[list[AuditEvent], int]:
-    """The rows with these actions after `after`, up to (not including) the first row of
-    any action that is newer than `cut` (it, and what follows it, may still have older
-    ids committing behind it); and the id to read after next time. Oldest first."""
-    bound = (await conn.execute(select(func.min(audit.c.id)).where(
-        audit.c.id > after, audit.c.at > cut))).scalar_one_or_none()
-    scope = [audit.c.id > after]
-    if bound is not None:
-        scope.append(audit.c.id < bound)
+@dataclass
+class Read:
+    rows: list[AuditEvent]  # the rows with the actions asked for, oldest first
+    after: int  # the id to read after next time
+    missing: list[int]  # ids skipped over: not committed yet, or rolled back
+
+
+async def read_after(conn: AsyncConnection, after: int, actions: Iterable[str],
+                     limit: int = READ_LIMIT) -> Read:
+    """The next `limit` audit ids after `after`; the rows among them with these actions;
+    and the ids missing between them. Ids are handed out when a row is inserted, not when
+    it commits: on PostgreSQL another instance (or a `guard` command) may commit a
+    smaller id after a larger one was read here, so a missing id is not yet "none"."""
+    ids = [int(i) for i in (await conn.execute(
+        select(audit.c.id).where(audit.c.id > after).order_by(audit.c.id).limit(limit)
+    )).scalars()]
+    if not ids:
+        return Read([], after, [])
+    present = set(ids)
+    missing = [i for i in range(after + 1, ids[-1]) if i not in present][:limit]
     rows = [_event(r) for r in await conn.execute(
-        select(audit).where(*scope, audit.c.action.in_(list(actions)))
-        .order_by(audit.c.id).limit(limit))]
-    if len(rows) == limit:  # more to read: on from the last one read
-        return rows, rows[-1].id
-    last = (await conn.execute(select(func.max(audit.c.id)).where(*scope))).scalar_one_or_none()
-    return rows, int(last) if last is not None else after
+        select(audit).where(audit.c.id > after, audit.c.id <= ids[-1],
+                            audit.c.action.in_(list(actions))).order_by(audit.c.id))]
+    return Read(rows, ids[-1], missing)
 
 
 async def read_ids(conn: AsyncConnection, ids: Sequence[int]) -> list[AuditEvent]:
