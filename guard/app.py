@@ -21,6 +21,7 @@ import uvicorn
 from guard import metrics, multiproc
 from guard.accept.decide import Inspector, KnowledgeCache, PolicyDecider
 from guard.accept.pipeline import Decider, Pipeline, queue_everything
+from guard.alert.dispatch import AlertDispatcher
 from guard.config import (
     ConfigError,
     Settings,
@@ -29,7 +30,6 @@ from guard.config import (
     parse_upstream_url,
 )
 from guard.devsink import CaptureHandler, capture_protocol_factory
-from guard.hold.notify.notices import timezone_of
 from guard.hold.service import HoldService
 from guard.ids import instance_id
 from guard.inspect.isolate import ExtractionPool
@@ -41,6 +41,7 @@ from guard.knowledge.listsync import (
     key_mismatches,
     sync_policy_lists,
 )
+from guard.ownmail import timezone_of
 from guard.policy import Policy, PolicyWatcher
 from guard.relay.client import Upstream
 from guard.relay.worker import DeliveryWorker
@@ -56,7 +57,7 @@ from guard.smtp.listeners import (
     server_tls_context,
     upstream_loop,
 )
-from guard.smtp.outcome import Accepted, Held, Outcome
+from guard.smtp.outcome import Accepted, Held, Outcome, Rejected
 from guard.smtp.received import ReceivedMessage
 from guard.store import db, knowledge, migrate, retention
 from guard.store.faults import describe, log_failure
@@ -152,6 +153,7 @@ class GuardApp:
             default_escalate_seconds=settings.review.default_escalate_after_minutes * 60)
         self.worker: DeliveryWorker | None = None
         self.hold: HoldService | None = None
+        self.alerts: AlertDispatcher | None = None
         self.pipeline: Pipeline | None = None
         self.fronts: SmtpFronts | None = None
         self._stopped = asyncio.Event()
@@ -197,8 +199,16 @@ class GuardApp:
             self.worker.on_learned = self.inspector.known.learned
             self.worker.only_new = self.inspector.known.unknown
         assert self.decide is not None
+        self.alerts = alerts = AlertDispatcher(self.engine, self.writer, s, self._current_policy,
+                                               on_queued=self.worker.wake)
+        worker_wake = self.worker.wake
+
+        def released() -> None:  # a hold was decided: deliver it, and alert if it was severe
+            worker_wake()
+            alerts.wake()
+
         self.hold = HoldService(self.engine, self.writer, s, self.secret,
-                                on_release=self.worker.wake,
+                                on_release=released,
                                 internal_domains=self._internal_domains)
         mark = loop_id(self.secret)
         self.pipeline = Pipeline(self.writer, s.smtp.hostname, self.decide, loop_id=mark,
@@ -212,6 +222,8 @@ class GuardApp:
                 worker.wake()
             if isinstance(outcome, Held):
                 hold.wake()  # the timers send the first notices now
+            if isinstance(outcome, Held | Rejected):
+                alerts.wake()  # perhaps a severe event: a first report
             return outcome
 
         plan = listener_plan(s, mark)
@@ -258,6 +270,7 @@ class GuardApp:
                                                       s.metrics.listen, "metrics")
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="guard-housekeeping"))
         self._tasks.append(asyncio.create_task(self.hold.run_timers(), name="guard-holds"))
+        self._tasks.append(asyncio.create_task(self.alerts.run(), name="guard-alerts"))
         log.info("guard %s (leases %s) started: upstream %s, database %s", self.worker.name,
                  self.worker.owner, upstream.describe(),
                  self.engine.url.render_as_string(hide_password=True))
@@ -412,6 +425,10 @@ class GuardApp:
         if inspector.known is not None:
             known.append(inspector.known)
         return PolicyDecider(inspector, current)
+
+    def _current_policy(self) -> Policy | None:
+        """The policy alerts are addressed by (None: a decider given in code)."""
+        return None if self.watcher is None else self.watcher.current
 
     def _internal_domains(self) -> Sequence[str]:
         """The current policy's internal domains, in its order (notices' From: address)."""

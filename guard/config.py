@@ -312,6 +312,25 @@ class ReviewSettings(_Section):
         return v
 
 
+class AlertSettings(_Section):
+    """When alert mail goes out. Who gets it is the policy's `alerts:` section."""
+
+    # How often the dispatcher reads the audit trail (it also wakes when a message is
+    # held or refused).
+    tick_seconds: float = Field(default=5.0, gt=0)
+    # An audit id missing behind the ones read (a write of another instance that had
+    # its id but had not committed yet) is looked for this long, then taken to be one
+    # rolled back: longer than any write of the guard lasts.
+    gap_wait_seconds: float = Field(default=600.0, gt=0)
+    # Severe events are gathered this long after the first one, so a burst is one mail.
+    gather_seconds: float = Field(default=15.0, ge=0)
+    # At most one alert mail per this many seconds to the same recipients; what happens
+    # meanwhile goes into the next one, counted.
+    min_interval_seconds: float = Field(default=300.0, ge=0)
+    # The daily digest of the less severe events: at this hour (0-23) of review.timezone.
+    digest_hour: int = Field(default=8, ge=0, le=23)
+
+
 class InspectSettings(_Section):
     # false: relay only, no inspection and no policy (measuring the relay's own cost;
     # never what a deployment wants)
@@ -341,6 +360,7 @@ class Settings(_Section):
     log: LogSettings = Field(default_factory=LogSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     # Secret for HMACs (list digests, link tokens). "" = generated once into secret_file.
     secret: str = ""
     # "" = guard.secret beside the SQLite database file (PostgreSQL: set secret or

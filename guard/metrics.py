@@ -78,6 +78,12 @@ NEAR_MISSES = Counter(
     "guard_near_misses_total",
     "Held messages stopped by a person (cancelled or rejected): ヒヤリハット", ["by", "kind"])
 NOTICES_SENT = Counter("guard_notices_sent_total", "Notices queued, by kind", ["kind"])
+ALERTS_SENT = Counter(
+    "guard_alerts_sent_total",
+    "Alert mails queued to officers, by kind: first (a first report), burst (several "
+    "severe events in one mail), digest (the daily digest)", ["kind"])
+ALERTS_FAILED = Counter("guard_alerts_failed_total",
+                        "Alert mails that could not be built (an unusable address)", ["kind"])
 NOTICES_FAILED = Counter(
     "guard_notices_failed_total", "Notices that could not be built (bad address), by kind",
     ["kind"])

@@ -53,6 +53,7 @@ SAMPLES = [
     "unknown group 'marketing'; expected one of sales, hr",
     "expected at least 2 approvers for approvals_required 2; got 1",
     "escalate_after needs backup_approvers to escalate to",
+    "alerts has no officers: severe events of senders outside the listed groups alert nobody",
     "duplicate rule name 'a'",
     "duplicate keyword name 'k'",
     "tag has no effect on a rejected message (nothing is delivered)",

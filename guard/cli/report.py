@@ -57,7 +57,7 @@ def _facts(args: argparse.Namespace, settings: Any) -> PolicyFacts:
 
 
 def cmd_near_misses(args: argparse.Namespace) -> int:
-    from guard.hold.notify.notices import timezone_of
+    from guard.ownmail import timezone_of
     from guard.report import periods, render
     from guard.report.read import near_miss_report
 
@@ -85,7 +85,7 @@ def cmd_near_misses(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from guard.hold.notify.notices import timezone_of
+    from guard.ownmail import timezone_of
     from guard.report import periods, render
     from guard.report.read import rules_report
 
@@ -116,9 +116,9 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 def cmd_incident(args: argparse.Namespace) -> int:
     from guard.config import ConfigError
-    from guard.hold.notify.notices import timezone_of
     from guard.incident import render
     from guard.incident.desk import load_report
+    from guard.ownmail import timezone_of
 
     settings = settings_of(args)
     tz = timezone_of(settings)

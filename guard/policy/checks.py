@@ -103,7 +103,8 @@ _PARAM_ACTIONS: dict[str, frozenset[Action]] = {
 
 
 def semantic_issues(doc: PolicyDoc) -> list[Issue]:
-    return [*_group_issues(doc), *_rule_issues(doc), *_default_issues(doc), *_keyword_issues(doc)]
+    return [*_group_issues(doc), *_rule_issues(doc), *_default_issues(doc), *_keyword_issues(doc),
+            *_alert_issues(doc)]
 
 
 def _has_approvers(doc: PolicyDoc, group: str) -> bool:
@@ -391,3 +392,17 @@ def _keyword_issues(doc: PolicyDoc) -> Iterator[Issue]:
             )
         else:
             first_use[keyword.name] = i
+
+
+def _alert_issues(doc: PolicyDoc) -> Iterator[Issue]:
+    """A department named in alerts.by_group must exist (a typo would leave its alerts
+    unsent); a digest or department list without officers is allowed, but warned of:
+    severe events would reach nobody who watches the whole company."""
+    alerts = doc.alerts
+    for name in alerts.by_group:
+        if name not in doc.groups:
+            yield Issue(("alerts", "by_group", name, "[key]"), _unknown_group(doc, name))
+    if (alerts.by_group or alerts.digest_to) and not alerts.officers:
+        yield Issue(("alerts", "officers"),
+                    "alerts has no officers: severe events of senders outside the listed "
+                    "groups alert nobody", warning=True)

@@ -184,6 +184,10 @@ CATALOG: tuple[Entry, ...] = (
           "不明なグループ {name} です。次のいずれかを指定してください: {known}、sender"),
     Entry("unknown group {name}; expected one of {known}",
           "不明なグループ {name} です。次のいずれかを指定してください: {known}"),
+    Entry("alerts has no officers: severe events of senders outside the listed groups "
+          "alert nobody",
+          "alerts に officers がありません。どのグループにも属さない送信者の重大な事象は"
+          "誰にも通知されません"),
     Entry("expected at least {need} approvers for approvals_required {n}; got {have}",
           "approvals_required {n} には承認者が {need} 人以上必要です（現在 {have} 人）"),
     Entry("escalate_after needs backup_approvers to escalate to",

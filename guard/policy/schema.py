@@ -371,6 +371,22 @@ for _model in (AllOf, AnyOf, NotOf, Rule):
     _model.model_rebuild()
 
 
+class Alerts(_Model):
+    """Who is told of severe events at once (a first report by mail) and who gets the
+    daily digest of the others. When mail goes out is the guard's [alerts] setting."""
+
+    # always get the first reports: the privacy officer, the security desk
+    officers: AddressList = []
+    # group name -> addresses told of severe events of that group's senders (too)
+    by_group: dict[GroupName, AddressList] = {}
+    # first reports name organisations and domains; full addresses only when true
+    show_addresses: bool = False
+    # the daily digest of the less severe events (holds, near misses, look-alikes, ...)
+    digest_to: AddressList = []
+    # how many people's records make a mail to an outside recipient severe
+    min_records: int = Field(default=10, ge=1)
+
+
 class PolicyDoc(_Model):
     """The whole policy after includes are merged."""
 
@@ -382,3 +398,4 @@ class PolicyDoc(_Model):
     keywords: list[Keyword] = []
     groups: dict[GroupName, Group] = {}
     rules: list[Rule] = []
+    alerts: Alerts = Alerts()

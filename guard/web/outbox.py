@@ -16,8 +16,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from guard.devsink import CaptureHandler
-from guard.hold.notify.notices import format_time
 from guard.hold.preview import build_preview
+from guard.ownmail import format_time
 from guard.web.plain import SECURITY_HEADERS, page
 
 _URL = re.compile(r"https?://[^\s<>\"'\u3000-\u30ff\uff01-\uff5e]+")

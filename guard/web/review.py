@@ -29,9 +29,9 @@ from starlette.routing import BaseRoute, Route
 from guard import metrics
 from guard.hold.acts import Actor, Link, Result
 from guard.hold.links import EXPIRED, GONE, LinkView
-from guard.hold.notify.notices import review_base_url
 from guard.hold.service import HoldService
 from guard.mail.addresses import address_key
+from guard.ownmail import review_base_url
 from guard.web.review_form import deliberate_step
 from guard.web.review_render import HERE, REVIEW_HEADERS, ReviewRenderer
 

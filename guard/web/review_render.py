@@ -19,9 +19,10 @@ from guard.config import Settings
 from guard.hold.acts import CANCEL_REASONS
 from guard.hold.links import LinkView
 from guard.hold.notify.language import Languages
-from guard.hold.notify.notices import format_time, lang_of, review_base_url, timezone_of
+from guard.hold.notify.notices import lang_of
 from guard.hold.notify.texts import TEXTS, text
 from guard.hold.preview import Preview, build_preview
+from guard.ownmail import format_time, review_base_url, timezone_of
 from guard.web.review_form import domains_to_type
 
 HERE = Path(__file__).parent

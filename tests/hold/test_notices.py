@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from guard.hold.notify.mail import NoticeError, build_notice, one_line
+from guard.mail.notice import NoticeError, build_notice, one_line
 from tests.hold.conftest import (
     ALICE,
     BOSS,

@@ -12,22 +12,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime
 from email.utils import parseaddr
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import tzlocal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from guard.config import Settings
 from guard.hold.model import Hold, parse_hold
 from guard.hold.notify.language import Languages
-from guard.hold.notify.mail import NoticeError, build_notice, one_line
 from guard.hold.notify.texts import TEXTS, Lang, text
 from guard.hold.tokens import TokenSigner
 from guard.ids import new_queue_id
 from guard.mail.addresses import address_key
+from guard.mail.notice import NoticeError, build_notice, one_line
+from guard.ownmail import format_time, notice_from_address, review_base_url, timezone_of
 from guard.store.holds import MessageRow, RecipientRow
 from guard.store.queue import NewMessage
 
@@ -57,39 +56,6 @@ ACTED_LABEL = {"approved": "label.approved_at", "approval_partial": "label.appro
 MAX_LISTED_RECIPIENTS = 50
 # notices that tell the sender their mail is being sent (they carry the misdelivery link)
 SENDING = frozenset({"approved", "released"})
-
-
-def review_base_url(settings: Settings) -> str:
-    base = settings.review.base_url or settings.web.base_url or f"http://{settings.web.listen}"
-    return base.rstrip("/")
-
-
-def timezone_of(settings: Settings) -> tzinfo:
-    """review.timezone, or the machine's own zone (TZ, else /etc/localtime) when unset."""
-    name = settings.review.timezone
-    try:
-        return ZoneInfo(name) if name else tzlocal.get_localzone()
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        # (a configured name is checked when the settings load; this is the machine's)
-        log.warning("time zone %r unusable (%s); showing UTC", name or "local", e)
-        return UTC
-
-
-def format_time(t: float | None, tz: tzinfo) -> str:
-    """'2026-12-06 15:04 JST': the zone's label always goes with the time."""
-    if t is None:
-        return ""
-    return datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def notice_from_address(settings: Settings, internal_domains: Sequence[str] = ()) -> str:
-    """The From: of notices: review.notice_from_header, else a no-reply address at the
-    policy's first internal domain (the company's own, which people recognise), else
-    at smtp.hostname when the policy names no domain."""
-    if settings.review.notice_from_header:
-        return settings.review.notice_from_header
-    domain = next((d.strip().strip(".") for d in internal_domains if d.strip(".")), "")
-    return f"noreply@{domain or settings.smtp.hostname}"
 
 
 def reason_text(reason: str, lang: str) -> str:
