@@ -200,7 +200,8 @@ class GuardApp:
             self.worker.only_new = self.inspector.known.unknown
         assert self.decide is not None
         self.alerts = alerts = AlertDispatcher(self.engine, self.writer, s, self._current_policy,
-                                               on_queued=self.worker.wake)
+                                               on_queued=self.worker.wake,
+                                               links=ViewLinks(self.secret))
         worker_wake = self.worker.wake
 
         def released() -> None:  # a hold was decided: deliver it, and alert if it was severe

@@ -329,6 +329,9 @@ class AlertSettings(_Section):
     min_interval_seconds: float = Field(default=300.0, ge=0)
     # The daily digest of the less severe events: at this hour (0-23) of review.timezone.
     digest_hour: int = Field(default=8, ge=0, le=23)
+    # An alert's link opens that message's incident report without a login for this
+    # many days (guard/viewlink.py): a forwarded alert forwards the view, so not long.
+    link_days: float = Field(default=14.0, gt=0, le=90)
 
 
 class InspectSettings(_Section):

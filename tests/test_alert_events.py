@@ -102,3 +102,22 @@ def test_one_messages_events_count_once_in_a_burst() -> None:
     assert subject == "[guard] 重大: 2 件の重大な事象 / Severe: 2 events"
     assert "対応別: 保留解除・送信 1、拒否 1" in body
     assert "データ別（通数）: カード番号 1、個人の記録 1" in body
+
+
+def test_a_misdelivery_names_who_reported_it() -> None:
+    """The page lets only the sender report ("web:<sender>"); the CLI is the helpdesk's
+    or an admin's ("cli:<who>"): the alert says which."""
+    def reported(reporter: str) -> tuple[str, str, str]:
+        e = classify(row("misdelivery_reported", "delivered", "delivered", detail={
+            "incident": "I1", "wrong_recipients": ["x@wrong.example"],
+            "reporter": reporter}), msg(), FACTS)
+        assert e is not None and e.severe and e.kind == "misdelivery"
+        assert e.outside == ("x@wrong.example",) and e.incident == "I1"
+        return e.by_role, e.by, first_report([e], WORDS)[1]
+
+    role, by, text = reported("web:alice@example.co.jp")
+    assert (role, by) == ("sender", "alice@example.co.jp")
+    assert "報告: 送信者 alice@example.co.jp" in text and "web:" not in text
+    role, by, text = reported("cli:helpdesk@example.co.jp")
+    assert (role, by) == ("admin", "helpdesk@example.co.jp")
+    assert "Reported by: an administrator helpdesk@example.co.jp" in text

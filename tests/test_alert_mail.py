@@ -11,6 +11,8 @@ import re
 import textwrap
 import threading
 import time
+import urllib.error
+import urllib.request
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -18,7 +20,7 @@ from email.policy import default as DEFAULT_POLICY
 from pathlib import Path
 from typing import Any
 
-from guard.store import db, knowledge, queue, reads
+from guard.store import db, knowledge, reads
 from tests.conftest import GuardProcess, Sink, TlsFiles, submit, wait_for
 
 POLICY = """\
@@ -125,6 +127,19 @@ def _held(url: str, rcpt: str) -> str:
                     what=f"the mail to {rcpt} held")
 
 
+TOKEN = "alert-test-metrics-token"
+
+
+def _get(url: str, token: str = "") -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 def _alert_settings(**kw: str) -> dict[str, str]:
     base = {"GUARD_ALERTS__TICK_SECONDS": "0.3",
             "GUARD_ALERTS__GATHER_SECONDS": "0.5", "GUARD_ALERTS__MIN_INTERVAL_SECONDS": "0",
@@ -137,7 +152,9 @@ def test_first_report_override_misdelivery_digest_and_never_held(
         guard_factory: Any, sink: Sink, tls: TlsFiles, tmp_path: Path) -> None:
     policy = _policy(tmp_path)
     url = f"sqlite:///{tmp_path / 'guard.db'}"
-    g: GuardProcess = guard_factory(sink.url, url, policy=str(policy), **_alert_settings())
+    # with a metrics token, /reports needs it: the alert's own link must open its report
+    g: GuardProcess = guard_factory(sink.url, url, policy=str(policy), **_alert_settings(
+        GUARD_METRICS_TOKEN=TOKEN))
     # a less severe hold (a keyword) first: the digest's, never a first report
     submit(g.smtp_port, tls, "alice@example.co.jp", ["someone@partner.example"],
            _mail("someone@partner.example", "社外秘の資料です。\n"))
@@ -168,6 +185,14 @@ def test_first_report_override_misdelivery_digest_and_never_held(
                    f"Details: http://127.0.0.1:{g.web_port}/reports/incidents/{held}"):
         assert needle in en, (needle, en)
     assert "buyer@" not in body  # organisation and domain only (show_addresses: false)
+    # the link opens that report on a phone (no bearer token), and only that one
+    link = re.search(r"Details: (http://\S+)", en)
+    assert link is not None and re.search(r"\?k=v1\.\d+\.[\w-]{22}$", link.group(1))
+    status, page = _get(link.group(1))
+    assert status == 200 and held in page and "カード番号" in page
+    assert _get(link.group(1).split("?")[0])[0] == 401  # without it: the token is needed
+    other = link.group(1).replace(f"/incidents/{held}", "/incidents/0239AAAAAAAAAAAAAA")
+    assert _get(other)[0] == 401  # a link is for its own message only
     # each alert mail's one audit row (its `accepted`) names the events it covers
     first = [r for r in _rows(url) if r["sender"] == "guard" and "重大" in r["subject"]]
     assert len(first) == 2
@@ -176,7 +201,8 @@ def test_first_report_override_misdelivery_digest_and_never_held(
     assert (accepted["action"], accepted["actor"]) == ("accepted", "guard:alert")
     assert accepted["detail"] == {"alert": "first", "events": held_audit,
                                   "messages": [held], "count": 1}
-    assert max(len(line) for line in body.splitlines()) < 100  # a phone screen
+    # a phone screen: every line but the links (which a mail app never wraps)
+    assert max(len(line) for line in body.splitlines() if "http" not in line) < 60
     print("\n--- first report ---\n" + subject + "\n\n" + body)
 
     # a person overrides it: released by an admin at the CLI
@@ -192,31 +218,25 @@ def test_first_report_override_misdelivery_digest_and_never_held(
     wait_for(lambda: [m for m in sink.messages if m.rcpt_tos == ["buyer@client.example"]],
              30, what="the released mail delivered")
 
-    # a sender reports a misdelivery of a delivered mail (written by the misdelivery
-    # report's own code; here through the store's audit function)
+    # a sender reports a misdelivery of a delivered mail (the helpdesk, at the CLI)
     submit(g.smtp_port, tls, "alice@example.co.jp", ["wrong@other.example"],
            _mail("wrong@other.example", "見積書をお送りします。\n"))
     wait_for(lambda: [m for m in sink.messages if m.rcpt_tos == ["wrong@other.example"]],
              30, what="the plain mail delivered")
     sent = next(r["id"] for r in _rows(url) if r["recipients"] == ["wrong@other.example"])
 
-    async def report() -> None:
-        engine = db.create_engine(url)
-        async with engine.begin() as conn:
-            await queue.add_audit(conn, time.time(), sent, "web:sender:alice@example.co.jp",
-                                  "misdelivery_reported", detail={
-                                      "incident": "INC-7", "reporter": "alice@example.co.jp",
-                                      "wrong_recipients": ["wrong@other.example"]})
-        await engine.dispose()
-
-    asyncio.run(report())
+    done = g.cli("incident", "report", "--queue-id", sent, "--wrong-recipient",
+                 "wrong@other.example", "--by", "helpdesk@example.co.jp")
+    assert done.returncode == 0, done.stderr
+    incident = re.search(r"\bI[0-9A-Z]{10,}", done.stdout)
+    assert incident is not None, done.stdout
     wait_for(lambda: len(_alerts(sink, "first")) == 6, 30, what="the misdelivery's alert")
     mis = [(s, b) for _, s, b in _alerts(sink, "first") if "誤送信" in s]
     assert mis[0][0] == "[guard] 重大: 誤送信の報告 / Severe: misdelivery reported"
-    assert "送信者が誤送信を報告しました（インシデント INC-7）" in mis[0][1]
+    assert f"送信者が誤送信を報告しました（インシデント {incident.group(0)}）" in mis[0][1]
     assert "宛先: other.example（1 人）" in mis[0][1]
-    assert "報告: 送信者 alice@example.co.jp" in mis[0][1]
-    assert "Reported by: the sender alice@example.co.jp" in mis[0][1]
+    assert "報告: 管理者 helpdesk@example.co.jp" in mis[0][1]
+    assert "Reported by: an administrator helpdesk@example.co.jp" in mis[0][1]
     print("\n--- misdelivery ---\n" + mis[0][0] + "\n\n" + mis[0][1])
 
     # the alert mail reached the officers although a rule holds every mail to colleagues
@@ -225,7 +245,7 @@ def test_first_report_override_misdelivery_digest_and_never_held(
     assert len(alerts) == 6 and {r["state"] for r in alerts} == {"delivered"}
     assert not [r for r in rows if r["state"] == "held" and set(r["recipients"]) & OFFICERS]
 
-    _, metrics = g.http("/metrics")
+    _, metrics = _get(f"http://127.0.0.1:{g.web_port}/metrics", TOKEN)
     assert 'guard_alerts_sent_total{kind="first"} 6.0' in metrics  # one per recipient
     assert not _alerts(sink, "digest")  # nobody to send it to
 

@@ -22,6 +22,7 @@ from guard.mail.notice import one_line
 from guard.ownmail import format_time
 
 LISTED = 5  # events listed one by one in a burst; the rest are counted
+ID_COLUMNS = 2  # the other messages' ids per line (18 characters each: a phone's width)
 TOP = 5  # lines of each "by …" summary
 
 DATA_JA = {MY_NUMBER: "マイナンバー", CARD: "カード番号", PEOPLE_LIST: "名簿",
@@ -50,9 +51,13 @@ class Words:
     show_addresses: bool = False
     department: Callable[[str], str | None] = lambda sender: None  # "営業部 / Sales"
     organisation: Callable[[str], str | None] = lambda domain: None  # customer name
+    # the view link (guard/viewlink.py) of a message's report, "" for none: an officer's
+    # phone sends no bearer token
+    view_link: Callable[[str], str] = lambda message_id: ""
 
     def link(self, message_id: str) -> str:
-        return f"{self.base_url}/reports/incidents/{message_id}"
+        k = self.view_link(message_id)
+        return f"{self.base_url}/reports/incidents/{message_id}" + (f"?k={k}" if k else "")
 
 
 def _time(t: float, tz: tzinfo) -> str:
@@ -237,10 +242,16 @@ def burst(messages: Sequence[Sequence[Event]], w: Words) -> tuple[str, str]:
         ja.append(f"  {w.link(e.message_id)}")
         en.append(f"- {hhmm} {KIND_EN[e.kind]} {recipients_text(e, w, 'en')} {data_en(e)}")
         en.append(f"  {w.link(e.message_id)}")
+    tail = ""
     if n > LISTED:
-        ja.append(f"ほか {n - LISTED} 件は {w.base_url}/reports/ で確認してください")
-        en.append(f"{n - LISTED} more: see {w.base_url}/reports/")
-    return subject, "\n".join(ja) + "\n\n" + "\n".join(en) + "\n"
+        # the others by id, once, at the end (`guard report incident ID`): links only for
+        # the first few keeps the mail short enough for a phone
+        ja.append(f"ほか {n - LISTED} 件（ID は末尾。guard report incident ID で確認できます）")
+        en.append(f"{n - LISTED} more (ids at the end; guard report incident ID shows each)")
+        rest = [e.message_id for e in last[LISTED:]]
+        tail = "\n" + "\n".join(" ".join(rest[i:i + ID_COLUMNS])
+                                for i in range(0, len(rest), ID_COLUMNS)) + "\n"
+    return subject, "\n".join(ja) + "\n\n" + "\n".join(en) + "\n" + tail
 
 
 def digest(day: str, since: float, until: float, minor: Sequence[Event], severe: int,

@@ -49,6 +49,7 @@ from guard.store.db import db_now
 from guard.store.faults import log_failure
 from guard.store.queue import NewMessage, insert_message
 from guard.store.writer import BatchWriter
+from guard.viewlink import ViewLinks
 
 log = logging.getLogger("guard.alert")
 
@@ -91,7 +92,8 @@ def recipients_key(addresses: tuple[str, ...]) -> str:
 class AlertDispatcher:
     def __init__(self, engine: AsyncEngine, writer: BatchWriter, settings: Settings,
                  policy: Callable[[], Policy | None], *,
-                 on_queued: Callable[[], None] | None = None) -> None:
+                 on_queued: Callable[[], None] | None = None,
+                 links: ViewLinks | None = None) -> None:
         self.engine = engine
         self.writer = writer
         self.settings = settings
@@ -99,6 +101,7 @@ class AlertDispatcher:
         self.on_queued = on_queued
         self.tz = timezone_of(settings)
         self.base_url = review_base_url(settings)
+        self.links = links
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -158,9 +161,14 @@ class AlertDispatcher:
             out += alerts.by_group.get(group, [])
         return tuple(sorted(set(out)))
 
-    def _words(self, policy: Policy | None) -> Words:
+    def _words(self, policy: Policy | None, now: float) -> Words:
+        links, until = self.links, now + self.settings.alerts.link_days * 86400
+
+        def view_link(message_id: str) -> str:
+            return "" if links is None else links.sign(message_id, until)
+
         if policy is None:
-            return Words(self.tz, self.base_url)
+            return Words(self.tz, self.base_url, view_link=view_link)
         labels: dict[str, str] = {}
         for name, group in policy.groups.items():
             label = " / ".join(t for t in (group.label.ja, group.label.en) if t)
@@ -171,7 +179,7 @@ class AlertDispatcher:
             return None if group is None else labels.get(group, group)
 
         return Words(self.tz, self.base_url, policy.doc.alerts.show_addresses, department,
-                     policy.tables.customer)
+                     policy.tables.customer, view_link)
 
     async def _pass(self, conn: AsyncConnection, now: float, digest: Digest | None
                     ) -> PassReport:
@@ -239,7 +247,7 @@ class AlertDispatcher:
         queued: list[Queued] = []
         keep: list[int] = []
         waits: list[float] = []
-        words = self._words(policy)
+        words = self._words(policy, now)
         for rcpts, events in by_set.items():
             key = recipients_key(rcpts)
             due = max(min(e.at for e in events) + a.gather_seconds,
@@ -305,7 +313,7 @@ class AlertDispatcher:
                 severe.add(e.message_id)
             else:
                 minor.append(e)
-        subject, body = digest(day, since, now, minor, len(severe), self._words(policy))
+        subject, body = digest(day, since, now, minor, len(severe), self._words(policy, now))
         return Digest(day, state.digest_until, now, to, subject, body,
                       {"alert": "digest", "day": day, "since": since, "until": now,
                        "events": len(minor), "severe": len(severe)})

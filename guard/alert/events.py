@@ -120,8 +120,11 @@ def classify(row: AuditEvent, msg: MessageFacts | None, facts: Facts) -> Event |
                   by_role="guard", by="", symbols=symbols)
     if row.action == "misdelivery_reported":
         wrong = tuple(str(a) for a in row.detail.get("wrong_recipients") or ())
+        # "web:<the sender>" (the page lets only the sender report) or "cli:<who>" (the
+        # helpdesk or an admin at the CLI)
+        channel, _, who = str(row.detail.get("reporter") or "").partition(":")
         return replace(event, kind="misdelivery", severe=True, outside=wrong or outside,
-                       by_role="sender", by=str(row.detail.get("reporter") or ""),
+                       by_role="sender" if channel == "web" else "admin", by=who,
                        incident=str(row.detail.get("incident") or ""))
     if row.action == "rejected" and row.to_state == "rejected":
         return replace(event, kind="rejected")
