@@ -364,3 +364,28 @@ def test_alert_links_without_a_base_url_are_warned_of(tmp_path: Path,
         asyncio.run(go())
     warned = [r.getMessage() for r in caplog.records if "base_url" in r.getMessage()]
     assert len(warned) == 1 and "http://" in warned[0] and "review.base_url" in warned[0]
+
+
+def test_an_older_guards_gathered_events_go_to_whom_the_policy_names(tmp_path: Path) -> None:
+    """The state kept one list of gathered ids for every recipient before; such a state
+    (an upgrade mid-gather) is mailed to the officers and departments the policy names."""
+    async def go() -> None:
+        url = f"sqlite:///{tmp_path / 'guard.db'}"
+        async with _dispatcher(tmp_path, url) as (engine, writer, alerts):
+            async def older_state(conn: Any, now: float) -> None:
+                state = json.loads(await knowledge.get_meta(conn, "alerts") or "{}")
+                await insert_message(conn, now, NewMessage(
+                    id="M1", state="held", mail_from="alice@example.co.jp", sender="alice",
+                    rcpt_tos=["buyer@client.example"], data=b"x", verdict=VERDICT,
+                    actor="smtp:alice"))
+                newest = (await conn.execute(select(audit.c.id))).scalars().all()
+                state.update(after=max(newest), pending=newest, sent={"0123abcd": now})
+                await knowledge.set_meta(conn, now, "alerts", json.dumps(state))
+
+            await writer.submit(older_state)
+            sent = _sent(await alerts.tick())
+            assert sent == {"privacy@example.co.jp": ("first", sent["privacy@example.co.jp"][1]),
+                            "sales-head@example.co.jp": sent["privacy@example.co.jp"]}
+            assert await _state(engine, "pending") == {}
+
+    asyncio.run(go())
