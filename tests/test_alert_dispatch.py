@@ -332,9 +332,8 @@ def test_missing_ids_are_never_passed_over_unrecorded_and_a_restore_resets(
         async with _dispatcher(tmp_path, url) as (engine, writer, _):
             row = {"message_id": "M", "at": 1.0, "actor": "x", "action": "held",
                    "from_state": "", "to_state": "held", "detail": "{}"}
-            for i in (1, 5, 10**9):  # ids 2-4 and a huge jump missing
-                await writer.submit(lambda conn, now, i=i: conn.execute(
-                    insert(audit).values(id=i, **row)))
+            await writer.submit(lambda conn, now: conn.execute(insert(audit), [
+                {"id": i, **row} for i in (1, 5, 10**9)]))  # ids 2-4 and a huge jump missing
             async with engine.connect() as conn:
                 read = await A.read_after(conn, 0, {"held"}, max_missing=2)
                 assert ([r.id for r in read.rows], read.after, read.missing,
