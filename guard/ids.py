@@ -1,11 +1,15 @@
 """Queue ids: short, unique across instances, sortable by time (like Postfix long queue ids);
-and the name of this instance in audit rows."""
+the name of this instance in audit rows; and the sender name of the guard's own mail."""
 
 from __future__ import annotations
 
 import os
 import socket
 import time
+
+# messages.sender of the guard's own mail (hold notices, alerts, DSNs): never an alert
+# event nor in a report, so no users.yaml user may take the name (guard/users.py)
+GUARD_SENDER = "guard"
 
 _ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"  # no vowels: ids never spell words
 

@@ -84,6 +84,11 @@ ALERTS_SENT = Counter(
     "severe events in one mail), digest (the daily digest)", ["kind"])
 ALERTS_FAILED = Counter("guard_alerts_failed_total",
                         "Alert mails that could not be built (an unusable address)", ["kind"])
+ALERT_GAPS = Counter(
+    "guard_alert_gaps_total",
+    "Audit ids the alert dispatcher could not read in order, by what it did: forgotten "
+    "(missing for alerts.gap_wait_seconds: rolled back), held_back (too many missing at "
+    "once: the cursor waited), reset (the cursor was past the newest audit id)", ["what"])
 NOTICES_FAILED = Counter(
     "guard_notices_failed_total", "Notices that could not be built (bad address), by kind",
     ["kind"])

@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from guard.ids import GUARD_SENDER
+
 _N, _R, _P = 2**14, 8, 1
 _DUMMY_SALT = b"guard-dummy-salt"
 
@@ -136,6 +138,14 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(a) for a in value or [])
 
 
+def reserved_name(name: str) -> str:
+    """Why `name` cannot be a user: it is the sender name of the guard's own mail, which
+    alerts and reports leave out, so that user's mail would be left out too."""
+    return (f"user name {name!r} is reserved for the guard's own mail / "
+            f"ユーザー名 {name!r} は guard 自身のメール用に予約されています "
+            "(rename it / 別の名前にしてください)")
+
+
 def parse_users(doc: Any) -> dict[str, User]:
     if not isinstance(doc or {}, dict):
         raise ValueError("users file: expected a mapping with a 'users' key")
@@ -147,6 +157,8 @@ def parse_users(doc: Any) -> dict[str, User]:
         entry = entry or {}
         if not isinstance(entry, dict):
             raise ValueError(f"users file: user {name}: expected a mapping")
+        if str(name) == GUARD_SENDER:
+            raise ValueError(reserved_name(str(name)))
         out[str(name)] = User(name=str(name), addresses=_strings(entry.get("addresses")),
                               language=str(entry.get("language") or ""),
                               password_hash=str(entry.get("password") or ""),

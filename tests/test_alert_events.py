@@ -32,11 +32,20 @@ def row(action: str, frm: str = "", to: str = "held", actor: str = "smtp:alice",
     return AuditEvent(rid, T0 + rid, mid, actor, action, frm, to, detail or {})
 
 
-def test_my_number_and_cards_are_severe_wherever_they_go() -> None:
+def test_my_number_and_cards_are_severe_only_going_outside() -> None:
+    """The issue's "going outside" holds for all three data types: to colleagues only,
+    a hold is the digest's (minor), not a first report."""
     internal = ("bob@example.co.jp",)
-    assert classify(row("held"), msg(reason("pii.my_number", 3), to=internal), FACTS).severe
+    assert classify(row("held"), msg(reason("pii.my_number", 3)), FACTS).severe  # type: ignore[union-attr]
     e = classify(row("rejected", to="rejected"), msg(reason("pii.card")), FACTS)
     assert e is not None and e.severe and e.kind == "rejected" and e.data == (("pii.card", 1),)
+    for sym in ("pii.my_number", "pii.card"):
+        inside = classify(row("held"), msg(reason(sym, 3), to=internal), FACTS)
+        assert inside is not None and inside.kind == "held" and not inside.severe, sym
+        # and the one internal recipient left after an outside one was dropped
+        both = msg(reason(sym), to=internal)
+        assert classify(row("release", "held", "queued", "cli:admin:x@example.co.jp",
+                            {"by": "admin"}), both, FACTS) is None
 
 
 def test_records_are_severe_only_from_min_records_and_only_to_outside() -> None:

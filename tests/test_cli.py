@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from guard.users import UserDirectory
+from guard.users import UserDirectory, parse_users
 from tests.conftest import EXAMPLE_POLICY, PASS_ALL, ROOT, free_port
 
 
@@ -285,7 +285,13 @@ def test_users_add_asks_twice_and_validates(tmp_path: Path) -> None:
     assert r.returncode == 2 and "user name" in one_line(r)
     r = guard(tmp_path, "users", "add", "dave", "--password-stdin", input="short\n", env=env)
     assert r.returncode == 2 and "too short" in one_line(r)
+    # the sender name of the guard's own mail, which alerts and reports leave out
+    r = guard(tmp_path, "users", "add", "guard", "-a", "g@example.co.jp", "--password-stdin",
+              input="a long passphrase\n", env=env)
+    assert r.returncode == 2 and "reserved" in one_line(r) and "予約" in one_line(r)
     assert set(UserDirectory(tmp_path / "users.yaml")._users) == {"carol"}
+    with pytest.raises(ValueError, match="reserved"):  # nor by editing the file
+        parse_users({"users": {"guard": {"addresses": ["g@example.co.jp"]}}})
 
 
 def test_users_list_passwd_remove(tmp_path: Path) -> None:

@@ -4,18 +4,21 @@ Every instance runs it on a timer (`alerts.tick_seconds`, and at once when a mes
 held or refused). One pass is ONE write transaction (guard/store/alerts.py keeps the
 state in a locked `store_meta` row):
 
-1. read the audit rows after the cursor, oldest first, and move the cursor past them;
-   an id missing among them (another instance's write that had its id but had not
-   committed yet: PostgreSQL hands ids out at the insert) is looked for again on every
-   pass until `alerts.gap_wait_seconds`; the severe events among them join the
-   gathered ones;
-2. for each set of recipients (the policy's officers, plus the sender's department's
-   `by_group` addresses): once its first event is `alerts.gather_seconds` old and its
-   last alert mail `alerts.min_interval_seconds` ago, one mail: a first report for one
-   message, a burst (counted, each message once) for several;
+1. read the audit rows after the cursor, oldest first, in one read, and move the cursor
+   past them; an id missing among them (another instance's write that had its id but
+   had not committed yet: PostgreSQL hands ids out at the insert) is looked for again
+   on every pass until `alerts.gap_wait_seconds` (at most MAX_GAPS at once: beyond, the
+   cursor waits rather than pass an id unrecorded); the severe events among them join
+   the gathered ones of each of their recipients (the policy's officers, plus the
+   sender's department's `by_group` addresses);
+2. for each recipient address: once their first event is `alerts.gather_seconds` old
+   and their last alert mail `alerts.min_interval_seconds` ago, one mail: a first
+   report for one message, a burst (counted, each message once) for several;
 3. once a local day at `alerts.digest_hour`: the digest of the less severe events to
    `digest_to` (read before the transaction, so the writer never waits on a day's
-   events; queued only if the state still says it is due from the same time);
+   events; queued only if the state still says it is due from the same time). It
+   reads by audit time up to `alerts.gap_wait_seconds` ago, so a row whose transaction
+   commits late (its time is its transaction's) still falls in a period not yet read;
 4. the alert mail is queued as new messages from the guard (never inspected nor held,
    delivered by the normal worker), their `accepted` audit row naming the events, and
    the state written back.
@@ -29,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ from guard import metrics
 from guard.alert.compose import Words, burst, digest, first_report
 from guard.alert.events import ACTIONS, Event, Facts, classify
 from guard.config import Settings
-from guard.ids import new_queue_id
+from guard.ids import GUARD_SENDER, new_queue_id
 from guard.mail.notice import NoticeError, build_notice, one_line
 from guard.ownmail import notice_from_address, review_base_url, timezone_of
 from guard.policy import Policy
@@ -54,7 +56,6 @@ from guard.viewlink import ViewLinks
 log = logging.getLogger("guard.alert")
 
 ACTOR = "guard:alert"
-GUARD_SENDER = "guard"  # messages.sender of the guard's own mail (left out of reports)
 MIN_SLEEP = 0.05
 MAX_GAPS = 10_000  # missing ids looked for at once (a flood of rollbacks stays bounded)
 
@@ -83,10 +84,7 @@ class PassReport:
     backlog: bool = False  # more audit rows are waiting
     gathered: int = 0  # severe events waiting after the pass
     next_due_in: float | None = None  # seconds until gathered events are due
-
-
-def recipients_key(addresses: tuple[str, ...]) -> str:
-    return hashlib.sha256("\n".join(addresses).encode()).hexdigest()[:16]
+    skipped: bool = False  # another instance's pass held the state
 
 
 class AlertDispatcher:
@@ -129,8 +127,11 @@ class AlertDispatcher:
 
     async def run(self) -> None:
         a = self.settings.alerts
+        self._warn_links()
         while True:
             sleep = a.tick_seconds
+            # cleared BEFORE the pass: a wake during the pass runs another one at once
+            self._wake.clear()
             try:
                 report = await self.tick()
                 if report.next_due_in is not None:
@@ -141,9 +142,20 @@ class AlertDispatcher:
                 raise
             except Exception as e:
                 log_failure(log, "alerts failed; trying again at the next tick", e)
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), sleep)
+
+    def _warn_links(self) -> None:
+        """Alert links point at review.base_url; unset, they fall back to web.base_url or
+        http://<web.listen>, which an officer's phone rarely reaches: say so at start."""
+        policy = self.policy()
+        if policy is None or self.settings.review.base_url or self.settings.web.base_url:
+            return
+        alerts = policy.doc.alerts
+        if alerts.officers or alerts.by_group or alerts.digest_to:
+            log.warning("alerts are configured but review.base_url is unset: alert links "
+                        "point at %s / review.base_url が未設定のため、通知のリンク先は %s です",
+                        self.base_url, self.base_url)
 
     # --- one pass, in one transaction -----------------------------------------------
 
@@ -186,34 +198,54 @@ class AlertDispatcher:
         a = self.settings.alerts
         report = PassReport()
         state = await A.lock_state(conn, now, self._first_state(now))
+        if state is None:  # another instance's pass holds the state: it does this work
+            report.skipped = True
+            return report
         before = state.to_json()
         policy = self.policy()
         facts = self._facts(policy)
-        # 1. past the cursor, and the ids it skipped that may have committed since
-        read_from = state.after
-        read = await A.read_after(conn, state.after, ACTIONS)
-        state.after = read.after
-        wanted = read.rows
+        # 1. the ids skipped earlier that have committed since, then past the cursor
+        found: list[A.AuditEvent] = []
         if state.gaps:
             found = await A.read_ids(conn, sorted(state.gaps))
             for r in found:
                 del state.gaps[r.id]
-            wanted = sorted([*wanted, *(r for r in found if r.action in ACTIONS)],
-                            key=lambda r: r.id)
-            state.gaps = {i: t for i, t in state.gaps.items() if t > now - a.gap_wait_seconds}
-        for i in read.missing[:MAX_GAPS - len(state.gaps)]:
+            expired = [i for i, t in state.gaps.items() if t <= now - a.gap_wait_seconds]
+            for i in expired:  # rolled back (or a commit far slower than gap_wait_seconds)
+                del state.gaps[i]
+            if expired:
+                metrics.ALERT_GAPS.labels("forgotten").inc(len(expired))
+        read_from = state.after
+        read = await A.read_after(conn, state.after, ACTIONS,
+                                  max_missing=MAX_GAPS - len(state.gaps))
+        if read.reset_from is not None:
+            log.warning("alerts: the cursor (audit id %d) was past the newest audit id (%d): "
+                        "restored or the sequence reset; reading on from %d",
+                        read.reset_from, read.after, read.after)
+            metrics.ALERT_GAPS.labels("reset").inc()
+            state.gaps = {}
+        if read.held_back:
+            log.warning("alerts: %d audit ids missing at once; the cursor waits at %d until "
+                        "they commit or are forgotten (alerts.gap_wait_seconds)",
+                        MAX_GAPS, read.after)
+            metrics.ALERT_GAPS.labels("held_back").inc()
+        state.after = read.after
+        for i in read.missing:
             state.gaps[i] = now
+        wanted = sorted([*read.rows, *(r for r in found if r.action in ACTIONS)],
+                        key=lambda r: r.id)
         report.read = len(read.rows)
-        report.backlog = read.after - read_from >= A.READ_LIMIT
+        report.backlog = not read.held_back and read.after - read_from >= A.READ_LIMIT
         msgs = await A.message_facts(conn, {r.message_id for r in wanted})
-        gathered = len(state.pending)
+        gathered = state.pending_count()
         for r in wanted:
             e = classify(r, msgs.get(r.message_id), facts)
-            if e is not None and e.severe and self._recipients(policy, e.sender):
-                state.pending.append(r.id)
+            if e is not None and e.severe:
+                for to in self._recipients(policy, e.sender):
+                    state.pending.setdefault(to, []).append(r.id)
         # 2. what is due of the gathered events (read again only when something is new
         # or due: a burst waiting for min_interval_seconds is not re-read every tick)
-        if state.pending and (len(state.pending) > gathered or now >= state.next_due):
+        if state.pending and (state.pending_count() > gathered or now >= state.next_due):
             report.queued += await self._due(conn, now, state, policy, facts, report)
         elif state.pending:
             report.next_due_in = state.next_due - now
@@ -230,46 +262,61 @@ class AlertDispatcher:
             await A.save_state(conn, now, state)
         for q in report.queued:
             await insert_message(conn, now, q.message)
-        report.gathered = len(state.pending)
+        report.gathered = len(state.pending_ids())
         return report
 
     async def _due(self, conn: AsyncConnection, now: float, state: A.AlertState,
                    policy: Policy | None, facts: Facts, report: PassReport) -> list[Queued]:
+        """Per recipient ADDRESS (an officer who is also a department's by_group address
+        is one person): once their first event is gather_seconds old and their last alert
+        mail min_interval_seconds ago, one mail with all their events. Addresses due with
+        the same events share the words of one mail."""
         a = self.settings.alerts
-        rows = await A.read_ids(conn, state.pending)
+        rows = await A.read_ids(conn, state.pending_ids())
         msgs = await A.message_facts(conn, {r.message_id for r in rows})
-        by_set: dict[tuple[str, ...], list[Event]] = {}
-        for r in rows:
+        events: dict[int, Event] = {}
+        for r in rows:  # still severe (an outside recipient may have been dropped since)
             e = classify(r, msgs.get(r.message_id), facts)
-            rcpts = self._recipients(policy, e.sender) if e is not None else ()
-            if e is not None and e.severe and rcpts:
-                by_set.setdefault(rcpts, []).append(e)
-        queued: list[Queued] = []
-        keep: list[int] = []
+            if e is not None and e.severe:
+                events[r.id] = e
+        per_address: dict[str, dict[int, Event]] = {}
+        for to, ids in state.pending.items():
+            for i in ids:
+                e = events.get(i)
+                if e is None:
+                    continue
+                # ("": gathered by an older guard: to whom the policy names now)
+                for address in (self._recipients(policy, e.sender) if to == "" else (to,)):
+                    per_address.setdefault(address, {})[i] = e
+        keep: dict[str, list[int]] = {}
         waits: list[float] = []
-        words = self._words(policy, now)
-        for rcpts, events in by_set.items():
-            key = recipients_key(rcpts)
-            due = max(min(e.at for e in events) + a.gather_seconds,
-                      state.sent.get(key, float("-inf")) + a.min_interval_seconds)
+        due_now: dict[tuple[int, ...], list[str]] = {}
+        for to, by_id in per_address.items():
+            due = max(min(e.at for e in by_id.values()) + a.gather_seconds,
+                      state.sent.get(to, float("-inf")) + a.min_interval_seconds)
             if due > now:
-                keep += [e.audit_id for e in events]
+                keep[to] = sorted(by_id)
                 waits.append(due - now)
-                continue
+            else:
+                due_now.setdefault(tuple(sorted(by_id)), []).append(to)
+        queued: list[Queued] = []
+        words = self._words(policy, now)
+        for due_ids, tos in due_now.items():
             per_message: dict[str, list[Event]] = {}
-            for e in events:  # one message's several events count once
-                per_message.setdefault(e.message_id, []).append(e)
+            for i in due_ids:  # one message's several events count once
+                per_message.setdefault(events[i].message_id, []).append(events[i])
             groups = list(per_message.values())
             if len(groups) == 1:
                 kind, (subject, body) = "first", first_report(groups[0], words)
             else:
                 kind, (subject, body) = "burst", burst(groups, words)
-            detail = {"alert": kind, "events": [e.audit_id for e in events],
-                      "messages": list(per_message), "count": len(groups)}
-            queued += self._mail(kind, rcpts, subject, body, now, policy, detail,
+            detail = {"alert": kind, "events": list(due_ids), "messages": list(per_message),
+                      "count": len(groups)}
+            queued += self._mail(kind, tuple(sorted(tos)), subject, body, now, policy, detail,
                                  next(iter(per_message)))
-            state.sent[key] = now
-        state.pending = sorted(keep)
+            for to in tos:
+                state.sent[to] = now
+        state.pending = keep
         report.next_due_in = min(waits) if waits else None
         state.next_due = now + min(waits) if waits else 0.0
         return queued
@@ -298,9 +345,12 @@ class AlertDispatcher:
             if state is None or day is None or state.digest_day == day:
                 return None  # (no state yet: the first pass starts it)
             since = state.digest_until or now - 86400.0
+            # up to gap_wait_seconds ago: a late commit is counted in this digest or the
+            # next, not missed
+            until = max(since, now - self.settings.alerts.gap_wait_seconds)
             if not to:
-                return Digest(day, state.digest_until, now, (), "", "", {})
-            rows = await A.read_between(conn, since, now, ACTIONS)
+                return Digest(day, state.digest_until, until, (), "", "", {})
+            rows = await A.read_between(conn, since, until, ACTIONS)
             msgs = await A.message_facts(conn, {r.message_id for r in rows})
         facts = self._facts(policy)
         minor: list[Event] = []
@@ -313,9 +363,10 @@ class AlertDispatcher:
                 severe.add(e.message_id)
             else:
                 minor.append(e)
-        subject, body = digest(day, since, now, minor, len(severe), self._words(policy, now))
-        return Digest(day, state.digest_until, now, to, subject, body,
-                      {"alert": "digest", "day": day, "since": since, "until": now,
+        subject, body = digest(day, since, until, minor, len(severe),
+                               self._words(policy, now))
+        return Digest(day, state.digest_until, until, to, subject, body,
+                      {"alert": "digest", "day": day, "since": since, "until": until,
                        "events": len(minor), "severe": len(severe)})
 
     def _mail(self, kind: str, rcpts: tuple[str, ...], subject: str, body: str, now: float,

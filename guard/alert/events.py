@@ -2,12 +2,14 @@
 the audit row, the stored message (its verdict) and what the policy says (internal
 domains, the sender's groups, alerts.min_records).
 
-Severe (a first report at once):
+Severe (a first report at once), all three only for a recipient outside the internal
+domains (the issue: personal data "going outside"; the same mail to colleagues only is
+the digest's):
 - a message refused or held whose verdict reasons show My Number (pii.my_number) or a
   card number (pii.card): specific personal information and data whose misuse causes
-  financial harm, severe wherever it goes;
+  financial harm;
 - one refused or held with `min_records` or more people's records (pii.records, the
-  rows of a pii.people_list) for a recipient outside the internal domains;
+  rows of a pii.people_list);
 - such a severe hold released to an outside recipient anyway: by a person (release,
   approval) or by its time running out with `on_expiry: send`;
 - a misdelivery a sender reported (`misdelivery_reported`).
@@ -84,9 +86,9 @@ def records_of(data: dict[str, int]) -> int:
 
 
 def is_severe_data(data: dict[str, int], outside: bool, min_records: int) -> bool:
-    if data.get(MY_NUMBER) or data.get(CARD):
-        return True
-    return outside and records_of(data) >= min_records
+    if not outside:  # inside the company: the digest's
+        return False
+    return bool(data.get(MY_NUMBER) or data.get(CARD)) or records_of(data) >= min_records
 
 
 def _actor(actor: str, detail: dict[str, Any]) -> tuple[str, str]:

@@ -49,6 +49,10 @@ def _user_name(name: str) -> str:
     # the AUTH login: printable, no spaces (it appears in log lines and SMTP replies)
     if not name or len(name) > 64 or not all(c.isprintable() and not c.isspace() for c in name):
         raise UsageError(f"user name {name!r}: 1-64 printable characters without spaces")
+    from guard.ids import GUARD_SENDER
+    from guard.users import reserved_name
+    if name == GUARD_SENDER:  # its mail would be left out of alerts and reports
+        raise UsageError(reserved_name(name))
     return name
 
 

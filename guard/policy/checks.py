@@ -402,6 +402,15 @@ def _alert_issues(doc: PolicyDoc) -> Iterator[Issue]:
     for name in alerts.by_group:
         if name not in doc.groups:
             yield Issue(("alerts", "by_group", name, "[key]"), _unknown_group(doc, name))
+    # alert mail is plain ASCII SMTP (no SMTPUTF8): a non-ASCII address would get none
+    lists: list[tuple[Loc, list[str]]] = [
+        (("alerts", "officers"), alerts.officers), (("alerts", "digest_to"), alerts.digest_to),
+        *((("alerts", "by_group", name), addrs) for name, addrs in alerts.by_group.items())]
+    for loc, addrs in lists:
+        for i, addr in enumerate(addrs):
+            if not addr.isascii():
+                yield Issue((*loc, i), "expected an address in ASCII (alert mail cannot be "
+                            f"sent to a non-ASCII address); got {addr!r}")
     if (alerts.by_group or alerts.digest_to) and not alerts.officers:
         yield Issue(("alerts", "officers"),
                     "alerts has no officers: severe events of senders outside the listed "

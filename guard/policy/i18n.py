@@ -184,6 +184,10 @@ CATALOG: tuple[Entry, ...] = (
           "不明なグループ {name} です。次のいずれかを指定してください: {known}、sender"),
     Entry("unknown group {name}; expected one of {known}",
           "不明なグループ {name} です。次のいずれかを指定してください: {known}"),
+    Entry("expected an address in ASCII (alert mail cannot be sent to a non-ASCII "
+          "address); got {got}",
+          "半角英数字（ASCII）のアドレスを指定してください（ASCII 以外のアドレスには通知メールを"
+          "送れません。指定された値: {got}）"),
     Entry("alerts has no officers: severe events of senders outside the listed groups "
           "alert nobody",
           "alerts に officers がありません。どのグループにも属さない送信者の重大な事象は"

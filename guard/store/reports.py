@@ -11,10 +11,9 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from guard.ids import GUARD_SENDER  # the guard's own notices and DSNs: never in a report
 from guard.store.lifecycle import State
 from guard.store.schema import audit, messages
-
-GUARD_SENDER = "guard"  # the guard's own notices and DSNs: never in a report
 
 
 @dataclass(frozen=True)

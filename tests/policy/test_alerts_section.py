@@ -72,3 +72,25 @@ alerts:
     assert f"{path}:8:5: alerts.by_group.salse: 不明なグループ 'salse' です。次のいずれかを" \
            "指定してください: sales" in lines
     assert any("alerts.officers: alerts に officers がありません" in line for line in lines)
+
+
+def test_a_non_ascii_alert_address_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Alert mail is plain SMTP without SMTPUTF8: such an officer would get no alerts
+    (they were dropped with a log line while the dispatcher moved on)."""
+    path = write(tmp_path, "policy.yaml", GROUPS + """
+alerts:
+  officers: [privacy@example.co.jp, 山田@example.co.jp]
+  by_group: {sales: [営業@example.co.jp]}
+""")
+    assert errors(path) == [
+        f"{path}:7:37: alerts.officers[1]: expected an address in ASCII (alert mail cannot "
+        "be sent to a non-ASCII address); got '山田@example.co.jp'",
+        f"{path}:8:22: alerts.by_group.sales[0]: expected an address in ASCII (alert mail "
+        "cannot be sent to a non-ASCII address); got '営業@example.co.jp'"]
+    done = subprocess.run([sys.executable, "-m", "guard.cli", "policy", "check", "--lang", "ja",
+                           str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert f"{path}:7:37: alerts.officers[1]: 半角英数字（ASCII）のアドレスを指定してください" \
+           "（ASCII 以外のアドレスには通知メールを送れません。指定された値: " \
+           "'山田@example.co.jp'）" in lines, lines

@@ -23,7 +23,7 @@ from guard.hold.model import Hold, parse_hold
 from guard.hold.notify.language import Languages
 from guard.hold.notify.texts import TEXTS, Lang, text
 from guard.hold.tokens import TokenSigner
-from guard.ids import new_queue_id
+from guard.ids import GUARD_SENDER, new_queue_id
 from guard.mail.addresses import address_key
 from guard.mail.notice import NoticeError, build_notice, one_line
 from guard.ownmail import format_time, notice_from_address, review_base_url, timezone_of
@@ -226,7 +226,7 @@ class NoticeFactory:
             return None
         return NewMessage(
             id=new_queue_id(), state="queued", mail_from=self.settings.review.notice_from,
-            sender="guard", rcpt_tos=[to], data=data, subject=one_line(subject, 200),
+            sender=GUARD_SENDER, rcpt_tos=[to], data=data, subject=one_line(subject, 200),
             header_from=from_addr, actor="hold:notice",
             audit_detail={"notice": event.kind, "for": msg.id})
 
