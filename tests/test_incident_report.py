@@ -156,3 +156,22 @@ def test_an_incident_whose_message_was_purged_still_reports():
     md = render.markdown(r)
     assert "メッセージの記録は保持期間を過ぎて削除されました" in md and "message purged" in md
     assert r.when["submitted"] == ""
+
+
+def test_a_view_link_shows_addresses_only_when_the_policy_allows():
+    from guard.incident.report import link_first
+    from guard.web.incidents import link_page
+
+    m = message(reason("pii.card", 1), rcpts=(("bob@example.net", "delivered"),
+                                               ("x@customer.example", "delivered")))
+    inc = Incident("I1", "Q1", T0, "web:" + ALICE, "misdelivery", ("bob@example.net",),
+                   "秘密のメモ", "first_report", "原因", "", "", "", T0)
+    r = build(m, inc, [], ORGS, UTC)
+    masked = link_first(r, False)
+    assert "bob@example.net" not in masked["to_whom"]
+    assert masked["to_whom"].startswith("example.net (社外 / external)")
+    assert "bob@example.net" in link_first(r, True)["to_whom"]
+    page = link_page(r, False)
+    for hidden in ("bob@example.net", "x@customer.example", "名簿", "秘密のメモ", "原因",
+                   ALICE):
+        assert hidden not in page, hidden

@@ -202,6 +202,16 @@ def test_a_sender_reports_a_misdelivery_on_the_web(guarded: GuardThread,
                        "<nobody@example.co.jp>", "--wrong-recipient", CAROL)
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "no message with Message-ID" in err
+    # --queue-id reads the message by its key: a message carrying that queue id as its
+    # Message-ID header is not the one meant
+    decoy = g.send(message_bytes(subject="decoy", to=CAROL, cc="").replace(
+        b"Message-ID: <", f"Message-ID: <{earlier}>\r\nX-Old-ID: <".encode(), 1), [CAROL])
+    assert g.harness is not None
+    wait_for(lambda: g.call(g.harness.state(decoy)) == "delivered", what="decoy delivered")
+    rc, out, err = cli(capsys, monkeypatch, g, "incident", "report", "--queue-id", earlier,
+                       "--wrong-recipient", BOB, "--by", "helpdesk")
+    assert rc == 0, err
+    assert f"opened on message {earlier}" in out
 
     rc, out, err = cli(capsys, monkeypatch, g, "report", "incident", iid, "--format", "json")
     assert rc == 0, err
