@@ -143,7 +143,7 @@ async def test_a_report_twice_is_one_incident_and_a_queue_id_is_read_by_its_key(
                                      wrong_recipients=[BOB], reporter="web:alice")
     again = await report_misdelivery(h.engine, h.writer, queue_id=wrong,
                                      wrong_recipients=["bob@EXAMPLE.net"], reporter="web:alice")
-    assert again.incident.id == first.incident.id
+    assert again.incident.id == first.incident.id and first.new and not again.new
     reported = select(func.count()).select_from(audit).where(
         audit.c.action == "misdelivery_reported")
     assert await _count(h, reported) == 1

@@ -75,8 +75,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     opened = with_store(settings, go, write=True)
     inc = opened.incident
-    print(f"incident {inc.id} opened on message {inc.message_id} "
-          f"(wrong recipients: {', '.join(inc.wrong_recipients)})")
+    print(f"incident {inc.id} {'opened' if opened.new else 'already open'} on message "
+          f"{inc.message_id} (wrong recipients: {', '.join(inc.wrong_recipients)})")
     print(f"the same sender's other messages to them: {len(opened.others)}")
     for o in opened.others:
         print(f"  {o.id}  {o.address}  {o.state}  {o.subject}")

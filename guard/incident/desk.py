@@ -30,6 +30,7 @@ WRONG_RECIPIENT_STATES = frozenset({"delivered", "pending"})
 class Opened:
     incident: Incident
     others: list[SentTo]  # the sender's other messages to the same wrong recipients
+    new: bool = True  # False: the same misdelivery was already open (nothing written)
 
 
 def new_incident_id() -> str:
@@ -103,7 +104,7 @@ async def report_misdelivery(engine: AsyncEngine, writer: BatchWriter, *, queue_
     incident = await writer.submit(op)
     async with engine.connect() as conn:
         others = [o for o in await I.sent_to(conn, m.sender, wrong) if o.id != queue_id]
-    return Opened(incident, others)
+    return Opened(incident, others, new=incident.id == iid)
 
 
 async def reported(conn: AsyncConnection, incident_id: str
