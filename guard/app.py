@@ -321,10 +321,14 @@ class GuardApp:
 
     def _misdelivery_routes(self) -> list[Any]:
         """/misdelivery: a sender reports mail sent to the wrong person. It has its own
-        sign-in (the SMTP users, HTTP Basic), its failures counted with SMTP AUTH's."""
+        sign-in (the SMTP users, HTTP Basic), its failures counted as SMTP AUTH's are but
+        in a limiter of its own: behind a proxy one address may stand for everyone, and
+        SMTP AUTH must not be locked with it."""
         s = self.settings
         assert self.writer is not None
-        gate = self.auth_limiter if s.smtp.auth_failures_per_address else None
+        sm = s.smtp
+        gate = AuthLimiter(sm.auth_failures_per_address, sm.auth_failure_window,
+                           sm.auth_block_seconds) if sm.auth_failures_per_address else None
         return MisdeliveryPage(self.engine, self.writer, UserDirectory(s.smtp.users_file),
                                self.secret, gate).routes()
 

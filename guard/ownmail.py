@@ -32,11 +32,13 @@ def timezone_of(settings: Settings) -> tzinfo:
         return UTC
 
 
-def format_time(t: float | None, tz: tzinfo) -> str:
-    """'2026-12-06 15:04 JST': the zone's label always goes with the time."""
+def format_time(t: float | None, tz: tzinfo, *, seconds: bool = False) -> str:
+    """'2026-12-06 15:04 JST': the zone's label always goes with the time (with
+    `seconds`, '2026-12-06 15:04:05 JST', as the incident report's audit trail shows)."""
     if t is None:
         return ""
-    return datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M %Z")
+    return datetime.fromtimestamp(t, tz).strftime(
+        "%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z").strip()
 
 
 def notice_from_address(settings: Settings, internal_domains: Sequence[str] = ()) -> str:

@@ -84,3 +84,94 @@ def test_my_number_adds_the_number_act_and_a_customer_is_named():
     assert "| 再発防止策 / Measures | 対策済み |" in md
     assert f"| 原因 / Cause | {UNKNOWN} |" in md
     assert r.when["reported"] == "2026-12-06 23:34:20 UTC"
+
+
+def test_an_internal_or_undelivered_wrong_recipient_is_no_delivery_outside():
+    """The APPI prompt's "went outside" counts a wrong recipient only when it is outside
+    and the mail went (or is going) there."""
+    cards = reason("pii.card", 2)
+
+    def misdelivered(address: str, state: str) -> Any:
+        m = message(cards, rcpts=((address, state),))
+        inc = Incident("I1", "Q1", T0 + 60, "web:" + ALICE, "misdelivery", (address,), "",
+                       "first_report", "", "", "", "", T0 + 60)
+        return build(m, inc, [], ORGS, UTC)
+
+    for address, state in (("carol@example.co.jp", "delivered"),  # internal
+                           ("bob@example.net", "failed")):  # never delivered
+        r = misdelivered(address, state)
+        assert "did not go outside" in r.appi_prompt, (address, state)
+    r = misdelivered("bob@example.net", "pending")  # going outside
+    assert "may meet the reporting criteria" in r.appi_prompt
+    assert r.where[0].internal is False
+    assert misdelivered("carol@example.co.jp", "delivered").where[0].internal is True
+
+
+def test_a_sampled_count_is_a_lower_bound():
+    """Large sheets are sampled (evidence.truncated): the count is "≥ N" and whether more
+    than 1,000 people are in it is unknown, not "not indicated"."""
+    r = build(message(reason("pii.phone", 800, "attachment:顧客.csv", truncated=True)),
+              None, [], ORGS, UTC)
+    assert status(r)["over_1000"] == "unknown"
+    assert "≥ 800" in r.first["how_many"]
+    assert "≥ 800 人分" in dict((k, v) for k, _j, _e, v in r.viewpoints)["how_much"]
+    whole = build(message(reason("pii.phone", 800)), None, [], ORGS, UTC)
+    assert status(whole)["over_1000"] == "not_indicated" and "≥" not in whole.first["how_many"]
+
+
+def test_a_misdelivery_first_report_says_when_it_happened_and_when_it_was_found():
+    delivered = RecordedAudit(T0 + 5, "relay:x", "delivered", "queued", "delivered", {})
+    m = message(reason("pii.card", 1), audit=(delivered,))
+    inc = Incident("I1", "Q1", T0 + 3600, "web:" + ALICE, "misdelivery", ("bob@example.net",),
+                   "", "first_report", "", "", "", "", T0 + 3600)
+    r = build(m, inc, [], ORGS, UTC)
+    assert r.first["when"] == ("発生 / happened: 2026-12-06 23:33:25 UTC; "
+                               "発覚・報告 / discovered, reported: 2026-12-07 00:33:20 UTC")
+
+
+def test_csv_cells_never_start_a_formula():
+    m = message(reason("pii.card", 1))
+    m.subject = "=HYPERLINK(\"http://x.example\",\"open\")"
+    inc = Incident("I1", "Q1", T0, "web:" + ALICE, "misdelivery", ("bob@example.net",),
+                   "+cmd|' /C calc'!A0", "first_report", "-2+3", "@SUM(1)", "\tx", "", T0)
+    text = render.csv_text(build(m, inc, [], ORGS, UTC))
+    import csv
+    import io
+
+    for row in csv.reader(io.StringIO(text)):
+        for c in row:
+            assert not c.startswith(("=", "+", "-", "@", "\t", "\r")), row
+    assert "'=HYPERLINK(" in text and "'+cmd|" in text and "'-2+3" in text
+
+
+def test_an_incident_whose_message_was_purged_still_reports():
+    from guard.incident.report import purged_message
+
+    inc = Incident("I1", "Q1", T0, "web:" + ALICE, "misdelivery", ("bob@example.net",),
+                   "", "first_report", "", "", "", "", T0)
+    r = build(purged_message(inc), inc, [], ORGS, UTC)
+    assert r.purged and r.queue_id == "Q1"
+    assert [(x.address, x.wrong, x.state) for x in r.where] == [
+        ("bob@example.net", True, "purged")]
+    md = render.markdown(r)
+    assert "メッセージの記録は保持期間を過ぎて削除されました" in md and "message purged" in md
+    assert r.when["submitted"] == ""
+
+
+def test_a_view_link_shows_addresses_only_when_the_policy_allows():
+    from guard.incident.report import link_first
+    from guard.web.incidents import link_page
+
+    m = message(reason("pii.card", 1), rcpts=(("bob@example.net", "delivered"),
+                                               ("x@customer.example", "delivered")))
+    inc = Incident("I1", "Q1", T0, "web:" + ALICE, "misdelivery", ("bob@example.net",),
+                   "秘密のメモ", "first_report", "原因", "", "", "", T0)
+    r = build(m, inc, [], ORGS, UTC)
+    masked = link_first(r, False)
+    assert "bob@example.net" not in masked["to_whom"]
+    assert masked["to_whom"].startswith("example.net (社外 / external)")
+    assert "bob@example.net" in link_first(r, True)["to_whom"]
+    page = link_page(r, False)
+    for hidden in ("bob@example.net", "x@customer.example", "名簿", "秘密のメモ", "原因",
+                   ALICE):
+        assert hidden not in page, hidden

@@ -19,6 +19,7 @@ from guard.store import incidents as I
 from guard.store.incidents import IncidentError, incidents
 from guard.store.schema import audit
 from tests.hold.conftest import (
+    ALICE,
     BOB,
     CAROL,
     Harness,
@@ -112,3 +113,79 @@ async def test_an_incident_opens_with_its_audit_row_in_one_transaction(hs: Harne
     with pytest.raises(IncidentError):
         await h.writer.submit(lambda conn, now: I.update_incident(
             conn, now, inc.id, "cli:officer", {"state": "x"}))
+
+
+async def test_a_report_twice_is_one_incident_and_a_queue_id_is_read_by_its_key(hs: Harness):
+    """A reload or a second click reports one misdelivery once (one incident, one audit
+    row, so one alert); a queue id is read by its key, never taken for a Message-ID (a
+    message can carry another's queue id as its Message-ID); only recipients the mail
+    went to can be wrong; and the web page's lookup reads only the user's own mail, by
+    the sender index."""
+    from sqlalchemy import update
+
+    from guard.store.schema import recipients
+
+    h = hs
+    wrong = await h.put(state="queued", rcpts=[BOB, CAROL])
+    # a message whose Message-ID header is the first one's queue id
+    decoy = await h.put(state="queued", rcpts=[CAROL],
+                        data=message_bytes(subject="decoy").replace(
+                            b"Message-ID: <", f"Message-ID: <{wrong}>\nX-Old-ID: <".encode(), 1))
+    async with h.engine.connect() as conn:
+        assert await find(conn, wrong) == [(wrong, "alice")]
+        assert await find(conn, f"<{wrong}>") == [(decoy, "alice")]
+        # the web page's lookup: the signed-in user's own mail only
+        assert await find(conn, wrong, senders=["bob"]) == []
+        assert await find(conn, f"<{wrong}>", senders=["alice"]) == [(decoy, "alice")]
+        assert await find(conn, f"<{wrong}>", senders=["dave", "dave@example.co.jp"]) == []
+
+    first = await report_misdelivery(h.engine, h.writer, queue_id=wrong,
+                                     wrong_recipients=[BOB], reporter="web:alice")
+    again = await report_misdelivery(h.engine, h.writer, queue_id=wrong,
+                                     wrong_recipients=["bob@EXAMPLE.net"], reporter="web:alice")
+    assert again.incident.id == first.incident.id and first.new and not again.new
+    reported = select(func.count()).select_from(audit).where(
+        audit.c.action == "misdelivery_reported")
+    assert await _count(h, reported) == 1
+    assert await _count(h, select(func.count()).select_from(incidents)) == 1
+    # other wrong recipients are another report
+    both = await report_misdelivery(h.engine, h.writer, queue_id=wrong,
+                                    wrong_recipients=[BOB, CAROL], reporter="web:alice")
+    assert both.incident.id != first.incident.id and await _count(h, reported) == 2
+
+    # a recipient dropped from the message (or refused by its server) was never sent it
+    async def drop(conn: Any, now: float) -> None:
+        await conn.execute(update(recipients).where(recipients.c.message_id == decoy)
+                           .values(state="dropped"))
+
+    await h.writer.submit(drop)
+    with pytest.raises(IncidentError, match="was not sent message"):
+        await report_misdelivery(h.engine, h.writer, queue_id=decoy,
+                                 wrong_recipients=[CAROL], reporter="web:alice")
+    assert await _count(h, reported) == 2
+
+
+async def test_the_web_lookup_uses_the_sender_index(tmp_path: Path):
+    """No index on messages.message_id_header (one would cost every accept): the signed-in
+    user's lookup names their senders, and SQLite's plan reads ix_messages_sender_received."""
+    from sqlalchemy import event
+
+    from tests.hold.conftest import open_harness
+
+    h = await open_harness(make_settings(tmp_path))
+    try:
+        seen: list[tuple[str, Any]] = []
+
+        def keep(conn: Any, cursor: Any, statement: str, params: Any, *a: Any) -> None:
+            if "message_id_header IN" in statement:
+                seen.append((statement, params))
+
+        event.listen(h.engine.sync_engine, "before_cursor_execute", keep)
+        async with h.engine.connect() as conn:
+            await find(conn, "<x@example.co.jp>", senders=["alice", ALICE])
+            statement, params = seen[-1]
+            plan = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                               params)).all()
+        assert "ix_messages_sender_received" in " ".join(str(r) for r in plan), plan
+    finally:
+        await close_harness(h)

@@ -84,6 +84,17 @@ def form_fields(page: str) -> dict[str, str]:
         r"<input type='hidden' name='([a-z_]+)' value='([^']*)'>", page)}
 
 
+def post_report(url: str, form: dict[str, str], headers: dict[str, str]) -> Any:
+    """POST the report; it answers 303 to the page of the incident, which is read."""
+    done = http_request("POST", url, form=form, headers=headers)
+    assert done.status == 303, done.body
+    assert done.headers["location"].startswith("misdelivery?incident=I")
+    shown = http_request("GET", url.rsplit("/", 1)[0] + "/" + done.headers["location"],
+                         headers=headers)
+    assert shown.status == 200, shown.body
+    return shown
+
+
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         g: GuardThread, *args: str) -> tuple[int, str, str]:
     monkeypatch.setenv("GUARD_DATABASE_URL", g.settings.database.url)
@@ -139,16 +150,20 @@ def test_a_sender_reports_a_misdelivery_on_the_web(guarded: GuardThread,
     assert rows(g, select(incidents)) == []
 
     # --- reported ----------------------------------------------------------------------
-    done = http_request("POST", page, form={**fields, "wrong": BOB.upper(),
-                                            "note": "宛先を取り違えました"},
-                        headers=basic("alice"))
-    assert done.status == 200, done.body
+    done = post_report(page, {**fields, "wrong": BOB.upper(), "note": "宛先を取り違えました"},
+                       basic("alice"))
     incident_id = re.search(r"<strong id='incident'>(I[0-9A-Z]+)</strong>", done.body)
     assert incident_id is not None
     iid = incident_id.group(1)
     # the sender's other mail to the same wrong recipient, and only that
     assert "<span id='others-count'>1</span>" in done.body
     assert earlier in done.body and elsewhere not in done.body
+
+    # a second post (Back and submit again, a double click) reports nothing new
+    again = post_report(page, {**fields, "wrong": BOB}, basic("alice"))
+    assert f"<strong id='incident'>{iid}</strong>" in again.body
+    # the page of the incident is its sender's only
+    assert http_request("GET", f"{page}?incident={iid}", headers=basic("boss")).status == 404
 
     (row,) = rows(g, select(incidents))
     assert (row.id, row.message_id, row.kind, row.state) == (iid, wrong_qid, "misdelivery",
@@ -187,6 +202,16 @@ def test_a_sender_reports_a_misdelivery_on_the_web(guarded: GuardThread,
                        "<nobody@example.co.jp>", "--wrong-recipient", CAROL)
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "no message with Message-ID" in err
+    # --queue-id reads the message by its key: a message carrying that queue id as its
+    # Message-ID header is not the one meant
+    decoy = g.send(message_bytes(subject="decoy", to=CAROL, cc="").replace(
+        b"Message-ID: <", f"Message-ID: <{earlier}>\r\nX-Old-ID: <".encode(), 1), [CAROL])
+    assert g.harness is not None
+    wait_for(lambda: g.call(g.harness.state(decoy)) == "delivered", what="decoy delivered")
+    rc, out, err = cli(capsys, monkeypatch, g, "incident", "report", "--queue-id", earlier,
+                       "--wrong-recipient", BOB, "--by", "helpdesk")
+    assert rc == 0, err
+    assert f"opened on message {earlier}" in out
 
     rc, out, err = cli(capsys, monkeypatch, g, "report", "incident", iid, "--format", "json")
     assert rc == 0, err
@@ -228,11 +253,48 @@ def test_a_sender_reports_a_misdelivery_on_the_web(guarded: GuardThread,
     (row,) = rows(g, select(incidents).where(incidents.c.id == iid))
     assert row.state == "final" and row.cause.startswith("宛先の自動補完")
 
-    # --- failed sign-ins are limited like SMTP AUTH --------------------------------------
+    # --- incidents are kept when retention purges their message: the report still shows
+    async def purge() -> None:
+        from sqlalchemy import delete
+
+        from guard.store.schema import messages, recipients
+
+        async with g.app.engine.begin() as conn:
+            for t in (audit, recipients):
+                await conn.execute(delete(t).where(t.c.message_id == wrong_qid))
+            await conn.execute(delete(messages).where(messages.c.id == wrong_qid))
+
+    g.call(purge())
+    for ident in (iid, wrong_qid):
+        rep = http_request("GET", f"{g.base}/reports/incidents/{ident}")
+        assert rep.status == 200, rep.body
+        assert "メッセージの記録は保持期間を過ぎて削除されました" in rep.body
+        assert "message purged" in rep.body and BOB in rep.body
+    rc, out, err = cli(capsys, monkeypatch, g, "report", "incident", iid, "--format", "md")
+    assert rc == 0, err
+    assert "メッセージの記録は保持期間を過ぎて削除されました" in out and "message purged" in out
+
+    # --- the password is never taken over plain HTTP from another host -------------------
+    # (uvicorn trusts X-Forwarded-For/-Proto from FORWARDED_ALLOW_IPS, 127.0.0.1 by
+    # default: this request is, to the page, one from 192.0.2.7 over plain http)
+    remote = {"X-Forwarded-For": "192.0.2.7"}
+    clear = http_request("GET", page, headers={**remote, **basic("alice")})
+    assert clear.status == 403 and "www-authenticate" not in clear.headers
+    assert "https" in clear.body and "default-src 'none'" in clear.headers[
+        "content-security-policy"]
+    tls = {**remote, "X-Forwarded-Proto": "https"}
+    assert http_request("GET", page, headers={**tls, **basic("alice")}).status == 200
+
+    # --- failed sign-ins are limited like SMTP AUTH, in a limiter of the page's own -----
     for _ in range(FAILURES):
-        assert http_request("GET", page, headers=basic("alice", "wrong")).status == 401
-    blocked = http_request("GET", page, headers=basic("alice"))  # even the right password
+        failed = http_request("GET", page, headers={**tls, **basic("alice", "wrong")})
+        assert failed.status == 401 and "nosniff" in failed.headers["x-content-type-options"]
+    # even the right password
+    blocked = http_request("GET", page, headers={**tls, **basic("alice")})
     assert blocked.status == 429 and "retry-after" in blocked.headers
+    assert blocked.headers["cache-control"] == "no-store"
+    assert http_request("GET", page, headers=basic("alice")).status == 200  # another client
+    assert g.app.auth_limiter.blocked_for("192.0.2.7") == 0  # SMTP AUTH is not locked
 
 
 def card_message(tmp_path: Path) -> bytes:
@@ -341,11 +403,9 @@ def test_the_report_of_a_held_then_approved_card_message(
     assert "class='may_apply'" in page.body and "@page{size:A4" in page.body
     # --- then the sender finds it went to the wrong Bob: the incident on the same mail ---
     shown = http_request("GET", report_link, headers=basic("alice"))
-    done = http_request("POST", f"{g.base}/misdelivery",
-                        form={**form_fields(shown.body), "wrong": BOB,
-                              "note": "別の取引先の Bob さんに送ってしまいました"},
-                        headers=basic("alice"))
-    assert done.status == 200, done.body
+    post_report(f"{g.base}/misdelivery", {**form_fields(shown.body), "wrong": BOB,
+                                          "note": "別の取引先の Bob さんに送ってしまいました"},
+                basic("alice"))
     r = g.call(report())
     assert r.kind == "misdelivery" and r.incident is not None
     assert r.first["to_whom"] == f"{BOB} (example.net, 社外 / external)"
@@ -413,9 +473,7 @@ def test_through_guard_serve_an_authenticated_sender_reports_their_mail(
     shown = wait_for(page, what="the message delivered and shown to its sender")
     assert http_request("GET", f"{base}?id={mid.group(1).decode()}",
                         headers=auth("bob")).status == 404
-    done = http_request("POST", base, form={**form_fields(shown.body), "wrong": BOB},
-                        headers=auth("alice"))
-    assert done.status == 200, done.body
+    done = post_report(base, {**form_fields(shown.body), "wrong": BOB}, auth("alice"))
     iid = re.search(r"<strong id='incident'>(I[0-9A-Z]+)</strong>", done.body)
     assert iid is not None
     r = g.cli("report", "incident", iid.group(1), "--format", "json")

@@ -88,6 +88,17 @@ def test_report_pages_show_the_held_mail_and_need_the_token(guarded: GuardThread
     good = links.sign(approved, time.time() + 600)
     by_link = http_request("GET", f"{incident}?k={good}")
     assert by_link.status == 200 and "承認 / approved" in by_link.body
+    # … at the level of the alert itself (a link can be forwarded): the first report,
+    # recipients by organisation, no subject, no people, no officer's fields
+    assert approved in by_link.body and "example.net" in by_link.body
+    for hidden in (BOB, ALICE, BOSS, "approve me", "id='officer'", "id='w5h1'",
+                   "id='others'", "id='where'"):
+        assert hidden not in by_link.body, hidden
+    assert "id='link-only'" in by_link.body
+    # the token opens the full report, with or without the link
+    full = http_request("GET", f"{incident}?k={good}", headers=auth)
+    assert full.status == 200 and "approve me" in full.body and BOB in full.body
+    assert "id='link-only'" not in full.body
     for bad in (links.sign(cancelled, time.time() + 600),  # another message's link
                 links.sign(approved, time.time() - 1),  # expired
                 good[:-2] + ("AA" if not good.endswith("AA") else "BB"),  # tampered

@@ -2,7 +2,7 @@
 an admin), a message an officer puts on record as an incident, and the officer's
 findings on an incident. The report of an incident is
 `guard report incident ID` (cli/report.py). The web page a sender uses
-(web/incidents.py) calls the same function, guard/incident/desk.report_misdelivery."""
+(web/misdelivery.py) calls the same function, guard/incident/desk.report_misdelivery."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from guard.incident.desk import find, report_misdelivery
+    from guard.incident.desk import report_misdelivery
+    from guard.store import incidents as I
     from guard.store.incidents import IncidentError
 
     settings = settings_of(args)
@@ -54,7 +55,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         assert store.writer is not None
         ident = args.queue_id or args.message_id
         async with store.engine.connect() as conn:
-            found = await find(conn, ident)
+            if args.queue_id:  # by its key; a Message-ID lookup scans (rare: a helpdesk)
+                m = await I.recorded(conn, args.queue_id.strip())
+                found = [(m.id, m.sender)] if m is not None else []
+            else:
+                found = await I.by_message_id_header(conn, args.message_id)
         if not found:
             raise UsageError(f"no message with {'queue id' if args.queue_id else 'Message-ID'}"
                              f" {ident} is recorded")
@@ -70,8 +75,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     opened = with_store(settings, go, write=True)
     inc = opened.incident
-    print(f"incident {inc.id} opened on message {inc.message_id} "
-          f"(wrong recipients: {', '.join(inc.wrong_recipients)})")
+    print(f"incident {inc.id} {'opened' if opened.new else 'already open'} on message "
+          f"{inc.message_id} (wrong recipients: {', '.join(inc.wrong_recipients)})")
     print(f"the same sender's other messages to them: {len(opened.others)}")
     for o in opened.others:
         print(f"  {o.id}  {o.address}  {o.state}  {o.subject}")

@@ -9,7 +9,7 @@ import io
 import json
 from typing import Any
 
-from guard.incident.report import IncidentReport
+from guard.incident.report import PURGED_NOTE, IncidentReport
 
 STATUS = {"may_apply": "該当の可能性あり / may apply",
           "not_indicated": "記録上は該当なし / not indicated by the records",
@@ -56,6 +56,8 @@ def markdown(r: IncidentReport) -> str:
            f"- メッセージ / Message: `{r.queue_id}` {_md(r.message_id_header)}",
            f"- 件名 / Subject: {_md(r.subject)}",
            f"- 状態 / State: {r.state}"]
+    if r.purged:
+        out += ["", f"> {PURGED_NOTE}"]
     if r.incident:
         out += [f"- 報告者 / Reported by: {_md(r.incident['opened_by'])} "
                 f"({r.incident['opened_at']})",
@@ -109,16 +111,36 @@ def dump_json(r: IncidentReport) -> str:
     return json.dumps(r.as_json(), ensure_ascii=False, indent=2) + "\n"
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(v: Any) -> str:
+    """A CSV cell a spreadsheet shows as text: one that would start a formula (a subject,
+    an address, a note are the sender's or a stranger's words) gets a leading '."""
+    text = str(v)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+class _Cells:
+    def __init__(self, w: Any) -> None:
+        self.w = w
+
+    def writerow(self, row: list[Any]) -> None:
+        self.w.writerow([cell(v) for v in row])
+
+
 def csv_text(r: IncidentReport) -> str:
     """section, key, value — one fact a row, so a spreadsheet reads it as it is."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = _Cells(csv.writer(buf, lineterminator="\n"))
     w.writerow(["section", "key", "value"])
     w.writerow(["message", "queue_id", r.queue_id])
     w.writerow(["message", "kind", r.kind])
     w.writerow(["message", "stage", r.stage])
     w.writerow(["message", "subject", r.subject])
     w.writerow(["message", "state", r.state])
+    if r.purged:
+        w.writerow(["message", "purged", PURGED_NOTE])
     for k, v in (r.incident or {}).items():
         w.writerow(["incident", k, ", ".join(v) if isinstance(v, list) else v])
     for section, values in (("first", r.first), ("who", r.who), ("when", r.when),

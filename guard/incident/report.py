@@ -15,14 +15,31 @@ What the guard cannot know (the cause, the harm, the measures) is left visibly b
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, tzinfo
+from dataclasses import asdict, dataclass, field, replace
+from datetime import tzinfo
 from typing import Any
 
-from guard.store.incidents import Incident, RecordedAudit, RecordedMessage, SentTo
+from guard.ownmail import format_time
+from guard.store.incidents import (
+    Incident,
+    RecordedAudit,
+    RecordedMessage,
+    RecordedRecipient,
+    SentTo,
+)
 
 UNKNOWN = "（担当者記入 / for the officer）"
 PEOPLE_LIMIT = 1000  # APPI: a leak of more than 1,000 people's data is reportable
+# a recipient's state when its message's row was purged (retention) and only the
+# incident row is left: it was a wrong recipient, so it was sent (desk.py allows
+# only delivered or pending ones)
+PURGED = "purged"
+PURGED_NOTE = ("メッセージの記録は保持期間を過ぎて削除されました。"
+               "この報告はインシデントの記録から作成しています。 / The message's record was "
+               "purged after the retention time (message purged); this report is made from "
+               "the incident's record.")
+# recipients the mail went to, or is still going to
+SENT_STATES = frozenset({"delivered", "pending", PURGED})
 
 # personal-data symbols (policies/README.md) as the report names them
 DATA_LABELS: dict[str, tuple[str, str]] = {
@@ -100,6 +117,7 @@ class DataItem:
     count: int  # distinct values, or rows / records (policies/README.md)
     sensitive: bool = False
     financial: bool = False
+    truncated: bool = False  # the inspection sampled: `count` is a lower bound
 
 
 @dataclass(frozen=True)
@@ -108,8 +126,9 @@ class Recipient:
     domain: str
     organisation: str
     kind: str
-    state: str  # delivered | failed | dropped | pending
+    state: str  # delivered | failed | dropped | pending | purged
     wrong: bool  # named as a wrong recipient in the incident
+    internal: bool = False  # the company's own (policy internal_domains)
 
 
 @dataclass(frozen=True)
@@ -154,6 +173,7 @@ class IncidentReport:
     appi_prompt: str
     officer: dict[str, str]
     others: list[dict[str, str]] = field(default_factory=list)
+    purged: bool = False  # the message row is gone: built from the incident row alone
 
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -163,9 +183,7 @@ class IncidentReport:
 
 
 def fmt_time(t: float | None, tz: tzinfo) -> str:
-    if t is None:
-        return ""
-    return datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    return format_time(t, tz, seconds=True)
 
 
 def data_items(verdict: dict[str, Any]) -> list[DataItem]:
@@ -187,10 +205,14 @@ def data_items(verdict: dict[str, Any]) -> list[DataItem]:
             count = int(r.get("count") or 0)
         except (TypeError, ValueError):
             count = 0
-        item = DataItem(symbol, ja, en, where, count, sensitive, symbol in FINANCIAL)
+        truncated = bool(evidence.get("truncated")) if evidence else False
+        item = DataItem(symbol, ja, en, where, count, sensitive, symbol in FINANCIAL,
+                        truncated)
         old = seen.get((symbol, where))
         if old is None or old.count < count:
             seen[(symbol, where)] = item
+        elif truncated and not old.truncated:
+            seen[(symbol, where)] = replace(old, truncated=True)
     return list(seen.values())
 
 
@@ -198,6 +220,17 @@ def people_estimate(items: Sequence[DataItem]) -> int:
     """How many people at least: the largest count of one kind in one place (a card
     number, a row of a list of people, a record is one person at most)."""
     return max((i.count for i in items if i.symbol != "pii.corporate_number"), default=0)
+
+
+def sampled(items: Sequence[DataItem]) -> bool:
+    """Whether the inspection sampled (large texts and sheets): counts are lower bounds."""
+    return any(i.truncated for i in items if i.symbol != "pii.corporate_number")
+
+
+def people_text(items: Sequence[DataItem]) -> str:
+    """"1200" or, when sampled, "≥ 1200": never an exact-looking lower bound."""
+    n = people_estimate(items)
+    return f"≥ {n}" if sampled(items) else str(n)
 
 
 def _first_at(audit: Sequence[RecordedAudit], pred: Callable[[RecordedAudit], bool]
@@ -227,6 +260,10 @@ def appi(items: Sequence[DataItem], delivered_outside: bool) -> tuple[list[Crite
     sensitive = [i for i in items if i.sensitive]
     financial = [i for i in items if i.financial]
     people = people_estimate(items)
+    if people > PEOPLE_LIMIT:
+        over = "may_apply"
+    else:  # a sampled count says nothing about what was not read
+        over = "unknown" if sampled(items) else "not_indicated"
     crit = [
         Criterion("sensitive", "要配慮個人情報が含まれる",
                   "sensitive personal data (要配慮個人情報)",
@@ -243,8 +280,9 @@ def appi(items: Sequence[DataItem], delivered_outside: bool) -> tuple[list[Crite
         Criterion("malicious", "不正の目的によるおそれ", "possibly caused with unlawful intent",
                   "unknown", UNKNOWN),
         Criterion("over_1000", "本人の数が1,000人を超える", "more than 1,000 people",
-                  "may_apply" if people > PEOPLE_LIMIT else "not_indicated",
-                  f"推定 / estimated: {people}"),
+                  over, f"推定 / estimated: {people_text(items)}"
+                  + ("（検査は抜き取り: 下限） / (the inspection sampled: a lower bound)"
+                     if sampled(items) else "")),
     ]
     may = [c for c in crit if c.status == "may_apply"]
     if may and delivered_outside:
@@ -286,11 +324,11 @@ def build(m: RecordedMessage, incident: Incident | None, others: Sequence[SentTo
     for r in m.recipients:
         domain, org, kind = orgs.describe(r.address)
         where.append(Recipient(r.address, domain, org, kind, r.state,
-                               r.address.lower() in wrong))
+                               r.address.lower() in wrong, orgs.is_internal(r.address)))
     items = data_items(v)
     audit = m.audit
     t = {
-        "submitted": m.received_at,
+        "submitted": None if m.state == PURGED else m.received_at,
         "held": _first_at(audit, lambda a: a.to_state == "held"),
         "released": _first_at(audit, lambda a: a.from_state == "held"
                               and a.to_state == "queued"),
@@ -317,10 +355,12 @@ def build(m: RecordedMessage, incident: Incident | None, others: Sequence[SentTo
             a.actor for a in audit if (a.from_state == "held" and a.to_state != "held")
             or a.action == "approve")) or "—",
     }
-    delivered = [r for r in where if r.state == "delivered"]
-    outside = [r for r in delivered if not r.kind.startswith("社内")]
-    crit, prompt = appi(items, bool(outside) or bool(wrong))
-    people = people_estimate(items)
+    outside = [r for r in where if r.state == "delivered" and not r.internal]
+    # a wrong recipient counts when it is outside and the mail went (or is going) there
+    wrong_outside = [r for r in where if r.wrong and not r.internal
+                     and r.state in SENT_STATES]
+    crit, prompt = appi(items, bool(outside) or bool(wrong_outside))
+    people = people_text(items)
     targets = [r for r in where if r.wrong] or where
     data_text = ", ".join(f"{i.ja} / {i.en} {i.count} ({i.where})" for i in items)
     kind = incident.kind if incident else "recorded"
@@ -335,9 +375,16 @@ def build(m: RecordedMessage, incident: Incident | None, others: Sequence[SentTo
                else "メール送信（社外へは未配送） / e-mail, not delivered outside")
     done = "; ".join(f"{d.ja} / {d.en} ({d.actor}, {d.at})" for d in decisions
                      if d.action not in ("notified",)) or "—"
+    # APPI asks when it happened (sent, delivered) and when it was found (reported)
+    happened = when["delivered"] or when["submitted"]
+    if kind == "misdelivery" and when["reported"]:
+        first_when = (f"発生 / happened: {happened or '—'}; "
+                      f"発覚・報告 / discovered, reported: {when['reported']}")
+    else:
+        first_when = happened or when["reported"]
     first = {
         "what": what_happened,
-        "when": when["reported"] or when["submitted"],
+        "when": first_when,
         "to_whom": ", ".join(f"{r.address} ({r.organisation}, {r.kind})" for r in targets),
         "how_many": (f"宛先 {len(targets)} 件、個人データ {people} 件（推定） / "
                      f"{len(targets)} recipient(s), personal data of {people} people "
@@ -376,4 +423,31 @@ def build(m: RecordedMessage, incident: Incident | None, others: Sequence[SentTo
         others=[{"id": o.id, "received_at": fmt_time(o.received_at, tz), "state": o.state,
                  "subject": o.subject, "address": o.address,
                  "recipient_state": o.recipient_state}
-                for o in others if o.id != m.id])
+                for o in others if o.id != m.id],
+        purged=m.state == PURGED)
+
+
+def purged_message(incident: Incident) -> RecordedMessage:
+    """What is left of a message whose row retention purged: its id and, from the
+    incident, the wrong recipients (state PURGED). The report says so (PURGED_NOTE)."""
+    m = RecordedMessage(incident.message_id, PURGED, "", "", "", "", "", 0,
+                        incident.opened_at, {})
+    m.recipients = [RecordedRecipient(a, PURGED, None, "") for a in incident.wrong_recipients]
+    return m
+
+
+def link_first(r: IncidentReport, show_addresses: bool) -> dict[str, str]:
+    """The first report as an alert's view link shows it (a link can be forwarded): the
+    recipients by organisation and domain unless the policy's alerts.show_addresses,
+    what was done without who did it; never the subject, the reporter's note, the
+    officer's fields or other messages (the full report needs the reports token)."""
+    targets = [x for x in r.where if x.wrong] or list(r.where)
+    if show_addresses:
+        to_whom = ", ".join(f"{x.address} ({x.organisation}, {x.kind})" for x in targets)
+    else:
+        orgs = dict.fromkeys(f"{x.organisation} ({x.kind})" for x in targets)
+        to_whom = (", ".join(orgs) + f" — 宛先 {len(targets)} 件 / {len(targets)} "
+                   "recipient(s)") if targets else ""
+    done = "; ".join(f"{d.ja} / {d.en} ({d.at})" for d in r.decisions
+                     if d.action not in ("notified",)) or "—"
+    return {**r.first, "to_whom": to_whom, "done": done}

@@ -93,7 +93,11 @@ async def open_incident(conn: AsyncConnection, now: float, *, incident_id: str,
                         message_id: str, kind: str, opened_by: str,
                         wrong_recipients: Sequence[str] = (), note: str = "") -> Incident:
     """One transaction: the incident row and the audit row on its message (detail:
-    incident, wrong_recipients, reporter). IncidentError if the message is unknown."""
+    incident, wrong_recipients, reporter). IncidentError if the message is unknown.
+
+    A misdelivery already open (first report) on the same message with the same wrong
+    recipients is returned as it is, with no new row and no audit row: a reload or a
+    second click reports one misdelivery once, and alerts the officers once."""
     if kind not in KINDS:
         raise IncidentError(f"unknown incident kind {kind!r} (one of {', '.join(KINDS)})")
     row = (await conn.execute(select(messages.c.state).where(
@@ -101,6 +105,12 @@ async def open_incident(conn: AsyncConnection, now: float, *, incident_id: str,
     if row is None:
         raise IncidentError(f"no message {message_id} is recorded")
     wrong = list(dict.fromkeys(wrong_recipients))
+    if kind == "misdelivery":
+        same = {a.lower() for a in wrong}
+        for known in await incidents_of(conn, message_id):
+            if (known.kind == "misdelivery" and known.state == "first_report"
+                    and {a.lower() for a in known.wrong_recipients} == same):
+                return known
     await conn.execute(insert(incidents).values(
         id=incident_id, message_id=message_id, opened_at=now, opened_by=opened_by,
         kind=kind, wrong_recipients=json.dumps(wrong, ensure_ascii=False),
@@ -213,17 +223,28 @@ async def recorded(conn: AsyncConnection, message_id: str) -> RecordedMessage | 
     return m
 
 
-async def by_message_id_header(conn: AsyncConnection, value: str) -> list[tuple[str, str]]:
+async def by_message_id_header(conn: AsyncConnection, value: str,
+                                senders: Sequence[str] | None = None
+                                ) -> list[tuple[str, str]]:
     """(queue id, sender) of the messages stored with this Message-ID header (angle
-    brackets optional), newest first: a split hold stores one message as two rows."""
+    brackets optional), newest first: a split hold stores one message as two rows.
+
+    There is no index on the header (one would cost every accept): with `senders` (a
+    signed-in user's name and addresses, as the messages.sender column holds them) the
+    lookup uses ix_messages_sender_received and reads only their mail; without (the
+    helpdesk's CLI, rare) it scans."""
     v = value.strip()
     if not v:
         return []
     bare = v.strip("<>")
-    rows = await conn.execute(
-        select(messages.c.id, messages.c.sender).where(
-            messages.c.message_id_header.in_((f"<{bare}>", bare)))
-        .order_by(messages.c.received_at.desc(), messages.c.id))
+    stmt = select(messages.c.id, messages.c.sender).where(
+        messages.c.message_id_header.in_((f"<{bare}>", bare)))
+    if senders is not None:
+        who = sorted({s for s in senders if s})
+        if not who:
+            return []
+        stmt = stmt.where(messages.c.sender.in_(who))
+    rows = await conn.execute(stmt.order_by(messages.c.received_at.desc(), messages.c.id))
     return [(r.id, r.sender) for r in rows]
 
 

@@ -2,14 +2,17 @@
 gives the PDF), Japanese with English alongside. `id` is an incident id or the guard's
 queue id: a message with an incident shows it, one without shows the incident-style
 report of what the guard recorded (so a severe hold is reportable too). Guarded like the
-other /reports pages (web/reports.py): the metrics token, or a loopback listener; or a
-view link (`?k=`, guard/viewlink.py) for this very id, which the officers' alert mails
-carry so that the report opens on a phone."""
+other /reports pages (web/reports.py): the metrics token, or a loopback listener, opens
+the full report. A view link (`?k=`, guard/viewlink.py) for this very id — what the
+officers' alert mails carry so that the report opens on a phone, and what a forwarded
+mail forwards — opens only the first report, at the alert's level: recipients by
+organisation unless the policy's alerts.show_addresses, no subject, no reporter's
+note, no officer's fields, no other messages. An incident whose message row retention
+purged still shows, from the incident row, and says so."""
 
 from __future__ import annotations
 
 import html
-import time
 from collections.abc import Callable, Sequence
 from datetime import tzinfo
 from typing import Any
@@ -20,11 +23,13 @@ from starlette.routing import BaseRoute, Route
 
 from guard.incident import render
 from guard.incident.desk import load_report
-from guard.incident.report import UNKNOWN, IncidentReport
+from guard.incident.report import PURGED_NOTE, UNKNOWN, IncidentReport, link_first
 from guard.policy import Policy
 from guard.store import AsyncEngine
+from guard.store.db import db_now
 from guard.viewlink import ViewLinks
-from guard.web.plain import SECURITY_HEADERS
+from guard.web.plain import document as plain_document
+from guard.web.plain import h
 from guard.web.reports import STYLE
 
 PRINT_STYLE = (
@@ -55,10 +60,33 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], tid: str) -> str:
     return f"<table id='{tid}'><tr>{h}</tr>{b or '<tr><td>—</td></tr>'}</table>"
 
 
-def report_page(r: IncidentReport) -> str:
-    def h(ja: str, en: str) -> str:
-        return f"{ja} <span class='en'>/ {en}</span>"
+def _title(r: IncidentReport) -> str:
+    return h(*(html.escape(p) for p in render.title(r).split(" / ", 1)))
 
+
+def _purged(r: IncidentReport) -> str:
+    return (f"<p class='prompt' id='purged'>{html.escape(PURGED_NOTE)}</p>"
+            if r.purged else "")
+
+
+def link_page(r: IncidentReport, show_addresses: bool) -> str:
+    """What a view link opens: the first report (report.link_first) and nothing more."""
+    meta = [("kind", "種別", "Kind"), ("stage", "段階", "Stage"),
+            ("queue_id", "メッセージ", "Message")]
+    values = {"kind": render.KIND.get(r.kind, r.kind),
+              "stage": render.STAGE.get(r.stage, r.stage),
+              "queue_id": f"{r.queue_id} {r.message_id_header}"}
+    return (f"<h1>{_title(r)}</h1>{_purged(r)}{_kv(meta, values, 'meta')}"
+            f"<section id='first'><h2>{h('第一報', 'First report')}</h2>"
+            f"{_kv(render.FIRST, link_first(r, show_addresses), 'first')}</section>"
+            "<p id='link-only'>これはアラートのリンクで開ける第一報です。"
+            "全文（5W1H、宛先、判断の記録、担当者記入欄）はレポートのトークンで開いてください。"
+            "<br><span class='en'>This is "
+            "the first report an alert's link opens. The full report (5W1H, recipients, "
+            "every decision, the officer's fields) needs the reports token.</span></p>")
+
+
+def report_page(r: IncidentReport) -> str:
     meta = [("kind", "種別", "Kind"), ("stage", "段階", "Stage"),
             ("queue_id", "メッセージ", "Message"), ("subject", "件名", "Subject"),
             ("state", "状態", "State")]
@@ -85,7 +113,7 @@ def report_page(r: IncidentReport) -> str:
     appi = "".join(f"<tr id='appi-{c.key}'><th>{h(c.ja, c.en)}</th>"
                    f"<td class='{c.status}'>{_e(render.STATUS[c.status])}</td>"
                    f"<td>{_e(c.why)}</td></tr>" for c in r.appi)
-    out = [f"<h1>{h(*render.title(r).split(' / ', 1))}</h1>",
+    out = [f"<h1>{_title(r)}</h1>", _purged(r),
            _kv(meta, values, "meta"),
            f"<section id='first'><h2>{h('第一報', 'First report')}</h2>"
            f"{_kv(render.FIRST, r.first, 'first')}</section>",
@@ -125,11 +153,7 @@ def report_page(r: IncidentReport) -> str:
 
 
 def document(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(
-        "<!doctype html><html lang='ja'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        f"<title>{html.escape(title)}</title><style>{STYLE}{PRINT_STYLE}</style></head>"
-        f"<body>{body}</body></html>", status_code=status, headers=SECURITY_HEADERS)
+    return plain_document(title, body, status, style=STYLE + PRINT_STYLE)
 
 
 class IncidentReportPage:
@@ -146,15 +170,18 @@ class IncidentReportPage:
     async def show(self, request: Request) -> Response:
         ident = str(request.path_params["id"])[:64]
         link = request.query_params.get("k", "")[:200]
-        by_link = bool(link) and self.links is not None and self.links.allows(
-            link, ident, time.time())
-        if self.allowed is not None and not self.allowed(request) and not by_link:
-            return PlainTextResponse(
-                "401 Unauthorized: /reports needs the metrics bearer token or a valid link "
-                "from an alert mail\n", status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="guard reports"'})
+        full = self.allowed is None or self.allowed(request)
+        policy = self.policy()
         async with self.engine.connect() as conn:
-            r = await load_report(conn, ident, self.tz, policy=self.policy())
+            # links are signed with the database's clock (alert/dispatch): checked by it
+            by_link = (not full and bool(link) and self.links is not None
+                       and self.links.allows(link, ident, await db_now(conn)))
+            if not full and not by_link:
+                return PlainTextResponse(
+                    "401 Unauthorized: /reports needs the metrics bearer token or a valid "
+                    "link from an alert mail\n", status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="guard reports"'})
+            r = await load_report(conn, ident, self.tz, policy=policy)
         if r is None:
             return document("見つかりません / Not found",
                             f"<h1>見つかりません <span class='en'>/ Not found</span></h1>"
@@ -164,6 +191,9 @@ class IncidentReportPage:
                             "<span class='en'>No "
                             f"incident or message {html.escape(ident)} is recorded (it may "
                             "have been purged after the retention time).</span></p>", 404)
+        if not full:
+            show = policy is not None and policy.doc.alerts.show_addresses
+            return document(render.title(r), link_page(r, show))
         return document(render.title(r), report_page(r))
 
     def routes(self) -> list[BaseRoute]:
