@@ -181,14 +181,8 @@ class AlertDispatcher:
 
         if policy is None:
             return Words(self.tz, self.base_url, view_link=view_link)
-        labels: dict[str, str] = {}
-        for name, group in policy.groups.items():
-            label = " / ".join(t for t in (group.label.ja, group.label.en) if t)
-            labels[name] = label or name
-
         def department(sender: str) -> str | None:
-            group = policy.group_of(sender)
-            return None if group is None else labels.get(group, group)
+            return policy.department_of(sender, with_name=False)  # short: a phone's mail
 
         return Words(self.tz, self.base_url, policy.doc.alerts.show_addresses, department,
                      policy.tables.customer, view_link)

@@ -149,16 +149,7 @@ def orgs_of(policy: Policy | None) -> Orgs:
 
 def department_of(policy: Policy | None) -> Callable[[str], str | None]:
     """The sender's department as people know it: "営業部 / Sales (sales)"."""
-    def of(sender: str) -> str | None:
-        if policy is None:
-            return None
-        name = policy.group_of(sender)
-        if name is None:
-            return None
-        group = policy.groups.get(name)
-        label = " / ".join(t for t in (group.label.ja, group.label.en) if t) if group else ""
-        return f"{label} ({name})" if label else name
-    return of
+    return (lambda sender: None) if policy is None else policy.department_of
 
 
 async def load_report(conn: AsyncConnection, ident: str, tz: tzinfo, *,

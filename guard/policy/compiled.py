@@ -122,6 +122,18 @@ class Policy:
         groups = self.groups_of(sender)
         return groups[0] if groups else None
 
+    def department_of(self, sender: str, *, with_name: bool = True) -> str | None:
+        """The sender's first group as people know it: "営業部 / Sales (sales)", or
+        "営業部 / Sales" without the name; the name alone when the group has no label."""
+        name = self.group_of(sender)
+        if name is None:
+            return None
+        group = self.groups.get(name)
+        label = " / ".join(t for t in (group.label.ja, group.label.en) if t) if group else ""
+        if not label:
+            return name
+        return f"{label} ({name})" if with_name else label
+
 
 def compile_policy(
     doc: PolicyDoc,

@@ -27,16 +27,7 @@ class PolicyFacts:
     def of(cls, policy: Policy) -> PolicyFacts:
         """Every rule of the policy (disabled ones too: they are still the policy's),
         and a department as people know it: "営業部 / Sales (sales)"."""
-        names: dict[str, str] = {}
-        for name, group in policy.groups.items():
-            label = " / ".join(t for t in (group.label.ja, group.label.en) if t)
-            names[name] = f"{label} ({name})" if label else name
-
-        def department(sender: str) -> str | None:
-            group = policy.group_of(sender)
-            return None if group is None else names.get(group, group)
-
-        return cls(tuple(r.name for r in policy.doc.rules), department)
+        return cls(tuple(r.name for r in policy.doc.rules), policy.department_of)
 
 
 async def near_miss_report(conn: AsyncConnection, period: Period, facts: PolicyFacts,
