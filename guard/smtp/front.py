@@ -73,6 +73,12 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes] 
         return None
 
 
+def _consume(task: asyncio.Future[None]) -> None:
+    """A send that outlived its cancelled session: nobody waits for its error."""
+    if not task.cancelled():
+        task.exception()
+
+
 # -- the main process's side -------------------------------------------------------------
 
 class SmtpFronts:
@@ -228,7 +234,9 @@ class RemoteAcceptor:
         self.idle.clear()
         try:
             # shielded: a frame cut off by a cancelled session would garble the link
-            await asyncio.shield(self._send(rid, msg))
+            sending = asyncio.ensure_future(self._send(rid, msg))
+            sending.add_done_callback(_consume)
+            await asyncio.shield(sending)
             return await fut
         finally:
             self._pending.pop(rid, None)
