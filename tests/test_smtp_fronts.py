@@ -180,8 +180,9 @@ def _ehlo_seconds(port: int) -> float:
 def test_ehlo_is_answered_while_a_large_message_is_received_and_handed_over(
         guard_factory, sink: Sink, tls: TlsFiles) -> None:
     """The front's event loop is never held for a whole message: EHLO on another
-    connection stays fast from the first byte of a 20 MB DATA to its 250, and the
-    message arrives upstream exactly as sent (dots unstuffed)."""
+    connection stays fast from the first byte of a 20 MB DATA to its 250, and that
+    message and a second one handed over at the same time arrive upstream exactly as
+    sent (dots unstuffed)."""
     # relay only: inspecting 20 MB takes seconds of CPU that are not the front's
     g = guard_factory(sink.url, SMTP__MODE="trusted", TRUSTED_NETWORKS="127.0.0.0/8",
                       SMTP__MAX_MESSAGE_SIZE=str(40 * 1024 * 1024), INSPECT__ENABLED="false")
@@ -204,7 +205,22 @@ def test_ehlo_is_answered_while_a_large_message_is_received_and_handed_over(
             probes.append(_ehlo_seconds(g.smtp_port))
             done.wait(0.02)  # a client now and then, not a load of its own
 
+    # a second message on its own connection at the same time: the two hand-overs share
+    # the link to the main process and must not interleave
+    small = b"Subject: small\r\n\r\n" + b"".join(b"..%d\r\n" % i for i in range(200_000))
+    small_replies: list[int] = []
+
+    def send_small() -> None:
+        with RawSMTP(g.smtp_port, timeout=120) as s:
+            assert s.cmd("EHLO mta2.localhost").code == 250
+            assert s.cmd("MAIL FROM:<alice@example.co.jp>").code == 250
+            assert s.cmd("RCPT TO:<small@example.net>").code == 250
+            assert s.cmd("DATA").code == 354
+            s.send(small.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+            small_replies.append(s.reply().code)
+
     prober = threading.Thread(target=probe)
+    second = threading.Thread(target=send_small)
     with RawSMTP(g.smtp_port, timeout=120) as c:
         assert c.cmd("EHLO mta.localhost").code == 250
         assert c.cmd("MAIL FROM:<alice@example.co.jp>").code == 250
@@ -212,17 +228,22 @@ def test_ehlo_is_answered_while_a_large_message_is_received_and_handed_over(
         assert c.cmd("DATA").code == 354
         prober.start()
         try:
-            c.send(wire + b".\r\n")
+            c.send(wire[:len(wire) // 2])
+            second.start()
+            c.send(wire[len(wire) // 2:] + b".\r\n")
             assert c.reply().code == 250
         finally:
             done.set()
             prober.join(60)
+            second.join(60)
+    assert small_replies == [250]
     # the old front held its loop for at least `old_stall` (the work above and more);
     # half of it leaves room for a busy machine and still fails that behaviour
     assert len(probes) >= 3
     assert max(probes) < old_stall / 2, (
         f"EHLO took up to {max(probes):.3f} s ({len(probes)} probes); the whole-message "
         f"work takes {old_stall:.3f} s here")
-    got = sink.wait_count(1, timeout=60)[0]
-    assert got.rcpt_tos == ["big@example.net"]
-    assert got.data.endswith(b"\r\n\r\n" + body)
+    got = {m.rcpt_tos[0]: m.data for m in sink.wait_count(2, timeout=60)}
+    assert got["big@example.net"].endswith(b"\r\n\r\n" + body)
+    assert got["small@example.net"].endswith(small.partition(b"\r\n\r\n")[2])
+    assert len(queue_rows(g)) == 2
