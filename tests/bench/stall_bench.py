@@ -203,6 +203,7 @@ def main() -> int:
                   f" p50 {st['ehlo_p50_s']} s, p99 {st['ehlo_p99_s']} s, max "
                   f"{st['ehlo_max_s']} s (target < 0.1 s), failed {st['ehlo_failed']}")
         results["big_messages_mb"] = sizes
+        results["big_decisions_s"] = [round(t, 2) for t, _ in big]  # the last round's
         results.update(_ehlo_stats(every))
         if args.rounds > 1:
             st = _ehlo_stats(every)
