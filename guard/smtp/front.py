@@ -7,13 +7,20 @@ the sessions and pass each complete message back over a socket pair; the main pr
 inspects and commits it and sends back the reply, so the client still gets its 250 only
 after the commit (the database stays in one process: SQLite has one writer).
 
-Frames both ways: request id (8 bytes), payload length (4 bytes), payload.
-  front → main   id ≥ 1: a pickled ReceivedMessage or    id 0: b"ready"
-                 AuthQuery (failed AUTH per address)
+Frames both ways: request id (8 bytes), payload length (4 bytes), data length (8 bytes),
+payload, data.
+  front → main   id ≥ 1: a pickled ReceivedMessage       id 0: b"ready"
+                 without its bytes, which follow as the
+                 data, or an AuthQuery (failed AUTH per
+                 address)
   main → front   id ≥ 1: the pickled outcome for that    id 0: b"stop"
                  id (guard.smtp.outcome), which the
                  front formats (guard.smtp.replies);
                  for an AuthQuery: seconds blocked
+The message bytes are written in parts with the event loop free between them: pickled
+with the rest, a 30 MB message was two copies and one write that held the front's loop
+(and EHLO on every other connection) for tens of milliseconds. One frame at a time goes
+on the link (a lock), and a session cancelled mid-frame still finishes its frame.
 The link is between two processes of one program, so pickle is safe here. A front dies
 with the main process (PR_SET_PDEATHSIG, end of file on the link); a front that dies
 alone is started again, and its clients, who never got a 250, send again.
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import multiprocessing as mp
 import pickle
@@ -44,22 +52,31 @@ from guard.smtp.replies import UNAVAILABLE
 
 log = logging.getLogger("guard.smtp")
 
-_FRAME = struct.Struct("!QI")
+_FRAME = struct.Struct("!QIQ")
+_PART = 256 * 1024  # message bytes written per turn of the event loop
 _PR_SET_PDEATHSIG = 1
 _START_TIMEOUT = 60.0  # a spawned interpreter imports the package first
 _OUTCOMES = (Accepted, Held, Rejected, TryLater)
 
 
 def _frame(rid: int, payload: bytes) -> bytes:
-    return _FRAME.pack(rid, len(payload)) + payload
+    return _FRAME.pack(rid, len(payload), 0) + payload
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes] | None:
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes] | None:
+    """(request id, payload, data)."""
     try:
-        rid, n = _FRAME.unpack(await reader.readexactly(_FRAME.size))
-        return rid, await reader.readexactly(n)
+        rid, n, m = _FRAME.unpack(await reader.readexactly(_FRAME.size))
+        payload = await reader.readexactly(n)
+        return rid, payload, (await reader.readexactly(m) if m else b"")
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
+
+
+def _consume(task: asyncio.Future[None]) -> None:
+    """A send that outlived its cancelled session: nobody waits for its error."""
+    if not task.cancelled():
+        task.exception()
 
 
 # -- the main process's side -------------------------------------------------------------
@@ -135,20 +152,23 @@ class SmtpFronts:
     async def _serve(self, i: int, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
         while (frame := await _read_frame(reader)) is not None:
-            rid, payload = frame
+            rid, payload, data = frame
             if rid == 0:
                 if payload == b"ready":
                     log.info("SMTP front %d (pid %d) is answering", i, self._procs[i].pid)
                     self._ready[i].set()
                 continue
-            task = asyncio.create_task(self._answer(writer, rid, payload))
+            task = asyncio.create_task(self._answer(writer, rid, payload, data))
             self._answers.add(task)
             task.add_done_callback(self._answers.discard)
 
-    async def _answer(self, writer: asyncio.StreamWriter, rid: int, payload: bytes) -> None:
+    async def _answer(self, writer: asyncio.StreamWriter, rid: int, payload: bytes,
+                      data: bytes) -> None:
         result: Outcome | float
         try:
             request = pickle.loads(payload)
+            if isinstance(request, ReceivedMessage):
+                request.data = data
             if isinstance(request, AuthQuery):
                 result = answer(self.auth_limiter, request) if self.auth_limiter else 0.0
             else:
@@ -194,6 +214,7 @@ class RemoteAcceptor:
         self._writer = writer
         self._pending: dict[int, asyncio.Future[object]] = {}
         self._next = 1
+        self._sending = asyncio.Lock()  # a message's frame is written in parts
         self.stop_requested = asyncio.Event()
         self.idle = asyncio.Event()  # nothing handed over is waiting for its reply
         self.idle.set()
@@ -212,18 +233,36 @@ class RemoteAcceptor:
         self._pending[rid] = fut
         self.idle.clear()
         try:
-            self._writer.write(_frame(rid, pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)))
-            await self._writer.drain()
+            # shielded: a frame cut off by a cancelled session would garble the link
+            sending = asyncio.ensure_future(self._send(rid, msg))
+            sending.add_done_callback(_consume)
+            await asyncio.shield(sending)
             return await fut
         finally:
             self._pending.pop(rid, None)
             if not self._pending:
                 self.idle.set()
 
+    async def _send(self, rid: int, msg: ReceivedMessage | AuthQuery) -> None:
+        data = b""
+        if isinstance(msg, ReceivedMessage):
+            data, msg = msg.data, dataclasses.replace(msg, data=b"")
+        payload = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        async with self._sending:
+            self._writer.write(_FRAME.pack(rid, len(payload), len(data)) + payload)
+            view = memoryview(data)
+            for at in range(0, len(data), _PART):
+                if self._writer.is_closing():
+                    raise ConnectionError("the main process is gone")
+                self._writer.write(view[at:at + _PART])  # no copy of the message
+                await self._writer.drain()
+                await asyncio.sleep(0)  # drain returns at once while below its mark
+            await self._writer.drain()
+
     async def run(self) -> None:
         """Reads replies until the main process says stop or goes away."""
         while (frame := await _read_frame(self._reader)) is not None:
-            rid, payload = frame
+            rid, payload, _ = frame
             if rid == 0:
                 if payload == b"stop":
                     self.stop_requested.set()

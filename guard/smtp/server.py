@@ -241,8 +241,9 @@ class GuardSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
-            data = await read_data(self._reader, self.data_size_limit or 0,
-                                   self.cfg.data_total_timeout, self._reset_timeout)
+            body = await read_data(self._reader, self.data_size_limit or 0,
+                                   self.cfg.data_total_timeout, self._reset_timeout,
+                                   self.line_length_limit)
         except DataTooLarge:
             metrics.MESSAGES_REJECTED.labels(self.cfg.kind, "too_big").inc()
             await self.push("552 5.3.4 Message size exceeds fixed limit")
@@ -252,17 +253,17 @@ class GuardSMTP(SMTP):
             if self.transport is not None:
                 self.transport.close()
             return
-        if data is None:  # connection closed mid-DATA
+        if body is None:  # connection closed mid-DATA
             return
-        problem = data_problem(data, self.cfg, self.line_length_limit)
+        problem = data_problem(body, self.cfg)
         if problem:
             metrics.MESSAGES_REJECTED.labels(self.cfg.kind, problem[0]).inc()
             await self.push(problem[1])
             self._set_post_data_state()
             return
         metrics.MESSAGES_RECEIVED.labels(self.cfg.kind).inc()
-        self.envelope.content = data
-        self.envelope.original_content = data
+        self.envelope.content = body.data
+        self.envelope.original_content = body.data
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push(status if isinstance(status, str) else "451 4.3.0 Error: no handler")

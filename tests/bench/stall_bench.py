@@ -7,7 +7,9 @@ Not a test. Run:  .venv/bin/python tests/bench/stall_bench.py [--quick]
    workers + commit). Target ≤ 2 s for 10 MB.
 2. Listener responsiveness (reliability G74): three 30 MB messages (csv/xlsx attachments)
    sent at once while a probe opens a connection every 200 ms and times EHLO → 250.
-   Target: every EHLO answered within 1 s.
+   Target: every EHLO answered within 1 s (issue 18: within 100 ms). `--rounds N` runs
+   this N times on one guard and reports p50/p99/max per round and over all probes;
+   `--skip-decisions` leaves out part 1.
 Everything runs on 127.0.0.1 and stops by itself.
 """
 
@@ -102,12 +104,44 @@ def _verdict_ms(log: Path, reply: str) -> float:
     return float("nan")
 
 
+def _big_round(port: int, msgs: list[bytes]) -> tuple[list[float], list[tuple[float, str]]]:
+    """The three big messages at once while the probe times EHLO every 200 ms."""
+    stop = threading.Event()
+    probes: list[float] = []
+    prober = threading.Thread(target=ehlo_probe, args=(port, stop, probes))
+    big: list[tuple[float, str]] = []
+    senders = [threading.Thread(target=lambda m=m: big.append(send_timed(port, m)))
+               for m in msgs]
+    prober.start()
+    time.sleep(0.5)
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join(300)
+    stop.set()
+    prober.join(30)
+    return probes, big
+
+
+def _ehlo_stats(probes: list[float]) -> dict[str, object]:
+    finite = sorted(p for p in probes if p != float("inf"))
+    p99 = finite[min(len(finite) - 1, int(0.99 * len(finite)))] if finite else None
+    return {"ehlo_probes": len(probes),
+            "ehlo_p50_s": round(statistics.median(finite), 4) if finite else None,
+            "ehlo_p99_s": round(p99, 4) if p99 is not None else None,
+            "ehlo_max_s": round(max(probes), 3) if probes else None,
+            "ehlo_failed": len(probes) - len(finite)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller files (about a third)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--repeat", type=int, default=3,
                     help="decisions per xlsx size (median and max are reported)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds of the three big messages with the EHLO probe")
+    ap.add_argument("--skip-decisions", action="store_true", help="only part 2")
     args = ap.parse_args()
     scale = 3 if args.quick else 1
 
@@ -127,15 +161,16 @@ def main() -> int:
     results: dict[str, object] = {}
     try:
         wait_port(port, 30)
+        print(f"guard log: {tmp / 'guard.log'}", flush=True)
         print("building attachments …", flush=True)
-        xlsx4 = make_xlsx(70_000 // scale)
-        xlsx10 = make_xlsx(175_000 // scale, seed=9)
+        xlsx4 = make_xlsx(70_000 // scale) if not args.skip_decisions else b""
+        xlsx10 = make_xlsx(175_000 // scale, seed=9) if not args.skip_decisions else b""
         big_csv = make_csv(250_000 // scale)
         big_xlsx = make_xlsx(200_000 // scale)
         # warm the worker pool
         send_timed(port, message("warm", "w.csv", "text/csv", make_csv(100)))
 
-        for label, xlsx in (("4MB", xlsx4), ("10MB", xlsx10)):
+        for label, xlsx in (() if args.skip_decisions else (("4MB", xlsx4), ("10MB", xlsx10))):
             times, inspect_ms = [], []
             for _ in range(max(1, args.repeat)):
                 took, reply = send_timed(port, message(f"{label} xlsx", "顧客.xlsx", XLSX, xlsx))
@@ -154,33 +189,27 @@ def main() -> int:
                 message("big csv 2", "b.csv", "text/csv", big_csv),
                 message("big xlsx", "c.xlsx", XLSX, big_xlsx)]
         sizes = [round(len(m) / 1e6, 1) for m in msgs]
-        stop = threading.Event()
-        probes: list[float] = []
-        prober = threading.Thread(target=ehlo_probe, args=(port, stop, probes))
-        big: list[tuple[float, str]] = []
-        senders = [threading.Thread(target=lambda m=m: big.append(send_timed(port, m)))
-                   for m in msgs]
-        prober.start()
-        time.sleep(0.5)
-        for t in senders:
-            t.start()
-        for t in senders:
-            t.join(300)
-        stop.set()
-        prober.join(30)
-        finite = sorted(p for p in probes if p != float("inf"))
-        results.update({
-            "big_messages_mb": sizes,
-            "big_decisions_s": [round(t, 2) for t, _ in big],
-            "ehlo_probes": len(probes),
-            "ehlo_max_s": round(max(probes), 3) if probes else None,
-            "ehlo_p50_s": round(statistics.median(finite), 4) if finite else None,
-            "ehlo_failed": len(probes) - len(finite),
-        })
-        print(f"three messages of {sizes} MB: decided in {[round(t, 1) for t, _ in big]} s")
-        print(f"EHLO while they were inspected: {len(probes)} probes, "
-              f"p50 {results['ehlo_p50_s']} s, max {results['ehlo_max_s']} s "
-              f"(target ≤ 1 s), failed {results['ehlo_failed']}")
+        every: list[float] = []
+        for rnd in range(max(1, args.rounds)):
+            probes, big = _big_round(port, msgs)
+            every += probes
+            results[f"round_{rnd + 1}"] = {
+                "big_decisions_s": [round(t, 2) for t, _ in big],
+                "big_replies": [r[:40] for _, r in big], **_ehlo_stats(probes)}
+            print(f"round {rnd + 1}: three messages of {sizes} MB: decided in "
+                  f"{[round(t, 1) for t, _ in big]} s {[r[:12] for _, r in big]}")
+            st = _ehlo_stats(probes)
+            print(f"  EHLO while they were received and inspected: {st['ehlo_probes']} probes,"
+                  f" p50 {st['ehlo_p50_s']} s, p99 {st['ehlo_p99_s']} s, max "
+                  f"{st['ehlo_max_s']} s (target < 0.1 s), failed {st['ehlo_failed']}")
+        results["big_messages_mb"] = sizes
+        results["big_decisions_s"] = [round(t, 2) for t, _ in big]  # the last round's
+        results.update(_ehlo_stats(every))
+        if args.rounds > 1:
+            st = _ehlo_stats(every)
+            print(f"all {args.rounds} rounds: {st['ehlo_probes']} probes, p50 {st['ehlo_p50_s']}"
+                  f" s, p99 {st['ehlo_p99_s']} s, max {st['ehlo_max_s']} s, "
+                  f"failed {st['ehlo_failed']}")
     finally:
         guard.send_signal(signal.SIGTERM)
         try:
