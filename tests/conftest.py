@@ -4,13 +4,15 @@
   refuse recipients (451/550 by local part), delay or refuse DATA, or speak STARTTLS.
 - `GuardProcess`: `guard serve` as a real subprocess with GUARD_* settings.
 - `tls`: a trustme CA with a certificate for localhost / 127.0.0.1.
-- `db_url`: SQLite in tmp_path, or the PostgreSQL on 127.0.0.1:5432 (database `test`).
+- `db_url`: SQLite in tmp_path, or the PostgreSQL on 127.0.0.1:5432 (database `test`;
+  under pytest-xdist each worker has its own, `test_gw0`, `test_gw1`…, made on first use).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,10 +33,63 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 ROOT = Path(__file__).resolve().parent.parent
 PASS_ALL = ROOT / "tests" / "data" / "pass-all.yaml"
 EXAMPLE_POLICY = ROOT / "policies"
-PG_URL = os.environ.get("GUARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# the database the tests may empty at will (GUARD_TEST_PG_URL, else `test`)
+BASE_PG_URL = os.environ.get("GUARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# pytest-xdist sets these in each worker before this module is imported
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1"… ("" without -n)
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+
+
+def _worker_pg_url(base: str, worker: str) -> str:
+    """Each xdist worker empties a database of its own: the base one's name + `_gwN`."""
+    if not worker:
+        return base
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    return url.set(database=f"{url.database or 'test'}_{worker}").render_as_string(
+        hide_password=False)
+
+
+PG_URL = _worker_pg_url(BASE_PG_URL, XDIST_WORKER)
+
+
+def _port_range() -> range:
+    """Listening ports for the tests: below the kernel's ephemeral range, so that no
+    outgoing connection (SMTP clients, database pools) takes a port between free_port()
+    and the listener's bind; split between xdist workers so that they never pick the
+    same one."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    first, last = 10000, min(low, 32768)
+    if last - first < 1000:
+        return range(0)  # an unusual machine: let the kernel choose (bind to port 0)
+    n = int(XDIST_WORKER[2:]) if XDIST_WORKER[2:].isdigit() else 0
+    size = (last - first) // max(XDIST_WORKERS, 1)
+    return range(first + n * size, first + (n + 1) * size)
+
+
+_PORTS = _port_range()
+# a random start: two runs at once (two checkouts) rarely walk the same ports
+_port_next = [random.randrange(len(_PORTS)) if _PORTS else 0]
+_port_lock = threading.Lock()
 
 
 def free_port() -> int:
+    """A port nothing listens on now; not handed out again by this process until the
+    whole range has been walked (the caller binds it later, often in a subprocess)."""
+    with _port_lock:
+        for _ in range(len(_PORTS)):
+            port = _PORTS[_port_next[0] % len(_PORTS)]
+            _port_next[0] += 1
+            with socket.socket() as s:  # no SO_REUSEADDR: skips ports in TIME_WAIT too
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -189,7 +244,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 def reset_postgres(url: str = PG_URL) -> None:
-    """Drop the guard's tables in the shared test database."""
+    """Drop the guard's tables in the test database (this xdist worker's own)."""
     import asyncio
 
     from sqlalchemy import text
@@ -230,12 +285,71 @@ def postgres_available() -> bool:
     return False
 
 
+_pg_ready: list[str] = []
+
+
+def _create_worker_database() -> None:
+    """CREATE DATABASE this worker's one if missing (connected to the base database)."""
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from guard.store import db
+
+    name = make_url(PG_URL).database
+
+    async def go() -> None:
+        admin = db.create_engine(BASE_PG_URL)
+        try:
+            async with admin.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                found = (await conn.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})).first()
+                if not found:
+                    await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            await admin.dispose()
+
+    def in_thread() -> None:  # require_postgres() is also called from async fixtures
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(go())
+            except BaseException as e:  # handed to the caller
+                failed.append(e)
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        if failed:
+            raise failed[0]
+
+    # CREATE DATABASE copies template1 and refuses while another session is copying it
+    # (other workers making theirs): a few tries, a moment apart
+    for attempt in range(10):
+        try:
+            in_thread()
+            return
+        except Exception as e:  # the last one is raised below
+            if "already exists" in str(e):
+                return  # made at the same moment by another run of this checkout
+            if attempt == 9:
+                raise
+            time.sleep(0.2 + random.random())
+
+
 def require_postgres() -> str:
-    """The test PostgreSQL URL; fails under CI=true when it does not answer, skips elsewhere."""
+    """The test PostgreSQL URL; fails under CI=true when it does not answer, skips elsewhere.
+    Under xdist, this worker's database, made on first use."""
     if not postgres_available():
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL on 127.0.0.1:5432 is required in CI")
         pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    if PG_URL != BASE_PG_URL and not _pg_ready:
+        _create_worker_database()
+        _pg_ready.append(PG_URL)
     return PG_URL
 
 

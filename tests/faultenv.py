@@ -14,7 +14,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,18 +22,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 
 def unavailable(why: str) -> None:
     """Skip locally, fail in CI (where everything the fault tests need is installed)."""
     if os.environ.get("CI"):
         pytest.fail(f"required in CI: {why}")
     pytest.skip(why)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _children(pid: int) -> list[int]:
@@ -66,7 +61,7 @@ class PgCluster:
         self.dir = Path(tempfile.mkdtemp(prefix="guard-pg-"))
         os.chown(self.dir, self._user.pw_uid, self._user.pw_gid)
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.frozen = False
         self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",

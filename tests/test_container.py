@@ -43,7 +43,9 @@ default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
 runtime = "runc"
 """
 
-pytestmark = pytest.mark.timeout(600)
+# one worker (pytest-xdist) runs this module: the image is built once, and two builds
+# of one tag at once would race
+pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("podman")]
 
 
 def podman_usable() -> bool:

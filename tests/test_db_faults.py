@@ -271,7 +271,12 @@ def test_sqlite_write_lock_held_elsewhere_gives_451_in_bounded_time(
     sink.wait_count(2)
     time.sleep(1)
     assert subjects(sink) == ["after", "before"]
-    assert sorted(r["subject"] for r in rows(f"sqlite:///{path}")) == ["after", "before"]
+    stored = rows(f"sqlite:///{path}")
+    assert sorted(r["subject"] for r in stored if r["subject"] != "during") == ["after", "before"]
+    # on a slow machine the refused message's commit may still finish once the lock is
+    # gone (after its 451): then it is withdrawn, never delivered (the client sends again)
+    late = [r for r in stored if r["subject"] == "during"]
+    assert all(r["state"] == "rejected" and "withdrawn" in r["audit"] for r in late), stored
     wait_for(lambda: healthz(g)[0] == 200, timeout=20, what="healthz ok again")
 
 
@@ -383,6 +388,10 @@ def test_an_outage_logs_one_line_per_refused_message(
     g.start()
     assert send(g, tls, simple_message("before"))[0] == 250
     sink.wait_count(1)
+    # its outcome written too: the outage below meets no delivery under way (on a busy
+    # machine the upstream's 250 can come well before the relay's commit)
+    wait_for(lambda: [r["state"] for r in rows(pg_cluster.url)] == ["delivered"],
+             timeout=30, what="the first message recorded as delivered")
 
     before = g.logs()  # the whole outage, from its first failure
     pg_cluster.stop()

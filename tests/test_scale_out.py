@@ -52,6 +52,9 @@ from tests.conftest import (
     wait_for,
 )
 
+# one worker (pytest-xdist) runs this module: one cluster of three guards for its tests
+pytestmark = pytest.mark.xdist_group("scale_out")
+
 POLICY = ROOT / "tests" / "data" / "scale-out"
 ALICE = "alice@example.co.jp"
 LEASE = 3.0  # seconds: a killed instance's mail waits about this long

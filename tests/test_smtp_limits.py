@@ -18,6 +18,9 @@ import pytest
 from tests.conftest import Sink, TlsFiles, free_port, simple_message, wait_for
 from tests.smtp_client import RawSMTP, Shared, send_message, shared_guard
 
+# one worker (pytest-xdist) runs this module: one guard for all its tests
+pytestmark = pytest.mark.xdist_group("smtp_limits")
+
 ALICE = "alice@example.co.jp"
 MAX_SIZE = 100_000
 MAX_RCPTS = 20

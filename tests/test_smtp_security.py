@@ -22,6 +22,9 @@ import pytest
 from tests.conftest import USER_PASSWORD, Sink, TlsFiles, simple_message, wait_for
 from tests.smtp_client import RawSMTP, Shared, b64, send_message, shared_guard
 
+# one worker (pytest-xdist) runs this module: one guard for all its tests
+pytestmark = pytest.mark.xdist_group("smtp_security")
+
 ALICE = "alice@example.co.jp"
 QUEUED = re.compile(r"2\.0\.0 Ok: queued as ([0-9A-Z]+)$")
 _tags = itertools.count(1)

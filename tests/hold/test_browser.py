@@ -23,6 +23,9 @@ import pytest
 from tests.hold.conftest import ALICE, BOB, BOSS, CAROL, GuardThread, verdict
 from tests.hold.test_review_web import held, notice_link
 
+# one worker (pytest-xdist) runs this module: one browser for all its tests
+pytestmark = pytest.mark.xdist_group("chromium")
+
 CHROMIUM = os.environ.get("GUARD_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
