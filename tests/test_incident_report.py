@@ -9,7 +9,8 @@ from typing import Any
 
 from guard.incident import render
 from guard.incident.report import UNKNOWN, Orgs, build
-from guard.store.incidents import Incident, RecordedAudit, RecordedMessage, RecordedRecipient
+from guard.store.incidents import Incident, RecordedMessage, RecordedRecipient
+from guard.store.reports import AuditRow
 
 ALICE = "alice@example.co.jp"
 T0 = 1_796_600_000.0
@@ -22,7 +23,7 @@ def reason(symbol: str, count: int, where: str = "body", **evidence: Any) -> dic
 
 def message(*reasons: dict[str, Any], state: str = "delivered",
             rcpts: tuple[tuple[str, str], ...] = (("bob@example.net", "delivered"),),
-            audit: tuple[RecordedAudit, ...] = ()) -> RecordedMessage:
+            audit: tuple[AuditRow, ...] = ()) -> RecordedMessage:
     m = RecordedMessage("Q1", state, "alice", ALICE, f"Alice <{ALICE}>", "名簿", "<m@x>", 100,
                         T0, {"action": "approve", "rule": "r", "reasons": list(reasons)})
     m.recipients = [RecordedRecipient(a, s, 250, "") for a, s in rcpts]
@@ -120,7 +121,7 @@ def test_a_sampled_count_is_a_lower_bound():
 
 
 def test_a_misdelivery_first_report_says_when_it_happened_and_when_it_was_found():
-    delivered = RecordedAudit(T0 + 5, "relay:x", "delivered", "queued", "delivered", {})
+    delivered = AuditRow(T0 + 5, "relay:x", "delivered", "queued", "delivered", {})
     m = message(reason("pii.card", 1), audit=(delivered,))
     inc = Incident("I1", "Q1", T0 + 3600, "web:" + ALICE, "misdelivery", ("bob@example.net",),
                    "", "first_report", "", "", "", "", T0 + 3600)

@@ -53,6 +53,8 @@ SAMPLES = [
     "unknown group 'marketing'; expected one of sales, hr",
     "expected at least 2 approvers for approvals_required 2; got 1",
     "escalate_after needs backup_approvers to escalate to",
+    "expected an address in ASCII (alert mail cannot be sent to a non-ASCII address); "
+    "got '山田@example.co.jp'",
     "alerts has no officers: severe events of senders outside the listed groups alert nobody",
     "duplicate rule name 'a'",
     "duplicate keyword name 'k'",

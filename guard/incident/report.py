@@ -20,13 +20,8 @@ from datetime import tzinfo
 from typing import Any
 
 from guard.ownmail import format_time
-from guard.store.incidents import (
-    Incident,
-    RecordedAudit,
-    RecordedMessage,
-    RecordedRecipient,
-    SentTo,
-)
+from guard.store.incidents import Incident, RecordedMessage, RecordedRecipient, SentTo
+from guard.store.reports import AuditRow
 
 UNKNOWN = "（担当者記入 / for the officer）"
 PEOPLE_LIMIT = 1000  # APPI: a leak of more than 1,000 people's data is reportable
@@ -233,17 +228,17 @@ def people_text(items: Sequence[DataItem]) -> str:
     return f"≥ {n}" if sampled(items) else str(n)
 
 
-def _first_at(audit: Sequence[RecordedAudit], pred: Callable[[RecordedAudit], bool]
+def _first_at(audit: Sequence[AuditRow], pred: Callable[[AuditRow], bool]
               ) -> float | None:
     return next((a.at for a in audit if pred(a)), None)
 
 
-def _last_at(audit: Sequence[RecordedAudit], pred: Callable[[RecordedAudit], bool]
+def _last_at(audit: Sequence[AuditRow], pred: Callable[[AuditRow], bool]
              ) -> float | None:
     return next((a.at for a in reversed(audit) if pred(a)), None)
 
 
-def _note(a: RecordedAudit) -> str:
+def _note(a: AuditRow) -> str:
     d = a.detail
     parts = []
     for key in ("reason", "address", "to", "wrong_recipients", "incident", "link", "rule",

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.ids import GUARD_SENDER
 from guard.store.lifecycle import RecipientState
-from guard.store.schema import audit, messages, recipients, store_meta
+from guard.store.schema import audit, json_object, messages, recipients, store_meta
 
 STATE_NAME = "alerts"
 READ_LIMIT = 2000  # audit rows per pass; a backlog is read over several passes
@@ -96,14 +96,6 @@ class MessageFacts:
     recipients: tuple[str, ...]
 
 
-def _json(text: str | None) -> dict[str, Any]:
-    try:
-        v = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return v if isinstance(v, dict) else {}
-
-
 _STATE = select(store_meta.c.value).where(store_meta.c.name == STATE_NAME)
 # another instance's pass holds the row: skip this pass rather than wait in the writer
 _LOCK_STATE = _STATE.with_for_update(skip_locked=True)
@@ -147,7 +139,7 @@ async def save_state(conn: AsyncConnection, now: float, state: AlertState) -> No
 
 def _event(r: Any) -> AuditEvent:
     return AuditEvent(int(r.id), float(r.at), r.message_id, r.actor, r.action,
-                      r.from_state, r.to_state, _json(r.detail))
+                      r.from_state, r.to_state, json_object(r.detail))
 
 
 @dataclass
@@ -239,5 +231,5 @@ async def message_facts(conn: AsyncConnection, ids: Iterable[str]
                        messages.c.received_at, messages.c.state, messages.c.verdict)
                 .where(messages.c.id.in_(chunk), messages.c.sender != GUARD_SENDER)):
             out[m.id] = MessageFacts(m.id, m.mail_from, m.sender, float(m.received_at),
-                                     m.state, _json(m.verdict), tuple(rcpts.get(m.id, ())))
+                                     m.state, json_object(m.verdict), tuple(rcpts.get(m.id, ())))
     return out

@@ -25,7 +25,8 @@ from sqlalchemy import Column, Float, Index, String, Table, Text, func, insert, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.store.queue import add_audit
-from guard.store.schema import audit, messages, metadata, recipients
+from guard.store.reports import AuditRow
+from guard.store.schema import audit, json_object, messages, metadata, recipients
 
 KINDS = ("misdelivery", "severe")
 STATES = ("first_report", "final")
@@ -168,16 +169,6 @@ class RecordedRecipient:
     last_reply: str
 
 
-@dataclass(frozen=True)
-class RecordedAudit:
-    at: float
-    actor: str
-    action: str
-    from_state: str
-    to_state: str
-    detail: dict[str, Any]
-
-
 @dataclass
 class RecordedMessage:
     """Everything the guard recorded about one message (never its bytes)."""
@@ -193,15 +184,7 @@ class RecordedMessage:
     received_at: float
     verdict: dict[str, Any]
     recipients: list[RecordedRecipient] = field(default_factory=list)
-    audit: list[RecordedAudit] = field(default_factory=list)
-
-
-def _json_dict(text: str | None) -> dict[str, Any]:
-    try:
-        v = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return v if isinstance(v, dict) else {}
+    audit: list[AuditRow] = field(default_factory=list)
 
 
 async def recorded(conn: AsyncConnection, message_id: str) -> RecordedMessage | None:
@@ -211,15 +194,15 @@ async def recorded(conn: AsyncConnection, message_id: str) -> RecordedMessage | 
         return None
     m = RecordedMessage(r.id, r.state, r.sender, r.mail_from, r.header_from or "",
                         r.subject or "", r.message_id_header or "", int(r.size),
-                        float(r.received_at), _json_dict(r.verdict))
+                        float(r.received_at), json_object(r.verdict))
     for x in await conn.execute(select(recipients).where(recipients.c.message_id == message_id)
                                 .order_by(recipients.c.idx)):
         m.recipients.append(RecordedRecipient(x.address, x.state, x.last_code,
                                               x.last_reply or ""))
     for a in await conn.execute(select(audit).where(audit.c.message_id == message_id)
                                 .order_by(audit.c.at, audit.c.id)):
-        m.audit.append(RecordedAudit(float(a.at), a.actor, a.action, a.from_state or "",
-                                     a.to_state or "", _json_dict(a.detail)))
+        m.audit.append(AuditRow(float(a.at), a.actor, a.action, a.from_state or "",
+                                     a.to_state or "", json_object(a.detail)))
     return m
 
 

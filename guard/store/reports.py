@@ -4,7 +4,6 @@ done by guard/report/, so that it can be checked without a database."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.ids import GUARD_SENDER  # the guard's own notices and DSNs: never in a report
 from guard.store.lifecycle import State
-from guard.store.schema import audit, messages
+from guard.store.schema import audit, json_object, messages
 
 
 @dataclass(frozen=True)
@@ -36,11 +35,6 @@ class ReportMessage:
     audit: list[AuditRow] = field(default_factory=list)
 
 
-def _verdict(text: str | None) -> dict[str, Any]:
-    v = json.loads(text or "{}")
-    return v if isinstance(v, dict) else {}
-
-
 async def near_misses(conn: AsyncConnection, since: float, until: float
                       ) -> list[tuple[AuditRow, ReportMessage]]:
     """Near misses decided in [since, until): a held message cancelled by a person
@@ -57,13 +51,13 @@ async def near_misses(conn: AsyncConnection, since: float, until: float
         .order_by(audit.c.at, audit.c.id))
     out = []
     for r in rows:
-        detail = json.loads(r.detail or "{}")
+        detail = json_object(r.detail)
         if not detail.get("near_miss"):
             continue  # cancelled by the guard itself (a linked mail's recipients gone)
         out.append((AuditRow(float(r.at), r.actor, r.action, r.from_state, r.to_state,
                              detail),
                     ReportMessage(r.id, r.mail_from, float(r.received_at), r.state,
-                                  _verdict(r.verdict))))
+                                  json_object(r.verdict))))
     return out
 
 
@@ -79,7 +73,7 @@ async def messages_with_audit(conn: AsyncConnection, since: float, until: float
                messages.c.sender != GUARD_SENDER)
         .order_by(messages.c.received_at, messages.c.id))
     for r in rows:
-        v = _verdict(r.verdict)
+        v = json_object(r.verdict)
         if v.get("reasons"):
             out[r.id] = ReportMessage(r.id, r.mail_from, float(r.received_at), r.state, v)
     if not out:
@@ -92,5 +86,5 @@ async def messages_with_audit(conn: AsyncConnection, since: float, until: float
                 .order_by(audit.c.at, audit.c.id)):
             out[a.message_id].audit.append(AuditRow(
                 float(a.at), a.actor, a.action, a.from_state, a.to_state,
-                json.loads(a.detail or "{}")))
+                json_object(a.detail)))
     return list(out.values())

@@ -3,6 +3,9 @@ so several instances with skewed clocks agree on delays, leases and expiry."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlalchemy import (
     Column,
     Float,
@@ -148,3 +151,13 @@ store_meta = Table(
     Column("value", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+
+def json_object(text: str | None) -> dict[str, Any]:
+    """A JSON column (messages.verdict, audit.detail) as a dict; {} for empty, broken or
+    not an object: what a reader of old or hand-edited rows gets instead of a traceback."""
+    try:
+        v = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return v if isinstance(v, dict) else {}
