@@ -181,6 +181,7 @@ class AlertDispatcher:
 
         if policy is None:
             return Words(self.tz, self.base_url, view_link=view_link)
+
         def department(sender: str) -> str | None:
             return policy.department_of(sender, with_name=False)  # short: a phone's mail
 
