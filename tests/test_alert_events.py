@@ -127,6 +127,9 @@ def test_a_misdelivery_names_who_reported_it() -> None:
     role, by, text = reported("web:alice@example.co.jp")
     assert (role, by) == ("sender", "alice@example.co.jp")
     assert "報告: 送信者 alice@example.co.jp" in text and "web:" not in text
+    assert "送信者が誤送信を報告しました（インシデント I1）" in text
     role, by, text = reported("cli:helpdesk@example.co.jp")
     assert (role, by) == ("admin", "helpdesk@example.co.jp")
     assert "Reported by: an administrator helpdesk@example.co.jp" in text
+    assert "a misdelivery was reported (incident I1)" in text and "the sender reported" \
+        not in text

@@ -233,7 +233,9 @@ def test_first_report_override_misdelivery_digest_and_never_held(
     wait_for(lambda: len(_alerts(sink, "first")) == 6, 30, what="the misdelivery's alert")
     mis = [(s, b) for _, s, b in _alerts(sink, "first") if "誤送信" in s]
     assert mis[0][0] == "[guard] 重大: 誤送信の報告 / Severe: misdelivery reported"
-    assert f"送信者が誤送信を報告しました（インシデント {incident.group(0)}）" in mis[0][1]
+    # reported at the helpdesk: not "the sender reported" (the page is the sender's)
+    assert f"誤送信が報告されました（インシデント {incident.group(0)}）" in mis[0][1]
+    assert f"a misdelivery was reported (incident {incident.group(0)})" in mis[0][1]
     assert "宛先: other.example（1 人）" in mis[0][1]
     assert "報告: 管理者 helpdesk@example.co.jp" in mis[0][1]
     assert "Reported by: an administrator helpdesk@example.co.jp" in mis[0][1]

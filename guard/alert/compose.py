@@ -126,7 +126,8 @@ def action_ja(e: Event) -> str:
         return "重大な保留が解除され、送信されます"
     if e.kind == "misdelivery":
         inc = f"（インシデント {e.incident}）" if e.incident else ""
-        return f"送信者が誤送信を報告しました{inc}"
+        who = "送信者が誤送信を報告しました" if e.by_role == "sender" else "誤送信が報告されました"
+        return who + inc
     return KIND_JA.get(e.kind, e.kind)
 
 
@@ -139,7 +140,9 @@ def action_en(e: Event) -> str:
         return "a severe hold was released: being sent"
     if e.kind == "misdelivery":
         inc = f" (incident {e.incident})" if e.incident else ""
-        return f"the sender reported a misdelivery{inc}"
+        who = "the sender reported a misdelivery" if e.by_role == "sender" \
+            else "a misdelivery was reported"
+        return who + inc
     return KIND_EN.get(e.kind, e.kind)
 
 
