@@ -158,7 +158,7 @@ def _reply_header(lines: list[str], heads: list[str]) -> tuple[int, bool] | None
     An "On … wrote:" line followed by `>` lines only quotes those lines (text below
     them is an inline or bottom-posted answer); otherwise all below it is quoted."""
     n = len(lines)
-    for i in range(n):
+    for i in _header_candidates(heads):
         head = heads[i]
         if not head or _is_quoted(head):
             continue
@@ -178,6 +178,21 @@ def _reply_header(lines: list[str], heads: list[str]) -> tuple[int, bool] | None
             nxt = next((heads[j] for j in range(i + 1, min(n, i + 4)) if heads[j].strip()), "")
             return i, not _is_quoted(nxt)
     return None
+
+
+def _header_candidates(heads: list[str]) -> list[int]:
+    """The lines _reply_header has to look at, in order: a line that starts (after white
+    space) with what _ORIGINAL or _FROM starts with, a line ending in a colon (every
+    _WROTE form does) and the line above one (joined with it). Every other line does
+    nothing there; one C-level test of the joined text and a first-character test per
+    line replace its Python loop body on most of a long body."""
+    out = [i for i, h in enumerate(heads)
+           if (c := h[:1]) in _ORIGINAL_OR_FROM_FIRST or c.isspace()]
+    joined = "\n".join(heads)
+    if ":" in joined or "：" in joined:
+        colon = [i for i, h in enumerate(heads) if h.rstrip().endswith((":", "："))]
+        out = sorted({*out, *colon, *(i - 1 for i in colon if i)})
+    return out
 
 
 def _is_wrote(line: str) -> bool:
@@ -260,7 +275,9 @@ def _dash_block_lines(heads: list[str], start: int, end: int) -> int:
 def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, ...],
                      domains: frozenset[str]) -> int | None:
     """Where the signature in new-text lines [start, end) begins, or None."""
-    for i in range(start, end):
+    # (one substring test of the text instead of a Python loop when it has no "--")
+    dashes = "--" in "\n".join(heads[start:end])
+    for i in (range(start, end) if dashes else ()):
         if heads[i].rstrip(" ") == "--":  # "-- " (RFC 3676), or with the space stripped
             # a signature is a few lines: a customer list after a "-- " is not one (its
             # contact data would not be counted as personal data)
@@ -314,16 +331,21 @@ def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, .
 def _disclaimer_lines(lines: list[str], heads: list[str], labels: list[str]) -> None:
     """Mark the paragraphs that are a confidentiality notice (quoted or not)."""
     n = len(lines)
+    # blank (after quote markers) or not, once per line; a paragraph's ends are then
+    # found by list.index and its characters summed only when it is short enough
+    blank = [not (_unquoted(h) if h[:1] in _QUOTE_FIRST else h).strip() for h in heads]
     i = 0
     while i < n:
-        while i < n and not _unquoted(heads[i]).strip():
-            i += 1
-        j = i
-        chars = 0
-        while j < n and _unquoted(heads[j]).strip():
-            chars += len(lines[j])
-            j += 1
-        if i < j and j - i <= _DISCLAIMER_MAX_LINES and chars <= _DISCLAIMER_MAX_CHARS:
+        try:
+            i = blank.index(False, i)
+        except ValueError:
+            break
+        try:
+            j = blank.index(True, i)
+        except ValueError:
+            j = n
+        if j - i <= _DISCLAIMER_MAX_LINES and \
+                sum(map(len, lines[i:j])) <= _DISCLAIMER_MAX_CHARS:
             para = " ".join(_unquoted(heads[k]) for k in range(i, j))
             if _is_disclaimer(para):
                 for k in range(_disclaimer_start(heads, i, j), j):
@@ -361,7 +383,12 @@ def segment(text: str, names: Iterable[str] = (),
     # the lines after them take the part the reply header implies (quoted below an
     # Outlook header, else new text: the safe side, every rule sees new text).
     read = lines[:_MAX_LINES]
-    heads = [_head(line).rstrip("\r") for line in read]
+    if text.isascii() and "\r" not in text:
+        # _head of an ASCII line is its first _HEAD characters (the line itself when
+        # it is shorter: no copy), and there is no "\r" to strip
+        heads = read if max(map(len, read)) <= _HEAD else [line[:_HEAD] for line in read]
+    else:
+        heads = [_head(line).rstrip("\r") for line in read]
     n = len(read)
     labels = [NEW] * n
     header = _reply_header(read, heads)
@@ -371,12 +398,11 @@ def segment(text: str, names: Iterable[str] = (),
         at, all_below = header
         if all_below:
             new_end, rest = at, QUOTED
-            for k in range(at, n):
-                labels[k] = QUOTED
+            labels[at:] = [QUOTED] * (n - at)
         else:
             labels[at] = QUOTED
-    for k in range(new_end):
-        if _is_quoted(heads[k]):
+    for k in [k for k in range(new_end) if heads[k][:1] in _QUOTE_FIRST]:
+        if _QUOTE_MARK.match(heads[k]):
             labels[k] = QUOTED
     # the signature: at the end of the new text, above the reply header (top posting)
     # or at the end of the text (when all of it was read)
@@ -388,8 +414,11 @@ def segment(text: str, names: Iterable[str] = (),
                     labels[k] = SIGNATURE
     _disclaimer_lines(read, heads, labels)
     by_part: dict[str, list[str]] = {p: [] for p in PARTS}
-    for line, label in zip(read, labels, strict=True):
-        by_part[label].append(line)
+    if labels.count(NEW) == n:  # all new text (most mail that is not a reply)
+        by_part[NEW] = list(read)
+    else:
+        for line, label in zip(read, labels, strict=True):
+            by_part[label].append(line)
     by_part[rest].extend(lines[n:])
     return [BodyPart(p, "\n".join(by_part[p])) for p in PARTS
             if any(s.strip() for s in by_part[p])]
