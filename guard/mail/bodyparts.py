@@ -19,6 +19,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple
 
 from guard.mail.view import TextChunk
@@ -413,10 +414,17 @@ def segment(text: str, names: Iterable[str] = (),
     # the lines after them take the part the reply header implies (quoted below an
     # Outlook header, else new text: the safe side, every rule sees new text).
     read = lines[:_MAX_LINES]
-    if text.isascii() and "\r" not in text:
+    if text.isascii():
         # _head of an ASCII line is its first _HEAD characters (the line itself when
-        # it is shorter: no copy), and there is no "\r" to strip
-        heads = read if max(map(len, read)) <= _HEAD else [line[:_HEAD] for line in read]
+        # it is shorter: no copy); then a "\r" to strip where the text has one (mail
+        # as it came over SMTP), by map: no Python frame per line
+        short = max(map(len, read)) <= _HEAD
+        if "\r" not in text:
+            heads = read if short else [line[:_HEAD] for line in read]
+        elif short:
+            heads = list(map(str.rstrip, read, repeat("\r")))
+        else:
+            heads = [line[:_HEAD].rstrip("\r") for line in read]
     else:
         heads = [_head(line).rstrip("\r") for line in read]
     n = len(read)

@@ -238,10 +238,11 @@ def test_a_reply_header_is_found_at_any_line_of_a_long_body(at: int) -> None:
     assert got[QUOTED].startswith("On Tue") and got[QUOTED].endswith("more old text")
 
 
-def test_an_ascii_body_with_long_lines_and_cr_reads_as_one_without() -> None:
-    # the ASCII fast path reads the first 300 characters of a line, and one with "\r"
-    # line ends takes the general path: the same parts either way
-    long = "x" * 400
+@pytest.mark.parametrize("width", [40, 400])
+def test_an_ascii_body_with_cr_reads_as_one_without(width: int) -> None:
+    # the ASCII paths read the first 300 characters of a line and strip a "\r" (mail
+    # as it came over SMTP): the same parts with or without, short lines or long
+    long = "x" * width
     body = (f"{long}\nThanks.\n-- \nSato Jiro\n\nFrom: Yamada\nSent: Monday\n\n"
             f"old {long}\n")
     crlf = {k: v.replace("\r", "").strip("\n")
