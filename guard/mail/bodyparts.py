@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
+from typing import NamedTuple
 
 from guard.mail.view import TextChunk
 
@@ -49,6 +51,8 @@ WHOLE = ".all"
 
 # Characters of a line the patterns read: headers and signature lines are short.
 _HEAD = 300
+# _header_candidates finds the lines worth a look this many at a time
+_BLOCK = 64
 # Lines read one by one (see segment); an ordinary reply chain has a few thousand.
 _MAX_LINES = 10_000
 # A signature or footer found without a "-- " line is at most this many lines.
@@ -153,12 +157,13 @@ def _unquoted(line: str) -> str:
     return line[i:]
 
 
-def _reply_header(lines: list[str], heads: list[str]) -> tuple[int, bool] | None:
+def _reply_header(lines: list[str], heads: list[str], firsts: _Firsts
+                  ) -> tuple[int, bool] | None:
     """(index of the first reply-header line, everything below is quoted?) or None.
     An "On … wrote:" line followed by `>` lines only quotes those lines (text below
     them is an inline or bottom-posted answer); otherwise all below it is quoted."""
     n = len(lines)
-    for i in range(n):
+    for i in _header_candidates(heads, firsts):
         head = heads[i]
         if not head or _is_quoted(head):
             continue
@@ -178,6 +183,27 @@ def _reply_header(lines: list[str], heads: list[str]) -> tuple[int, bool] | None
             nxt = next((heads[j] for j in range(i + 1, min(n, i + 4)) if heads[j].strip()), "")
             return i, not _is_quoted(nxt)
     return None
+
+
+def _header_candidates(heads: list[str], firsts: _Firsts) -> Iterator[int]:
+    """The lines _reply_header has to look at, in order: a line that starts (after white
+    space) with what _ORIGINAL or _FROM starts with, a line ending in a colon (every
+    _WROTE form does) and the line above one (joined with it). Every other line does
+    nothing there; a substring test and a first-character test per line replace its
+    loop body. Found _BLOCK lines at a time: a reply header near the top ends the search
+    there, as the loop did."""
+    starts = {c for c in firsts.present if c in _ORIGINAL_OR_FROM_FIRST or c.isspace()}
+    chars = firsts.chars
+    for b in range(0, len(heads), _BLOCK):
+        e = b + _BLOCK
+        out = [i for i in range(b, min(e, len(heads))) if chars[i] in starts] \
+            if starts else []
+        block = heads[b:e + 1]  # and the line below the block, for its last line
+        joined = "\n".join(block)
+        if ":" in joined or "：" in joined:
+            colon = [b + k for k, h in enumerate(block) if h.rstrip().endswith((":", "："))]
+            out = sorted({*out, *(i for i in colon if i < e), *(i - 1 for i in colon if i > b)})
+        yield from out
 
 
 def _is_wrote(line: str) -> bool:
@@ -260,7 +286,9 @@ def _dash_block_lines(heads: list[str], start: int, end: int) -> int:
 def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, ...],
                      domains: frozenset[str]) -> int | None:
     """Where the signature in new-text lines [start, end) begins, or None."""
-    for i in range(start, end):
+    # (one substring test of the text instead of a Python loop when it has no "--")
+    dashes = "--" in "\n".join(heads[start:end])
+    for i in (range(start, end) if dashes else ()):
         if heads[i].rstrip(" ") == "--":  # "-- " (RFC 3676), or with the space stripped
             # a signature is a few lines: a customer list after a "-- " is not one (its
             # contact data would not be counted as personal data)
@@ -311,19 +339,31 @@ def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, .
     return first if _qualifies(heads[first:last + 1], names, domains) else None
 
 
-def _disclaimer_lines(lines: list[str], heads: list[str], labels: list[str]) -> None:
+def _disclaimer_lines(lines: list[str], heads: list[str], labels: list[str],
+                      firsts: _Firsts) -> None:
     """Mark the paragraphs that are a confidentiality notice (quoted or not)."""
     n = len(lines)
+    # blank (after quote markers) or not, once per line; a paragraph's ends are then
+    # found by list.index and its characters summed only when it is short enough
+    # (a line whose first character is neither white space nor a quote marker is not)
+    maybe = {c for c in firsts.present if not c or c.isspace() or c in _QUOTE_FIRST}
+    if maybe <= {""}:
+        blank = [not c for c in firsts.chars]
+    else:
+        blank = [c in maybe and not (_unquoted(h) if c in _QUOTE_FIRST else h).strip()
+                 for c, h in zip(firsts.chars, heads, strict=True)]
     i = 0
     while i < n:
-        while i < n and not _unquoted(heads[i]).strip():
-            i += 1
-        j = i
-        chars = 0
-        while j < n and _unquoted(heads[j]).strip():
-            chars += len(lines[j])
-            j += 1
-        if i < j and j - i <= _DISCLAIMER_MAX_LINES and chars <= _DISCLAIMER_MAX_CHARS:
+        try:
+            i = blank.index(False, i)
+        except ValueError:
+            break
+        try:
+            j = blank.index(True, i)
+        except ValueError:
+            j = n
+        if j - i <= _DISCLAIMER_MAX_LINES and \
+                sum(map(len, lines[i:j])) <= _DISCLAIMER_MAX_CHARS:
             para = " ".join(_unquoted(heads[k]) for k in range(i, j))
             if _is_disclaimer(para):
                 for k in range(_disclaimer_start(heads, i, j), j):
@@ -341,6 +381,19 @@ def _disclaimer_start(heads: list[str], i: int, j: int) -> int:
     while k > i and _NOTICE_WORD.search(heads[k - 1]):
         k -= 1
     return k
+
+
+class _Firsts(NamedTuple):
+    """Each head's first character ("" for an empty line) and the set of them: most
+    per-line tests start with the first character, and a body whose lines start with
+    none that a test needs skips that test's pass over its lines."""
+    chars: list[str]
+    present: frozenset[str]
+
+
+def _firsts(heads: list[str]) -> _Firsts:
+    chars = [h[:1] for h in heads]
+    return _Firsts(chars, frozenset(chars))
 
 
 def _is_disclaimer(para: str) -> bool:
@@ -361,22 +414,35 @@ def segment(text: str, names: Iterable[str] = (),
     # the lines after them take the part the reply header implies (quoted below an
     # Outlook header, else new text: the safe side, every rule sees new text).
     read = lines[:_MAX_LINES]
-    heads = [_head(line).rstrip("\r") for line in read]
+    if text.isascii():
+        # _head of an ASCII line is its first _HEAD characters (the line itself when
+        # it is shorter: no copy); then a "\r" to strip where the text has one (mail
+        # as it came over SMTP), by map: no Python frame per line
+        short = max(map(len, read)) <= _HEAD
+        if "\r" not in text:
+            heads = read if short else [line[:_HEAD] for line in read]
+        elif short:
+            heads = list(map(str.rstrip, read, repeat("\r")))
+        else:
+            heads = [line[:_HEAD].rstrip("\r") for line in read]
+    else:
+        heads = [_head(line).rstrip("\r") for line in read]
     n = len(read)
     labels = [NEW] * n
-    header = _reply_header(read, heads)
+    firsts = _firsts(heads)
+    header = _reply_header(read, heads, firsts)
     new_end = n
     rest = NEW
     if header is not None:
         at, all_below = header
         if all_below:
             new_end, rest = at, QUOTED
-            for k in range(at, n):
-                labels[k] = QUOTED
+            labels[at:] = [QUOTED] * (n - at)
         else:
             labels[at] = QUOTED
-    for k in range(new_end):
-        if _is_quoted(heads[k]):
+    marks = firsts.present & _QUOTE_FIRST
+    for k in [k for k in range(new_end) if firsts.chars[k] in marks] if marks else ():
+        if _QUOTE_MARK.match(heads[k]):
             labels[k] = QUOTED
     # the signature: at the end of the new text, above the reply header (top posting)
     # or at the end of the text (when all of it was read)
@@ -386,10 +452,13 @@ def segment(text: str, names: Iterable[str] = (),
             for k in range(sig, new_end):
                 if labels[k] == NEW:
                     labels[k] = SIGNATURE
-    _disclaimer_lines(read, heads, labels)
+    _disclaimer_lines(read, heads, labels, firsts)
     by_part: dict[str, list[str]] = {p: [] for p in PARTS}
-    for line, label in zip(read, labels, strict=True):
-        by_part[label].append(line)
+    if labels.count(NEW) == n:  # all new text (most mail that is not a reply)
+        by_part[NEW] = list(read)
+    else:
+        for line, label in zip(read, labels, strict=True):
+            by_part[label].append(line)
     by_part[rest].extend(lines[n:])
     return [BodyPart(p, "\n".join(by_part[p])) for p in PARTS
             if any(s.strip() for s in by_part[p])]

@@ -224,3 +224,28 @@ def test_own_keys() -> None:
     assert not own.has_address("東京都千代田区丸の内1-2-35")
     assert not own.has_address("東京都千代田区丸の内1-2")
     assert own.has_email("a@mail.example.co.jp") and not own.has_email("a@example.com")
+
+
+@pytest.mark.parametrize("at", [1, 62, 63, 64, 65, 200])
+def test_a_reply_header_is_found_at_any_line_of_a_long_body(at: int) -> None:
+    # segment looks for reply-header lines 64 at a time (bodyparts._BLOCK): a header
+    # wrapped over two lines across that boundary is still one header
+    filler = [f"line {i} of the sender's text" for i in range(at)]
+    text = "\n".join([*filler, "On Tue, Dec 1, 2026 at 10:00 Yamada Taro",
+                      "<taro@partner.example> wrote:", "", "old text", "more old text"])
+    got = parts(text)
+    assert got[NEW].endswith(f"line {at - 1} of the sender's text")
+    assert got[QUOTED].startswith("On Tue") and got[QUOTED].endswith("more old text")
+
+
+@pytest.mark.parametrize("width", [40, 400])
+def test_an_ascii_body_with_cr_reads_as_one_without(width: int) -> None:
+    # the ASCII paths read the first 300 characters of a line and strip a "\r" (mail
+    # as it came over SMTP): the same parts with or without, short lines or long
+    long = "x" * width
+    body = (f"{long}\nThanks.\n-- \nSato Jiro\n\nFrom: Yamada\nSent: Monday\n\n"
+            f"old {long}\n")
+    crlf = {k: v.replace("\r", "").strip("\n")
+            for k, v in parts(body.replace("\n", "\r\n")).items()}
+    assert parts(body) == crlf == {NEW: f"{long}\nThanks.", SIGNATURE: "-- \nSato Jiro",
+                                   QUOTED: f"From: Yamada\nSent: Monday\n\nold {long}"}

