@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 from guard.alert.compose import Words, burst, first_report
 from guard.alert.events import Facts, classify
-from guard.store.alerts import AuditEvent, MessageFacts
+from guard.store.alerts import MessageFacts
+from guard.store.records import AuditRow
 
 FACTS = Facts(is_internal=lambda a: a.endswith("@example.co.jp"), min_records=10)
 WORDS = Words(ZoneInfo("Asia/Tokyo"), "https://guard.example.co.jp",
@@ -28,8 +29,8 @@ def msg(*reasons: dict[str, Any], to: tuple[str, ...] = ("a@client.example",),
 
 
 def row(action: str, frm: str = "", to: str = "held", actor: str = "smtp:alice",
-        detail: dict[str, Any] | None = None, rid: int = 1, mid: str = "M1") -> AuditEvent:
-    return AuditEvent(rid, T0 + rid, mid, actor, action, frm, to, detail or {})
+        detail: dict[str, Any] | None = None, rid: int = 1, mid: str = "M1") -> AuditRow:
+    return AuditRow(rid, T0 + rid, mid, actor, action, frm, to, detail or {})
 
 
 def test_my_number_and_cards_are_severe_only_going_outside() -> None:

@@ -50,6 +50,7 @@ from guard.store import alerts as A
 from guard.store.db import db_now
 from guard.store.faults import log_failure
 from guard.store.queue import NewMessage, insert_message
+from guard.store.records import AuditRow
 from guard.store.writer import BatchWriter
 from guard.viewlink import ViewLinks
 
@@ -200,7 +201,7 @@ class AlertDispatcher:
         policy = self.policy()
         facts = self._facts(policy)
         # 1. the ids skipped earlier that have committed since, then past the cursor
-        found: list[A.AuditEvent] = []
+        found: list[AuditRow] = []
         if state.gaps:
             found = await A.read_ids(conn, sorted(state.gaps))
             for r in found:

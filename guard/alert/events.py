@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from guard.store.alerts import AuditEvent, MessageFacts
+from guard.store.alerts import MessageFacts
+from guard.store.records import AuditRow
 
 # the data types an alert names, in the order it names them
 MY_NUMBER = "pii.my_number"
@@ -103,7 +104,7 @@ def _actor(actor: str, detail: dict[str, Any]) -> tuple[str, str]:
     return role or "guard", who if "@" in who else ""
 
 
-def classify(row: AuditEvent, msg: MessageFacts | None, facts: Facts) -> Event | None:
+def classify(row: AuditRow, msg: MessageFacts | None, facts: Facts) -> Event | None:
     """The event this audit row is, or None (not one an officer hears of)."""
     if row.action not in ACTIONS or msg is None:
         return None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from guard.cli.common import UsageError, policy_path, settings_of, with_store
 
@@ -74,14 +75,8 @@ def cmd_near_misses(args: argparse.Namespace) -> int:
             return await near_miss_report(conn, period, facts, tz, names=args.names)
 
     r = with_store(settings, run)
-    if args.format == "md":
-        out = render.near_miss_markdown(r)
-    elif args.format == "csv":
-        out = render.near_miss_csv(r)
-    else:
-        out = render.dump_json(render.near_miss_json(r))
-    sys.stdout.write(out)
-    return 0
+    return _write(args.format, r, render.near_miss_markdown, render.near_miss_csv,
+                  lambda r: render.dump_json(render.near_miss_json(r)))
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
@@ -104,14 +99,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
             return await rules_report(conn, period, facts, min_holds=args.min_holds)
 
     r = with_store(settings, run)
-    if args.format == "md":
-        out = render.rules_markdown(r)
-    elif args.format == "csv":
-        out = render.rules_csv(r)
-    else:
-        out = render.dump_json(render.rules_json(r))
-    sys.stdout.write(out)
-    return 0
+    return _write(args.format, r, render.rules_markdown, render.rules_csv,
+                  lambda r: render.dump_json(render.rules_json(r)))
 
 
 def cmd_incident(args: argparse.Namespace) -> int:
@@ -136,13 +125,17 @@ def cmd_incident(args: argparse.Namespace) -> int:
     r = with_store(settings, run)
     if r is None:
         raise UsageError(f"no incident or message {args.id} is recorded (or it was purged)")
-    if args.format == "md":
-        out = render.markdown(r)
-    elif args.format == "csv":
-        out = render.csv_text(r)
-    else:
-        out = render.dump_json(r)
-    sys.stdout.write(out)
+    return _write(args.format, r, render.markdown, render.csv_text, render.dump_json)
+
+
+R = TypeVar("R")
+
+
+def _write(fmt: str, report: R, md: Callable[[R], str], csv: Callable[[R], str],
+           js: Callable[[R], str]) -> int:
+    """A report on standard output in the --format asked for (md, csv or json)."""
+    sys.stdout.write(md(report) if fmt == "md" else csv(report) if fmt == "csv"
+                     else js(report))
     return 0
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.ids import GUARD_SENDER
 from guard.store.lifecycle import RecipientState
+from guard.store.records import AuditRow
 from guard.store.schema import audit, json_object, messages, recipients, store_meta
 
 STATE_NAME = "alerts"
@@ -71,18 +72,6 @@ class AlertState:
                    digest_until=float(d.get("digest_until") or 0.0),
                    next_due=float(d.get("next_due") or 0.0),
                    gaps={int(k): float(v) for k, v in (d.get("gaps") or {}).items()})
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    id: int
-    at: float
-    message_id: str
-    actor: str
-    action: str
-    from_state: str
-    to_state: str
-    detail: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -137,14 +126,14 @@ async def save_state(conn: AsyncConnection, now: float, state: AlertState) -> No
         value=state.to_json(), updated_at=now))
 
 
-def _event(r: Any) -> AuditEvent:
-    return AuditEvent(int(r.id), float(r.at), r.message_id, r.actor, r.action,
+def _event(r: Any) -> AuditRow:
+    return AuditRow(int(r.id), float(r.at), r.message_id, r.actor, r.action,
                       r.from_state, r.to_state, json_object(r.detail))
 
 
 @dataclass
 class Read:
-    rows: list[AuditEvent]  # the rows with the actions asked for, oldest first
+    rows: list[AuditRow]  # the rows with the actions asked for, oldest first
     after: int  # the id to read after next time
     missing: list[int]  # ids skipped over: not committed yet, or rolled back
     held_back: bool = False  # more ids were missing than could be kept: `after` waits
@@ -191,9 +180,9 @@ async def read_after(conn: AsyncConnection, after: int, actions: Iterable[str],
     return Read(rows, last, missing, held_back)
 
 
-async def read_ids(conn: AsyncConnection, ids: Sequence[int]) -> list[AuditEvent]:
+async def read_ids(conn: AsyncConnection, ids: Sequence[int]) -> list[AuditRow]:
     """These audit rows (the gathered events), oldest first; purged ones are gone."""
-    out: list[AuditEvent] = []
+    out: list[AuditRow] = []
     for i in range(0, len(ids), 500):  # bounded IN lists
         rows = await conn.execute(select(audit).where(audit.c.id.in_(list(ids[i:i + 500]))))
         out += [_event(r) for r in rows]
@@ -201,7 +190,7 @@ async def read_ids(conn: AsyncConnection, ids: Sequence[int]) -> list[AuditEvent
 
 
 async def read_between(conn: AsyncConnection, since: float, until: float,
-                       actions: Iterable[str]) -> list[AuditEvent]:
+                       actions: Iterable[str]) -> list[AuditRow]:
     """Audit rows with these actions in (since, until]: what the digest counts."""
     rows = await conn.execute(
         select(audit).where(audit.c.at > since, audit.c.at <= until,
