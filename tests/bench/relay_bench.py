@@ -394,6 +394,7 @@ class Relay:
     port: int
     log: Path
     web_port: int | None = None  # the guard's /metrics
+    dropdb: str = ""  # a PostgreSQL database made for this relay, dropped at its stop
 
 
 def guard_env(tmp: Path, port: int, web_port: int, sink_port: int, db_url: str
@@ -416,8 +417,20 @@ def guard_env(tmp: Path, port: int, web_port: int, sink_port: int, db_url: str
     return env
 
 
+def fresh_database(server_url: str, tmp: Path) -> tuple[str, str]:
+    """A new empty PostgreSQL database on the server of `server_url` for one relay (the
+    guard migrates it at start) → (its SQLAlchemy URL, the psql URL to drop it from)."""
+    base, _, _ = server_url.rpartition("/")
+    name = f"relay_bench_{os.getpid()}_{tmp.name.rsplit('-', 1)[-1].lower()}"
+    name = re.sub(r"[^a-z0-9_]", "_", name)
+    psql = base.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
+    subprocess.run(["psql", "-q", "-X", psql, "-c", f'CREATE DATABASE "{name}"'],
+                   check=True, capture_output=True, timeout=60)
+    return f"{base}/{name}", psql + f"\n{name}"
+
+
 def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
-                policy: str = "") -> Relay:
+                policy: str = "", database: str = "") -> Relay:
     port = free_port()
     log = tmp / f"{variant}.log"
     web_port = None
@@ -439,7 +452,10 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
     else:
         cmd = guard_cmd()
         web_port = free_port()
-        env = guard_env(tmp, port, web_port, sink_port, f"sqlite:///{tmp / 'guard.db'}")
+        db_url, dropdb = f"sqlite:///{tmp / 'guard.db'}", ""
+        if database:  # --database: the same server, a fresh database per relay
+            db_url, dropdb = fresh_database(database, tmp)
+        env = guard_env(tmp, port, web_port, sink_port, db_url)
         if policy == "off":  # the relay alone: no inspection, no policy
             env["GUARD_INSPECT__ENABLED"] = "false"
         else:  # `guard serve` needs a policy: the shipped example unless told
@@ -451,7 +467,7 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
         stop(proc)
         raise RuntimeError(f"{variant} did not start: {e}: "
                            f"{log.read_text(errors='replace')[-800:]}") from e
-    return Relay(proc, port, log, web_port)
+    return Relay(proc, port, log, web_port, dropdb)
 
 
 POSTFIX = shutil.which("postfix", path="/usr/sbin:/usr/bin") or "/usr/sbin/postfix"
@@ -578,6 +594,10 @@ def stop_relay(relay: Relay) -> None:
     for pid in tree:
         while _stat(pid) is not None and _stat(pid)[0] != "Z" and time.monotonic() < deadline:
             time.sleep(0.05)
+    if relay.dropdb:
+        psql, _, name = relay.dropdb.partition("\n")
+        subprocess.run(["psql", "-q", "-X", psql, "-c", f'DROP DATABASE IF EXISTS "{name}"'],
+                       capture_output=True, timeout=60)
         with contextlib.suppress(ProcessLookupError):
             if _stat(pid) is not None:
                 os.kill(pid, signal.SIGKILL)
@@ -655,6 +675,7 @@ class Opts:
     profile: Path | None
     profile_gil: bool = False
     policy: str = ""
+    database: str = ""  # --database: (c) on this PostgreSQL server instead of SQLite
     loaded_sessions: int = 10  # --quick probes under load only at this concurrency
 
 
@@ -673,7 +694,7 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
         sink = Sink(tmp)
         target_port, pid = sink.port, None
         if variant != "a":
-            relay = start_relay(variant, tmp, sink.port, o.use_uvloop, o.policy)
+            relay = start_relay(variant, tmp, sink.port, o.use_uvloop, o.policy, o.database)
             target_port, pid = relay.port, relay.proc.pid
             # warm-up, and proof that the path works end to end before timing anything
             warm = run_probe(target_port, size, 20, 30)
@@ -795,7 +816,7 @@ def run_memory(n: int, size: int, sessions: int, o: Opts) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     try:
         sink = Sink(tmp)
-        relay = start_relay("c", tmp, sink.port, o.use_uvloop, o.policy)
+        relay = start_relay("c", tmp, sink.port, o.use_uvloop, o.policy, o.database)
         port = relay.port
         warm = run_probe(port, size, 20, 30)
         if warm.errors or sink.wait_for(len(warm.eod), 30) is None:
@@ -1071,6 +1092,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy", default="",
                    help="GUARD_POLICY for (c) (default: the shipped example policy); "
                    "'off' runs (c) with inspection off (the relay's own cost)")
+    p.add_argument("--database", default="",
+                   help="(c) on PostgreSQL: a server URL such as postgresql+asyncpg://"
+                   "postgres@127.0.0.1:5432/test; each relay gets a fresh database there, "
+                   "dropped after (default: SQLite FULL in the cell's directory)")
     p.add_argument("--mail-from", default=FROM, help=f"envelope sender (default {FROM})")
     p.add_argument("--rcpt-to", default=TO, help=f"recipient (default {TO})")
     p.add_argument("--out", type=Path, default=None, help="write JSON results here")
@@ -1085,16 +1110,19 @@ def main(argv: list[str] | None = None) -> int:
     o = Opts(quick=a.quick, reuse=a.reuse, use_uvloop=a.uvloop,
              idle_n=100 if a.quick else 400, load_n=400,
              load_seconds=5.0 if a.quick else 15.0, profile=a.profile,
-             profile_gil=a.profile_gil, policy=a.policy, loaded_sessions=min(n for _, n in cells))
+             profile_gil=a.profile_gil, policy=a.policy, database=a.database,
+             loaded_sessions=min(n for _, n in cells))
     info = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine(),
             "git": git_state(),
             "mode": "memory" if a.memory else ("quick" if a.quick else "full"),
             "argv": sys.argv[1:], "reuse_connections": a.reuse, "mail_from": FROM,
-            "rcpt_to": TO, "policy": a.policy or "shipped (policies/)"}
+            "rcpt_to": TO, "policy": a.policy or "shipped (policies/)",
+            "database": a.database or "sqlite (synchronous=FULL)"}
     print(f"# relay bench, {info['mode']} mode, {info['date']}, git {info['git']['head']}"
           f"{' (guard/ modified)' if info['git']['guard_dirty'] else ''}, "
           f"{info['machine']['cpus']} CPUs "
-          f"({info['machine']['cpu_model']}), load {info['machine']['loadavg_start']}",
+          f"({info['machine']['cpu_model']}), load {info['machine']['loadavg_start']}"
+          f"{', guard on PostgreSQL' if a.database else ''}",
           flush=True)
     started = time.monotonic()
 
