@@ -183,6 +183,27 @@ def proc_cpu(pid: int, tree: bool = False) -> float:
     return total
 
 
+def cpu_by_role(pid: int) -> dict[str, float]:
+    """proc_cpu split by what each process of the guard's tree is: main (`guard serve`),
+    front (the SMTP front, a spawned child) and workers (the extraction workers and their
+    forkserver, which holds the CPU of workers it has reaped); s. Empty for Postfix."""
+    out: dict[str, float] = {}
+    for p in [pid, *descendants(pid)]:
+        st = _stat(p)
+        if not st:
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        role = ("main" if p == pid else "front" if b"spawn_main" in cmd
+                else "workers" if b"forkserver" in cmd else "other")
+        out[role] = out.get(role, 0.0) + sum(int(x) for x in st[11:15]) / os.sysconf(
+            "SC_CLK_TCK")
+    return out
+
+
 def tree_pss_kib(pid: int) -> int:
     """Σ Pss (proportional set size: shared pages split between their users) over the
     process and its live descendants, now: what the tree really holds in memory, where
@@ -715,6 +736,7 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
             time.sleep(1.0)
             r["profile"] = str(out)
         cpu0 = proc_cpu(pid, tree=True) if pid else None
+        roles0 = cpu_by_role(pid) if pid and variant == "c" else {}
 
         # 1. throughput: smtp-source alone, then wait until the sink has everything
         t0 = time.perf_counter()
@@ -734,6 +756,12 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
         if pid:
             cpu1 = proc_cpu(pid, tree=True)
             r["cpu_ms_per_msg"] = (cpu1 - cpu0) / count * 1e3 if cpu0 is not None else None
+            if cpu0 is not None and r.get("e2e_s"):
+                r["cores"] = (cpu1 - cpu0) / r["e2e_s"]  # of this machine's, on average
+            if variant == "c":
+                roles1 = cpu_by_role(pid)
+                r["cpu_ms_per_msg_by_process"] = {
+                    k: (v - roles0.get(k, 0.0)) / count * 1e3 for k, v in roles1.items()}
             r["mem_after_load"] = proc_status(pid)
             r["tree_hwm_mib"] = tree_hwm_kib(pid) / KIB
             r["tree_pss_mib"] = tree_pss_kib(pid) / KIB
@@ -778,6 +806,11 @@ def run_cell(variant: str, size: int, sessions: int, count: int, o: Opts) -> dic
                  if "loaded" in r else "")
               + (f"  HWM {r['vmhwm_mib']:.0f} MiB  cpu {r['cpu_ms_per_msg']:.2f} ms/msg"
                  if r.get("vmhwm_mib") else "")
+              + (f" (cores {r['cores']:.2f}" if r.get("cores") else "")
+              + ("; " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                  r["cpu_ms_per_msg_by_process"].items())
+                 if r.get("cpu_ms_per_msg_by_process") else "")
+              + (")" if r.get("cores") else "")
               + (f"  PROBLEMS: {r['problems']}" if r["problems"] else ""), flush=True)
         return r
     except Exception as e:  # one broken cell must not lose the others
