@@ -1,0 +1,144 @@
+"""The SQLite writer sends plain INSERTs straight to the DBAPI's executemany
+(guard/store/writer.py, _InsertPlan): the rows stored, their SQLite storage classes and
+the errors raised are those of SQLAlchemy's own execution."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, exc, text
+
+from guard.store import queue as q
+from guard.store import writer
+from guard.store.faults import is_unavailable
+from guard.store.schema import metadata
+
+TABLES = ("messages", "recipients", "contents", "audit")
+
+
+def _messages(seed: int, n: int) -> list[q.NewMessage]:
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        data = rnd.randbytes(rnd.randrange(0, 300)) + "本文".encode()
+        out.append(q.NewMessage(
+            id=f"m{seed}-{i}", state=rnd.choice(["queued", "held", "rejected"]),
+            mail_from=rnd.choice(["", "a@example.co.jp", "ü@example.com"]),
+            sender=rnd.choice(["a@example.co.jp", "alice"]),
+            rcpt_tos=[f"r{j}@example.co.jp" for j in range(rnd.randrange(1, 5))],
+            data=data, trace_header=b"Received: x\r\n" if rnd.random() < 0.8 else b"",
+            original=rnd.choice([None, b"", data[::-1]]),
+            client_ip=rnd.choice(["", "127.0.0.1"]), helo=rnd.choice(["", "h.example"]),
+            listener=rnd.choice(["trusted", "submission"]), subject=rnd.choice(["", "件名"]),
+            verdict=rnd.choice([{}, {"action": "pass", "reasons": [], "n": 1.5}]),
+            hold_seconds=rnd.choice([None, 0, 300, 1.25]), actor="smtp:a",
+            audit_detail=rnd.choice([{}, {"size": len(data), "x": "日本"}])))
+    return out
+
+
+def _store(path: Path, msgs: list[q.NewMessage], plans: bool) -> dict[str, list[Any]]:
+    engine = create_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)
+    with engine.connect() as conn:
+        async def run() -> None:
+            for at in range(0, len(msgs), 7):  # batches of 7, as the writer takes them
+                ic = writer._InlineConnection(conn)
+                for m in msgs[at:at + 7]:
+                    await q.insert_message(ic, 1000.0 + at / 3, m)  # type: ignore[arg-type]
+                ic.flush()
+        sent: list[str] = []
+        with conn.begin():
+            saved, direct = writer._insert_plan, writer._InlineConnection._executemany
+            if not plans:
+                writer._insert_plan = lambda *a: None  # type: ignore[assignment]
+
+            def spy(self: Any, plan: Any, rows: Any) -> None:
+                sent.append(plan.sql)
+                direct(self, plan, rows)
+            writer._InlineConnection._executemany = spy  # type: ignore[method-assign]
+            try:
+                asyncio.run(run())
+            finally:
+                writer._insert_plan = saved
+                writer._InlineConnection._executemany = direct  # type: ignore[method-assign]
+        # all four tables' INSERTs went the direct way, or none
+        assert len({s.split()[2] for s in sent}) == (4 if plans else 0)
+        dump = {}
+        for t in TABLES:
+            cols = [c.name for c in metadata.tables[t].c]
+            sql = ("SELECT " + ", ".join(f"{c}, typeof({c})" for c in cols)
+                   + f" FROM {t} ORDER BY 1, 2")
+            dump[t] = [tuple(r) for r in conn.execute(text(sql))]
+    engine.dispose()
+    return dump
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_rows_stored_are_the_same_as_sqlalchemys(tmp_path: Path, seed: int) -> None:
+    msgs = _messages(seed, 60)
+    plain = _store(tmp_path / "sa.db", msgs, plans=False)
+    planned = _store(tmp_path / "plan.db", msgs, plans=True)
+    assert all(plain[t] for t in TABLES)
+    assert planned == plain
+
+
+def test_a_constraint_error_is_raised_as_sqlalchemy_raises_it(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    metadata.create_all(engine)
+    m = _messages(9, 1)[0]
+
+    async def twice(conn: Any) -> None:
+        ic = writer._InlineConnection(conn)
+        await q.insert_message(ic, 1.0, m)
+        await q.insert_message(ic, 1.0, m)
+        ic.flush()
+
+    with engine.connect() as conn, conn.begin():
+        with pytest.raises(exc.IntegrityError) as caught:
+            asyncio.run(twice(conn))
+    assert not is_unavailable(caught.value)
+    engine.dispose()
+
+
+def test_only_plain_inserts_with_constant_defaults_get_a_plan() -> None:
+    from sqlalchemy import insert, update
+
+    from guard.store.schema import messages, recipients
+
+    dialect = create_engine("sqlite://").dialect
+    row = {"message_id": "m", "idx": 0, "address": "a@b", "state": "pending",
+           "updated_at": 1.0}
+    plan = writer._insert_plan(insert(recipients), [row], dialect)
+    assert plan is not None and "last_reply" in plan.sql
+    assert plan.parameters([row]) == [("m", 0, "a@b", "pending", "", 1.0)]
+    assert writer._insert_plan(insert(recipients), [row, {**row, "last_code": 1}],
+                               dialect) is None  # rows of different keys
+    assert writer._insert_plan(update(messages).values(state="x"), [{}], dialect) is None
+    assert writer._insert_plan(insert(messages).returning(messages.c.id),
+                               [{"id": "x"}], dialect) is None
+
+
+def test_statement_events_see_every_insert(tmp_path: Path) -> None:
+    """With a listener for statement events (instrumentation), INSERTs go through
+    SQLAlchemy's execution, which fires them."""
+    from sqlalchemy import event
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    metadata.create_all(engine)
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cur, stmt, *a: seen.append(stmt.split()[2]))
+
+    async def one(conn: Any) -> None:
+        ic = writer._InlineConnection(conn)
+        await q.insert_message(ic, 1.0, _messages(5, 1)[0])
+        ic.flush()
+
+    with engine.connect() as conn, conn.begin():
+        asyncio.run(one(conn))
+    assert sorted(seen) == ["audit", "contents", "messages", "recipients"]
+    engine.dispose()
