@@ -1,5 +1,5 @@
-"""The SQLite writer sends plain INSERTs straight to the DBAPI's executemany
-(guard/store/writer.py, _InsertPlan): the rows stored, their SQLite storage classes and
+"""The SQLite writer sends plain INSERTs and UPDATEs straight to the DBAPI's executemany
+(guard/store/writer.py, _WritePlan): the rows written, their SQLite storage classes and
 the errors raised are those of SQLAlchemy's own execution."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, exc, text
 
+from guard.store import delivery, writer
 from guard.store import queue as q
-from guard.store import writer
 from guard.store.faults import is_unavailable
 from guard.store.schema import metadata
 
@@ -50,11 +50,23 @@ def _store(path: Path, msgs: list[q.NewMessage], plans: bool) -> dict[str, list[
                 for m in msgs[at:at + 7]:
                     await q.insert_message(ic, 1000.0 + at / 3, m)  # type: ignore[arg-type]
                 ic.flush()
+            rnd = random.Random(len(msgs))
+            for at in range(0, len(msgs), 5):  # then delivery outcomes, as the worker's
+                ic = writer._InlineConnection(conn)
+                for m in msgs[at:at + 5]:
+                    results = [delivery.RecipientResult(
+                        i, a, rnd.choice([250, 450, 550]), rnd.choice(["ok", "", "日本 x" * 300]),
+                        rnd.choice(["delivered", "deferred", "failed"]))
+                        for i, a in enumerate(m.rcpt_tos)]
+                    await delivery._set_recipients(
+                        ic, 2000.5 + at, m.id, results,  # type: ignore[arg-type]
+                        [r.outcome for r in results])
+                ic.flush()
         sent: list[str] = []
         with conn.begin():
-            saved, direct = writer._insert_plan, writer._InlineConnection._executemany
+            saved, direct = writer._write_plan, writer._InlineConnection._executemany
             if not plans:
-                writer._insert_plan = lambda *a: None  # type: ignore[assignment]
+                writer._write_plan = lambda *a: None  # type: ignore[assignment]
 
             def spy(self: Any, plan: Any, rows: Any) -> None:
                 sent.append(plan.sql)
@@ -63,10 +75,12 @@ def _store(path: Path, msgs: list[q.NewMessage], plans: bool) -> dict[str, list[
             try:
                 asyncio.run(run())
             finally:
-                writer._insert_plan = saved
+                writer._write_plan = saved
                 writer._InlineConnection._executemany = direct  # type: ignore[method-assign]
-        # all four tables' INSERTs went the direct way, or none
-        assert len({s.split()[2] for s in sent}) == (4 if plans else 0)
+        # all four tables' INSERTs and the recipients' UPDATE went the direct way, or none
+        assert {" ".join(s.split()[:3]) for s in sent} == ({
+            "INSERT INTO messages", "INSERT INTO recipients", "INSERT INTO contents",
+            "INSERT INTO audit", "UPDATE recipients SET"} if plans else set())
         dump = {}
         for t in TABLES:
             cols = [c.name for c in metadata.tables[t].c]
@@ -112,13 +126,13 @@ def test_only_plain_inserts_with_constant_defaults_get_a_plan() -> None:
     dialect = create_engine("sqlite://").dialect
     row = {"message_id": "m", "idx": 0, "address": "a@b", "state": "pending",
            "updated_at": 1.0}
-    plan = writer._insert_plan(insert(recipients), [row], dialect)
+    plan = writer._write_plan(insert(recipients), [row], dialect)
     assert plan is not None and "last_reply" in plan.sql
     assert plan.parameters([row]) == [("m", 0, "a@b", "pending", "", 1.0)]
-    assert writer._insert_plan(insert(recipients), [row, {**row, "last_code": 1}],
+    assert writer._write_plan(insert(recipients), [row, {**row, "last_code": 1}],
                                dialect) is None  # rows of different keys
-    assert writer._insert_plan(update(messages).values(state="x"), [{}], dialect) is None
-    assert writer._insert_plan(insert(messages).returning(messages.c.id),
+    assert writer._write_plan(update(messages).values(state="x"), [{}], dialect) is None
+    assert writer._write_plan(insert(messages).returning(messages.c.id),
                                [{"id": "x"}], dialect) is None
 
 

@@ -106,13 +106,13 @@ class _InlineConnection:
                         or d.after_cursor_execute)
             for stmt in sorted(pending, key=_table_rank):  # parents before children
                 rows = pending[stmt]
-                plan = None if seen else _insert_plan(stmt, rows, self.dialect)
+                plan = None if seen else _write_plan(stmt, rows, self.dialect)
                 if plan is None:
                     self._conn.execute(stmt, rows)
                 else:
                     self._executemany(plan, rows)
 
-    def _executemany(self, plan: _InsertPlan, rows: list[dict[str, Any]]) -> None:
+    def _executemany(self, plan: _WritePlan, rows: list[dict[str, Any]]) -> None:
         """The plan's INSERT through the DBAPI's executemany, on the connection's open
         transaction; an error raised as SQLAlchemy raises it (guard.store.faults reads
         it the same way)."""
@@ -134,12 +134,13 @@ class _InlineConnection:
         return self._conn.execute(statement, parameters)
 
 
-class _InsertPlan:
-    """A plain INSERT compiled once for one set of keys, as SQLAlchemy compiles it for an
-    executemany: its SQL, the bind names in order, the Python-side column defaults and
-    the types' bind processors. Sent by the writer straight to the DBAPI's executemany:
-    SQLAlchemy's per-execution work (execution context, construct_params per row) was
-    about half of a small message's insert (tests: the stored rows are the same)."""
+class _WritePlan:
+    """A plain INSERT or UPDATE compiled once for one set of keys, as SQLAlchemy compiles
+    it for an executemany: its SQL, the bind names in order, the Python-side column
+    defaults and the types' bind processors. Sent by the writer straight to the DBAPI's
+    executemany: SQLAlchemy's per-execution work (execution context, construct_params
+    per row) was about half of a small message's insert (tests: the rows written are the
+    same)."""
 
     __slots__ = ("_columns", "keys", "sql")
 
@@ -162,13 +163,13 @@ class _InsertPlan:
         return out
 
 
-_PLANS: dict[tuple[Any, tuple[str, ...]], _InsertPlan | None] = {}
+_PLANS: dict[tuple[Any, tuple[str, ...]], _WritePlan | None] = {}
 
 
-def _insert_plan(stmt: Any, rows: list[dict[str, Any]], dialect: Any) -> _InsertPlan | None:
+def _write_plan(stmt: Any, rows: list[dict[str, Any]], dialect: Any) -> _WritePlan | None:
     """The plan for these rows (all with the same keys), or None: SQLAlchemy's own
-    execution for anything but a plain INSERT whose defaults are constants."""
-    if not isinstance(stmt, Insert) or not rows:
+    execution for anything but a plain INSERT or UPDATE whose defaults are constants."""
+    if not isinstance(stmt, Insert | Update) or not rows:
         return None
     keys = tuple(rows[0])
     if any(tuple(r) != keys for r in rows):
@@ -182,10 +183,12 @@ def _insert_plan(stmt: Any, rows: list[dict[str, Any]], dialect: Any) -> _Insert
     return plan
 
 
-def _compile_plan(stmt: Insert, keys: tuple[str, ...], dialect: Any) -> _InsertPlan | None:
+def _compile_plan(stmt: Insert | Update, keys: tuple[str, ...], dialect: Any
+                  ) -> _WritePlan | None:
     compiled: Any = stmt.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
-    if (not compiled.isinsert or compiled.effective_returning or compiled.escaped_bind_names
-            or not compiled.positional or compiled.postfetch or compiled.literal_execute_params
+    if (not (compiled.isinsert or compiled.isupdate) or compiled.effective_returning
+            or compiled.escaped_bind_names or not compiled.positional or compiled.postfetch
+            or compiled.update_prefetch or compiled.literal_execute_params
             or compiled.post_compile_params):
         return None
     defaults: dict[str, Any] = {}
@@ -202,7 +205,7 @@ def _compile_plan(stmt: Insert, keys: tuple[str, ...], dialect: Any) -> _InsertP
             columns.append(("", defaults[name], processors.get(name)))
         else:
             return None
-    return _InsertPlan(keys, compiled.string, columns)
+    return _WritePlan(keys, compiled.string, columns)
 
 
 class _PgConnection:
