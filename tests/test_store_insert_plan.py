@@ -118,22 +118,69 @@ def test_a_constraint_error_is_raised_as_sqlalchemy_raises_it(tmp_path: Path) ->
     engine.dispose()
 
 
-def test_only_plain_inserts_with_constant_defaults_get_a_plan() -> None:
+def test_only_marked_plain_inserts_and_updates_get_a_plan() -> None:
     from sqlalchemy import insert, update
 
     from guard.store.schema import messages, recipients
 
     dialect = create_engine("sqlite://").dialect
+    direct = {q.DIRECT: True}
     row = {"message_id": "m", "idx": 0, "address": "a@b", "state": "pending",
            "updated_at": 1.0}
-    plan = writer._write_plan(insert(recipients), [row], dialect)
+    plan = writer._write_plan(insert(recipients).execution_options(**direct), [row], dialect)
     assert plan is not None and "last_reply" in plan.sql
     assert plan.parameters([row]) == [("m", 0, "a@b", "pending", "", 1.0)]
-    assert writer._write_plan(insert(recipients), [row, {**row, "last_code": 1}],
-                               dialect) is None  # rows of different keys
-    assert writer._write_plan(update(messages).values(state="x"), [{}], dialect) is None
-    assert writer._write_plan(insert(messages).returning(messages.c.id),
-                               [{"id": "x"}], dialect) is None
+    assert writer._write_plan(insert(recipients), [row], dialect) is None  # not marked
+    assert writer._write_plan(insert(recipients).execution_options(**direct),
+                              [row, {**row, "last_code": 1}], dialect) is None  # other keys
+    assert writer._write_plan(update(messages).values(state="x").execution_options(**direct),
+                              [{}], dialect) is None  # a value in the statement
+    assert writer._write_plan(insert(messages).returning(messages.c.id)
+                              .execution_options(**direct), [{"id": "x"}], dialect) is None
+
+
+def test_compare_and_set_counts_as_sqlalchemy_counts(tmp_path: Path) -> None:
+    """queue.transition's UPDATE goes the direct way; its row count decides as before."""
+    msgs = _messages(4, 30)
+    outcomes = {}
+    for plans in (False, True):
+        engine = create_engine(f"sqlite:///{tmp_path / f'{plans}.db'}")
+        metadata.create_all(engine)
+
+        async def run(conn: Any) -> list[bool]:
+            ic = writer._InlineConnection(conn)
+            for m in msgs:
+                await q.insert_message(ic, 1.0, m)  # type: ignore[arg-type]
+            got = []
+            rnd = random.Random(4)
+            for m in msgs * 2:  # the second time most moves find another state
+                got.append(await q.transition(
+                    ic, 2.0, m.id, from_states=(q.State.QUEUED,),  # type: ignore[arg-type]
+                    to_state=q.State.DEFERRED, actor="t", action="deferred",
+                    known_state=rnd.choice([None, "queued"]),
+                    values={"next_attempt_at": 9.5, "attempts": 3}))
+            ic.flush()
+            return got
+
+        saved = writer._write_plan
+        if not plans:
+            writer._write_plan = lambda *a: None  # type: ignore[assignment]
+        try:
+            with engine.connect() as conn, conn.begin():
+                outcomes[plans] = asyncio.run(run(conn))
+        finally:
+            writer._write_plan = saved
+        with engine.connect() as conn:
+            outcomes[(plans, "rows")] = [tuple(r) for r in conn.execute(text(
+                "SELECT id, state, attempts, next_attempt_at, typeof(next_attempt_at), "
+                "updated_at FROM messages ORDER BY id"))]
+            outcomes[(plans, "audit")] = [tuple(r) for r in conn.execute(text(
+                "SELECT message_id, action, from_state, to_state FROM audit ORDER BY id"))]
+        engine.dispose()
+    assert True in outcomes[True] and False in outcomes[True]
+    assert outcomes[True] == outcomes[False]
+    assert outcomes[(True, "rows")] == outcomes[(False, "rows")]
+    assert outcomes[(True, "audit")] == outcomes[(False, "audit")]
 
 
 def test_statement_events_see_every_insert(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ from guard.store.faults import (
     is_unavailable,
     log_failure,
 )
-from guard.store.queue import Later
+from guard.store.queue import DIRECT, Later
 from guard.store.schema import metadata
 
 log = logging.getLogger("guard.store")
@@ -99,11 +100,7 @@ class _InlineConnection:
     def flush(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, {}
-            # statement events are listened to (instrumentation, tests): SQLAlchemy's
-            # own execution, which fires them
-            d = self._conn.dispatch
-            seen = bool(d.before_execute or d.after_execute or d.before_cursor_execute
-                        or d.after_cursor_execute)
+            seen = self._observed()
             for stmt in sorted(pending, key=_table_rank):  # parents before children
                 rows = pending[stmt]
                 plan = None if seen else _write_plan(stmt, rows, self.dialect)
@@ -112,26 +109,53 @@ class _InlineConnection:
                 else:
                     self._executemany(plan, rows)
 
-    def _executemany(self, plan: _WritePlan, rows: list[dict[str, Any]]) -> None:
-        """The plan's INSERT through the DBAPI's executemany, on the connection's open
-        transaction; an error raised as SQLAlchemy raises it (guard.store.faults reads
-        it the same way)."""
+    def _observed(self) -> bool:
+        """Statement events are listened to (instrumentation, tests): then SQLAlchemy's
+        own execution, which fires them."""
+        d = self._conn.dispatch
+        return bool(d.before_execute or d.after_execute or d.before_cursor_execute
+                    or d.after_cursor_execute)
+
+    def _executemany(self, plan: _WritePlan, rows: list[dict[str, Any]]) -> int:
+        """The plan's statement through the DBAPI (executemany, or execute for one row),
+        on the connection's open transaction → the rows it changed; an error raised as
+        SQLAlchemy raises it (guard.store.faults reads it the same way)."""
         params = plan.parameters(rows)
         raw = self._conn.connection.dbapi_connection
         assert raw is not None
         cursor = raw.cursor()
         try:
-            cursor.executemany(plan.sql, params)
+            if len(params) == 1:
+                cursor.execute(plan.sql, params[0])
+            else:
+                cursor.executemany(plan.sql, params)
+            return int(cursor.rowcount)
         except self.dialect.loaded_dbapi.Error as e:
             raise sa_exc.DBAPIError.instance(
-                plan.sql, params, e, self.dialect.loaded_dbapi.Error, dialect=self.dialect,
-                ismulti=True) from e
+                plan.sql, params[0] if len(params) == 1 else params, e,
+                self.dialect.loaded_dbapi.Error, dialect=self.dialect,
+                ismulti=len(params) != 1) from e
         finally:
             cursor.close()
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         self.flush()  # whatever runs next sees every row written before it
+        if isinstance(statement, Update) and isinstance(parameters, dict) \
+                and not self._observed():
+            # a compare-and-set (queue.transition): only its count of rows is read
+            plan = _write_plan(statement, [parameters], self.dialect)
+            if plan is not None:
+                return _Changed(self._executemany(plan, [parameters]))
         return self._conn.execute(statement, parameters)
+
+
+class _Changed:
+    """What an UPDATE without RETURNING gives back: how many rows it changed."""
+
+    __slots__ = ("rowcount",)
+
+    def __init__(self, rowcount: int) -> None:
+        self.rowcount = rowcount
 
 
 class _WritePlan:
@@ -163,23 +187,28 @@ class _WritePlan:
         return out
 
 
-_PLANS: dict[tuple[Any, tuple[str, ...]], _WritePlan | None] = {}
+_PLANS: OrderedDict[tuple[Any, tuple[str, ...]], _WritePlan | None] = OrderedDict()
 
 
 def _write_plan(stmt: Any, rows: list[dict[str, Any]], dialect: Any) -> _WritePlan | None:
     """The plan for these rows (all with the same keys), or None: SQLAlchemy's own
-    execution for anything but a plain INSERT or UPDATE whose defaults are constants."""
-    if not isinstance(stmt, Insert | Update) or not rows:
+    execution for anything but a plain INSERT or UPDATE whose defaults are constants,
+    built once and marked so (DIRECT: plans are kept per statement object)."""
+    if not isinstance(stmt, Insert | Update) or not rows \
+            or not stmt.get_execution_options().get(DIRECT):
         return None
     keys = tuple(rows[0])
     if any(tuple(r) != keys for r in rows):
         return None
     cache_key = (stmt, keys)
-    if cache_key in _PLANS:
-        return _PLANS[cache_key]
-    plan = _compile_plan(stmt, keys, dialect)
-    if len(_PLANS) < 256:
-        _PLANS[cache_key] = plan
+    try:
+        plan = _PLANS[cache_key]
+    except KeyError:
+        plan = _PLANS[cache_key] = _compile_plan(stmt, keys, dialect)
+        if len(_PLANS) > 256:  # the least recently used goes (a statement built per call)
+            _PLANS.popitem(last=False)
+    else:
+        _PLANS.move_to_end(cache_key)
     return plan
 
 
