@@ -18,9 +18,13 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from guard.config import UpstreamSettings, parse_upstream_url
+from guard.relay.pipelining import SERVICE_CLOSING, Group, command
 from guard.relay.wire import send_data, wire_form
 
 log = logging.getLogger("guard.relay")
+
+_COMPLETED = 250
+_START_INPUT = 354
 
 
 @dataclass
@@ -161,6 +165,8 @@ class Upstream:
             options.append("BODY=8BITMIME")
         if smtp.supports_extension("size"):
             options.append(f"SIZE={len(data)}")
+        if smtp.supports_extension("pipelining"):
+            return await self._send_pipelined(smtp, mail_from, rcpts, data, options)
         try:
             await smtp.mail(mail_from, options=options)
         except aiosmtplib.SMTPSenderRefused as e:
@@ -202,16 +208,109 @@ class Upstream:
         except aiosmtplib.SMTPResponseException as e:
             final = Outcome(e.code, e.message, _classify(e.code))
         except (aiosmtplib.SMTPException, OSError) as e:
-            # No reply to the final dot: the upstream may or may not have taken it.
-            log.warning("no reply after DATA (%s); will retry: the message may be delivered "
-                        "more than once", e)
-            final = Outcome(451, f"4.4.2 no reply after end of data: {e}", "deferred",
-                            replied=False)
+            final = _no_final_reply(e)
         out: list[Outcome] = []
         for i, r in enumerate(results):
             assert r is not None
             out.append(final if i in accepted else r)
         return out
+
+    async def _send_pipelined(self, smtp: aiosmtplib.SMTP, mail_from: str, rcpts: list[str],
+                              data: bytes, options: list[str]) -> list[Outcome]:
+        """`_send` with MAIL, the RCPTs and DATA as one group (relay/pipelining.py): the
+        same outcomes for the same replies, and the same RSETs."""
+        n = len(rcpts)
+        try:
+            commands = [command(b"MAIL", mail_from, options)]
+        except ValueError as e:  # CR/LF/NUL/<> in an address: nothing is sent
+            return [Outcome(553, f"5.1.7 unusable sender address: {e}", "failed", replied=False)
+                    ] * n
+        results: list[Outcome | None] = [None] * n
+        sent: list[int] = []  # the recipients whose RCPT is in the group
+        for i, rcpt in enumerate(rcpts):
+            try:
+                commands.append(command(b"RCPT", rcpt))
+                sent.append(i)
+            except ValueError as e:
+                results[i] = Outcome(553, f"5.1.3 unusable recipient address: {e}", "failed",
+                                     replied=False)
+        if sent:
+            commands.append(b"DATA\r\n")
+        try:
+            group = Group(smtp)
+        except aiosmtplib.SMTPServerDisconnected as e:
+            raise UpstreamUnavailable(f"disconnected before MAIL: {e}") from e
+        rset = False
+        try:
+            out, rset = await self._exchange(smtp, group, commands, sent, results, data)
+        finally:
+            group.close()
+        if rset:
+            await _rset(smtp)
+        return out
+
+    async def _exchange(self, smtp: aiosmtplib.SMTP, group: Group, commands: list[bytes],
+                        sent: list[int], results: list[Outcome | None], data: bytes
+                        ) -> tuple[list[Outcome], bool]:
+        """The group's replies → (an outcome per recipient, whether to send RSET)."""
+        n, timeout = len(results), self.settings.command_timeout
+        try:
+            group.send(b"".join(commands))
+            mail = await group.reply(timeout)
+        except aiosmtplib.SMTPResponseException as e:  # not an SMTP reply (session closed)
+            return [Outcome(e.code, e.message, _classify(e.code))] * n, False
+        except (aiosmtplib.SMTPException, OSError) as e:
+            smtp.close()
+            raise UpstreamUnavailable(f"disconnected before MAIL: {e}") from e
+        if mail.code != _COMPLETED:  # aiosmtplib: SMTPSenderRefused; then RSET
+            refused = Outcome(mail.code, mail.message, _classify(mail.code))
+            if mail.code == SERVICE_CLOSING:
+                smtp.close()
+                return [refused] * n, False
+            return [refused] * n, await _skip(group, len(commands) - 1, timeout)
+        for i in sent:
+            try:
+                r = await group.reply(timeout)
+            except aiosmtplib.SMTPResponseException as e:
+                r = aiosmtplib.SMTPResponse(e.code, e.message)
+            except (aiosmtplib.SMTPException, OSError) as e:
+                return [Outcome(421, f"4.4.2 connection lost during RCPT: {e}", "deferred",
+                                replied=False)] * n, False
+            results[i] = Outcome(r.code, r.message, _classify(r.code))
+            if r.code == SERVICE_CLOSING:  # aiosmtplib closes the session on a 421
+                smtp.close()
+                if i != n - 1:  # and the next RCPT finds it closed
+                    return [Outcome(421, "4.4.2 connection lost during RCPT: Server not "
+                                    "connected", "deferred", replied=False)] * n, False
+        accepted = {i for i, r in enumerate(results) if r and r.outcome == "delivered"}
+        final: Outcome | None = None
+        if sent and smtp.is_connected:
+            try:
+                start = await group.reply(self.settings.data_timeout)
+                if not accepted:  # DATA refused (no recipient), or 354 from an odd server
+                    if start.code == _START_INPUT:
+                        group.send(b".\r\n")
+                        await group.reply(self.settings.data_timeout)
+                    return [r for r in results if r is not None], True
+                if start.code != _START_INPUT:
+                    final = Outcome(start.code, start.message, _classify(start.code))
+                else:
+                    group.send(wire_form(data))  # as is, not re-encoded (relay/wire.py)
+                    end = await group.reply(self.settings.data_timeout)
+                    final = Outcome(end.code, end.message, _classify(end.code))
+            except aiosmtplib.SMTPResponseException as e:
+                final = Outcome(e.code, e.message, _classify(e.code))
+            except (aiosmtplib.SMTPException, OSError) as e:
+                if not accepted:
+                    return [r for r in results if r is not None], False
+                final = _no_final_reply(e)
+        elif accepted:  # the session closed at a 421 to the last RCPT
+            final = _no_final_reply(aiosmtplib.SMTPServerDisconnected("Connection lost"))
+        if not accepted:
+            return [r for r in results if r is not None], smtp.is_connected
+        assert final is not None
+        return [final if i in accepted else r for i, r in enumerate(results)
+                if r is not None], False
 
     def _report_outcomes(self, outcomes: list[Outcome]) -> None:
         if any(o.outcome == "delivered" for o in outcomes):
@@ -234,6 +333,26 @@ def attempt_result(outcomes: list[Outcome]) -> tuple[str, str]:
         return "error", "none"
     return ("deferred" if decisive.outcome == "deferred" else "bounced",
             f"{decisive.code // 100}xx")
+
+
+def _no_final_reply(e: BaseException) -> Outcome:
+    # No reply to the final dot: the upstream may or may not have taken it.
+    log.warning("no reply after DATA (%s); will retry: the message may be delivered "
+                "more than once", e)
+    return Outcome(451, f"4.4.2 no reply after end of data: {e}", "deferred", replied=False)
+
+
+async def _skip(group: Group, count: int, reply_timeout: float | None) -> bool:
+    """Read the replies to the rest of a group whose MAIL was refused (a DATA answered
+    354 all the same gets an empty message's end); False when the session closed."""
+    try:
+        for _ in range(count):
+            if (await group.reply(reply_timeout)).code == _START_INPUT:
+                group.send(b".\r\n")
+                await group.reply(reply_timeout)
+    except (aiosmtplib.SMTPException, OSError):
+        return False
+    return True
 
 
 async def _rset(smtp: aiosmtplib.SMTP) -> None:

@@ -327,10 +327,13 @@ class DeliveryWorker:
             self._recording.pop(c.id, None)
             self._held.discard(c.id)
         if state is not None and env.mail_from:
-            # not awaited: the sender moves on; a stop may drop it (see _learn)
-            learn = asyncio.create_task(self._learn(env, results), name=f"guard-learn-{c.id}")
-            self._learning.add(learn)
-            learn.add_done_callback(self._learning.discard)
+            learned = self._to_learn(env, results)
+            if learned:
+                # not awaited: the sender moves on; a stop may drop it (see _learn)
+                learn = asyncio.create_task(self._learn(env, learned),
+                                            name=f"guard-learn-{c.id}")
+                self._learning.add(learn)
+                learn.add_done_callback(self._learning.discard)
 
     async def _write_attempt(self, c: delivery.Claimed, env: delivery.Envelope,
                              results: list[delivery.RecipientResult]) -> str | None:
@@ -413,18 +416,26 @@ class DeliveryWorker:
             self.wake()  # the DSN we just queued
         return state
 
-    async def _learn(self, env: delivery.Envelope, results: list[delivery.RecipientResult]) -> None:
-        """History for the new-domain and look-alike detectors, after the outcome is
-        written: learned on DELIVERY (a held or bounced message teaches nothing); DSNs and
-        notices (null sender) neither. A failure here costs a first-time-domain hold later,
-        never a second delivery."""
+    def _to_learn(self, env: delivery.Envelope, results: list[delivery.RecipientResult]
+                  ) -> list[tuple[str, str]]:
+        """What the history does not have yet of this delivery's recipients (most
+        deliveries teach nothing new: then no task and no write)."""
         try:
             learned = [history_entry(r.address)
                        for r in results if r.outcome == "delivered"]
             if learned and self.only_new is not None:
                 learned = self.only_new(env.sender, learned)
-            if not learned:
-                return
+        except Exception as e:
+            log.warning("delivered, but the history was not updated: %s", e)
+            return []
+        return learned
+
+    async def _learn(self, env: delivery.Envelope, learned: list[tuple[str, str]]) -> None:
+        """History for the new-domain and look-alike detectors, after the outcome is
+        written: learned on DELIVERY (a held or bounced message teaches nothing); DSNs and
+        notices (null sender) neither. A failure here costs a first-time-domain hold later,
+        never a second delivery."""
+        try:
             await self.writer.submit(
                 lambda conn, now: knowledge.learn_delivered(conn, now, env.sender, learned))
         except Exception as e:

@@ -248,8 +248,16 @@ class RemoteAcceptor:
         if isinstance(msg, ReceivedMessage):
             data, msg = msg.data, dataclasses.replace(msg, data=b"")
         payload = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        head = _FRAME.pack(rid, len(payload), len(data)) + payload
         async with self._sending:
-            self._writer.write(_FRAME.pack(rid, len(payload), len(data)) + payload)
+            if len(data) <= _PART:
+                # one write (one send, one wake-up of the main process), not two
+                if self._writer.is_closing():
+                    raise ConnectionError("the main process is gone")
+                self._writer.write(head + data)
+                await self._writer.drain()
+                return
+            self._writer.write(head)
             view = memoryview(data)
             for at in range(0, len(data), _PART):
                 if self._writer.is_closing():

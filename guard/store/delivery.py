@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guard.store.lifecycle import ACTIVE_STATES, RecipientState, State
 from guard.store.queue import (
+    DIRECT,
     Later,
     NewMessage,
     add_audit,
@@ -37,7 +38,7 @@ _SET_RECIPIENT = (
     update(recipients)
     .where(recipients.c.message_id == bindparam("m"), recipients.c.idx == bindparam("i"))
     .values(state=bindparam("s"), last_code=bindparam("c"), last_reply=bindparam("r"),
-            updated_at=bindparam("t")))
+            updated_at=bindparam("t")).execution_options(**{DIRECT: True}))
 _LOAD_MESSAGE = (
     select(messages.c.id, messages.c.mail_from, messages.c.sender, messages.c.state,
            contents.c.trace_header, contents.c.data)

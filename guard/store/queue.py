@@ -63,10 +63,13 @@ class NewMessage:
 # Statements built once: SQLAlchemy memoizes a statement's cache key on the object, so
 # executing a constant with parameters skips the per-call construction and cache-key
 # work that was most of the writer's CPU for small messages (py-spy, tests/bench).
-_INSERT_MESSAGE = insert(messages)
-_INSERT_RECIPIENTS = insert(recipients)
-_INSERT_CONTENT = insert(contents)
-_INSERT_AUDIT = insert(audit)
+# DIRECT: built once, so the SQLite writer may send them to the DBAPI itself, compiled
+# once (guard.store.writer, _WritePlan).
+DIRECT = "guard_direct"
+_INSERT_MESSAGE = insert(messages).execution_options(**{DIRECT: True})
+_INSERT_RECIPIENTS = insert(recipients).execution_options(**{DIRECT: True})
+_INSERT_CONTENT = insert(contents).execution_options(**{DIRECT: True})
+_INSERT_AUDIT = insert(audit).execution_options(**{DIRECT: True})
 
 
 T = TypeVar("T")
@@ -302,7 +305,8 @@ def _cas_update(with_lease: bool, shape: tuple[tuple[str, Any], ...]) -> Any:
     if with_lease:
         cond.append(messages.c.lease_owner == bindparam("o"))
     return update(messages).where(*cond).values(
-        {k: (expr if expr is not None else bindparam(f"v_{k}")) for k, expr in shape})
+        {k: (expr if expr is not None else bindparam(f"v_{k}")) for k, expr in shape}
+    ).execution_options(**{DIRECT: True})
 
 
 @dataclass
