@@ -113,6 +113,28 @@ def test_pdf_text() -> None:
     assert "090-1234-5678" in text_of(ex) and "page two" in text_of(ex)
 
 
+@pytest.mark.parametrize("pages", [
+    [["Customer list", "Tel 090-1234-5678 taro@example.jp"], ["page two"]],
+    [[], ["only the second page"]],  # an empty page: pdfium writes only the NUL
+    [["(a) \\ b", "x" * 3000]],  # one long line
+])
+def test_pdf_page_text_in_one_pdfium_pass_equals_pypdfium2(pages: list[list[str]]) -> None:
+    import pypdfium2 as pdfium
+
+    from guard.inspect.readers.pdf import _bounded_text
+
+    doc = pdfium.PdfDocument(fx.pdf(pages))
+    try:
+        for i in range(len(doc)):
+            page = doc[i]
+            textpage = page.get_textpage()
+            assert _bounded_text(textpage, page) == textpage.get_text_bounded()
+            textpage.close()
+            page.close()
+    finally:
+        doc.close()
+
+
 def test_encrypted_pdf() -> None:
     ex = extract(att("secret.pdf", fx.encrypted_pdf(["secret 090-1234-5678"])))
     assert codes(ex) == ["encrypted"]
