@@ -341,7 +341,9 @@ def read_sheet(chunks: Iterator[bytes], sst: SharedStrings | list[str], kinds: l
                 sampling = False
                 tail = unit[at:]
         if tail:
-            inline = _TAIL_IS in tail
+            # (memchr for "i" first: rows as Excel writes them often have none, and a
+            # four-byte search over markup costs ~30 ms on a 10 MB workbook's sheet)
+            inline = b"i" in tail and _TAIL_IS in tail
             more += _count_value_rows(tail)
             texts.extend(_tail_texts(tail, inline))
         if unit:
