@@ -185,6 +185,17 @@ def test_inline_string_sheet_counts_and_reads_text_after_the_sample() -> None:
     assert "user4999@example.jp" in text_of(ex)
 
 
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_formula_strings_after_the_sample_are_text_in_either_quoting(quote: str) -> None:
+    rows = [f'<row r="{r}"><c r="A{r}"><v>{r}</v></c></row>' for r in range(1, 50)]
+    rows.append(f'<row r="50"><c r="A50" t={quote}str{quote}><f>A1</f><v>式の値 社外秘</v></c>'
+                "</row>")
+    ex = extract(att("a.xlsx", raw_xlsx("".join(rows), [])), ExtractLimits(sheet_sample_cells=10))
+    assert ex.problems == []
+    assert ex.tables[0].more_rows == 40
+    assert "式の値 社外秘" in text_of(ex)
+
+
 def test_personal_data_only_after_the_sample() -> None:
     """Documented limit: values after the sample are not scanned by the personal-data
     detectors (they read 20k cells of a table at most); their text still reaches the

@@ -273,7 +273,9 @@ def _tail_texts(piece: bytes, inline: bool) -> list[str]:
             out.extend(b"".join(_T.findall(x)) for x in _TAIL_INLINE.findall(piece))
         else:  # in a worksheet, <t> only occurs in inline strings: one per string
             out.extend(_T.findall(piece))
-    if b"str" in piece:  # t="str": a formula's string result
+    # t="str": a formula's string result (searched for as `t="str` or `t='str`, which
+    # _TAIL_STR needs: ~25 % faster than "str" over markup, and "'" is a memchr)
+    if b't="str' in piece or (b"'" in piece and b"t='str" in piece):
         out.extend(_TAIL_STR.findall(piece))
     if not out:
         return []
