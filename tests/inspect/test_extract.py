@@ -218,6 +218,26 @@ def test_a_big_csv_is_sampled_and_its_other_rows_counted() -> None:
     assert [p[0] for p in ex.problems] == ["too_large"]
 
 
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_rows_counted_without_the_csv_reader_equal_its_count(delimiter: str) -> None:
+    """The count after the sample (no quotes, no bare CR: a row is a line) equals what
+    the csv reader gives, for lines of any mix of values, delimiters and whitespace."""
+    import csv
+    import io
+    import random
+
+    from guard.inspect.readers.csvfile import _count_rows
+
+    rng = random.Random(5)
+    pieces = ["\n", "\r\n", delimiter, " ", "\t", "\u3000", "\x0b", "\x1f", "\x85", "\xa0",
+              "山田", "a", ";", "\n\n"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 15)))
+        fast = _count_rows(text, 0, None, delimiter)
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+        assert fast == (sum(any(c.strip() for c in row) for row in reader), ""), repr(text)
+
+
 def test_tsv_and_iso2022jp_text() -> None:
     ex = extract(att("a.tsv", "氏名\t電話\n山田\t090-1111-2222\n".encode("cp932")))
     assert ex.tables[0].rows[1] == ["山田", "090-1111-2222"]
