@@ -373,8 +373,8 @@ def bench_against(checkout: Path, quick: bool, rounds: int, scan: bool,
         "csv": ("customers.csv", lambda: make_csv(int(90_000 * scale))),
     }
     print(f"before = {checkout}, after = {ROOT}; CPU ms of this process, median of {rounds} "
-          "paired rounds (MB/s of input)")
-    print(f"{'format':<7} {'MB':>6}  {'extract before -> after':<32}"
+          "paired rounds (MB/s of input, median after/before of the rounds)")
+    print(f"{'format':<7} {'MB':>6}  {'extract before -> after':<40}"
           + (" extract + detectors before -> after" if scan else ""))
     for kind, (name, make) in files.items():
         if only and kind not in only:
@@ -393,8 +393,12 @@ def bench_against(checkout: Path, quick: bool, rounds: int, scan: bool,
         cells = []
         for with_scan in (False, True) if scan else (False,):
             a, b = med[(0, with_scan)], med[(1, with_scan)]
-            cells.append(f"{a * 1000:6.0f} -> {b * 1000:6.0f} ({mb / a:5.1f} -> {mb / b:5.1f})")
-        print(f"{kind:<7} {mb:>6.2f}  " + " ".join(f"{c:<32}" for c in cells).rstrip()
+            # after/before of each round: steadier than the medians when the load moves
+            ratio = statistics.median(y / x for x, y in zip(
+                times[(0, with_scan)], times[(1, with_scan)], strict=True))
+            cells.append(f"{a * 1000:6.0f} -> {b * 1000:6.0f} ({mb / a:5.1f} -> {mb / b:5.1f}, "
+                         f"x{ratio:.2f})")
+        print(f"{kind:<7} {mb:>6.2f}  " + " ".join(f"{c:<40}" for c in cells).rstrip()
               + ("" if identical else "   RESULTS DIFFER"), flush=True)
 
 
