@@ -135,6 +135,17 @@ def test_pdf_page_text_in_one_pdfium_pass_equals_pypdfium2(pages: list[list[str]
         doc.close()
 
 
+def test_pdf_page_with_very_many_characters_is_read_by_pypdfium2(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from guard.inspect.readers import pdf
+
+    data = fx.pdf([["Customer list", "Tel 090-1234-5678 taro@example.jp"]])
+    expected = extract(att("a.pdf", data))
+    monkeypatch.setattr(pdf, "_ONE_PASS_MAX_CHARS", 10)
+    assert extract(att("a.pdf", data)) == expected
+    assert "090-1234-5678" in text_of(expected)
+
+
 def test_encrypted_pdf() -> None:
     ex = extract(att("secret.pdf", fx.encrypted_pdf(["secret 090-1234-5678"])))
     assert codes(ex) == ["encrypted"]

@@ -78,6 +78,9 @@ def _result(ex: Extraction, att: Attachment, out: list[str], pages: int) -> None
     ex.text(att.where, text)
 
 
+_ONE_PASS_MAX_CHARS = 250_000  # a page of ordinary text has a few thousand
+
+
 def _bounded_text(textpage: Any, page: Any) -> str:
     """textpage.get_text_bounded(), with one pdfium text pass instead of two: pypdfium2
     asks for the length first and then for the text, and pdfium lays out the page's
@@ -89,8 +92,11 @@ def _bounded_text(textpage: Any, page: Any) -> str:
 
     import pypdfium2.raw as pdfium_c
 
+    chars = textpage.count_chars()
+    if chars > _ONE_PASS_MAX_CHARS:  # (a hostile page: no buffer four times its text)
+        return str(textpage.get_text_bounded())
     left, bottom, right, top = page.get_bbox()
-    size = 4 * textpage.count_chars() + 4
+    size = 4 * chars + 4
     buf = (ctypes.c_ushort * size)()
     got = pdfium_c.FPDFText_GetBoundedText(textpage.raw, left, top, right, bottom, buf, size)
     if got <= 0:
