@@ -455,6 +455,28 @@ def test_word_like_documents_equal_the_full_parser(seed: int, texts: list[str] |
     assert 0 < len(full_pieces) < pieces  # some pieces took the fast pattern, some not
 
 
+def test_a_small_straddling_piece_does_not_send_the_next_back_to_the_fast_pattern(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part with tabs in every piece: after the first piece needed _FULL, the others go
+    there directly, though each chunk leaves a small piece (the paragraph across the
+    chunk boundary) that has none."""
+    fast_calls = []
+    real_fast = wordml._FAST
+
+    class Counting:
+        def findall(self, *args: object) -> list[bytes]:
+            fast_calls.append(1)
+            return real_fast.findall(*args)  # type: ignore[arg-type]
+
+    xml = fx.word_like_document(3000, 1)
+    chunks = list(ooxml.read_chunks(io.BytesIO(xml), 256 * 1024))
+    assert len(chunks) >= 4
+    expected = wordml.word_text(iter(chunks), "w")
+    monkeypatch.setattr(wordml, "_FAST", Counting())
+    assert wordml.word_text(iter(chunks), "w") == expected == xml_text(io.BytesIO(xml))
+    assert len(fast_calls) == 1
+
+
 _TRICKY = {
     # '>' and '/' in attribute values must not end a run tag early (hidden text)
     "slash-gt in a run's attribute": ('<w:p><w:r><w:t x:y="/>">マイナンバー 1234 5678 9018'
