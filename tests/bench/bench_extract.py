@@ -14,6 +14,14 @@ process, pipe transfer and the detectors included) and parse_message() on large 
 inspected. GUARD_BENCH_ROOT=/path/to/other/checkout measures that checkout's guard code
 with this script (for a before/after in one run).
 
+--against /path/to/old/checkout: a paired before/after in ONE process, which a shared
+machine needs (two runs minutes apart differ by more than most changes): the old
+checkout's guard package is loaded beside this one as `guard_before`, and each round
+runs extract() (and, with --scan, extract + the detectors) once with each, alternating
+which goes first; medians of CPU time, and whether the two gave the same texts,
+tables, problems and findings. (An old checkout without a venv: `git archive COMMIT |
+tar -x -C DIR`.)
+
 The xlsx and docx are written as raw OOXML (shared strings, like Excel writes them)
 because openpyxl / python-docx take minutes to write files this size.
 """
@@ -32,6 +40,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 sys.path.insert(0, os.environ.get("GUARD_BENCH_ROOT") or str(Path(__file__).resolve().parents[2]))
@@ -294,6 +303,105 @@ def bench_mime(quick: bool) -> None:
     print(f"MIME parse_message: 450 small parts in {seconds * 1000:.0f} ms")
 
 
+def _load_before(checkout: Path) -> Any:
+    """The guard package of `checkout`, importable as `guard_before` next to `guard`: a
+    copy with its imports renamed (its metrics register the same names again, which the
+    default Prometheus registry refuses: registration is switched off for the bench)."""
+    import atexit
+    import re
+    import shutil
+    import tempfile
+
+    import prometheus_client.registry
+
+    prometheus_client.registry.REGISTRY.register = lambda *a, **k: None  # type: ignore[method-assign]
+    tmp = Path(tempfile.mkdtemp(prefix="guard-before-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    shutil.copytree(checkout / "guard", tmp / "guard_before",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for py in (tmp / "guard_before").rglob("*.py"):
+        text = py.read_text()
+        text = re.sub(r"\bguard\.(?=[a-z_])", "guard_before.", text)
+        text = re.sub(r"^(\s*)(from|import) guard\b(?!_)", r"\1\2 guard_before", text, flags=re.M)
+        py.write_text(text)
+    sys.path.insert(1, str(tmp))
+    import importlib
+
+    return importlib.import_module("guard_before")
+
+
+def bench_against(checkout: Path, quick: bool, rounds: int, scan: bool,
+                  only: set[str] | None) -> None:
+    import importlib
+
+    _load_before(checkout)
+    sides = []
+    for pkg in ("guard_before", "guard"):
+        mods = {m: importlib.import_module(f"{pkg}.{m}") for m in (
+            "inspect.extract", "inspect.run", "mail.message", "accept.decide", "policy")}
+        ctx = mods["accept.decide"].Inspector(None, b"k" * 32).static_context(
+            mods["policy"].load_policy(ROOT / "policies"), "sato@example.co.jp")
+        sides.append((mods, ctx))
+
+    def run(side: int, data: bytes, name: str, with_scan: bool) -> tuple[Any, Any]:
+        mods, ctx = sides[side]
+        msg = mods["mail.message"]
+        att = msg.Attachment(filename=name, content_type="", data=data,
+                             where=f"attachment:{name}")
+        ex = mods["inspect.extract"].extract(att)
+        if not with_scan:
+            return ex, None
+        view = msg.MessageView(mail_from="", rcpt_tos=["buyer@new-client.example"],
+                               texts=ex.texts, tables=ex.tables, inner_names=ex.inner_names)
+        return ex, mods["inspect.run"].text_findings(view, ctx)
+
+    def same(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:
+        def key(r: tuple[Any, Any]) -> object:
+            ex, findings = r
+            return ([(t.where, t.text) for t in ex.texts],
+                    [(t.where, t.rows, t.more_rows) for t in ex.tables], list(ex.problems),
+                    [(f.symbol, f.score, f.count, f.where, f.evidence) for f in findings])
+        return key(a) == key(b)
+
+    scale = 0.25 if quick else 1.0
+    files = {
+        "xlsx": ("customers.xlsx", lambda: make_xlsx(int(90_000 * scale))),
+        "xlsx10": ("big.xlsx", lambda: make_xlsx(int(170_000 * scale), seed=9)),
+        "docx": ("staff.docx", lambda: make_docx(int(180_000 * scale))),
+        "docx-w": ("word.docx", lambda: make_word_docx(int(25_000 * scale))),
+        "pdf": ("list.pdf", lambda: make_pdf(int(900 * scale))),
+        "csv": ("customers.csv", lambda: make_csv(int(90_000 * scale))),
+    }
+    print(f"before = {checkout}, after = {ROOT}; CPU ms of this process, median of {rounds} "
+          "paired rounds (MB/s of input, median after/before of the rounds)")
+    print(f"{'format':<7} {'MB':>6}  {'extract before -> after':<40}"
+          + (" extract + detectors before -> after" if scan else ""))
+    for kind, (name, make) in files.items():
+        if only and kind not in only:
+            continue
+        data = make()
+        mb = len(data) / 1e6
+        identical = same(run(0, data, name, True), run(1, data, name, True))
+        times: dict[tuple[int, bool], list[float]] = {}
+        for rnd in range(rounds):
+            for with_scan in (False, True) if scan else (False,):
+                for side in (0, 1) if rnd % 2 == 0 else (1, 0):
+                    cpu = time.process_time()
+                    run(side, data, name, with_scan)
+                    times.setdefault((side, with_scan), []).append(time.process_time() - cpu)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        cells = []
+        for with_scan in (False, True) if scan else (False,):
+            a, b = med[(0, with_scan)], med[(1, with_scan)]
+            # after/before of each round: steadier than the medians when the load moves
+            ratio = statistics.median(y / x for x, y in zip(
+                times[(0, with_scan)], times[(1, with_scan)], strict=True))
+            cells.append(f"{a * 1000:6.0f} -> {b * 1000:6.0f} ({mb / a:5.1f} -> {mb / b:5.1f}, "
+                         f"x{ratio:.2f})")
+        print(f"{kind:<7} {mb:>6.2f}  " + " ".join(f"{c:<40}" for c in cells).rstrip()
+              + ("" if identical else "   RESULTS DIFFER"), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="quarter-size inputs")
@@ -305,7 +413,14 @@ def main() -> None:
                     help="also stall_bench.py: 10 MB xlsx decision and EHLO under load")
     ap.add_argument("--pool-only", action="store_true",
                     help="only the 10 MB xlsx through ExtractionPool")
+    ap.add_argument("--against", type=Path, metavar="CHECKOUT",
+                    help="paired A/B in one process against another checkout's guard code")
+    ap.add_argument("--scan", action="store_true", help="--against: extract + detectors too")
     args = ap.parse_args()
+    if args.against:
+        bench_against(args.against, args.quick, max(args.repeat, 2), args.scan,
+                      set(args.only.split(",")) if args.only else None)
+        return
     if not args.pool_only:
         bench_formats(args.quick, args.repeat, set(args.only.split(",")) if args.only else None)
     if args.formats_only:

@@ -113,6 +113,39 @@ def test_pdf_text() -> None:
     assert "090-1234-5678" in text_of(ex) and "page two" in text_of(ex)
 
 
+@pytest.mark.parametrize("pages", [
+    [["Customer list", "Tel 090-1234-5678 taro@example.jp"], ["page two"]],
+    [[], ["only the second page"]],  # an empty page: pdfium writes only the NUL
+    [["(a) \\ b", "x" * 3000]],  # one long line
+])
+def test_pdf_page_text_in_one_pdfium_pass_equals_pypdfium2(pages: list[list[str]]) -> None:
+    import pypdfium2 as pdfium
+
+    from guard.inspect.readers.pdf import _bounded_text
+
+    doc = pdfium.PdfDocument(fx.pdf(pages))
+    try:
+        for i in range(len(doc)):
+            page = doc[i]
+            textpage = page.get_textpage()
+            assert _bounded_text(textpage, page) == textpage.get_text_bounded()
+            textpage.close()
+            page.close()
+    finally:
+        doc.close()
+
+
+def test_pdf_page_with_very_many_characters_is_read_by_pypdfium2(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from guard.inspect.readers import pdf
+
+    data = fx.pdf([["Customer list", "Tel 090-1234-5678 taro@example.jp"]])
+    expected = extract(att("a.pdf", data))
+    monkeypatch.setattr(pdf, "_ONE_PASS_MAX_CHARS", 10)
+    assert extract(att("a.pdf", data)) == expected
+    assert "090-1234-5678" in text_of(expected)
+
+
 def test_encrypted_pdf() -> None:
     ex = extract(att("secret.pdf", fx.encrypted_pdf(["secret 090-1234-5678"])))
     assert codes(ex) == ["encrypted"]
@@ -194,6 +227,26 @@ def test_a_big_csv_is_sampled_and_its_other_rows_counted() -> None:
                  ExtractLimits(sheet_sample_cells=30, max_cells=21))
     assert len(ex.tables[0].rows) == 7 and ex.tables[0].more_rows == 2994
     assert [p[0] for p in ex.problems] == ["too_large"]
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_rows_counted_without_the_csv_reader_equal_its_count(delimiter: str) -> None:
+    """The count after the sample (no quotes, no bare CR: a row is a line) equals what
+    the csv reader gives, for lines of any mix of values, delimiters and whitespace."""
+    import csv
+    import io
+    import random
+
+    from guard.inspect.readers.csvfile import _count_rows
+
+    rng = random.Random(5)
+    pieces = ["\n", "\r\n", delimiter, " ", "\t", "\u3000", "\x0b", "\x1f", "\x85", "\xa0",
+              "山田", "a", ";", "\n\n"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 15)))
+        fast = _count_rows(text, 0, None, delimiter)
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+        assert fast == (sum(any(c.strip() for c in row) for row in reader), ""), repr(text)
 
 
 def test_tsv_and_iso2022jp_text() -> None:

@@ -185,6 +185,17 @@ def test_inline_string_sheet_counts_and_reads_text_after_the_sample() -> None:
     assert "user4999@example.jp" in text_of(ex)
 
 
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_formula_strings_after_the_sample_are_text_in_either_quoting(quote: str) -> None:
+    rows = [f'<row r="{r}"><c r="A{r}"><v>{r}</v></c></row>' for r in range(1, 50)]
+    rows.append(f'<row r="50"><c r="A50" t={quote}str{quote}><f>A1</f><v>式の値 社外秘</v></c>'
+                "</row>")
+    ex = extract(att("a.xlsx", raw_xlsx("".join(rows), [])), ExtractLimits(sheet_sample_cells=10))
+    assert ex.problems == []
+    assert ex.tables[0].more_rows == 40
+    assert "式の値 社外秘" in text_of(ex)
+
+
 def test_personal_data_only_after_the_sample() -> None:
     """Documented limit: values after the sample are not scanned by the personal-data
     detectors (they read 20k cells of a table at most); their text still reaches the
@@ -442,6 +453,28 @@ def test_word_like_documents_equal_the_full_parser(seed: int, texts: list[str] |
         assert wordml.word_text(iter(chunks), "w") == expected, chunk
     assert "\t" in expected and "山田 太郎様" in expected
     assert 0 < len(full_pieces) < pieces  # some pieces took the fast pattern, some not
+
+
+def test_a_small_straddling_piece_does_not_send_the_next_back_to_the_fast_pattern(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part with tabs in every piece: after the first piece needed _FULL, the others go
+    there directly, though each chunk leaves a small piece (the paragraph across the
+    chunk boundary) that has none."""
+    fast_calls = []
+    real_fast = wordml._FAST
+
+    class Counting:
+        def findall(self, *args: object) -> list[bytes]:
+            fast_calls.append(1)
+            return real_fast.findall(*args)  # type: ignore[arg-type]
+
+    xml = fx.word_like_document(3000, 1)
+    chunks = list(ooxml.read_chunks(io.BytesIO(xml), 256 * 1024))
+    assert len(chunks) >= 4
+    expected = wordml.word_text(iter(chunks), "w")
+    monkeypatch.setattr(wordml, "_FAST", Counting())
+    assert wordml.word_text(iter(chunks), "w") == expected == xml_text(io.BytesIO(xml))
+    assert len(fast_calls) == 1
 
 
 _TRICKY = {

