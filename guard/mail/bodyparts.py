@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import NamedTuple
 
+from guard.mail.nfkc import normalize as nfkc
 from guard.mail.view import TextChunk
 
 __all__ = [
@@ -343,32 +344,90 @@ def _disclaimer_lines(lines: list[str], heads: list[str], labels: list[str],
                       firsts: _Firsts) -> None:
     """Mark the paragraphs that are a confidentiality notice (quoted or not)."""
     n = len(lines)
-    # blank (after quote markers) or not, once per line; a paragraph's ends are then
-    # found by list.index and its characters summed only when it is short enough
-    # (a line whose first character is neither white space nor a quote marker is not)
+    # blank (after quote markers) or not (a line whose first character is neither white
+    # space nor a quote marker is not)
     maybe = {c for c in firsts.present if not c or c.isspace() or c in _QUOTE_FIRST}
-    if maybe <= {""}:
-        blank = [not c for c in firsts.chars]
-    else:
-        blank = [c in maybe and not (_unquoted(h) if c in _QUOTE_FIRST else h).strip()
-                 for c, h in zip(firsts.chars, heads, strict=True)]
-    i = 0
-    while i < n:
-        try:
-            i = blank.index(False, i)
-        except ValueError:
-            break
-        try:
-            j = blank.index(True, i)
-        except ValueError:
-            j = n
+    chars = firsts.chars
+
+    def blank(k: int) -> bool:
+        c = chars[k]
+        return c in maybe and not (_unquoted(heads[k]) if c in _QUOTE_FIRST else heads[k]
+                                   ).strip()
+
+    def mark(i: int, j: int) -> None:
+        """Read the paragraph of lines [i, j)."""
         if j - i <= _DISCLAIMER_MAX_LINES and \
                 sum(map(len, lines[i:j])) <= _DISCLAIMER_MAX_CHARS:
-            para = " ".join(_unquoted(heads[k]) for k in range(i, j))
+            para = " ".join(_unquoted(heads[m]) for m in range(i, j))
             if _is_disclaimer(para):
-                for k in range(_disclaimer_start(heads, i, j), j):
-                    labels[k] = DISCLAIMER
-        i = j
+                for m in range(_disclaimer_start(heads, i, j), j):
+                    labels[m] = DISCLAIMER
+
+    notices = _notice_lines(heads)
+    if notices is None:  # every paragraph, found by list.index over the blank flags
+        flags = [blank(k) for k in range(n)]
+        i = 0
+        while i < n:
+            try:
+                i = flags.index(False, i)
+            except ValueError:
+                break
+            try:
+                j = flags.index(True, i)
+            except ValueError:
+                j = n
+            mark(i, j)
+            i = j
+        return
+    # Only the paragraphs around the lines with a notice word (a reply chain of 600
+    # paragraphs has a few), each found from such a line up and down to its blank lines;
+    # one longer than a notice is not read (nor was it when every paragraph was).
+    done = 0  # the paragraphs above this line are read
+    for k in notices:
+        if k < done or blank(k):
+            continue
+        i = k
+        while i > 0 and k - i <= _DISCLAIMER_MAX_LINES and not blank(i - 1):
+            i -= 1
+        j = k + 1
+        while j < n and j - i <= _DISCLAIMER_MAX_LINES and not blank(j):
+            j += 1
+        if (i == 0 or blank(i - 1)) and (j == n or blank(j)):  # the whole paragraph
+            mark(i, j)
+            done = j
+        else:  # more lines than a notice has
+            done = k + 1
+
+
+# Every notice holds one of these on one line (none spans a line end): a word of
+# _EN_DISCLAIMER[0] in any case or one of _JA_DISCLAIMER[1]
+_EN_NOTICE_WORDS = ("confidential", "privileged", "proprietary")
+_JA_NOTICE_WORDS = ("機密", "秘密", "守秘")
+
+
+def _notice_lines(heads: list[str]) -> list[int] | None:
+    """The lines that hold a word every notice needs, in order; None when the text holds
+    İ or ı, the only characters besides ASCII letters that _EN_DISCLAIMER[0] takes for
+    a letter of its words (lower() would not find those words there)."""
+    text = "\n".join(heads)
+    if "İ" in text or "ı" in text:
+        return None
+    lowered = text.lower()  # (the same length: only İ lower-cases to two characters)
+    found: list[int] = []
+    for where, words in ((lowered, _EN_NOTICE_WORDS), (text, _JA_NOTICE_WORDS)):
+        for word in words:
+            pos = where.find(word)
+            while pos >= 0:
+                found.append(pos)
+                pos = where.find(word, pos + 1)
+    out: list[int] = []
+    line = last = 0
+    for pos in sorted(found):
+        line += text.count("\n", last, pos)
+        last = pos
+        if not out or out[-1] != line:
+            out.append(line)
+    return out
 
 
 def _disclaimer_start(heads: list[str], i: int, j: int) -> int:
@@ -425,6 +484,15 @@ def segment(text: str, names: Iterable[str] = (),
             heads = list(map(str.rstrip, read, repeat("\r")))
         else:
             heads = [line[:_HEAD].rstrip("\r") for line in read]
+    elif max(map(len, read)) <= _HEAD:
+        # every line is its own head: NFKC of the lines is the lines of NFKC of their
+        # text (a line end is a character NFKC never makes, changes, composes or
+        # reorders with its neighbours), normalised once and only where it can change
+        # (guard.mail.nfkc); per line it cost ~1 µs a line, 2.2 ms a 100 KiB reply
+        norm = nfkc("\n".join(read) if len(read) < len(lines) else text)
+        heads = norm.split("\n")
+        if "\r" in norm:
+            heads = list(map(str.rstrip, heads, repeat("\r")))
     else:
         heads = [_head(line).rstrip("\r") for line in read]
     n = len(read)
