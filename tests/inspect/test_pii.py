@@ -683,6 +683,37 @@ def test_the_value_budget_is_per_where_across_chunks() -> None:
     assert found["pii.my_number"].score >= HOLD_MY_NUMBER
 
 
+_VALUE_PIECES = ("携帯 090-1234-5678", "user@example.jp", "a@b", "東京都港区芝公園4-2-8",
+                 "〒105-0011", "0312345678", "1234567", "(03)1234-5678", "ViſA", "\u212aey",
+                 "本日は晴れ。", "TEL", "京都府京都市", "道", "x" * 40, "１２３４５６７８９０")
+
+
+def test_candidates_counted_only_when_a_cut_may_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The value budget is counted per text only when the text might reach it
+    (detect._values_at_most bounds the count from below the real one): the same findings
+    as counting every text, for budgets that cut in the first, a later or no text."""
+    from guard.inspect.pii import detect
+
+    rng = random.Random(11)
+    cases = []
+    for _ in range(150):
+        chunks = [Chunk(rng.choice(("body", "body", "attachment:a.txt")), "\n".join(
+            " ".join(rng.choice(_VALUE_PIECES) for _ in range(rng.randint(0, 6)))
+            for _ in range(rng.randint(0, 30)))) for _ in range(rng.randint(1, 5))]
+        cases.append((chunks, PiiLimits(today=date(2026, 11, 1),
+                                        max_scan_values=rng.choice((0, 1, 5, 20, 80, 10**6)))))
+    quick = [scan_texts(chunks, limits) for chunks, limits in cases]
+    with monkeypatch.context() as m:
+        m.setattr(detect, "_values_at_most", lambda text: 10**9)  # count every text
+        assert quick == [scan_texts(chunks, limits) for chunks, limits in cases]
+    assert any(f.evidence.get("truncated") for found in quick for f in found)
+    # the bound holds where each of its terms is all there is
+    for text in ("ViſA ſku " * 50, "a@b.jp " * 50, "東京都港区1 " * 50, "0312345678 " * 50,
+                 "(03)1234-5678 " * 50, "〒1050011 " * 50, "1234-567 " * 50,
+                 *(c.text for chunks, _ in cases for c in chunks)):
+        assert detect._value_cut(text, 10**9)[1] <= detect._values_at_most(text)
+
+
 def test_plain_text_has_no_findings() -> None:
     text = (
         "いつもお世話になっております。来週の打ち合わせは11月12日（水）14:00からです。"
