@@ -603,6 +603,32 @@ def test_whole_body_stash_parses_again_when_the_body_was_read_as_parts(
     assert parse(raw) == slow
 
 
+def test_header_block_ends_at_the_first_blank_line_of_either_kind() -> None:
+    """headerscan.header_block searches a bare-LF end only before the CRLF one: the
+    same block as searching both to the limit."""
+    import random
+
+    from guard.mail.headerscan import header_block
+
+    def reference(data: bytes, limit: int) -> tuple[bytes, bool]:
+        ends = [i for i in (data.find(b"\r\n\r\n", 0, limit + 4),
+                            data.find(b"\n\n", 0, limit + 2)) if i >= 0]
+        if ends:
+            end = min(ends)
+            return data[:end + (2 if data[end:end + 2] == b"\r\n" else 1)], True
+        if len(data) <= limit:
+            return data, True
+        cut = data[:limit].rfind(b"\n")
+        return (data[:limit][:cut + 1] if cut > 0 else data[:limit]), False
+
+    rng = random.Random(4)
+    pieces = [b"\r", b"\n", b"\r\n", b"a", b":", b" ", b"\n\n", b"\r\n\r\n"]
+    for _ in range(20_000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        for limit in (0, 3, 10, 100):
+            assert header_block(data, limit) == reference(data, limit)
+
+
 def test_split_pieces_gives_the_chunks_of_the_joined_text() -> None:
     import random
 
