@@ -285,10 +285,11 @@ def _dash_block_lines(heads: list[str], start: int, end: int) -> int:
 
 
 def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, ...],
-                     domains: frozenset[str]) -> int | None:
-    """Where the signature in new-text lines [start, end) begins, or None."""
+                     domains: frozenset[str], whole: str | None = None) -> int | None:
+    """Where the signature in new-text lines [start, end) begins, or None. `whole`: a
+    text whose lines hold the heads (_disclaimer_lines), if the caller has one."""
     # (one substring test of the text instead of a Python loop when it has no "--")
-    dashes = "--" in "\n".join(heads[start:end])
+    dashes = "--" in ("\n".join(heads[start:end]) if whole is None else whole)
     for i in (range(start, end) if dashes else ()):
         if heads[i].rstrip(" ") == "--":  # "-- " (RFC 3676), or with the space stripped
             # a signature is a few lines: a customer list after a "-- " is not one (its
@@ -341,8 +342,9 @@ def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, .
 
 
 def _disclaimer_lines(lines: list[str], heads: list[str], labels: list[str],
-                      firsts: _Firsts) -> None:
-    """Mark the paragraphs that are a confidentiality notice (quoted or not)."""
+                      firsts: _Firsts, whole: str | None = None) -> None:
+    """Mark the paragraphs that are a confidentiality notice (quoted or not). `whole`:
+    a text whose lines hold the heads (see _notice_lines), if the caller has one."""
     n = len(lines)
     # blank (after quote markers) or not (a line whose first character is neither white
     # space nor a quote marker is not)
@@ -363,9 +365,14 @@ def _disclaimer_lines(lines: list[str], heads: list[str], labels: list[str],
                 for m in range(_disclaimer_start(heads, i, j), j):
                     labels[m] = DISCLAIMER
 
-    notices = _notice_lines(heads)
+    simple = maybe <= {""}  # blank lines are empty ones
+    # a text of few paragraphs (mail that is not a reply chain) reads them all for less
+    notices = None if simple and chars.count("") < _FEW_PARAGRAPHS else \
+        _notice_lines("\n".join(heads) if whole is None else whole, n)
     if notices is None:  # every paragraph, found by list.index over the blank flags
-        flags = [blank(k) for k in range(n)]
+        flags = [not c for c in chars] if simple else [
+            c in maybe and not (_unquoted(h) if c in _QUOTE_FIRST else h).strip()
+            for c, h in zip(chars, heads, strict=True)]
         i = 0
         while i < n:
             try:
@@ -402,14 +409,17 @@ def _disclaimer_lines(lines: list[str], heads: list[str], labels: list[str],
 # Every notice holds one of these on one line (none spans a line end): a word of
 # _EN_DISCLAIMER[0] in any case or one of _JA_DISCLAIMER[1]
 _EN_NOTICE_WORDS = ("confidential", "privileged", "proprietary")
+# Blank lines below which every paragraph is read rather than looked for
+_FEW_PARAGRAPHS = 16
 _JA_NOTICE_WORDS = ("機密", "秘密", "守秘")
 
 
-def _notice_lines(heads: list[str]) -> list[int] | None:
-    """The lines that hold a word every notice needs, in order; None when the text holds
-    İ or ı, the only characters besides ASCII letters that _EN_DISCLAIMER[0] takes for
-    a letter of its words (lower() would not find those words there)."""
-    text = "\n".join(heads)
+def _notice_lines(text: str, n: int) -> list[int] | None:
+    """Of the first `n` lines of `text`, those that hold a word every notice needs, in
+    order. `text`'s lines must hold at least the words the heads do (the joined heads,
+    the text of ASCII heads, the NFKC text of NFKC heads). None when the text holds İ
+    or ı, the only characters besides ASCII letters that _EN_DISCLAIMER[0] takes for a
+    letter of its words (lower() would not find those words there)."""
     if "İ" in text or "ı" in text:
         return None
     lowered = text.lower()  # (the same length: only İ lower-cases to two characters)
@@ -425,6 +435,8 @@ def _notice_lines(heads: list[str]) -> list[int] | None:
     for pos in sorted(found):
         line += text.count("\n", last, pos)
         last = pos
+        if line >= n:
+            break
         if not out or out[-1] != line:
             out.append(line)
     return out
@@ -473,7 +485,11 @@ def segment(text: str, names: Iterable[str] = (),
     # the lines after them take the part the reply header implies (quoted below an
     # Outlook header, else new text: the safe side, every rule sees new text).
     read = lines[:_MAX_LINES]
+    # a text whose first len(read) lines hold (at least) what the heads do, for the
+    # disclaimer words: the text itself or its NFKC when the heads are made from those
+    whole: str | None = None
     if text.isascii():
+        whole = text
         # _head of an ASCII line is its first _HEAD characters (the line itself when
         # it is shorter: no copy); then a "\r" to strip where the text has one (mail
         # as it came over SMTP), by map: no Python frame per line
@@ -489,7 +505,7 @@ def segment(text: str, names: Iterable[str] = (),
         # text (a line end is a character NFKC never makes, changes, composes or
         # reorders with its neighbours), normalised once and only where it can change
         # (guard.mail.nfkc); per line it cost ~1 µs a line, 2.2 ms a 100 KiB reply
-        norm = nfkc("\n".join(read) if len(read) < len(lines) else text)
+        norm = whole = nfkc("\n".join(read) if len(read) < len(lines) else text)
         heads = norm.split("\n")
         if "\r" in norm:
             heads = list(map(str.rstrip, heads, repeat("\r")))
@@ -515,12 +531,12 @@ def segment(text: str, names: Iterable[str] = (),
     # the signature: at the end of the new text, above the reply header (top posting)
     # or at the end of the text (when all of it was read)
     if new_end < n or len(lines) == n:
-        sig = _signature_start(heads, 0, new_end, own_names, own_domains)
+        sig = _signature_start(heads, 0, new_end, own_names, own_domains, whole)
         if sig is not None:
             for k in range(sig, new_end):
                 if labels[k] == NEW:
                     labels[k] = SIGNATURE
-    _disclaimer_lines(read, heads, labels, firsts)
+    _disclaimer_lines(read, heads, labels, firsts, whole)
     by_part: dict[str, list[str]] = {p: [] for p in PARTS}
     if labels.count(NEW) == n:  # all new text (most mail that is not a reply)
         by_part[NEW] = list(read)

@@ -284,8 +284,11 @@ def test_notice_paragraphs_found_from_their_words_as_when_every_one_is_read(
     from guard.mail import bodyparts
 
     texts = _soup(1, 1500)
-    quick = [segment(t, NAMES, DOMAINS) for t in texts]
-    monkeypatch.setattr(bodyparts, "_notice_lines", lambda heads: None)
+    with monkeypatch.context() as m:
+        m.setattr(bodyparts, "_FEW_PARAGRAPHS", 0)  # found from their words, however few
+        quick = [segment(t, NAMES, DOMAINS) for t in texts]
+    assert [segment(t, NAMES, DOMAINS) for t in texts] == quick  # (few: all read)
+    monkeypatch.setattr(bodyparts, "_notice_lines", lambda text, n: None)
     assert quick == [segment(t, NAMES, DOMAINS) for t in texts]
     assert any(p.part == DISCLAIMER for ps in quick for p in ps)
 
