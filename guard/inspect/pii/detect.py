@@ -426,13 +426,16 @@ class _Accumulator:
             acc = self.by_where[where] = _WhereAcc(values_left=self.limits.max_scan_values)
         return acc
 
-    def add_text(self, where: str, text: str, tabled: bool = False) -> None:
+    def add_text(self, where: str, text: str, tabled: bool = False,
+                 normalized: str | None = None) -> None:
         """`tabled`: the text is a copy of a table given too (a spreadsheet's text): its
-        lines are the table's rows, counted there, and it is not searched for tables."""
+        lines are the table's rows, counted there, and it is not searched for tables.
+        `normalized`: normalize(text), if the caller has it."""
         acc = self._where(where)
         if len(text) > self.limits.max_chars:
             text = text[: self.limits.max_chars]
             acc.truncated = True
+            normalized = None
         if not tabled:
             # distinct lines, whitespace collapsed: a multipart/alternative body gives
             # its plain and HTML forms at one `where`, and each line counts once
@@ -455,7 +458,7 @@ class _Accumulator:
         if cut is not None:
             text, rest = text[:cut], text[cut:]
             acc.truncated = True
-        text = normalize(text)
+        text = normalize(text) if normalized is None or rest else normalized
         hits = scan_normalized(text, self.settings)
         if rest:
             hits += _strong_hits(rest, len(text), self.settings,
@@ -749,7 +752,9 @@ def scan(
     # a spreadsheet's text copy is not searched for tables: its Table is the table
     tabled = {t.where for t in tables}
     for chunk in texts:
-        acc.add_text(chunk.where, chunk.text, tabled=chunk.where in tabled)
+        # (a text that carries its NFKC form, guard.inspect.run's, is not normalised again)
+        acc.add_text(chunk.where, chunk.text, tabled=chunk.where in tabled,
+                     normalized=getattr(chunk, "normalized", None))
     for table in tables:
         # rows the extractor counted but did not read (guard.mail.message.Table.more_rows)
         acc.add_table(table.where, table.rows, getattr(table, "more_rows", 0))
