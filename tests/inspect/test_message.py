@@ -629,6 +629,21 @@ def test_header_block_ends_at_the_first_blank_line_of_either_kind() -> None:
             assert header_block(data, limit) == reference(data, limit)
 
 
+def test_prescan_counts_message_rfc822_types_only() -> None:
+    """The attached messages prescan counts (their parse recurses) are Content-Type
+    fields of message/rfc822 at a line start, however folded or cased; not another
+    MIME field with that value, nor one in the middle of a line."""
+    def fields(line: bytes, n: int) -> bytes:
+        return b"From: a@example.jp\r\n" + line * n + b"\r\nbody\r\n"
+
+    assert prescan(fields(b"Content-Type: message/rfc822\r\n", 101)) == [
+        ("too_many_parts", "message", "101 message/rfc822 parts")]
+    assert prescan(fields(b"content-TYPE:\r\n Message/RFC822\r\n", 101))
+    assert prescan(fields(b"Content-Type: message/rfc822\r\n", 100)) == []
+    assert prescan(fields(b"Content-Transfer-Encoding: message/rfc822\r\n", 101)) == []
+    assert prescan(fields(b"X-A: Content-Type: message/rfc822\r\n", 101)) == []
+
+
 def test_split_pieces_gives_the_chunks_of_the_joined_text() -> None:
     import random
 
