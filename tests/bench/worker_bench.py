@@ -305,10 +305,7 @@ LIMITS = ExtractLimits()
 
 
 def compute(job: tuple[Any, ...]) -> tuple[str, Any]:
-    """The answer worker_main sends for one "parse" job."""
-    answer = getattr(worker, "answer", None)
-    if answer is not None:  # (this checkout)
-        return answer(job, LIMITS, None)  # type: ignore[no-any-return]
+    """The answer worker_main sends for one "parse" job (its lines for that job)."""
     _, raw, mail_from, rcpt_tos, ctx = job
     view = worker.parse_message(raw, mail_from, rcpt_tos, LIMITS.parse_limits)
     return ("ok", (*worker._detect(view, ctx), None))

@@ -256,6 +256,7 @@ _SOUP = [
     "This e-mail is confidential. If you are not the intended recipient, delete it.",
     "PRIVILEGED: received this message in error", "Privİleged and confidentıal",
     "confidentıal: if you are not the intended recipient",
+    "本メールは守秘義務の対象です。誤送信の場合は削除してください。",
     "> 本メールには秘密情報が含まれます。お心当たりのない方は削除を。", ">", "> ", "　", " ", "",
     "", "\t", "-- ", "株式会社テスト", "TEL 03-1234-5678", "〒100-0001", "山田 太郎",
     "-----Original Message-----", "From: a", "Sent: b", "> quoted", "ｶﾀｶﾅ ＡＢＣ　１２３（株）",
@@ -272,7 +273,7 @@ def _soup(seed: int, n: int) -> list[str]:
     for _ in range(n):
         lines = [rng.choice(_SOUP) for _ in range(rng.randint(0, rng.choice((5, 50, 200))))]
         if rng.random() < 0.2:  # a paragraph of notice lines, about as long as one can be
-            lines += [rng.choice(_SOUP[:6])] * rng.randint(35, 50)
+            lines += [rng.choice(_SOUP[:7])] * rng.randint(35, 50)
         out.append(("\r\n" if rng.random() < 0.3 else "\n").join(lines))
     return out
 
