@@ -19,8 +19,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import repeat
-from operator import itemgetter
+from itertools import compress, pairwise, repeat
+from operator import itemgetter, ne
 from typing import NamedTuple
 
 from guard.mail.nfkc import normalize as nfkc
@@ -547,9 +547,10 @@ def segment(text: str, names: Iterable[str] = (),
     by_part: dict[str, list[str]] = {p: [] for p in PARTS}
     if labels.count(NEW) == n:  # all new text (most mail that is not a reply)
         by_part[NEW] = list(read)
-    else:
-        for line, label in zip(read, labels, strict=True):
-            by_part[label].append(line)
+    else:  # the lines run by run of one label (where the label changes: found in C)
+        cuts = [0, *compress(range(1, n), map(ne, labels[1:], labels)), n]
+        for a, b in pairwise(cuts):
+            by_part[labels[a]] += read[a:b]
     by_part[rest].extend(lines[n:])
     return [BodyPart(p, "\n".join(by_part[p])) for p in PARTS
             if any(s.strip() for s in by_part[p])]
