@@ -714,6 +714,31 @@ def test_candidates_counted_only_when_a_cut_may_come(monkeypatch: pytest.MonkeyP
         assert detect._value_cut(text, 10**9)[1] <= detect._values_at_most(text)
 
 
+def test_lines_evidence_counts_the_distinct_lines_of_every_text_at_its_place() -> None:
+    """The lines are keyed only when a finding asks (detect._WhereAcc.line_keys): the
+    count is still every distinct line (white space collapsed) of the texts at that
+    place, and of all the body's parts at body.all."""
+    rng = random.Random(5)
+    pieces = ["山田 太郎 090-1234-5678 taro@example.jp", "東京都港区芝公園4-2-8 03-1234-5678",
+              "佐藤  花子\t06-6123-4567\thanako@example.org", "", "  ", "本日は晴れ。", "a  b",
+              "a b", "ａ　ｂ"]
+    checked = 0
+    for _ in range(200):
+        chunks = [Chunk(rng.choice(("body", "body.quoted")), "\r\n".join(
+            rng.choice(pieces) for _ in range(rng.randint(0, 20)))) for _ in range(3)]
+        found = scan_texts(chunks, PiiLimits(today=date(2026, 11, 1)))
+
+        def lines(*wheres: str, chunks: list[Chunk] = chunks) -> int:
+            return len({" ".join(line.split()) for c in chunks if c.where in wheres
+                        for line in c.text.splitlines()} - {""})
+        for f in found:
+            if f.symbol == "pii.records":
+                want = lines("body", "body.quoted") if f.where == "body.all" else lines(f.where)
+                assert f.evidence["lines"] == want
+                checked += 1
+    assert checked > 100
+
+
 def test_plain_text_has_no_findings() -> None:
     text = (
         "いつもお世話になっております。来週の打ち合わせは11月12日（水）14:00からです。"
