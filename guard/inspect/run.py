@@ -9,7 +9,7 @@ so `guard policy test` and `replay` call exactly the same functions.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from guard.inspect.context import InspectContext
 from guard.inspect.customers import detect_customer_mismatch
@@ -101,14 +101,25 @@ def text_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
     own = replace(own, domains=own.domains | ctx.internal_domains)
     # the body as its parts: findings there say body, body.quoted, body.signature or
     # body.disclaimer (guard.mail.bodyparts)
-    view = replace(view, texts=split_bodies(view.texts, own.names, own.domains))
-    pii = scan([t for t in view.texts if t.where not in tabled], view.tables, PII_LIMITS,
-               own)
+    texts = split_bodies(view.texts, own.names, own.domains)
     # NFKC once for keywords and customer names, which both normalise what they read
-    # (then a quick check: nothing to change). The personal-data scan reads the texts as
-    # they are: its tables are found by full-width-space gaps, which NFKC makes spaces.
-    view.texts = [TextChunk(t.where, normalize(t.text)) for t in view.texts]
+    # (then a quick check: nothing to change), and for the personal-data scan's values.
+    # The scan reads the texts as they are too: its tables are found by full-width-space
+    # gaps, which NFKC makes spaces.
+    normalized = [_Normalized(t.where, t.text, normalize(t.text)) for t in texts]
+    pii = scan([t for t in normalized if t.where not in tabled], view.tables, PII_LIMITS,
+               own)
+    view = replace(view, texts=[TextChunk(t.where, t.normalized) for t in normalized])
     return [*pii, *detect_keywords(view, ctx), *detect_customer_mismatch(view, ctx)]
+
+
+@dataclass(frozen=True)
+class _Normalized:
+    """A text and its NFKC form (guard.inspect.pii.detect reads both)."""
+
+    where: str
+    text: str
+    normalized: str
 
 
 def content_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:

@@ -19,9 +19,11 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import compress, pairwise, repeat
+from operator import itemgetter, ne
 from typing import NamedTuple
 
+from guard.mail.nfkc import normalize as nfkc
 from guard.mail.view import TextChunk
 
 __all__ = [
@@ -284,10 +286,11 @@ def _dash_block_lines(heads: list[str], start: int, end: int) -> int:
 
 
 def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, ...],
-                     domains: frozenset[str]) -> int | None:
-    """Where the signature in new-text lines [start, end) begins, or None."""
+                     domains: frozenset[str], whole: str | None = None) -> int | None:
+    """Where the signature in new-text lines [start, end) begins, or None. `whole`: a
+    text whose lines hold the heads (_disclaimer_lines), if the caller has one."""
     # (one substring test of the text instead of a Python loop when it has no "--")
-    dashes = "--" in "\n".join(heads[start:end])
+    dashes = "--" in ("\n".join(heads[start:end]) if whole is None else whole)
     for i in (range(start, end) if dashes else ()):
         if heads[i].rstrip(" ") == "--":  # "-- " (RFC 3676), or with the space stripped
             # a signature is a few lines: a customer list after a "-- " is not one (its
@@ -340,35 +343,107 @@ def _signature_start(heads: list[str], start: int, end: int, names: tuple[str, .
 
 
 def _disclaimer_lines(lines: list[str], heads: list[str], labels: list[str],
-                      firsts: _Firsts) -> None:
-    """Mark the paragraphs that are a confidentiality notice (quoted or not)."""
+                      firsts: _Firsts, whole: str | None = None) -> None:
+    """Mark the paragraphs that are a confidentiality notice (quoted or not). `whole`:
+    a text whose lines hold the heads (see _notice_lines), if the caller has one."""
     n = len(lines)
-    # blank (after quote markers) or not, once per line; a paragraph's ends are then
-    # found by list.index and its characters summed only when it is short enough
-    # (a line whose first character is neither white space nor a quote marker is not)
+    # blank (after quote markers) or not (a line whose first character is neither white
+    # space nor a quote marker is not)
     maybe = {c for c in firsts.present if not c or c.isspace() or c in _QUOTE_FIRST}
-    if maybe <= {""}:
-        blank = [not c for c in firsts.chars]
-    else:
-        blank = [c in maybe and not (_unquoted(h) if c in _QUOTE_FIRST else h).strip()
-                 for c, h in zip(firsts.chars, heads, strict=True)]
-    i = 0
-    while i < n:
-        try:
-            i = blank.index(False, i)
-        except ValueError:
-            break
-        try:
-            j = blank.index(True, i)
-        except ValueError:
-            j = n
+    chars = firsts.chars
+
+    def blank(k: int) -> bool:
+        c = chars[k]
+        return c in maybe and not (_unquoted(heads[k]) if c in _QUOTE_FIRST else heads[k]
+                                   ).strip()
+
+    def mark(i: int, j: int) -> None:
+        """Read the paragraph of lines [i, j)."""
         if j - i <= _DISCLAIMER_MAX_LINES and \
                 sum(map(len, lines[i:j])) <= _DISCLAIMER_MAX_CHARS:
-            para = " ".join(_unquoted(heads[k]) for k in range(i, j))
+            para = " ".join(_unquoted(heads[m]) for m in range(i, j))
             if _is_disclaimer(para):
-                for k in range(_disclaimer_start(heads, i, j), j):
-                    labels[k] = DISCLAIMER
-        i = j
+                for m in range(_disclaimer_start(heads, i, j), j):
+                    labels[m] = DISCLAIMER
+
+    simple = maybe <= {""}  # blank lines are empty ones
+    # a text of few paragraphs (mail that is not a reply chain) reads them all for less
+    notices = None if simple and chars.count("") < _FEW_PARAGRAPHS else \
+        _notice_lines("\n".join(heads) if whole is None else whole, n)
+    if notices is None:  # every paragraph, found by list.index over the blank flags
+        flags = [not c for c in chars] if simple else [
+            c in maybe and not (_unquoted(h) if c in _QUOTE_FIRST else h).strip()
+            for c, h in zip(chars, heads, strict=True)]
+        i = 0
+        while i < n:
+            try:
+                i = flags.index(False, i)
+            except ValueError:
+                break
+            try:
+                j = flags.index(True, i)
+            except ValueError:
+                j = n
+            mark(i, j)
+            i = j
+        return
+    # Only the paragraphs around the lines with a notice word (a reply chain of 600
+    # paragraphs has a few), each found from such a line up and down to its blank lines;
+    # one longer than a notice is not read (nor was it when every paragraph was).
+    done = 0  # the paragraphs above this line are read
+    for k in notices:
+        if k < done or blank(k):
+            continue
+        i = k
+        while i > 0 and k - i <= _DISCLAIMER_MAX_LINES and not blank(i - 1):
+            i -= 1
+        j = k + 1
+        while j < n and j - i <= _DISCLAIMER_MAX_LINES and not blank(j):
+            j += 1
+        if (i == 0 or blank(i - 1)) and (j == n or blank(j)):  # the whole paragraph
+            mark(i, j)
+            done = j
+        else:  # more lines than a notice has
+            done = k + 1
+
+
+# Blank lines below which every paragraph is read rather than found from its words
+_FEW_PARAGRAPHS = 16
+# Every notice holds one of these on one line (none spans a line end): a word of
+# _EN_DISCLAIMER[0] in any case, or 機密, 秘密 or 守秘 of _JA_DISCLAIMER[1], which all
+# hold one of the two characters (found one at a time in C, faster than the words)
+_EN_NOTICE_BYTES = (b"confidential", b"privileged", b"proprietary")
+_JA_NOTICE_CHARS = ("密", "秘")
+
+
+def _notice_lines(text: str, n: int) -> list[int] | None:
+    """Of the first `n` lines of `text`, those that hold a word every notice needs, in
+    order. `text`'s lines must hold at least the words the heads do (the joined heads,
+    the text of ASCII heads, the NFKC text of NFKC heads). None when the text holds İ
+    or ı, the only characters besides ASCII letters that _EN_DISCLAIMER[0] takes for a
+    letter of its words (lower() would not find those words there)."""
+    if "İ" in text or "ı" in text:
+        return None
+    # one byte a character ("?" for the others, in C), lower-cased as ASCII: the English
+    # words at the text's positions (str.lower of Japanese text cost ~5 times as much)
+    lowered = text.encode("ascii", "replace").lower()
+    found: list[int] = []
+    for where, words in ((lowered, _EN_NOTICE_BYTES), (text, _JA_NOTICE_CHARS)):
+        for word in words:
+            pos = where.find(word)  # type: ignore[arg-type]
+            while pos >= 0:
+                found.append(pos)
+                pos = where.find(word, pos + 1)  # type: ignore[arg-type]
+    out: list[int] = []
+    line = last = 0
+    for pos in sorted(found):
+        line += text.count("\n", last, pos)
+        last = pos
+        if line >= n:
+            break
+        if not out or out[-1] != line:
+            out.append(line)
+    return out
 
 
 def _disclaimer_start(heads: list[str], i: int, j: int) -> int:
@@ -383,6 +458,9 @@ def _disclaimer_start(heads: list[str], i: int, j: int) -> int:
     return k
 
 
+_FIRST = itemgetter(slice(0, 1))  # h[:1], by map: no Python frame per line
+
+
 class _Firsts(NamedTuple):
     """Each head's first character ("" for an empty line) and the set of them: most
     per-line tests start with the first character, and a body whose lines start with
@@ -392,7 +470,7 @@ class _Firsts(NamedTuple):
 
 
 def _firsts(heads: list[str]) -> _Firsts:
-    chars = [h[:1] for h in heads]
+    chars = list(map(_FIRST, heads))
     return _Firsts(chars, frozenset(chars))
 
 
@@ -414,7 +492,11 @@ def segment(text: str, names: Iterable[str] = (),
     # the lines after them take the part the reply header implies (quoted below an
     # Outlook header, else new text: the safe side, every rule sees new text).
     read = lines[:_MAX_LINES]
+    # a text whose first len(read) lines hold (at least) what the heads do, for the
+    # disclaimer words: the text itself or its NFKC when the heads are made from those
+    whole: str | None = None
     if text.isascii():
+        whole = text
         # _head of an ASCII line is its first _HEAD characters (the line itself when
         # it is shorter: no copy); then a "\r" to strip where the text has one (mail
         # as it came over SMTP), by map: no Python frame per line
@@ -425,6 +507,15 @@ def segment(text: str, names: Iterable[str] = (),
             heads = list(map(str.rstrip, read, repeat("\r")))
         else:
             heads = [line[:_HEAD].rstrip("\r") for line in read]
+    elif max(map(len, read)) <= _HEAD:
+        # every line is its own head: NFKC of the lines is the lines of NFKC of their
+        # text (a line end is a character NFKC never makes, changes, composes or
+        # reorders with its neighbours), normalised once and only where it can change
+        # (guard.mail.nfkc); per line it cost ~1 µs a line, 2.2 ms a 100 KiB reply
+        norm = whole = nfkc("\n".join(read) if len(read) < len(lines) else text)
+        heads = norm.split("\n")
+        if "\r" in norm:
+            heads = list(map(str.rstrip, heads, repeat("\r")))
     else:
         heads = [_head(line).rstrip("\r") for line in read]
     n = len(read)
@@ -447,18 +538,19 @@ def segment(text: str, names: Iterable[str] = (),
     # the signature: at the end of the new text, above the reply header (top posting)
     # or at the end of the text (when all of it was read)
     if new_end < n or len(lines) == n:
-        sig = _signature_start(heads, 0, new_end, own_names, own_domains)
+        sig = _signature_start(heads, 0, new_end, own_names, own_domains, whole)
         if sig is not None:
             for k in range(sig, new_end):
                 if labels[k] == NEW:
                     labels[k] = SIGNATURE
-    _disclaimer_lines(read, heads, labels, firsts)
+    _disclaimer_lines(read, heads, labels, firsts, whole)
     by_part: dict[str, list[str]] = {p: [] for p in PARTS}
     if labels.count(NEW) == n:  # all new text (most mail that is not a reply)
         by_part[NEW] = list(read)
-    else:
-        for line, label in zip(read, labels, strict=True):
-            by_part[label].append(line)
+    else:  # the lines run by run of one label (where the label changes: found in C)
+        cuts = [0, *compress(range(1, n), map(ne, labels[1:], labels)), n]
+        for a, b in pairwise(cuts):
+            by_part[labels[a]] += read[a:b]
     by_part[rest].extend(lines[n:])
     return [BodyPart(p, "\n".join(by_part[p])) for p in PARTS
             if any(s.strip() for s in by_part[p])]

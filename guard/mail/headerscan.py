@@ -29,8 +29,11 @@ def header_block(data: bytes, limit: int) -> tuple[bytes, bool]:
     """The header block of `data`: its fields with their line ends, without the blank
     line; and whether the block ends within `limit` bytes. A block that does not is
     cut at the last line end before `limit`."""
-    ends = [i for i in (data.find(b"\r\n\r\n", 0, limit + 4), data.find(b"\n\n", 0, limit + 2))
-            if i >= 0]
+    crlf = data.find(b"\r\n\r\n", 0, limit + 4)
+    # a bare-LF end counts only before the CRLF one (not searched past it: a CRLF
+    # message has none, and the search would read the whole body)
+    lf = data.find(b"\n\n", 0, limit + 2 if crlf < 0 else crlf + 1)
+    ends = [i for i in (crlf, lf) if i >= 0]
     if ends:
         end = min(ends)
         return data[:end + (2 if data[end:end + 2] == b"\r\n" else 1)], True

@@ -61,7 +61,7 @@ _BOUNDARY_RE = re.compile(rb"boundary")
 _BOUNDARY_VALUE_RE = re.compile(rb'boundary\*?\s*=\s*(?:"([^"\r\n]*)"|([^\s;"]+))', re.I)
 _DASH_LINE_RE = re.compile(rb"--([^\r\n]*)")
 _MIME_FIELD_RE = re.compile(rb"content-(?:type|disposition|transfer-encoding)[ \t]*:")
-_RFC822_RE = re.compile(rb"content-type[ \t]*:\s*message/rfc822")
+_RFC822_TAIL_RE = re.compile(rb"\s*message/rfc822")  # after a content-type field's ":"
 _HEADER_END_RE = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
@@ -129,11 +129,13 @@ def prescan(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> list[Problem]:
         return [problem]
     low = raw.lower()
 
-    # The MIME fields, which the parse reads over and over
-    total = 0
+    # The MIME fields, which the parse reads over and over; message/rfc822 types counted
+    total = rfc822 = 0
     for m in _MIME_FIELD_RE.finditer(low):
         if not _at_line_start(low, m.start()):
             continue
+        if low.startswith(b"type", m.start() + 8) and _RFC822_TAIL_RE.match(low, m.end()):
+            rfc822 += 1
         end = headerscan.field_end(raw, m.end())
         size = end - m.start()
         total += size
@@ -194,7 +196,6 @@ def prescan(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> list[Problem]:
             level = {b: d for b, d in level.items() if d < depth}
     if parts > limits.max_parts:
         return [("too_many_parts", "message", f"{parts} parts > limit {limits.max_parts}")]
-    rfc822 = sum(1 for m in _RFC822_RE.finditer(low) if _at_line_start(low, m.start()))
     if max_depth + rfc822 > _SAFE_PARSE_DEPTH:
         return [("too_many_parts", "message", f"{rfc822} message/rfc822 parts")]
     return []

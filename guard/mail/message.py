@@ -277,6 +277,18 @@ class _Walk:
                        charset=charset))
 
 
+def _parse(raw: bytes, stash: Base64Stash) -> Message:
+    """The stdlib parse of `raw`, the lines it need not read one by one stashed."""
+    parser = BytesParser(policy=_PARSER_POLICY)
+    whole = stash.stash_body(raw)
+    if whole is not None:
+        msg = parser.parsebytes(whole)
+        if stash.body_was_read_whole(msg):
+            return msg
+        stash.clear()  # the parser read the body as parts: parse it in full
+    return parser.parsebytes(stash.stash(raw))
+
+
 def parse_message(
     raw: bytes,
     mail_from: str,
@@ -303,7 +315,7 @@ def parse_into(raw: bytes, view: MessageView, limits: ParseLimits, prefix: str =
             return
         stash = Base64Stash()
         try:
-            msg = BytesParser(policy=_PARSER_POLICY).parsebytes(stash.stash(raw))
+            msg = _parse(raw, stash)
         except RecursionError:
             view.problems.append(("too_deep", where, "parser recursion limit"))
             if not prefix:

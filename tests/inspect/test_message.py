@@ -486,7 +486,7 @@ def test_stashed_base64_parses_like_the_line_by_line_parser(
     stashed = mimestash.Base64Stash().stash(raw)
     assert len(stashed) < len(raw) // 10  # the runs really went past the parser
     fast = parse(raw)
-    monkeypatch.setattr(mimestash, "MIN_MESSAGE", 1 << 40)  # no stash: the reference
+    _line_by_line(monkeypatch)  # no stash: the reference
     slow = parse(raw)
     assert fast == slow
     data = {a.filename: a.data for a in fast.attachments}
@@ -498,6 +498,150 @@ def test_stashed_base64_parses_like_the_line_by_line_parser(
     assert data["list.csv"].count("山田 太郎".encode()) > 2900  # the 0xFF kept as before
     assert data["near.txt"].count(b"A" * 40) == 63 * 20
     assert any(p[0] == "parse_error" or "base64" in p[2].lower() for p in fast.problems)
+
+
+# A message that is not multipart: its whole body is one token past the parser
+# (Base64Stash.stash_body). Each shape must parse exactly as the line-by-line parser does.
+_JA_BODY = "お世話になっております。\n住所：東京都港区芝公園4-2-8\n--\n山田\n"
+_BODY_SHAPES: dict[str, bytes] = {
+    "crlf": b"From: a@example.jp\r\nSubject: s\r\n\r\nline 1\r\nline 2\r\n",
+    "bare_lf": b"From: a@example.jp\nSubject: s\n\nline 1\nline 2\n",
+    "no_final_newline": b"From: a@example.jp\r\nSubject: s\r\n\r\nline 1\r\nline 2",
+    "folded_and_rfc2047": b"From: =?UTF-8?B?5bGx55Sw?= <a@example.jp>\r\nTo: b@example.com,\r\n"
+                          b" c@example.com\r\nSubject: =?ISO-2022-JP?B?GyRCOCtAURsoQg==?=\r\n"
+                          b"\tand more\r\n\r\nbody\r\n",
+    "8bit_utf8": b"Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 b"Content-Transfer-Encoding: 8bit\r\n\r\n" + _JA_BODY.encode() + b"\xff\r\n",
+    "8bit_undeclared_sjis": b"Subject: s\n\n" + _JA_BODY.encode("cp932"),
+    "8bit_header": "Subject: 件名\r\nFrom: a@example.jp\r\n\r\nbody\r\n".encode(),
+    "jis": b"Subject: s\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\n"
+           + _JA_BODY.replace("\n", "\r\n").encode("iso2022_jp"),
+    "base64_body": b"Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   b"Content-Transfer-Encoding: base64\r\n\r\n"
+                   + base64.encodebytes((_JA_BODY * 200).encode()).replace(b"\n", b"\r\n"),
+    "qp_flowed_html": b"Subject: s\r\nContent-Type: text/html; charset=utf-8\r\n"
+                      b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+                      b"<p>=E5=B1=B1=E7=94=B0 a very long line that goes =\r\non</p>\r\n",
+    "flowed": b"Subject: s\r\nContent-Type: text/plain; format=flowed; delsp=yes\r\n\r\n"
+              b"soft \r\nbreak\r\n",
+    "unix_from": b"From a@example.jp Mon Dec  7 10:00:00 2026\nFrom: a@example.jp\n\nbody\n",
+    "headers_then_body_without_blank_line": b"From: a@example.jp\r\nnot a header\r\nmore\r\n",
+    "bare_cr_in_header": b"From: a@example.jp\r\nX-A: 1\r2\r\n\r\nbody\r\n",
+    "bare_cr_in_body": b"From: a@example.jp\r\n\r\nline\rFrom: x\r\n--b\r\n",
+    "empty_body": b"From: a@example.jp\r\nSubject: s\r\n\r\n",
+    "blank_line_body": b"From: a@example.jp\r\n\r\n\r\n",
+    "no_headers": b"\r\nonly a body\r\n",
+    "body_like_headers_and_boundaries": b"Subject: s\r\nContent-Type: text/plain\r\n\r\n"
+                                        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+                                        b"--b\r\nContent-Type: text/html\r\n\r\nx\r\n--b--\r\n",
+    "multipart_with_space": b"Subject: s\r\nContent-Type: multipart /mixed; boundary=b\r\n\r\n"
+                            b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n",
+    "multipart_without_boundary": b"Subject: s\r\nContent-Type: Multipart/Mixed\r\n\r\n"
+                                  b"--b\r\n\r\nx\r\n--b--\r\n",
+    "multipart": b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+                 b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n",
+    "rfc822": b"Subject: s\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nhi\r\n",
+    "delivery_status": b"Subject: s\r\nContent-Type: message/delivery-status\r\n\r\n"
+                       b"Reporting-MTA: dns; x\r\n\r\nAction: failed\r\nAAAA\r\n\r\n",
+    "attachment": b"Subject: s\r\nContent-Type: application/pdf\r\nContent-Disposition: "
+                  b"attachment; filename=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                  + base64.encodebytes(b"%PDF-1.4 " * 2000).replace(b"\n", b"\r\n"),
+    "token_lookalike": b"Subject: s\r\n\r\nguard-stash-0123456789abcdef-0.\r\n",
+}
+
+
+def _line_by_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing stashed: the stdlib parser reads every line (the reference)."""
+    from guard.mail import mimestash
+
+    monkeypatch.setattr(mimestash, "MIN_MESSAGE", 1 << 40)
+    monkeypatch.setattr(mimestash.Base64Stash, "stash_body", lambda self, raw: None)
+
+
+@pytest.mark.parametrize("name", sorted(_BODY_SHAPES))
+def test_whole_body_stash_parses_like_the_line_by_line_parser(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = _BODY_SHAPES[name]
+    fast = parse(raw)
+    with monkeypatch.context() as m:
+        _line_by_line(m)
+        slow = parse(raw)
+    assert fast == slow
+
+
+def test_whole_body_stash_is_taken_for_a_single_part_message_only() -> None:
+    from guard.mail.mimestash import Base64Stash
+
+    taken = {name for name, raw in _BODY_SHAPES.items()
+             if Base64Stash().stash_body(raw) is not None}
+    assert {"crlf", "bare_lf", "no_final_newline", "folded_and_rfc2047", "8bit_utf8",
+            "unix_from", "no_headers", "jis", "attachment"} <= taken
+    # not read to a blank line, no body, or a type whose body the parser reads as parts
+    assert not taken & {"headers_then_body_without_blank_line", "bare_cr_in_header",
+                        "empty_body", "multipart", "multipart_without_boundary", "rfc822",
+                        "delivery_status"}
+
+
+@pytest.mark.parametrize("name", ["multipart", "rfc822", "delivery_status",
+                                  "multipart_without_boundary"])
+def test_whole_body_stash_parses_again_when_the_body_was_read_as_parts(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the quick test on the header block let a multipart or message/* through,
+    the check on the parsed message catches it and the message is parsed in full."""
+    from guard.mail import mimestash
+
+    raw = _BODY_SHAPES[name]
+    with monkeypatch.context() as m:
+        _line_by_line(m)
+        slow = parse(raw)
+
+    def stash_any_body(self: mimestash.Base64Stash, raw: bytes) -> bytes | None:
+        start = raw.index(b"\r\n\r\n") + 4
+        return raw[:start] + self._add(raw[start:])
+
+    monkeypatch.setattr(mimestash.Base64Stash, "stash_body", stash_any_body)
+    assert parse(raw) == slow
+
+
+def test_header_block_ends_at_the_first_blank_line_of_either_kind() -> None:
+    """headerscan.header_block searches a bare-LF end only before the CRLF one: the
+    same block as searching both to the limit."""
+    import random
+
+    from guard.mail.headerscan import header_block
+
+    def reference(data: bytes, limit: int) -> tuple[bytes, bool]:
+        ends = [i for i in (data.find(b"\r\n\r\n", 0, limit + 4),
+                            data.find(b"\n\n", 0, limit + 2)) if i >= 0]
+        if ends:
+            end = min(ends)
+            return data[:end + (2 if data[end:end + 2] == b"\r\n" else 1)], True
+        if len(data) <= limit:
+            return data, True
+        cut = data[:limit].rfind(b"\n")
+        return (data[:limit][:cut + 1] if cut > 0 else data[:limit]), False
+
+    rng = random.Random(4)
+    pieces = [b"\r", b"\n", b"\r\n", b"a", b":", b" ", b"\n\n", b"\r\n\r\n"]
+    for _ in range(20_000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        for limit in (0, 3, 10, 100):
+            assert header_block(data, limit) == reference(data, limit)
+
+
+def test_prescan_counts_message_rfc822_types_only() -> None:
+    """The attached messages prescan counts (their parse recurses) are Content-Type
+    fields of message/rfc822 at a line start, however folded or cased; not another
+    MIME field with that value, nor one in the middle of a line."""
+    def fields(line: bytes, n: int) -> bytes:
+        return b"From: a@example.jp\r\n" + line * n + b"\r\nbody\r\n"
+
+    assert prescan(fields(b"Content-Type: message/rfc822\r\n", 101)) == [
+        ("too_many_parts", "message", "101 message/rfc822 parts")]
+    assert prescan(fields(b"content-TYPE:\r\n Message/RFC822\r\n", 101))
+    assert prescan(fields(b"Content-Type: message/rfc822\r\n", 100)) == []
+    assert prescan(fields(b"Content-Transfer-Encoding: message/rfc822\r\n", 101)) == []
+    assert prescan(fields(b"X-A: Content-Type: message/rfc822\r\n", 101)) == []
 
 
 def test_split_pieces_gives_the_chunks_of_the_joined_text() -> None:

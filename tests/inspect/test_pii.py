@@ -683,6 +683,62 @@ def test_the_value_budget_is_per_where_across_chunks() -> None:
     assert found["pii.my_number"].score >= HOLD_MY_NUMBER
 
 
+_VALUE_PIECES = ("携帯 090-1234-5678", "user@example.jp", "a@b", "東京都港区芝公園4-2-8",
+                 "〒105-0011", "0312345678", "1234567", "(03)1234-5678", "ViſA", "\u212aey",
+                 "本日は晴れ。", "TEL", "京都府京都市", "道", "x" * 40, "１２３４５６７８９０")
+
+
+def test_candidates_counted_only_when_a_cut_may_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The value budget is counted per text only when the text might reach it
+    (detect._values_at_most bounds the count from below the real one): the same findings
+    as counting every text, for budgets that cut in the first, a later or no text."""
+    from guard.inspect.pii import detect
+
+    rng = random.Random(11)
+    cases = []
+    for _ in range(150):
+        chunks = [Chunk(rng.choice(("body", "body", "attachment:a.txt")), "\n".join(
+            " ".join(rng.choice(_VALUE_PIECES) for _ in range(rng.randint(0, 6)))
+            for _ in range(rng.randint(0, 30)))) for _ in range(rng.randint(1, 5))]
+        cases.append((chunks, PiiLimits(today=date(2026, 11, 1),
+                                        max_scan_values=rng.choice((0, 1, 5, 20, 80, 10**6)))))
+    quick = [scan_texts(chunks, limits) for chunks, limits in cases]
+    with monkeypatch.context() as m:
+        m.setattr(detect, "_values_at_most", lambda text: 10**9)  # count every text
+        assert quick == [scan_texts(chunks, limits) for chunks, limits in cases]
+    assert any(f.evidence.get("truncated") for found in quick for f in found)
+    # the bound holds where each of its terms is all there is
+    for text in ("ViſA ſku " * 50, "a@b.jp " * 50, "東京都港区1 " * 50, "0312345678 " * 50,
+                 "(03)1234-5678 " * 50, "〒1050011 " * 50, "1234-567 " * 50,
+                 *(c.text for chunks, _ in cases for c in chunks)):
+        assert detect._value_cut(text, 10**9)[1] <= detect._values_at_most(text)
+
+
+def test_lines_evidence_counts_the_distinct_lines_of_every_text_at_its_place() -> None:
+    """The lines are keyed only when a finding asks (detect._WhereAcc.line_keys): the
+    count is still every distinct line (white space collapsed) of the texts at that
+    place, and of all the body's parts at body.all."""
+    rng = random.Random(5)
+    pieces = ["山田 太郎 090-1234-5678 taro@example.jp", "東京都港区芝公園4-2-8 03-1234-5678",
+              "佐藤  花子\t06-6123-4567\thanako@example.org", "", "  ", "本日は晴れ。", "a  b",
+              "a b", "ａ　ｂ"]
+    checked = 0
+    for _ in range(200):
+        chunks = [Chunk(rng.choice(("body", "body.quoted")), "\r\n".join(
+            rng.choice(pieces) for _ in range(rng.randint(0, 20)))) for _ in range(3)]
+        found = scan_texts(chunks, PiiLimits(today=date(2026, 11, 1)))
+
+        def lines(*wheres: str, chunks: list[Chunk] = chunks) -> int:
+            return len({" ".join(line.split()) for c in chunks if c.where in wheres
+                        for line in c.text.splitlines()} - {""})
+        for f in found:
+            if f.symbol == "pii.records":
+                want = lines("body", "body.quoted") if f.where == "body.all" else lines(f.where)
+                assert f.evidence["lines"] == want
+                checked += 1
+    assert checked > 100
+
+
 def test_plain_text_has_no_findings() -> None:
     text = (
         "いつもお世話になっております。来週の打ち合わせは11月12日（水）14:00からです。"
