@@ -295,3 +295,92 @@ def test_pipelining_over_starttls(tls: TlsFiles) -> None:
     finally:
         ctl.stop()
     assert len(script.got) == 3 and script.got[0][2] == BODY
+
+
+# -- timeouts and errors of the pipelined group (review of the first version) --
+
+async def _held_replies_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                               rcpt_seconds: float, trickle: float) -> None:
+    """A server that holds its replies while commands wait in its input (RFC 2920 3.2;
+    Postfix's smtpd flushes when its input is empty) and takes `rcpt_seconds` per RCPT;
+    with `trickle`, the reply to MAIL comes a byte every `trickle` seconds."""
+    writer.write(b"220 test\r\n")
+    held: list[bytes] = []
+
+    async def reply(line: bytes) -> None:
+        held.append(line)
+        if not reader._buffer:  # type: ignore[attr-defined]  # input empty: flush
+            out = b"".join(held)
+            held.clear()
+            if trickle:
+                for i in range(len(out)):
+                    writer.write(out[i:i + 1])
+                    await writer.drain()
+                    await asyncio.sleep(trickle)
+            else:
+                writer.write(out)
+    while line := await reader.readline():
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            writer.write(b"250-test\r\n250-PIPELINING\r\n250 SIZE 100000\r\n")
+        elif verb in (b"MAIL", b"RSET"):
+            await reply(b"250 2.0.0 ok\r\n")
+        elif verb == b"RCPT":
+            await asyncio.sleep(rcpt_seconds)
+            await reply(b"250 2.1.5 ok\r\n")
+        elif verb == b"DATA":
+            await reply(b"354 go\r\n")
+            while (data := await reader.readline()) != b".\r\n":
+                if not data:
+                    return
+            writer.write(b"250 2.0.0 queued\r\n")
+        elif verb == b"QUIT":
+            writer.write(b"221 bye\r\n")
+            break
+    writer.close()
+
+
+def _send_held(rcpt_seconds: float, trickle: float, rcpts: int) -> list[Outcome] | str:
+    async def run() -> list[Outcome] | str:
+        server = await asyncio.start_server(
+            lambda r, w: _held_replies_server(r, w, rcpt_seconds, trickle), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        up = Upstream(UpstreamSettings(url=f"smtp://127.0.0.1:{port}", command_timeout=0.5,
+                                       data_timeout=5.0), "guard.localhost")
+        smtp = await up.connect()
+        try:
+            return await up.send(smtp, FROM, [f"r{i}@example.co.jp" for i in range(rcpts)],
+                                 BODY)
+        except Exception as e:  # the test reads what happened
+            return f"{type(e).__name__}: {e}"
+        finally:
+            smtp.close()
+            server.close()
+    return asyncio.run(run())
+
+
+def test_replies_held_until_the_group_is_read_are_waited_for() -> None:
+    """Four recipients at 0.3 s each: the reply to MAIL comes after 1.2 s of RCPT work,
+    more than one command's timeout (0.5 s) but within the group's (6 × 0.5 s)."""
+    out = _send_held(rcpt_seconds=0.3, trickle=0.0, rcpts=4)
+    assert isinstance(out, list), out
+    assert [o.outcome for o in out] == ["delivered"] * 4
+
+
+def test_a_reply_that_trickles_in_is_timed_as_a_whole() -> None:
+    """The MAIL reply a byte every 0.3 s (14 bytes: 4.2 s) against the group's 1.5 s
+    (three commands × 0.5 s): given up on, not waited for byte by byte."""
+    out = _send_held(rcpt_seconds=0.0, trickle=0.3, rcpts=1)
+    assert isinstance(out, str) and "UpstreamUnavailable" in out, out
+
+
+def test_an_unusable_address_raises_a_new_error_each_time() -> None:
+    """The quoting is cached, the error is not: a cached exception raised again would
+    keep each raise's frames (and the message they hold) in its traceback."""
+    errors = []
+    for _ in range(3):
+        with pytest.raises(ValueError) as e:
+            command(b"RCPT", "ü@example.co.jp")
+        errors.append(e.value)
+    assert errors[0] is not errors[1] is not errors[2]
+    assert str(errors[0]) == str(errors[2]) != ""

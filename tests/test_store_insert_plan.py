@@ -203,3 +203,25 @@ def test_statement_events_see_every_insert(tmp_path: Path) -> None:
         asyncio.run(one(conn))
     assert sorted(seen) == ["audit", "contents", "messages", "recipients"]
     engine.dispose()
+
+
+def test_a_none_goes_through_the_types_bind_processor(tmp_path: Path) -> None:
+    """A type whose processor turns None into a value (JSON: 'null') stores the same as
+    through SQLAlchemy: the plan calls processors for None too."""
+    from sqlalchemy import JSON, Column, Integer, MetaData, Table, insert
+
+    t = Table("j", MetaData(), Column("id", Integer, primary_key=True), Column("doc", JSON))
+    engine = create_engine(f"sqlite:///{tmp_path / 'j.db'}")
+    t.metadata.create_all(engine)
+    rows = [{"id": 1, "doc": None}, {"id": 2, "doc": {"a": "日本"}}]
+    plan = writer._write_plan(insert(t).execution_options(**{q.DIRECT: True}), rows,
+                              engine.dialect)
+    assert plan is not None
+    with engine.begin() as conn:
+        conn.execute(insert(t), [{**r, "id": r["id"] + 10} for r in rows])
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.executemany(plan.sql, plan.parameters(rows))
+        stored = conn.execute(text("SELECT id, doc FROM j ORDER BY id")).all()
+    assert [r[1] for r in stored[:2]] == [r[1] for r in stored[2:]]
+    assert stored[0][1] == "null"  # not SQL NULL

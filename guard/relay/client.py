@@ -10,6 +10,7 @@ SIZE ourselves. The final-dot timeout is RFC 5321's 10 minutes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -254,9 +255,19 @@ class Upstream:
                         ) -> tuple[list[Outcome], bool]:
         """The group's replies → (an outcome per recipient, whether to send RSET)."""
         n, timeout = len(results), self.settings.command_timeout
+        # RFC 2920 3.2: a server may hold its replies until it has read the whole group
+        # (Postfix's smtpd flushes when its input is empty), so even the reply to MAIL
+        # may come after every command's work: each reply of the group is given until
+        # sent + (commands in the group) × command_timeout
+        loop = asyncio.get_running_loop()
+        group_deadline = loop.time() + len(commands) * timeout
+
+        def due() -> float:
+            return max(0.0, group_deadline - loop.time())
+
         try:
             group.send(b"".join(commands))
-            mail = await group.reply(timeout)
+            mail = await group.reply(due())
         except aiosmtplib.SMTPResponseException as e:  # not an SMTP reply (session closed)
             return [Outcome(e.code, e.message, _classify(e.code))] * n, False
         except (aiosmtplib.SMTPException, OSError) as e:
@@ -270,7 +281,7 @@ class Upstream:
             return [refused] * n, await _skip(group, len(commands) - 1, timeout)
         for i in sent:
             try:
-                r = await group.reply(timeout)
+                r = await group.reply(due())
             except aiosmtplib.SMTPResponseException as e:
                 r = aiosmtplib.SMTPResponse(e.code, e.message)
             except (aiosmtplib.SMTPException, OSError) as e:

@@ -32,21 +32,23 @@ _INVALID = -1  # aiosmtplib's SMTPStatus.invalid_response
 
 
 @functools.lru_cache(maxsize=4096)
-def _quoted(address: str) -> bytes | ValueError:
+def _quoted(address: str) -> bytes | str:
     """`<address>` as aiosmtplib quotes it (email.utils.parseaddr per call: cached, the
-    same few senders and recipients come again and again), or the ValueError it raises."""
+    same few senders and recipients come again and again), or the text of the ValueError
+    it raises (the text, not the exception: a cached exception raised again keeps every
+    raise's frames, and with them each message, in its traceback)."""
     try:
         return quote_address(address).encode("ascii")
     except ValueError as e:  # UnicodeEncodeError too
-        return e
+        return str(e)
 
 
 def command(verb: bytes, address: str, options: Sequence[str] = ()) -> bytes:
     """`MAIL FROM:<a> opts` / `RCPT TO:<a>` with its CRLF, as aiosmtplib builds and checks
     it (SMTP.mail / rcpt, SMTPProtocol.execute_command); ValueError as they raise it."""
     quoted = _quoted(address)
-    if isinstance(quoted, ValueError):
-        raise quoted
+    if isinstance(quoted, str):
+        raise ValueError(quoted)
     args = [verb, (b"FROM:" if verb == b"MAIL" else b"TO:") + quoted,
             *(o.encode("ascii") for o in options)]
     for arg in args:
@@ -135,12 +137,17 @@ class _Replies(asyncio.Protocol):
     async def next(self, reply_timeout: float | None) -> aiosmtplib.SMTPResponse:
         """The next reply; SMTPServerDisconnected, SMTPReadTimeoutError or (a reply that
         is not SMTP) SMTPResponseException as aiosmtplib raises them."""
+        loop = asyncio.get_running_loop()
+        # one deadline for the whole reply, as aiosmtplib's: a reply that trickles in a
+        # byte at a time must not restart the clock with each byte
+        deadline = None if reply_timeout is None else loop.time() + reply_timeout
         while not self._replies:
             if self._error is not None:
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = loop.create_future()
             try:
-                await asyncio.wait_for(self._waiter, reply_timeout)
+                await asyncio.wait_for(self._waiter, None if deadline is None
+                                       else max(0.0, deadline - loop.time()))
             except TimeoutError as e:
                 raise aiosmtplib.SMTPReadTimeoutError(
                     "Timed out waiting for server response") from e

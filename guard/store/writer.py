@@ -114,7 +114,7 @@ class _InlineConnection:
         own execution, which fires them."""
         d = self._conn.dispatch
         return bool(d.before_execute or d.after_execute or d.before_cursor_execute
-                    or d.after_cursor_execute)
+                    or d.after_cursor_execute or self.dialect.dispatch.handle_error)
 
     def _executemany(self, plan: _WritePlan, rows: list[dict[str, Any]]) -> int:
         """The plan's statement through the DBAPI (executemany, or execute for one row),
@@ -131,10 +131,15 @@ class _InlineConnection:
                 cursor.executemany(plan.sql, params)
             return int(cursor.rowcount)
         except self.dialect.loaded_dbapi.Error as e:
+            # a lost connection is marked as SQLAlchemy marks it, so that
+            # guard.store.faults sees the database gone, not one bad row
+            gone = bool(self.dialect.is_disconnect(e, raw, cursor))
+            if gone:
+                self._conn.invalidate(e)
             raise sa_exc.DBAPIError.instance(
                 plan.sql, params[0] if len(params) == 1 else params, e,
                 self.dialect.loaded_dbapi.Error, dialect=self.dialect,
-                ismulti=len(params) != 1) from e
+                ismulti=len(params) != 1, connection_invalidated=gone) from e
         finally:
             cursor.close()
 
@@ -182,7 +187,7 @@ class _WritePlan:
             values = []
             for key, default, proc in cols:
                 v = row[key] if key else default
-                values.append(proc(v) if proc is not None and v is not None else v)
+                values.append(proc(v) if proc is not None else v)  # None too, as SQLAlchemy
             out.append(tuple(values))
         return out
 
