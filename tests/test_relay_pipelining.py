@@ -384,3 +384,17 @@ def test_an_unusable_address_raises_a_new_error_each_time() -> None:
         errors.append(e.value)
     assert errors[0] is not errors[1] is not errors[2]
     assert str(errors[0]) == str(errors[2]) != ""
+
+
+def test_a_2xx_to_mail_that_is_not_250_takes_nothing(upstream: tuple[Script, int]) -> None:
+    """An odd server's 251 to MAIL is a refusal to aiosmtplib (no RCPT, no data follow):
+    the recipients are deferred, not counted delivered, with and without pipelining."""
+    script, port = upstream
+    for pipelining in (False, True):
+        script.pipelining, script.rcpt, script.data = pipelining, {}, ""
+        script.mail = "251 2.1.0 odd"
+        script.got.clear()
+        out = _send(port, ["a@example.co.jp"])[0]
+        assert [(o.code, o.outcome) for o in out] == [(251, "deferred")], pipelining
+        assert script.got == []
+    script.mail = ""

@@ -95,9 +95,14 @@ class AttemptReport:
 def _classify(code: int) -> str:
     if 200 <= code < 300:
         return "delivered"
-    if 500 <= code < 600:
-        return "failed"
-    return "deferred"
+    return _refusal(code)
+
+
+def _refusal(code: int) -> str:
+    """A reply that refused a step (MAIL not 250, DATA not 354, RCPT not 250/251, the
+    final dot not 250): failed if 5xx, else deferred — never delivered, even when an odd
+    server said 2xx there, since the message was not taken."""
+    return "failed" if 500 <= code < 600 else "deferred"
 
 
 class Upstream:
@@ -172,10 +177,10 @@ class Upstream:
             await smtp.mail(mail_from, options=options)
         except aiosmtplib.SMTPSenderRefused as e:
             await _rset(smtp)
-            return [Outcome(e.code, e.message, _classify(e.code))] * len(rcpts)
+            return [Outcome(e.code, e.message, _refusal(e.code))] * len(rcpts)
         except aiosmtplib.SMTPResponseException as e:
             await _rset(smtp)
-            return [Outcome(e.code, e.message, _classify(e.code))] * len(rcpts)
+            return [Outcome(e.code, e.message, _refusal(e.code))] * len(rcpts)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError) as e:
             raise UpstreamUnavailable(f"disconnected before MAIL: {e}") from e
         except ValueError as e:  # CR/LF/NUL/<> in an address (aiosmtplib ≥ 5.1.1)
@@ -274,7 +279,7 @@ class Upstream:
             smtp.close()
             raise UpstreamUnavailable(f"disconnected before MAIL: {e}") from e
         if mail.code != _COMPLETED:  # aiosmtplib: SMTPSenderRefused; then RSET
-            refused = Outcome(mail.code, mail.message, _classify(mail.code))
+            refused = Outcome(mail.code, mail.message, _refusal(mail.code))
             if mail.code == SERVICE_CLOSING:
                 smtp.close()
                 return [refused] * n, False
@@ -304,7 +309,7 @@ class Upstream:
                         await group.reply(self.settings.data_timeout)
                     return [r for r in results if r is not None], True
                 if start.code != _START_INPUT:
-                    final = Outcome(start.code, start.message, _classify(start.code))
+                    final = Outcome(start.code, start.message, _refusal(start.code))
                 else:
                     group.send(wire_form(data))  # as is, not re-encoded (relay/wire.py)
                     end = await group.reply(self.settings.data_timeout)
