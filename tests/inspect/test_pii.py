@@ -822,3 +822,60 @@ def test_candidate_spans_without_the_match_wrapper_equal_finditer() -> None:
     assert len(fast) > 400
     assert fast == list(candidates.byte_spans(buf, fast=False))
     assert list(candidates.byte_spans(b"", fast=True)) == []
+
+
+# Pieces whose readings depend on the characters around a run: letters and code
+# punctuation glued to it, T before a corporate number, 〒, a digit two characters away.
+_RUN_PIECES = [
+    "0123456789", "090-1234-5678", "03 1234 5678", "+81 90 1234 5678", "123-4567",
+    "〒1234567", "〒 100-0001", "9234567890123", "123456789018", "4111 1111 1111 1111",
+    "2024 1234 5678 9012", "0123456789 0123456789", "T", "x", "-", "_", "#", "/", " ",
+    "1", "1 ", "\n", "\x1f", "電話", "郵便番号", "マイナンバー", "東京都千代田区丸の内1-1-1",
+    "xT", "1 123-4567", "a 123-4567", "T9234567890123",
+]
+
+
+def test_a_runs_readings_are_read_once_with_the_same_result() -> None:
+    """numbers.RunReader (each distinct run between the same neighbours read once)
+    gives the candidates digit_run_candidates gives at every run of random texts."""
+    from guard.inspect.pii.candidates import RUN_K, candidate_kind, char_spans
+    from guard.inspect.pii.numbers import RunReader, digit_run_candidates
+
+    rng = random.Random(18)
+    runs = 0
+    for _ in range(1000):
+        pool = rng.sample(_RUN_PIECES, rng.randrange(2, 10))  # (values repeat)
+        text = "".join(rng.choice(pool) for _ in range(rng.randrange(1, 60)))
+        reader = RunReader(text)
+        for start, end in char_spans(text):
+            if candidate_kind(text[start:end]) != RUN_K:
+                continue
+            if text[start] == "〒":
+                start += 2 if text[start + 1] == " " else 1
+            runs += 1
+            assert reader.candidates(start, end) == digit_run_candidates(text, start, end)
+    assert runs > 3000
+
+
+def test_candidates_without_context_are_scored_once_with_the_same_result(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """scan._score_candidate keeps the best reading of candidates without context words
+    by their shared readings: the same hits as scoring each one."""
+    from guard.inspect.pii import scan as scan_mod
+    from guard.inspect.pii.hits import ScanSettings
+
+    settings = ScanSettings(today=date(2026, 11, 1))
+    rng = random.Random(7)
+    cases = [("0123456789 " * 40 + "電話 0312345678\n" + "090-1234-5678\n" * 5
+              + "123456789018 " * 4)]
+    cases += ["".join(rng.choice(_RUN_PIECES) for _ in range(rng.randrange(1, 80)))
+              for _ in range(300)]
+    fast = [scan_mod.scan_normalized(normalize(t), settings) for t in cases]
+    context = scan_mod._Scan.context
+    with monkeypatch.context() as m:
+        # a word no detector knows: the context is never empty, nothing kept
+        m.setattr(scan_mod._Scan, "context",
+                  lambda self, s, e: {"(no word)": 10**6, **context(self, s, e)})
+        slow = [scan_mod.scan_normalized(normalize(t), settings) for t in cases]
+    assert fast == slow
+    assert sum(map(len, fast)) > 500
