@@ -879,3 +879,25 @@ def test_candidates_without_context_are_scored_once_with_the_same_result(
         slow = [scan_mod.scan_normalized(normalize(t), settings) for t in cases]
     assert fast == slow
     assert sum(map(len, fast)) > 500
+
+
+def test_cell_text_skips_the_passes_that_change_nothing() -> None:
+    """tables.cell_text normalises only non-ASCII text and replaces line breaks only in
+    text that is not printable: the same as both passes on random cells."""
+    import re
+
+    from guard.inspect.pii.tables import cell_text
+
+    breaks = re.compile(r"[\r\n\x1f\x0b\x0c\u2028\u2029\x85]+")
+    alphabet = ("ab 09-@.\t\r\n\x1f\x0b\x0c\x85\u2028\u2029\u3000\xa0"
+                "ｱｲｶﾞ１２（）：山田か\u3099Ⅻ\ufb01 ")
+    rng = random.Random(5)
+    cells: list[object] = [None, 1.0, 2.5, 9012345678.0, True, -0.0, float("inf"), 10**20]
+    cells += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+              for _ in range(20_000)]
+    for cell in cells:
+        value: object = cell
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        text = value if isinstance(value, str) else str(value) if value is not None else ""
+        assert cell_text(cell) == breaks.sub(" ", normalize(text)).strip(), repr(cell)
