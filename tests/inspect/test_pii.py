@@ -901,3 +901,33 @@ def test_cell_text_skips_the_passes_that_change_nothing() -> None:
             value = int(value)
         text = value if isinstance(value, str) else str(value) if value is not None else ""
         assert cell_text(cell) == breaks.sub(" ", normalize(text)).strip(), repr(cell)
+
+
+def test_the_value_cut_on_bytes_is_the_cut_on_characters() -> None:
+    """detect._value_cut counts on the UTF-8 bytes and turns only the cut into a
+    character offset: the same as counting over char_spans on random texts."""
+    from guard.inspect.pii import detect
+    from guard.inspect.pii.candidates import WORD_K, candidate_kind, char_spans
+
+    def reference(text: str, max_values: int) -> tuple[int | None, int]:
+        if max_values <= 0:
+            return 0, 0
+        seen = 0
+        for start, end in char_spans(text):
+            if candidate_kind(text[start:end]) != WORD_K:
+                seen += 1
+                if seen >= max_values:
+                    cut = text.find("\n", end)
+                    return (None if cut < 0 else cut + 1), seen
+        return None, seen
+
+    rng = random.Random(11)
+    pieces = [*_RUN_PIECES, "ａ１２３", "\u3000", "😀", "é", "x@example.jp", "\n"]
+    cut = 0
+    for _ in range(1500):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40)))
+        for max_values in (0, 1, 2, 5, 1000):
+            got = detect._value_cut(text, max_values)
+            assert got == reference(text, max_values), (text, max_values)
+            cut += got[0] not in (None, 0)
+    assert cut > 500
