@@ -582,6 +582,50 @@ def test_whole_body_stash_is_taken_for_a_single_part_message_only() -> None:
                         "delivery_status"}
 
 
+def test_restore_puts_back_exactly_what_a_pattern_of_the_own_key_would() -> None:
+    """The token pattern is compiled once for every key (the key compared after the
+    match): on random payloads of real tokens, other keys' tokens and their pieces, the
+    result equals a pattern built from the stash's own key (as it was compiled per
+    message before)."""
+    import random
+    import re
+    from email.message import Message
+
+    from guard.mail.mimestash import Base64Stash
+
+    rng = random.Random(18)
+    for _ in range(3000):
+        stash = Base64Stash()
+        runs = [rng.randbytes(rng.randrange(1, 9)).hex().encode() + b"\xe9"
+                for _ in range(rng.randrange(1, 4))]
+        tokens = [stash._add(r).decode() for r in runs]
+        other = f"{rng.getrandbits(64):016x}"
+        pieces = [*tokens, f"guard-stash-{other}-0.", "guard-stash-", stash._hex, other,
+                  "-", "0", "7", ".", "g", "x", "\n", f"guard-stash-{stash._hex}-9",
+                  f"guard-stash-{stash._hex.upper()}-0."]
+        payload = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 12)))
+        own = re.compile(re.escape(stash._key) + r"-([0-9]+)\.")
+
+        def put(m: re.Match[str], stash: Base64Stash = stash) -> str:
+            i = int(m.group(1))
+            if i >= len(stash._runs):
+                raise IndexError(i)
+            return stash._runs[i].decode("ascii", "surrogateescape")
+
+        try:
+            want: str | None = own.sub(put, payload) if stash._key in payload else payload
+        except IndexError:
+            want = None
+        part = Message()
+        part.set_payload(payload)
+        try:
+            stash.restore(part)
+            got: str | None = part._payload  # (as restore sets it; get_payload decodes)
+        except IndexError:
+            got = None
+        assert got == want, payload
+
+
 @pytest.mark.parametrize("name", ["multipart", "rfc822", "delivery_status",
                                   "multipart_without_boundary"])
 def test_whole_body_stash_parses_again_when_the_body_was_read_as_parts(

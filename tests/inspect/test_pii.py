@@ -822,3 +822,112 @@ def test_candidate_spans_without_the_match_wrapper_equal_finditer() -> None:
     assert len(fast) > 400
     assert fast == list(candidates.byte_spans(buf, fast=False))
     assert list(candidates.byte_spans(b"", fast=True)) == []
+
+
+# Pieces whose readings depend on the characters around a run: letters and code
+# punctuation glued to it, T before a corporate number, 〒, a digit two characters away.
+_RUN_PIECES = [
+    "0123456789", "090-1234-5678", "03 1234 5678", "+81 90 1234 5678", "123-4567",
+    "〒1234567", "〒 100-0001", "9234567890123", "123456789018", "4111 1111 1111 1111",
+    "2024 1234 5678 9012", "0123456789 0123456789", "T", "x", "-", "_", "#", "/", " ",
+    "1", "1 ", "\n", "\x1f", "電話", "郵便番号", "マイナンバー", "東京都千代田区丸の内1-1-1",
+    "xT", "1 123-4567", "a 123-4567", "T9234567890123",
+]
+
+
+def test_a_runs_readings_are_read_once_with_the_same_result() -> None:
+    """numbers.RunReader (each distinct run between the same neighbours read once)
+    gives the candidates digit_run_candidates gives at every run of random texts."""
+    from guard.inspect.pii.candidates import RUN_K, candidate_kind, char_spans
+    from guard.inspect.pii.numbers import RunReader, digit_run_candidates
+
+    rng = random.Random(18)
+    runs = 0
+    for _ in range(1000):
+        pool = rng.sample(_RUN_PIECES, rng.randrange(2, 10))  # (values repeat)
+        text = "".join(rng.choice(pool) for _ in range(rng.randrange(1, 60)))
+        reader = RunReader(text)
+        for start, end in char_spans(text):
+            if candidate_kind(text[start:end]) != RUN_K:
+                continue
+            if text[start] == "〒":
+                start += 2 if text[start + 1] == " " else 1
+            runs += 1
+            assert reader.candidates(start, end) == digit_run_candidates(text, start, end)
+    assert runs > 3000
+
+
+def test_candidates_without_context_are_scored_once_with_the_same_result(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """scan._score_candidate keeps the best reading of candidates without context words
+    by their shared readings: the same hits as scoring each one."""
+    from guard.inspect.pii import scan as scan_mod
+    from guard.inspect.pii.hits import ScanSettings
+
+    settings = ScanSettings(today=date(2026, 11, 1))
+    rng = random.Random(7)
+    cases = [("0123456789 " * 40 + "電話 0312345678\n" + "090-1234-5678\n" * 5
+              + "123456789018 " * 4)]
+    cases += ["".join(rng.choice(_RUN_PIECES) for _ in range(rng.randrange(1, 80)))
+              for _ in range(300)]
+    fast = [scan_mod.scan_normalized(normalize(t), settings) for t in cases]
+    context = scan_mod._Scan.context
+    with monkeypatch.context() as m:
+        # a word no detector knows: the context is never empty, nothing kept
+        m.setattr(scan_mod._Scan, "context",
+                  lambda self, s, e: {"(no word)": 10**6, **context(self, s, e)})
+        slow = [scan_mod.scan_normalized(normalize(t), settings) for t in cases]
+    assert fast == slow
+    assert sum(map(len, fast)) > 500
+
+
+def test_cell_text_skips_the_passes_that_change_nothing() -> None:
+    """tables.cell_text normalises only non-ASCII text and replaces line breaks only in
+    text that is not printable: the same as both passes on random cells."""
+    import re
+
+    from guard.inspect.pii.tables import cell_text
+
+    breaks = re.compile(r"[\r\n\x1f\x0b\x0c\u2028\u2029\x85]+")
+    alphabet = ("ab 09-@.\t\r\n\x1f\x0b\x0c\x85\u2028\u2029\u3000\xa0"
+                "ｱｲｶﾞ１２（）：山田か\u3099Ⅻ\ufb01 ")
+    rng = random.Random(5)
+    cells: list[object] = [None, 1.0, 2.5, 9012345678.0, True, -0.0, float("inf"), 10**20]
+    cells += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+              for _ in range(20_000)]
+    for cell in cells:
+        value: object = cell
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        text = value if isinstance(value, str) else str(value) if value is not None else ""
+        assert cell_text(cell) == breaks.sub(" ", normalize(text)).strip(), repr(cell)
+
+
+def test_the_value_cut_on_bytes_is_the_cut_on_characters() -> None:
+    """detect._value_cut counts on the UTF-8 bytes and turns only the cut into a
+    character offset: the same as counting over char_spans on random texts."""
+    from guard.inspect.pii import detect
+    from guard.inspect.pii.candidates import WORD_K, candidate_kind, char_spans
+
+    def reference(text: str, max_values: int) -> tuple[int | None, int]:
+        if max_values <= 0:
+            return 0, 0
+        seen = 0
+        for start, end in char_spans(text):
+            if candidate_kind(text[start:end]) != WORD_K:
+                seen += 1
+                if seen >= max_values:
+                    cut = text.find("\n", end)
+                    return (None if cut < 0 else cut + 1), seen
+        return None, seen
+
+    rng = random.Random(11)
+    pieces = [*_RUN_PIECES, "ａ１２３", "\u3000", "😀", "é", "x@example.jp", "\n"]
+    cut = 0
+    for _ in range(1500):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40)))
+        for max_values in (0, 1, 2, 5, 1000):
+            got = detect._value_cut(text, max_values)
+            assert got == reference(text, max_values), (text, max_values)
+            cut += got[0] not in (None, 0)
+    assert cut > 500

@@ -79,7 +79,7 @@ import re2
 from guard.inspect.finding import Finding
 from guard.inspect.owndata import OwnContacts
 from guard.inspect.pii import context_words as cw
-from guard.inspect.pii.candidates import WORD_K, candidate_kind, char_spans
+from guard.inspect.pii.candidates import WORD_K, byte_spans, candidate_kind
 from guard.inspect.pii.hits import (
     ADDRESS,
     BIRTH_DATE,
@@ -231,13 +231,17 @@ def _value_cut(text: str, max_values: int) -> tuple[int | None, int]:
     the cut comes later)."""
     if max_values <= 0:
         return 0, 0
+    # On the UTF-8 bytes, as char_spans searches them, without its character offsets
+    # (a decode of the text between each two matches): only the cut needs one, and a
+    # newline byte is a newline character.
+    buf = text.encode("utf-8")
     seen = 0
-    for start, end in char_spans(text):
-        if candidate_kind(text[start:end]) != WORD_K:
+    for start, end in byte_spans(buf):
+        if candidate_kind(buf[start:end].decode("utf-8")) != WORD_K:
             seen += 1
             if seen >= max_values:
-                cut = text.find("\n", end)
-                return (None if cut < 0 else cut + 1), seen
+                cut = buf.find(b"\n", end)
+                return (None if cut < 0 else len(buf[:cut].decode("utf-8")) + 1), seen
     return None, seen
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from guard.inspect.pii import context_words as cw
@@ -65,7 +65,7 @@ from guard.inspect.pii.numbers import (
     PHONE_FORMAT_BOOST,
     Candidate,
     Reading,
-    digit_run_candidates,
+    RunReader,
     phone_reading,
 )
 
@@ -106,6 +106,8 @@ class _Scan:
     word_starts: list[int] = field(default_factory=list)
     word_ends: list[int] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
+    # id(readings) -> (readings, best hit at position 0) for candidates without context
+    no_context: dict[int, tuple[list[Reading], Hit | None]] = field(default_factory=dict)
 
     def context(self, start: int, end: int) -> dict[str, int]:
         """Context words around [start, end), each with its distance in characters.
@@ -119,6 +121,10 @@ class _Scan:
         text, st = self.text, self.settings
         ws = max(0, start - st.context_before)
         we = min(len(text), end + st.context_after)
+        starts = self.word_starts
+        i = bisect.bisect_left(starts, ws)
+        if i == len(starts) or starts[i] >= we:
+            return {}  # no word in the widest window (the cuts below only narrow it)
         cut = text.rfind("\x1f", ws, start)
         if cut >= 0:
             ws = cut + 1
@@ -130,7 +136,6 @@ class _Scan:
             if cut >= 0:
                 we = cut
         found: dict[str, int] = {}
-        starts = self.word_starts
         i = bisect.bisect_left(starts, ws)
         while i < len(starts) and starts[i] < we:
             s, e, word = starts[i], self.word_ends[i], self.words[i]
@@ -220,8 +225,9 @@ def _has_between(sorted_positions: list[int], low: int, high: int) -> bool:
     return i < len(sorted_positions) and sorted_positions[i] <= high
 
 
-def _score_candidate(scan: _Scan, cand: Candidate) -> None:
-    context = scan.context(cand.start, cand.end)
+def _best_reading(
+    scan: _Scan, cand: Candidate, context: dict[str, int]
+) -> Hit | None:
     best: Hit | None = None
     for r in cand.readings:
         hit = _score_reading(scan, cand, r, context)
@@ -229,6 +235,34 @@ def _score_candidate(scan: _Scan, cand: Candidate) -> None:
             hit.score == best.score and _PRIORITY.index(hit.kind) < _PRIORITY.index(best.kind)
         ):
             best = hit
+    return best
+
+
+def _score_candidate(scan: _Scan, cand: Candidate) -> None:
+    context = scan.context(cand.start, cand.end)
+    if context:
+        best = _best_reading(scan, cand, context)
+    else:
+        # Without context words a reading's score depends on the reading alone (and a
+        # postal code's on the addresses after it): candidates sharing their readings
+        # (numbers.RunReader) are scored once. Kept: (readings, best hit or None when
+        # nothing is kept of it: no reading, or scan.add would not take it).
+        memo = scan.no_context.get(id(cand.readings))
+        if memo is None or memo[0] is not cand.readings:
+            if any(r.kind == POSTAL for r in cand.readings):
+                memo = None
+            else:
+                best = _best_reading(scan, cand, context)
+                if best is not None and best.kind != MY_NUMBER \
+                        and not accept(best, scan.settings):
+                    best = None
+                memo = scan.no_context[id(cand.readings)] = (cand.readings, best)
+        if memo is None:
+            best = _best_reading(scan, cand, context)
+        elif memo[1] is None:
+            return
+        else:
+            best = replace(memo[1], pos=cand.start)
     if best is None:
         return
     if best.kind == MY_NUMBER and not best.context and not best.negative:
@@ -345,6 +379,7 @@ def scan_normalized(text: str, settings: ScanSettings) -> list[Hit]:
     pref_addresses: list[tuple[int, int]] = []
     dob_anchors: list[tuple[int, int]] = []
     addr_anchors: list[tuple[int, int]] = []
+    runs = RunReader(text)
 
     for start, end in char_spans(text):
         kind = candidate_kind(text[start:end])
@@ -362,7 +397,7 @@ def scan_normalized(text: str, settings: ScanSettings) -> list[Hit]:
         elif kind == RUN_K:
             if text[start] == "〒":  # the 〒 alternative: the run starts after the mark
                 start += 2 if text[start + 1] == " " else 1
-            candidates.extend(digit_run_candidates(text, start, end))
+            candidates.extend(runs.candidates(start, end))
         elif kind == EMAIL_K:
             if not _is_quoted_header_line(text, start):
                 address = text[start:end]

@@ -48,7 +48,10 @@ def cell_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = value if isinstance(value, str) else str(value)
-    return _LINE_BREAKS.sub(" ", normalize(text)).strip()
+    if not text.isascii():  # (NFKC leaves ASCII as it is)
+        text = normalize(text)
+    # a printable text holds none of the line breaks (each is Cc, Zl or Zp): no pass
+    return (text if text.isprintable() else _LINE_BREAKS.sub(" ", text)).strip()
 
 
 def _valid_for_class(cls: str, value: str) -> bool:
