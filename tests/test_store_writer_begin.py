@@ -20,13 +20,13 @@ from guard.store.writer import BatchWriter
 PROBE = text("UPDATE probe SET n = n + 1")
 
 
-async def _writer(path: Path, timeout: float = 5.0) -> tuple[Any, BatchWriter]:
-    engine = create_engine(f"sqlite:///{path}", statement_timeout=timeout)
+async def _writer(path: Path, deadline: float = 5.0) -> tuple[Any, BatchWriter]:
+    engine = create_engine(f"sqlite:///{path}", statement_timeout=deadline)
     async with engine.begin() as c:
         await c.run_sync(metadata.create_all)
         await c.execute(text("CREATE TABLE probe (n INTEGER)"))
         await c.execute(text("INSERT INTO probe VALUES (0)"))
-    w = BatchWriter(engine, statement_timeout=timeout)
+    w = BatchWriter(engine, statement_timeout=deadline)
     w.start()
     return engine, w
 
@@ -94,7 +94,7 @@ async def test_lock_held_elsewhere_waits_in_the_thread(tmp_path: Path) -> None:
 
 async def test_lock_held_past_the_deadline_fails_as_before(tmp_path: Path) -> None:
     path = tmp_path / "g.db"
-    engine, w = await _writer(path, timeout=0.5)
+    engine, w = await _writer(path, deadline=0.5)
     try:
         assert await w.submit(_op) == 1
         other = sqlite3.connect(path, isolation_level=None)
