@@ -5,6 +5,7 @@ of process time in one process, so a machine loaded by others blurs them little.
     .venv/bin/python tests/bench/main_cpu_bench.py delivery   # pipelined vs one by one
     .venv/bin/python tests/bench/main_cpu_bench.py store      # direct DBAPI vs SQLAlchemy
     .venv/bin/python tests/bench/main_cpu_bench.py writer     # BEGIN at once vs in a thread
+    .venv/bin/python tests/bench/main_cpu_bench.py wire       # wire_form's CRLF check
     .venv/bin/python tests/bench/main_cpu_bench.py serve BASE_SRC NEW_SRC [SIZE SESSIONS N ROUNDS]
 
 `delivery`: one relay/client.Upstream session to Postfix's smtp-sink (which offers
@@ -14,6 +15,7 @@ writer's flush), their recipients' delivery results, and queue.transition's
 compare-and-set, with the writer's direct plans and with SQLAlchemy's execution.
 `writer`: the BatchWriter committing stored messages (SQLite, WAL, FULL), its BEGIN on
 the event loop at once vs through its thread (one thread hand-off per batch vs two).
+`wire`: relay/wire.wire_form against the three counts and replace it had before.
 `serve`: `guard serve` from two source trees (e.g. a `git archive` of main in BASE_SRC)
 alternating, smtp-source → guard → smtp-sink as relay_bench.py, CPU ms per message of
 the main process, the SMTP front and the whole tree (extraction workers included).
@@ -223,6 +225,44 @@ def writer_begin(rounds: int = 12, batches: int = 150) -> None:
     asyncio.run(run())
 
 
+def wire(rounds: int = 9) -> None:
+    """relay/wire.wire_form against its former self (three counts, then the replace)."""
+    import base64
+
+    from aiosmtplib.protocol import normalize_message_line_endings
+
+    from guard.relay.wire import wire_form
+
+    def counts(data: bytes) -> bytes:
+        crlf = data.count(b"\r\n")
+        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+            data = normalize_message_line_endings(data)
+        if data[:1] == b".":
+            data = b"." + data
+        data = data.replace(b"\r\n.", b"\r\n..")
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        return data + b".\r\n"
+
+    head = b"Received: from x by y; date\r\nFrom: <a@example.co.jp>\r\nSubject: x\r\n\r\n"
+    b64 = base64.encodebytes(os.urandom(75_000)).replace(b"\n", b"\r\n")
+    msgs = {"100 KiB base64": head + b64, "4 KiB": head + (b"x" * 76 + b"\r\n") * 52,
+            "100 KiB text, dots": head + b"Hello. A line of text. Another one.\r\n" * 2800,
+            "100 KiB lines of 4": head + b"a.\r\n" * 25_000}
+    for name, data in msgs.items():
+        assert wire_form(data) == counts(data)
+        n = max(20, 2_000_000 // len(data))
+
+        def timed(f: Callable[[bytes], bytes], data: bytes = data, n: int = n) -> float:
+            t0 = time.process_time()
+            for _ in range(n):
+                f(data)
+            return (time.process_time() - t0) / n * 1e6
+        print(f"wire_form, {name}, CPU per message:")
+        _paired({"three counts + replace": lambda: timed(counts),
+                 "one split + regex": lambda: timed(wire_form)}, rounds)
+
+
 def serve(base: str, new: str, size: int = 4096, sessions: int = 10, count: int = 2000,
           rounds: int = 6) -> None:
     sys.path.insert(0, str(HERE))
@@ -281,6 +321,8 @@ def main() -> int:
         delivery()
     elif what == "store":
         store()
+    elif what == "wire":
+        wire()
     elif what == "writer":
         writer_begin()
     elif what == "serve" and len(sys.argv) >= 4:
