@@ -32,13 +32,8 @@ def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def sqlite_busy_ms(busy_timeout: float | None) -> int:
-    """The connections' busy_timeout in ms (how long a statement waits for a lock)."""
-    return int((30.0 if busy_timeout is None else busy_timeout) * 1000)
-
-
 def _sqlite_hooks(sync_engine: Engine, busy_timeout: float | None = None) -> None:
-    busy_ms = sqlite_busy_ms(busy_timeout)
+    busy_ms = int((30.0 if busy_timeout is None else busy_timeout) * 1000)
 
     @event.listens_for(sync_engine, "connect")
     def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:

@@ -49,7 +49,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guard import metrics
-from guard.store.db import SQLITE_NOW, create_sqlite_writer_engine, db_now, sqlite_busy_ms
+from guard.store.db import SQLITE_NOW, create_sqlite_writer_engine, db_now
 from guard.store.faults import (
     StoreUnavailable,
     WriteHealth,
@@ -350,7 +350,6 @@ class BatchWriter:
                 engine.url.render_as_string(hide_password=False),
                 busy_timeout=statement_timeout)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="guard-db-writer")
-            self._busy_ms = sqlite_busy_ms(statement_timeout)
         self._pg: AsyncConnection | None = None
         self._pg_backend: tuple[int, Any] | None = None  # (pid, backend_start)
         self._pg_clock: tuple[float, float] | None = None  # (database clock, monotonic)
@@ -570,39 +569,6 @@ class BatchWriter:
         now = float(self._sqlite.execute(text("SELECT " + SQLITE_NOW)).scalar_one())
         return tx, now
 
-    def _sqlite_begin_at_once(self) -> tuple[Transaction, float] | None:
-        """BEGIN IMMEDIATE on the event loop when it needs no wait: the lock wait switched
-        off for it, so another connection's write lock fails it at once (None, and the
-        thread takes the waiting BEGIN as before). One thread hand-off per batch, the
-        COMMIT's, instead of two: the hand-off, its wake-ups and the GIL passing back
-        were ~5-20 % of the main process's GIL time (py-spy, tests/bench). Anything
-        unusual gives None too: the thread's BEGIN then fails or waits as it always did."""
-        conn = self._sqlite
-        raw = conn.connection.dbapi_connection if conn is not None else None
-        if raw is None:
-            return None  # no connection yet: opened in the thread
-        try:
-            raw.execute("PRAGMA busy_timeout=0")
-        except Exception:
-            return None  # the connection's fault: the thread finds it again
-        try:
-            began: tuple[Transaction, float] | None = self._sqlite_begin()
-        except Exception as e:
-            log.debug("BEGIN without waiting failed (%s); waiting in the thread",
-                      describe(e))
-            began = None
-        try:
-            raw.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-        except Exception as e:
-            # never keep a connection that would not wait for locks: the thread opens a
-            # new one (the connect hook sets busy_timeout)
-            log.warning("discarding the writer's SQLite connection: %s", describe(e))
-            began = None
-            self._sqlite_discard()
-        if began is None and self._sqlite is not None:
-            self._sqlite_reset()
-        return began
-
     def _sqlite_changes(self) -> int:
         assert self._sqlite is not None
         raw = self._sqlite.connection.dbapi_connection
@@ -625,27 +591,19 @@ class BatchWriter:
                 conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
         except Exception as e:
             log.warning("discarding the writer's SQLite connection: %s", describe(e))
-            self._sqlite_discard()
-
-    def _sqlite_discard(self) -> None:
-        conn, self._sqlite = self._sqlite, None
-        if conn is None:
-            return
-        try:
-            conn.invalidate()
-            conn.close()
-        except Exception as e:  # closing a broken connection: nothing more to do
-            log.debug("closing the discarded connection: %s", describe(e))
+            try:
+                conn.invalidate()
+                conn.close()
+            except Exception as e2:  # closing a broken connection: nothing more to do
+                log.debug("closing the discarded connection: %s", describe(e2))
+            self._sqlite = None
 
     async def _sqlite_transaction(self, ops: list[Operation[Any]]) -> list[Any]:
         loop = asyncio.get_running_loop()
         assert self._thread is not None
         phase = "begin"
         try:
-            opened = self._sqlite_begin_at_once()
-            if opened is None:  # locked elsewhere (or failing): the thread waits, as always
-                opened = await loop.run_in_executor(self._thread, self._sqlite_begin)
-            tx, now = opened
+            tx, now = await loop.run_in_executor(self._thread, self._sqlite_begin)
             assert self._sqlite is not None
             conn = _InlineConnection(self._sqlite)
             phase = "ops"

@@ -4,7 +4,6 @@ of process time in one process, so a machine loaded by others blurs them little.
 
     .venv/bin/python tests/bench/main_cpu_bench.py delivery   # pipelined vs one by one
     .venv/bin/python tests/bench/main_cpu_bench.py store      # direct DBAPI vs SQLAlchemy
-    .venv/bin/python tests/bench/main_cpu_bench.py writer     # BEGIN at once vs in a thread
     .venv/bin/python tests/bench/main_cpu_bench.py wire       # wire_form's CRLF check
     .venv/bin/python tests/bench/main_cpu_bench.py serve BASE_SRC NEW_SRC [SIZE SESSIONS N ROUNDS]
 
@@ -13,8 +12,6 @@ PIPELINING), 4 KiB messages, with and without PIPELINING used (the extension hid
 from the session). `store`: a batch of 5 messages stored (queue.insert_message and the
 writer's flush), their recipients' delivery results, and queue.transition's
 compare-and-set, with the writer's direct plans and with SQLAlchemy's execution.
-`writer`: the BatchWriter committing stored messages (SQLite, WAL, FULL), its BEGIN on
-the event loop at once vs through its thread (one thread hand-off per batch vs two).
 `wire`: relay/wire.wire_form against the three counts and replace it had before.
 `serve`: `guard serve` from two source trees (e.g. a `git archive` of main in BASE_SRC)
 alternating, smtp-source → guard → smtp-sink as relay_bench.py, CPU ms per message of
@@ -165,66 +162,6 @@ def store(rounds: int = 6) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def writer_begin(rounds: int = 12, batches: int = 150) -> None:
-    """BatchWriter on SQLite (WAL, FULL; on tmpfs): batches of 1 and 4 stored messages
-    committed, BEGIN at once on the event loop vs BEGIN through the writer's thread."""
-    from guard.store import queue as q
-    from guard.store.db import create_engine
-    from guard.store.schema import metadata
-    from guard.store.writer import BatchWriter
-
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-
-    async def run() -> None:
-        # on tmpfs if there is one: an fsync's kernel time, the same both ways and
-        # noisy on a shared disk, would hide the difference
-        tmp = Path(tempfile.mkdtemp(prefix="main-cpu-", dir=shm))
-        engine = create_engine(f"sqlite:///{tmp / 'x.db'}", statement_timeout=5.0)
-        async with engine.begin() as c:
-            await c.run_sync(metadata.create_all)
-        w = BatchWriter(engine)
-        w.start()
-        at_once = w._sqlite_begin_at_once
-        seq = iter(range(10**9))
-
-        def new(size: int) -> q.NewMessage:
-            return q.NewMessage(
-                id=f"id{next(seq)}", state="queued", mail_from="a@example.co.jp",
-                sender="a@example.co.jp", rcpt_tos=["b@example.co.jp"], data=b"x" * size,
-                trace_header=b"Received: x\r\n", client_ip="127.0.0.1", helo="h",
-                listener="trusted", subject="s", verdict={"action": "pass", "reasons": []},
-                actor="smtp:a", audit_detail={"size": size})
-
-        async def timed(loop_begin: bool, per: int, size: int) -> float:
-            w._sqlite_begin_at_once = at_once if loop_begin else (  # type: ignore[method-assign]
-                lambda: None)
-            msgs = [[new(size) for _ in range(per)] for _ in range(batches)]
-            t0 = time.process_time()
-            for batch in msgs:
-                await asyncio.gather(*(w.submit(
-                    lambda c, now, m=m: q.insert_message(c, now, m)) for m in batch))
-            return (time.process_time() - t0) / (batches * per) * 1e6
-
-        got: dict[str, list[float]]
-        for per, size in ((1, 4096), (4, 4096), (1, 102400), (4, 102400)):
-            print(f"batches of {per}, {size // 1024} KiB, CPU per message:")
-            order = [("BEGIN in the thread", False), ("BEGIN at once", True)]
-            got = {name: [] for name, _ in order}
-            for r in range(rounds):
-                for name, lb in (order if r % 2 == 0 else order[::-1]):
-                    got[name].append(await timed(lb, per, size))
-            for name, v in got.items():
-                print(f"  {name:34} median {statistics.median(v):8.1f} us  "
-                      f"{[round(x) for x in v]}")
-            d = [b - a for a, b in zip(*got.values(), strict=True)]
-            print(f"  {'paired difference':34} median {statistics.median(d):+8.1f} us")
-        await w.close()
-        await engine.dispose()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    asyncio.run(run())
-
-
 def wire(rounds: int = 9) -> None:
     """relay/wire.wire_form against its former self (three counts, then the replace)."""
     import base64
@@ -323,8 +260,6 @@ def main() -> int:
         store()
     elif what == "wire":
         wire()
-    elif what == "writer":
-        writer_begin()
     elif what == "serve" and len(sys.argv) >= 4:
         serve(sys.argv[2], sys.argv[3], *(int(a) for a in sys.argv[4:8]))
     else:
