@@ -20,7 +20,7 @@ from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from guard.config import UpstreamSettings
 from guard.relay.client import Upstream
-from guard.relay.wire import wire_form
+from guard.relay.wire import _crlf_clean, wire_form
 from tests.conftest import Sink, free_port, wait_for
 
 SMTP_SINK = shutil.which("smtp-sink", path="/usr/sbin:/usr/bin")
@@ -75,6 +75,28 @@ def test_wire_form_is_what_aiosmtplib_would_send() -> None:
     for data in cases:
         assert wire_form(data) == reference(data), data[:80]
     assert wire_form(b"Received: x\r\n", b".a\r\n") == reference(b"Received: x\r\n.a\r\n")
+
+
+def test_wire_form_on_long_lines_with_stray_line_ends() -> None:
+    """Lines long enough for wire.py's one-split CRLF check (and some too short for it),
+    a stray CR, LF or dot put anywhere: the same bytes as aiosmtplib, and the check says
+    what the three counts say."""
+    rnd = random.Random(1818)
+    strays = [b"\r", b"\n", b"\n\r", b"\r\r\n", b"\r\n\n", b".", b"\r\n.", b"\r\n"]
+    for _ in range(3000):
+        width = rnd.choice([1, 8, 31, 32, 33, 76, 200])
+        lines = [bytes(rnd.choice(b"ab.=") for _ in range(rnd.randrange(width + 1)))
+                 for _ in range(rnd.randrange(1, 60))]
+        data = bytearray(b"\r\n".join(lines) + rnd.choice([b"", b"\r\n"]))
+        for _ in range(rnd.choice([0, 0, 1, 2])):
+            at = rnd.randrange(len(data) + 1)
+            data[at:at] = rnd.choice(strays)
+        d = bytes(data)
+        crlf = d.count(b"\r\n")
+        assert _crlf_clean(d) == (d.count(b"\n") == crlf and d.count(b"\r") == crlf), d
+        assert wire_form(d) == reference(d), d[:80]
+        cut = rnd.randrange(len(d) + 1)
+        assert wire_form(d[:cut], d[cut:]) == reference(d)
 
 
 def _send_all(port: int) -> None:

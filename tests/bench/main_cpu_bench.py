@@ -4,6 +4,7 @@ of process time in one process, so a machine loaded by others blurs them little.
 
     .venv/bin/python tests/bench/main_cpu_bench.py delivery   # pipelined vs one by one
     .venv/bin/python tests/bench/main_cpu_bench.py store      # direct DBAPI vs SQLAlchemy
+    .venv/bin/python tests/bench/main_cpu_bench.py wire       # wire_form's CRLF check
     .venv/bin/python tests/bench/main_cpu_bench.py serve BASE_SRC NEW_SRC [SIZE SESSIONS N ROUNDS]
 
 `delivery`: one relay/client.Upstream session to Postfix's smtp-sink (which offers
@@ -11,6 +12,7 @@ PIPELINING), 4 KiB messages, with and without PIPELINING used (the extension hid
 from the session). `store`: a batch of 5 messages stored (queue.insert_message and the
 writer's flush), their recipients' delivery results, and queue.transition's
 compare-and-set, with the writer's direct plans and with SQLAlchemy's execution.
+`wire`: relay/wire.wire_form against the three counts and replace it had before.
 `serve`: `guard serve` from two source trees (e.g. a `git archive` of main in BASE_SRC)
 alternating, smtp-source → guard → smtp-sink as relay_bench.py, CPU ms per message of
 the main process, the SMTP front and the whole tree (extraction workers included).
@@ -160,6 +162,44 @@ def store(rounds: int = 6) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def wire(rounds: int = 9) -> None:
+    """relay/wire.wire_form against its former self (three counts, then the replace)."""
+    import base64
+
+    from aiosmtplib.protocol import normalize_message_line_endings
+
+    from guard.relay.wire import wire_form
+
+    def counts(data: bytes) -> bytes:
+        crlf = data.count(b"\r\n")
+        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+            data = normalize_message_line_endings(data)
+        if data[:1] == b".":
+            data = b"." + data
+        data = data.replace(b"\r\n.", b"\r\n..")
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        return data + b".\r\n"
+
+    head = b"Received: from x by y; date\r\nFrom: <a@example.co.jp>\r\nSubject: x\r\n\r\n"
+    b64 = base64.encodebytes(os.urandom(75_000)).replace(b"\n", b"\r\n")
+    msgs = {"100 KiB base64": head + b64, "4 KiB": head + (b"x" * 76 + b"\r\n") * 52,
+            "100 KiB text, dots": head + b"Hello. A line of text. Another one.\r\n" * 2800,
+            "100 KiB lines of 4": head + b"a.\r\n" * 25_000}
+    for name, data in msgs.items():
+        assert wire_form(data) == counts(data)
+        n = max(20, 2_000_000 // len(data))
+
+        def timed(f: Callable[[bytes], bytes], data: bytes = data, n: int = n) -> float:
+            t0 = time.process_time()
+            for _ in range(n):
+                f(data)
+            return (time.process_time() - t0) / n * 1e6
+        print(f"wire_form, {name}, CPU per message:")
+        _paired({"three counts + replace": lambda: timed(counts),
+                 "one split + regex": lambda: timed(wire_form)}, rounds)
+
+
 def serve(base: str, new: str, size: int = 4096, sessions: int = 10, count: int = 2000,
           rounds: int = 6) -> None:
     sys.path.insert(0, str(HERE))
@@ -218,6 +258,8 @@ def main() -> int:
         delivery()
     elif what == "store":
         store()
+    elif what == "wire":
+        wire()
     elif what == "serve" and len(sys.argv) >= 4:
         serve(sys.argv[2], sys.argv[3], *(int(a) for a in sys.argv[4:8]))
     else:
