@@ -464,6 +464,7 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
             raise RuntimeError(f"postfix did not start: {e}: "
                                f"{pf.log.read_text(errors='replace')[-800:]}") from e
         return Relay(pf, port, pf.log)
+    dropdb = ""
     if variant == "b":
         cmd = [sys.executable, str(BARE), "--listen", f"{HOST}:{port}",
                "--upstream", f"{HOST}:{sink_port}", "--db", str(tmp / "bare.db")]
@@ -473,7 +474,7 @@ def start_relay(variant: str, tmp: Path, sink_port: int, use_uvloop: bool,
     else:
         cmd = guard_cmd()
         web_port = free_port()
-        db_url, dropdb = f"sqlite:///{tmp / 'guard.db'}", ""
+        db_url = f"sqlite:///{tmp / 'guard.db'}"
         if database:  # --database: the same server, a fresh database per relay
             db_url, dropdb = fresh_database(database, tmp)
         env = guard_env(tmp, port, web_port, sink_port, db_url)
