@@ -321,3 +321,25 @@ def test_an_attachment_named_like_a_signature_is_no_hiding_place(run: Any) -> No
                        filename="list.signature")
     _, findings = run(msg.as_bytes())
     assert "attachment:list.signature" in places(findings, "pii.records")
+
+
+def test_notice_lines_lists_each_line_once_however_many_words_it_holds() -> None:
+    from guard.mail.bodyparts import _notice_lines
+
+    text = "\n".join(["密" * 299] * 50 + ["plain", "Confidential and privileged: confidential"])
+    assert _notice_lines(text, 10_000) == [*range(50), 51]
+    assert _notice_lines(text, 3) == [0, 1, 2]
+
+
+def test_an_overlong_paragraph_of_notice_lines_is_read_as_before() -> None:
+    """Every line of a long quoted paragraph holds a notice word: the paragraph is
+    longer than a notice and stays text (skipped whole once, not walked from each line),
+    while a notice of its own below it is still found."""
+    notice = ("This e-mail is confidential and may be privileged. If you are not the "
+              "intended recipient, please notify the sender and delete it.")
+    from guard.mail.bodyparts import DISCLAIMER, QUOTED, segment
+
+    body = "\n".join(["> This is confidential."] * 300 + ["", notice, ""])
+    parts = segment(body)
+    assert [p.part for p in parts if "This is confidential" in p.text] == [QUOTED]
+    assert any(p.part == DISCLAIMER and "intended recipient" in p.text for p in parts)

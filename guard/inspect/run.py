@@ -9,15 +9,13 @@ so `guard policy test` and `replay` call exactly the same functions.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from guard.inspect.context import InspectContext
 from guard.inspect.customers import detect_customer_mismatch
 from guard.inspect.envelope import detect_bcc_only, detect_bulk, detect_client
 from guard.inspect.finding import Finding
+from guard.inspect.gcpause import collections_paused
 from guard.inspect.keywords import detect_keywords
 from guard.inspect.pii.detect import PiiLimits, scan
 from guard.inspect.pii.normalize import normalize
@@ -92,26 +90,12 @@ def problem_findings(view: MessageView) -> list[Finding]:
 PII_LIMITS = PiiLimits(max_scan_cells=20_000, max_scan_values=20_000)
 
 
-@contextmanager
-def _no_collections() -> Iterator[None]:
-    """The cyclic garbage collector paused: the detectors make hits, values and records
-    by the hundred thousand (no cycles among them: reference counts free them), which
-    set off full collections that walk every object of the process, the message's
-    tables and texts included: ~25-30 % of the detectors' CPU on a 5 MB xlsx, one
-    collection ~80 ms (as guard.inspect.isolate.wire pauses it to build rows)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def text_findings(view: MessageView, ctx: InspectContext) -> list[Finding]:
     """Everything that reads the texts and tables (the extraction worker runs this on
     each part it reads, so the texts never have to travel back to the main process)."""
-    with _no_collections():
+    # the collector paused: the detectors make hits and values by the hundred thousand
+    # (~25-30 % of their CPU on a 5 MB xlsx went to full collections)
+    with collections_paused():
         return _text_findings(view, ctx)
 
 

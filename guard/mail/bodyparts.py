@@ -403,8 +403,12 @@ def _disclaimer_lines(lines: list[str], heads: list[str], labels: list[str],
         if (i == 0 or blank(i - 1)) and (j == n or blank(j)):  # the whole paragraph
             mark(i, j)
             done = j
-        else:  # more lines than a notice has
-            done = k + 1
+        else:  # more lines than a notice has: so has every line of this paragraph,
+            # which is skipped whole (walked again from each notice line, a long quoted
+            # paragraph of notice words cost ~80 lines a line)
+            while j < n and not blank(j):
+                j += 1
+            done = j
 
 
 # Blank lines below which every paragraph is read rather than found from its words
@@ -428,12 +432,16 @@ def _notice_lines(text: str, n: int) -> list[int] | None:
     # words at the text's positions (str.lower of Japanese text cost ~5 times as much)
     lowered = text.encode("ascii", "replace").lower()
     found: list[int] = []
-    for where, words in ((lowered, _EN_NOTICE_BYTES), (text, _JA_NOTICE_CHARS)):
+    for where, words, eol in ((lowered, _EN_NOTICE_BYTES, b"\n"),
+                              (text, _JA_NOTICE_CHARS, "\n")):
         for word in words:
             pos = where.find(word)  # type: ignore[arg-type]
             while pos >= 0:
                 found.append(pos)
-                pos = where.find(word, pos + 1)  # type: ignore[arg-type]
+                # one hit a line is enough: on from the line's end (a line of 密 × 300
+                # kept 300 positions to sort)
+                end = where.find(eol, pos)  # type: ignore[arg-type]
+                pos = -1 if end < 0 else where.find(word, end + 1)  # type: ignore[arg-type]
     out: list[int] = []
     line = last = 0
     for pos in sorted(found):

@@ -249,6 +249,22 @@ def test_rows_counted_without_the_csv_reader_equal_its_count(delimiter: str) -> 
         assert fast == (sum(any(c.strip() for c in row) for row in reader), ""), repr(text)
 
 
+def test_a_tsv_line_of_many_tabs_is_counted_not_backtracked() -> None:
+    """A tab is whitespace and the TSV's delimiter: 60 empty columns before a value once
+    cost 2^60 tries. Run in a thread, so that a regression fails here, not hangs."""
+    import threading
+
+    from guard.inspect.readers.csvfile import _count_rows
+
+    text = "a\tb\n" + "\t" * 60 + "x\n" + "\t" * 60 + "\n" + "\t" * 5000 + "y\n"
+    out: list[tuple[int, str]] = []
+    worker = threading.Thread(target=lambda: out.append(_count_rows(text, 0, None, "\t")),
+                              daemon=True)
+    worker.start()
+    worker.join(30)  # a hang detector, not a timing target: the count takes microseconds
+    assert out == [(3, "")]
+
+
 def test_tsv_and_iso2022jp_text() -> None:
     ex = extract(att("a.tsv", "氏名\t電話\n山田\t090-1111-2222\n".encode("cp932")))
     assert ex.tables[0].rows[1] == ["山田", "090-1111-2222"]

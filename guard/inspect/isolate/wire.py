@@ -11,11 +11,11 @@ for a 400k-row table as lists of str, ~100 ms for decoding its text from UTF-8. 
 from __future__ import annotations
 
 import codecs
-import gc
 from dataclasses import dataclass
 from typing import Any
 
 from guard.inspect.extract import Extracted
+from guard.inspect.gcpause import collections_paused
 from guard.mail.message import MessageView, Table, TextChunk
 
 _US = "\x1f"  # between cells
@@ -86,12 +86,7 @@ def unpack(packed: Packed) -> Any:
     # Building 100k+ row lists would trigger several full (generation 2) collections,
     # each walking every object in the process with the GIL held (~50-100 ms apiece,
     # measured). The rows only reference str objects, which cannot form cycles.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collections_paused():
         obj.tables = [Table(where, _unpack_rows(data), more)
                       for where, data, more in packed.tables]
-    finally:
-        if was_enabled:
-            gc.enable()
     return obj
