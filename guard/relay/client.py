@@ -98,6 +98,18 @@ def _classify(code: int) -> str:
     return _refusal(code)
 
 
+def _unusable_sender(e: ValueError) -> Outcome:
+    return Outcome(553, f"5.1.7 unusable sender address: {e}", "failed", replied=False)
+
+
+def _unusable_recipient(e: ValueError) -> Outcome:
+    return Outcome(553, f"5.1.3 unusable recipient address: {e}", "failed", replied=False)
+
+
+def _lost_during_rcpt(e: object) -> Outcome:
+    return Outcome(421, f"4.4.2 connection lost during RCPT: {e}", "deferred", replied=False)
+
+
 def _refusal(code: int) -> str:
     """A reply that refused a step (MAIL not 250, DATA not 354, RCPT not 250/251, the
     final dot not 250): failed if 5xx, else deferred — never delivered, even when an odd
@@ -175,32 +187,24 @@ class Upstream:
             return await self._send_pipelined(smtp, mail_from, rcpts, data, options)
         try:
             await smtp.mail(mail_from, options=options)
-        except aiosmtplib.SMTPSenderRefused as e:
-            await _rset(smtp)
-            return [Outcome(e.code, e.message, _refusal(e.code))] * len(rcpts)
-        except aiosmtplib.SMTPResponseException as e:
+        except aiosmtplib.SMTPResponseException as e:  # SMTPSenderRefused among them
             await _rset(smtp)
             return [Outcome(e.code, e.message, _refusal(e.code))] * len(rcpts)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError) as e:
             raise UpstreamUnavailable(f"disconnected before MAIL: {e}") from e
         except ValueError as e:  # CR/LF/NUL/<> in an address (aiosmtplib ≥ 5.1.1)
-            return [Outcome(553, f"5.1.7 unusable sender address: {e}", "failed", replied=False)
-                    ] * len(rcpts)
+            return [_unusable_sender(e)] * len(rcpts)
         results: list[Outcome | None] = []
         for rcpt in rcpts:
             try:
                 resp = await smtp.rcpt(rcpt)
                 results.append(Outcome(resp.code, resp.message, _classify(resp.code)))
-            except aiosmtplib.SMTPRecipientRefused as e:
-                results.append(Outcome(e.code, e.message, _classify(e.code)))
-            except aiosmtplib.SMTPResponseException as e:
+            except aiosmtplib.SMTPResponseException as e:  # SMTPRecipientRefused among them
                 results.append(Outcome(e.code, e.message, _classify(e.code)))
             except ValueError as e:
-                results.append(Outcome(553, f"5.1.3 unusable recipient address: {e}", "failed",
-                                       replied=False))
+                results.append(_unusable_recipient(e))
             except (aiosmtplib.SMTPException, OSError) as e:
-                return [Outcome(421, f"4.4.2 connection lost during RCPT: {e}", "deferred",
-                                replied=False)] * len(rcpts)
+                return [_lost_during_rcpt(e)] * len(rcpts)
         accepted = [i for i, r in enumerate(results) if r and r.outcome == "delivered"]
         if not accepted:
             await _rset(smtp)
@@ -209,9 +213,7 @@ class Upstream:
             # as is, not re-encoded by SMTP.data (see relay/wire.py)
             resp = await send_data(smtp, wire_form(data), self.settings.data_timeout)
             final = Outcome(resp.code, resp.message, _classify(resp.code))
-        except aiosmtplib.SMTPDataError as e:
-            final = Outcome(e.code, e.message, _classify(e.code))
-        except aiosmtplib.SMTPResponseException as e:
+        except aiosmtplib.SMTPResponseException as e:  # SMTPDataError among them
             final = Outcome(e.code, e.message, _classify(e.code))
         except (aiosmtplib.SMTPException, OSError) as e:
             final = _no_final_reply(e)
@@ -229,8 +231,7 @@ class Upstream:
         try:
             commands = [command(b"MAIL", mail_from, options)]
         except ValueError as e:  # CR/LF/NUL/<> in an address: nothing is sent
-            return [Outcome(553, f"5.1.7 unusable sender address: {e}", "failed", replied=False)
-                    ] * n
+            return [_unusable_sender(e)] * n
         results: list[Outcome | None] = [None] * n
         sent: list[int] = []  # the recipients whose RCPT is in the group
         for i, rcpt in enumerate(rcpts):
@@ -238,8 +239,7 @@ class Upstream:
                 commands.append(command(b"RCPT", rcpt))
                 sent.append(i)
             except ValueError as e:
-                results[i] = Outcome(553, f"5.1.3 unusable recipient address: {e}", "failed",
-                                     replied=False)
+                results[i] = _unusable_recipient(e)
         if sent:
             commands.append(b"DATA\r\n")
         try:
@@ -290,14 +290,12 @@ class Upstream:
             except aiosmtplib.SMTPResponseException as e:
                 r = aiosmtplib.SMTPResponse(e.code, e.message)
             except (aiosmtplib.SMTPException, OSError) as e:
-                return [Outcome(421, f"4.4.2 connection lost during RCPT: {e}", "deferred",
-                                replied=False)] * n, False
+                return [_lost_during_rcpt(e)] * n, False
             results[i] = Outcome(r.code, r.message, _classify(r.code))
             if r.code == SERVICE_CLOSING:  # aiosmtplib closes the session on a 421
                 smtp.close()
                 if i != n - 1:  # and the next RCPT finds it closed
-                    return [Outcome(421, "4.4.2 connection lost during RCPT: Server not "
-                                    "connected", "deferred", replied=False)] * n, False
+                    return [_lost_during_rcpt("Server not connected")] * n, False
         accepted = {i for i, r in enumerate(results) if r and r.outcome == "delivered"}
         final: Outcome | None = None
         if sent and smtp.is_connected:

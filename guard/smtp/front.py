@@ -250,22 +250,21 @@ class RemoteAcceptor:
         payload = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
         head = _FRAME.pack(rid, len(payload), len(data)) + payload
         async with self._sending:
-            if len(data) <= _PART:
-                # one write (one send, one wake-up of the main process), not two
-                if self._writer.is_closing():
-                    raise ConnectionError("the main process is gone")
-                self._writer.write(head + data)
-                await self._writer.drain()
-                return
-            self._writer.write(head)
             view = memoryview(data)
-            for at in range(0, len(data), _PART):
+            # the head goes with the first part: a message of one part (most mail) is one
+            # send and one wake-up of the main process; a larger one follows part by
+            # part, without a copy of the message
+            piece: bytes | memoryview = head + view[:_PART]
+            at = _PART
+            while True:
                 if self._writer.is_closing():
                     raise ConnectionError("the main process is gone")
-                self._writer.write(view[at:at + _PART])  # no copy of the message
+                self._writer.write(piece)
                 await self._writer.drain()
+                if at >= len(data):
+                    return
                 await asyncio.sleep(0)  # drain returns at once while below its mark
-            await self._writer.drain()
+                piece, at = view[at:at + _PART], at + _PART
 
     async def run(self) -> None:
         """Reads replies until the main process says stop or goes away."""
