@@ -24,8 +24,8 @@ import re2
 
 from guard.inspect.context import InspectContext, KeywordRule
 from guard.inspect.finding import Finding
-from guard.inspect.pii.normalize import normalize
 from guard.mail.bodyparts import WHOLE, body_part, part_of
+from guard.mail.nfkc import normalize
 
 __all__ = [
     "AttachmentLike",
@@ -78,7 +78,7 @@ class KeywordView(Protocol):
 
 def nfkc(text: str) -> str:
     """NFKC, applied only to the runs of characters it can change (the same text:
-    guard.inspect.pii.normalize); the same object when nothing changes. On Japanese
+    guard.mail.nfkc); the same object when nothing changes. On Japanese
     text with a few full-width characters, whole-text NFKC (and is_normalized) takes
     the slow path over all of it: ~2.5x the time on a 17 M-character Word roster."""
     return normalize(text)

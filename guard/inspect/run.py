@@ -18,7 +18,6 @@ from guard.inspect.finding import Finding
 from guard.inspect.gcpause import collections_paused
 from guard.inspect.keywords import detect_keywords
 from guard.inspect.pii.detect import PiiLimits, scan
-from guard.inspect.pii.normalize import normalize
 from guard.inspect.ppap import detect_ppap_password
 from guard.inspect.recipients import (
     detect_external_orgs,
@@ -31,6 +30,7 @@ from guard.inspect.recipients import (
 )
 from guard.mail.bodyparts import split_bodies
 from guard.mail.message import MessageView
+from guard.mail.nfkc import normalize
 from guard.mail.view import TextChunk
 
 # problem code → (Japanese, English) for people

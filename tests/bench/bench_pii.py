@@ -42,7 +42,7 @@ from guard.inspect.pii.checkdigits import (  # noqa: E402
     my_number_check_digit,
 )
 from guard.inspect.pii.detect import PiiLimits, scan_texts  # noqa: E402
-from guard.inspect.pii.normalize import normalize  # noqa: E402
+from guard.mail.nfkc import normalize  # noqa: E402
 
 IMPORT_SECONDS = time.process_time() - _t0
 

@@ -61,16 +61,21 @@ def main() -> int:
     _load_before(old_root)
     sides = []
     for pkg in ("guard_before", "guard"):
-        sides.append({m: importlib.import_module(f"{pkg}.{m}") for m in (
-            "inspect.pii.scan", "inspect.pii.hits", "inspect.pii.detect", "inspect.owndata",
-            "inspect.pii.normalize")})
+        side = {m: importlib.import_module(f"{pkg}.{m}") for m in (
+            "inspect.pii.scan", "inspect.pii.hits", "inspect.pii.detect", "inspect.owndata")}
+        # NFKC moved from inspect.pii.normalize to mail.nfkc (an older checkout has the one)
+        try:
+            side["nfkc"] = importlib.import_module(f"{pkg}.mail.nfkc")
+        except ModuleNotFoundError:
+            side["nfkc"] = importlib.import_module(f"{pkg}.inspect.pii.normalize")
+        sides.append(side)
 
     def run(side: dict[str, Any], text: str, rows: list[list[str]], own: bool,
             max_values: int) -> object:
         hits_mod, scan_mod, det = (side["inspect.pii.hits"], side["inspect.pii.scan"],
                                    side["inspect.pii.detect"])
         settings = hits_mod.ScanSettings(today=date(2026, 12, 7))
-        norm = side["inspect.pii.normalize"].normalize(text)
+        norm = side["nfkc"].normalize(text)
         hits = [astuple(h) for h in scan_mod.scan_normalized(norm, settings)]
         od = side["inspect.owndata"]
         owned = od.OwnContacts(

@@ -16,7 +16,7 @@ from guard.inspect.pii.checkdigits import is_valid_card, is_valid_my_number, my_
 from guard.inspect.pii.context_words import classify_header
 from guard.inspect.pii.dates import era_year_to_gregorian
 from guard.inspect.pii.detect import PiiLimits, scan, scan_tables, scan_texts, value_key
-from guard.inspect.pii.normalize import NFKC_SAFE_RANGES, normalize
+from guard.mail.nfkc import NFKC_SAFE_RANGES, normalize
 
 LIMITS = PiiLimits(today=date(2026, 11, 1))
 HOLD_MY_NUMBER = 0.85  # where the example policy acts

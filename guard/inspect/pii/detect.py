@@ -96,11 +96,11 @@ from guard.inspect.pii.hits import (
     accept,
 )
 from guard.inspect.pii.masks import mask, value_key
-from guard.inspect.pii.normalize import normalize
 from guard.inspect.pii.scan import line_groups, scan_normalized
 from guard.inspect.pii.tables import PeopleList, TableText, table_text
 from guard.inspect.pii.texttables import find_tables as tables_in
 from guard.mail.bodyparts import SIGNATURE, WHOLE, body_part, part_of
+from guard.mail.nfkc import normalize
 
 __all__ = [
     "PiiLimits",

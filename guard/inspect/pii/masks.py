@@ -15,8 +15,8 @@ from guard.inspect.pii.hits import (
     PHONE,
     POSTAL,
 )
-from guard.inspect.pii.normalize import normalize
 from guard.inspect.pii.numbers import NON_DIGIT
+from guard.mail.nfkc import normalize
 
 
 def _group4(s: str) -> str:

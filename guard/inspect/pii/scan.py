@@ -3,7 +3,7 @@
 Pipeline per text (Presidio's model, with changes: a character window for context,
 negative context, no "checksum alone = certain"):
 
-1. NFKC-normalise (guard.inspect.pii.normalize), only where the text has characters
+1. NFKC-normalise (guard.mail.nfkc), only where the text has characters
    NFKC changes.
 2. ONE google-re2 pass finds candidates and context words (guard.inspect.pii.candidates).
 3. Python validates each candidate (check digits, phonenumbers, real dates: the digit

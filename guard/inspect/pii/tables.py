@@ -25,7 +25,7 @@ from datetime import date
 from guard.inspect.pii.cells import TYPED_CELL_CLASSES, scan_cell
 from guard.inspect.pii.context_words import classify_header
 from guard.inspect.pii.hits import Hit
-from guard.inspect.pii.normalize import normalize
+from guard.mail.nfkc import normalize
 
 CELL_SEPARATOR = "\x1f"
 _LINE_BREAKS = re.compile(r"[\r\n\x1f\x0b\x0c\u2028\u2029\x85]+")
